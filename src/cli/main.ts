@@ -1,0 +1,255 @@
+/**
+ * The command line: argv → options → the pipeline → output. The only place that exits.
+ *
+ *   patchsafe                      inventory of the live host
+ *   patchsafe check [INPUT…]       decide; no INPUT = capture the live host
+ *   patchsafe capture -o FILE      write the live host as a native JSON capture (0600)
+ *   patchsafe synth --tasks N …    generate a large /proc dump from real stacks
+ *
+ * Exit: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
+ */
+import { closeSync, constants as fsc, lstatSync, openSync, writeSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { check, type CheckResult } from "../check.js";
+import type { DecideOptions } from "../decide/livepatch.js";
+import { PatchsafeError } from "../errors.js";
+import { captureToNativeJson } from "../ingest/nativeJson.js";
+import type { Capture } from "../model.js";
+import { emptyPatch, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
+import { buildInventory, inventoryText } from "../report/inventory.js";
+import { toJsonReport } from "../report/json.js";
+import { toTextReport } from "../report/text.js";
+import type { SymbolTable } from "../symbols/table.js";
+import { VERSION } from "../version.js";
+import { generateProcDumpTo } from "../generate/procDump.js";
+import { readCaptureFile, readSymbolFile, readTextFile, type InputFormat } from "../node/io.js";
+import { captureLive, livePatchState } from "../node/live.js";
+import { loadWasmScannerSync } from "../node/wasm.js";
+
+export const EXIT = { safe: 0, blocked: 1, error: 2, undecided: 3 } as const;
+
+const HELP = `patchsafe ${VERSION}: is it safe to apply a kernel live patch now, and who blocks it?
+
+Usage:
+  patchsafe                         inventory of the live host: what is on stacks now
+  patchsafe check [INPUT…] [options]
+                                    decide for a patch; no INPUT checks the live host,
+                                    '-' reads standard input
+  patchsafe capture -o FILE         save the live host as a patchsafe JSON capture (mode 0600)
+  patchsafe synth --tasks N [--seed S] [--from CAPTURE] -o FILE
+                                    generate a /proc stack dump by resampling real stacks
+
+Patch (check):
+  --func [OBJECT:]NAME[,SYMPOS]     a function the patch replaces (repeatable)
+  --range 0xLO-0xHI                 a raw half-open address range (needs --kallsyms)
+  --patch FILE                      the patch as JSON: {name, replace, objects:[{name, funcs:[…]}]}
+
+Input (check):
+  --kallsyms FILE                   /proc/kallsyms or System.map of the same boot
+                                    (default for the live host: /proc/kallsyms)
+  --format auto|proc|json           force the input format (default auto)
+
+Decision (check):
+  --model livepatch                 consistency model (kpatch and quiesce: not yet)
+  --partial-ok                      decide over the tasks that were read when the capture is partial
+  --strict                          every warning that weakens "safe" makes it "undecided"
+  --json                            one JSON object on stdout (schema 1)
+  -v, -vv                           list every task; -vv adds undecided tasks' stacks
+
+Not yet supported (exit 2): --revert, --applied, --model kpatch|quiesce, several INPUTs.
+
+Exit status: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
+`;
+
+class Output {
+  out: string[] = [];
+  err: string[] = [];
+}
+
+function usage(msg: string): never {
+  throw new PatchsafeError("E_USAGE", `${msg} (patchsafe --help)`);
+}
+
+function exitFor(r: CheckResult): number {
+  return EXIT[r.verdict.verdict];
+}
+
+/** Writes a file only if it does not exist or is a regular file; never through a symlink. */
+function writePrivate(path: string, data: string): void {
+  try {
+    const st = lstatSync(path);
+    if (st.isSymbolicLink() || !st.isFile()) throw new PatchsafeError("E_IO", "refusing to write through a symlink or over a non-regular file", { file: path });
+  } catch (e) {
+    if (e instanceof PatchsafeError) throw e;
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
+  } catch (e) {
+    throw new PatchsafeError("E_IO", `cannot write: ${e instanceof Error ? e.message : String(e)}`, { file: path });
+  }
+  try {
+    writeSync(fd, data);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function runCheck(args: string[], o: Output): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      func: { type: "string", multiple: true },
+      range: { type: "string", multiple: true },
+      patch: { type: "string" },
+      applied: { type: "string", multiple: true },
+      kallsyms: { type: "string" },
+      model: { type: "string" },
+      revert: { type: "boolean" },
+      format: { type: "string" },
+      "partial-ok": { type: "boolean" },
+      strict: { type: "boolean" },
+      json: { type: "boolean" },
+      verbose: { type: "boolean", short: "v", multiple: true },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    o.out.push(HELP);
+    return 0;
+  }
+  const model = values.model ?? "livepatch";
+  if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
+  if (model !== "livepatch") throw new PatchsafeError("E_UNSUPPORTED", `--model ${model} is not supported yet: only the livepatch model is implemented`);
+  if (values.revert) throw new PatchsafeError("E_UNSUPPORTED", "--revert is not supported yet");
+  if (values.applied !== undefined) throw new PatchsafeError("E_UNSUPPORTED", "--applied (patch stacks) is not supported yet");
+  const format = (values.format ?? "auto") as InputFormat;
+  if (!["auto", "proc", "json"].includes(format)) usage(`--format ${values.format}: expected auto, proc or json`);
+  if (positionals.length > 1) throw new PatchsafeError("E_UNSUPPORTED", "several INPUTs (a series for prediction, or --merge) are not supported yet: give one capture");
+
+  const patch: PatchSpec = values.patch !== undefined ? parsePatchFile(readTextFile(values.patch), values.patch) : emptyPatch();
+  for (const f of values.func ?? []) patch.funcs.push(parseFuncArg(f));
+  for (const r of values.range ?? []) patch.ranges.push(parseRangeArg(r));
+  if (patch.funcs.length === 0 && patch.ranges.length === 0) usage("nothing to check: give --func, --range or --patch");
+
+  let capture: Capture;
+  let symbols: SymbolTable | null = null;
+  if (positionals.length === 0) {
+    const state = livePatchState();
+    if (state.livepatches.length > 0 || state.kpatch.length > 0) {
+      throw new PatchsafeError(
+        "E_UNSUPPORTED",
+        `this host has enabled live patches (${[...state.livepatches, ...state.kpatch].join(", ")}): checking against a patch stack is not supported yet`,
+      );
+    }
+    symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
+    capture = captureLive();
+  } else {
+    capture = readCaptureFile(positionals[0], format).capture;
+    if (values.kallsyms !== undefined) symbols = readSymbolFile(values.kallsyms);
+    else capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
+  }
+  if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
+  const options: Partial<DecideOptions> = { model, direction: "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
+  const result = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options });
+  if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result), null, 2)}\n`);
+  else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }));
+  return exitFor(result);
+}
+
+function runInventory(args: string[], o: Output): number {
+  const { values } = parseArgs({ args, strict: true, allowPositionals: false, options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" }, version: { type: "boolean" } } });
+  if (values.help) {
+    o.out.push(HELP);
+    return 0;
+  }
+  if (values.version) {
+    o.out.push(`patchsafe ${VERSION}\n`);
+    return 0;
+  }
+  const cap = captureLive();
+  const inv = buildInventory(cap);
+  if (values.json) o.out.push(`${JSON.stringify({ schema: 1, host: cap.host, complete: cap.complete, completeness: cap.completeness, ...inv }, null, 2)}\n`);
+  else o.out.push(inventoryText(cap, inv));
+  return 0;
+}
+
+function runCapture(args: string[], o: Output): number {
+  const { values } = parseArgs({ args, strict: true, options: { output: { type: "string", short: "o" } } });
+  if (values.output === undefined) usage("capture needs -o FILE");
+  const cap = captureLive();
+  writePrivate(values.output, captureToNativeJson(cap));
+  o.err.push(`patchsafe: wrote ${cap.tasks.length} threads to ${values.output} (mode 0600: a capture reveals what runs on the host)\n`);
+  return 0;
+}
+
+function runSynth(args: string[], o: Output): number {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { tasks: { type: "string" }, seed: { type: "string" }, from: { type: "string" }, output: { type: "string", short: "o" } },
+  });
+  const tasks = Number(values.tasks);
+  if (!Number.isSafeInteger(tasks) || tasks < 1) usage("synth needs --tasks N (a positive integer)");
+  const seed = values.seed === undefined ? 1 : Number(values.seed);
+  if (!Number.isSafeInteger(seed)) usage("--seed must be an integer");
+  if (values.output === undefined) usage("synth needs -o FILE");
+  const source = values.from === undefined ? captureLive() : readCaptureFile(values.from).capture;
+  let fd: number;
+  try {
+    fd = openSync(values.output, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
+  } catch (e) {
+    throw new PatchsafeError("E_IO", `cannot write: ${e instanceof Error ? e.message : String(e)}`, { file: values.output });
+  }
+  let distinctFrameShare: number;
+  try {
+    ({ distinctFrameShare } = generateProcDumpTo(source, { tasks, seed }, (piece) => {
+      writeSync(fd, piece);
+    }));
+  } finally {
+    closeSync(fd);
+  }
+  o.err.push(`patchsafe: wrote ${tasks} tasks to ${values.output}; ${(distinctFrameShare * 100).toFixed(2)}% of frame lines are distinct\n`);
+  return 0;
+}
+
+/** Runs the CLI and returns the exit status with what to print (tests call this in-process). */
+export function run(argv: string[]): { status: number; stdout: string; stderr: string } {
+  const o = new Output();
+  let status: number;
+  try {
+    const [cmd, ...rest] = argv;
+    if (cmd === undefined) status = runInventory([], o);
+    else if (cmd === "--help" || cmd === "-h" || cmd === "help") {
+      o.out.push(HELP);
+      status = 0;
+    } else if (cmd === "--version" || cmd === "-V") {
+      o.out.push(`patchsafe ${VERSION}\n`);
+      status = 0;
+    } else if (cmd === "check") status = runCheck(rest, o);
+    else if (cmd === "capture") status = runCapture(rest, o);
+    else if (cmd === "synth") status = runSynth(rest, o);
+    else if (cmd === "inventory" || cmd.startsWith("-")) status = runInventory(cmd === "inventory" ? rest : argv, o);
+    else usage(`unknown command ${JSON.stringify(cmd)}`);
+  } catch (e) {
+    status = EXIT.error;
+    if (e instanceof PatchsafeError) o.err.push(`patchsafe: ${e.describe()}\n`);
+    else if (e instanceof TypeError && "code" in e && String((e as { code: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
+      o.err.push(`patchsafe: ${e.message} (patchsafe --help)\n`);
+    } else {
+      o.err.push(`patchsafe: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+      if (process.env.PATCHSAFE_DEBUG && e instanceof Error) o.err.push(`${e.stack}\n`);
+    }
+  }
+  return { status, stdout: o.out.join(""), stderr: o.err.join("") };
+}
+
+export function main(): void {
+  const r = run(process.argv.slice(2));
+  if (r.stderr) process.stderr.write(r.stderr);
+  process.stdout.write(r.stdout, () => {
+    process.exitCode = r.status;
+  });
+}

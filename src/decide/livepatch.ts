@@ -1,0 +1,501 @@
+/**
+ * The livepatch model, apply direction (SPEC §3; kernel/livepatch/transition.c
+ * `klp_try_switch_task` → `klp_check_and_switch_task` → `klp_check_stack`).
+ *
+ * Each task is run through an ordered rule table. Every rule that matches is recorded (reports
+ * explain with them; a mutation test drops one rule at a time); the first decides the outcome.
+ * The host verdict is then bounded by what the capture can prove (completeness, hidden frames).
+ */
+import { FrameFlag, type Capture, type Reason, type Task } from "../model.js";
+import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
+import type { ScanHits } from "../scan/types.js";
+import { FrameStatus, type ResolvedFrames } from "../symbols/resolve.js";
+import type { SymbolTable } from "../symbols/table.js";
+import { symbolAddress } from "../symbols/table.js";
+import {
+  frameName,
+  IDLE_LOOP,
+  isKnownBottom,
+  isParkable,
+  NEVER_RETURNS,
+  NOTRACE,
+  realChain,
+  type TaskKind,
+  taskKind,
+  TRAMPOLINES,
+} from "./kinds.js";
+import type { Blocker, Direction, Model, Remedy, RuleMatch, TaskOutcome, Verdict } from "./verdict.js";
+
+export interface DecideOptions {
+  model: Model;
+  direction: Direction;
+  /** Decide over the tasks that were read even though the capture is partial. */
+  partialOk: boolean;
+  /** Every warning that weakens `safe` makes it `undecided`. */
+  strict: boolean;
+}
+
+export interface DecideInput {
+  capture: Capture;
+  table: SymbolTable | null;
+  resolved: ResolvedFrames;
+  ranges: RangeTable;
+  hits: ScanHits;
+}
+
+/** Everything a rule may look at for one task. */
+export interface TaskContext {
+  cap: Capture;
+  task: Task;
+  index: number;
+  kind: TaskKind;
+  chain: number[];
+  /** Hits on this task: [frame, range index]. */
+  hits: [number, number][];
+  input: DecideInput;
+  opts: DecideOptions;
+  /** A blocking range overlaps .sched.text/.spinlock.text and the walker hides those frames. */
+  hiddenOverlap: string | null;
+}
+
+export interface Rule {
+  code: string;
+  /** Returns the matches of this rule for the task (empty: the rule does not apply). */
+  test(ctx: TaskContext): RuleMatch[];
+}
+
+const m = (code: string, message: string, frame: number | null = null, func: number | null = null, kernelSees = false): RuleMatch => ({
+  code,
+  message,
+  frame,
+  func,
+  kernelSees,
+});
+
+function funcLabel(ranges: RangeTable, fi: number): string {
+  const f = ranges.functions[fi];
+  if (f.name === null) {
+    const r = f.ranges[0];
+    return `range 0x${r.start.toString(16)}-0x${r.end.toString(16)}`;
+  }
+  return f.object === "vmlinux" ? f.name : `${f.name} [${f.object}]`;
+}
+
+/** The rule table, in SPEC §3 order. */
+export const LIVEPATCH_RULES: Rule[] = [
+  {
+    code: "done",
+    test: ({ task, opts }) => {
+      const target = opts.direction === "apply" ? 1 : 0;
+      return task.patchState === target ? [m("done", `patch_state is already ${target}: the task has switched`)] : [];
+    },
+  },
+  {
+    code: "no-reliable-stacktrace",
+    test: ({ cap }) =>
+      cap.host.config.reliableStacktrace === false
+        ? [m("no-reliable-stacktrace", "the kernel has no HAVE_RELIABLE_STACKTRACE: no task can be switched by a stack check; kthreads can never switch")]
+        : [],
+  },
+  {
+    code: "running",
+    test: ({ task }) => {
+      if (task.running) return [m("running", "on a CPU when captured: the kernel skips it this round; it switches at its next return to user space (or cond_resched() since 6.4)")];
+      if (task.state === "R") {
+        return [m("running", "state R (runnable or running): a capture cannot tell which, and a task on a CPU cannot be checked")];
+      }
+      return [];
+    },
+  },
+  {
+    code: "unreadable",
+    test: ({ task }) =>
+      task.stackStatus === "unreadable" ? [m("unreadable", `its stack could not be read (${task.errno ?? "error"})`)] : [],
+  },
+  {
+    code: "truncated",
+    test: ({ task }) =>
+      task.stackStatus === "truncated"
+        ? [m("truncated", `the trace has ${task.frameCount} entries and no end marker: /proc stops at 64, so it may be cut (livepatch refuses 100 or more)`)]
+        : [],
+  },
+  {
+    code: "unreliable",
+    test: ({ cap, task, chain, input }) => {
+      const out: RuleMatch[] = [];
+      if (task.frameCount === 0) return out;
+      const f = cap.frames;
+      if (chain.length === 0) {
+        let guesses = 0;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) if (f.flags[i] & FrameFlag.GUESS) guesses++;
+        if (guesses > 0) out.push(m("unreliable", "the trace is only `? ` guesses: the unwinder found no real chain"));
+        return out;
+      }
+      for (const i of chain) {
+        const name = frameName(cap, i);
+        const obj = f.object[i] < 0 ? null : cap.strings.get(f.object[i]);
+        if (f.flags[i] & FrameFlag.BARE_HEX) out.push(m("unreliable", "a frame in code without a symbol (BPF, a trampoline or garbage): the reliable unwinder stops there", i));
+        else if (obj === "bpf" || (name !== null && (name.startsWith("bpf_trampoline_") || name.startsWith("bpf_prog_")))) {
+          out.push(m("unreliable", "a frame in BPF-generated code: not reliably unwindable", i));
+        } else if ((name !== null && TRAMPOLINES.has(name)) || obj === "__builtin__kprobes") {
+          out.push(m("unreliable", `a return-address trampoline (${name}): the real return address is hidden`, i));
+        } else if (f.flags[i] & FrameFlag.REGS && input.capture.host.config.unwinder === "frame-pointer") {
+          out.push(m("unreliable", "a kernel-mode interrupt/exception frame under the frame-pointer unwinder", i));
+        }
+      }
+      const last = chain[chain.length - 1];
+      const bottom = frameName(cap, last);
+      if (bottom === null || !isKnownBottom(bottom)) {
+        out.push(m("unreliable", `the trace ends in ${bottom ?? "an unknown frame"}, not at a known bottom (user entry, ret_from_fork, idle start): the unwind may have stopped early`, last));
+      }
+      return out;
+    },
+  },
+  {
+    code: "blocked",
+    test: ({ cap, hits, input }) => {
+      const out: RuleMatch[] = [];
+      const seen = new Set<number>();
+      for (const [frame, ri] of hits) {
+        if (cap.frames.flags[frame] & FrameFlag.GUESS) continue;
+        const r = input.ranges.ranges[ri];
+        if (r.role === "conservative-extra") continue;
+        if (seen.has(r.func)) continue;
+        seen.add(r.func);
+        out.push(m("blocked", `sleeping in ${funcLabel(input.ranges, r.func)}`, frame, r.func, r.kernelSees));
+      }
+      // `foo+0x40/0x40`: the byte after foo. The kernel matches what starts there; patchsafe also
+      // counts it against foo.
+      for (const [frame, ri] of hits) {
+        if (cap.frames.flags[frame] & FrameFlag.GUESS) continue;
+        const r = input.ranges.ranges[ri];
+        if (r.role !== "conservative-extra" || seen.has(r.func)) continue;
+        seen.add(r.func);
+        out.push(
+          m(
+            "blocked",
+            `a return address at the first byte after ${funcLabel(input.ranges, r.func)} (offset == size): the kernel's check attributes it to the next symbol and does not see this; counted against ${funcLabel(input.ranges, r.func)} to be safe`,
+            frame,
+            r.func,
+            false,
+          ),
+        );
+      }
+      return out;
+    },
+  },
+  {
+    code: "unparsed-line",
+    test: ({ cap, task }) => {
+      for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+        if (cap.frames.flags[i] & FrameFlag.UNPARSED) {
+          return [m("unparsed-line", `line ${cap.frames.line[i] || "?"} of the task's block could not be read: it may have been a frame`, i)];
+        }
+      }
+      return [];
+    },
+  },
+  {
+    code: "possibly-live",
+    test: ({ cap, hits, input }) => {
+      const out: RuleMatch[] = [];
+      for (const [frame, ri] of hits) {
+        if ((cap.frames.flags[frame] & FrameFlag.GUESS) === 0) continue;
+        const r = input.ranges.ranges[ri];
+        out.push(m("possibly-live", `a \`? \` entry names ${funcLabel(input.ranges, r.func)}: a stale word the kernel never checks, or a live return address the unwinder missed`, frame, r.func));
+        break;
+      }
+      return out;
+    },
+  },
+  {
+    code: "hidden",
+    test: ({ task, hiddenOverlap }) => {
+      if (hiddenOverlap === null) return [];
+      if (task.state === "Z" || task.state === "X") return [];
+      return [m("hidden", `${hiddenOverlap} lies in .sched.text/.spinlock.text, which /proc stacks never show: a sleeping task may be inside it`)];
+    },
+  },
+  {
+    code: "cold",
+    test: ({ cap, task, input }) => {
+      for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+        const name = frameName(cap, i);
+        if (name === null) continue;
+        const parent = coldParent(name);
+        if (parent === null) continue;
+        const obj = cap.strings.get(cap.frames.object[i]);
+        const fi = input.ranges.functions.findIndex((f) => f.name === parent && f.object === obj);
+        if (fi >= 0) return [m("cold", `old cold code of ${parent} on the stack (${name}), which the kernel does not check`, i, fi)];
+      }
+      return [];
+    },
+  },
+  {
+    code: "unresolved",
+    test: ({ cap, task, input }) => {
+      const st = input.resolved.status;
+      for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+        const s = st[i];
+        if (s !== FrameStatus.UNRESOLVED && s !== FrameStatus.AMBIGUOUS && s !== FrameStatus.SIZE_MISMATCH) continue;
+        const name = frameName(cap, i);
+        if (name !== null && !couldBePatched(name, input.ranges.names)) continue;
+        if (s === FrameStatus.AMBIGUOUS) {
+          return [m("ambiguous", `${name} has several symbols of that name and the printed size does not single one out: it may be the patched one`, i)];
+        }
+        const why =
+          name === null
+            ? "a bare address outside every known object"
+            : s === FrameStatus.SIZE_MISMATCH
+              ? `${name}'s printed size differs from the symbol table's (another kernel build?)`
+              : `${name} is not in the symbol table`;
+        return [m("unresolved", `${why}: it could be a patched function`, i)];
+      }
+      return [];
+    },
+  },
+  {
+    code: "empty-stack",
+    test: ({ task }) => {
+      if (task.frameCount > 0 || task.stackStatus !== "empty") return [];
+      if (task.state === "Z" || task.state === "X") return [];
+      return [m("empty-stack", `an empty stack in state ${task.state ?? "unknown"}: nothing proves the task is outside the patched code`)];
+    },
+  },
+];
+
+const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "unreadable", "truncated", "unreliable"]);
+
+function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKind: Set<number>): Remedy {
+  const { cap, task, kind, chain, input } = ctx;
+  const f = input.ranges.functions[func];
+  const name = f.name ?? "";
+  const pos = chain.indexOf(frame);
+  const callees = pos > 0 ? [...new Set(chain.slice(Math.max(0, pos - 5), pos).map((i) => frameName(cap, i) ?? "?"))] : [];
+  const aboveKthread = pos >= 0 && pos + 1 < chain.length && frameName(cap, chain[pos + 1]) === "kthread";
+  if (NEVER_RETURNS.has(name) || aboveKthread || everyTaskOfKind.has(func)) {
+    return {
+      code: "never-leaves",
+      message: `${name} is a thread's main loop (or on every stack of a kind): the task never leaves it and the transition will never complete; patch a callee instead`,
+      callees,
+    };
+  }
+  if (isParkable(cap, chain)) {
+    return {
+      code: "park-offline-cpu",
+      message: "a per-CPU smpboot thread: taking its CPU offline (/sys/devices/system/cpu/cpuN/online) parks it and lets the transition go on",
+    };
+  }
+  if (kind === "user" && task.state === "S") {
+    return { code: "signal", message: "an interruptible sleeper: livepatch's fake signal (every ~15 s since 5.1) makes its syscall return and it switches on the way to user space" };
+  }
+  return { code: "wait", message: `${task.state === "D" ? "an uninterruptible sleeper: never woken by the fake signal; " : ""}wait for it to leave ${name}, then retry` };
+}
+
+function sectionOf(table: SymbolTable | null, start: bigint): string | null {
+  if (table === null) return null;
+  const s = table.sections;
+  const inside = (b: [bigint, bigint] | null): boolean => b !== null && start >= b[0] && start < b[1];
+  if (inside(s.entry)) return ".entry.text";
+  if (inside(s.noinstr)) return ".noinstr.text";
+  if (inside(s.cpuidle)) return ".cpuidle.text";
+  return null;
+}
+
+export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: Rule[] = LIVEPATCH_RULES): Verdict {
+  const { capture: cap, table, ranges, hits } = input;
+  /** Host-level limits: each keeps the verdict from being `safe`, whatever the tasks say. */
+  const bounds: Reason[] = [];
+  const warnings: Reason[] = [...cap.warnings, ...ranges.warnings.map((message) => ({ code: "patch", message })), ...input.resolved.warnings.map((message) => ({ code: "resolve", message }))];
+
+  // Hits grouped by task.
+  const byTask = new Map<number, [number, number][]>();
+  for (let k = 0; k < hits.count; k++) {
+    const t = hits.task[k];
+    let l = byTask.get(t);
+    if (l === undefined) byTask.set(t, (l = []));
+    l.push([hits.frame[k], hits.range[k]]);
+  }
+
+  // Rule 5 precondition: a blocking range inside the sections /proc hides.
+  let hiddenOverlap: string | null = null;
+  if (cap.hidesSchedFrames && table !== null) {
+    const { sched, lock } = table.sections;
+    for (const r of ranges.ranges) {
+      if (r.role === "conservative-extra") continue;
+      const overlaps = (b: [bigint, bigint] | null): boolean => b !== null && r.start < b[1] && r.end > b[0];
+      if (overlaps(sched) || overlaps(lock)) {
+        hiddenOverlap = funcLabel(ranges, r.func);
+        break;
+      }
+    }
+  } else if (cap.hidesSchedFrames && table === null) {
+    bounds.push({ code: "no-symbol-table", message: "without a symbol table the .sched.text/.spinlock.text bounds are unknown, and /proc stacks hide those frames: give --kallsyms" });
+  }
+
+  // Unpatchable code: entry/noinstr/cpuidle text, notrace functions.
+  for (const f of ranges.functions) {
+    if (f.name === null) continue;
+    const sec = table !== null && f.symbol >= 0 ? sectionOf(table, symbolAddress(table, f.symbol)) : null;
+    if (sec !== null || NOTRACE.has(f.name)) {
+      bounds.push({ code: "unpatchable", message: `${f.name} ${sec !== null ? `is in ${sec}` : "is notrace"}: it cannot be live-patched at all` });
+    }
+  }
+
+  // Tasks: kinds, chains.
+  const contexts: TaskContext[] = [];
+  cap.tasks.forEach((task, index) => {
+    if (task.stackStatus === "vanished") return;
+    const chain = realChain(cap, task);
+    contexts.push({ cap, task, index, kind: taskKind(cap, task, chain), chain, hits: byTask.get(index) ?? [], input, opts, hiddenOverlap });
+  });
+
+  // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
+  const everyTaskOfKind = new Set<number>();
+  const kindTotals = new Map<string, number>();
+  const kindFunc = new Map<string, number>();
+  for (const c of contexts) {
+    kindTotals.set(c.kind, (kindTotals.get(c.kind) ?? 0) + 1);
+    const funcs = new Set(c.hits.map(([, ri]) => ranges.ranges[ri].func));
+    for (const fi of funcs) kindFunc.set(`${c.kind}:${fi}`, (kindFunc.get(`${c.kind}:${fi}`) ?? 0) + 1);
+  }
+  for (const [key, n] of kindFunc) {
+    const [kind, fi] = key.split(":");
+    if (n >= 2 && n === kindTotals.get(kind)) everyTaskOfKind.add(Number(fi));
+  }
+
+  const outcomes: TaskOutcome[] = [];
+  const blockers: Blocker[] = [];
+  const functionBlocking = ranges.functions.map(() => 0);
+  let partialExcluded = 0;
+  for (const c of contexts) {
+    const matches: RuleMatch[] = [];
+    for (const rule of rules) matches.push(...rule.test(c));
+    let status: TaskOutcome["status"];
+    const idleLoop = c.kind === "idle" && c.chain.some((i) => IDLE_LOOP.has(frameName(cap, i) ?? ""));
+    const first = matches[0];
+    if (first?.code === "done") status = "done";
+    else if (idleLoop && !matches.some((x) => x.code === "blocked")) status = "idle";
+    else if (first === undefined) status = "clean";
+    else if (first.code === "unreadable" && opts.partialOk) {
+      status = "excluded";
+      partialExcluded++;
+    } else if (first.code === "blocked") status = "blocked";
+    else status = "undecided";
+    // Blocked wins over undecided causes that come after it in the table.
+    if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
+    outcomes.push({ task: c.index, kind: c.kind, status, matches });
+    if (status === "blocked") {
+      const counted = new Set<number>();
+      for (const x of matches) {
+        if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
+        const frameIndex = x.frame - c.task.frameStart;
+        const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
+        blockers.push({
+          task: c.index,
+          func: x.func,
+          frame: x.frame,
+          frameIndex,
+          kernelSees: x.kernelSees,
+          role: ranges.ranges[hit[1]].role,
+          remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind),
+        });
+        if (!counted.has(x.func)) {
+          counted.add(x.func);
+          functionBlocking[x.func]++;
+        }
+      }
+    }
+  }
+
+  const counts = { tasks: outcomes.length, clean: 0, done: 0, blocked: 0, undecided: 0, idle: 0, excluded: cap.excluded.length + partialExcluded };
+  for (const o of outcomes) if (o.status !== "excluded") counts[o.status]++;
+  counts.tasks -= partialExcluded;
+
+  // Host verdict, then the bounds the capture sets on it.
+  const completeness = [...cap.completeness];
+  if (cap.complete === false) {
+    if (opts.partialOk) {
+      warnings.push({ code: "partial-ok", message: `--partial-ok: deciding over the tasks that were read; ${partialExcluded} unreadable task(s) left out (${cap.completeness.map((r) => r.message).join("; ")})` });
+    } else bounds.push({ code: "incomplete-capture", message: `the capture is partial (${cap.completeness.map((r) => r.message).join("; ")}): a verdict over it cannot be safe; --partial-ok decides over the tasks that were read` });
+  } else if (cap.complete === "unknown") {
+    if (opts.strict) bounds.push({ code: "incomplete-capture", message: "--strict: the input cannot prove it holds every task" });
+    else warnings.push({ code: "completeness-unknown", message: "the input cannot prove it holds every task: the verdict speaks only for the tasks given (--strict makes this undecided)" });
+  }
+  if (hiddenOverlap !== null) warnings.push({ code: "hidden-overlap", message: `${hiddenOverlap} is in .sched.text/.spinlock.text, which /proc stacks hide` });
+  const weakening = warnings.filter((w) => w.code !== "completeness-unknown");
+  if (opts.strict && weakening.length > 0) {
+    bounds.push({ code: "incomplete-capture", message: `--strict: ${weakening.length} warning(s) weaken the answer (${weakening[0].message})` });
+  }
+  const reasons: Reason[] = [];
+  if (counts.blocked > 0) reasons.push({ code: "blocked", message: `${counts.blocked} task(s) are inside a patched function` });
+  const byCode = new Map<string, number>();
+  for (const o of outcomes) if (o.status === "undecided") byCode.set(o.matches[0].code, (byCode.get(o.matches[0].code) ?? 0) + 1);
+  for (const [code, n] of [...byCode].sort()) reasons.push({ code, message: `${n} task(s) undecided: ${describeUndecided(code)}` });
+  reasons.push(...bounds);
+  const verdict: Verdict["verdict"] = counts.blocked > 0 ? "blocked" : counts.undecided > 0 || bounds.length > 0 ? "undecided" : "safe";
+
+  // What the kernel's own check would do now.
+  let kernelResult: Verdict["kernelCheck"]["result"] = "pass";
+  let firstFail: Verdict["kernelCheck"]["first"] = null;
+  const sorted = [...outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
+  for (const o of sorted) {
+    const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
+    if (visible !== undefined && o.status !== "done") {
+      kernelResult = "fail";
+      firstFail = { task: o.task, func: visible.func! };
+      break;
+    }
+  }
+  if (kernelResult === "pass") {
+    const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
+    for (const o of outcomes) {
+      if (o.status === "undecided" && !kernelBlind.has(o.matches[0].code)) {
+        kernelResult = "unknown";
+        break;
+      }
+    }
+    if (cap.hidesSchedFrames && (table === null || hiddenOverlap !== null)) kernelResult = "unknown";
+  }
+
+  return {
+    verdict,
+    reasons,
+    kernelCheck: { result: kernelResult, first: firstFail },
+    model: opts.model,
+    direction: opts.direction,
+    complete: cap.complete,
+    completeness,
+    outcomes,
+    blockers,
+    functionBlocking,
+    warnings,
+    counts,
+  };
+}
+
+function describeUndecided(code: string): string {
+  const d: Record<string, string> = {
+    running: "on a CPU or runnable when captured",
+    unreliable: "the trace is not reliable",
+    truncated: "the trace may be cut",
+    unreadable: "the stack could not be read",
+    "possibly-live": "a `? ` entry names a patched function",
+    hidden: "/proc hides scheduler frames and the patch touches them",
+    cold: "old .cold code of a patched function on the stack",
+    unresolved: "a frame that could be a patched function is not in the symbol table",
+    ambiguous: "a duplicate symbol the printed size does not single out",
+    "unparsed-line": "a line of the stack could not be read",
+    "empty-stack": "an empty stack proves nothing",
+    "no-reliable-stacktrace": "the kernel has no reliable stack traces",
+  };
+  return d[code] ?? code;
+}
+
+/** Tasks by pid then tid (nulls last), then input order. */
+export function taskOrder(cap: Capture, a: number, b: number): number {
+  const ta = cap.tasks[a];
+  const tb = cap.tasks[b];
+  const k = (v: number | null): number => (v === null ? Number.MAX_SAFE_INTEGER : v);
+  return k(ta.pid) - k(tb.pid) || k(ta.tid) - k(tb.tid) || a - b;
+}

@@ -1,0 +1,205 @@
+/**
+ * /proc/<pid>/task/<tid>/stack text in the shapes people produce (SPEC §6, FORMATS.md §3):
+ *
+ *   grep -H . /proc/*\/task/*\/stack     /proc/12/task/12/stack:[<0>] ep_poll+0x4b0/0x510
+ *   tail -n +1 /proc/*\/task/*\/stack    ==> /proc/12/task/12/stack <==   then frame lines
+ *   a per-task header                    == /proc/12/task/12 comm          then frame lines
+ *   bare lines                           [<0>] ep_poll+0x4b0/0x510         (one anonymous task)
+ *   old kernels                          [<ffffffff8112291c>] pipe_wait+0x61/0x7b … and the
+ *                                        [<ffffffffffffffff>] 0xffffffffffffffff end marker
+ *
+ * A byte-level streaming tokenizer: feed chunks split anywhere; no string per line.
+ * procTextReference.ts is the slow string parser it is tested against.
+ */
+import { type Capture, FrameFlag } from "../model.js";
+import { CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
+import { CaptureBuilder, TokenKind } from "./builder.js";
+import { LineSplitter } from "./bytes.js";
+
+/** /proc/<pid>/stack prints at most this many entries (MAX_STACK_TRACE_DEPTH). */
+export const PROC_STACK_MAX = 64;
+
+/** errno names for the messages grep/tail/cat print when a stack file cannot be read. */
+const ERRNO_TEXT: [string, string][] = [
+  ["Operation not permitted", "EPERM"],
+  ["Permission denied", "EACCES"],
+  ["No such file or directory", "ENOENT"],
+  ["No such process", "ESRCH"],
+];
+
+const pathOut = { pid: 0, tid: 0, end: 0 };
+
+/**
+ * Reads `/proc/PID[/task/TID][/stack]` at p. Sets pathOut (tid = pid for /proc/PID/stack) and
+ * returns true when the path is well formed; pathOut.end is the index after it.
+ */
+function readProcPath(buf: Uint8Array, p: number, end: number, requireStack: boolean): boolean {
+  if (!startsWithAscii(buf, p, end, "/proc/")) return false;
+  let q = p + 6;
+  let s = q;
+  while (q < end && buf[q] >= 48 && buf[q] <= 57) q++;
+  const pid = parseDecimal(buf, s, q);
+  if (pid < 0) return false;
+  let tid = pid;
+  if (startsWithAscii(buf, q, end, "/task/")) {
+    q += 6;
+    s = q;
+    while (q < end && buf[q] >= 48 && buf[q] <= 57) q++;
+    tid = parseDecimal(buf, s, q);
+    if (tid < 0) return false;
+  }
+  if (startsWithAscii(buf, q, end, "/stack")) q += 6;
+  else if (requireStack) return false;
+  pathOut.pid = pid;
+  pathOut.tid = tid;
+  pathOut.end = q;
+  return true;
+}
+
+export class ProcTextParser {
+  private readonly b = new CaptureBuilder();
+  private readonly splitter: LineSplitter;
+  private ignoredOutside = 0;
+  private firstIgnored = 0;
+  private sawRealAddresses = false;
+
+  constructor(private readonly name: string) {
+    this.splitter = new LineSplitter((buf, s, e, line) => this.line(buf, s, e, line));
+  }
+
+  push(chunk: Uint8Array): void {
+    this.splitter.push(chunk);
+  }
+
+  finish(): Capture {
+    this.splitter.end();
+    this.closeTask();
+    const cap = this.b.finish({ name: this.name, format: "proc-text", section: 0, firstLine: 1, lastLine: this.splitter.lineNo });
+    cap.complete = "unknown";
+    cap.completeness.push({
+      code: "text-dump",
+      message:
+        "a /proc text dump cannot prove which tasks it left out (grep -H prints nothing for an empty stack; unreadable files may be missing): a verdict speaks only for the tasks given",
+    });
+    if (this.ignoredOutside > 0) {
+      cap.warnings.push({
+        code: "ignored-lines",
+        message: `${this.ignoredOutside} line(s) outside any task block were not stack lines and were ignored (first at line ${this.firstIgnored})`,
+      });
+    }
+    if (this.sawRealAddresses) {
+      cap.warnings.push({ code: "real-addresses", message: "the dump prints real kernel addresses (a pre-4.15 kernel or kptr_restrict off): frames are resolved by symbol; a symbol table from the same boot is needed to trust them" });
+    }
+    return cap;
+  }
+
+  private closeTask(): void {
+    const t = this.b.current;
+    if (t === null) return;
+    this.b.endTask();
+    if (t.stackStatus === "ok" && t.frameCount >= PROC_STACK_MAX && !t.endMarker) t.stackStatus = "truncated";
+  }
+
+  private startTask(pid: number | null, tid: number | null, line: number, comm: Uint8Array | null = null): void {
+    this.closeTask();
+    this.b.startTask({ pid, tid, comm }, line);
+  }
+
+  private frame(buf: Uint8Array, s: number, e: number, line: number): void {
+    if (this.b.current === null) this.startTask(null, null, line);
+    const t = this.b.current!;
+    const before = this.b.frames.length;
+    const kind = this.b.addProcFrameLine(buf, s, e, line);
+    if (kind === TokenKind.EndMarker) t.endMarker = true;
+    else if (kind === TokenKind.Bad) this.b.addUnparsed(line);
+    else if (t.endMarker) {
+      // A frame after the end marker: the block is not one trace; keep it but flag it.
+      this.b.addUnparsed(line);
+    }
+    if (this.b.frames.length > before && !this.sawRealAddresses && (this.b.frames.flags[before] & FrameFlag.HAS_ADDRESS) !== 0 && (this.b.frames.flags[before] & FrameFlag.BARE_HEX) === 0) {
+      this.sawRealAddresses = true;
+    }
+  }
+
+  private line(buf: Uint8Array, start: number, end: number, line: number): void {
+    let s = start;
+    while (s < end && (buf[s] === CH.SPACE || buf[s] === CH.TAB)) s++;
+    let e = end;
+    while (e > s && (buf[e - 1] === CH.SPACE || buf[e - 1] === CH.TAB)) e--;
+    if (s === e) return;
+    const c = buf[s];
+    if (c === CH.LBRACKET) return this.frame(buf, s, e, line);
+    // tail: ==> /proc/1/task/1/stack <==
+    if (startsWithAscii(buf, s, e, "==> ")) {
+      if (endsWithAscii(buf, s, e, " <==") && readProcPath(buf, s + 4, e - 4, true) && pathOut.end === e - 4) {
+        return this.startTask(pathOut.pid, pathOut.tid, line);
+      }
+      return this.other(line);
+    }
+    // == /proc/PID/task/TID comm
+    if (startsWithAscii(buf, s, e, "== ")) {
+      if (readProcPath(buf, s + 3, e, false)) {
+        let q = pathOut.end;
+        let comm: Uint8Array | null = null;
+        if (q < e) {
+          if (buf[q] !== CH.SPACE) return this.other(line);
+          // comm runs to the end of the line as written (leading/trailing blanks already trimmed
+          // by the line reader would lose a comm's own blanks: take the raw remainder).
+          q++;
+          comm = buf.slice(q, end);
+        }
+        return this.startTask(pathOut.pid, pathOut.tid, line, comm);
+      }
+      return this.other(line);
+    }
+    // grep -H: /proc/1/task/1/stack:[<0>] …
+    if (c === CH.SLASH && readProcPath(buf, s, e, true) && buf[pathOut.end] === CH.COLON) {
+      const t = this.b.current;
+      if (t === null || t.pid !== pathOut.pid || t.tid !== pathOut.tid || t.stackStatus !== "ok") {
+        this.startTask(pathOut.pid, pathOut.tid, line);
+      }
+      return this.frame(buf, pathOut.end + 1, e, line);
+    }
+    // grep: /proc/1/task/1/stack: Operation not permitted
+    // tail: cannot open '/proc/1/task/1/stack' for reading: Operation not permitted
+    // cat: /proc/1/task/1/stack: Operation not permitted
+    const slash = indexOfByte(buf, CH.SLASH, s, e);
+    if (slash > s && (startsWithAscii(buf, s, e, "grep: ") || startsWithAscii(buf, s, e, "tail: ") || startsWithAscii(buf, s, e, "cat: "))) {
+      if (readProcPath(buf, slash, e, true)) {
+        const pid = pathOut.pid;
+        const tid = pathOut.tid;
+        const text = String.fromCharCode(...buf.subarray(pathOut.end, e));
+        const known = ERRNO_TEXT.find(([m]) => text.includes(m));
+        this.startTask(pid, tid, line);
+        const t = this.b.current!;
+        if (known !== undefined && (known[1] === "ENOENT" || known[1] === "ESRCH")) t.stackStatus = "vanished";
+        else t.stackStatus = "unreadable";
+        t.errno = known?.[1] ?? "EIO";
+        this.closeTask();
+        return;
+      }
+    }
+    this.other(line);
+  }
+
+  private other(line: number): void {
+    if (this.b.current !== null) {
+      this.b.addUnparsed(line);
+      return;
+    }
+    if (this.ignoredOutside++ === 0) this.firstIgnored = line;
+  }
+}
+
+/** Parses a whole /proc text dump held in memory (bytes or an ASCII/latin1 string). */
+export function parseProcText(input: Uint8Array | string, name = "<input>"): Capture {
+  const p = new ProcTextParser(name);
+  p.push(typeof input === "string" ? latin1Bytes(input) : input);
+  return p.finish();
+}
+
+function latin1Bytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
+  return out;
+}

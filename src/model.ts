@@ -1,0 +1,259 @@
+/**
+ * patchsafe's data model (SPEC §9). Every stage reads and writes these shapes:
+ *
+ *   ingest ──▶ Capture (tasks + columnar frames)  ──resolve──▶ ResolvedFrames (u64 scan keys)
+ *   patch  ──▶ RangeTable (blocking ranges, roles)  ──scan──▶ hits ──decide──▶ Verdict ──report
+ *
+ * Frames are columnar (typed arrays, one row per frame) because captures hold millions of them;
+ * tasks are plain objects. Later issues add columns and fields; none of these is ever replaced.
+ */
+
+export type TriState = true | false | "unknown";
+
+export interface Reason {
+  code: string;
+  message: string;
+}
+
+/** Where a capture came from. */
+export interface CaptureSource {
+  /** File name as the user gave it, `-` for stdin, `live` for a live capture. */
+  name: string;
+  /** Input format that produced the capture (`proc-text`, `patchsafe-json`, `live-proc`, …). */
+  format: string;
+  /** Dump section within the file (a dmesg may hold several), 0-based. */
+  section: number;
+  firstLine: number | null;
+  lastLine: number | null;
+}
+
+/** Facts about the host the capture describes; null where the input does not say. */
+export interface HostFacts {
+  bootId: string | null;
+  release: string | null;
+  arch: string | null;
+  hostname: string | null;
+  /** Capture time, ISO 8601. */
+  capturedAt: string | null;
+  /** Kernel config facts the rules need (null: unknown). */
+  config: {
+    livepatch: boolean | null;
+    reliableStacktrace: boolean | null;
+    unwinder: "orc" | "frame-pointer" | "other" | null;
+  };
+  /** Whether the capturing process had CAP_SYS_ADMIN in the initial user namespace. */
+  capSysAdmin: boolean | null;
+  /** Whether the capture ran in the initial PID namespace (pid 2 kthreadd visible). */
+  initPidNamespace: boolean | null;
+}
+
+export function emptyHostFacts(): HostFacts {
+  return {
+    bootId: null,
+    release: null,
+    arch: null,
+    hostname: null,
+    capturedAt: null,
+    config: { livepatch: null, reliableStacktrace: null, unwinder: null },
+    capSysAdmin: null,
+    initPidNamespace: null,
+  };
+}
+
+export type StackStatus = "ok" | "empty" | "unreadable" | "truncated" | "vanished";
+
+/** One thread of execution (a tid). */
+export interface Task {
+  pid: number | null;
+  tid: number | null;
+  /** The raw comm bytes (attacker-controlled: any byte but NUL); null when the input omits it. */
+  comm: Uint8Array | null;
+  /** One-letter state as /proc/<pid>/stat prints it (R S D T t X Z P I), or null. */
+  state: string | null;
+  /** PF_* flags from stat field 9, or null. */
+  flags: number | null;
+  ppid: number | null;
+  /** stat field 22 (clock ticks since boot): tids are reused, (tid, startTime) is not. */
+  startTime: number | null;
+  cpu: number | null;
+  /** /proc/<pid>/patch_state: -1 no transition, 0 unpatched, 1 patched; null unknown. */
+  patchState: -1 | 0 | 1 | null;
+  stackStatus: StackStatus;
+  /** errno name when the stack was unreadable (EPERM, EACCES, …). */
+  errno: string | null;
+  /** The dump said the task was on a CPU when captured. */
+  running: boolean;
+  /** `Kthread: 1` in status (kernels since ~6.4); null when absent. */
+  statusKthread: boolean | null;
+  /** The walker's end marker (`0xffffffffffffffff`, pre-5.2 x86) was seen after the frames. */
+  endMarker: boolean;
+  /** Frames of this task are rows [frameStart, frameStart + frameCount) of the frame columns. */
+  frameStart: number;
+  frameCount: number;
+  /** First source line of the task's block (1-based), 0 when not from text. */
+  line: number;
+}
+
+export function newTask(partial: Partial<Task> & { frameStart: number }): Task {
+  return {
+    pid: null,
+    tid: null,
+    comm: null,
+    state: null,
+    flags: null,
+    ppid: null,
+    startTime: null,
+    cpu: null,
+    patchState: null,
+    stackStatus: "ok",
+    errno: null,
+    running: false,
+    statusKthread: null,
+    endMarker: false,
+    frameCount: 0,
+    line: 0,
+    ...partial,
+  };
+}
+
+/** Per-frame flag bits (FrameColumns.flags). */
+export const FrameFlag = {
+  /** `? ` entry: a word found on the stack, not part of the unwound chain. */
+  GUESS: 1 << 0,
+  /** Inside an interrupt / exception / pt_regs section (`<IRQ>`, `<NMI>`, …). */
+  REGS: 1 << 1,
+  /** `[inline]` pseudo-frame of a symbolized report (no return address of its own). */
+  INLINE: 1 << 2,
+  /** A line in the task's block that the parser could not read; it may have been a frame. */
+  UNPARSED: 1 << 3,
+  /** The address column is valid. */
+  HAS_ADDRESS: 1 << 4,
+  /** symbol / offset columns are valid. */
+  SYMBOLIC: 1 << 5,
+  /** The printed size column is valid. */
+  HAS_SIZE: 1 << 6,
+  /** Only a bare hex address was printed: code with no symbol (BPF, trampolines, garbage). */
+  BARE_HEX: 1 << 7,
+} as const;
+
+/** Interned strings: symbol names, module names, build ids. Id order is first-seen order. */
+export class StringTable {
+  readonly values: string[] = [];
+  private readonly ids = new Map<string, number>();
+
+  intern(s: string): number {
+    let id = this.ids.get(s);
+    if (id === undefined) {
+      id = this.values.length;
+      this.values.push(s);
+      this.ids.set(s, id);
+    }
+    return id;
+  }
+
+  get(id: number): string {
+    return this.values[id];
+  }
+
+  find(s: string): number | undefined {
+    return this.ids.get(s);
+  }
+}
+
+/** The object name of the kernel image: a frame without `[module]` is in vmlinux. */
+export const VMLINUX = "vmlinux";
+
+/**
+ * Frames of all tasks, one row per frame, innermost first within a task. Growable while a
+ * parser fills it; `length` rows are valid. -1 in an id column means "absent".
+ */
+export class FrameColumns {
+  length = 0;
+  symbol: Int32Array;
+  object: Int32Array;
+  buildId: Int32Array;
+  offset: Uint32Array;
+  size: Uint32Array;
+  /** Absolute address as two u32 halves (valid with HAS_ADDRESS). */
+  addrLo: Uint32Array;
+  addrHi: Uint32Array;
+  flags: Uint16Array;
+  /** 1-based source line, 0 when not from text. */
+  line: Uint32Array;
+
+  constructor(capacity = 1024) {
+    this.symbol = new Int32Array(capacity);
+    this.object = new Int32Array(capacity);
+    this.buildId = new Int32Array(capacity);
+    this.offset = new Uint32Array(capacity);
+    this.size = new Uint32Array(capacity);
+    this.addrLo = new Uint32Array(capacity);
+    this.addrHi = new Uint32Array(capacity);
+    this.flags = new Uint16Array(capacity);
+    this.line = new Uint32Array(capacity);
+  }
+
+  /** Appends a zeroed row (ids -1) and returns its index. */
+  push(): number {
+    if (this.length === this.symbol.length) this.grow(this.length * 2 || 1024);
+    const i = this.length++;
+    this.symbol[i] = -1;
+    this.object[i] = -1;
+    this.buildId[i] = -1;
+    this.offset[i] = 0;
+    this.size[i] = 0;
+    this.addrLo[i] = 0;
+    this.addrHi[i] = 0;
+    this.flags[i] = 0;
+    this.line[i] = 0;
+    return i;
+  }
+
+  private grow(capacity: number): void {
+    const grow = <T extends Int32Array | Uint32Array | Uint16Array>(a: T, make: (n: number) => T): T => {
+      const b = make(capacity);
+      b.set(a);
+      return b;
+    };
+    this.symbol = grow(this.symbol, (n) => new Int32Array(n));
+    this.object = grow(this.object, (n) => new Int32Array(n));
+    this.buildId = grow(this.buildId, (n) => new Int32Array(n));
+    this.offset = grow(this.offset, (n) => new Uint32Array(n));
+    this.size = grow(this.size, (n) => new Uint32Array(n));
+    this.addrLo = grow(this.addrLo, (n) => new Uint32Array(n));
+    this.addrHi = grow(this.addrHi, (n) => new Uint32Array(n));
+    this.flags = grow(this.flags, (n) => new Uint16Array(n));
+    this.line = grow(this.line, (n) => new Uint32Array(n));
+  }
+
+  address(i: number): bigint | null {
+    if ((this.flags[i] & FrameFlag.HAS_ADDRESS) === 0) return null;
+    return (BigInt(this.addrHi[i]) << 32n) | BigInt(this.addrLo[i]);
+  }
+}
+
+/** One capture: a consistent set of tasks from one host at (about) one instant. */
+export interface Capture {
+  source: CaptureSource;
+  host: HostFacts;
+  /** SPEC §3 completeness. */
+  complete: TriState;
+  completeness: Reason[];
+  /** The walker that produced the stacks drops .sched.text/.spinlock.text frames (/proc, kpatch). */
+  hidesSchedFrames: boolean;
+  tasks: Task[];
+  frames: FrameColumns;
+  strings: StringTable;
+  /** Tasks deliberately left out (patchsafe's own threads), with why. */
+  excluded: { pid: number; tid: number; reason: string }[];
+  warnings: Reason[];
+}
+
+/** Formats a u64 as the JSON contract's hex string. */
+export function hex64(v: bigint): string {
+  return `0x${v.toString(16).padStart(16, "0")}`;
+}
+
+export function u64(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}

@@ -1,0 +1,4 @@
+/** Node-only helpers: live capture, file input, the synchronous wasm loader. */
+export { captureLive, liveHostFacts, livePatchState, parseStat } from "./live.js";
+export { readCaptureFile, readSymbolFile, streamFile } from "./io.js";
+export { loadWasmScannerSync } from "./wasm.js";

@@ -1,0 +1,98 @@
+/**
+ * What a patch replaces (SPEC §6): `--func [object:]name[,sympos]`, `--range 0xLO-0xHI`, or a
+ * patch file `{ name, replace, objects: [ { name, funcs: [ { old_name, old_sympos, new_name?,
+ * new_size?, force? } ] } ] }`.
+ */
+import { PatchsafeError } from "../errors.js";
+import { VMLINUX } from "../model.js";
+
+export interface PatchFunctionSpec {
+  object: string;
+  oldName: string;
+  /** livepatch old_sympos: 0 = must be unique. */
+  oldSympos: number;
+  newName: string | null;
+  newSize: number | null;
+  force: boolean;
+}
+
+export interface PatchSpec {
+  /** The patch module's name (its replacements carry `[name]` in a stack); null for --func. */
+  name: string | null;
+  replace: boolean;
+  funcs: PatchFunctionSpec[];
+  /** Raw half-open address ranges from --range. */
+  ranges: { start: bigint; end: bigint; text: string }[];
+}
+
+export function emptyPatch(): PatchSpec {
+  return { name: null, replace: false, funcs: [], ranges: [] };
+}
+
+const NAME = /^[A-Za-z0-9_.$@]+$/;
+
+/** Parses `[object:]name[,sympos]`. */
+export function parseFuncArg(arg: string): PatchFunctionSpec {
+  const m = /^(?:([^:,\s]+):)?([^:,\s]+)(?:,(\d+))?$/.exec(arg);
+  if (m === null || !NAME.test(m[2]) || (m[1] !== undefined && !NAME.test(m[1].replace(/-/g, "_")))) {
+    throw new PatchsafeError("E_USAGE", `--func ${JSON.stringify(arg)}: expected [object:]name[,sympos], e.g. vmlinux:init_once,3`);
+  }
+  return { object: m[1] ?? VMLINUX, oldName: m[2], oldSympos: m[3] === undefined ? 0 : Number(m[3]), newName: null, newSize: null, force: false };
+}
+
+/** Parses `0xLO-0xHI` (half-open, like the kernel's test). */
+export function parseRangeArg(arg: string): { start: bigint; end: bigint; text: string } {
+  const m = /^(0x[0-9a-fA-F]{1,16})-(0x[0-9a-fA-F]{1,16})$/.exec(arg);
+  if (m === null) throw new PatchsafeError("E_USAGE", `--range ${JSON.stringify(arg)}: expected 0xLO-0xHI (half-open)`);
+  const start = BigInt(m[1]);
+  const end = BigInt(m[2]);
+  if (end <= start) throw new PatchsafeError("E_USAGE", `--range ${arg}: the end must be above the start`);
+  if (start === 0n) throw new PatchsafeError("E_USAGE", `--range ${arg}: address 0 is never kernel text`);
+  return { start, end, text: arg };
+}
+
+/** Parses a patch file (SPEC §6 JSON). */
+export function parsePatchFile(text: string, file: string): PatchSpec {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new PatchsafeError("E_INPUT", `patch file is not valid JSON: ${e instanceof Error ? e.message : String(e)}`, { file });
+  }
+  const fail = (path: string, what: string): never => {
+    throw new PatchsafeError("E_INPUT", `${path}: ${what}`, { file });
+  };
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isObj(doc)) return fail("$", "expected an object");
+  if (doc.name !== undefined && (typeof doc.name !== "string" || !NAME.test(doc.name.replace(/-/g, "_")))) return fail("$.name", "expected the patch module's name");
+  if (doc.replace !== undefined && typeof doc.replace !== "boolean") return fail("$.replace", "expected a boolean");
+  if (!Array.isArray(doc.objects)) return fail("$.objects", "expected an array");
+  const funcs: PatchFunctionSpec[] = [];
+  doc.objects.forEach((o: unknown, oi: number) => {
+    const op = `$.objects[${oi}]`;
+    if (!isObj(o)) return fail(op, "expected an object");
+    const object = o.name === undefined || o.name === null ? VMLINUX : o.name;
+    if (typeof object !== "string" || !NAME.test(object.replace(/-/g, "_"))) return fail(`${op}.name`, "expected an object name (vmlinux or a module)");
+    if (!Array.isArray(o.funcs)) return fail(`${op}.funcs`, "expected an array");
+    o.funcs.forEach((f: unknown, fi: number) => {
+      const fp = `${op}.funcs[${fi}]`;
+      if (!isObj(f)) return fail(fp, "expected an object");
+      if (typeof f.old_name !== "string" || !NAME.test(f.old_name)) return fail(`${fp}.old_name`, "expected a symbol name");
+      const sympos = f.old_sympos ?? 0;
+      if (typeof sympos !== "number" || !Number.isInteger(sympos) || sympos < 0) return fail(`${fp}.old_sympos`, "expected a non-negative integer");
+      if (f.new_name !== undefined && f.new_name !== null && (typeof f.new_name !== "string" || !NAME.test(f.new_name))) return fail(`${fp}.new_name`, "expected a symbol name");
+      if (f.new_size !== undefined && f.new_size !== null && (typeof f.new_size !== "number" || !Number.isInteger(f.new_size) || f.new_size <= 0)) return fail(`${fp}.new_size`, "expected a positive integer");
+      if (f.force !== undefined && typeof f.force !== "boolean") return fail(`${fp}.force`, "expected a boolean");
+      funcs.push({
+        object,
+        oldName: f.old_name,
+        oldSympos: sympos,
+        newName: (f.new_name as string | undefined) ?? null,
+        newSize: (f.new_size as number | undefined) ?? null,
+        force: f.force === true,
+      });
+    });
+  });
+  if (funcs.length === 0) return fail("$.objects", "the patch replaces no function");
+  return { name: (doc.name as string | undefined) ?? null, replace: doc.replace === true, funcs, ranges: [] };
+}

@@ -1,0 +1,88 @@
+/**
+ * The human report: the verdict first with its reasons, then blockers grouped by function, then
+ * undecided tasks grouped by reason. comm bytes are escaped (SPEC §7); everything that came from
+ * an input goes through terminalSafe.
+ */
+import type { CheckResult } from "../check.js";
+import { taskOrder } from "../decide/livepatch.js";
+import { frameText } from "../ingest/nativeJson.js";
+import { escapeComm, terminalSafe } from "./escape.js";
+
+export interface TextOptions {
+  /** 0: summary (10 tasks per group); 1: every task; 2: also each undecided task's stack. */
+  verbosity: number;
+}
+
+const GLYPH = { safe: "✓", blocked: "✗", undecided: "?" } as const;
+
+export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 }): string {
+  const { capture: cap, verdict: v, ranges } = r;
+  const out: string[] = [];
+  const limit = opts.verbosity >= 1 ? Number.POSITIVE_INFINITY : 10;
+  const complete = v.complete === true ? "complete" : v.complete === false ? "partial" : "completeness unknown";
+  out.push(
+    `${GLYPH[v.verdict]} ${v.verdict.toUpperCase()}: ${v.model} ${v.direction} over ${v.counts.tasks} task(s) from ${terminalSafe(cap.source.name)} (${cap.source.format}, ${complete})`,
+  );
+  for (const reason of v.reasons) out.push(`  - ${terminalSafe(reason.message)} [${reason.code}]`);
+  const c = v.counts;
+  out.push(`  tasks: ${c.clean} clean, ${c.blocked} blocked, ${c.undecided} undecided, ${c.done} done, ${c.idle} idle, ${c.excluded} excluded`);
+  const kc = v.kernelCheck;
+  if (kc.result === "fail" && kc.first !== null) {
+    const t = cap.tasks[kc.first.task];
+    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.pid ?? "?"} (sleeping in ${ranges.functions[kc.first.func].name ?? "a range"})`);
+  } else if (kc.result === "pass" && v.verdict !== "safe") {
+    out.push("  kernel's own check: would pass, but patchsafe cannot call it safe (see the reasons above)");
+  } else out.push(`  kernel's own check: ${kc.result}`);
+
+  const byFunc = new Map<number, typeof v.blockers>();
+  for (const b of v.blockers) {
+    let l = byFunc.get(b.func);
+    if (l === undefined) byFunc.set(b.func, (l = []));
+    l.push(b);
+  }
+  for (const [fi, list] of [...byFunc].sort((a, b) => b[1].length - a[1].length)) {
+    const f = ranges.functions[fi];
+    out.push("");
+    out.push(`Blocked in ${f.name ?? "range"} [${f.object}${f.sympos ? `,${f.sympos}` : ""}]: ${list.length} task(s)`);
+    const remedies = new Map<string, string>();
+    list.sort((a, b) => taskOrder(cap, a.task, b.task));
+    for (const b of list.slice(0, limit)) {
+      const t = cap.tasks[b.task];
+      const kind = v.outcomes.find((o) => o.task === b.task)!.kind;
+      out.push(
+        `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}`,
+      );
+      remedies.set(b.remedy.code, b.remedy.message + (b.remedy.callees?.length ? ` (callees: ${b.remedy.callees.map(terminalSafe).join(", ")})` : ""));
+    }
+    if (list.length > limit) out.push(`  … ${list.length - limit} more (-v lists all)`);
+    for (const [code, msg] of remedies) out.push(`  remedy ${code}: ${terminalSafe(msg)}`);
+  }
+
+  const undecided = v.outcomes.filter((o) => o.status === "undecided");
+  const byReason = new Map<string, typeof undecided>();
+  for (const o of undecided) {
+    const code = o.matches[0].code;
+    let l = byReason.get(code);
+    if (l === undefined) byReason.set(code, (l = []));
+    l.push(o);
+  }
+  for (const [code, list] of byReason) {
+    out.push("");
+    out.push(`Undecided (${code}): ${list.length} task(s)`);
+    list.sort((a, b) => taskOrder(cap, a.task, b.task));
+    for (const o of list.slice(0, limit)) {
+      const t = cap.tasks[o.task];
+      out.push(`  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${o.kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} ${terminalSafe(o.matches[0].message)}`);
+      if (opts.verbosity >= 2) {
+        for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) out.push(`            ${terminalSafe(frameText(cap, i))}`);
+      }
+    }
+    if (list.length > limit) out.push(`  … ${list.length - limit} more (-v lists all)`);
+  }
+  if (v.warnings.length > 0) {
+    out.push("");
+    for (const w of v.warnings) out.push(`warning: ${terminalSafe(w.message)}`);
+  }
+  if (cap.excluded.length > 0) out.push(`note: ${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture`);
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,150 @@
+/**
+ * Resolve: every frame gets a u64 scan key in one key space shared with the blocking ranges.
+ *
+ * With a symbol table: key = start(symbol) + offset, the raw return address the kernel's check
+ * tests (`%pB` prints the real offset, so `foo+0x40/0x40` lands on the byte after foo, exactly
+ * where the kernel's half-open test puts it). The symbol is the one whose name, object and
+ * printed size match; a duplicate the size does not single out is ambiguous (SPEC §2, §9).
+ *
+ * Without a symbol table: a synthetic, stable key space, one block per distinct
+ * (object, name, printed size), so the same wasm scan serves every input (SPEC §9).
+ */
+import { FrameFlag, type Capture } from "../model.js";
+import { type SymbolTable, symbolAddress } from "./table.js";
+
+export const FrameStatus = {
+  /** No key: an unparsed line or an inline pseudo-frame. */
+  NONE: 0,
+  RESOLVED: 1,
+  /** Symbol (or its object) not in the symbol table, or a bare address outside it. */
+  UNRESOLVED: 2,
+  /** Several symbols of that name in the object and the printed size does not single one out. */
+  AMBIGUOUS: 3,
+  /** Synthetic key (no symbol table). */
+  SYNTHETIC: 4,
+  /** Only one symbol of that name, but the printed size differs: another kernel build. */
+  SIZE_MISMATCH: 5,
+  /** A bare address used directly as the key. */
+  ADDRESS: 6,
+} as const;
+export type FrameStatus = (typeof FrameStatus)[keyof typeof FrameStatus];
+
+export interface SyntheticBlock {
+  object: string;
+  name: string;
+  size: number;
+  base: bigint;
+}
+
+export interface ResolvedFrames {
+  keySpace: "addresses" | "synthetic";
+  /** 2 u32 per frame (lo, hi); (0, 0) = no key. */
+  keys: Uint32Array;
+  status: Uint8Array;
+  /** Symbol table row per frame, -1 when none. */
+  symbol: Int32Array;
+  /** Synthetic blocks by `object\0name` (no symbol table only). */
+  synthetic: Map<string, SyntheticBlock[]>;
+  /** Counts per status, for reports. */
+  counts: Record<keyof typeof FrameStatus, number>;
+  warnings: string[];
+}
+
+/** Start of the synthetic key space; blocks are spaced with a gap so `off == size` has room. */
+const SYNTHETIC_BASE = 0x1_0000n;
+const SYNTHETIC_GAP = 0x1000n;
+
+export function resolveFrames(cap: Capture, table: SymbolTable | null): ResolvedFrames {
+  const f = cap.frames;
+  const n = f.length;
+  const keys = new Uint32Array(n * 2);
+  const status = new Uint8Array(n);
+  const symbol = new Int32Array(n).fill(-1);
+  const synthetic = new Map<string, SyntheticBlock[]>();
+  const warnings: string[] = [];
+  const useTable = table !== null && table.hasAddresses;
+  // Cache per distinct (name id, object id, printed size, has size) -> symbol row or -status.
+  const cache = new Map<string, number>();
+  let nextBase = SYNTHETIC_BASE;
+  let addressMismatch = 0;
+  let firstMismatchLine = 0;
+
+  const objectRows = new Map<string, Set<number>>();
+  if (useTable) {
+    table.objects.forEach((_o, idx) => objectRows.set(table.objects[idx], new Set()));
+  }
+
+  for (let i = 0; i < n; i++) {
+    const flags = f.flags[i];
+    if (flags & (FrameFlag.UNPARSED | FrameFlag.INLINE)) continue;
+    if (flags & FrameFlag.BARE_HEX) {
+      if (useTable) {
+        keys[2 * i] = f.addrLo[i];
+        keys[2 * i + 1] = f.addrHi[i];
+        status[i] = FrameStatus.ADDRESS;
+      } else status[i] = FrameStatus.UNRESOLVED;
+      continue;
+    }
+    const hasSize = (flags & FrameFlag.HAS_SIZE) !== 0;
+    const size = hasSize ? f.size[i] : 0;
+    const cacheKey = `${f.symbol[i]}:${f.object[i]}:${hasSize ? size : "-"}`;
+    let row = cache.get(cacheKey);
+    if (row === undefined) {
+      const name = cap.strings.get(f.symbol[i]);
+      const object = cap.strings.get(f.object[i]);
+      if (useTable) {
+        const candidates = (table.byName.get(name) ?? []).filter((r) => table.objects[table.object[r]] === object);
+        if (candidates.length === 0) row = -FrameStatus.UNRESOLVED;
+        else if (!hasSize) row = candidates.length === 1 ? candidates[0] : -FrameStatus.AMBIGUOUS;
+        else {
+          const bySize = candidates.filter((r) => table.size[r] === size);
+          if (bySize.length === 1) row = bySize[0];
+          else if (bySize.length > 1) row = -FrameStatus.AMBIGUOUS;
+          else row = candidates.length === 1 ? -FrameStatus.SIZE_MISMATCH : -FrameStatus.AMBIGUOUS;
+        }
+      } else {
+        // Synthetic block of [base, base + span) with span = printed size (1 when none printed).
+        const span = hasSize ? BigInt(Math.max(size, 1)) : 1n;
+        const k = `${object}\u0000${name}`;
+        let blocks = synthetic.get(k);
+        if (blocks === undefined) synthetic.set(k, (blocks = []));
+        blocks.push({ object, name, size: hasSize ? size : 1, base: nextBase });
+        row = -(1000 + blocks.length - 1);
+        nextBase += span + SYNTHETIC_GAP;
+      }
+      cache.set(cacheKey, row);
+    }
+    if (row >= 0) {
+      const t = table!;
+      const off = f.offset[i];
+      const lo = t.addrLo[row] + off;
+      keys[2 * i] = lo >>> 0;
+      keys[2 * i + 1] = (t.addrHi[row] + (lo > 0xffffffff ? 1 : 0)) >>> 0;
+      status[i] = FrameStatus.RESOLVED;
+      symbol[i] = row;
+      if (flags & FrameFlag.HAS_ADDRESS && (f.addrLo[i] !== keys[2 * i] || f.addrHi[i] !== keys[2 * i + 1])) {
+        if (addressMismatch++ === 0) firstMismatchLine = f.line[i];
+      }
+    } else if (row <= -1000) {
+      const blocks = synthetic.get(`${cap.strings.get(f.object[i])}\u0000${cap.strings.get(f.symbol[i])}`)!;
+      const blk = blocks[-row - 1000];
+      // Offsets past the printed size (malformed) are clamped onto the byte after the block.
+      const off = BigInt(hasSize ? Math.min(f.offset[i], size) : 0);
+      const key = blk.base + off;
+      keys[2 * i] = Number(key & 0xffffffffn);
+      keys[2 * i + 1] = Number(key >> 32n);
+      status[i] = FrameStatus.SYNTHETIC;
+    } else status[i] = -row;
+  }
+  if (addressMismatch > 0) {
+    warnings.push(
+      `${addressMismatch} frame(s) print an address that differs from symbol+offset in the symbol table (first at line ${firstMismatchLine}): the symbol table is probably from another boot`,
+    );
+  }
+  const counts = { NONE: 0, RESOLVED: 0, UNRESOLVED: 0, AMBIGUOUS: 0, SYNTHETIC: 0, SIZE_MISMATCH: 0, ADDRESS: 0 };
+  const names = Object.keys(FrameStatus) as (keyof typeof FrameStatus)[];
+  for (let i = 0; i < n; i++) counts[names[status[i]]]++;
+  return { keySpace: useTable ? "addresses" : "synthetic", keys, status, symbol, synthetic, counts, warnings };
+}
+
+export { symbolAddress };
