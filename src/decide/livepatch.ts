@@ -264,6 +264,9 @@ export const LIVEPATCH_RULES: Rule[] = [
   },
 ];
 
+/** "On the stack of every task of some kind" needs at least this many tasks of that kind. */
+const EVERY_TASK_MIN = 10;
+
 const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "unreadable", "truncated", "unreliable"]);
 
 function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKind: Set<number>): Remedy {
@@ -361,7 +364,8 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
   for (const [key, n] of kindFunc) {
     const [kind, fi] = key.split(":");
-    if (n >= 2 && n === kindTotals.get(kind)) everyTaskOfKind.add(Number(fi));
+    // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
+    if (n >= EVERY_TASK_MIN && n === kindTotals.get(kind)) everyTaskOfKind.add(Number(fi));
   }
 
   const outcomes: TaskOutcome[] = [];

@@ -12,6 +12,7 @@ import { PatchsafeError } from "../errors.js";
 import { type Capture, type HostFacts, emptyHostFacts, FrameFlag, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
 import { encodeLatin1, latin1 } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
+import { jsonErrorOffset, lineAt } from "./jsonPosition.js";
 
 export const NATIVE_FORMAT = "patchsafe-capture";
 export const NATIVE_VERSION = 1;
@@ -25,20 +26,14 @@ export function looksLikeNativeJson(head: string): boolean {
   return /^\s*\{/.test(head) && head.includes(`"${NATIVE_FORMAT}"`);
 }
 
-function lineOf(text: string, pos: number): number {
-  let line = 1;
-  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
-}
-
 export function parseNativeJson(text: string, file = "<input>"): Capture {
   let doc: Json;
   try {
     doc = JSON.parse(text) as Json;
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    const m = /position (\d+)/.exec(msg);
-    throw new PatchsafeError("E_INPUT", `not valid JSON: ${msg}`, { file, line: m ? lineOf(text, Number(m[1])) : undefined });
+    const msg = (e instanceof Error ? e.message : String(e)).split("\n")[0].slice(0, 120);
+    const at = jsonErrorOffset(text);
+    throw new PatchsafeError("E_INPUT", `not valid JSON: ${msg}`, { file, line: at === null ? undefined : lineAt(text, at) });
   }
   const fail = (path: string, what: string): never => {
     throw new PatchsafeError("E_INPUT", `${path}: ${what}`, { file });

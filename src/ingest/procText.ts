@@ -170,7 +170,10 @@ export class ProcTextParser {
         const tid = pathOut.tid;
         const text = String.fromCharCode(...buf.subarray(pathOut.end, e));
         const known = ERRNO_TEXT.find(([m]) => text.includes(m));
-        this.startTask(pid, tid, line);
+        // `tail` prints its `==> path <==` header before failing: the error belongs to it.
+        const cur = this.b.current;
+        const sameHeader = cur !== null && cur.pid === pid && cur.tid === tid && this.b.frames.length === cur.frameStart;
+        if (!sameHeader) this.startTask(pid, tid, line);
         const t = this.b.current!;
         if (known !== undefined && (known[1] === "ENOENT" || known[1] === "ESRCH")) t.stackStatus = "vanished";
         else t.stackStatus = "unreadable";

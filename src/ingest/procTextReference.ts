@@ -114,7 +114,10 @@ export function parseProcTextReference(text: string): RefTask[] {
     }
     m = ERR.exec(line);
     if (m !== null) {
-      const t = start(+m[1], +(m[2] ?? m[1]));
+      const pid = +m[1];
+      const tid = +(m[2] ?? m[1]);
+      const c = cur as RefTask | null;
+      const t = c !== null && c.pid === pid && c.tid === tid && c.frames.length === 0 ? c : start(pid, tid);
       const errno = m[3] === undefined ? "EIO" : ERRNO[m[3]];
       t.errno = errno;
       t.stackStatus = errno === "ENOENT" || errno === "ESRCH" ? "vanished" : "unreadable";

@@ -4,6 +4,7 @@
  * new_size?, force? } ] } ] }`.
  */
 import { PatchsafeError } from "../errors.js";
+import { jsonErrorOffset, lineAt } from "../ingest/jsonPosition.js";
 import { VMLINUX } from "../model.js";
 
 export interface PatchFunctionSpec {
@@ -57,7 +58,9 @@ export function parsePatchFile(text: string, file: string): PatchSpec {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new PatchsafeError("E_INPUT", `patch file is not valid JSON: ${e instanceof Error ? e.message : String(e)}`, { file });
+    const at = jsonErrorOffset(text);
+    const msg = (e instanceof Error ? e.message : String(e)).split("\n")[0].slice(0, 120);
+    throw new PatchsafeError("E_INPUT", `patch file is not valid JSON: ${msg}`, { file, line: at === null ? undefined : lineAt(text, at) });
   }
   const fail = (path: string, what: string): never => {
     throw new PatchsafeError("E_INPUT", `${path}: ${what}`, { file });

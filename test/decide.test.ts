@@ -1,0 +1,235 @@
+import { describe, expect, it } from "vitest";
+import { PatchsafeError } from "../src/errors.js";
+import { parseProcText } from "../src/ingest/procText.js";
+import { symbolAddress } from "../src/symbols/table.js";
+import { fixtureText, hostCapture, hostTable, nativeCapture, runCheck, USER_EPOLL } from "./helpers.js";
+
+const t = hostTable();
+/** A frame token for `name` with this host's size, so it resolves. */
+function fr(name: string, off: number, sympos = 1): string {
+  const row = t.byName.get(name)![sympos - 1];
+  return `${name}+0x${off.toString(16)}/0x${t.size[row].toString(16)}`;
+}
+const KTHREAD_BOTTOM = ["kthread+0xfa/0x240", "ret_from_fork+0x166/0x190", "ret_from_fork_asm+0x1a/0x30"];
+const user = (frames: string[], extra: Record<string, unknown> = {}) => ({ pid: 100, tid: 100, comm: "app", state: "S", flags: 0x400000, frames, ...extra });
+const kth = (frames: string[], extra: Record<string, unknown> = {}) => ({ pid: 50, tid: 50, comm: "kworker/0:1", state: "I", flags: 0x208040, frames: [...frames, ...KTHREAD_BOTTOM], ...extra });
+const outcome = (r: ReturnType<typeof runCheck>, i = 0) => r.verdict.outcomes.find((o) => o.task === i)!;
+
+describe("this host's captures", () => {
+  it("worker_thread blocks every kworker for ever (never-leaves); the kernel check fails", () => {
+    const r = runCheck(hostCapture("proc-grep.txt"), ["worker_thread"]);
+    expect(r.verdict.verdict).toBe("blocked");
+    expect(r.verdict.counts.blocked).toBe(r.verdict.blockers.length);
+    expect(r.verdict.counts.blocked).toBeGreaterThan(5);
+    expect(r.verdict.blockers.every((b) => b.remedy.code === "never-leaves" && b.kernelSees && b.frameIndex === 0)).toBe(true);
+    expect(r.verdict.kernelCheck.result).toBe("fail");
+    const comms = r.verdict.blockers.map((b) => new TextDecoder().decode(r.capture.tasks[b.task].comm ?? new Uint8Array()));
+    expect(comms.every((c) => c === "" || c.startsWith("kworker/"))).toBe(true);
+  });
+
+  it("smpboot_thread_fn blocks the per-CPU threads, which never leave it", () => {
+    const r = runCheck(hostCapture("capture.json"), ["smpboot_thread_fn"]);
+    expect(r.verdict.verdict).toBe("blocked");
+    const comms = r.verdict.blockers.map((b) => new TextDecoder().decode(r.capture.tasks[b.task].comm!));
+    expect(comms.some((c) => c.startsWith("ksoftirqd/"))).toBe(true);
+    expect(comms.some((c) => c.startsWith("migration/"))).toBe(true);
+    expect(r.verdict.blockers.every((b) => b.remedy.code === "never-leaves")).toBe(true);
+  });
+
+  it("a function on no stack: the partial live capture is undecided, --partial-ok decides over the rest", () => {
+    const cap = hostCapture("capture.json");
+    const r = runCheck(cap, ["meminfo_proc_show"]);
+    expect(r.verdict.counts.blocked).toBe(0);
+    expect(r.verdict.verdict).toBe("undecided");
+    expect(r.verdict.reasons.map((x) => x.code)).toContain("incomplete-capture");
+    const ok = runCheck(cap, ["meminfo_proc_show"], { options: { partialOk: true } });
+    expect(ok.verdict.counts.excluded).toBe(cap.excluded.length + 13);
+    expect(ok.verdict.warnings.map((w) => w.code)).toContain("partial-ok");
+    // What remains undecided is only running tasks (the capture was taken by a running process).
+    expect(ok.verdict.outcomes.filter((o) => o.status === "undecided").every((o) => o.matches[0].code === "running")).toBe(true);
+  });
+
+  it("a /proc text dump: safe for the tasks given, with a warning; --strict makes it undecided", () => {
+    const grep = hostCapture("proc-grep.txt");
+    const readable = parseProcText(
+      fixtureText("host/proc-grep.txt")
+        .split("\n")
+        .filter((l) => !l.startsWith("grep:"))
+        .join("\n"),
+    );
+    expect(readable.tasks.length).toBe(grep.tasks.length - 13);
+    const r = runCheck(readable, ["meminfo_proc_show"]);
+    expect(r.verdict.verdict).toBe("safe");
+    expect(r.verdict.complete).toBe("unknown");
+    expect(r.verdict.warnings.map((w) => w.code)).toContain("completeness-unknown");
+    expect(runCheck(readable, ["meminfo_proc_show"], { options: { strict: true } }).verdict.verdict).toBe("undecided");
+  });
+
+  it("duplicates: init_once needs a sympos (kernel's ambiguity error); init_once,3 works", () => {
+    const cap = hostCapture("proc-grep.txt");
+    expect(() => runCheck(cap, ["init_once"])).toThrow(/unresolvable ambiguity for symbol 'init_once' in object 'vmlinux'/);
+    expect(() => runCheck(cap, ["init_once,13"])).toThrow(/symbol position 13 for symbol 'init_once' in object 'vmlinux' not found/);
+    const r = runCheck(cap, ["init_once,3"]);
+    const f = r.ranges.functions[0];
+    expect(f.symbol).toBe(t.byName.get("init_once")![2]);
+    expect(f.ranges[0].start).toBe(symbolAddress(t, f.symbol));
+    expect(r.verdict.counts.blocked).toBe(0);
+  });
+
+  it("an unknown function is the kernel's not-found error", () => {
+    try {
+      runCheck(hostCapture("proc-grep.txt"), ["no_such_function_xyz"]);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(PatchsafeError);
+      expect((e as PatchsafeError).code).toBe("E_SYMBOL_NOT_FOUND");
+    }
+  });
+
+  it("a function only in .sched.text: sleepers are undecided (hidden), never safe", () => {
+    const r = runCheck(hostCapture("proc-grep.txt"), ["schedule_timeout"]);
+    expect(r.verdict.verdict).toBe("undecided");
+    const hidden = r.verdict.outcomes.filter((o) => o.matches[0]?.code === "hidden");
+    expect(hidden.length).toBeGreaterThan(50);
+    expect(r.verdict.outcomes.some((o) => o.status === "clean")).toBe(false);
+    expect(r.verdict.kernelCheck.result).toBe("unknown");
+  });
+
+  it("without a symbol table: frames match by name, the verdict is at best undecided", () => {
+    const cap = hostCapture("proc-grep.txt");
+    const r = runCheck(cap, ["worker_thread"], { symbols: null });
+    expect(r.resolved.keySpace).toBe("synthetic");
+    expect(r.verdict.counts.blocked).toBe(runCheck(cap, ["worker_thread"]).verdict.counts.blocked);
+    const none = runCheck(cap, ["meminfo_proc_show"], { symbols: null, options: { partialOk: true } });
+    expect(none.verdict.reasons.map((x) => x.code)).toContain("no-symbol-table");
+    expect(none.verdict.verdict).toBe("undecided");
+    expect(() => runCheck(cap, ["init_once,3"], { symbols: null })).toThrow(/needs a symbol table/);
+  });
+});
+
+describe("the livepatch rules, one at a time (SPEC §3)", () => {
+  it("blocked: a real frame inside the original range; remedies by task kind and state", () => {
+    const cap = nativeCapture([
+      user([fr("do_epoll_wait", 0x588), ...USER_EPOLL.slice(1)]),
+      user([fr("do_epoll_wait", 0x588), ...USER_EPOLL.slice(1)], { pid: 101, tid: 101, state: "D" }),
+    ]);
+    const r = runCheck(cap, ["do_epoll_wait"]);
+    expect(r.verdict.verdict).toBe("blocked");
+    expect(r.verdict.blockers.map((b) => b.remedy.code)).toEqual(["signal", "wait"]);
+    expect(r.verdict.blockers[0].remedy.message).toMatch(/fake signal/);
+  });
+
+  it("park-offline-cpu: an smpboot thread blocked below smpboot_thread_fn", () => {
+    const cap = nativeCapture([kth([fr("run_ksoftirqd", 0x20), fr("smpboot_thread_fn", 0x18c)], { comm: "ksoftirqd/1", state: "S" })]);
+    const r = runCheck(cap, ["run_ksoftirqd"]);
+    expect(r.verdict.blockers[0].remedy.code).toBe("park-offline-cpu");
+  });
+
+  it("never-leaves names the callees to patch instead", () => {
+    const cap = nativeCapture([kth([fr("msleep", 0x10), fr("rescuer_thread", 0x2fd)])]);
+    const r = runCheck(cap, ["rescuer_thread"]);
+    expect(r.verdict.blockers[0].remedy).toMatchObject({ code: "never-leaves", callees: ["msleep"] });
+  });
+
+  it("running: state R is undecided even when inside the patched function", () => {
+    const r = runCheck(nativeCapture([user([fr("do_epoll_wait", 0x588), ...USER_EPOLL.slice(1)], { state: "R" })]), ["do_epoll_wait"]);
+    expect(outcome(r).status).toBe("undecided");
+    expect(outcome(r).matches.map((x) => x.code)).toEqual(["running", "blocked"]);
+    expect(r.verdict.verdict).toBe("undecided");
+  });
+
+  it("unreliable: a chain that does not reach a known bottom, only guesses, BPF, trampolines", () => {
+    const cases = [
+      user(USER_EPOLL.slice(0, 3)),
+      user(USER_EPOLL.map((f) => `? ${f}`)),
+      user([USER_EPOLL[0], "0xffffffffc0451234", ...USER_EPOLL.slice(1)]),
+      user([USER_EPOLL[0], "return_to_handler+0x0/0x19", ...USER_EPOLL.slice(1)]),
+      user([...USER_EPOLL.slice(0, 3), ...USER_EPOLL.slice(3).map((f) => `? ${f}`)]),
+    ].map((x, i) => ({ ...x, pid: 200 + i, tid: 200 + i }));
+    const r = runCheck(nativeCapture(cases), ["meminfo_proc_show"]);
+    for (let i = 0; i < cases.length; i++) expect([i, outcome(r, i).matches[0]?.code]).toEqual([i, "unreliable"]);
+    expect(r.verdict.verdict).toBe("undecided");
+  });
+
+  it("possibly-live: a `? ` entry naming the patched function; blocked wins over it", () => {
+    const guess = user([USER_EPOLL[0], `? ${fr("meminfo_proc_show", 0x10)}`, ...USER_EPOLL.slice(1)]);
+    const r = runCheck(nativeCapture([guess]), ["meminfo_proc_show"]);
+    expect(outcome(r).matches[0].code).toBe("possibly-live");
+    expect(r.verdict.kernelCheck.result).toBe("pass");
+    const both = runCheck(nativeCapture([guess]), ["meminfo_proc_show", "do_epoll_wait"]);
+    expect(outcome(both).status).toBe("blocked");
+  });
+
+  it("cold: old .cold code of a patched function is undecided; the kernel's check passes", () => {
+    const r = runCheck(nativeCapture([user([fr("wait_for_initramfs.cold", 0x3), ...USER_EPOLL])]), ["wait_for_initramfs"]);
+    expect(outcome(r).matches[0].code).toBe("cold");
+    expect(r.verdict.kernelCheck.result).toBe("pass");
+    expect(r.verdict.verdict).toBe("undecided");
+  });
+
+  it("unresolved and ambiguous frames that could be a patched function (clones too)", () => {
+    const sizes = t.byName.get("type_show")!.map((row) => t.size[row]);
+    const dup = sizes.find((s, i) => sizes.indexOf(s) !== i)!;
+    const r = runCheck(
+      nativeCapture([
+        user([`do_epoll_wait.isra.0+0x10/0x40`, ...USER_EPOLL]),
+        user([`type_show+0x10/0x${dup.toString(16)}`, ...USER_EPOLL], { pid: 2, tid: 2 }),
+        user([`unrelated_missing_fn+0x10/0x40`, ...USER_EPOLL], { pid: 3, tid: 3 }),
+      ]),
+      ["do_epoll_wait", "type_show,2"],
+    );
+    expect(outcome(r, 0).matches.map((x) => x.code)).toContain("unresolved");
+    expect(outcome(r, 0).status).toBe("blocked"); // the real do_epoll_wait frame also blocks
+    expect(outcome(r, 1).matches.map((x) => x.code)).toEqual(["blocked", "ambiguous"]);
+    expect(outcome(r, 2).matches.map((x) => x.code)).not.toContain("unresolved");
+  });
+
+  it("unparsed-line, empty-stack, zombies, done, no reliable stack traces", () => {
+    const r = runCheck(
+      nativeCapture([
+        user([USER_EPOLL[0], { unparsed: true } as unknown as string, ...USER_EPOLL.slice(1)]),
+        user([], { pid: 2, tid: 2 }),
+        user([], { pid: 3, tid: 3, state: "Z" }),
+        user([fr("meminfo_proc_show", 0x10), ...USER_EPOLL], { pid: 4, tid: 4, patchState: 1 }),
+      ]),
+      ["meminfo_proc_show"],
+    );
+    expect(r.verdict.outcomes.map((o) => [o.status, o.matches[0]?.code ?? null])).toEqual([
+      ["undecided", "unparsed-line"],
+      ["undecided", "empty-stack"],
+      ["clean", null],
+      ["done", "done"],
+    ]);
+    const noRel = runCheck(nativeCapture([user(USER_EPOLL)], { host: { config: { reliableStacktrace: false } } }), ["meminfo_proc_show"]);
+    expect(outcome(noRel).matches[0].code).toBe("no-reliable-stacktrace");
+  });
+
+  it("off == size: counted against the printed function (kernel blind) and the next one (kernel sees)", () => {
+    const row = t.byName.get("do_epoll_wait")![0];
+    const size = t.size[row];
+    const atEnd = `do_epoll_wait+0x${size.toString(16)}/0x${size.toString(16)}`;
+    const after = [...t.byName.entries()].find(([, rows]) => rows.some((x) => symbolAddress(t, x) === symbolAddress(t, row) + BigInt(size)))!;
+    const cap = nativeCapture([user([atEnd, ...USER_EPOLL.slice(1)])]);
+    const r = runCheck(cap, ["do_epoll_wait"]);
+    expect(outcome(r).status).toBe("blocked");
+    expect(r.verdict.blockers[0]).toMatchObject({ kernelSees: false, role: "conservative-extra" });
+    expect(r.verdict.kernelCheck.result).toBe("pass");
+    const next = runCheck(cap, [after[0]]);
+    expect(next.verdict.blockers[0]).toMatchObject({ kernelSees: true, role: "original" });
+  });
+
+  it("idle tasks in the idle loop never hold the transition", () => {
+    const idle = { pid: 0, tid: 0, comm: "swapper/0", state: "R", running: false, flags: 0x200040, frames: [fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("rest_init", 0x30)] };
+    const r = runCheck(nativeCapture([{ ...idle, state: "S" }]), ["meminfo_proc_show"]);
+    expect(outcome(r).status).toBe("idle");
+    expect(r.verdict.counts.idle).toBe(1);
+  });
+
+  it("hidden sections without a symbol table, and unpatchable code", () => {
+    const r = runCheck(nativeCapture([user(USER_EPOLL)]), ["__schedule"]);
+    expect(r.verdict.reasons.map((x) => x.code)).toContain("unpatchable");
+    expect(r.verdict.verdict).not.toBe("safe");
+    const entry = runCheck(nativeCapture([user(USER_EPOLL)]), ["entry_SYSCALL_64"]);
+    expect(entry.verdict.reasons.find((x) => x.code === "unpatchable")?.message).toMatch(/\.entry\.text/);
+  });
+});
