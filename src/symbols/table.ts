@@ -133,8 +133,9 @@ export function parseSymbolTable(text: string, opts: LoadSymbolsOptions = {}): S
     const lineStart = pos;
     pos = eol + 1;
     if (end === lineStart) continue;
-    const sp1 = text.indexOf(" ", lineStart);
-    if (sp1 < 0 || sp1 > end) throw new PatchsafeError("E_SYMBOLS", `not a symbol table line (expected "ADDRESS TYPE NAME"): ${JSON.stringify(text.slice(lineStart, Math.min(end, lineStart + 80)))}`, { file, line: lineNo });
+    let sp1 = lineStart;
+    while (sp1 < end && text.charCodeAt(sp1) !== 32) sp1++;
+    if (sp1 >= end) throw new PatchsafeError("E_SYMBOLS", `not a symbol table line (expected "ADDRESS TYPE NAME"): ${JSON.stringify(text.slice(lineStart, Math.min(end, lineStart + 80)))}`, { file, line: lineNo });
     const addr = parseHex(text, lineStart, sp1);
     const typeCh = text.charCodeAt(sp1 + 1);
     if (addr === null || text.charCodeAt(sp1 + 2) !== 32 || Number.isNaN(typeCh)) {
@@ -143,8 +144,16 @@ export function parseSymbolTable(text: string, opts: LoadSymbolsOptions = {}): S
     const nameStart = sp1 + 3;
     let nameEnd = end;
     let mod = VMLINUX;
-    const tab = text.indexOf("\t", nameStart);
-    if (tab >= 0 && tab < end) {
+    // Look for the module column's TAB within this line only (indexOf would run to the next
+    // module line, which makes the whole parse quadratic on a vmlinux-only table).
+    let tab = -1;
+    for (let k = nameStart; k < end; k++) {
+      if (text.charCodeAt(k) === 9) {
+        tab = k;
+        break;
+      }
+    }
+    if (tab >= 0) {
       nameEnd = tab;
       const open = text.indexOf("[", tab);
       const close = text.indexOf("]", tab);
