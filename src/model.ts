@@ -19,7 +19,7 @@ export interface Reason {
 export interface CaptureSource {
   /** File name as the user gave it, `-` for stdin, `live` for a live capture. */
   name: string;
-  /** Input format that produced the capture (`proc-text`, `patchsafe-json`, `live-proc`, …). */
+  /** Input format that produced the capture (`proc-text`, `patchsafe-capture`, `live-proc`, …). */
   format: string;
   /** Dump section within the file (a dmesg may hold several), 0-based. */
   section: number;

@@ -272,16 +272,15 @@ const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "
 function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKind: Set<number>): Remedy {
   const { cap, task, kind, chain, input } = ctx;
   const f = input.ranges.functions[func];
-  const name = f.name ?? "";
+  const name = f.name ?? funcLabel(input.ranges, func);
   const pos = chain.indexOf(frame);
   const callees = pos > 0 ? [...new Set(chain.slice(Math.max(0, pos - 5), pos).map((i) => frameName(cap, i) ?? "?"))] : [];
   const aboveKthread = pos >= 0 && pos + 1 < chain.length && frameName(cap, chain[pos + 1]) === "kthread";
   if (NEVER_RETURNS.has(name) || aboveKthread || everyTaskOfKind.has(func)) {
-    return {
-      code: "never-leaves",
-      message: `${name} is a thread's main loop (or on every stack of a kind): the task never leaves it and the transition will never complete; patch a callee instead`,
-      callees,
-    };
+    const why = everyTaskOfKind.has(func) && !NEVER_RETURNS.has(name) && !aboveKthread ? `${name} is on the stack of every ${kind} task` : `${name} is a thread's main loop`;
+    const r: Remedy = { code: "never-leaves", message: `${why}: the task never leaves it and the transition will never complete; patch a callee instead` };
+    if (callees.length > 0) r.callees = callees;
+    return r;
   }
   if (isParkable(cap, chain)) {
     return {
@@ -347,11 +346,17 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // Tasks: kinds, chains.
   const contexts: TaskContext[] = [];
+  let vanished = 0;
   cap.tasks.forEach((task, index) => {
-    if (task.stackStatus === "vanished") return;
+    if (task.stackStatus === "vanished") {
+      vanished++;
+      return;
+    }
     const chain = realChain(cap, task);
     contexts.push({ cap, task, index, kind: taskKind(cap, task, chain), chain, hits: byTask.get(index) ?? [], input, opts, hiddenOverlap });
   });
+
+  if (vanished > 0) warnings.push({ code: "vanished", message: `${vanished} task(s) exited while the input was captured: they are gone and hold nothing` });
 
   // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
   const everyTaskOfKind = new Set<number>();

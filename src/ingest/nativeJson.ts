@@ -66,6 +66,8 @@ export function parseNativeJson(text: string, file = "<input>"): Capture {
       if (r === null || typeof r !== "object" || Array.isArray(r) || typeof r.code !== "string" || typeof r.message !== "string") {
         return fail(`${path}[${i}]`, "expected {code, message}");
       }
+      // Codes reach --json, where they are a public contract: words and hyphens only.
+      if (!/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(r.code)) return fail(`${path}[${i}].code`, "expected lowercase words joined by hyphens");
       return { code: r.code, message: r.message };
     });
   };

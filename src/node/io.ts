@@ -78,7 +78,7 @@ export function readCaptureFile(file: string, format: InputFormat = "auto"): { c
     if (format === "auto" && !looksLikeNativeJson(text.slice(0, 4096))) {
       throw new PatchsafeError("E_INPUT", 'a JSON document that is not a patchsafe capture (no "format": "patchsafe-capture")', { file, line: 1 });
     }
-    return { capture: parseNativeJson(text, file), detected: "patchsafe-json" };
+    return { capture: parseNativeJson(text, file), detected: "patchsafe-capture" };
   }
   const capture = parser.finish();
   if (capture.tasks.length === 0) {
