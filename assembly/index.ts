@@ -1,0 +1,458 @@
+// patchsafe range-scan kernel (AssemblyScript 0.28, runtime stub).
+//
+// Finds every (frame, range) pair with  start[r] <= key[frame] <= last[r]  over u64 addresses,
+// where ranges may overlap and arrive unsorted. Key 0 means "no key" and never matches.
+//
+// ABI: fixed buffers in linear memory, exports take and return i32/u32 numbers only. The host
+// (src/scan/wasm.ts) is the only caller; it validates input before calling in, so the checks here
+// are invariants (assert: debug build only) plus a few cheap guards that trap with a message.
+//
+// Call sequence per scan:
+//   reserve(rangeCount, keyCount, hitCount) -> may grow memory: the host re-takes its views
+//   host writes caller-order ranges into  IN_START / IN_LAST,  then setRanges(rangeCount)
+//   per chunk of keys: host writes KEYS[0..n), then scan(off, n - off, frameBase) until it
+//   returns n - off; after every scan() the host drains hitCount() pairs from HITS.
+//
+// Memory layout (every buffer from heap.alloc, 16-byte aligned; all reallocated together by
+// reserve() when any capacity must grow; heap.reset() first, so nothing else may allocate):
+//
+//   __heap_base
+//   | KEYS     keyCap   x u64             scan keys of the current chunk (host writes)
+//   | HITS     hitCap   x (u32 frame, u32 range)   output pairs (host reads)
+//   | IN_START rangeCap x u64             range starts, caller order (host writes)
+//   | IN_LAST  rangeCap x u64             range lasts (inclusive), caller order (host writes)
+//   | S_START  rangeCap x u64  \
+//   | S_LAST   rangeCap x u64   |  sorted by start (stable: ties keep caller order)
+//   | S_MAX    rangeCap x u64   |  S_MAX[j] = max(S_LAST[0..j])   (non-decreasing)
+//   | S_IDX    rangeCap x u32   |  caller index of sorted position j
+//   | TMP_IDX  rangeCap x u32  /   merge-sort scratch (S_MAX doubles as u64 scratch)
+//   | TOP      rangeCap/64 x u64  TOP[b] = S_START[64 b]: a cache-resident first search level
+//   | TREE     2P x u64            max-tree over S_LAST, P = next power of two >= rangeCap
+//   | STACK    64 x u32            DFS stack of treeQuery()
+//   v
+//
+//   TREE (implicit binary heap layout, node 1 = root, children 2v and 2v+1):
+//
+//                      [1] max of all
+//             [2] max 0..P/2-1      [3] max P/2..P-1
+//             ...                    ...
+//     [P+0]=S_LAST[0]  [P+1]=S_LAST[1]  ...  [P+n-1]  [P+n..2P-1] = 0 (padding, never >= a key)
+//
+// Lookup for one key k (see scan()):
+//   1. branchless upper bound: j = last sorted position with S_START[j] <= k (none: no hit).
+//      Two levels: b = last block with TOP[b] <= k, then j inside block b's 64 starts. Same
+//      result as one search over S_START, but with 1e6 ranges the first level stays in cache
+//      and the second touches 8 cache lines instead of ~14 scattered ones.
+//      Candidates are exactly positions 0..j; the hits among them are those with S_LAST >= k.
+//   2. walk j, j-1, ... while S_MAX[j] >= k; emit j when S_LAST[j] >= k.
+//      Every range before the first j with S_MAX[j] < k ends below k, so the walk is complete.
+//      The common case (disjoint or lightly overlapping ranges) ends within a step or two.
+//   3. if the walk is still going after WALK_LIMIT steps (a long range far back keeps S_MAX
+//      high, or ranges nest deeply), finish positions 0..j with a TREE query instead: descend
+//      only into nodes whose max >= k and whose first position <= j. Cost O((hits + 1) log R)
+//      instead of O(positions between the first hit and j).
+//   4. sort the key's hits by caller range index (the walk emits them by descending position,
+//      the tree by ascending position; neither is caller order).
+
+const ABI_VERSION: u32 = 1;
+
+// ---- buffer pointers and capacities (element counts) ---------------------------------------
+let keysPtr: usize = 0;
+let hitsPtr: usize = 0;
+let inStartPtr: usize = 0;
+let inLastPtr: usize = 0;
+let sStartPtr: usize = 0;
+let sLastPtr: usize = 0;
+let sMaxPtr: usize = 0;
+let sIdxPtr: usize = 0;
+let tmpIdxPtr: usize = 0;
+let treePtr: usize = 0;
+let stackPtr: usize = 0;
+let topPtr: usize = 0;
+
+let keyCap: u32 = 0;
+let hitCap: u32 = 0;
+let rangeCap: u32 = 0;
+
+// ---- scan state -------------------------------------------------------------------------------
+let rangeN: u32 = 0; // ranges installed by setRanges()
+let hitLimit: u32 = 0; // hits one scan() call may emit; always >= rangeN, so any one key fits
+let hitN: u32 = 0; // hits emitted by the last scan() call
+let treeLeaves: u32 = 1; // P for the installed ranges (power of two >= rangeN)
+let treeLog: u32 = 0; // log2(P)
+
+/** log2 of the S_START block that one TOP entry stands for. */
+const BLOCK_LOG: u32 = 6;
+const BLOCK: u32 = 1 << BLOCK_LOG;
+let topN: u32 = 0; // TOP entries for the installed ranges: ceil(rangeN / BLOCK)
+
+/** Linear walk steps per key before switching to the tree query. */
+const WALK_LIMIT: u32 = 16;
+/** treeQuery() result when the hit limit was reached. */
+const OVERFLOW: u32 = 0xFFFF_FFFF;
+/** DFS stack entries: right-then-left pushes keep at most depth + 1 <= 33 nodes on it. */
+const STACK_ENTRIES: usize = 64;
+
+/** Bytes one range costs across IN_START, IN_LAST, S_START, S_LAST, S_MAX, S_IDX, TMP_IDX. */
+const BYTES_PER_RANGE: u64 = 8 * 5 + 4 * 2;
+
+/** Smallest power of two >= v (v >= 1, v <= 2^31). */
+@inline function pow2AtLeast(v: u32): u32 {
+  return v <= 1 ? 1 : <u32>1 << (32 - clz<u32>(v - 1));
+}
+
+/** Arena bytes for the given capacities (tree: 2 * pow2AtLeast(rangeCap) u64). */
+function arenaBytes(keyCap: u32, hitCap: u32, rangeCap: u32): u64 {
+  return (<u64>keyCap << 3) + (<u64>hitCap << 3) + <u64>rangeCap * BYTES_PER_RANGE
+    + (<u64>pow2AtLeast(rangeCap) << 4) + (<u64>STACK_ENTRIES << 2)
+    + ((<u64>rangeCap + BLOCK - 1) >> BLOCK_LOG << 3);
+}
+/** Keep the whole arena well under the 4 GiB wasm32 limit (and each block under 1 GiB). */
+const MAX_ARENA_BYTES: u64 = 0xC000_0000;
+
+/** ABI version of this kernel; the host refuses a module it does not know. */
+export function abiVersion(): u32 {
+  return ABI_VERSION;
+}
+
+@inline function grow(cap: u32, want: u32): u32 {
+  // 1.5x headroom so a slowly growing workload does not reallocate on every call
+  let next = <u64>cap + (<u64>cap >> 1);
+  return <u32>max<u64>(<u64>want, min<u64>(next, 0x4000_0000));
+}
+
+/**
+ * Ensures capacity for `rangeCount` ranges, a chunk of `keyCount` keys and `hitCount` hits per
+ * scan() call (the effective hit limit is max(hitCount, rangeCount, 1) so that the hits of any
+ * single key always fit). May grow memory: every host view of `memory.buffer` must be re-taken.
+ * Discards installed ranges when it reallocates. Returns the effective hit limit.
+ */
+export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
+  let limit = max<u32>(max<u32>(hitCount, rangeCount), 1);
+  let kc = max<u32>(keyCount, 1);
+  let rc = max<u32>(rangeCount, 1);
+  if (kc > keyCap || limit > hitCap || rc > rangeCap) {
+    let newKeyCap = kc > keyCap ? grow(keyCap, kc) : keyCap;
+    let newHitCap = limit > hitCap ? grow(hitCap, limit) : hitCap;
+    let newRangeCap = rc > rangeCap ? grow(rangeCap, rc) : rangeCap;
+    if (rc > 0x4000_0000) throw new Error("scan buffers exceed the wasm32 arena limit");
+    if (arenaBytes(newKeyCap, newHitCap, newRangeCap) > MAX_ARENA_BYTES) {
+      // retry without headroom before giving up
+      newKeyCap = max<u32>(kc, keyCap);
+      newHitCap = max<u32>(limit, hitCap);
+      newRangeCap = max<u32>(rc, rangeCap);
+      if (arenaBytes(newKeyCap, newHitCap, newRangeCap) > MAX_ARENA_BYTES) throw new Error("scan buffers exceed the wasm32 arena limit");
+    }
+    // Only reserve() allocates, so resetting the bump allocator frees exactly our buffers.
+    // Globals are committed after every allocation succeeded: a trap (out of memory) mid-way
+    // leaves the old layout intact (memory never shrinks).
+    heap.reset();
+    let k = heap.alloc(<usize>newKeyCap << 3);
+    let h = heap.alloc(<usize>newHitCap << 3);
+    let is = heap.alloc(<usize>newRangeCap << 3);
+    let il = heap.alloc(<usize>newRangeCap << 3);
+    let ss = heap.alloc(<usize>newRangeCap << 3);
+    let sl = heap.alloc(<usize>newRangeCap << 3);
+    let sm = heap.alloc(<usize>newRangeCap << 3);
+    let si = heap.alloc(<usize>newRangeCap << 2);
+    let ti = heap.alloc(<usize>newRangeCap << 2);
+    let tr = heap.alloc(<usize>pow2AtLeast(newRangeCap) << 4);
+    let st = heap.alloc(STACK_ENTRIES << 2);
+    let tp = heap.alloc(<usize>((newRangeCap + BLOCK - 1) >> BLOCK_LOG) << 3);
+    keysPtr = k; hitsPtr = h; inStartPtr = is; inLastPtr = il;
+    sStartPtr = ss; sLastPtr = sl; sMaxPtr = sm; sIdxPtr = si; tmpIdxPtr = ti;
+    treePtr = tr; stackPtr = st; topPtr = tp;
+    keyCap = newKeyCap; hitCap = newHitCap; rangeCap = newRangeCap;
+    rangeN = 0;
+  }
+  hitLimit = limit;
+  hitN = 0;
+  return limit;
+}
+
+/** Byte offset of KEYS (u64 x keyCapacity()). */
+export function keyPtr(): usize { return keysPtr; }
+/** Keys one chunk can hold. */
+export function keyCapacity(): u32 { return keyCap; }
+/** Byte offset of HITS ((u32 frame, u32 range) x hitCount()). */
+export function hitPtr(): usize { return hitsPtr; }
+/** Byte offset of IN_START (u64 x rangeCapacity(), caller order). */
+export function rangeStartPtr(): usize { return inStartPtr; }
+/** Byte offset of IN_LAST (u64 x rangeCapacity(), caller order, inclusive). */
+export function rangeLastPtr(): usize { return inLastPtr; }
+/** Ranges the buffers can hold. */
+export function rangeCapacity(): u32 { return rangeCap; }
+/** Hits emitted by the last scan() call. */
+export function hitCount(): u32 { return hitN; }
+
+// ---- setRanges: stable sort by start, then the search structures -------------------------------
+
+/**
+ * Installs the first `count` ranges of IN_START / IN_LAST (caller order). Sorts them by start
+ * (bottom-up merge sort on (start, index) pairs, skipped if already sorted), then builds
+ * S_LAST, S_MAX, TOP and TREE. O(R log R), or O(R) for input already sorted by start.
+ */
+export function setRanges(count: u32): void {
+  if (count > rangeCap) throw new Error("setRanges: count exceeds rangeCapacity");
+  rangeN = 0;
+  hitN = 0;
+  let n = <usize>count;
+  if (n == 0) return;
+
+  // (start, index) pairs in caller order; note whether they are already sorted.
+  let sorted = true;
+  let prev: u64 = 0;
+  for (let i: usize = 0; i < n; i++) {
+    let s = load<u64>(inStartPtr + (i << 3));
+    store<u64>(sStartPtr + (i << 3), s);
+    store<u32>(sIdxPtr + (i << 2), <u32>i);
+    sorted = sorted & (s >= prev);
+    prev = s;
+  }
+
+  if (!sorted) {
+    // Bottom-up merge sort, ping-ponging between (S_START, S_IDX) and (S_MAX, TMP_IDX).
+    // Stable: on equal starts the left run wins, so ties keep caller order.
+    let aKey = sStartPtr, aIdx = sIdxPtr, bKey = sMaxPtr, bIdx = tmpIdxPtr;
+    for (let width: usize = 1; width < n; width <<= 1) {
+      for (let lo: usize = 0; lo < n; lo += width << 1) {
+        let mid = min<usize>(lo + width, n);
+        let hi = min<usize>(lo + (width << 1), n);
+        let i = lo, j = mid, o = lo;
+        while (i < mid && j < hi) {
+          let ki = load<u64>(aKey + (i << 3));
+          let kj = load<u64>(aKey + (j << 3));
+          if (kj < ki) {
+            store<u64>(bKey + (o << 3), kj);
+            store<u32>(bIdx + (o << 2), load<u32>(aIdx + (j << 2)));
+            j++;
+          } else {
+            store<u64>(bKey + (o << 3), ki);
+            store<u32>(bIdx + (o << 2), load<u32>(aIdx + (i << 2)));
+            i++;
+          }
+          o++;
+        }
+        if (i < mid) {
+          memory.copy(bKey + (o << 3), aKey + (i << 3), (mid - i) << 3);
+          memory.copy(bIdx + (o << 2), aIdx + (i << 2), (mid - i) << 2);
+        } else if (j < hi) {
+          memory.copy(bKey + (o << 3), aKey + (j << 3), (hi - j) << 3);
+          memory.copy(bIdx + (o << 2), aIdx + (j << 2), (hi - j) << 2);
+        }
+      }
+      let tk = aKey; aKey = bKey; bKey = tk;
+      let ti = aIdx; aIdx = bIdx; bIdx = ti;
+    }
+    if (aKey != sStartPtr) {
+      memory.copy(sStartPtr, aKey, n << 3);
+      memory.copy(sIdxPtr, aIdx, n << 2);
+    }
+  }
+
+  // Gather lasts into sorted order and take the running max:
+  //   S_MAX[j] = max(S_LAST[0], ..., S_LAST[j])
+  let runMax: u64 = 0;
+  for (let j: usize = 0; j < n; j++) {
+    let idx = <usize>load<u32>(sIdxPtr + (j << 2));
+    let last = load<u64>(inLastPtr + (idx << 3));
+    assert(last >= load<u64>(sStartPtr + (j << 3)), "range last < start");
+    store<u64>(sLastPtr + (j << 3), last);
+    runMax = max<u64>(runMax, last);
+    store<u64>(sMaxPtr + (j << 3), runMax);
+  }
+
+  // First search level: every BLOCK-th start.
+  let nb = (count + BLOCK - 1) >> BLOCK_LOG;
+  for (let b: usize = 0; b < <usize>nb; b++) {
+    store<u64>(topPtr + (b << 3), load<u64>(sStartPtr + (b << (BLOCK_LOG + 3))));
+  }
+  topN = nb;
+
+  // Max-tree over S_LAST: leaves at P.., padding leaves 0, then parents bottom-up.
+  let P = <usize>pow2AtLeast(count);
+  treeLeaves = <u32>P;
+  treeLog = ctz<u32>(<u32>P);
+  memory.copy(treePtr + (P << 3), sLastPtr, n << 3);
+  memory.fill(treePtr + ((P + n) << 3), 0, (P - n) << 3);
+  for (let v = P - 1; v >= 1; v--) {
+    let a = load<u64>(treePtr + (v << 4));
+    let b = load<u64>(treePtr + (v << 4), 8);
+    store<u64>(treePtr + (v << 3), max<u64>(a, b));
+  }
+  rangeN = count;
+}
+
+// ---- scan ---------------------------------------------------------------------------------------
+
+/** Sorts the u32 range fields of hit pairs [from, to) ascending (frame fields are all equal). */
+function sortHitRanges(from: u32, to: u32): void {
+  let base = hitsPtr + 4; // range field of pair 0
+  let n = to - from;
+  if (n <= 32) {
+    // insertion sort: the common case is 1-3 hits per key
+    for (let i: u32 = from + 1; i < to; i++) {
+      let v = load<u32>(base + (<usize>i << 3));
+      let j = i;
+      while (j > from) {
+        let u = load<u32>(base + (<usize>(j - 1) << 3));
+        if (u <= v) break;
+        store<u32>(base + (<usize>j << 3), u);
+        j--;
+      }
+      store<u32>(base + (<usize>j << 3), v);
+    }
+    return;
+  }
+  // heapsort on the same fields: O(n log n) when many ranges nest around one key
+  let p = base + (<usize>from << 3);
+  for (let start = (n >> 1); start > 0; start--) siftDown(p, start - 1, n);
+  for (let end = n - 1; end > 0; end--) {
+    let t = load<u32>(p + (<usize>end << 3));
+    store<u32>(p + (<usize>end << 3), load<u32>(p));
+    store<u32>(p, t);
+    siftDown(p, 0, end);
+  }
+}
+
+@inline function siftDown(p: usize, root: u32, n: u32): void {
+  let r = root;
+  let v = load<u32>(p + (<usize>r << 3));
+  while (true) {
+    let c = (r << 1) + 1;
+    if (c >= n) break;
+    let cv = load<u32>(p + (<usize>c << 3));
+    if (c + 1 < n) {
+      let dv = load<u32>(p + (<usize>(c + 1) << 3));
+      if (dv > cv) { c++; cv = dv; }
+    }
+    if (cv <= v) break;
+    store<u32>(p + (<usize>r << 3), cv);
+    r = c;
+  }
+  store<u32>(p + (<usize>r << 3), v);
+}
+
+/**
+ * Emits (frame, S_IDX[i]) for every position i in 0..j with S_LAST[i] >= key, by depth-first
+ * descent of TREE, pruning nodes whose max is below key or whose first position is past j.
+ * Returns the new hit count, or OVERFLOW if the hit limit was reached.
+ */
+function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
+  let P = treeLeaves;
+  let L = treeLog;
+  let tree = treePtr;
+  let stack = stackPtr;
+  let sp: usize = 0;
+  store<u32>(stack, 1);
+  sp = 1;
+  while (sp > 0) {
+    sp--;
+    let v = load<u32>(stack + (sp << 2));
+    if (load<u64>(tree + (<usize>v << 3)) < key) continue; // nothing below reaches key
+    // node v at depth d = floor(log2 v) covers positions [(v << (L - d)) - P, ...)
+    let d = 31 - clz<u32>(v);
+    let first = (v << (L - d)) - P;
+    if (first > j) continue; // entirely past the candidates
+    if (v >= P) {
+      if (out == limit) return OVERFLOW;
+      let o = hitsPtr + (<usize>out << 3);
+      store<u32>(o, frame);
+      store<u32>(o, load<u32>(sIdxPtr + (<usize>(v - P) << 2)), 4);
+      out++;
+    } else {
+      assert(sp + 2 <= STACK_ENTRIES, "tree stack overflow");
+      store<u32>(stack + (sp << 2), (v << 1) | 1); // right child first: it is popped last
+      store<u32>(stack + (sp << 2), v << 1, 4);
+      sp += 2;
+    }
+  }
+  return out;
+}
+
+/**
+ * Scans KEYS[keyOffset .. keyOffset + keyCount); key at buffer index i is frame frameBase + i.
+ * Resets the hit count, then appends (frame, range) pairs to HITS, grouped by frame ascending,
+ * ranges ascending within a frame. Stops before the first key whose hits would overflow the hit
+ * limit and returns how many keys it consumed (== keyCount when done); the host drains HITS and
+ * calls again with the remainder. Progress is guaranteed since hitLimit >= rangeN.
+ */
+export function scan(keyOffset: u32, keyCount: u32, frameBase: u32): u32 {
+  hitN = 0;
+  if (<u64>keyOffset + <u64>keyCount > <u64>keyCap) throw new Error("scan: keys exceed keyCapacity");
+  let n = rangeN;
+  if (n == 0) return keyCount;
+
+  let sStart = sStartPtr, sLast = sLastPtr, sMax = sMaxPtr, sIdx = sIdxPtr, hits = hitsPtr;
+  let top = topPtr, nb = topN;
+  let limit = hitLimit;
+  let out: u32 = 0;
+  let end = keyOffset + keyCount;
+  for (let i = keyOffset; i < end; i++) {
+    let key = load<u64>(keysPtr + (<usize>i << 3));
+    if (key == 0) continue;
+
+    // 1. Branchless upper bound (unsigned u64 compares), first over TOP, then inside the block.
+    //    Invariant of each loop: the answer lies in [base, base + len). Each step halves len
+    //    without a data-dependent branch: `select` compiles to a cmov-style wasm select.
+    let base: usize = 0;
+    let len: usize = <usize>nb;
+    while (len > 1) {
+      let half = len >> 1;
+      let mid = base + half;
+      base = select<usize>(mid, base, load<u64>(top + (mid << 3)) <= key);
+      len -= half;
+    }
+    // base = last block with TOP <= key, unless even block 0 starts above key: no candidates.
+    if (load<u64>(top + (base << 3)) > key) continue;
+    // Inside block `base`: S_START[first] = TOP[base] <= key, and the next block starts above
+    // key, so the answer lies in [first, first + min(BLOCK, n - first)).
+    base <<= BLOCK_LOG;
+    len = min<usize>(<usize>BLOCK, <usize>n - base);
+    while (len > 1) {
+      let half = len >> 1;
+      let mid = base + half;
+      base = select<usize>(mid, base, load<u64>(sStart + (mid << 3)) <= key);
+      len -= half;
+    }
+
+    // 2. Walk back while some range at or before j can still reach key.
+    let blockStart = out;
+    let j = base;
+    let steps: u32 = 0;
+    let full = false;
+    while (true) {
+      if (load<u64>(sMax + (j << 3)) < key) break;
+      if (steps == WALK_LIMIT) {
+        // 3. Long walk: let the tree find the rest among positions 0..j.
+        let r = treeQuery(<u32>j, key, frameBase + i, out, limit);
+        full = r == OVERFLOW;
+        out = r;
+        break;
+      }
+      if (load<u64>(sLast + (j << 3)) >= key) {
+        if (out == limit) {
+          full = true;
+          break;
+        }
+        let o = hits + (<usize>out << 3);
+        store<u32>(o, frameBase + i);
+        store<u32>(o, load<u32>(sIdx + (j << 2)), 4);
+        out++;
+      }
+      if (j == 0) break;
+      j--;
+      steps++;
+    }
+    if (full) {
+      // Hit buffer full: drop this key's partial hits and hand back control.
+      assert(blockStart > 0, "hit limit smaller than one key's hits");
+      hitN = blockStart;
+      return i - keyOffset;
+    }
+    // 4. Order this key's hits by caller range index.
+    if (out - blockStart > 1) sortHitRanges(blockStart, out);
+  }
+  hitN = out;
+  return keyCount;
+}

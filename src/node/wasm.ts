@@ -1,0 +1,33 @@
+/**
+ * Node-only loading of the scan kernel: read build/scan*.wasm next to the package, compile once
+ * per build (cached for the process), instantiate a fresh Scanner per call.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { PatchsafeError } from "../errors.js";
+import { compileScanModule, createWasmScanner, scanWasmUrl, type WasmScannerOptions } from "../scan/wasm.js";
+import type { Scanner } from "../scan/types.js";
+
+const modules = new Map<"release" | "debug", WebAssembly.Module>();
+
+/** The compiled kernel for `build`, read and compiled synchronously on first use. */
+export function loadScanModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
+  let module = modules.get(build);
+  if (module === undefined) {
+    const url = scanWasmUrl(build);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = readFileSync(url);
+    } catch (e) {
+      throw new PatchsafeError("E_IO", `cannot read scan kernel ${fileURLToPath(url)}: ${(e as Error).message} (run npm run asbuild)`);
+    }
+    module = compileScanModule(bytes);
+    modules.set(build, module);
+  }
+  return module;
+}
+
+/** A wasm Scanner for the CLI and Node API; each call gets its own instance and memory. */
+export function loadWasmScannerSync(build: "release" | "debug" = "release", options?: WasmScannerOptions): Scanner {
+  return createWasmScanner(loadScanModuleSync(build), build === "release" ? "wasm-release" : "wasm-debug", options);
+}

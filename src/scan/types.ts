@@ -1,0 +1,39 @@
+/**
+ * Shared types of the range scan: scan keys (one u64 per kernel stack frame) against u64
+ * address ranges. Every implementation (wasm release, wasm debug, reference) takes the same
+ * input and returns the same hits, so they can be tested against each other.
+ *
+ * u64 values are passed as little-endian u32 pairs: element 2*i = low 32 bits, 2*i+1 = high
+ * 32 bits. That is the in-memory layout of a u64 on every supported (little-endian) host, so
+ * the arrays are copied into wasm memory as they are.
+ */
+export interface ScanInput {
+  /** 2 per frame; key (0,0) = no key, never matches. */
+  keys: Uint32Array;
+  /** Length tasks+1, non-decreasing, last = frame count; frames of task t are [start[t], start[t+1]). */
+  taskFrameStart: Uint32Array;
+  /** 2 per range. */
+  rangeStart: Uint32Array;
+  /** 2 per range, INCLUSIVE last address (a half-open [lo,hi) becomes last = hi-1); last >= start. */
+  rangeLast: Uint32Array;
+}
+
+/**
+ * Every (frame, range) pair whose key lies in the range, sorted by frame ascending, then range
+ * ascending. The arrays have exactly `count` elements and belong to the caller.
+ */
+export interface ScanHits {
+  count: number;
+  /** Task index of the frame (taskFrameStart[task] <= frame < taskFrameStart[task+1]). */
+  task: Uint32Array;
+  /** Global frame index (index into keys / 2). */
+  frame: Uint32Array;
+  /** Index into the caller's rangeStart / rangeLast (/ 2). */
+  range: Uint32Array;
+}
+
+export interface Scanner {
+  readonly kind: "wasm-release" | "wasm-debug" | "reference";
+  /** Validates `input` (PatchsafeError E_SCAN_INPUT) and returns every hit. Does not keep `input`. */
+  scan(input: ScanInput): ScanHits;
+}

@@ -1,0 +1,453 @@
+/**
+ * The range scan: wasm release and debug kernels against the BigInt reference on seeded random
+ * inputs, the wasm import/export surface, input validation, and a hand-computed kernel-like case.
+ * Needs build/scan.wasm and build/scan.debug.wasm (npm run asbuild).
+ */
+import { readFileSync } from "node:fs";
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { PatchsafeError } from "../src/errors.js";
+import { loadScanModuleSync, loadWasmScannerSync } from "../src/node/wasm.js";
+import {
+  loadWasmScannerFromUrl,
+  referenceScanner,
+  SCAN_EXPORTED_FUNCTIONS,
+  scanWasmUrl,
+  type ScanHits,
+  type ScanInput,
+  type Scanner,
+} from "../src/scan/index.js";
+
+const U64_MAX = (1n << 64n) - 1n;
+const K = 0xffffffff81000000n; // x86-64 kernel text base
+const M = 0xffffffffc0000000n; // module area
+
+function pairs(values: readonly bigint[]): Uint32Array {
+  const out = new Uint32Array(values.length * 2);
+  values.forEach((v, i) => {
+    out[2 * i] = Number(v & 0xffffffffn);
+    out[2 * i + 1] = Number(v >> 32n);
+  });
+  return out;
+}
+
+function makeInput(keys: readonly bigint[], taskFrameStart: readonly number[], ranges: readonly (readonly [bigint, bigint])[]): ScanInput {
+  return {
+    keys: pairs(keys),
+    taskFrameStart: Uint32Array.from(taskFrameStart),
+    rangeStart: pairs(ranges.map((r) => r[0])),
+    rangeLast: pairs(ranges.map((r) => r[1])),
+  };
+}
+
+type PlainHits = { count: number; task: number[]; frame: number[]; range: number[] };
+
+/**
+ * Compares hits without handing vitest huge arrays to diff (that takes minutes and can exhaust
+ * the heap): locates the first differing hit and diffs a few hits around it.
+ */
+function expectSameHits(actual: ScanHits, expected: PlainHits, label?: string): void {
+  const a = plain(actual);
+  const n = Math.min(a.count, expected.count);
+  let i = 0;
+  while (i < n && a.task[i] === expected.task[i] && a.frame[i] === expected.frame[i] && a.range[i] === expected.range[i]) i++;
+  if (i === n && a.count === expected.count) return;
+  const window = (h: PlainHits) => ({
+    count: h.count,
+    firstDifferenceAt: i,
+    task: h.task.slice(Math.max(0, i - 2), i + 3),
+    frame: h.frame.slice(Math.max(0, i - 2), i + 3),
+    range: h.range.slice(Math.max(0, i - 2), i + 3),
+  });
+  expect(window(a), label).toEqual(window(expected));
+}
+
+/** Plain arrays so a mismatch prints a readable diff. */
+function plain(h: ScanHits): PlainHits {
+  expect(h.task.length).toBe(h.count);
+  expect(h.frame.length).toBe(h.count);
+  expect(h.range.length).toBe(h.count);
+  return { count: h.count, task: [...h.task], frame: [...h.frame], range: [...h.range] };
+}
+
+// One instance per configuration, reused across all runs: buffers grow (and views detach) as
+// later inputs need more ranges. The tiny ones force chunk boundaries and hit-buffer resumes on
+// almost every input (the hit limit is max(hitCapacity, range count)).
+const release = loadWasmScannerSync("release");
+const debug = loadWasmScannerSync("debug");
+const wasmScanners: readonly (readonly [string, Scanner])[] = [
+  ["release", release],
+  ["debug", debug],
+  ["release keyChunk=5 hitCapacity=3", loadWasmScannerSync("release", { keyChunk: 5, hitCapacity: 3 })],
+  ["debug keyChunk=3 hitCapacity=1", loadWasmScannerSync("debug", { keyChunk: 3, hitCapacity: 1 })],
+  ["release keyChunk=1 hitCapacity=1", loadWasmScannerSync("release", { keyChunk: 1, hitCapacity: 1 })],
+];
+
+// ---- (a) differential ----------------------------------------------------------------------------
+
+/** Addresses near the interesting places: 1, kernel text, modules, the top of u64, anywhere. */
+const addrArb = fc.oneof(
+  fc.bigInt({ min: 1n, max: 64n }),
+  fc.bigInt({ min: 0n, max: 0x3fffn }).map((o) => K + o),
+  fc.bigInt({ min: 0n, max: 0x3fffn }).map((o) => M + o),
+  fc.bigInt({ min: 0n, max: 64n }).map((o) => U64_MAX - o),
+  fc.bigInt({ min: 1n, max: U64_MAX }),
+);
+const lenArb = fc.oneof(
+  fc.constant(0n),
+  fc.bigInt({ min: 0n, max: 16n }),
+  fc.bigInt({ min: 0n, max: 0x1000n }),
+  fc.bigInt({ min: 0n, max: U64_MAX }),
+);
+const clampLast = (start: bigint, len: bigint): bigint => (start + len > U64_MAX ? U64_MAX : start + len);
+
+type Range = readonly [bigint, bigint];
+const baseRangeArb = fc.tuple(addrArb, lenArb).map(([s, l]): Range => [s, clampLast(s, l)]);
+
+/** Ranges derived from earlier ones: touching after/before, duplicates, nested, overlapping. */
+const deriveOpArb = fc.tuple(fc.nat(), fc.constantFrom("after", "before", "dup", "inner", "straddle"), lenArb);
+function derive(ranges: Range[], [pick, op, len]: [number, string, bigint]): void {
+  if (ranges.length === 0) return;
+  const [s, l] = ranges[pick % ranges.length]!;
+  switch (op) {
+    case "after":
+      if (l < U64_MAX) ranges.push([l + 1n, clampLast(l + 1n, len)]);
+      break;
+    case "before":
+      if (s > 1n) ranges.push([s - 1n - (len % (s - 1n)), s - 1n]);
+      break;
+    case "dup":
+      ranges.push([s, l]);
+      break;
+    case "inner": {
+      const a = s + (len % (l - s + 1n));
+      ranges.push([a, a + ((l - a) >> 1n)]);
+      break;
+    }
+    case "straddle": {
+      const a = s + ((l - s) >> 1n);
+      ranges.push([a, clampLast(l, len + 1n)]);
+      break;
+    }
+  }
+}
+
+const rangesArb = fc
+  .tuple(fc.array(baseRangeArb, { maxLength: 24 }), fc.array(deriveOpArb, { maxLength: 24 }), fc.boolean())
+  .map(([base, ops, bigInput]) => {
+    const ranges = [...base];
+    for (const op of ops) derive(ranges, op);
+    if (bigInput) {
+      // occasionally many ranges, so the wasm buffers must grow on reused instances
+      for (let i = 0; i < 400; i++) ranges.push([K + BigInt(i) * 0x40n, K + BigInt(i) * 0x40n + 0x3fn + BigInt(i % 3) * 0x40n]);
+    }
+    return ranges;
+  });
+
+/** Keys: no-key, the extremes, anywhere, and exactly at / next to range boundaries. */
+function keyArb(ranges: readonly Range[]): fc.Arbitrary<bigint> {
+  const plainKeys = fc.oneof(fc.constant(0n), fc.constant(U64_MAX), fc.constant(1n), addrArb);
+  if (ranges.length === 0) return plainKeys;
+  const boundary = fc.tuple(fc.nat(ranges.length - 1), fc.constantFrom("start", "last", "after", "before")).map(([i, where]) => {
+    const [s, l] = ranges[i]!;
+    switch (where) {
+      case "start":
+        return s;
+      case "last":
+        return l;
+      case "after":
+        return l === U64_MAX ? U64_MAX : l + 1n;
+      default:
+        return s - 1n; // s >= 1, so this may be 0 (no key), which must not match
+    }
+  });
+  return fc.oneof({ arbitrary: plainKeys, weight: 1 }, { arbitrary: boundary, weight: 2 });
+}
+
+const inputArb: fc.Arbitrary<ScanInput> = rangesArb.chain((ranges) =>
+  fc
+    .tuple(fc.array(keyArb(ranges), { maxLength: 60 }), fc.array(fc.nat(), { maxLength: 8 }), fc.boolean())
+    .map(([keys, cuts, noTasks]) => {
+      // random task split: sorted cut points in [0, frames], possibly repeated (empty tasks)
+      let taskFrameStart: number[];
+      if (keys.length === 0 && noTasks) taskFrameStart = [0]; // zero tasks
+      else {
+        const inner = cuts.map((c) => c % (keys.length + 1)).sort((a, b) => a - b);
+        taskFrameStart = [0, ...inner, keys.length];
+      }
+      return makeInput(keys, taskFrameStart, ranges);
+    }),
+);
+
+describe("differential: wasm release / debug vs BigInt reference", () => {
+  test("seeded random inputs", () => {
+    fc.assert(
+      fc.property(inputArb, (input) => {
+        const expected = plain(referenceScanner.scan(input));
+        for (const [name, scanner] of wasmScanners) {
+          expectSameHits(scanner.scan(input), expected, name);
+        }
+      }),
+      { seed: 0x5ca11ed, numRuns: 200 },
+    );
+  });
+
+  test("more hits than the default hit buffer, many ranges nested around one key", () => {
+    // 300 ranges all containing [K+0x1000, K+0x1fff], 400 keys inside -> 120,000 hits (> 65,536),
+    // and 300 hits per key (the kernel's heapsort path for > 32 hits per key).
+    const ranges: Range[] = [];
+    for (let i = 0; i < 300; i++) ranges.push([K + 0x1000n - BigInt((i * 7919) % 0x800), K + 0x1fffn + BigInt((i * 104729) % 0x900)]);
+    const keys: bigint[] = [];
+    for (let i = 0; i < 400; i++) keys.push(i % 50 === 0 ? 0n : K + 0x1000n + BigInt((i * 37) % 0x1000));
+    const input = makeInput(keys, [0, 100, 100, 399, 400], ranges);
+    const expected = plain(referenceScanner.scan(input));
+    expect(expected.count).toBe(392 * 300);
+    for (const [name, scanner] of wasmScanners.slice(0, 3)) {
+      expectSameHits(scanner.scan(input), expected, name);
+    }
+  });
+
+  test("deeply nested ranges and one range spanning everything (the kernel's tree path)", () => {
+    // ranges i: [K+i, K+4000-i] nest 1000 deep; range 1000 spans all of them. Every key sees
+    // long walks, so hits come from the tree query; keys outside and at every boundary too.
+    const ranges: Range[] = [];
+    for (let i = 0; i < 1000; i++) ranges.push([K + BigInt(i), K + 4000n - BigInt(i)]);
+    ranges.push([K - 0x100000n, K + 0x100000n]);
+    ranges.push([K + 0x10n, K + 0x10n]); // a single byte inside the nest
+    const keys: bigint[] = [];
+    for (let i = 0; i < 700; i++) keys.push(K - 2n + BigInt((i * 6151) % 4010));
+    keys.push(K - 0x100000n, K - 0x100001n, K + 0x100000n, K + 0x100001n, K + 2000n, K + 2001n, K + 0x10n);
+    const input = makeInput(keys, [0, 350, keys.length], ranges.reverse());
+    const expected = plain(referenceScanner.scan(input));
+    for (const [name, scanner] of wasmScanners) expectSameHits(scanner.scan(input), expected, name);
+  });
+
+  test("300k shuffled disjoint ranges and 150k keys (buffer growth, several key chunks)", () => {
+    // range r = [K + 32r, K + 32r + 15], given in a shuffled order; key f = K + 16f, so even f
+    // hits range perm^-1(f/2) and odd f falls into a gap.
+    const R = 300_000;
+    const F = 150_000;
+    const order = Uint32Array.from({ length: R }, (_, i) => i);
+    let seed = 12345;
+    for (let i = R - 1; i > 0; i--) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const j = seed % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const whereIs = new Uint32Array(R); // sorted position -> caller index
+    const rangeStart = new Uint32Array(2 * R);
+    const rangeLast = new Uint32Array(2 * R);
+    const kLo = Number(K & 0xffffffffn);
+    for (let caller = 0; caller < R; caller++) {
+      const pos = order[caller]!;
+      whereIs[pos] = caller;
+      rangeStart[2 * caller] = kLo + 32 * pos;
+      rangeStart[2 * caller + 1] = 0xffffffff;
+      rangeLast[2 * caller] = kLo + 32 * pos + 15;
+      rangeLast[2 * caller + 1] = 0xffffffff;
+    }
+    const keys = new Uint32Array(2 * F);
+    for (let f = 0; f < F; f++) {
+      keys[2 * f] = kLo + 16 * f;
+      keys[2 * f + 1] = 0xffffffff;
+    }
+    const input: ScanInput = { keys, taskFrameStart: Uint32Array.from([0, 1000, 70_000, F]), rangeStart, rangeLast };
+    const expFrame: number[] = [];
+    const expRange: number[] = [];
+    const expTask: number[] = [];
+    for (let f = 0; f < F; f += 2) {
+      expFrame.push(f);
+      expRange.push(whereIs[f / 2]!);
+      expTask.push(f < 1000 ? 0 : f < 70_000 ? 1 : 2);
+    }
+    const expected = { count: expFrame.length, task: expTask, frame: expFrame, range: expRange };
+    for (const [name, scanner] of [["release", release], ["debug", debug]] as const) {
+      expectSameHits(scanner.scan(input), expected, name);
+    }
+  });
+
+  test("empty inputs", () => {
+    const cases: ScanInput[] = [
+      makeInput([], [0], []), // no tasks
+      makeInput([], [0, 0, 0], [[K, K + 10n]]), // tasks without frames
+      makeInput([K, K + 1n], [0, 2], []), // no ranges
+      makeInput([0n, 0n], [0, 1, 2], [[1n, U64_MAX]]), // only no-key frames
+    ];
+    for (const input of cases) {
+      for (const scanner of [referenceScanner, ...wasmScanners.map((s) => s[1])]) {
+        expect(plain(scanner.scan(input))).toEqual({ count: 0, task: [], frame: [], range: [] });
+      }
+    }
+  });
+});
+
+// ---- (b, c) import / export surface --------------------------------------------------------------
+
+/** Minimal wasm binary reader: the (params, results) value types of every exported function. */
+function exportedSignatures(bytes: Uint8Array): Map<string, { params: number[]; results: number[] }> {
+  let p = 8; // magic + version
+  const u32 = (): number => {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = bytes[p++]!;
+      result |= (b & 0x7f) << shift;
+      if ((b & 0x80) === 0) return result >>> 0;
+      shift += 7;
+    }
+  };
+  const name = (): string => {
+    const n = u32();
+    const s = new TextDecoder().decode(bytes.subarray(p, p + n));
+    p += n;
+    return s;
+  };
+  const types: { params: number[]; results: number[] }[] = [];
+  const funcTypes: number[] = []; // imported functions first, then defined ones
+  const exports: [string, number][] = [];
+  while (p < bytes.length) {
+    const id = bytes[p++]!;
+    const size = u32();
+    const end = p + size;
+    if (id === 1) {
+      for (let n = u32(); n > 0; n--) {
+        expect(bytes[p++]).toBe(0x60);
+        const params = Array.from({ length: u32() }, () => bytes[p++]!);
+        const results = Array.from({ length: u32() }, () => bytes[p++]!);
+        types.push({ params, results });
+      }
+    } else if (id === 2) {
+      for (let n = u32(); n > 0; n--) {
+        name();
+        name();
+        const kind = bytes[p++]!;
+        expect(kind, "only function imports").toBe(0);
+        funcTypes.push(u32());
+      }
+    } else if (id === 3) {
+      for (let n = u32(); n > 0; n--) funcTypes.push(u32());
+    } else if (id === 7) {
+      for (let n = u32(); n > 0; n--) {
+        const nm = name();
+        const kind = bytes[p++]!;
+        const index = u32();
+        if (kind === 0) exports.push([nm, index]);
+      }
+    }
+    p = end;
+  }
+  return new Map(exports.map(([nm, index]) => [nm, types[funcTypes[index]!]!]));
+}
+
+describe.each(["release", "debug"] as const)("wasm surface (%s)", (build) => {
+  const module = loadScanModuleSync(build);
+
+  test("imports exactly env.abort", () => {
+    expect(WebAssembly.Module.imports(module)).toEqual([{ module: "env", name: "abort", kind: "function" }]);
+  });
+
+  test("exports memory plus the numeric-ABI functions, nothing else", () => {
+    const exps = WebAssembly.Module.exports(module);
+    expect(exps.filter((e) => e.kind === "memory").map((e) => e.name)).toEqual(["memory"]);
+    expect(exps.filter((e) => e.kind === "function").map((e) => e.name).sort()).toEqual([...SCAN_EXPORTED_FUNCTIONS].sort());
+    expect(exps.length).toBe(SCAN_EXPORTED_FUNCTIONS.length + 1);
+
+    const I32 = 0x7f;
+    const sigs = exportedSignatures(new Uint8Array(readFileSync(scanWasmUrl(build))));
+    for (const fn of SCAN_EXPORTED_FUNCTIONS) {
+      const sig = sigs.get(fn)!;
+      expect(sig.params.every((t) => t === I32), `${fn} params`).toBe(true);
+      expect(sig.results.every((t) => t === I32) && sig.results.length <= 1, `${fn} results`).toBe(true);
+    }
+    expect(sigs.get("scan")).toEqual({ params: [I32, I32, I32], results: [I32] });
+    expect(sigs.get("reserve")).toEqual({ params: [I32, I32, I32], results: [I32] });
+    expect(sigs.get("setRanges")).toEqual({ params: [I32], results: [] });
+  });
+});
+
+test.each(["application/wasm", "application/octet-stream"])("loadWasmScannerFromUrl (data: URL served as %s)", async (mime) => {
+  // compileStreaming for application/wasm; the arrayBuffer fallback for anything else
+  const b64 = Buffer.from(readFileSync(scanWasmUrl("release"))).toString("base64");
+  const scanner = await loadWasmScannerFromUrl(`data:${mime};base64,${b64}`);
+  expect(scanner.kind).toBe("wasm-release");
+  const input = makeInput([K + 5n, 0n, K + 0x20n], [0, 3], [[K, K + 0xfn], [K + 0x10n, K + 0x20n]]);
+  expect(plain(scanner.scan(input))).toEqual({ count: 2, task: [0, 0], frame: [0, 2], range: [0, 1] });
+});
+
+// ---- (d) validation --------------------------------------------------------------------------------
+
+describe("input validation", () => {
+  const ok = makeInput([K, K + 1n], [0, 2], [[K, K + 0xfn]]);
+  const bad: [string, ScanInput, RegExp][] = [
+    ["odd keys", { ...ok, keys: new Uint32Array(3) }, /keys has odd length 3/],
+    ["odd rangeStart", { ...ok, rangeStart: new Uint32Array(3), rangeLast: new Uint32Array(3) }, /rangeStart has odd length 3/],
+    ["odd rangeLast", { ...ok, rangeLast: new Uint32Array(1) }, /rangeLast has odd length 1/],
+    ["range lengths differ", { ...ok, rangeLast: new Uint32Array(4) }, /rangeLast has length 4, rangeStart has 2/],
+    ["empty taskFrameStart", { ...ok, taskFrameStart: new Uint32Array(0) }, /taskFrameStart is empty/],
+    ["taskFrameStart[0] != 0", { ...ok, taskFrameStart: Uint32Array.from([1, 2]) }, /taskFrameStart\[0\] = 1/],
+    ["decreasing taskFrameStart", { ...ok, taskFrameStart: Uint32Array.from([0, 2, 1, 2]) }, /taskFrameStart\[2\] = 1 is less than taskFrameStart\[1\] = 2/],
+    ["short taskFrameStart", { ...ok, taskFrameStart: Uint32Array.from([0, 1]) }, /taskFrameStart\[1\] = 1 does not equal the frame count 2/],
+    ["long taskFrameStart", { ...ok, taskFrameStart: Uint32Array.from([0, 3]) }, /= 3 does not equal the frame count 2/],
+    ["last < start (low word)", makeInput([K], [0, 1], [[K, K], [K + 5n, K + 4n]]), /range 1: last 0xffffffff81000004 is below start 0xffffffff81000005/],
+    ["last < start (high word)", makeInput([K], [0, 1], [[0x100000000n, 0xffffffffn]]), /range 0: last 0xffffffff is below start 0x100000000/],
+    ["keys not a Uint32Array", { ...ok, keys: [1, 2] as unknown as Uint32Array }, /keys must be a Uint32Array, got Array/],
+    ["BigUint64Array ranges", { ...ok, rangeStart: new BigUint64Array(1) as unknown as Uint32Array }, /rangeStart must be a Uint32Array, got BigUint64Array/],
+  ];
+
+  test.each(bad)("%s", (_, input, message) => {
+    for (const scanner of [referenceScanner, release, debug]) {
+      let thrown: unknown;
+      try {
+        scanner.scan(input);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, scanner.kind).toBeInstanceOf(PatchsafeError);
+      expect((thrown as PatchsafeError).code).toBe("E_SCAN_INPUT");
+      expect((thrown as PatchsafeError).message).toMatch(message);
+    }
+  });
+
+  test("the wasm scanner stays usable after rejecting input", () => {
+    expect(() => release.scan(bad[0]![1])).toThrow(PatchsafeError);
+    expect(release.scan(ok).count).toBe(2);
+  });
+});
+
+// ---- (e) realistic kernel-like case ------------------------------------------------------------
+
+test("kernel-like addresses, hand-computed hits", () => {
+  // Blocking ranges (inclusive last), given unsorted:
+  const ranges: Range[] = [
+    [0xffffffff81e4a2b0n, 0xffffffff81e4a46fn], // 0 schedule (0x1c0 bytes)
+    [0xffffffff8134f000n, 0xffffffff8134f7ffn], // 1 do_sys_poll
+    [0xffffffffc0a01040n, 0xffffffffc0a0113fn], // 2 a module function
+    [0xffffffff81e4a400n, 0xffffffff81e4a4ffn], // 3 overlaps the tail of schedule
+    [0xffffffff8134f800n, 0xffffffff8134f8ffn], // 4 touches do_sys_poll
+  ];
+  const keys = [
+    // task 0 (pid 101): poll sleeper
+    0xffffffff81e4a3c2n, // schedule+0x112                  -> range 0
+    0xffffffff81e4b021n, // schedule_hrtimeout_range+0x91   -> none
+    0xffffffff8134f7ffn, // last byte of do_sys_poll        -> range 1
+    0xffffffff8100009an, // entry                           -> none
+    // task 1 (pid 102): no frames
+    // task 2 (pid 103)
+    0xffffffff81e4a410n, // schedule+0x160, also in range 3 -> ranges 0, 3
+    0n, //                   unresolved frame                  -> none
+    0xffffffffc0a01040n, // module function start           -> range 2
+    0xffffffff8134f800n, // first byte after do_sys_poll    -> range 4
+    0xffffffff81e4a470n, // one past schedule's last        -> range 3
+    0xffffffffc0a01140n, // one past the module function    -> none
+  ];
+  const input = makeInput(keys, [0, 4, 4, 10], ranges);
+  const expected = {
+    count: 7,
+    task: [0, 0, 2, 2, 2, 2, 2],
+    frame: [0, 2, 4, 4, 6, 7, 8],
+    range: [0, 1, 0, 3, 2, 4, 3],
+  };
+  for (const scanner of [referenceScanner, release, debug]) {
+    expect(plain(scanner.scan(input)), scanner.kind).toEqual(expected);
+  }
+});
