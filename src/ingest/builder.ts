@@ -40,7 +40,9 @@ export class CaptureBuilder {
 
   startTask(partial: Partial<Task>, line: number): Task {
     this.endTask();
-    const t = newTask({ ...partial, frameStart: this.frames.length, line });
+    partial.frameStart = this.frames.length;
+    partial.line = line;
+    const t = newTask(partial as Partial<Task> & { frameStart: number });
     this.tasks.push(t);
     this.current = t;
     return t;

@@ -231,20 +231,34 @@ export function finishTable(base: {
 
   // sympos: occurrence order per (object, name) in table order (the module's ELF order for
   // modules, which /proc/kallsyms preserves; not address order).
-  const perObjectName = new Map<string, number[]>();
+  // byName lists rows in table order, so a name's rows in one object are already in sympos order.
   for (let i = 0; i < n; i++) {
     const name = base.names[i];
-    if (isPaddingName(name)) padding[i] = 1;
-    let list = byName.get(name);
-    if (list === undefined) byName.set(name, (list = []));
-    list.push(i);
-    const key = `${base.object[i]}\u0000${name}`;
-    let same = perObjectName.get(key);
-    if (same === undefined) perObjectName.set(key, (same = []));
-    same.push(i);
-    sympos[i] = same.length;
+    if (name.charCodeAt(0) === 95 && isPaddingName(name)) padding[i] = 1;
+    const list = byName.get(name);
+    if (list === undefined) byName.set(name, [i]);
+    else list.push(i);
   }
-  for (const same of perObjectName.values()) for (const i of same) dupCount[i] = same.length;
+  for (const rows of byName.values()) {
+    if (rows.length === 1) {
+      sympos[rows[0]] = 1;
+      dupCount[rows[0]] = 1;
+      continue;
+    }
+    const perObject = new Map<number, number[]>();
+    for (const r of rows) {
+      const o = base.object[r];
+      const same = perObject.get(o);
+      if (same === undefined) perObject.set(o, [r]);
+      else same.push(r);
+    }
+    for (const same of perObject.values()) {
+      same.forEach((r, k) => {
+        sympos[r] = k + 1;
+        dupCount[r] = same.length;
+      });
+    }
+  }
 
   // Sizes: per object, sort by address; distance to the next strictly higher address.
   const perObject: number[][] = base.objects.map(() => []);
