@@ -356,6 +356,9 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     contexts.push({ cap, task, index, kind: taskKind(cap, task, chain), chain, hits: byTask.get(index) ?? [], input, opts, hiddenOverlap });
   });
 
+  if (cap.excluded.length > 0) {
+    warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
+  }
   if (vanished > 0) warnings.push({ code: "vanished", message: `${vanished} task(s) exited while the input was captured: they are gone and hold nothing` });
 
   // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
@@ -432,7 +435,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     else warnings.push({ code: "completeness-unknown", message: "the input cannot prove it holds every task: the verdict speaks only for the tasks given (--strict makes this undecided)" });
   }
   if (hiddenOverlap !== null) warnings.push({ code: "hidden-overlap", message: `${hiddenOverlap} is in .sched.text/.spinlock.text, which /proc stacks hide` });
-  const weakening = warnings.filter((w) => w.code !== "completeness-unknown");
+  const weakening = warnings.filter((w) => w.code !== "completeness-unknown" && w.code !== "own-threads-excluded" && w.code !== "vanished");
   if (opts.strict && weakening.length > 0) {
     bounds.push({ code: "incomplete-capture", message: `--strict: ${weakening.length} warning(s) weaken the answer (${weakening[0].message})` });
   }

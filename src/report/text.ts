@@ -83,6 +83,5 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push("");
     for (const w of v.warnings) out.push(`warning: ${terminalSafe(w.message)}`);
   }
-  if (cap.excluded.length > 0) out.push(`note: ${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture`);
   return `${out.join("\n")}\n`;
 }
