@@ -234,6 +234,35 @@ export class FrameColumns {
   }
 }
 
+/** One function of an applied (enabled) patch, as /sys/kernel/livepatch or a patch file shows it. */
+export interface AppliedFunction {
+  object: string;
+  oldName: string;
+  /** livepatch old_sympos (0 = unique). */
+  oldSympos: number;
+  /** The replacement's symbol name; null = same as oldName (kpatch-built modules keep the name). */
+  newName: string | null;
+  /** The replacement's size in bytes, when known (hand-written modules' files may give it). */
+  newSize: number | null;
+  /** kpatch KPATCH_FORCE_UNSAFE: never checked; the module can then never be unloaded. */
+  force: boolean;
+}
+
+/** A patch already on the host (SPEC §9 PatchStack entry), oldest first in a stack. */
+export interface AppliedPatch {
+  /** Module name: its replacements carry `[name]` in stack frames. */
+  name: string;
+  enabled: boolean;
+  /** This patch's transition is in progress (/sys/kernel/livepatch/<p>/transition). */
+  transition: boolean;
+  replace: boolean;
+  /** A transition of this patch was forced. */
+  forced: boolean;
+  /** /sys/kernel/livepatch/<p>/stack_order (6.13+), null when unknown. */
+  stackOrder: number | null;
+  funcs: AppliedFunction[];
+}
+
 /** One capture: a consistent set of tasks from one host at (about) one instant. */
 export interface Capture {
   source: CaptureSource;
@@ -249,6 +278,10 @@ export interface Capture {
   /** Tasks deliberately left out (patchsafe's own threads), with why. */
   excluded: { pid: number; tid: number; reason: string }[];
   warnings: Reason[];
+  /** Enabled live patches recorded with the capture (oldest first); null = not recorded. */
+  livepatches: AppliedPatch[] | null;
+  /** Loaded modules (/proc/modules names); null = not recorded. */
+  modules: string[] | null;
 }
 
 /** Formats a u64 as the JSON contract's hex string. */

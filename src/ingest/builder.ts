@@ -200,6 +200,8 @@ export class CaptureBuilder {
       strings: this.strings,
       excluded: [],
       warnings: [],
+      livepatches: null,
+      modules: null,
     };
   }
 }
