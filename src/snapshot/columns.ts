@@ -1,0 +1,156 @@
+/**
+ * Integer column codecs of the snapshot body: each column is a byte string of unsigned LEB128
+ * varints, either zigzag deltas (`d`: ascending ids, lines, addresses) or (zigzag value, run
+ * length) pairs (`r`: states, flags, mostly-null columns). The encoder keeps the shorter of the
+ * two unless a mode is forced. Values are safe integers (|v| < 2^53), not just 32-bit: stat
+ * start times and addresses split in halves go through here too.
+ *
+ * Decoding is bounded: a column declares its element count, and the caller states the count it
+ * expects before anything is allocated, so a hostile count cannot make the reader allocate more
+ * than the caller already budgeted (SPEC §8: snapshots may come from other people).
+ */
+
+/** One encoded column as stored in the msgpack body. */
+export interface IntColumn {
+  /** `d` zigzag deltas, `r` runs of (zigzag value, length). */
+  m: "d" | "r";
+  /** Element count. */
+  n: number;
+  /** The varints. */
+  b: Uint8Array;
+}
+
+/** Thrown by the decoders; the snapshot reader turns it into E_SNAPSHOT_CORRUPT with context. */
+export class ColumnError extends Error {}
+
+class ByteSink {
+  buf = new Uint8Array(256);
+  len = 0;
+  varint(v: number): void {
+    if (this.len + 10 > this.buf.length) {
+      const b = new Uint8Array(this.buf.length * 2);
+      b.set(this.buf.subarray(0, this.len));
+      this.buf = b;
+    }
+    // Arithmetic, not bitwise: values above 2^31 must survive.
+    while (v >= 0x80) {
+      this.buf[this.len++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.len++] = v;
+  }
+  bytes(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+const zig = (v: number): number => (v >= 0 ? v * 2 : -v * 2 - 1);
+const unzig = (z: number): number => (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
+
+type IntSource = ArrayLike<number>;
+
+function encodeDelta(values: IntSource): Uint8Array {
+  const s = new ByteSink();
+  let prev = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    s.varint(zig(v - prev));
+    prev = v;
+  }
+  return s.bytes();
+}
+
+function encodeRuns(values: IntSource): Uint8Array {
+  const s = new ByteSink();
+  let i = 0;
+  while (i < values.length) {
+    const v = values[i];
+    let j = i + 1;
+    while (j < values.length && values[j] === v) j++;
+    s.varint(zig(v));
+    s.varint(j - i);
+    i = j;
+  }
+  return s.bytes();
+}
+
+/** Encodes safe integers; `mode` forces a codec (default: the shorter). */
+export function encodeInts(values: IntSource, mode?: "d" | "r"): IntColumn {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isSafeInteger(values[i]) || Math.abs(values[i]) > 2 ** 52) throw new RangeError(`column value ${values[i]} at ${i} is not an integer below 2^52`);
+  }
+  if (mode === "d") return { m: "d", n: values.length, b: encodeDelta(values) };
+  if (mode === "r") return { m: "r", n: values.length, b: encodeRuns(values) };
+  const d = encodeDelta(values);
+  const r = encodeRuns(values);
+  return r.length < d.length ? { m: "r", n: values.length, b: r } : { m: "d", n: values.length, b: d };
+}
+
+/** Nullable non-negative integers: null is stored as 0, v as v + 1. */
+export function encodeNullable(values: (number | null)[], mode?: "d" | "r"): IntColumn {
+  const a = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) a[i] = values[i] === null ? 0 : values[i]! + 1;
+  return encodeInts(a, mode);
+}
+
+function readVarint(b: Uint8Array, pos: { p: number }): number {
+  let v = 0;
+  let mul = 1;
+  for (let k = 0; k < 8; k++) {
+    if (pos.p >= b.length) throw new ColumnError("column ends inside a varint");
+    const byte = b[pos.p++];
+    v += (byte & 0x7f) * mul;
+    if ((byte & 0x80) === 0) return v;
+    mul *= 0x80;
+  }
+  throw new ColumnError("varint longer than 8 bytes (above 2^56)");
+}
+
+function isColumn(c: unknown): c is IntColumn {
+  if (c === null || typeof c !== "object") return false;
+  const o = c as Record<string, unknown>;
+  return (o.m === "d" || o.m === "r") && typeof o.n === "number" && Number.isSafeInteger(o.n) && o.n >= 0 && o.b instanceof Uint8Array;
+}
+
+/**
+ * Decodes a column into a Float64Array of exactly `expected` elements. Throws ColumnError when
+ * the column is malformed, declares another count, or does not consume its bytes exactly.
+ */
+export function decodeInts(c: unknown, expected: number, what: string): Float64Array {
+  if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
+  if (c.n !== expected) throw new ColumnError(`${what}: ${c.n} values where ${expected} were expected`);
+  // Delta columns hold at least one byte per value: a count beyond the bytes is a lie.
+  if (c.m === "d" && c.n > c.b.length) throw new ColumnError(`${what}: declares ${c.n} values in ${c.b.length} bytes`);
+  const out = new Float64Array(expected);
+  const pos = { p: 0 };
+  if (c.m === "d") {
+    let prev = 0;
+    for (let i = 0; i < expected; i++) {
+      prev += unzig(readVarint(c.b, pos));
+      if (!Number.isSafeInteger(prev)) throw new ColumnError(`${what}: value out of range`);
+      out[i] = prev;
+    }
+  } else {
+    let i = 0;
+    while (i < expected) {
+      const v = unzig(readVarint(c.b, pos));
+      const run = readVarint(c.b, pos);
+      if (run === 0 || run > expected - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
+      out.fill(v, i, i + run);
+      i += run;
+    }
+  }
+  if (pos.p !== c.b.length) throw new ColumnError(`${what}: ${c.b.length - pos.p} trailing bytes`);
+  return out;
+}
+
+/** Nullable twin of decodeInts: 0 = null, v + 1 = v; negative stored values are corrupt. */
+export function decodeNullable(c: unknown, expected: number, what: string): (number | null)[] {
+  const a = decodeInts(c, expected, what);
+  const out: (number | null)[] = new Array(expected);
+  for (let i = 0; i < expected; i++) {
+    if (a[i] < 0) throw new ColumnError(`${what}: negative value`);
+    out[i] = a[i] === 0 ? null : a[i] - 1;
+  }
+  return out;
+}

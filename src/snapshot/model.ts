@@ -1,0 +1,61 @@
+/**
+ * What a snapshot holds besides the Capture and SymbolTable of src/model.ts and
+ * src/symbols/table.ts: its header (readable without decoding the body) and, for a redacted
+ * snapshot, which symbol rows lie in each special text section (the address bounds are gone).
+ */
+import type { TriState } from "../model.js";
+import type { SectionBounds } from "../symbols/table.js";
+
+/** Format major version this build writes and the newest it reads. */
+export const SNAPSHOT_MAJOR = 1;
+/** Minor version: additions old readers may ignore. */
+export const SNAPSHOT_MINOR = 0;
+export const SNAPSHOT_FORMAT = "patchsafe-snapshot";
+
+/** The snapshot header: the first msgpack value of a .psnap, and `header` of the JSON form. */
+export interface SnapshotHeader {
+  format: typeof SNAPSHOT_FORMAT;
+  major: number;
+  minor: number;
+  /** `patchsafe X.Y.Z` that wrote it. */
+  producer: string;
+  /** ISO 8601, from the capture's host facts. */
+  capturedAt: string | null;
+  hostname: string | null;
+  /** `uname -r`. */
+  release: string | null;
+  /** /proc/sys/kernel/random/boot_id. */
+  bootId: string | null;
+  arch: string | null;
+  /** SPEC §3 completeness of the capture. */
+  complete: TriState;
+  tasks: number;
+  frames: number;
+  /** Symbol rows, null when the snapshot carries no symbol table. */
+  symbols: number | null;
+  /** --redact: no absolute address anywhere in the file (SPEC §8). */
+  redacted: boolean;
+  /** Comms of user tasks replaced by salted hashes. */
+  commsHashed: boolean;
+  /** Where the capture came from (file name, input format). */
+  source: { name: string; format: string };
+}
+
+export type SectionName = keyof SectionBounds;
+export const SECTION_NAMES: SectionName[] = ["sched", "lock", "entry", "noinstr", "cpuidle", "init"];
+
+/**
+ * Rows of the symbol table inside each section, for a table without addresses (a redacted
+ * snapshot): computed from the real bounds when the snapshot was written. null for a section
+ * whose bounds were unknown.
+ */
+export type SectionRows = Record<SectionName, Uint32Array | null>;
+
+export interface EncodeOptions {
+  /** SPEC §8 --redact: drop absolute addresses (frames, symbol table, section bounds). */
+  redact?: boolean;
+  /** Replace the comm of every task that is not known to be a kthread by a salted hash. */
+  hashComms?: boolean;
+  /** Override the producer string (tests). */
+  producer?: string;
+}

@@ -1,0 +1,912 @@
+/**
+ * The binary snapshot (`.psnap`): one capture plus the symbol table it needs, so a later check
+ * works offline, anywhere. Browser-clean: no `node:` import, no Buffer.
+ *
+ * Layout (little-endian):
+ *
+ *   0   8  magic  89 50 53 4E 41 50 0D 0A   "\x89PSNAP\r\n" (PNG-style: a text-mode copy or a
+ *                                           7-bit channel breaks it visibly)
+ *   8   2  format major   (a reader refuses a newer major: E_SNAPSHOT_VERSION)
+ *  10   2  format minor   (additions an older reader of the same major ignores)
+ *  12   4  header length H   (≤ 1 MiB)
+ *  16   4  body length B     (≤ 2 GiB - 1)
+ *  20   4  CRC-32 of the header bytes
+ *  24   4  CRC-32 of the body bytes
+ *  28   4  CRC-32 of bytes 0..27 (so a damaged length or version is not believed)
+ *  32   H  header: a msgpack map (SnapshotHeader), readable without decoding the body
+ *  32+H B  body: a msgpack map {capture, tasks, frames, symbols}
+ *  The file ends exactly at 32 + H + B.
+ *
+ * The body is columnar. Tasks: one integer column per field (src/snapshot/columns.ts: zigzag
+ * delta or run-length varints), comm bytes interned. Frames: the distinct frame rows as typed
+ * arrays (symbol, object, build id, offset, size, flags, address halves), the distinct stacks as
+ * lists of row ids, and one stack id per task; source lines are stored as "consecutive from L"
+ * per task with explicit exceptions. The symbol table: names front-coded in table (kallsyms)
+ * order, object, type, address halves (absent when redacted), sizes (only when redacted: with
+ * addresses they are recomputed exactly as for a kallsyms file), and for a redacted table the
+ * rows inside each special section.
+ *
+ * Decoding never returns a partial model, and never allocates by a count it has not checked
+ * against the bytes that carry it: every task costs at least one byte of the tid column, every
+ * stack entry one byte, and the frame total may not exceed MAX_FRAMES_PER_BYTE × B. The worst
+ * case memory is therefore a fixed multiple of the file size.
+ */
+import { Packr } from "msgpackr";
+import { PatchsafeError } from "../errors.js";
+import {
+  type AppliedPatch,
+  type Capture,
+  type CaptureSource,
+  emptyHostFacts,
+  FrameColumns,
+  FrameFlag,
+  type HostFacts,
+  newTask,
+  type Reason,
+  type StackStatus,
+  StringTable,
+  type Task,
+  type TriState,
+} from "../model.js";
+import { finishTable, type SymbolSource, type SymbolTable, symbolAddress } from "../symbols/table.js";
+import { VERSION } from "../version.js";
+import { ColumnError, decodeInts, decodeNullable, encodeInts, encodeNullable, type IntColumn } from "./columns.js";
+import { crc32 } from "./crc32.js";
+import {
+  type EncodeOptions,
+  SECTION_NAMES,
+  type SectionRows,
+  SNAPSHOT_FORMAT,
+  SNAPSHOT_MAJOR,
+  SNAPSHOT_MINOR,
+  type SnapshotHeader,
+} from "./model.js";
+
+/**
+ * The snapshot's own msgpackr instance, options fixed here and nowhere else:
+ * - moreTypes: true — typed arrays are ext 0x74 with their element type and decode to the same
+ *   type, aligned (msgpackr 1.x silently truncated non-byte typed arrays: 2.x is required).
+ * - useRecords: false — plain msgpack maps, so any msgpack reader can walk the file (records
+ *   are a msgpackr extension and save nothing on a body of a few big columns).
+ * - bundleStrings: false — another msgpackr-only extension.
+ * - structuredClone: false — no cycles or shared references in a snapshot.
+ * - useToJSON: false — a class's toJSON() shape never leaks into a durable file.
+ * - mapsAsObjects: true — maps decode to plain objects (keys are always strings here).
+ * - copyBuffers: true — decoded byte strings are copies, not views into the file buffer.
+ * - int64AsType: "number" — nothing 64-bit is written (addresses are u32 halves); a hostile
+ *   64-bit value decodes as a lossy number that validation then rejects, never a BigInt.
+ * Files are decoded whole with unpack() on an exact slice (length-prefixed and checksummed), so
+ * the 64 MB maxIncompleteBufferSize of the streaming reader never applies.
+ */
+const packr = new Packr({
+  moreTypes: true,
+  useRecords: false,
+  bundleStrings: false,
+  structuredClone: false,
+  useToJSON: false,
+  mapsAsObjects: true,
+  copyBuffers: true,
+  int64AsType: "number",
+});
+
+export const SNAPSHOT_MAGIC = Uint8Array.of(0x89, 0x50, 0x53, 0x4e, 0x41, 0x50, 0x0d, 0x0a);
+const PREFIX = 32;
+const MAX_HEADER = 1 << 20;
+const MAX_BODY = 0x7fffffff;
+/** Frames a body may expand to per body byte (a shared 64-entry stack costs ~2 bytes a task). */
+const MAX_FRAMES_PER_BYTE = 64;
+const STACK_STATUSES: StackStatus[] = ["ok", "empty", "unreadable", "truncated", "vanished"];
+
+/** Error codes of snapshot reading (PatchsafeError.code; the CLI maps them to exit 2). */
+export const SnapshotError = {
+  /** Not a snapshot: the first 8 bytes are not the magic. */
+  MAGIC: "E_SNAPSHOT_MAGIC",
+  /** A newer major format than this build reads. */
+  VERSION: "E_SNAPSHOT_VERSION",
+  /** The file ends before the lengths its prefix declares. */
+  TRUNCATED: "E_SNAPSHOT_TRUNCATED",
+  /** The header or body bytes do not match their CRC-32. */
+  CHECKSUM: "E_SNAPSHOT_CHECKSUM",
+  /** A declared length or count beyond what the reader allocates. */
+  TOO_LARGE: "E_SNAPSHOT_TOO_LARGE",
+  /** Anything else malformed: damaged prefix, bad msgpack, inconsistent columns, bad values. */
+  CORRUPT: "E_SNAPSHOT_CORRUPT",
+} as const;
+
+function fail(code: string, message: string, file: string): never {
+  throw new PatchsafeError(code, message, { file });
+}
+
+/** Whether the bytes start with the snapshot magic. */
+export function isSnapshot(bytes: Uint8Array): boolean {
+  if (bytes.length < SNAPSHOT_MAGIC.length) return false;
+  for (let i = 0; i < SNAPSHOT_MAGIC.length; i++) if (bytes[i] !== SNAPSHOT_MAGIC[i]) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/** FNV-1a 32 (comm hashing only: a salted label, not a security primitive). */
+function fnv1a(bytes: Uint8Array, salt: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (const b of salt) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h >>> 0;
+}
+
+const PF_KTHREAD = 0x00200000;
+
+function hashedComm(t: Task, salt: Uint8Array): Uint8Array | null {
+  if (t.comm === null) return null;
+  // Kernel threads name themselves (kworker/0:1, ksoftirqd/3): nothing user-chosen to hide, and
+  // the names help the reader. Anything not known to be a kthread is hashed.
+  if ((t.flags !== null && (t.flags & PF_KTHREAD) !== 0) || t.statusKthread === true) return t.comm;
+  const label = `~${fnv1a(t.comm, salt).toString(16).padStart(8, "0")}`;
+  return Uint8Array.from(label, (c) => c.charCodeAt(0));
+}
+
+function encodeNames(names: string[]): { pre: IntColumn; len: IntColumn; text: string } {
+  const pre = new Float64Array(names.length);
+  const len = new Float64Array(names.length);
+  const parts: string[] = [];
+  let prev = "";
+  for (let i = 0; i < names.length; i++) {
+    const s = names[i];
+    let p = 0;
+    const max = Math.min(s.length, prev.length, 255);
+    while (p < max && s.charCodeAt(p) === prev.charCodeAt(p)) p++;
+    pre[i] = p;
+    len[i] = s.length - p;
+    parts.push(s.slice(p));
+    prev = s;
+  }
+  // Prefix lengths always as deltas: at least one byte per symbol bounds the count by the bytes.
+  return { pre: encodeInts(pre, "d"), len: encodeInts(len), text: parts.join("") };
+}
+
+function sectionRowsOf(t: SymbolTable): Record<string, IntColumn | null> {
+  const out: Record<string, IntColumn | null> = {};
+  for (const s of SECTION_NAMES) {
+    const b = t.sections[s];
+    if (b === null) {
+      out[s] = null;
+      continue;
+    }
+    const rows: number[] = [];
+    for (let i = 0; i < t.count; i++) {
+      if (t.object[i] !== 0) continue;
+      const a = symbolAddress(t, i);
+      if (a >= b[0] && a < b[1]) rows.push(i);
+    }
+    out[s] = encodeInts(rows, "d");
+  }
+  return out;
+}
+
+function encodeSymbols(t: SymbolTable, redact: boolean): Record<string, unknown> {
+  const n = t.count;
+  const hasAddr = t.hasAddresses && !redact;
+  const names = encodeNames(t.names);
+  const hi = new Float64Array(n);
+  const lo = new Float64Array(n);
+  if (hasAddr) {
+    for (let i = 0; i < n; i++) {
+      hi[i] = t.addrHi[i];
+      lo[i] = t.addrLo[i];
+    }
+  }
+  const out: Record<string, unknown> = {
+    n,
+    source: t.source,
+    coverage: hasAddr ? t.coverage : "names-only",
+    objects: t.objects,
+    object: encodeInts(t.object),
+    type: encodeInts(t.type),
+    pre: names.pre,
+    len: names.len,
+    text: names.text,
+    addrHi: hasAddr ? encodeInts(hi) : null,
+    addrLo: hasAddr ? encodeInts(lo) : null,
+    // With addresses, sizes are recomputed on load exactly as for a kallsyms file; without them
+    // they are data.
+    size: hasAddr ? null : encodeInts(t.size),
+    sectionRows: hasAddr ? null : t.hasAddresses ? sectionRowsOf(t) : null,
+    warnings: t.warnings,
+  };
+  return out;
+}
+
+/**
+ * Encodes a capture and (optionally) its symbol table as a .psnap file. The capture is not
+ * modified. Throws RangeError only for a model that breaks its own invariants.
+ */
+export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, opts: EncodeOptions = {}): Uint8Array {
+  const redact = opts.redact === true;
+  const salt = new Uint8Array(16);
+  if (opts.hashComms) globalThis.crypto.getRandomValues(salt);
+  const tasks = capture.tasks;
+  const T = tasks.length;
+  const f = capture.frames;
+
+  // Distinct frame rows (ignoring the source line) and distinct stacks.
+  const rowIds = new Map<string, number>();
+  const rowOf: number[] = [];
+  const stackIds = new Map<string, number>();
+  const stackLen: number[] = [];
+  const stackRows: number[] = [];
+  const taskStack = new Float64Array(T);
+  const frameLine: (number | null)[] = new Array(T);
+  const lines: number[] = [];
+  let frames = 0;
+  for (let ti = 0; ti < T; ti++) {
+    const t = tasks[ti];
+    const ids: number[] = [];
+    let consecutive = t.frameCount > 0;
+    for (let k = 0; k < t.frameCount; k++) {
+      const i = t.frameStart + k;
+      if (i < 0 || i >= f.length) throw new RangeError(`task ${ti}: frame ${i} outside the frame columns`);
+      let flags = f.flags[i];
+      let lo = f.addrLo[i];
+      let hi = f.addrHi[i];
+      if (redact) {
+        flags &= ~FrameFlag.HAS_ADDRESS;
+        lo = 0;
+        hi = 0;
+      } else if ((flags & FrameFlag.HAS_ADDRESS) === 0) {
+        lo = 0;
+        hi = 0;
+      }
+      const key = `${f.symbol[i]},${f.object[i]},${f.buildId[i]},${f.offset[i]},${f.size[i]},${flags},${lo},${hi}`;
+      let id = rowIds.get(key);
+      if (id === undefined) {
+        id = rowOf.length;
+        rowIds.set(key, id);
+        rowOf.push(i);
+      }
+      ids.push(id);
+      if (f.line[i] !== f.line[t.frameStart] + k) consecutive = false;
+    }
+    frames += t.frameCount;
+    const skey = ids.join(",");
+    let sid = stackIds.get(skey);
+    if (sid === undefined) {
+      sid = stackLen.length;
+      stackIds.set(skey, sid);
+      stackLen.push(ids.length);
+      for (const id of ids) stackRows.push(id);
+    }
+    taskStack[ti] = sid;
+    if (consecutive) frameLine[ti] = f.line[t.frameStart];
+    else {
+      frameLine[ti] = null;
+      for (let k = 0; k < t.frameCount; k++) lines.push(f.line[t.frameStart + k]);
+    }
+  }
+  const R = rowOf.length;
+  const col = {
+    symbol: new Int32Array(R),
+    object: new Int32Array(R),
+    buildId: new Int32Array(R),
+    offset: new Uint32Array(R),
+    size: new Uint32Array(R),
+    flags: new Uint16Array(R),
+    addrLo: new Uint32Array(R),
+    addrHi: new Uint32Array(R),
+  };
+  let anyAddr = false;
+  rowOf.forEach((i, r) => {
+    col.symbol[r] = f.symbol[i];
+    col.object[r] = f.object[i];
+    col.buildId[r] = f.buildId[i];
+    col.offset[r] = f.offset[i];
+    col.size[r] = f.size[i];
+    let flags = f.flags[i];
+    if (redact) flags &= ~FrameFlag.HAS_ADDRESS;
+    col.flags[r] = flags;
+    if (flags & FrameFlag.HAS_ADDRESS) {
+      col.addrLo[r] = f.addrLo[i];
+      col.addrHi[r] = f.addrHi[i];
+      anyAddr = true;
+    }
+  });
+
+  // Comms: distinct byte strings, one id per task.
+  const commIds = new Map<string, number>();
+  const comms: Uint8Array[] = [];
+  const commOf: (number | null)[] = new Array(T);
+  const strings = capture.strings.values.slice();
+  const stringIds = new Map<string, number>(strings.map((s, i) => [s, i]));
+  const sid = (s: string | null): number | null => {
+    if (s === null) return null;
+    let id = stringIds.get(s);
+    if (id === undefined) {
+      id = strings.length;
+      strings.push(s);
+      stringIds.set(s, id);
+    }
+    return id;
+  };
+  tasks.forEach((t, ti) => {
+    const c = opts.hashComms ? hashedComm(t, salt) : t.comm;
+    if (c === null) {
+      commOf[ti] = null;
+      return;
+    }
+    const key = Array.prototype.join.call(c, ",");
+    let id = commIds.get(key);
+    if (id === undefined) {
+      id = comms.length;
+      commIds.set(key, id);
+      comms.push(c.slice());
+    }
+    commOf[ti] = id;
+  });
+  const tri = (v: boolean | null): number => (v === null ? 0 : v ? 2 : 1);
+  const body = {
+    capture: {
+      source: capture.source,
+      host: capture.host,
+      complete: capture.complete,
+      completeness: capture.completeness,
+      hidesSchedFrames: capture.hidesSchedFrames,
+      excluded: capture.excluded,
+      warnings: capture.warnings,
+      livepatches: capture.livepatches,
+      modules: capture.modules,
+      strings,
+    },
+    tasks: {
+      n: T,
+      pid: encodeNullable(tasks.map((t) => t.pid), "d"),
+      tid: encodeNullable(tasks.map((t) => t.tid), "d"),
+      ppid: encodeNullable(tasks.map((t) => t.ppid)),
+      startTime: encodeNullable(tasks.map((t) => t.startTime)),
+      cpu: encodeNullable(tasks.map((t) => t.cpu)),
+      flags: encodeNullable(tasks.map((t) => t.flags)),
+      state: encodeInts(tasks.map((t) => (t.state === null ? 0 : t.state.charCodeAt(0)))),
+      patchState: encodeInts(tasks.map((t) => (t.patchState === null ? 0 : t.patchState + 2))),
+      stackStatus: encodeInts(tasks.map((t) => STACK_STATUSES.indexOf(t.stackStatus))),
+      errno: encodeNullable(tasks.map((t) => sid(t.errno))),
+      running: encodeInts(tasks.map((t) => (t.running ? 1 : 0))),
+      statusKthread: encodeInts(tasks.map((t) => tri(t.statusKthread))),
+      endMarker: encodeInts(tasks.map((t) => (t.endMarker ? 1 : 0))),
+      line: encodeInts(tasks.map((t) => t.line)),
+      comms,
+      comm: encodeNullable(commOf),
+      stack: encodeInts(taskStack),
+      frameLine: encodeNullable(frameLine),
+    },
+    frames: {
+      n: frames,
+      rows: R,
+      symbol: col.symbol,
+      object: col.object,
+      buildId: col.buildId,
+      offset: col.offset,
+      size: col.size,
+      flags: col.flags,
+      addrLo: anyAddr ? col.addrLo : null,
+      addrHi: anyAddr ? col.addrHi : null,
+      stacks: stackLen.length,
+      stackLen: encodeInts(stackLen, "d"),
+      stackRows: encodeInts(stackRows, "d"),
+      lines: encodeInts(lines),
+    },
+    symbols: symbols === null ? null : encodeSymbols(symbols, redact),
+  };
+  const host = capture.host;
+  const header: SnapshotHeader = {
+    format: SNAPSHOT_FORMAT,
+    major: SNAPSHOT_MAJOR,
+    minor: SNAPSHOT_MINOR,
+    producer: opts.producer ?? `patchsafe ${VERSION}`,
+    capturedAt: host.capturedAt,
+    hostname: host.hostname,
+    release: host.release,
+    bootId: host.bootId,
+    arch: host.arch,
+    complete: capture.complete,
+    tasks: T,
+    frames,
+    symbols: symbols === null ? null : symbols.count,
+    redacted: redact,
+    commsHashed: opts.hashComms === true,
+    source: { name: capture.source.name, format: capture.source.format },
+  };
+  // pack() reuses its buffer: copy each result before the next call.
+  const h = packr.pack(header).slice();
+  const b = packr.pack(body).slice();
+  if (h.length > MAX_HEADER || b.length > MAX_BODY) throw new RangeError("snapshot too large for the format's length fields");
+  const out = new Uint8Array(PREFIX + h.length + b.length);
+  out.set(SNAPSHOT_MAGIC, 0);
+  const dv = new DataView(out.buffer);
+  dv.setUint16(8, SNAPSHOT_MAJOR, true);
+  dv.setUint16(10, SNAPSHOT_MINOR, true);
+  dv.setUint32(12, h.length, true);
+  dv.setUint32(16, b.length, true);
+  dv.setUint32(20, crc32(h), true);
+  dv.setUint32(24, crc32(b), true);
+  dv.setUint32(28, crc32(out, 0, 28), true);
+  out.set(h, PREFIX);
+  out.set(b, PREFIX + h.length);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+interface Frame {
+  hLen: number;
+  bLen: number;
+  major: number;
+  minor: number;
+}
+
+/** Checks magic, prefix, version and lengths; the checksums are checked by the callers. */
+function readPrefix(bytes: Uint8Array, file: string): Frame {
+  const n = Math.min(bytes.length, SNAPSHOT_MAGIC.length);
+  for (let i = 0; i < n; i++) {
+    if (bytes[i] !== SNAPSHOT_MAGIC[i]) fail(SnapshotError.MAGIC, "not a patchsafe snapshot (wrong magic)", file);
+  }
+  if (bytes.length < PREFIX) fail(SnapshotError.TRUNCATED, `truncated snapshot: ${bytes.length} bytes, shorter than its ${PREFIX}-byte prefix`, file);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
+  if (crc32(bytes, 0, 28) !== dv.getUint32(28, true)) fail(SnapshotError.CORRUPT, "damaged snapshot: the prefix (version, lengths, checksums) fails its CRC-32", file);
+  const major = dv.getUint16(8, true);
+  const minor = dv.getUint16(10, true);
+  if (major > SNAPSHOT_MAJOR) {
+    fail(SnapshotError.VERSION, `snapshot format ${major}.${minor} is newer than this patchsafe reads (≤ ${SNAPSHOT_MAJOR}.x): upgrade patchsafe`, file);
+  }
+  if (major === 0) fail(SnapshotError.CORRUPT, "snapshot format 0 does not exist", file);
+  const hLen = dv.getUint32(12, true);
+  const bLen = dv.getUint32(16, true);
+  if (hLen > MAX_HEADER) fail(SnapshotError.TOO_LARGE, `snapshot header declares ${hLen} bytes (limit ${MAX_HEADER})`, file);
+  if (bLen > MAX_BODY) fail(SnapshotError.TOO_LARGE, `snapshot body declares ${bLen} bytes (limit ${MAX_BODY})`, file);
+  const total = PREFIX + hLen + bLen;
+  if (bytes.length < total) fail(SnapshotError.TRUNCATED, `truncated snapshot: ${bytes.length} of ${total} bytes`, file);
+  if (bytes.length > total) fail(SnapshotError.CORRUPT, `${bytes.length - total} bytes after the end of the snapshot`, file);
+  return { hLen, bLen, major, minor };
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v);
+}
+
+/** Validation helpers that throw E_SNAPSHOT_CORRUPT naming the path. */
+class V {
+  constructor(readonly file: string) {}
+  bad(path: string, what: string): never {
+    return fail(SnapshotError.CORRUPT, `damaged snapshot: ${path}: ${what}`, this.file);
+  }
+  obj(v: unknown, path: string): Obj {
+    return isObj(v) ? v : this.bad(path, "expected a map");
+  }
+  str(v: unknown, path: string): string {
+    return typeof v === "string" ? v : this.bad(path, "expected a string");
+  }
+  strN(v: unknown, path: string): string | null {
+    return v === null || v === undefined ? null : this.str(v, path);
+  }
+  boolN(v: unknown, path: string): boolean | null {
+    if (v === null || v === undefined) return null;
+    return typeof v === "boolean" ? v : this.bad(path, "expected a boolean");
+  }
+  bool(v: unknown, path: string): boolean {
+    return typeof v === "boolean" ? v : this.bad(path, "expected a boolean");
+  }
+  int(v: unknown, path: string, max = Number.MAX_SAFE_INTEGER): number {
+    return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v <= max ? v : this.bad(path, `expected an integer 0..${max}`);
+  }
+  intN(v: unknown, path: string): number | null {
+    return v === null || v === undefined ? null : this.int(v, path);
+  }
+  tri(v: unknown, path: string): TriState {
+    return v === true || v === false || v === "unknown" ? v : this.bad(path, 'expected true, false or "unknown"');
+  }
+  arr(v: unknown, path: string, max: number): unknown[] {
+    if (!Array.isArray(v)) return this.bad(path, "expected an array");
+    if (v.length > max) fail(SnapshotError.TOO_LARGE, `damaged snapshot: ${path}: ${v.length} entries (limit ${max})`, this.file);
+    return v;
+  }
+  strs(v: unknown, path: string, max: number): string[] {
+    return this.arr(v, path, max).map((s, i) => this.str(s, `${path}[${i}]`));
+  }
+  reasons(v: unknown, path: string): Reason[] {
+    return this.arr(v, path, 1 << 16).map((r, i) => {
+      const o = this.obj(r, `${path}[${i}]`);
+      return { code: this.str(o.code, `${path}[${i}].code`), message: this.str(o.message, `${path}[${i}].message`) };
+    });
+  }
+  typed<T extends ArrayBufferView>(v: unknown, ctor: { new (n: number): T; name: string }, n: number, path: string): T {
+    if (!(v instanceof (ctor as unknown as typeof Uint8Array))) this.bad(path, `expected a ${ctor.name}`);
+    if ((v as unknown as Uint8Array).length !== n) this.bad(path, `${(v as unknown as Uint8Array).length} entries where ${n} were expected`);
+    return v as unknown as T;
+  }
+  col<R>(fn: () => R): R {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof ColumnError) this.bad("column", e.message);
+      throw e;
+    }
+  }
+}
+
+function host(v: V, o: Obj): HostFacts {
+  const h = emptyHostFacts();
+  h.bootId = v.strN(o.bootId, "host.bootId");
+  h.release = v.strN(o.release, "host.release");
+  h.arch = v.strN(o.arch, "host.arch");
+  h.hostname = v.strN(o.hostname, "host.hostname");
+  h.capturedAt = v.strN(o.capturedAt, "host.capturedAt");
+  h.capSysAdmin = v.boolN(o.capSysAdmin, "host.capSysAdmin");
+  h.initPidNamespace = v.boolN(o.initPidNamespace, "host.initPidNamespace");
+  const c = v.obj(o.config, "host.config");
+  h.config.livepatch = v.boolN(c.livepatch, "host.config.livepatch");
+  h.config.reliableStacktrace = v.boolN(c.reliableStacktrace, "host.config.reliableStacktrace");
+  const u = c.unwinder;
+  if (u !== null && u !== "orc" && u !== "frame-pointer" && u !== "other") v.bad("host.config.unwinder", "expected orc, frame-pointer, other or null");
+  h.config.unwinder = u;
+  return h;
+}
+
+/** Validates an AppliedPatch[] (shared with the JSON form). */
+export function validatePatches(v: { bad(path: string, what: string): never }, x: unknown, path: string): AppliedPatch[] {
+  const vv = v as V;
+  if (!Array.isArray(x)) return v.bad(path, "expected an array");
+  return x.map((p, i) => {
+    const pp = `${path}[${i}]`;
+    const o = vv.obj(p, pp);
+    const funcs = vv.arr(o.funcs, `${pp}.funcs`, 1 << 20).map((fn, j) => {
+      const fp = `${pp}.funcs[${j}]`;
+      const f = vv.obj(fn, fp);
+      return {
+        object: vv.str(f.object, `${fp}.object`),
+        oldName: vv.str(f.oldName, `${fp}.oldName`),
+        oldSympos: vv.int(f.oldSympos, `${fp}.oldSympos`),
+        newName: vv.strN(f.newName, `${fp}.newName`),
+        newSize: vv.intN(f.newSize, `${fp}.newSize`),
+        force: vv.bool(f.force, `${fp}.force`),
+      };
+    });
+    return {
+      name: vv.str(o.name, `${pp}.name`),
+      enabled: vv.bool(o.enabled, `${pp}.enabled`),
+      transition: vv.bool(o.transition, `${pp}.transition`),
+      replace: vv.bool(o.replace, `${pp}.replace`),
+      forced: vv.bool(o.forced, `${pp}.forced`),
+      stackOrder: vv.intN(o.stackOrder, `${pp}.stackOrder`),
+      funcs,
+    };
+  });
+}
+
+function unpackOrFail(bytes: Uint8Array, what: string, file: string): unknown {
+  try {
+    return packr.unpack(bytes);
+  } catch (e) {
+    return fail(SnapshotError.CORRUPT, `damaged snapshot: the ${what} is not valid msgpack (${e instanceof Error ? e.message.split("\n")[0].slice(0, 100) : String(e)})`, file);
+  }
+}
+
+function checkHeader(v: V, x: unknown): SnapshotHeader {
+  const o = v.obj(x, "header");
+  if (o.format !== SNAPSHOT_FORMAT) v.bad("header.format", `expected "${SNAPSHOT_FORMAT}"`);
+  const src = v.obj(o.source, "header.source");
+  return {
+    format: SNAPSHOT_FORMAT,
+    major: v.int(o.major, "header.major", 0xffff),
+    minor: v.int(o.minor, "header.minor", 0xffff),
+    producer: v.str(o.producer, "header.producer"),
+    capturedAt: v.strN(o.capturedAt, "header.capturedAt"),
+    hostname: v.strN(o.hostname, "header.hostname"),
+    release: v.strN(o.release, "header.release"),
+    bootId: v.strN(o.bootId, "header.bootId"),
+    arch: v.strN(o.arch, "header.arch"),
+    complete: v.tri(o.complete, "header.complete"),
+    tasks: v.int(o.tasks, "header.tasks"),
+    frames: v.int(o.frames, "header.frames"),
+    symbols: v.intN(o.symbols, "header.symbols"),
+    redacted: v.bool(o.redacted, "header.redacted"),
+    commsHashed: v.bool(o.commsHashed, "header.commsHashed"),
+    source: { name: v.str(src.name, "header.source.name"), format: v.str(src.format, "header.source.format") },
+  };
+}
+
+/** Reads and verifies only the prefix and header (cheap: fleet listings, `capture` summaries). */
+export function readSnapshotHeader(bytes: Uint8Array, file = "<snapshot>"): SnapshotHeader {
+  const p = readPrefix(bytes, file);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
+  const h = bytes.subarray(PREFIX, PREFIX + p.hLen);
+  if (crc32(h) !== dv.getUint32(20, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the header fails its CRC-32", file);
+  return checkHeader(new V(file), unpackOrFail(h, "header", file));
+}
+
+export interface DecodedSnapshot {
+  header: SnapshotHeader;
+  capture: Capture;
+  /** null when the snapshot carries no symbol table. */
+  symbols: SymbolTable | null;
+  /** For a table without addresses (redacted): rows inside each section; null otherwise. */
+  sectionRows: SectionRows | null;
+}
+
+function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable; sectionRows: SectionRows | null } {
+  const o = v.obj(x, "symbols");
+  const n = v.int(o.n, "symbols.n", bodyLen);
+  const source = o.source;
+  if (source !== "kallsyms" && source !== "system.map") v.bad("symbols.source", "expected kallsyms or system.map");
+  const coverage = o.coverage;
+  if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") v.bad("symbols.coverage", "expected full, subset or names-only");
+  const objects = v.strs(o.objects, "symbols.objects", n + 1);
+  if (objects.length === 0) v.bad("symbols.objects", "empty");
+  const { object, type, pre, len, hi, lo, size } = v.col(() => ({
+    object: decodeInts(o.object, n, "symbols.object"),
+    type: decodeInts(o.type, n, "symbols.type"),
+    pre: decodeInts(o.pre, n, "symbols.pre"),
+    len: decodeInts(o.len, n, "symbols.len"),
+    hi: o.addrHi === null ? null : decodeInts(o.addrHi, n, "symbols.addrHi"),
+    lo: o.addrLo === null ? null : decodeInts(o.addrLo, n, "symbols.addrLo"),
+    size: o.size === null ? null : decodeInts(o.size, n, "symbols.size"),
+  }));
+  if ((hi === null) !== (lo === null)) v.bad("symbols.addrHi", "address halves must both be present or both absent");
+  if (hi === null && size === null) v.bad("symbols.size", "a table without addresses must carry sizes");
+  const text = v.str(o.text, "symbols.text");
+  const names: string[] = new Array(n);
+  let pos = 0;
+  let prev = "";
+  const objectCol = new Uint32Array(n);
+  const typeCol = new Uint8Array(n);
+  const addrLo = new Uint32Array(n);
+  const addrHi = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const p = pre[i];
+    const l = len[i];
+    if (p < 0 || p > prev.length || l < 0 || pos + l > text.length) v.bad(`symbols.names[${i}]`, "front coding out of range");
+    const s = prev.slice(0, p) + text.slice(pos, pos + l);
+    pos += l;
+    if (s.length === 0) v.bad(`symbols.names[${i}]`, "empty name");
+    names[i] = s;
+    prev = s;
+    if (object[i] < 0 || object[i] >= objects.length) v.bad(`symbols.object[${i}]`, "object id out of range");
+    objectCol[i] = object[i];
+    if (type[i] < 0x21 || type[i] > 0x7e) v.bad(`symbols.type[${i}]`, "not a type letter");
+    typeCol[i] = type[i];
+    if (hi !== null && lo !== null) {
+      if (hi[i] < 0 || hi[i] > 0xffffffff || lo[i] < 0 || lo[i] > 0xffffffff) v.bad(`symbols.addr[${i}]`, "address half out of range");
+      addrHi[i] = hi[i];
+      addrLo[i] = lo[i];
+    }
+  }
+  if (pos !== text.length) v.bad("symbols.text", "trailing characters");
+  const table = finishTable({ source, names, object: objectCol, objects, type: typeCol, addrLo, addrHi });
+  table.warnings = v.strs(o.warnings, "symbols.warnings", 1 << 16);
+  let sectionRows: SectionRows | null = null;
+  if (hi === null) {
+    // No addresses: sizes are data, section bounds are row sets, finishTable's derived address
+    // facts are meaningless.
+    for (let i = 0; i < n; i++) {
+      if (size![i] < 0) v.bad(`symbols.size[${i}]`, "negative size");
+      table.size[i] = size![i];
+    }
+    table.hasAddresses = false;
+    table.coverage = "names-only";
+    table.text = null;
+    for (const s of SECTION_NAMES) table.sections[s] = null;
+    if (o.sectionRows !== null && o.sectionRows !== undefined) {
+      const sr = v.obj(o.sectionRows, "symbols.sectionRows");
+      sectionRows = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
+      for (const s of SECTION_NAMES) {
+        const c = sr[s];
+        if (c === null || c === undefined) continue;
+        const cn = isObj(c) && typeof c.n === "number" ? c.n : -1;
+        const rows = v.col(() => decodeInts(c, v.int(cn, `symbols.sectionRows.${s}.n`, n), `symbols.sectionRows.${s}`));
+        const u = new Uint32Array(rows.length);
+        rows.forEach((r, k) => {
+          if (r < 0 || r >= n) v.bad(`symbols.sectionRows.${s}`, "row out of range");
+          u[k] = r;
+        });
+        sectionRows[s] = u;
+      }
+    }
+  } else {
+    table.coverage = coverage as SymbolTable["coverage"];
+  }
+  return { table, sectionRows };
+}
+
+/**
+ * Decodes a .psnap file. Throws PatchsafeError with one of the SnapshotError codes; never returns
+ * a partial model.
+ */
+export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedSnapshot {
+  const p = readPrefix(bytes, file);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
+  const hBytes = bytes.subarray(PREFIX, PREFIX + p.hLen);
+  const bBytes = bytes.subarray(PREFIX + p.hLen, PREFIX + p.hLen + p.bLen);
+  if (crc32(hBytes) !== dv.getUint32(20, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the header fails its CRC-32", file);
+  if (crc32(bBytes) !== dv.getUint32(24, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
+  const v = new V(file);
+  const header = checkHeader(v, unpackOrFail(hBytes, "header", file));
+  const body = v.obj(unpackOrFail(bBytes, "body", file), "body");
+  const B = p.bLen;
+
+  // Capture metadata.
+  const c = v.obj(body.capture, "capture");
+  const so = v.obj(c.source, "capture.source");
+  const source: CaptureSource = {
+    name: v.str(so.name, "capture.source.name"),
+    format: v.str(so.format, "capture.source.format"),
+    section: v.int(so.section, "capture.source.section"),
+    firstLine: v.intN(so.firstLine, "capture.source.firstLine"),
+    lastLine: v.intN(so.lastLine, "capture.source.lastLine"),
+  };
+  const strings = v.strs(c.strings, "capture.strings", B);
+  const st = new StringTable();
+  for (const s of strings) st.intern(s);
+  if (st.values.length !== strings.length) v.bad("capture.strings", "duplicate strings");
+  const excluded = v.arr(c.excluded, "capture.excluded", B).map((e, i) => {
+    const o = v.obj(e, `capture.excluded[${i}]`);
+    return { pid: v.int(o.pid, `capture.excluded[${i}].pid`), tid: v.int(o.tid, `capture.excluded[${i}].tid`), reason: v.str(o.reason, `capture.excluded[${i}].reason`) };
+  });
+  const livepatches = c.livepatches === null || c.livepatches === undefined ? null : validatePatches(v, c.livepatches, "capture.livepatches");
+  const modules = c.modules === null || c.modules === undefined ? null : v.strs(c.modules, "capture.modules", B);
+
+  // Tasks.
+  const tc = v.obj(body.tasks, "tasks");
+  const T = v.int(tc.n, "tasks.n");
+  if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
+  if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
+  const comms = v.arr(tc.comms, "tasks.comms", T).map((x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
+  const cols = v.col(() => ({
+    pid: decodeNullable(tc.pid, T, "tasks.pid"),
+    tid: decodeNullable(tc.tid, T, "tasks.tid"),
+    ppid: decodeNullable(tc.ppid, T, "tasks.ppid"),
+    startTime: decodeNullable(tc.startTime, T, "tasks.startTime"),
+    cpu: decodeNullable(tc.cpu, T, "tasks.cpu"),
+    flags: decodeNullable(tc.flags, T, "tasks.flags"),
+    state: decodeInts(tc.state, T, "tasks.state"),
+    patchState: decodeInts(tc.patchState, T, "tasks.patchState"),
+    stackStatus: decodeInts(tc.stackStatus, T, "tasks.stackStatus"),
+    errno: decodeNullable(tc.errno, T, "tasks.errno"),
+    running: decodeInts(tc.running, T, "tasks.running"),
+    statusKthread: decodeInts(tc.statusKthread, T, "tasks.statusKthread"),
+    endMarker: decodeInts(tc.endMarker, T, "tasks.endMarker"),
+    line: decodeInts(tc.line, T, "tasks.line"),
+    comm: decodeNullable(tc.comm, T, "tasks.comm"),
+    stack: decodeInts(tc.stack, T, "tasks.stack"),
+    frameLine: decodeNullable(tc.frameLine, T, "tasks.frameLine"),
+  }));
+
+  // Frame rows and stacks.
+  const fc = v.obj(body.frames, "frames");
+  const R = v.int(fc.rows, "frames.rows", B);
+  const S = v.int(fc.stacks, "frames.stacks", B);
+  const N = v.int(fc.n, "frames.n");
+  if (N !== header.frames) v.bad("frames.n", "differs from the header");
+  if (N > MAX_FRAMES_PER_BYTE * B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: frames.n declares ${N} frames in a ${B}-byte body`, file);
+  const rows = {
+    symbol: v.typed(fc.symbol, Int32Array, R, "frames.symbol"),
+    object: v.typed(fc.object, Int32Array, R, "frames.object"),
+    buildId: v.typed(fc.buildId, Int32Array, R, "frames.buildId"),
+    offset: v.typed(fc.offset, Uint32Array, R, "frames.offset"),
+    size: v.typed(fc.size, Uint32Array, R, "frames.size"),
+    flags: v.typed(fc.flags, Uint16Array, R, "frames.flags"),
+    addrLo: fc.addrLo === null ? null : v.typed(fc.addrLo, Uint32Array, R, "frames.addrLo"),
+    addrHi: fc.addrHi === null ? null : v.typed(fc.addrHi, Uint32Array, R, "frames.addrHi"),
+  };
+  if ((rows.addrLo === null) !== (rows.addrHi === null)) v.bad("frames.addrLo", "address halves must both be present or both absent");
+  const nStr = strings.length;
+  for (let r = 0; r < R; r++) {
+    const fl = rows.flags[r];
+    if (fl & FrameFlag.SYMBOLIC && (rows.symbol[r] < 0 || rows.symbol[r] >= nStr || rows.object[r] < 0 || rows.object[r] >= nStr)) v.bad(`frames.symbol[${r}]`, "string id out of range");
+    if (rows.symbol[r] < -1 || rows.symbol[r] >= nStr || rows.object[r] < -1 || rows.object[r] >= nStr || rows.buildId[r] < -1 || rows.buildId[r] >= nStr) v.bad(`frames[${r}]`, "string id out of range");
+    if (fl & FrameFlag.HAS_ADDRESS && rows.addrLo === null) v.bad(`frames.flags[${r}]`, "an address flag without an address column");
+    if (header.redacted && fl & FrameFlag.HAS_ADDRESS) v.bad(`frames.flags[${r}]`, "an address in a redacted snapshot");
+  }
+  const { stackLen, stackRows } = v.col(() => {
+    const stackLen = decodeInts(fc.stackLen, S, "frames.stackLen");
+    let total = 0;
+    for (let s = 0; s < S; s++) {
+      if (stackLen[s] < 0) throw new ColumnError("frames.stackLen: negative length");
+      total += stackLen[s];
+    }
+    const srn = isObj(fc.stackRows) && typeof fc.stackRows.n === "number" ? fc.stackRows.n : -1;
+    if (total !== srn) throw new ColumnError(`frames.stackRows: ${srn} entries for stacks totalling ${total}`);
+    return { stackLen, stackRows: decodeInts(fc.stackRows, total, "frames.stackRows") };
+  });
+  const stackStart = new Float64Array(S + 1);
+  for (let s = 0; s < S; s++) stackStart[s + 1] = stackStart[s] + stackLen[s];
+  for (let k = 0; k < stackRows.length; k++) if (stackRows[k] < 0 || stackRows[k] >= R) v.bad("frames.stackRows", "row id out of range");
+  let total = 0;
+  let explicitLines = 0;
+  for (let t = 0; t < T; t++) {
+    const s = cols.stack[t];
+    if (s < 0 || s >= S) v.bad(`tasks.stack[${t}]`, "stack id out of range");
+    total += stackLen[s];
+    if (cols.frameLine[t] === null) explicitLines += stackLen[s];
+  }
+  if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
+  const lines = v.col(() => decodeInts(fc.lines, explicitLines, "frames.lines"));
+
+  // Assemble (everything above is validated; nothing below can fail half-way).
+  const frames = new FrameColumns(N);
+  const tasks: Task[] = new Array(T);
+  let fi = 0;
+  let li = 0;
+  for (let t = 0; t < T; t++) {
+    const ch = cols.state[t];
+    if (ch !== 0 && !((ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122))) v.bad(`tasks.state[${t}]`, "not a state letter");
+    const ps = cols.patchState[t];
+    if (ps < 0 || ps > 3) v.bad(`tasks.patchState[${t}]`, "out of range");
+    const ss = cols.stackStatus[t];
+    if (ss < 0 || ss >= STACK_STATUSES.length) v.bad(`tasks.stackStatus[${t}]`, "out of range");
+    const e = cols.errno[t];
+    if (e !== null && e >= nStr) v.bad(`tasks.errno[${t}]`, "string id out of range");
+    const cm = cols.comm[t];
+    if (cm !== null && cm >= comms.length) v.bad(`tasks.comm[${t}]`, "comm id out of range");
+    const sk = cols.statusKthread[t];
+    const flagsV = cols.flags[t];
+    if (flagsV !== null && flagsV > 0xffffffff) v.bad(`tasks.flags[${t}]`, "out of range");
+    const s = cols.stack[t];
+    const start = fi;
+    const fl = cols.frameLine[t];
+    for (let k = stackStart[s]; k < stackStart[s + 1]; k++) {
+      const r = stackRows[k];
+      frames.symbol[fi] = rows.symbol[r];
+      frames.object[fi] = rows.object[r];
+      frames.buildId[fi] = rows.buildId[r];
+      frames.offset[fi] = rows.offset[r];
+      frames.size[fi] = rows.size[r];
+      frames.flags[fi] = rows.flags[r];
+      if (rows.addrLo !== null && rows.flags[r] & FrameFlag.HAS_ADDRESS) {
+        frames.addrLo[fi] = rows.addrLo[r];
+        frames.addrHi[fi] = rows.addrHi![r];
+      }
+      frames.line[fi] = fl === null ? lines[li++] : fl + (fi - start);
+      fi++;
+    }
+    tasks[t] = newTask({
+      pid: cols.pid[t],
+      tid: cols.tid[t],
+      comm: cm === null ? null : comms[cm].slice(),
+      state: ch === 0 ? null : String.fromCharCode(ch),
+      flags: flagsV,
+      ppid: cols.ppid[t],
+      startTime: cols.startTime[t],
+      cpu: cols.cpu[t],
+      patchState: ps === 0 ? null : ((ps - 2) as -1 | 0 | 1),
+      stackStatus: STACK_STATUSES[ss],
+      errno: e === null ? null : strings[e],
+      running: cols.running[t] !== 0,
+      statusKthread: sk === 0 ? null : sk === 2,
+      endMarker: cols.endMarker[t] !== 0,
+      frameStart: start,
+      frameCount: fi - start,
+      line: cols.line[t],
+    });
+  }
+  frames.length = N;
+
+  const sym = body.symbols === null || body.symbols === undefined ? null : decodeSymbols(v, body.symbols, B);
+  if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
+  const capture: Capture = {
+    source,
+    host: host(v, v.obj(c.host, "capture.host")),
+    complete: v.tri(c.complete, "capture.complete"),
+    completeness: v.reasons(c.completeness, "capture.completeness"),
+    hidesSchedFrames: v.bool(c.hidesSchedFrames, "capture.hidesSchedFrames"),
+    tasks,
+    frames,
+    strings: st,
+    excluded,
+    warnings: v.reasons(c.warnings, "capture.warnings"),
+    livepatches,
+    modules,
+  };
+  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows };
+}
+
+export type { SymbolSource };
