@@ -4,8 +4,8 @@
  */
 import { decideLivepatch, type DecideOptions } from "./decide/livepatch.js";
 import type { Verdict } from "./decide/verdict.js";
-import { PatchsafeError } from "./errors.js";
-import type { Capture } from "./model.js";
+import { predictQuiesce, withKpatchTasks } from "./decide/models.js";
+import type { AppliedPatch, Capture } from "./model.js";
 import { buildRanges, type RangeTable } from "./patch/ranges.js";
 import type { PatchSpec } from "./patch/spec.js";
 import type { ScanHits, ScanInput, Scanner } from "./scan/types.js";
@@ -19,6 +19,8 @@ export interface CheckRequest {
   patch: PatchSpec;
   scanner: Scanner;
   options?: Partial<DecideOptions>;
+  /** Patches already enabled, oldest first (default: what the capture recorded, else none). */
+  applied?: AppliedPatch[];
 }
 
 export interface CheckResult {
@@ -28,6 +30,10 @@ export interface CheckResult {
   ranges: RangeTable;
   hits: ScanHits;
   verdict: Verdict;
+  /** Per task of `capture`: what the model's transformation did (quiesce effects, kpatch's added tasks). */
+  notes: Map<number, string>;
+  /** quiesce only: the kpatch-model verdict over the stacks as captured (same task indices). */
+  baseline?: Verdict;
 }
 
 export const DEFAULT_OPTIONS: DecideOptions = { model: "livepatch", direction: "apply", partialOk: false, strict: false };
@@ -54,16 +60,27 @@ export function scanInputFor(capture: Capture, resolved: ResolvedFrames, ranges:
 
 export function check(req: CheckRequest): CheckResult {
   const options: DecideOptions = { ...DEFAULT_OPTIONS, ...req.options };
-  if (options.model !== "livepatch") {
-    throw new PatchsafeError("E_UNSUPPORTED", `--model ${options.model} is not supported yet (only livepatch)`);
+  const applied = req.applied ?? req.capture.livepatches ?? [];
+  let capture = req.capture;
+  let notes: Map<number, string> | undefined;
+  // kpatch and quiesce check one global instant: what their check sees is a different task list.
+  if (options.model === "quiesce") {
+    const q = predictQuiesce(capture, req.symbols);
+    const k = withKpatchTasks(q.capture, req.symbols, options.direction);
+    capture = k.capture;
+    notes = new Map([...q.notes, ...k.notes]);
+  } else if (options.model === "kpatch") {
+    ({ capture, notes } = withKpatchTasks(capture, req.symbols, options.direction));
   }
-  if (options.direction !== "apply") throw new PatchsafeError("E_UNSUPPORTED", "--revert is not supported yet");
-  if (req.patch.replace) {
-    // With nothing applied, a replace patch has no nops: the plain apply rules are exact.
+  const resolved = resolveFrames(capture, req.symbols);
+  const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
+  const hits = req.scanner.scan(scanInputFor(capture, resolved, ranges));
+  const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
+  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition }, options);
+  const result: CheckResult = { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new Map() };
+  if (options.model === "quiesce") {
+    // What quiescing buys: the same global check over the stacks as captured.
+    result.baseline = check({ ...req, options: { ...options, model: "kpatch" } }).verdict;
   }
-  const resolved = resolveFrames(req.capture, req.symbols);
-  const ranges = buildRanges(req.patch, req.symbols, resolved);
-  const hits = req.scanner.scan(scanInputFor(req.capture, resolved, ranges));
-  const verdict = decideLivepatch({ capture: req.capture, table: req.symbols, resolved, ranges, hits }, options);
-  return { capture: req.capture, symbols: req.symbols, resolved, ranges, hits, verdict };
+  return result;
 }

@@ -161,14 +161,19 @@ describe("exit 2: usage and input errors, one line each", () => {
     expectError(check(smallDump, "--func", "worker_thread", "--model", "kgraft"), /--model kgraft/);
   });
 
-  for (const [what, args] of [
-    ["--revert", ["--revert"]],
-    ["--applied", ["--applied", "x"]],
-    ["--model kpatch", ["--model", "kpatch"]],
-    ["--model quiesce", ["--model", "quiesce"]],
-  ] as const) {
-    it(`${what}: not supported yet`, () => {
-      expectError(check(smallDump, "--func", "worker_thread", ...args), /not supported yet/);
+  it("--revert without the patch to disable", () => {
+    expectError(check(smallDump, "--func", "worker_thread", "--revert"), /--revert needs --patch/);
+  });
+
+  it("--applied names a file that cannot be read", () => {
+    expectError(check(smallDump, "--func", "worker_thread", "--applied", "/nonexistent/applied.json"), /\/nonexistent\/applied\.json: cannot read/);
+  });
+
+  for (const model of ["kpatch", "quiesce"]) {
+    it(`--model ${model} decides (exit 0, 1 or 3, never an error)`, () => {
+      const r = check(smallDump, "--kallsyms", kallsyms, "--func", "worker_thread", "--model", model, "--json");
+      expect([0, 1, 3]).toContain(r.status);
+      expect(JSON.parse(r.stdout).model).toBe(model);
     });
   }
 

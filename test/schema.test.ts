@@ -76,9 +76,11 @@ describe("the schema itself", () => {
       if (o.type === "object" && o.properties !== undefined && !/\/allOf\//.test(path)) {
         if (o.additionalProperties !== false) bad.push(`${path}: additionalProperties`);
         const props = Object.keys(o.properties as Json);
-        // remedy.callees is the one optional field (SPEC §7: `callees?`).
+        // Optional by design: remedy.callees (SPEC §7 `callees?`), the additive `quiesce` object
+        // (--model quiesce only) and its per-effect counts (only effects that occurred).
         const required = new Set((o.required as string[] | undefined) ?? []);
-        for (const p of props) if (!required.has(p) && p !== "callees") bad.push(`${path}: ${p} not required`);
+        const optional = (p: string) => p === "callees" || p === "quiesce" || path.endsWith("/effects");
+        for (const p of props) if (!required.has(p) && !optional(p)) bad.push(`${path}: ${p} not required`);
       }
       for (const [k, v] of Object.entries(o)) walk(v, `${path}/${k}`);
     };

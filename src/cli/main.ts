@@ -15,7 +15,7 @@ import type { DecideOptions } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import { captureToNativeJson } from "../ingest/nativeJson.js";
 import type { Capture } from "../model.js";
-import { emptyPatch, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
+import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
 import { buildInventory, inventoryText } from "../report/inventory.js";
 import { toJsonReport } from "../report/json.js";
 import { toTextReport } from "../report/text.js";
@@ -50,13 +50,19 @@ Input (check):
   --format auto|proc|json           force the input format (default auto)
 
 Decision (check):
-  --model livepatch                 consistency model (kpatch and quiesce: not yet)
+  --model livepatch|kpatch|quiesce  consistency model: livepatch (per task, upstream), kpatch
+                                    (kpatch.ko: every task at one instant), quiesce (freeze user
+                                    tasks, park smpboot threads, then one global check)
+  --revert                          check disabling the --patch (must be in the applied stack)
+  --applied FILE                    a patch already enabled (repeatable, oldest first): JSON as
+                                    --patch plus enabled, transition, forced, stack_order
   --partial-ok                      decide over the tasks that were read when the capture is partial
   --strict                          every warning that weakens "safe" makes it "undecided"
   --json                            one JSON object on stdout (schema 1)
   -v, -vv                           list every task; -vv adds undecided tasks' stacks
 
-Not yet supported (exit 2): --revert, --applied, --model kpatch|quiesce, several INPUTs.
+Not yet supported (exit 2): several INPUTs (series), reading a live host's enabled patches
+without --applied.
 
 Exit status: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
 `;
@@ -122,9 +128,8 @@ function runCheck(args: string[], o: Output): number {
   }
   const model = values.model ?? "livepatch";
   if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
-  if (model !== "livepatch") throw new PatchsafeError("E_UNSUPPORTED", `--model ${model} is not supported yet: only the livepatch model is implemented`);
-  if (values.revert) throw new PatchsafeError("E_UNSUPPORTED", "--revert is not supported yet");
-  if (values.applied !== undefined) throw new PatchsafeError("E_UNSUPPORTED", "--applied (patch stacks) is not supported yet");
+  const applied = values.applied === undefined ? undefined : values.applied.map((f) => parseAppliedFile(readTextFile(f), f));
+  if (values.revert && values.patch === undefined) usage("--revert needs --patch FILE naming the applied patch to disable");
   const format = (values.format ?? "auto") as InputFormat;
   if (!["auto", "proc", "json"].includes(format)) usage(`--format ${values.format}: expected auto, proc or json`);
   if (positionals.length > 1) throw new PatchsafeError("E_UNSUPPORTED", "several INPUTs (a series for prediction, or --merge) are not supported yet: give one capture");
@@ -138,10 +143,10 @@ function runCheck(args: string[], o: Output): number {
   let symbols: SymbolTable | null = null;
   if (positionals.length === 0) {
     const state = livePatchState();
-    if (state.livepatches.length > 0 || state.kpatch.length > 0) {
+    if (applied === undefined && (state.livepatches.length > 0 || state.kpatch.length > 0)) {
       throw new PatchsafeError(
         "E_UNSUPPORTED",
-        `this host has enabled live patches (${[...state.livepatches, ...state.kpatch].join(", ")}): checking against a patch stack is not supported yet`,
+        `this host has enabled live patches (${[...state.livepatches, ...state.kpatch].join(", ")}): reading the live patch stack is not supported yet; describe it with --applied FILE`,
       );
     }
     symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
@@ -152,8 +157,8 @@ function runCheck(args: string[], o: Output): number {
     else capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
   }
   if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
-  const options: Partial<DecideOptions> = { model, direction: "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
-  const result = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options });
+  const options: Partial<DecideOptions> = { model, direction: values.revert ? "revert" : "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
+  const result = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options, applied });
   if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result), null, 2)}\n`);
   else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }));
   return exitFor(result);

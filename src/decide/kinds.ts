@@ -75,7 +75,27 @@ export const NEVER_RETURNS = new Set([
 ]);
 
 /** The idle loop: an idle task here never holds a transition. */
-export const IDLE_LOOP = new Set(["do_idle", "cpu_startup_entry", "cpuidle_enter_state", "cpuidle_enter", "default_idle", "default_idle_call", "arch_cpu_idle", "cpu_idle_poll", "mwait_idle", "acpi_idle_enter", "intel_idle"]);
+export const IDLE_LOOP = new Set([
+  "do_idle",
+  "cpu_startup_entry",
+  "cpuidle_enter_state",
+  "cpuidle_enter",
+  "cpuidle_idle_call",
+  "default_idle",
+  "default_idle_call",
+  "arch_cpu_idle",
+  "cpu_idle_poll",
+  "poll_idle",
+  "mwait_idle",
+  "mwait_idle_with_hints",
+  "acpi_idle_enter",
+  "acpi_idle_do_entry",
+  "acpi_safe_halt",
+  "intel_idle",
+  "native_safe_halt",
+  "pv_native_safe_halt",
+  "schedule_idle",
+]);
 
 /** notrace functions that ftrace (hence livepatch) can never hook; curated (SPEC §3). */
 export const NOTRACE = new Set(["__schedule", "schedule_idle", "do_idle", "cpu_startup_entry", "default_idle", "native_safe_halt", "arch_cpu_idle"]);

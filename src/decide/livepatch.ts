@@ -41,6 +41,10 @@ export interface DecideInput {
   resolved: ResolvedFrames;
   ranges: RangeTable;
   hits: ScanHits;
+  /** Per task: what the model's transformation did (quiesce effect, kpatch's added tasks). */
+  notes?: Map<number, string>;
+  /** The patch being applied is already in an unfinished transition (a stalled apply). */
+  inTransition?: boolean;
 }
 
 /** Everything a rule may look at for one task. */
@@ -86,14 +90,15 @@ export const LIVEPATCH_RULES: Rule[] = [
   {
     code: "done",
     test: ({ task, opts }) => {
+      if (opts.model !== "livepatch") return [];
       const target = opts.direction === "apply" ? 1 : 0;
       return task.patchState === target ? [m("done", `patch_state is already ${target}: the task has switched`)] : [];
     },
   },
   {
     code: "no-reliable-stacktrace",
-    test: ({ cap }) =>
-      cap.host.config.reliableStacktrace === false
+    test: ({ cap, opts }) =>
+      opts.model === "livepatch" && cap.host.config.reliableStacktrace === false
         ? [m("no-reliable-stacktrace", "the kernel has no HAVE_RELIABLE_STACKTRACE: no task can be switched by a stack check; kthreads can never switch")]
         : [],
   },
@@ -152,12 +157,20 @@ export const LIVEPATCH_RULES: Rule[] = [
     },
   },
   {
+    code: "freeze-would-fail",
+    test: ({ index, input }) =>
+      input.notes?.get(index) === "freeze-fails"
+        ? [m("freeze-would-fail", "a user task in a non-freezable uninterruptible sleep: the freezer cannot stop it, and after the 20 s timeout the whole freeze fails and everything thaws")]
+        : [],
+  },
+  {
     code: "blocked",
-    test: ({ cap, hits, input }) => {
+    test: ({ cap, hits, input, opts }) => {
       const out: RuleMatch[] = [];
       const seen = new Set<number>();
       for (const [frame, ri] of hits) {
         if (cap.frames.flags[frame] & FrameFlag.GUESS) continue;
+        if (opts.model === "kpatch" && inSchedText(input, frame)) continue;
         const r = input.ranges.ranges[ri];
         if (r.role === "conservative-extra") continue;
         if (seen.has(r.func)) continue;
@@ -168,6 +181,7 @@ export const LIVEPATCH_RULES: Rule[] = [
       // counts it against foo.
       for (const [frame, ri] of hits) {
         if (cap.frames.flags[frame] & FrameFlag.GUESS) continue;
+        if (opts.model === "kpatch" && inSchedText(input, frame)) continue;
         const r = input.ranges.ranges[ri];
         if (r.role !== "conservative-extra" || seen.has(r.func)) continue;
         seen.add(r.func);
@@ -210,7 +224,14 @@ export const LIVEPATCH_RULES: Rule[] = [
   },
   {
     code: "hidden",
-    test: ({ task, hiddenOverlap }) => {
+    test: ({ cap, task, hits, hiddenOverlap, input, opts }) => {
+      if (opts.model === "kpatch") {
+        for (const [frame, ri] of hits) {
+          if (cap.frames.flags[frame] & FrameFlag.GUESS || !inSchedText(input, frame)) continue;
+          const label = funcLabel(input.ranges, input.ranges.ranges[ri].func);
+          return [m("hidden", `sleeping under ${label}, in scheduler/lock code kpatch's stack walker never sees: kpatch would patch it anyway (unsafe)`, frame, input.ranges.ranges[ri].func)];
+        }
+      }
       if (hiddenOverlap === null) return [];
       if (task.state === "Z" || task.state === "X") return [];
       return [m("hidden", `${hiddenOverlap} lies in .sched.text/.spinlock.text, which /proc stacks never show: a sleeping task may be inside it`)];
@@ -225,7 +246,7 @@ export const LIVEPATCH_RULES: Rule[] = [
         const parent = coldParent(name);
         if (parent === null) continue;
         const obj = cap.strings.get(cap.frames.object[i]);
-        const fi = input.ranges.functions.findIndex((f) => f.name === parent && f.object === obj);
+        const fi = input.ranges.functions.findIndex((f) => f.ranges.length > 0 && f.blockingName === parent && f.blockingObject === obj);
         if (fi >= 0) return [m("cold", `old cold code of ${parent} on the stack (${name}), which the kernel does not check`, i, fi)];
       }
       return [];
@@ -267,20 +288,29 @@ export const LIVEPATCH_RULES: Rule[] = [
 /** "On the stack of every task of some kind" needs at least this many tasks of that kind. */
 const EVERY_TASK_MIN = 10;
 
-const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "unreadable", "truncated", "unreliable"]);
+const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "unreadable", "truncated", "unreliable", "freeze-would-fail"]);
 
-function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKind: Set<number>): Remedy {
-  const { cap, task, kind, chain, input } = ctx;
+function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKind: Set<number>, unpatchable: Set<number>): Remedy {
+  const { cap, task, kind, chain, input, opts } = ctx;
   const f = input.ranges.functions[func];
-  const name = f.name ?? funcLabel(input.ranges, func);
+  const name = f.blockingName ?? funcLabel(input.ranges, func);
   const pos = chain.indexOf(frame);
   const callees = pos > 0 ? [...new Set(chain.slice(Math.max(0, pos - 5), pos).map((i) => frameName(cap, i) ?? "?"))] : [];
   const aboveKthread = pos >= 0 && pos + 1 < chain.length && frameName(cap, chain[pos + 1]) === "kthread";
+  if (unpatchable.has(func)) {
+    return { code: "unpatchable", message: `${name} cannot be live-patched at all (entry, noinstr or notrace code): change the patch` };
+  }
   if (NEVER_RETURNS.has(name) || aboveKthread || everyTaskOfKind.has(func)) {
     const why = everyTaskOfKind.has(func) && !NEVER_RETURNS.has(name) && !aboveKthread ? `${name} is on the stack of every ${kind} task` : `${name} is a thread's main loop`;
-    const r: Remedy = { code: "never-leaves", message: `${why}: the task never leaves it and the transition will never complete; patch a callee instead` };
+    const r: Remedy = {
+      code: "never-leaves",
+      message: `${why}: the task never leaves it and the ${opts.model === "livepatch" ? "transition" : "check"} will never pass; patch a callee instead${callees.length > 0 ? " (the frames below it are listed)" : ""}; forcing is the last word (it pins the module for ever)`,
+    };
     if (callees.length > 0) r.callees = callees;
     return r;
+  }
+  if (input.inTransition && opts.model === "livepatch") {
+    return { code: "reverse", message: "this patch's transition is stalled: `echo 0 > /sys/kernel/livepatch/<patch>/enabled` reverses it safely" };
   }
   if (isParkable(cap, chain)) {
     return {
@@ -288,8 +318,11 @@ function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKin
       message: "a per-CPU smpboot thread: taking its CPU offline (/sys/devices/system/cpu/cpuN/online) parks it and lets the transition go on",
     };
   }
-  if (kind === "user" && task.state === "S") {
+  if (kind === "user" && task.state === "S" && opts.model === "livepatch") {
     return { code: "signal", message: "an interruptible sleeper: livepatch's fake signal (every ~15 s since 5.1) makes its syscall return and it switches on the way to user space" };
+  }
+  if (opts.model === "kpatch") {
+    return { code: "wait", message: `kpatch has no fake signal: retry after it leaves ${name} (kpatch load retries 5 times, 2 s apart)` };
   }
   return { code: "wait", message: `${task.state === "D" ? "an uninterruptible sleeper: never woken by the fake signal; " : ""}wait for it to leave ${name}, then retry` };
 }
@@ -336,10 +369,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
 
   // Unpatchable code: entry/noinstr/cpuidle text, notrace functions.
-  for (const f of ranges.functions) {
-    if (f.name === null) continue;
+  const unpatchable = new Set<number>();
+  for (const [fi, f] of ranges.functions.entries()) {
+    if (f.name === null || f.kind !== "patch") continue;
     const sec = table !== null && f.symbol >= 0 ? sectionOf(table, symbolAddress(table, f.symbol)) : null;
     if (sec !== null || NOTRACE.has(f.name)) {
+      unpatchable.add(fi);
       bounds.push({ code: "unpatchable", message: `${f.name} ${sec !== null ? `is in ${sec}` : "is notrace"}: it cannot be live-patched at all` });
     }
   }
@@ -384,10 +419,13 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     const matches: RuleMatch[] = [];
     for (const rule of rules) matches.push(...rule.test(c));
     let status: TaskOutcome["status"];
-    const idleLoop = c.kind === "idle" && c.chain.some((i) => IDLE_LOOP.has(frameName(cap, i) ?? ""));
+    // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
+    // without a stack check; one elsewhere (in panic, say) is checked like any task.
+    const idleLoop = c.kind === "idle" && c.chain.length > 0 && IDLE_LOOP.has(frameName(cap, c.chain[0]) ?? "");
     const first = matches[0];
     if (first?.code === "done") status = "done";
-    else if (idleLoop && !matches.some((x) => x.code === "blocked")) status = "idle";
+    else if (c.kind === "idle" && opts.model === "kpatch") status = "idle"; // kpatch never checks idle tasks
+    else if (idleLoop && opts.model === "livepatch") status = "idle";
     else if (first === undefined) status = "clean";
     else if (first.code === "unreadable" && opts.partialOk) {
       status = "excluded";
@@ -410,7 +448,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
           frameIndex,
           kernelSees: x.kernelSees,
           role: ranges.ranges[hit[1]].role,
-          remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind),
+          remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind, unpatchable),
         });
         if (!counted.has(x.func)) {
           counted.add(x.func);
@@ -448,27 +486,8 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const verdict: Verdict["verdict"] = counts.blocked > 0 ? "blocked" : counts.undecided > 0 || bounds.length > 0 ? "undecided" : "safe";
 
   // What the kernel's own check would do now.
-  let kernelResult: Verdict["kernelCheck"]["result"] = "pass";
-  let firstFail: Verdict["kernelCheck"]["first"] = null;
-  const sorted = [...outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
-  for (const o of sorted) {
-    const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
-    if (visible !== undefined && o.status !== "done") {
-      kernelResult = "fail";
-      firstFail = { task: o.task, func: visible.func! };
-      break;
-    }
-  }
-  if (kernelResult === "pass") {
-    const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
-    for (const o of outcomes) {
-      if (o.status === "undecided" && !kernelBlind.has(o.matches[0].code)) {
-        kernelResult = "unknown";
-        break;
-      }
-    }
-    if (cap.hidesSchedFrames && (table === null || hiddenOverlap !== null)) kernelResult = "unknown";
-  }
+  const { result: kernelResult, first: firstFail } =
+    opts.model === "livepatch" ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap) : kpatchKernelCheck(cap, outcomes, contexts, input.notes);
 
   return {
     verdict,
@@ -511,3 +530,47 @@ export function taskOrder(cap: Capture, a: number, b: number): number {
   const k = (v: number | null): number => (v === null ? Number.MAX_SAFE_INTEGER : v);
   return k(ta.pid) - k(tb.pid) || k(ta.tid) - k(tb.tid) || a - b;
 }
+
+/** Whether the frame's resolved address lies in .sched.text or .spinlock.text. */
+function inSchedText(input: DecideInput, frame: number): boolean {
+  const t = input.table;
+  if (t === null || input.resolved.keySpace !== "addresses") return false;
+  const key = (BigInt(input.resolved.keys[2 * frame + 1]) << 32n) | BigInt(input.resolved.keys[2 * frame]);
+  const inside = (b: [bigint, bigint] | null): boolean => b !== null && key >= b[0] && key < b[1];
+  return inside(t.sections.sched) || inside(t.sections.lock);
+}
+
+/** livepatch: per task; fails on the first task with a kernel-visible blocking frame. */
+function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes: TaskOutcome[], hiddenOverlap: string | null): Verdict["kernelCheck"] {
+  const sorted = [...outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
+  for (const o of sorted) {
+    const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
+    if (visible !== undefined && o.status !== "done") return { result: "fail", first: { task: o.task, func: visible.func } };
+  }
+  const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
+  for (const o of outcomes) if (o.status === "undecided" && !kernelBlind.has(o.matches[0].code)) return { result: "unknown", first: null };
+  if (cap.hidesSchedFrames && (table === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
+  return { result: "pass", first: null };
+}
+
+/**
+ * kpatch.ko (and quiesce's global check over predicted stacks): all tasks but idle ones, with
+ * the nosched walker; -EBUSY on the first task with a visible blocking frame or a walk that fills
+ * its 64 slots (63 real frames plus the end marker). It knows nothing of running or unreliable.
+ */
+function kpatchKernelCheck(cap: Capture, outcomes: TaskOutcome[], contexts: TaskContext[], notes: Map<number, string> | undefined): Verdict["kernelCheck"] {
+  const ctxOf = new Map(contexts.map((c) => [c.index, c]));
+  const sorted = [...outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
+  for (const o of sorted) {
+    if (o.kind === "idle" || o.status === "excluded") continue;
+    if (notes?.get(o.task) === "freeze-fails") return { result: "fail", first: { task: o.task, func: null } };
+    const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
+    if (visible !== undefined) return { result: "fail", first: { task: o.task, func: visible.func } };
+    const c = ctxOf.get(o.task);
+    if (c !== undefined && (c.task.stackStatus === "truncated" || c.chain.length >= KPATCH_MAX_REAL_FRAMES)) return { result: "fail", first: { task: o.task, func: null } };
+  }
+  return { result: "pass", first: null };
+}
+
+/** kpatch's walk has 64 slots, one of them the x86 end marker. */
+const KPATCH_MAX_REAL_FRAMES = 63;

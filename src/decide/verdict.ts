@@ -67,7 +67,7 @@ export interface TaskOutcome {
 export interface Verdict {
   verdict: HostVerdict;
   reasons: Reason[];
-  kernelCheck: { result: "pass" | "fail" | "unknown"; first: { task: number; func: number } | null };
+  kernelCheck: { result: "pass" | "fail" | "unknown"; first: { task: number; func: number | null } | null };
   model: Model;
   direction: Direction;
   complete: TriState;

@@ -1,25 +1,32 @@
 /**
- * Which address ranges block, per function of the patch (SPEC §2; kernel/livepatch/transition.c
- * `klp_check_stack_func`): applying a patch to a function nothing patched yet checks the
- * original `[old, old + old_size)`, with the kallsyms size (alignment padding included).
+ * Which address ranges block, per function, per model and direction (SPEC §2; the kernel code:
+ * kernel/livepatch/transition.c `klp_check_stack_func`, kernel/livepatch/core.c `klp_add_nops`,
+ * dynup/kpatch kmod/core/core.c `kpatch_backtrace_address_verify`, `kpatch_unregister`).
  *
- * Every function also gets a one-byte `conservative-extra` range at its end: a frame printed
+ *   livepatch apply    not yet patched: original [old, old+size)        (role original)
+ *                      already patched: previous top replacement only   (previous-replacement)
+ *                      replace: + a nop per function an enabled patch replaces and this one
+ *                      does not: that function's previous top replacement (nop)
+ *   livepatch revert   own replacement [new, new+size)                  (own-replacement); a replace
+ *                      patch still in transition: its nops check the original (nop)
+ *   kpatch apply       original / the newest loaded module's replacement; replace: + every
+ *                      non-forced function of every other loaded module (nop)
+ *   kpatch revert      per function, the newest loaded module's replacement (its own when newest)
+ *   kpatch force       nothing for that function; the module is then pinned for ever
+ *
+ * Every range also gets a one-byte `conservative-extra` range at its end: a frame printed
  * `foo+0x40/0x40` (`%pB`, a return address right after a noreturn call, or `? __pfx_X+0x10/0x10`
  * = &X) is the first byte after foo. The kernel attributes it to whatever starts there; patchsafe
  * also counts it against foo, as a blocker the kernel's check does not see.
  */
+import type { Direction, Model } from "../decide/verdict.js";
 import { PatchsafeError } from "../errors.js";
-import { VMLINUX } from "../model.js";
+import { type AppliedFunction, type AppliedPatch, VMLINUX } from "../model.js";
 import type { ResolvedFrames } from "../symbols/resolve.js";
 import { findObjectSymbol, type SymbolTable, symbolAddress } from "../symbols/table.js";
 import type { PatchSpec } from "./spec.js";
 
-export type RangeRole =
-  | "original"
-  | "previous-replacement"
-  | "own-replacement"
-  | "nop"
-  | "conservative-extra";
+export type RangeRole = "original" | "previous-replacement" | "own-replacement" | "nop" | "conservative-extra";
 
 export interface BlockingRange {
   start: bigint;
@@ -33,6 +40,8 @@ export interface BlockingRange {
 }
 
 export interface PatchedFunction {
+  /** `patch`: a function of the patch; `nop`: added by atomic replace; `range`: a raw --range. */
+  kind: "patch" | "nop" | "range";
   object: string;
   /** null for a raw --range. */
   name: string | null;
@@ -43,6 +52,10 @@ export interface PatchedFunction {
   /** The object is loaded (present in the symbol table or on a stack). */
   loaded: boolean;
   force: boolean;
+  /** The name the blocking code carries in a stack (a replacement may be named differently). */
+  blockingName: string | null;
+  /** The object the blocking code lives in (a replacement lives in its patch module). */
+  blockingObject: string;
   ranges: BlockingRange[];
 }
 
@@ -50,75 +63,221 @@ export interface RangeTable {
   functions: PatchedFunction[];
   /** All ranges, in function order. */
   ranges: BlockingRange[];
-  /** Patched (object, name) pairs, for "could this unresolved frame be a patched function". */
+  /** Names whose unresolved frames could be a blocking function (originals and replacements). */
   names: Set<string>;
   warnings: string[];
 }
 
-export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolved: ResolvedFrames): RangeTable {
+export interface RangeContext {
+  model: Model;
+  direction: Direction;
+  /** Patches already enabled, oldest first. */
+  applied: AppliedPatch[];
+}
+
+const DEFAULT_CONTEXT: RangeContext = { model: "livepatch", direction: "apply", applied: [] };
+
+const sameFunc = (a: { object: string; oldName: string; oldSympos: number }, b: { object: string; oldName: string; oldSympos: number }): boolean =>
+  a.object === b.object && a.oldName === b.oldName && a.oldSympos === b.oldSympos;
+
+/** Enabled patches in stack order (oldest first): stack_order when every patch has one, else as given. */
+export function stackOrder(applied: AppliedPatch[]): AppliedPatch[] {
+  const enabled = applied.filter((p) => p.enabled);
+  if (enabled.every((p) => p.stackOrder !== null)) return [...enabled].sort((a, b) => a.stackOrder! - b.stackOrder!);
+  return enabled;
+}
+
+/** The newest enabled patch replacing this function (livepatch func_stack top / kpatch bucket head). */
+export function topReplacement(
+  ordered: AppliedPatch[],
+  f: { object: string; oldName: string; oldSympos: number },
+  exclude: string | null = null,
+): { patch: AppliedPatch; func: AppliedFunction } | null {
+  for (let i = ordered.length - 1; i >= 0; i--) {
+    const p = ordered[i];
+    if (p.name === exclude) continue;
+    const func = p.funcs.find((x) => sameFunc(x, f));
+    if (func !== undefined) return { patch: p, func };
+  }
+  return null;
+}
+
+export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolved: ResolvedFrames, context: Partial<RangeContext> = {}): RangeTable {
+  const ctx: RangeContext = { ...DEFAULT_CONTEXT, ...context };
   const functions: PatchedFunction[] = [];
   const ranges: BlockingRange[] = [];
   const names = new Set<string>();
   const warnings: string[] = [];
   const useTable = table !== null && table.hasAddresses;
+  const ordered = stackOrder(ctx.applied);
+  const self = patch.name === null ? null : (ctx.applied.find((p) => p.name === patch.name) ?? null);
 
-  const add = (fi: number, start: bigint, end: bigint, role: RangeRole, kernelSees: boolean): void => {
+  if (ctx.direction === "revert") {
+    if (patch.name === null || self === null || !self.enabled) {
+      throw new PatchsafeError(
+        "E_USAGE",
+        `--revert needs --patch naming an enabled patch of the applied stack (${patch.name === null ? "the patch has no name" : `'${patch.name}' is not applied`}; applied: ${ctx.applied.map((p) => p.name).join(", ") || "none"})`,
+      );
+    }
+  }
+  if (ordered.some((p) => p.forced)) {
+    warnings.push(
+      `the patch stack records a forced transition (${ordered.filter((p) => p.forced).map((p) => p.name).join(", ")}): tasks may still run code older than the version patchsafe checks, which nothing looks at`,
+    );
+  }
+
+  const addRange = (fi: number, start: bigint, end: bigint, role: RangeRole, kernelSees: boolean): void => {
     if (end <= start) return;
     const r: BlockingRange = { start, end, role, func: fi, kernelSees };
     functions[fi].ranges.push(r);
     ranges.push(r);
+    if (role !== "conservative-extra") {
+      const x: BlockingRange = { start: end, end: end + 1n, role: "conservative-extra", func: fi, kernelSees: false };
+      functions[fi].ranges.push(x);
+      ranges.push(x);
+    }
   };
+
+  /**
+   * Adds the ranges of symbol (object, name, sympos) to function fi. `strict`: lookup failures
+   * are the kernel's errors (a patch's own original); otherwise they become a warning (a
+   * replacement living in a module whose symbols the table lacks).
+   */
+  const addSymbol = (fi: number, object: string, name: string, sympos: number, role: RangeRole, strict: boolean, sizeHint: number | null): void => {
+    names.add(name);
+    if (useTable) {
+      if (object !== VMLINUX && !table.objects.includes(object)) {
+        if (strict) return; // caller handles "module not loaded"
+        warnings.push(`${name} [${object}] is not in the symbol table: tasks in it cannot be matched by address and are undecided when a frame names it`);
+        return;
+      }
+      const found = findObjectSymbol(table, object, name, sympos);
+      if (!found.ok) {
+        if (strict) throw new PatchsafeError(found.code, found.message);
+        warnings.push(`${name} [${object}]: ${found.message}`);
+        return;
+      }
+      const start = symbolAddress(table, found.index);
+      let size = BigInt(table.size[found.index]);
+      if (size === 0n && sizeHint !== null) size = BigInt(sizeHint);
+      if (size === 0n) {
+        if (strict) throw new PatchsafeError("E_SYMBOLS", `the size of '${name}' in '${object}' cannot be computed from the symbol table (no symbol follows it)`);
+        warnings.push(`the size of ${name} [${object}] is unknown: tasks in it are undecided`);
+        return;
+      }
+      if (strict && functions[fi].symbol < 0) functions[fi].symbol = found.index;
+      const t = String.fromCharCode(table.type[found.index]).toLowerCase();
+      if (strict && t !== "t" && t !== "w") warnings.push(`'${name}' in '${object}' is not a text symbol (type ${String.fromCharCode(table.type[found.index])})`);
+      addRange(fi, start, start + size, role, true);
+      return;
+    }
+    if (sympos > 0 && strict) {
+      throw new PatchsafeError("E_NEED_SYMBOLS", `${object}:${name},${sympos}: a sympos needs a symbol table to count occurrences in; give --kallsyms`);
+    }
+    // Without a symbol table every symbol of that (object, name) on a stack is a candidate.
+    for (const b of resolved.synthetic.get(`${object}\u0000${name}`) ?? []) addRange(fi, b.base, b.base + BigInt(b.size), role, true);
+  };
+
+  const newFunction = (kind: PatchedFunction["kind"], f: { object: string; oldName: string; oldSympos: number; force: boolean }): number => {
+    functions.push({ kind, object: f.object, name: f.oldName, sympos: f.oldSympos, symbol: -1, loaded: true, force: f.force, blockingName: f.oldName, blockingObject: f.object, ranges: [] });
+    return functions.length - 1;
+  };
+
+  /** The range of the version a task may be in now: the top replacement, or the original. */
+  const addCurrentVersion = (fi: number, f: { object: string; oldName: string; oldSympos: number }, exclude: string | null, roleIfReplaced: RangeRole, roleIfOriginal: RangeRole): void => {
+    const top = topReplacement(ordered, f, exclude);
+    if (top === null) {
+      addSymbol(fi, f.object, f.oldName, f.oldSympos, roleIfOriginal, roleIfOriginal === "original", null);
+      return;
+    }
+    const newName = top.func.newName ?? f.oldName;
+    functions[fi].blockingName = newName;
+    functions[fi].blockingObject = top.patch.name;
+    addSymbol(fi, top.patch.name, newName, 0, roleIfReplaced, false, top.func.newSize);
+  };
+
+  const isLoaded = (object: string): boolean => object === VMLINUX || !useTable || table.objects.includes(object);
 
   for (const f of patch.funcs) {
     names.add(f.oldName);
-    const fi = functions.length;
-    const entry: PatchedFunction = { object: f.object, name: f.oldName, sympos: f.oldSympos, symbol: -1, loaded: true, force: f.force, ranges: [] };
-    functions.push(entry);
+    const fi = newFunction("patch", f);
+    if (!isLoaded(f.object)) {
+      functions[fi].loaded = false;
+      warnings.push(`module ${f.object} is not loaded: ${f.oldName} is patched when it loads, without a stack check, so it is not checked now`);
+      continue;
+    }
+    // The original must exist whatever the direction (the kernel resolves it at load time).
     if (useTable) {
-      if (f.object !== VMLINUX && !table.objects.includes(f.object)) {
-        entry.loaded = false;
-        warnings.push(
-          `module ${f.object} is not loaded: ${f.oldName} is patched when it loads, without a stack check, so it is not checked now`,
-        );
-        continue;
-      }
       const found = findObjectSymbol(table, f.object, f.oldName, f.oldSympos);
       if (!found.ok) throw new PatchsafeError(found.code, found.message);
-      const row = found.index;
-      entry.symbol = row;
-      const start = symbolAddress(table, row);
-      const size = BigInt(table.size[row]);
-      if (size === 0n) {
-        throw new PatchsafeError("E_SYMBOLS", `the size of '${f.oldName}' in '${f.object}' cannot be computed from the symbol table (no symbol follows it)`);
+      functions[fi].symbol = found.index;
+    } else if (f.oldSympos > 0) {
+      throw new PatchsafeError("E_NEED_SYMBOLS", `${f.object}:${f.oldName},${f.oldSympos}: a sympos needs a symbol table to count occurrences in; give --kallsyms`);
+    }
+    if (f.force) {
+      if (ctx.model === "kpatch") {
+        warnings.push(`${f.oldName} is forced (KPATCH_FORCE_UNSAFE): kpatch never checks it, and the patch module can then never be unloaded`);
+        continue;
       }
-      const t = String.fromCharCode(table.type[row]).toLowerCase();
-      if (t !== "t" && t !== "w") {
-        warnings.push(`'${f.oldName}' in '${f.object}' is not a text symbol (type ${String.fromCharCode(table.type[row])})`);
-      }
-      add(fi, start, start + size, "original", true);
-      add(fi, start + size, start + size + 1n, "conservative-extra", false);
+      warnings.push(`${f.oldName} is marked force, which only kpatch.ko honours: livepatch checks it like any function`);
+    }
+    if (ctx.direction === "apply") {
+      addCurrentVersion(fi, f, patch.name, "previous-replacement", "original");
+    } else if (ctx.model === "kpatch") {
+      // kpatch_unregister: the newest loaded module patching that address (its own when newest).
+      addCurrentVersion(fi, f, null, self!.funcs.some((x) => sameFunc(x, f)) && topReplacement(ordered, f)?.patch.name === self!.name ? "own-replacement" : "previous-replacement", "original");
     } else {
-      if (f.oldSympos > 0) {
-        throw new PatchsafeError(
-          "E_NEED_SYMBOLS",
-          `${f.object}:${f.oldName},${f.oldSympos}: a sympos needs a symbol table to count occurrences in; give --kallsyms`,
-        );
-      }
-      // Without a symbol table every symbol of that name on a stack is a candidate (sympos 0
-      // would have to be unique in the real kernel; a duplicate name would then be rejected by
-      // the kernel, which patchsafe cannot check here).
-      const blocks = resolved.synthetic.get(`${f.object}\u0000${f.oldName}`) ?? [];
-      for (const b of blocks) {
-        add(fi, b.base, b.base + BigInt(b.size), "original", true);
-        add(fi, b.base + BigInt(b.size), b.base + BigInt(b.size) + 1n, "conservative-extra", false);
-      }
+      const own = self!.funcs.find((x) => sameFunc(x, f));
+      const newName = own?.newName ?? f.newName ?? f.oldName;
+      functions[fi].blockingName = newName;
+      functions[fi].blockingObject = self!.name;
+      addSymbol(fi, self!.name, newName, 0, "own-replacement", false, own?.newSize ?? f.newSize);
     }
   }
+
+  // Atomic replace: nops for what enabled patches replace and this patch does not.
+  const replacing = patch.replace || (self?.replace ?? false);
+  if (replacing) {
+    const seen = new Set<string>();
+    for (const p of ordered) {
+      if (p.name === patch.name) continue;
+      for (const g of p.funcs) {
+        const key = `${g.object}\u0000${g.oldName}\u0000${g.oldSympos}`;
+        if (seen.has(key) || patch.funcs.some((f) => sameFunc(f, g))) continue;
+        seen.add(key);
+        if (ctx.model === "kpatch") {
+          // kpatch replace: every non-forced function of every other loaded module, not only tops.
+          for (const q of ordered) {
+            if (q.name === patch.name) continue;
+            const h = q.funcs.find((x) => sameFunc(x, g));
+            if (h === undefined || h.force) continue;
+            const fi = newFunction("nop", { ...g, force: false });
+            functions[fi].blockingName = h.newName ?? g.oldName;
+            functions[fi].blockingObject = q.name;
+            if (ctx.direction === "apply") addSymbol(fi, q.name, h.newName ?? g.oldName, 0, "nop", false, h.newSize);
+          }
+          continue;
+        }
+        if (!isLoaded(g.object)) continue;
+        const fi = newFunction("nop", { ...g, force: false });
+        names.add(g.oldName);
+        if (ctx.direction === "apply") addCurrentVersion(fi, g, patch.name, "nop", "nop");
+        else if (self?.transition) addSymbol(fi, g.object, g.oldName, g.oldSympos, "nop", false, null);
+        // A fully enabled replace patch has no nops left (discarded when its transition completed).
+      }
+    }
+    if (ctx.model === "kpatch" && ordered.some((p) => p.name !== patch.name && p.funcs.some((x) => x.force))) {
+      warnings.push("a replaced kpatch module has a forced function: after the replace every replaced module stays pinned (rmmod fails)");
+    }
+  }
+
   for (const r of patch.ranges) {
     if (!useTable) throw new PatchsafeError("E_NEED_SYMBOLS", `--range ${r.text} needs frames with addresses: give --kallsyms`);
-    const fi = functions.length;
-    functions.push({ object: VMLINUX, name: null, sympos: null, symbol: -1, loaded: true, force: false, ranges: [] });
-    add(fi, r.start, r.end, "original", true);
+    functions.push({ kind: "range", object: VMLINUX, name: null, sympos: null, symbol: -1, loaded: true, force: false, blockingName: null, blockingObject: VMLINUX, ranges: [] });
+    const fi = functions.length - 1;
+    const x: BlockingRange = { start: r.start, end: r.end, role: "original", func: fi, kernelSees: true };
+    functions[fi].ranges.push(x);
+    ranges.push(x);
   }
   return { functions, ranges, names, warnings };
 }

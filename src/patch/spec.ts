@@ -5,7 +5,7 @@
  */
 import { PatchsafeError } from "../errors.js";
 import { jsonErrorOffset, lineAt } from "../ingest/jsonPosition.js";
-import { VMLINUX } from "../model.js";
+import { type AppliedPatch, VMLINUX } from "../model.js";
 
 export interface PatchFunctionSpec {
   object: string;
@@ -98,4 +98,36 @@ export function parsePatchFile(text: string, file: string): PatchSpec {
   });
   if (funcs.length === 0) return fail("$.objects", "the patch replaces no function");
   return { name: (doc.name as string | undefined) ?? null, replace: doc.replace === true, funcs, ranges: [] };
+}
+
+/**
+ * An applied (enabled) patch for `--applied FILE`: the patch JSON plus the sysfs attributes
+ * `enabled`, `transition`, `forced` and `stack_order` (SPEC §6). `name` is required: it is the
+ * `[module]` its replacements carry in a stack.
+ */
+export function parseAppliedFile(text: string, file: string): AppliedPatch {
+  const spec = parsePatchFile(text, file);
+  const doc = JSON.parse(text) as Record<string, unknown>;
+  const fail = (path: string, what: string): never => {
+    throw new PatchsafeError("E_INPUT", `${path}: ${what}`, { file });
+  };
+  if (spec.name === null) return fail("$.name", "an applied patch needs its module name");
+  const bool = (k: string, dflt: boolean): boolean => {
+    const v = doc[k];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v === "boolean") return v;
+    if (v === 0 || v === 1) return v === 1;
+    return fail(`$.${k}`, "expected a boolean (or 0/1 as sysfs shows it)");
+  };
+  const so = doc.stack_order;
+  if (so !== undefined && so !== null && (typeof so !== "number" || !Number.isInteger(so) || so < 1)) fail("$.stack_order", "expected a positive integer");
+  return {
+    name: spec.name,
+    enabled: bool("enabled", true),
+    transition: bool("transition", false),
+    replace: spec.replace,
+    forced: bool("forced", false),
+    stackOrder: (so as number | undefined) ?? null,
+    funcs: spec.funcs.map((f) => ({ object: f.object, oldName: f.oldName, oldSympos: f.oldSympos, newName: f.newName, newSize: f.newSize, force: f.force })),
+  };
 }

@@ -41,6 +41,7 @@ export interface JsonReport {
   functions: { object: string; name: string | null; sympos: number | null; ranges: { start: string; end: string; role: string }[]; blocking: number }[];
   warnings: Reason[];
   prediction: null;
+  quiesce?: { effects: Record<string, number>; cleared: (number | null)[]; notCleared: (number | null)[]; freezeFails: (number | null)[] } | null;
   input: { source: string; format: string; tasks: number; frames: number; keySpace: string; symbols: string | null };
 }
 
@@ -76,8 +77,9 @@ export function toJsonReport(r: CheckResult): JsonReport {
       const t = task(o.task);
       return { pid: t.pid, tid: t.tid, comm: escapeComm(t.comm), reason: { code: o.matches[0].code, message: o.matches[0].message } };
     });
+  // Per-task switching exists only in livepatch; kpatch and quiesce are all-or-nothing.
   const switchable = v.outcomes
-    .filter((o) => o.status === "clean")
+    .filter((o) => o.status === "clean" && v.model === "livepatch")
     .sort((a, b) => order(a.task, b.task))
     .map((o) => task(o.task).tid);
   const functions = ranges.functions
@@ -90,6 +92,7 @@ export function toJsonReport(r: CheckResult): JsonReport {
     }))
     .sort((a, b) => (a.object < b.object ? -1 : a.object > b.object ? 1 : 0) || String(a.name).localeCompare(String(b.name)) || (a.sympos ?? 0) - (b.sympos ?? 0));
   const first = v.kernelCheck.first;
+  const q = quiesceSummary(r);
   return {
     schema: 1,
     tool: { name: "patchsafe", version: VERSION },
@@ -100,7 +103,7 @@ export function toJsonReport(r: CheckResult): JsonReport {
       first:
         first === null
           ? null
-          : { pid: task(first.task).pid, tid: task(first.task).tid, comm: escapeComm(task(first.task).comm), function: ranges.functions[first.func].name },
+          : { pid: task(first.task).pid, tid: task(first.task).tid, comm: escapeComm(task(first.task).comm), function: first.func === null ? null : ranges.functions[first.func].name },
     },
     model: v.model,
     direction: v.direction,
@@ -113,6 +116,7 @@ export function toJsonReport(r: CheckResult): JsonReport {
     functions,
     warnings: v.warnings,
     prediction: null,
+    ...(q === null ? {} : { quiesce: { effects: q.effects, cleared: q.cleared.map((i) => task(i).tid), notCleared: q.notCleared.map((i) => task(i).tid), freezeFails: q.freezeFails.map((i) => task(i).tid) } }),
     input: {
       source: cap.source.name,
       format: cap.source.format,
@@ -122,4 +126,26 @@ export function toJsonReport(r: CheckResult): JsonReport {
       symbols: r.symbols === null ? null : r.symbols.source,
     },
   };
+}
+
+/** quiesce: effect counts, and which tasks not clean as captured become clean once quiesced. */
+export function quiesceSummary(r: CheckResult): { effects: Record<string, number>; cleared: number[]; notCleared: number[]; freezeFails: number[] } | null {
+  if (r.verdict.model !== "quiesce" || r.baseline === undefined) return null;
+  const effects: Record<string, number> = {};
+  const freezeFails: number[] = [];
+  for (const [task, e] of r.notes) {
+    if (!["frozen-in-place", "unwound", "parked", "unchanged", "freeze-fails", "running"].includes(e)) continue;
+    effects[e] = (effects[e] ?? 0) + 1;
+    if (e === "freeze-fails") freezeFails.push(task);
+  }
+  const before = new Map(r.baseline.outcomes.map((o) => [o.task, o.status]));
+  const cleared: number[] = [];
+  const notCleared: number[] = [];
+  for (const o of r.verdict.outcomes) {
+    const was = before.get(o.task);
+    if (was === undefined || was === "clean" || was === "idle" || was === "done") continue;
+    (o.status === "clean" ? cleared : notCleared).push(o.task);
+  }
+  const order = (a: number, b: number) => taskOrder(r.capture, a, b);
+  return { effects, cleared: cleared.sort(order), notCleared: notCleared.sort(order), freezeFails: freezeFails.sort(order) };
 }

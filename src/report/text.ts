@@ -6,6 +6,7 @@
 import type { CheckResult } from "../check.js";
 import { taskOrder } from "../decide/livepatch.js";
 import { frameText } from "../ingest/nativeJson.js";
+import { quiesceSummary } from "./json.js";
 import { escapeComm, terminalSafe } from "./escape.js";
 
 export interface TextOptions {
@@ -29,11 +30,23 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   const kc = v.kernelCheck;
   if (kc.result === "fail" && kc.first !== null) {
     const t = cap.tasks[kc.first.task];
-    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.pid ?? "?"} (sleeping in ${ranges.functions[kc.first.func].name ?? "a range"})`);
+    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${ranges.functions[kc.first.func].name ?? "a range"}`})`);
   } else if (kc.result === "pass" && v.verdict !== "safe") {
     out.push("  kernel's own check: would pass, but patchsafe cannot call it safe (see the reasons above)");
   } else out.push(`  kernel's own check: ${kc.result}`);
 
+  const q = quiesceSummary(r);
+  if (q !== null) {
+    const eff = Object.entries(q.effects).map(([k, n]) => `${n} ${k}`).join(", ");
+    out.push(`  quiesce: ${eff}; clears ${q.cleared.length} of the ${q.cleared.length + q.notCleared.length} task(s) that block or are undecided as captured`);
+    const who = (list: number[]) => list.slice(0, limit).map((i) => `${escapeComm(cap.tasks[i].comm) ?? "?"}:${cap.tasks[i].tid ?? "?"}`).join(", ");
+    if (q.cleared.length > 0) out.push(`  cleared by quiescing: ${who(q.cleared)}${q.cleared.length > limit ? ", …" : ""}`);
+    if (q.notCleared.length > 0) out.push(`  not cleared: ${who(q.notCleared)}${q.notCleared.length > limit ? ", …" : ""}`);
+    if (q.freezeFails.length > 0) out.push(`  the freeze would fail on: ${who(q.freezeFails)}`);
+  }
+  if (v.model !== "livepatch") {
+    out.push("  the global check also covers two tasks no capture shows: kpatch's stopper thread and the task loading (or disabling) the patch");
+  }
   const byFunc = new Map<number, typeof v.blockers>();
   for (const b of v.blockers) {
     let l = byFunc.get(b.func);

@@ -1,0 +1,271 @@
+/**
+ * The kernels' consistency rules, model by model, as the worked examples E1–E15 of SEMANTICS.md
+ * §6 describe them (kernel/livepatch/transition.c, dynup/kpatch kmod/core/core.c). Stacks use
+ * this host's real kallsyms; patch modules' symbols are appended as /proc/kallsyms lists them.
+ */
+import { describe, expect, it } from "vitest";
+import { check, type CheckResult } from "../src/check.js";
+import type { DecideOptions } from "../src/decide/livepatch.js";
+import type { AppliedPatch, Capture } from "../src/model.js";
+import { emptyPatch, type PatchSpec } from "../src/patch/spec.js";
+import { referenceScanner } from "../src/scan/reference.js";
+import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
+import { hostKallsyms, hostTable, nativeCapture } from "./helpers.js";
+
+const MODULE_SYMBOLS = [
+  ["ffffffffc0001000", "busymod_work_func", "test_klp_callbacks_busy"],
+  ["ffffffffc0001100", "busymod_exit", "test_klp_callbacks_busy"],
+  ["ffffffffc0002000", "patched_work_func", "test_klp_callbacks_demo"],
+  ["ffffffffc0002200", "demo_exit", "test_klp_callbacks_demo"],
+  ["ffffffffc0003000", "livepatch_cmdline_proc_show", "test_klp_livepatch"],
+  ["ffffffffc0003100", "lp_exit", "test_klp_livepatch"],
+  ["ffffffffc0004000", "livepatch_meminfo_proc_show", "test_klp_atomic_replace"],
+  ["ffffffffc0004100", "ar_exit", "test_klp_atomic_replace"],
+  ["ffffffffc0005000", "cmdline_proc_show", "p1"],
+  ["ffffffffc0005100", "p1_exit", "p1"],
+  ["ffffffffc0006000", "cmdline_proc_show", "p2"],
+  ["ffffffffc0006100", "p2_exit", "p2"],
+];
+let table: SymbolTable | null = null;
+function symbols(): SymbolTable {
+  table ??= parseSymbolTable(`${hostKallsyms()}${MODULE_SYMBOLS.map(([a, n, m]) => `${a} t ${n}\t[${m}]`).join("\n")}\n`);
+  return table;
+}
+const host = hostTable();
+/** A frame token with this host's printed size. */
+function fr(name: string, off = 0x10, object = "vmlinux"): string {
+  if (object === "vmlinux") {
+    const row = host.byName.get(name)![0];
+    return `${name}+0x${off.toString(16)}/0x${host.size[row].toString(16)}`;
+  }
+  const t = symbols();
+  const row = t.byName.get(name)!.find((r) => t.objects[t.object[r]] === object)!;
+  return `${name}+0x${off.toString(16)}/0x${t.size[row].toString(16)} [${object}]`;
+}
+const USER_BOTTOM = [fr("do_syscall_64", 0x71), fr("entry_SYSCALL_64_after_hwframe", 0x76)];
+const KTHREAD_BOTTOM = [fr("kthread", 0xfa), fr("ret_from_fork", 0x166), fr("ret_from_fork_asm", 0x1a)];
+let nextPid = 100;
+const user = (frames: string[], extra: Record<string, unknown> = {}) => ({ pid: nextPid, tid: nextPid++, comm: "app", state: "S", flags: 0x400000, frames: [...frames, ...USER_BOTTOM], ...extra });
+const kthread = (comm: string, frames: string[], extra: Record<string, unknown> = {}) => ({ pid: nextPid, tid: nextPid++, comm, state: "I", flags: 0x208040, frames: [...frames, ...KTHREAD_BOTTOM], ...extra });
+
+function patch(name: string | null, funcs: [string, string][], replace = false): PatchSpec {
+  return { ...emptyPatch(), name, replace, funcs: funcs.map(([object, oldName]) => ({ object, oldName, oldSympos: 0, newName: null, newSize: null, force: false })) };
+}
+function applied(name: string, funcs: [string, string, string?][], extra: Partial<AppliedPatch> = {}): AppliedPatch {
+  return {
+    name,
+    enabled: true,
+    transition: false,
+    replace: false,
+    forced: false,
+    stackOrder: null,
+    funcs: funcs.map(([object, oldName, newName]) => ({ object, oldName, oldSympos: 0, newName: newName ?? null, newSize: null, force: false })),
+    ...extra,
+  };
+}
+function run(cap: Capture, p: PatchSpec, options: Partial<DecideOptions> = {}, stack: AppliedPatch[] = []): CheckResult {
+  return check({ capture: cap, symbols: symbols(), patch: p, scanner: referenceScanner, options, applied: stack });
+}
+const status = (r: CheckResult) => r.verdict.outcomes.map((o) => o.status);
+
+describe("E1–E3: a busy work function (selftest test_klp_callbacks_busy)", () => {
+  const busy = () => kthread("kworker/0:1", [fr("msleep", 0x20), fr("busymod_work_func", 0x30, "test_klp_callbacks_busy"), fr("process_one_work", 0x1b0), fr("worker_thread", 0x98)], { state: "D" });
+  const p = patch("test_klp_callbacks_demo", [["test_klp_callbacks_busy", "busymod_work_func"]]);
+
+  it("E1: blocks apply, in every model; the kworker must be waited for", () => {
+    for (const model of ["livepatch", "kpatch", "quiesce"] as const) {
+      const r = run(nativeCapture([busy()]), p, { model });
+      expect([model, r.verdict.verdict]).toEqual([model, "blocked"]);
+      expect(r.verdict.blockers[0].remedy.code).toBe("wait");
+      expect(r.verdict.kernelCheck.result).toBe("fail");
+    }
+  });
+
+  it("E2: once the work finished the same host is safe", () => {
+    const idle = kthread("kworker/0:1", [fr("worker_thread", 0x98)]);
+    const r = run(nativeCapture([idle, user([fr("do_epoll_wait", 0x588), fr("__x64_sys_epoll_pwait", 0x8c)])]), patch("demo", [["vmlinux", "meminfo_proc_show"]]));
+    expect(r.verdict.verdict).toBe("safe");
+    expect(r.verdict.kernelCheck.result).toBe("pass");
+  });
+
+  it("E3: reversing the stalled apply: the kworker never switched (patch_state 0), so revert is safe", () => {
+    const stack = [applied("test_klp_callbacks_demo", [["test_klp_callbacks_busy", "busymod_work_func", "patched_work_func"]], { transition: true })];
+    const switched = user([fr("do_epoll_wait", 0x588)], { patchState: 1 });
+    const r = run(nativeCapture([{ ...busy(), patchState: 0 }, switched]), p, { direction: "revert" }, stack);
+    expect(r.verdict.verdict).toBe("safe");
+    expect(status(r)).toEqual(["done", "clean"]);
+    expect(r.ranges.functions[0].ranges[0].role).toBe("own-replacement");
+    // A task that had switched and sits in the replacement blocks the revert.
+    const inNew = user([fr("patched_work_func", 0x10, "test_klp_callbacks_demo")], { patchState: 1 });
+    expect(run(nativeCapture([inNew]), p, { direction: "revert" }, stack).verdict.verdict).toBe("blocked");
+    // While stalled, applying again offers the safe way out: reverse.
+    const again = run(nativeCapture([{ ...busy(), patchState: 0 }]), p, {}, stack);
+    expect(again.verdict.blockers[0]?.remedy.code).toBe("reverse");
+  });
+});
+
+describe("E4–E6: replacements, atomic replace and stacks", () => {
+  const p1 = applied("test_klp_livepatch", [["vmlinux", "cmdline_proc_show", "livepatch_cmdline_proc_show"]]);
+  const inOriginal = () => user([fr("cmdline_proc_show", 0x10), fr("seq_read_iter", 0x20), fr("vfs_read", 0x30), fr("ksys_read", 0x40)]);
+  const inP1 = () => user([fr("livepatch_cmdline_proc_show", 0x10, "test_klp_livepatch"), fr("seq_read_iter", 0x20), fr("vfs_read", 0x30), fr("ksys_read", 0x40)]);
+
+  it("E4: a task in the original blocks apply; in the replacement it blocks revert", () => {
+    const p = patch("test_klp_livepatch", [["vmlinux", "cmdline_proc_show"]]);
+    expect(run(nativeCapture([inOriginal()]), p).verdict.verdict).toBe("blocked");
+    expect(run(nativeCapture([inP1()]), p).verdict.verdict).toBe("safe");
+    expect(run(nativeCapture([inP1()]), p, { direction: "revert" }, [p1]).verdict.verdict).toBe("blocked");
+    expect(run(nativeCapture([inOriginal()]), p, { direction: "revert" }, [p1]).verdict.verdict).toBe("safe");
+  });
+
+  it("E5: atomic replace adds a nop: the old replacement blocks, the original does not (livepatch and kpatch)", () => {
+    const p2 = patch("test_klp_atomic_replace", [["vmlinux", "meminfo_proc_show"]], true);
+    for (const model of ["livepatch", "kpatch"] as const) {
+      const r = run(nativeCapture([inOriginal(), inP1()]), p2, { model }, [p1]);
+      const nop = r.ranges.functions.find((f) => f.kind === "nop")!;
+      expect(nop.name).toBe("cmdline_proc_show");
+      expect(nop.blockingName).toBe("livepatch_cmdline_proc_show");
+      expect(r.verdict.outcomes.slice(0, 2).map((o) => o.status)).toEqual(["clean", "blocked"]);
+      expect(r.verdict.blockers[0].role).toBe("nop");
+    }
+  });
+
+  it("E6: a stacked repatch checks only the previous top (kpatch-built names, [module] suffix)", () => {
+    const stack = [applied("p1", [["vmlinux", "cmdline_proc_show"]])];
+    const inTop = user([fr("cmdline_proc_show", 0x10, "p1"), fr("vfs_read", 0x30)]);
+    const p2 = patch("p2", [["vmlinux", "cmdline_proc_show"]]);
+    const r = run(nativeCapture([inOriginal(), inTop]), p2, {}, stack);
+    expect(status(r)).toEqual(["clean", "blocked"]);
+    expect(r.verdict.blockers[0].role).toBe("previous-replacement");
+    expect(r.verdict.warnings.map((w) => w.message).join(" ")).not.toMatch(/forced/);
+    // stack_order decides the top when the applied list is not in order.
+    const both = [applied("p2", [["vmlinux", "cmdline_proc_show"]], { stackOrder: 2 }), applied("p1", [["vmlinux", "cmdline_proc_show"]], { stackOrder: 1 })];
+    const inP2 = user([fr("cmdline_proc_show", 0x10, "p2"), fr("vfs_read", 0x30)]);
+    const p3 = patch("p3", [["vmlinux", "cmdline_proc_show"]]);
+    expect(status(run(nativeCapture([inTop, inP2]), p3, {}, both))).toEqual(["clean", "blocked"]);
+    // A forced transition in the stack is always warned about.
+    const forced = run(nativeCapture([inOriginal()]), p2, {}, [{ ...stack[0], forced: true }]);
+    expect(forced.verdict.warnings.map((w) => w.message).join(" ")).toMatch(/forced transition/);
+  });
+});
+
+describe("E7–E12: sleepers, main loops, running, parked and frozen tasks", () => {
+  it("E7: a sleeping nanosleep: blocked now, the fake signal resolves it (kpatch: wait)", () => {
+    const sleeper = user([fr("do_nanosleep", 0x67), fr("hrtimer_nanosleep", 0x80), fr("common_nsleep", 0x40), fr("__x64_sys_clock_nanosleep", 0xb0)], { comm: "irqbalance" });
+    const p = patch("p", [["vmlinux", "hrtimer_nanosleep"]]);
+    expect(run(nativeCapture([sleeper]), p).verdict.blockers[0].remedy.code).toBe("signal");
+    expect(run(nativeCapture([sleeper]), p, { model: "kpatch" }).verdict.blockers[0].remedy.code).toBe("wait");
+  });
+
+  it("E8: a tty reader in n_tty_read blocks until signalled", () => {
+    const agetty = user([fr("n_tty_read", 0x200), fr("tty_read", 0xd0), fr("vfs_read", 0x170), fr("ksys_read", 0x70)], { comm: "agetty" });
+    const r = run(nativeCapture([agetty]), patch("p", [["vmlinux", "n_tty_read"]]));
+    expect(r.verdict.verdict).toBe("blocked");
+    expect(r.verdict.blockers[0].remedy.code).toBe("signal");
+  });
+
+  it("E9: a kthread main loop never leaves; the hint names the callees", () => {
+    const k = kthread("khugepaged", [fr("msleep", 0x20), fr("khugepaged", 0x3c2)], { state: "S" });
+    const r = run(nativeCapture([k]), patch("p", [["vmlinux", "khugepaged"]]));
+    expect(r.verdict.blockers[0].remedy).toMatchObject({ code: "never-leaves", callees: ["msleep"] });
+  });
+
+  it("E10: a running task in the patched syscall is undecided, not blocked; kpatch does not care", () => {
+    const spinner = user([fr("__x64_sys_getpid", 0x10)], { state: "R" });
+    const p = patch("p", [["vmlinux", "__x64_sys_getpid"]]);
+    const lp = run(nativeCapture([spinner]), p);
+    expect(lp.verdict.outcomes[0].matches[0].code).toBe("running");
+    expect(lp.verdict.verdict).toBe("undecided");
+    expect(run(nativeCapture([spinner]), p, { model: "kpatch" }).verdict.kernelCheck.result).toBe("fail");
+  });
+
+  it("E11: a parked smpboot thread: run_ksoftirqd is safe, smpboot_thread_fn never leaves", () => {
+    const parked = kthread("ksoftirqd/3", [fr("__kthread_parkme", 0x50), fr("smpboot_thread_fn", 0x18c)], { state: "P" });
+    expect(run(nativeCapture([parked]), patch("p", [["vmlinux", "run_ksoftirqd"]])).verdict.verdict).toBe("safe");
+    const r = run(nativeCapture([parked]), patch("p", [["vmlinux", "smpboot_thread_fn"]]));
+    expect(r.verdict.blockers[0].remedy.code).toBe("never-leaves");
+  });
+
+  it("E12: a frozen task under get_signal blocks a get_signal patch, not an epoll one", () => {
+    const frozen = user([fr("__refrigerator", 0x40), fr("get_signal", 0x90), fr("arch_do_signal_or_restart", 0x30), fr("exit_to_user_mode_loop", 0x60)], { state: "D" });
+    expect(run(nativeCapture([frozen]), patch("p", [["vmlinux", "get_signal"]])).verdict.verdict).toBe("blocked");
+    expect(run(nativeCapture([frozen]), patch("p", [["vmlinux", "do_epoll_wait"]])).verdict.verdict).toBe("safe");
+  });
+});
+
+describe("E14–E15 and kpatch's own limits", () => {
+  it("E14: schedule_timeout from /proc: undecided; kpatch's check passes (its walker is as blind)", () => {
+    const t = user([fr("do_epoll_wait", 0x588)]);
+    const p = patch("p", [["vmlinux", "schedule_timeout"]]);
+    const k = run(nativeCapture([t]), p, { model: "kpatch" });
+    expect(k.verdict.verdict).toBe("undecided");
+    expect(k.verdict.kernelCheck.result).toBe("pass");
+    // A sysrq-style capture shows the scheduler frames: kpatch still cannot see them.
+    const shown = nativeCapture([user([fr("schedule_timeout", 0x20), fr("do_epoll_wait", 0x588)])], { hidesSchedFrames: false });
+    const ks = run(shown, p, { model: "kpatch" });
+    expect(ks.verdict.outcomes[0].matches[0].code).toBe("hidden");
+    expect(ks.verdict.kernelCheck.result).toBe("pass");
+    expect(run(shown, p).verdict.verdict).toBe("blocked"); // livepatch's reliable walker sees it
+  });
+
+  it("E15: a forced function is never checked by kpatch (module pinned); livepatch ignores force", () => {
+    const t = user([fr("do_select", 0x65c), fr("core_sys_select", 0x231)]);
+    const p = patch("p", [["vmlinux", "do_select"]]);
+    p.funcs[0].force = true;
+    const k = run(nativeCapture([t]), p, { model: "kpatch" });
+    expect(k.verdict.verdict).toBe("safe");
+    expect(k.verdict.warnings.map((w) => w.message).join(" ")).toMatch(/never be unloaded/);
+    expect(run(nativeCapture([t]), p).verdict.verdict).toBe("blocked");
+  });
+
+  it("a 64-entry trace: undecided (truncated) and kpatch's check fails on it", () => {
+    const deep = user(Array.from({ length: 62 }, () => fr("do_epoll_wait", 0x588)));
+    expect(deep.frames).toHaveLength(64);
+    const cap = nativeCapture([{ ...deep, stackStatus: "truncated" }]);
+    const p = patch("p", [["vmlinux", "meminfo_proc_show"]]);
+    expect(run(cap, p).verdict.outcomes[0].matches[0].code).toBe("truncated");
+    const k = run(cap, p, { model: "kpatch" });
+    expect(k.verdict.kernelCheck).toMatchObject({ result: "fail", first: { task: 0, func: null } });
+  });
+
+  it("kpatch always fails a patch of the functions its own check runs in", () => {
+    const r = run(nativeCapture([user([fr("do_epoll_wait", 0x588)])]), patch("p", [["vmlinux", "multi_cpu_stop"]]), { model: "kpatch" });
+    expect(r.verdict.verdict).toBe("blocked");
+    expect(r.verdict.kernelCheck.result).toBe("fail");
+    expect(r.capture.tasks).toHaveLength(3);
+  });
+
+  it("a user worker in its main function never leaves; idle tasks: do_idle never holds, panic is checked", () => {
+    const worker = { ...kthread("iou-wrk-1234", [fr("io_wq_worker", 0x100)]), flags: 0x00404010 };
+    worker.frames = [fr("io_wq_worker", 0x100), fr("ret_from_fork", 0x166), fr("ret_from_fork_asm", 0x1a)];
+    const r = run(nativeCapture([worker]), patch("p", [["vmlinux", "io_wq_worker"]]));
+    expect(r.verdict.outcomes[0].kind).toBe("user-worker");
+    expect(r.verdict.blockers[0].remedy.code).toBe("never-leaves");
+    const idle = (frames: string[]) => ({ pid: 0, tid: 0, comm: "swapper/1", state: "S", flags: 0x00200042, frames });
+    const inIdle = idle([fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("start_secondary", 0x30)]);
+    const inPanic = idle([fr("panic", 0x10), fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("start_secondary", 0x30)]);
+    expect(status(run(nativeCapture([inIdle]), patch("p", [["vmlinux", "cpu_startup_entry"]])))).toEqual(["idle"]);
+    expect(status(run(nativeCapture([inPanic]), patch("p", [["vmlinux", "panic"]])))).toEqual(["blocked"]);
+  });
+});
+
+describe("quiesce: what freezing and parking leave on each stack", () => {
+  it("a futex waiter is frozen in place (still blocks), an epoll sleeper is unwound (cleared), a D sleeper fails the freeze", () => {
+    const futex = user([fr("futex_do_wait", 0x46), fr("__futex_wait", 0x8a), fr("futex_wait", 0x9a)]);
+    const epoll = user([fr("do_epoll_wait", 0x588), fr("__x64_sys_epoll_pwait", 0x8c)]);
+    const dsleep = user([fr("msleep", 0x20), fr("do_epoll_wait", 0x588)], { state: "D" });
+    const p = patch("p", [["vmlinux", "futex_wait"], ["vmlinux", "do_epoll_wait"]]);
+    const r = run(nativeCapture([futex, epoll, dsleep]), p, { model: "quiesce" });
+    expect([0, 1, 2].map((i) => r.notes.get(i))).toEqual(["frozen-in-place", "unwound", "freeze-fails"]);
+    expect(status(r).slice(0, 3)).toEqual(["blocked", "clean", "undecided"]);
+    expect(r.verdict.outcomes[2].matches[0].code).toBe("freeze-would-fail");
+    expect(r.baseline?.outcomes.slice(0, 3).map((o) => o.status)).toEqual(["blocked", "blocked", "blocked"]);
+  });
+
+  it("smpboot threads park at the top of their loop, except migration/N", () => {
+    const ks = kthread("ksoftirqd/0", [fr("run_ksoftirqd", 0x20), fr("smpboot_thread_fn", 0x18c)], { state: "S" });
+    const mig = kthread("migration/0", [fr("run_ksoftirqd", 0x20), fr("smpboot_thread_fn", 0x18c)], { state: "S" });
+    const r = run(nativeCapture([ks, mig]), patch("p", [["vmlinux", "run_ksoftirqd"]]), { model: "quiesce" });
+    expect([r.notes.get(0), r.notes.get(1)]).toEqual(["parked", "unchanged"]);
+    expect(status(r).slice(0, 2)).toEqual(["clean", "blocked"]);
+  });
+});
