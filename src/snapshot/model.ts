@@ -56,6 +56,12 @@ export interface EncodeOptions {
   redact?: boolean;
   /** Replace the comm of every task that is not known to be a kthread by a salted hash. */
   hashComms?: boolean;
+  /** The comms were hashed already (re-encoding a snapshot that was written with hashComms). */
+  commsHashed?: boolean;
+  /** Keep the header's `redacted` mark (re-encoding a snapshot that was redacted already). */
+  redacted?: boolean;
+  /** Section rows of a names-only table (re-encoding a redacted snapshot). */
+  sectionRows?: SectionRows | null;
   /** Override the producer string (tests). */
   producer?: string;
 }

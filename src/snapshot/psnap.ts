@@ -48,10 +48,11 @@ import {
   type Task,
   type TriState,
 } from "../model.js";
-import { finishTable, type SymbolSource, type SymbolTable, symbolAddress } from "../symbols/table.js";
+import { finishTable, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
 import { ColumnError, decodeInts, decodeNullable, encodeInts, encodeNullable, type IntColumn } from "./columns.js";
 import { crc32 } from "./crc32.js";
+import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
   type EncodeOptions,
   SECTION_NAMES,
@@ -127,25 +128,6 @@ export function isSnapshot(bytes: Uint8Array): boolean {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-/** FNV-1a 32 (comm hashing only: a salted label, not a security primitive). */
-function fnv1a(bytes: Uint8Array, salt: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (const b of salt) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return h >>> 0;
-}
-
-const PF_KTHREAD = 0x00200000;
-
-function hashedComm(t: Task, salt: Uint8Array): Uint8Array | null {
-  if (t.comm === null) return null;
-  // Kernel threads name themselves (kworker/0:1, ksoftirqd/3): nothing user-chosen to hide, and
-  // the names help the reader. Anything not known to be a kthread is hashed.
-  if ((t.flags !== null && (t.flags & PF_KTHREAD) !== 0) || t.statusKthread === true) return t.comm;
-  const label = `~${fnv1a(t.comm, salt).toString(16).padStart(8, "0")}`;
-  return Uint8Array.from(label, (c) => c.charCodeAt(0));
-}
-
 function encodeNames(names: string[]): { pre: IntColumn; len: IntColumn; text: string } {
   const pre = new Float64Array(names.length);
   const len = new Float64Array(names.length);
@@ -165,28 +147,9 @@ function encodeNames(names: string[]): { pre: IntColumn; len: IntColumn; text: s
   return { pre: encodeInts(pre, "d"), len: encodeInts(len), text: parts.join("") };
 }
 
-function sectionRowsOf(t: SymbolTable): Record<string, IntColumn | null> {
-  const out: Record<string, IntColumn | null> = {};
-  for (const s of SECTION_NAMES) {
-    const b = t.sections[s];
-    if (b === null) {
-      out[s] = null;
-      continue;
-    }
-    const rows: number[] = [];
-    for (let i = 0; i < t.count; i++) {
-      if (t.object[i] !== 0) continue;
-      const a = symbolAddress(t, i);
-      if (a >= b[0] && a < b[1]) rows.push(i);
-    }
-    out[s] = encodeInts(rows, "d");
-  }
-  return out;
-}
-
-function encodeSymbols(t: SymbolTable, redact: boolean): Record<string, unknown> {
+function encodeSymbols(t: SymbolTable, sectionRows: SectionRows | null): Record<string, unknown> {
   const n = t.count;
-  const hasAddr = t.hasAddresses && !redact;
+  const hasAddr = t.hasAddresses;
   const names = encodeNames(t.names);
   const hi = new Float64Array(n);
   const lo = new Float64Array(n);
@@ -196,10 +159,15 @@ function encodeSymbols(t: SymbolTable, redact: boolean): Record<string, unknown>
       lo[i] = t.addrLo[i];
     }
   }
-  const out: Record<string, unknown> = {
+  let rows: Record<string, IntColumn | null> | null = null;
+  if (!hasAddr && sectionRows !== null) {
+    rows = {};
+    for (const s of SECTION_NAMES) rows[s] = sectionRows[s] === null ? null : encodeInts(sectionRows[s]!, "d");
+  }
+  return {
     n,
     source: t.source,
-    coverage: hasAddr ? t.coverage : "names-only",
+    coverage: t.coverage,
     objects: t.objects,
     object: encodeInts(t.object),
     type: encodeInts(t.type),
@@ -211,20 +179,46 @@ function encodeSymbols(t: SymbolTable, redact: boolean): Record<string, unknown>
     // With addresses, sizes are recomputed on load exactly as for a kallsyms file; without them
     // they are data.
     size: hasAddr ? null : encodeInts(t.size),
-    sectionRows: hasAddr ? null : t.hasAddresses ? sectionRowsOf(t) : null,
+    sectionRows: rows,
     warnings: t.warnings,
   };
-  return out;
+}
+
+export interface PreparedExport {
+  capture: Capture;
+  symbols: SymbolTable | null;
+  /** For a table without addresses: rows inside each section (null when unknown). */
+  sectionRows: SectionRows | null;
+  redacted: boolean;
+  commsHashed: boolean;
+}
+
+/** Applies --redact and comm hashing: what both encoders (binary, JSON) serialize. */
+export function prepareExport(capture: Capture, symbols: SymbolTable | null, opts: EncodeOptions): PreparedExport {
+  let cap = capture;
+  let table = symbols;
+  let rows = opts.sectionRows ?? null;
+  if (opts.redact) {
+    cap = redactCapture(cap);
+    if (table !== null && table.hasAddresses) ({ table, sectionRows: rows } = redactSymbols(table));
+  }
+  if (opts.hashComms) cap = hashComms(cap);
+  return {
+    capture: cap,
+    symbols: table,
+    sectionRows: table !== null && !table.hasAddresses ? rows : null,
+    redacted: opts.redact === true || opts.redacted === true,
+    commsHashed: opts.hashComms === true || opts.commsHashed === true,
+  };
 }
 
 /**
  * Encodes a capture and (optionally) its symbol table as a .psnap file. The capture is not
  * modified. Throws RangeError only for a model that breaks its own invariants.
  */
-export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, opts: EncodeOptions = {}): Uint8Array {
-  const redact = opts.redact === true;
-  const salt = new Uint8Array(16);
-  if (opts.hashComms) globalThis.crypto.getRandomValues(salt);
+export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable | null, opts: EncodeOptions = {}): Uint8Array {
+  const prepared = prepareExport(original, originalSymbols, opts);
+  const { capture, symbols } = prepared;
   const tasks = capture.tasks;
   const T = tasks.length;
   const f = capture.frames;
@@ -246,14 +240,10 @@ export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, op
     for (let k = 0; k < t.frameCount; k++) {
       const i = t.frameStart + k;
       if (i < 0 || i >= f.length) throw new RangeError(`task ${ti}: frame ${i} outside the frame columns`);
-      let flags = f.flags[i];
+      const flags = f.flags[i];
       let lo = f.addrLo[i];
       let hi = f.addrHi[i];
-      if (redact) {
-        flags &= ~FrameFlag.HAS_ADDRESS;
-        lo = 0;
-        hi = 0;
-      } else if ((flags & FrameFlag.HAS_ADDRESS) === 0) {
+      if ((flags & FrameFlag.HAS_ADDRESS) === 0) {
         lo = 0;
         hi = 0;
       }
@@ -301,8 +291,7 @@ export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, op
     col.buildId[r] = f.buildId[i];
     col.offset[r] = f.offset[i];
     col.size[r] = f.size[i];
-    let flags = f.flags[i];
-    if (redact) flags &= ~FrameFlag.HAS_ADDRESS;
+    const flags = f.flags[i];
     col.flags[r] = flags;
     if (flags & FrameFlag.HAS_ADDRESS) {
       col.addrLo[r] = f.addrLo[i];
@@ -328,7 +317,7 @@ export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, op
     return id;
   };
   tasks.forEach((t, ti) => {
-    const c = opts.hashComms ? hashedComm(t, salt) : t.comm;
+    const c = t.comm;
     if (c === null) {
       commOf[ti] = null;
       return;
@@ -393,7 +382,7 @@ export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, op
       stackRows: encodeInts(stackRows, "d"),
       lines: encodeInts(lines),
     },
-    symbols: symbols === null ? null : encodeSymbols(symbols, redact),
+    symbols: symbols === null ? null : encodeSymbols(symbols, prepared.sectionRows),
   };
   const host = capture.host;
   const header: SnapshotHeader = {
@@ -410,8 +399,8 @@ export function encodeSnapshot(capture: Capture, symbols: SymbolTable | null, op
     tasks: T,
     frames,
     symbols: symbols === null ? null : symbols.count,
-    redacted: redact,
-    commsHashed: opts.hashComms === true,
+    redacted: prepared.redacted,
+    commsHashed: prepared.commsHashed,
     source: { name: capture.source.name, format: capture.source.format },
   };
   // pack() reuses its buffer: copy each result before the next call.
@@ -552,32 +541,38 @@ function host(v: V, o: Obj): HostFacts {
   return h;
 }
 
-/** Validates an AppliedPatch[] (shared with the JSON form). */
+/** Validates an AppliedPatch[] (shared with the JSON form); `bad` throws. */
 export function validatePatches(v: { bad(path: string, what: string): never }, x: unknown, path: string): AppliedPatch[] {
-  const vv = v as V;
+  const obj = (o: unknown, p: string): Record<string, unknown> => (isObj(o) ? o : v.bad(p, "expected a map"));
+  const str = (o: unknown, p: string): string => (typeof o === "string" ? o : v.bad(p, "expected a string"));
+  const strN = (o: unknown, p: string): string | null => (o === null || o === undefined ? null : str(o, p));
+  const bool = (o: unknown, p: string): boolean => (typeof o === "boolean" ? o : v.bad(p, "expected a boolean"));
+  const int = (o: unknown, p: string): number => (typeof o === "number" && Number.isSafeInteger(o) && o >= 0 ? o : v.bad(p, "expected a non-negative integer"));
+  const intN = (o: unknown, p: string): number | null => (o === null || o === undefined ? null : int(o, p));
   if (!Array.isArray(x)) return v.bad(path, "expected an array");
   return x.map((p, i) => {
     const pp = `${path}[${i}]`;
-    const o = vv.obj(p, pp);
-    const funcs = vv.arr(o.funcs, `${pp}.funcs`, 1 << 20).map((fn, j) => {
+    const o = obj(p, pp);
+    if (!Array.isArray(o.funcs)) return v.bad(`${pp}.funcs`, "expected an array");
+    const funcs = o.funcs.map((fn, j) => {
       const fp = `${pp}.funcs[${j}]`;
-      const f = vv.obj(fn, fp);
+      const f = obj(fn, fp);
       return {
-        object: vv.str(f.object, `${fp}.object`),
-        oldName: vv.str(f.oldName, `${fp}.oldName`),
-        oldSympos: vv.int(f.oldSympos, `${fp}.oldSympos`),
-        newName: vv.strN(f.newName, `${fp}.newName`),
-        newSize: vv.intN(f.newSize, `${fp}.newSize`),
-        force: vv.bool(f.force, `${fp}.force`),
+        object: str(f.object, `${fp}.object`),
+        oldName: str(f.oldName, `${fp}.oldName`),
+        oldSympos: int(f.oldSympos, `${fp}.oldSympos`),
+        newName: strN(f.newName, `${fp}.newName`),
+        newSize: intN(f.newSize, `${fp}.newSize`),
+        force: bool(f.force, `${fp}.force`),
       };
     });
     return {
-      name: vv.str(o.name, `${pp}.name`),
-      enabled: vv.bool(o.enabled, `${pp}.enabled`),
-      transition: vv.bool(o.transition, `${pp}.transition`),
-      replace: vv.bool(o.replace, `${pp}.replace`),
-      forced: vv.bool(o.forced, `${pp}.forced`),
-      stackOrder: vv.intN(o.stackOrder, `${pp}.stackOrder`),
+      name: str(o.name, `${pp}.name`),
+      enabled: bool(o.enabled, `${pp}.enabled`),
+      transition: bool(o.transition, `${pp}.transition`),
+      replace: bool(o.replace, `${pp}.replace`),
+      forced: bool(o.forced, `${pp}.forced`),
+      stackOrder: intN(o.stackOrder, `${pp}.stackOrder`),
       funcs,
     };
   });
@@ -635,7 +630,8 @@ export interface DecodedSnapshot {
 
 function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable; sectionRows: SectionRows | null } {
   const o = v.obj(x, "symbols");
-  const n = v.int(o.n, "symbols.n", bodyLen);
+  const n = v.int(o.n, "symbols.n");
+  if (n > bodyLen) fail(SnapshotError.TOO_LARGE, `damaged snapshot: symbols.n declares ${n} symbols in a ${bodyLen}-byte body`, v.file);
   const source = o.source;
   if (source !== "kallsyms" && source !== "system.map") v.bad("symbols.source", "expected kallsyms or system.map");
   const coverage = o.coverage;
@@ -785,8 +781,8 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
   const R = v.int(fc.rows, "frames.rows", B);
   const S = v.int(fc.stacks, "frames.stacks", B);
   const N = v.int(fc.n, "frames.n");
-  if (N !== header.frames) v.bad("frames.n", "differs from the header");
   if (N > MAX_FRAMES_PER_BYTE * B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: frames.n declares ${N} frames in a ${B}-byte body`, file);
+  if (N !== header.frames) v.bad("frames.n", "differs from the header");
   const rows = {
     symbol: v.typed(fc.symbol, Int32Array, R, "frames.symbol"),
     object: v.typed(fc.object, Int32Array, R, "frames.object"),

@@ -1,0 +1,357 @@
+/**
+ * The JSON form of a snapshot (`"format": "patchsafe-snapshot"`), for people and other tools:
+ * the same model as the .psnap, described by schema/snapshot.schema.json. Differences from the
+ * older native capture JSON (src/ingest/nativeJson.ts, still read as before): a header, source
+ * lines, applied livepatches, modules and the symbol table.
+ *
+ * - comm: a string whose code points U+0000–U+00FF are the raw bytes (JSON escapes the rest).
+ * - frames: the kernel's token (`"schedule+0x3d/0xa0"`, `"? foo+0x10/0x40 [mod]"`, `"0xffff…"`)
+ *   or an object {text, address?, regs?, inline?, line?}; {unparsed: true} for a line that
+ *   could not be read; {bare: true} for a bare-address frame whose address was redacted.
+ *   Source lines: a task's `frameLine` L means its frames were lines L, L+1, …; when it is null
+ *   each frame object carries its own `line`.
+ * - addresses are hex strings (JSON parsers lose precision above 2^53).
+ * - symbols: columns in table (kallsyms) order; `addresses` null when redacted, then `sizes`
+ *   and `sectionRows` carry what the addresses gave.
+ */
+import { PatchsafeError } from "../errors.js";
+import { encodeLatin1, latin1 } from "../ingest/bytes.js";
+import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
+import { frameText } from "../ingest/nativeJson.js";
+import { type Capture, emptyHostFacts, FrameFlag, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
+import { finishTable, type SymbolTable } from "../symbols/table.js";
+import { type DecodedSnapshot, prepareExport, validatePatches } from "./psnap.js";
+import { type EncodeOptions, SECTION_NAMES, type SectionRows, SNAPSHOT_FORMAT, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, type SnapshotHeader } from "./model.js";
+import { VERSION } from "../version.js";
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type JObj = { [k: string]: Json };
+
+const STACK_STATUSES: StackStatus[] = ["ok", "empty", "unreadable", "truncated", "vanished"];
+
+/** Cheap sniff: a JSON object naming the snapshot format near its start. */
+export function looksLikeSnapshotJson(head: string): boolean {
+  return /^\s*\{/.test(head) && head.includes(`"${SNAPSHOT_FORMAT}"`);
+}
+
+/** Serializes capture + symbols as the JSON form (deterministic key order, one line per task). */
+export function snapshotToJson(original: Capture, originalSymbols: SymbolTable | null, opts: EncodeOptions = {}): string {
+  const { capture: cap, symbols, sectionRows, redacted, commsHashed } = prepareExport(original, originalSymbols, opts);
+  const f = cap.frames;
+  let frames = 0;
+  const tasks = cap.tasks.map((t) => {
+    let consecutive = t.frameCount > 0;
+    for (let k = 0; k < t.frameCount; k++) if (f.line[t.frameStart + k] !== f.line[t.frameStart] + k) consecutive = false;
+    const list: Json[] = [];
+    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
+      const flags = f.flags[i];
+      const o: JObj = {};
+      if (flags & FrameFlag.UNPARSED) o.unparsed = true;
+      else if (flags & FrameFlag.BARE_HEX && !(flags & FrameFlag.HAS_ADDRESS)) {
+        o.bare = true;
+        if (flags & FrameFlag.GUESS) o.guess = true;
+      } else {
+        o.text = frameText(cap, i);
+        if (flags & FrameFlag.HAS_ADDRESS && !(flags & FrameFlag.BARE_HEX)) o.address = hex64(u64(f.addrLo[i], f.addrHi[i]));
+      }
+      if (flags & FrameFlag.REGS) o.regs = true;
+      if (flags & FrameFlag.INLINE) o.inline = true;
+      if (!consecutive) o.line = f.line[i];
+      const keys = Object.keys(o);
+      list.push(keys.length === 1 && keys[0] === "text" ? (o.text as string) : o);
+    }
+    frames += t.frameCount;
+    return {
+      pid: t.pid,
+      tid: t.tid,
+      comm: t.comm === null ? null : latin1(t.comm, 0, t.comm.length),
+      state: t.state,
+      flags: t.flags,
+      ppid: t.ppid,
+      startTime: t.startTime,
+      cpu: t.cpu,
+      patchState: t.patchState,
+      stackStatus: t.stackStatus,
+      errno: t.errno,
+      running: t.running,
+      statusKthread: t.statusKthread,
+      endMarker: t.endMarker,
+      line: t.line,
+      frameLine: consecutive ? f.line[t.frameStart] : null,
+      frames: list,
+    };
+  });
+  const host = cap.host;
+  const header: SnapshotHeader = {
+    format: SNAPSHOT_FORMAT,
+    major: SNAPSHOT_MAJOR,
+    minor: SNAPSHOT_MINOR,
+    producer: opts.producer ?? `patchsafe ${VERSION}`,
+    capturedAt: host.capturedAt,
+    hostname: host.hostname,
+    release: host.release,
+    bootId: host.bootId,
+    arch: host.arch,
+    complete: cap.complete,
+    tasks: cap.tasks.length,
+    frames,
+    symbols: symbols === null ? null : symbols.count,
+    redacted,
+    commsHashed,
+    source: { name: cap.source.name, format: cap.source.format },
+  };
+  let sym: JObj | null = null;
+  if (symbols !== null) {
+    const t = symbols;
+    sym = {
+      source: t.source,
+      coverage: t.coverage,
+      objects: t.objects,
+      object: Array.from(t.object),
+      types: Array.from(t.type, (c) => String.fromCharCode(c)).join(""),
+      names: t.names,
+      addresses: t.hasAddresses ? Array.from({ length: t.count }, (_, i) => hex64(u64(t.addrLo[i], t.addrHi[i]))) : null,
+      sizes: t.hasAddresses ? null : Array.from(t.size),
+      sectionRows:
+        t.hasAddresses || sectionRows === null ? null : Object.fromEntries(SECTION_NAMES.map((s) => [s, sectionRows[s] === null ? null : Array.from(sectionRows[s]!)])),
+      warnings: t.warnings,
+    };
+  }
+  const capture = {
+    source: cap.source,
+    host: cap.host,
+    complete: cap.complete,
+    completeness: cap.completeness,
+    hidesSchedFrames: cap.hidesSchedFrames,
+    excluded: cap.excluded,
+    warnings: cap.warnings,
+    livepatches: cap.livepatches,
+    modules: cap.modules,
+  } as unknown as JObj;
+  // Tasks one per line: diffable, and big snapshots stay greppable.
+  const head = JSON.stringify({ format: SNAPSHOT_FORMAT, version: SNAPSHOT_MAJOR, minor: SNAPSHOT_MINOR, header, capture } as unknown as JObj, null, 1);
+  const parts = [head.slice(0, head.lastIndexOf("}")).trimEnd(), ',\n "tasks": [\n'];
+  tasks.forEach((t, i) => parts.push(`  ${JSON.stringify(t)}${i + 1 < tasks.length ? "," : ""}\n`));
+  parts.push(` ],\n "symbols": ${JSON.stringify(sym)}\n}\n`);
+  return parts.join("");
+}
+
+/** Parses the JSON form. Errors: E_SNAPSHOT_VERSION for a newer major, E_INPUT with a JSON path otherwise. */
+export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapshot {
+  let doc: Json;
+  try {
+    doc = JSON.parse(text) as Json;
+  } catch (e) {
+    throw new PatchsafeError("E_INPUT", `not valid JSON: ${(e instanceof Error ? e.message : String(e)).split("\n")[0].slice(0, 120)}`, { file });
+  }
+  const bad = (path: string, what: string): never => {
+    throw new PatchsafeError("E_INPUT", `${path}: ${what}`, { file });
+  };
+  const obj = (v: Json | undefined, path: string): JObj => (v !== null && typeof v === "object" && !Array.isArray(v) ? v : bad(path, "expected an object"));
+  const arr = (v: Json | undefined, path: string): Json[] => (Array.isArray(v) ? v : bad(path, "expected an array"));
+  const str = (v: Json | undefined, path: string): string => (typeof v === "string" ? v : bad(path, "expected a string"));
+  const strN = (v: Json | undefined, path: string): string | null => (v === null || v === undefined ? null : str(v, path));
+  const bool = (v: Json | undefined, path: string): boolean => (typeof v === "boolean" ? v : bad(path, "expected a boolean"));
+  const boolN = (v: Json | undefined, path: string): boolean | null => (v === null || v === undefined ? null : bool(v, path));
+  const int = (v: Json | undefined, path: string): number => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : bad(path, "expected a non-negative integer"));
+  const intN = (v: Json | undefined, path: string): number | null => (v === null || v === undefined ? null : int(v, path));
+  const tri = (v: Json | undefined, path: string): TriState => (v === true || v === false || v === "unknown" ? v : bad(path, 'expected true, false or "unknown"'));
+  const reasons = (v: Json | undefined, path: string): Reason[] =>
+    arr(v, path).map((r, i) => {
+      const o = obj(r, `${path}[${i}]`);
+      return { code: str(o.code, `${path}[${i}].code`), message: str(o.message, `${path}[${i}].message`) };
+    });
+
+  const d = obj(doc, "$");
+  if (d.format !== SNAPSHOT_FORMAT) bad("$.format", `expected "${SNAPSHOT_FORMAT}"`);
+  const major = int(d.version, "$.version");
+  if (major > SNAPSHOT_MAJOR) {
+    throw new PatchsafeError("E_SNAPSHOT_VERSION", `snapshot format ${major} is newer than this patchsafe reads (≤ ${SNAPSHOT_MAJOR}): upgrade patchsafe`, { file });
+  }
+  const h = obj(d.header, "$.header");
+  const hs = obj(h.source, "$.header.source");
+  const header: SnapshotHeader = {
+    format: SNAPSHOT_FORMAT,
+    major: int(h.major, "$.header.major"),
+    minor: int(h.minor, "$.header.minor"),
+    producer: str(h.producer, "$.header.producer"),
+    capturedAt: strN(h.capturedAt, "$.header.capturedAt"),
+    hostname: strN(h.hostname, "$.header.hostname"),
+    release: strN(h.release, "$.header.release"),
+    bootId: strN(h.bootId, "$.header.bootId"),
+    arch: strN(h.arch, "$.header.arch"),
+    complete: tri(h.complete, "$.header.complete"),
+    tasks: int(h.tasks, "$.header.tasks"),
+    frames: int(h.frames, "$.header.frames"),
+    symbols: intN(h.symbols, "$.header.symbols"),
+    redacted: bool(h.redacted, "$.header.redacted"),
+    commsHashed: bool(h.commsHashed, "$.header.commsHashed"),
+    source: { name: str(hs.name, "$.header.source.name"), format: str(hs.format, "$.header.source.format") },
+  };
+
+  const c = obj(d.capture, "$.capture");
+  const so = obj(c.source, "$.capture.source");
+  const ho = obj(c.host, "$.capture.host");
+  const host = emptyHostFacts();
+  host.bootId = strN(ho.bootId, "$.capture.host.bootId");
+  host.release = strN(ho.release, "$.capture.host.release");
+  host.arch = strN(ho.arch, "$.capture.host.arch");
+  host.hostname = strN(ho.hostname, "$.capture.host.hostname");
+  host.capturedAt = strN(ho.capturedAt, "$.capture.host.capturedAt");
+  host.capSysAdmin = boolN(ho.capSysAdmin, "$.capture.host.capSysAdmin");
+  host.initPidNamespace = boolN(ho.initPidNamespace, "$.capture.host.initPidNamespace");
+  const co = obj(ho.config, "$.capture.host.config");
+  host.config.livepatch = boolN(co.livepatch, "$.capture.host.config.livepatch");
+  host.config.reliableStacktrace = boolN(co.reliableStacktrace, "$.capture.host.config.reliableStacktrace");
+  const u = co.unwinder ?? null;
+  if (u !== null && u !== "orc" && u !== "frame-pointer" && u !== "other") bad("$.capture.host.config.unwinder", "expected orc, frame-pointer, other or null");
+  host.config.unwinder = u as HostUnwinder;
+
+  const b = new CaptureBuilder();
+  arr(d.tasks, "$.tasks").forEach((tj, ti) => {
+    const p = `$.tasks[${ti}]`;
+    const t = obj(tj, p);
+    const commStr = strN(t.comm, `${p}.comm`);
+    if (commStr !== null) for (let i = 0; i < commStr.length; i++) if (commStr.charCodeAt(i) > 0xff) bad(`${p}.comm`, "code points above U+00FF cannot be comm bytes");
+    const state = strN(t.state, `${p}.state`);
+    if (state !== null && !/^[A-Za-z]$/.test(state)) bad(`${p}.state`, "expected one state letter");
+    const ps = t.patchState ?? null;
+    if (ps !== null && ps !== -1 && ps !== 0 && ps !== 1) bad(`${p}.patchState`, "expected -1, 0, 1 or null");
+    const status = str(t.stackStatus, `${p}.stackStatus`) as StackStatus;
+    if (!STACK_STATUSES.includes(status)) bad(`${p}.stackStatus`, `expected one of ${STACK_STATUSES.join(", ")}`);
+    const line = int(t.line, `${p}.line`);
+    const frameLine = intN(t.frameLine, `${p}.frameLine`);
+    const task: Partial<Task> = {
+      pid: intN(t.pid, `${p}.pid`),
+      tid: intN(t.tid, `${p}.tid`),
+      comm: commStr === null ? null : encodeLatin1(commStr),
+      state,
+      flags: intN(t.flags, `${p}.flags`),
+      ppid: intN(t.ppid, `${p}.ppid`),
+      startTime: intN(t.startTime, `${p}.startTime`),
+      cpu: intN(t.cpu, `${p}.cpu`),
+      patchState: ps as Task["patchState"],
+      stackStatus: status,
+      errno: strN(t.errno, `${p}.errno`),
+      running: bool(t.running, `${p}.running`),
+      statusKthread: boolN(t.statusKthread, `${p}.statusKthread`),
+      endMarker: bool(t.endMarker, `${p}.endMarker`),
+    };
+    const started = b.startTask(task, line);
+    arr(t.frames, `${p}.frames`).forEach((fj, k) => {
+      const fp = `${p}.frames[${k}]`;
+      const o: JObj = typeof fj === "string" ? { text: fj } : obj(fj, fp);
+      const fline = frameLine !== null ? frameLine + k : int(o.line, `${fp}.line`);
+      let extra = 0;
+      if (o.regs === true) extra |= FrameFlag.REGS;
+      if (o.inline === true) extra |= FrameFlag.INLINE;
+      if (o.unparsed === true) {
+        b.addUnparsed(fline);
+        b.frames.flags[b.frames.length - 1] |= extra;
+        return;
+      }
+      if (o.bare === true) {
+        const i = b.frames.push();
+        b.frames.flags[i] = FrameFlag.BARE_HEX | extra | (o.guess === true ? FrameFlag.GUESS : 0);
+        b.frames.line[i] = fline;
+        return;
+      }
+      const text = str(o.text, `${fp}.text`);
+      let addr: bigint | null = null;
+      if (o.address !== undefined && o.address !== null) {
+        if (typeof o.address !== "string" || !/^0x[0-9a-fA-F]{1,16}$/.test(o.address)) bad(`${fp}.address`, "expected a hex string 0x…");
+        addr = BigInt(o.address as string);
+      }
+      const bytes = encodeLatin1(text);
+      const kind = b.addToken(bytes, 0, bytes.length, fline, addr !== null, addr === null ? 0 : Number(addr & 0xffffffffn), addr === null ? 0 : Number(addr >> 32n), extra);
+      if (kind !== TokenKind.Frame) bad(fp, `not a frame token: ${JSON.stringify(text)}`);
+    });
+    b.endTask();
+    started.stackStatus = status;
+  });
+  const capture = b.finish({
+    name: str(so.name, "$.capture.source.name"),
+    format: str(so.format, "$.capture.source.format"),
+    section: int(so.section, "$.capture.source.section"),
+    firstLine: intN(so.firstLine, "$.capture.source.firstLine"),
+    lastLine: intN(so.lastLine, "$.capture.source.lastLine"),
+  });
+  capture.host = host;
+  capture.complete = tri(c.complete, "$.capture.complete");
+  capture.completeness = reasons(c.completeness, "$.capture.completeness");
+  capture.hidesSchedFrames = bool(c.hidesSchedFrames, "$.capture.hidesSchedFrames");
+  capture.warnings = reasons(c.warnings, "$.capture.warnings");
+  capture.excluded = arr(c.excluded, "$.capture.excluded").map((e, i) => {
+    const o = obj(e, `$.capture.excluded[${i}]`);
+    return { pid: int(o.pid, `$.capture.excluded[${i}].pid`), tid: int(o.tid, `$.capture.excluded[${i}].tid`), reason: str(o.reason, `$.capture.excluded[${i}].reason`) };
+  });
+  capture.livepatches = c.livepatches === null || c.livepatches === undefined ? null : validatePatches({ bad }, c.livepatches, "$.capture.livepatches");
+  capture.modules = c.modules === null || c.modules === undefined ? null : arr(c.modules, "$.capture.modules").map((m, i) => str(m, `$.capture.modules[${i}]`));
+
+  let symbols: SymbolTable | null = null;
+  let sectionRows: SectionRows | null = null;
+  if (d.symbols !== null && d.symbols !== undefined) {
+    const s = obj(d.symbols, "$.symbols");
+    const source = s.source;
+    if (source !== "kallsyms" && source !== "system.map") bad("$.symbols.source", "expected kallsyms or system.map");
+    const coverage = s.coverage;
+    if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") bad("$.symbols.coverage", "expected full, subset or names-only");
+    const objects = arr(s.objects, "$.symbols.objects").map((o, i) => str(o, `$.symbols.objects[${i}]`));
+    const names = arr(s.names, "$.symbols.names").map((n, i) => {
+      const v = str(n, `$.symbols.names[${i}]`);
+      return v.length > 0 ? v : bad(`$.symbols.names[${i}]`, "empty name");
+    });
+    const n = names.length;
+    const objCol = arr(s.object, "$.symbols.object");
+    if (objCol.length !== n) bad("$.symbols.object", `${objCol.length} entries for ${n} names`);
+    const object = new Uint32Array(n);
+    objCol.forEach((o, i) => {
+      const v = int(o, `$.symbols.object[${i}]`);
+      object[i] = v < objects.length ? v : bad(`$.symbols.object[${i}]`, "object index out of range");
+    });
+    const types = str(s.types, "$.symbols.types");
+    if (types.length !== n || !/^[\x21-\x7e]*$/.test(types)) bad("$.symbols.types", `expected ${n} type letters`);
+    const type = Uint8Array.from(types, (ch) => ch.charCodeAt(0));
+    const addrLo = new Uint32Array(n);
+    const addrHi = new Uint32Array(n);
+    const addresses = s.addresses === null || s.addresses === undefined ? null : arr(s.addresses, "$.symbols.addresses");
+    if (addresses !== null) {
+      if (addresses.length !== n) bad("$.symbols.addresses", `${addresses.length} entries for ${n} names`);
+      addresses.forEach((a, i) => {
+        if (typeof a !== "string" || !/^0x[0-9a-fA-F]{1,16}$/.test(a)) bad(`$.symbols.addresses[${i}]`, "expected a hex string 0x…");
+        const v = BigInt(a as string);
+        addrLo[i] = Number(v & 0xffffffffn);
+        addrHi[i] = Number(v >> 32n);
+      });
+    }
+    symbols = finishTable({ source: source as SymbolTable["source"], names, object, objects, type, addrLo, addrHi });
+    symbols.warnings = arr(s.warnings, "$.symbols.warnings").map((w, i) => str(w, `$.symbols.warnings[${i}]`));
+    if (addresses === null) {
+      const sizes = arr(s.sizes, "$.symbols.sizes");
+      if (sizes.length !== n) bad("$.symbols.sizes", `${sizes.length} entries for ${n} names`);
+      sizes.forEach((z, i) => {
+        symbols!.size[i] = int(z, `$.symbols.sizes[${i}]`);
+      });
+      symbols.hasAddresses = false;
+      symbols.coverage = "names-only";
+      symbols.text = null;
+      for (const k of SECTION_NAMES) symbols.sections[k] = null;
+      if (s.sectionRows !== null && s.sectionRows !== undefined) {
+        const sr = obj(s.sectionRows, "$.symbols.sectionRows");
+        sectionRows = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
+        for (const k of SECTION_NAMES) {
+          if (sr[k] === null || sr[k] === undefined) continue;
+          sectionRows[k] = Uint32Array.from(
+            arr(sr[k], `$.symbols.sectionRows.${k}`).map((r, i) => {
+              const v = int(r, `$.symbols.sectionRows.${k}[${i}]`);
+              return v < n ? v : bad(`$.symbols.sectionRows.${k}[${i}]`, "row out of range");
+            }),
+          );
+        }
+      }
+    } else symbols.coverage = coverage as SymbolTable["coverage"];
+  }
+  return { header, capture, symbols, sectionRows };
+}
+
+type HostUnwinder = ReturnType<typeof emptyHostFacts>["config"]["unwinder"];

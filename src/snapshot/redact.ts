@@ -1,0 +1,89 @@
+/**
+ * SPEC §8 `--redact`: a copy of the capture and symbol table without any absolute address
+ * (frames, symbol addresses, section bounds, `_text`), keeping names, types, sizes and order so
+ * a check by name and size still works; and optional salted hashing of user tasks' comms.
+ */
+import { type Capture, FrameColumns, FrameFlag, type Task } from "../model.js";
+import { type SymbolTable, symbolAddress } from "../symbols/table.js";
+import { SECTION_NAMES, type SectionRows } from "./model.js";
+
+/** The capture with every frame address dropped (HAS_ADDRESS cleared). Tasks are shared. */
+export function redactCapture(cap: Capture): Capture {
+  const src = cap.frames;
+  const f = new FrameColumns(src.length);
+  f.length = src.length;
+  f.symbol.set(src.symbol.subarray(0, src.length));
+  f.object.set(src.object.subarray(0, src.length));
+  f.buildId.set(src.buildId.subarray(0, src.length));
+  f.offset.set(src.offset.subarray(0, src.length));
+  f.size.set(src.size.subarray(0, src.length));
+  f.line.set(src.line.subarray(0, src.length));
+  for (let i = 0; i < src.length; i++) f.flags[i] = src.flags[i] & ~FrameFlag.HAS_ADDRESS;
+  return { ...cap, frames: f };
+}
+
+/** Rows of vmlinux symbols inside each special section (from the real bounds). */
+export function sectionRowsOf(t: SymbolTable): SectionRows {
+  const out: SectionRows = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
+  if (!t.hasAddresses) return out;
+  for (const s of SECTION_NAMES) {
+    const b = t.sections[s];
+    if (b === null) continue;
+    const rows: number[] = [];
+    for (let i = 0; i < t.count; i++) {
+      if (t.object[i] !== 0) continue;
+      const a = symbolAddress(t, i);
+      if (a >= b[0] && a < b[1]) rows.push(i);
+    }
+    out[s] = Uint32Array.from(rows);
+  }
+  return out;
+}
+
+/**
+ * The table without addresses: coverage "names-only", sizes kept as data, section bounds
+ * replaced by the rows inside each section.
+ */
+export function redactSymbols(t: SymbolTable): { table: SymbolTable; sectionRows: SectionRows } {
+  const sectionRows = sectionRowsOf(t);
+  const table: SymbolTable = {
+    ...t,
+    coverage: "names-only",
+    hasAddresses: false,
+    addrLo: new Uint32Array(t.count),
+    addrHi: new Uint32Array(t.count),
+    size: t.size.slice(),
+    sections: { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null },
+    text: null,
+    warnings: t.warnings.slice(),
+  };
+  return { table, sectionRows };
+}
+
+/** FNV-1a 32 (a salted label, not a security primitive). */
+function fnv1a(bytes: Uint8Array, salt: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (const b of salt) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h >>> 0;
+}
+
+const PF_KTHREAD = 0x00200000;
+
+/**
+ * The capture with the comm of every task not known to be a kthread replaced by `~` and 8 hex
+ * digits of a hash salted per call: threads of one process still group together, but the salt
+ * is not stored, so a name cannot be confirmed by hashing guesses. Kernel threads name
+ * themselves (kworker/0:1, ksoftirqd/3): nothing user-chosen to hide, and they stay readable.
+ */
+export function hashComms(cap: Capture): Capture {
+  const salt = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(salt);
+  const tasks: Task[] = cap.tasks.map((t) => {
+    if (t.comm === null) return t;
+    if ((t.flags !== null && (t.flags & PF_KTHREAD) !== 0) || t.statusKthread === true) return t;
+    const label = `~${fnv1a(t.comm, salt).toString(16).padStart(8, "0")}`;
+    return { ...t, comm: Uint8Array.from(label, (c) => c.charCodeAt(0)) };
+  });
+  return { ...cap, tasks };
+}
