@@ -21,6 +21,8 @@ export interface CheckRequest {
   options?: Partial<DecideOptions>;
   /** Patches already enabled, oldest first (default: what the capture recorded, else none). */
   applied?: AppliedPatch[];
+  /** available_filter_functions of the host, when readable: a patched name not in it cannot be hooked. */
+  traceable?: Set<string> | null;
 }
 
 export interface CheckResult {
@@ -76,7 +78,7 @@ export function check(req: CheckRequest): CheckResult {
   const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
   const hits = req.scanner.scan(scanInputFor(capture, resolved, ranges));
   const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
-  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition }, options);
+  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, traceable: req.traceable ?? null }, options);
   const result: CheckResult = { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new Map() };
   if (options.model === "quiesce") {
     // What quiescing buys: the same global check over the stacks as captured.

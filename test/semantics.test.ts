@@ -269,3 +269,30 @@ describe("quiesce: what freezing and parking leave on each stack", () => {
     expect(status(r).slice(0, 2)).toEqual(["clean", "blocked"]);
   });
 });
+
+describe("traceability (available_filter_functions)", () => {
+  it("a patched function ftrace cannot hook makes the verdict undecided (unpatchable)", () => {
+    const t = user([fr("do_epoll_wait", 0x588)]);
+    const p = patch("p", [["vmlinux", "meminfo_proc_show"]]);
+    const traceable = new Set(["do_epoll_wait"]);
+    const r = check({ capture: nativeCapture([t]), symbols: symbols(), patch: p, scanner: referenceScanner, traceable });
+    expect(r.verdict.verdict).toBe("undecided");
+    expect(r.verdict.reasons.find((x) => x.code === "unpatchable")?.message).toMatch(/available_filter_functions/);
+    const ok = check({ capture: nativeCapture([t]), symbols: symbols(), patch: p, scanner: referenceScanner, traceable: new Set(["meminfo_proc_show"]) });
+    expect(ok.verdict.verdict).toBe("safe");
+  });
+
+  it("reads available_filter_functions from a tracefs tree", async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import("node:fs");
+    const { readTraceable } = await import("../src/node/live.js");
+    const root = mkdtempSync(`${(await import("node:os")).tmpdir()}/ps-sys-`);
+    try {
+      expect(readTraceable(root)).toBeNull();
+      mkdirSync(`${root}/kernel/tracing`, { recursive: true });
+      writeFileSync(`${root}/kernel/tracing/available_filter_functions`, "meminfo_proc_show\nzfs_read [zfs]\n");
+      expect([...readTraceable(root)!]).toEqual(["meminfo_proc_show", "zfs_read"]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

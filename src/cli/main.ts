@@ -19,11 +19,13 @@ import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeA
 import { buildInventory, inventoryText } from "../report/inventory.js";
 import { toJsonReport } from "../report/json.js";
 import { toTextReport } from "../report/text.js";
-import type { SymbolTable } from "../symbols/table.js";
+import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
+import { explainMissing } from "../patch/suggest.js";
+import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
 import { generateProcDumpTo } from "../generate/procDump.js";
 import { readCaptureFile, readSymbolFile, readTextFile, type InputFormat } from "../node/io.js";
-import { captureLive, livePatchState } from "../node/live.js";
+import { captureLive, livePatchState, readTraceable } from "../node/live.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 
 export const EXIT = { safe: 0, blocked: 1, error: 2, undecided: 3 } as const;
@@ -35,6 +37,9 @@ Usage:
   patchsafe check [INPUT…] [options]
                                     decide for a patch; no INPUT checks the live host,
                                     '-' reads standard input
+  patchsafe wait [check options] [--timeout 60s] [--interval 2s]
+                                    re-capture the live host until the check is safe (exit 0)
+                                    or the time runs out (exit 1 or 3 with the last report)
   patchsafe capture -o FILE         save the live host as a patchsafe JSON capture (mode 0600)
   patchsafe synth --tasks N [--seed S] [--from CAPTURE] -o FILE
                                     generate a /proc stack dump by resampling real stacks
@@ -60,6 +65,9 @@ Decision (check):
   --strict                          every warning that weakens "safe" makes it "undecided"
   --json                            one JSON object on stdout (schema 1)
   -v, -vv                           list every task; -vv adds undecided tasks' stacks
+  --tid N, --comm NAME, --state LETTERS
+                                    report only these tasks (repeatable; the verdict still
+                                    covers every task)
 
 Not yet supported (exit 2): several INPUTs (series), reading a live host's enabled patches
 without --applied.
@@ -119,6 +127,9 @@ function runCheck(args: string[], o: Output): number {
       strict: { type: "boolean" },
       json: { type: "boolean" },
       verbose: { type: "boolean", short: "v", multiple: true },
+      tid: { type: "string", multiple: true },
+      comm: { type: "string", multiple: true },
+      state: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -137,7 +148,8 @@ function runCheck(args: string[], o: Output): number {
   const patch: PatchSpec = values.patch !== undefined ? parsePatchFile(readTextFile(values.patch), values.patch) : emptyPatch();
   for (const f of values.func ?? []) patch.funcs.push(parseFuncArg(f));
   for (const r of values.range ?? []) patch.ranges.push(parseRangeArg(r));
-  if (patch.funcs.length === 0 && patch.ranges.length === 0) usage("nothing to check: give --func, --range or --patch");
+  const inventoryOnly = patch.funcs.length === 0 && patch.ranges.length === 0;
+  if (inventoryOnly && (values.revert || applied !== undefined)) usage("nothing to check: give --func, --range or --patch");
 
   let capture: Capture;
   let symbols: SymbolTable | null = null;
@@ -157,11 +169,51 @@ function runCheck(args: string[], o: Output): number {
     else capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
   }
   if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
+  // `check` without a patch: the default job over this capture.
+  if (inventoryOnly) return inventoryOf(capture, symbols, values.json === true, process.stdout.isTTY === true, o);
   const options: Partial<DecideOptions> = { model, direction: values.revert ? "revert" : "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
-  const result = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options, applied });
+  if (symbols !== null && symbols.hasAddresses) {
+    // The kernel's own error, plus what the user probably meant.
+    for (const f of patch.funcs) {
+      const found = findObjectSymbol(symbols, f.object, f.oldName, f.oldSympos);
+      if (!found.ok && found.code === "E_SYMBOL_NOT_FOUND" && (f.object === "vmlinux" || symbols.objects.includes(f.object))) {
+        throw new PatchsafeError(found.code, `${found.message}: ${explainMissing(symbols, f.object, f.oldName)}`);
+      }
+    }
+  }
+  const traceable = positionals.length === 0 ? readTraceable() : null;
+  const full = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options, applied, traceable });
+  const result = filterReport(full, values.tid, values.comm, values.state);
   if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result), null, 2)}\n`);
   else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }));
   return exitFor(result);
+}
+
+/** The patch in transition on a capture, checked as the kernel is checking it now. */
+function transitionCheckOf(capture: Capture, symbols: SymbolTable | null): { patch: string; result: CheckResult } | null {
+  const lps = capture.livepatches ?? [];
+  const p = lps.find((x) => x.transition);
+  if (p === undefined) return null;
+  const patch: PatchSpec = { name: p.name, replace: p.replace, funcs: p.funcs.map((f) => ({ ...f })), ranges: [] };
+  const direction = p.enabled ? "apply" : "revert";
+  const result = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options: { direction, partialOk: true }, applied: lps });
+  return { patch: p.name, result };
+}
+
+/** The default job: what is on stacks now, what a patch must not touch, a stalled transition. */
+function inventoryOf(capture: Capture, symbols: SymbolTable | null, json: boolean, tty: boolean, o: Output): number {
+  const inv = buildInventory(capture, symbols, transitionCheckOf(capture, symbols));
+  if (json) o.out.push(`${JSON.stringify({ schema: 1, host: capture.host, complete: capture.complete, completeness: capture.completeness, ...inv }, null, 2)}\n`);
+  else o.out.push(inventoryText(capture, inv, tty ? 25 : Number.POSITIVE_INFINITY));
+  return 0;
+}
+
+function liveSymbols(): SymbolTable | null {
+  try {
+    return readSymbolFile("/proc/kallsyms");
+  } catch {
+    return null; // the inventory still works by name without it
+  }
 }
 
 function runInventory(args: string[], o: Output): number {
@@ -174,11 +226,60 @@ function runInventory(args: string[], o: Output): number {
     o.out.push(`patchsafe ${VERSION}\n`);
     return 0;
   }
-  const cap = captureLive();
-  const inv = buildInventory(cap);
-  if (values.json) o.out.push(`${JSON.stringify({ schema: 1, host: cap.host, complete: cap.complete, completeness: cap.completeness, ...inv }, null, 2)}\n`);
-  else o.out.push(inventoryText(cap, inv));
-  return 0;
+  return inventoryOf(captureLive(), liveSymbols(), values.json === true, process.stdout.isTTY === true, o);
+}
+
+/** `30s`, `2m`, `500ms`, or plain seconds. */
+function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text);
+  if (m === null) usage(`${flag} ${JSON.stringify(text)}: expected a duration such as 60s, 2m or 500ms`);
+  const n = Number(m![1]);
+  return m![2] === "ms" ? n : m![2] === "m" ? n * 60_000 : n * 1000;
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * `wait`: for patch pipelines. Re-captures the live host until the check is safe (exit 0) or the
+ * time runs out (the last status, 1 or 3, with the last report). Progress goes to stderr.
+ */
+function runWait(args: string[], o: Output): number {
+  let timeout = 60_000;
+  let interval = 2_000;
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf("=");
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (name === "--timeout" || name === "--interval") {
+      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
+      if (v === undefined) usage(`${name} needs a duration`);
+      if (name === "--timeout") timeout = parseDuration(v, name);
+      else interval = parseDuration(v, name);
+    } else rest.push(a);
+  }
+  if (rest.some((a) => !a.startsWith("-") && !rest[rest.indexOf(a) - 1]?.startsWith("--"))) usage("wait checks the live host: it takes no INPUT");
+  const deadline = Date.now() + timeout;
+  let round = 0;
+  for (;;) {
+    round++;
+    const attempt = new Output();
+    const status = runCheck(rest, attempt);
+    if (status === EXIT.safe || status === EXIT.error || Date.now() + interval > deadline) {
+      o.out.push(...attempt.out);
+      o.err.push(...attempt.err);
+      if (status !== EXIT.safe && status !== EXIT.error) o.err.push(`patchsafe: not safe after ${round} capture(s) in ${Math.round(timeout / 1000)} s\n`);
+      return status;
+    }
+    o.err.push(`patchsafe: capture ${round}: ${status === EXIT.blocked ? "blocked" : "undecided"}; retrying in ${interval / 1000} s\n`);
+    if (process.stderr.isTTY) {
+      process.stderr.write(o.err.join(""));
+      o.err.length = 0;
+    }
+    sleepMs(interval);
+  }
 }
 
 function runCapture(args: string[], o: Output): number {
@@ -235,6 +336,7 @@ export function run(argv: string[]): { status: number; stdout: string; stderr: s
       status = 0;
     } else if (cmd === "check") status = runCheck(rest, o);
     else if (cmd === "capture") status = runCapture(rest, o);
+    else if (cmd === "wait") status = runWait(rest, o);
     else if (cmd === "synth") status = runSynth(rest, o);
     else if (cmd === "inventory" || cmd.startsWith("-")) status = runInventory(cmd === "inventory" ? rest : argv, o);
     else usage(`unknown command ${JSON.stringify(cmd)}`);

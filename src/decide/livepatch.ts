@@ -45,6 +45,8 @@ export interface DecideInput {
   notes?: Map<number, string>;
   /** The patch being applied is already in an unfinished transition (a stalled apply). */
   inTransition?: boolean;
+  /** available_filter_functions, when known. */
+  traceable?: Set<string> | null;
 }
 
 /** Everything a rule may look at for one task. */
@@ -373,9 +375,11 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   for (const [fi, f] of ranges.functions.entries()) {
     if (f.name === null || f.kind !== "patch") continue;
     const sec = table !== null && f.symbol >= 0 ? sectionOf(table, symbolAddress(table, f.symbol)) : null;
-    if (sec !== null || NOTRACE.has(f.name)) {
+    const untraceable = input.traceable != null && f.loaded && !input.traceable.has(f.name);
+    if (sec !== null || NOTRACE.has(f.name) || untraceable) {
       unpatchable.add(fi);
-      bounds.push({ code: "unpatchable", message: `${f.name} ${sec !== null ? `is in ${sec}` : "is notrace"}: it cannot be live-patched at all` });
+      const why = sec !== null ? `is in ${sec}` : untraceable ? "is not in available_filter_functions (notrace or inlined): ftrace cannot hook it" : "is notrace";
+      bounds.push({ code: "unpatchable", message: `${f.name} ${why}: it cannot be live-patched at all` });
     }
   }
 

@@ -171,6 +171,45 @@ export function parseNativeJson(text: string, file = "<input>"): Capture {
   cap.completeness = reasons(doc.completeness, "$.completeness");
   cap.warnings = reasons(doc.warnings, "$.warnings");
   cap.hidesSchedFrames = hides ?? true;
+  // Enabled live patches recorded with the capture (sysfs), oldest first.
+  const lps = doc.livepatches;
+  if (lps !== undefined && lps !== null) {
+    if (!Array.isArray(lps)) return fail("$.livepatches", "expected an array");
+    cap.livepatches = lps.map((p, i) => {
+      const pp = `$.livepatches[${i}]`;
+      if (p === null || typeof p !== "object" || Array.isArray(p)) return fail(pp, "expected an object");
+      const name = str(p.name, `${pp}.name`);
+      if (name === null || !/^[A-Za-z0-9_.-]+$/.test(name)) return fail(`${pp}.name`, "expected the patch module's name");
+      if (!Array.isArray(p.funcs)) return fail(`${pp}.funcs`, "expected an array");
+      return {
+        name,
+        enabled: bool(p.enabled, `${pp}.enabled`) ?? true,
+        transition: bool(p.transition, `${pp}.transition`) ?? false,
+        replace: bool(p.replace, `${pp}.replace`) ?? false,
+        forced: bool(p.forced, `${pp}.forced`) ?? false,
+        stackOrder: int(p.stackOrder, `${pp}.stackOrder`),
+        funcs: p.funcs.map((f, j) => {
+          const fp = `${pp}.funcs[${j}]`;
+          if (f === null || typeof f !== "object" || Array.isArray(f)) return fail(fp, "expected an object");
+          const oldName = str(f.oldName, `${fp}.oldName`);
+          if (oldName === null) return fail(`${fp}.oldName`, "expected a symbol name");
+          return {
+            object: str(f.object, `${fp}.object`) ?? "vmlinux",
+            oldName,
+            oldSympos: int(f.oldSympos, `${fp}.oldSympos`) ?? 0,
+            newName: str(f.newName, `${fp}.newName`),
+            newSize: int(f.newSize, `${fp}.newSize`),
+            force: bool(f.force, `${fp}.force`) ?? false,
+          };
+        }),
+      };
+    });
+  }
+  const mods = doc.modules;
+  if (mods !== undefined && mods !== null) {
+    if (!Array.isArray(mods) || !mods.every((x) => typeof x === "string")) return fail("$.modules", "expected an array of module names");
+    cap.modules = mods as string[];
+  }
   const ex = doc.excluded ?? [];
   if (!Array.isArray(ex)) return fail("$.excluded", "expected an array");
   cap.excluded = ex.map((e, i) => {
@@ -242,6 +281,8 @@ export function captureToNativeJson(cap: Capture): string {
     hidesSchedFrames: cap.hidesSchedFrames,
     excluded: cap.excluded,
     warnings: cap.warnings,
+    livepatches: cap.livepatches,
+    modules: cap.modules,
     tasks,
   };
   return `${JSON.stringify(doc, null, 1)}\n`;

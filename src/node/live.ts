@@ -233,3 +233,21 @@ export function captureLive(opts: LiveOptions = {}): Capture {
   if (vanished > 0) cap.warnings.push({ code: "vanished", message: `${vanished} thread(s) exited during the walk and are not part of the capture` });
   return cap;
 }
+
+/**
+ * Functions ftrace can hook (and so livepatch can patch), from available_filter_functions where
+ * tracefs is mounted and readable; null when it is not (the curated notrace list applies then).
+ */
+export function readTraceable(sysRoot = "/sys"): Set<string> | null {
+  for (const path of [`${sysRoot}/kernel/tracing/available_filter_functions`, `${sysRoot}/kernel/debug/tracing/available_filter_functions`]) {
+    const text = readOrNull(path)?.toString("latin1");
+    if (text === undefined || text.length === 0) continue;
+    const out = new Set<string>();
+    for (const line of text.split("\n")) {
+      const name = line.split(" ")[0].trim();
+      if (name !== "") out.add(name);
+    }
+    return out;
+  }
+  return null;
+}
