@@ -1,0 +1,35 @@
+/** schema/snapshot.schema.json against real JSON snapshots (plain, redacted, hashed), plus negatives. */
+import { readFileSync } from "node:fs";
+import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import { beforeAll, expect, test } from "vitest";
+import { PatchsafeError } from "../src/errors.js";
+import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
+import { hostCapture, hostTable } from "./helpers.js";
+
+let validate: ValidateFunction;
+beforeAll(() => {
+  const schema = JSON.parse(readFileSync(new URL("../schema/snapshot.schema.json", import.meta.url), "utf8")) as object;
+  validate = new Ajv2020({ allErrors: true, strict: true }).compile(schema);
+});
+
+test("real JSON snapshots validate", () => {
+  const cap = hostCapture("capture.json");
+  const text = hostCapture("proc-grep.txt");
+  for (const doc of [
+    snapshotToJson(cap, hostTable()),
+    snapshotToJson(cap, hostTable(), { redact: true, hashComms: true }),
+    snapshotToJson(text, null),
+  ]) {
+    const ok = validate(JSON.parse(doc));
+    expect(validate.errors ?? []).toEqual([]);
+    expect(ok).toBe(true);
+  }
+});
+
+test("the schema and the parser both reject a broken document", () => {
+  const doc = JSON.parse(snapshotToJson(hostCapture("proc-grep.txt"), null)) as { tasks: Record<string, unknown>[] };
+  doc.tasks[0].stackStatus = "sleeping";
+  expect(validate(doc)).toBe(false);
+  expect(() => parseSnapshotJson(JSON.stringify(doc), "bad.json")).toThrow(PatchsafeError);
+  expect(() => parseSnapshotJson(JSON.stringify(doc), "bad.json")).toThrow(/stackStatus/);
+});
