@@ -142,3 +142,23 @@ export function isParkable(cap: Capture, chain: number[]): boolean {
   }
   return false;
 }
+
+/** PF_* bits for states (include/linux/sched.h). */
+export const PF_FROZEN = 0x00010000;
+export const PF_NOFREEZE = 0x00008000;
+
+/**
+ * State labels of SPEC §5 beyond the letter: parked, frozen (at a freeze point, or in place),
+ * parkable (smpboot), freezable (a kthread with PF_NOFREEZE clear), running.
+ */
+export function stateLabels(cap: Capture, t: Task, chain: number[], kind: TaskKind): string[] {
+  const names = chain.map((i) => frameName(cap, i));
+  const out: string[] = [];
+  if (t.running || t.state === "R") out.push("running");
+  if (t.state === "P" || names.includes("__kthread_parkme")) out.push("parked");
+  if (names.includes("__refrigerator")) out.push("frozen");
+  else if (t.flags !== null && t.flags & PF_FROZEN) out.push("frozen in place");
+  if (kind === "kthread" && isParkable(cap, chain)) out.push("parkable");
+  if (kind === "kthread" && t.flags !== null && (t.flags & PF_NOFREEZE) === 0) out.push("freezable");
+  return out;
+}

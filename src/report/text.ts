@@ -4,6 +4,7 @@
  * an input goes through terminalSafe.
  */
 import type { CheckResult } from "../check.js";
+import { realChain, stateLabels } from "../decide/kinds.js";
 import { taskOrder } from "../decide/livepatch.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { quiesceSummary } from "./json.js";
@@ -62,8 +63,9 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     for (const b of list.slice(0, limit)) {
       const t = cap.tasks[b.task];
       const kind = v.outcomes.find((o) => o.task === b.task)!.kind;
+      const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
-        `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}`,
+        `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}${labels.length > 0 ? `  [${labels.join(", ")}]` : ""}`,
       );
       remedies.set(b.remedy.code, b.remedy.message + (b.remedy.callees?.length ? ` (callees: ${b.remedy.callees.map(terminalSafe).join(", ")})` : ""));
     }
