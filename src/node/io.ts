@@ -1,8 +1,7 @@
 /** File input for the CLI: streamed in 1 MiB chunks into the byte-level parsers. */
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { PatchsafeError } from "../errors.js";
-import { looksLikeNativeJson, parseNativeJson } from "../ingest/nativeJson.js";
-import { ProcTextParser } from "../ingest/procText.js";
+import { createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
 import { parseSymbolTable, type SymbolTable } from "../symbols/table.js";
 
@@ -42,49 +41,32 @@ export function streamFile(file: string, onChunk: (chunk: Uint8Array) => void): 
   }
 }
 
-export type InputFormat = "auto" | "proc" | "json";
+export type InputFormat = FormatName;
 
 /**
- * Reads one capture file, detecting its format unless forced: a document whose first
- * non-blank byte is `{` is a native JSON capture; anything else is /proc stack text.
+ * Reads every capture of a file ('-' = stdin), streamed in 1 MiB chunks: the format is detected
+ * from the first 64 KiB unless forced (FORMAT_NAMES; `proc` is /proc stack text, `json` a native
+ * capture, `dmesg` any kernel-log task dump). A kernel log with several dumps gives one capture
+ * per section; `detected` names each capture's format, in order.
+ */
+export function readCaptureFiles(file: string, format: InputFormat = "auto"): { captures: Capture[]; detected: string[] } {
+  const parser = createCaptureParser(file, format);
+  streamFile(file, (chunk) => parser.push(chunk));
+  const captures = parser.finish();
+  return { captures, detected: captures.map((c) => c.source.format) };
+}
+
+/**
+ * Reads a file that holds one capture (see readCaptureFiles); several dump sections are an error
+ * naming them, so callers that handle only one capture never drop one silently.
  */
 export function readCaptureFile(file: string, format: InputFormat = "auto"): { capture: Capture; detected: string } {
-  let mode: "undecided" | "proc" | "json" = format === "auto" ? "undecided" : format;
-  const jsonChunks: Uint8Array[] = [];
-  const parser = new ProcTextParser(file);
-  streamFile(file, (chunk) => {
-    if (mode === "undecided") {
-      let i = 0;
-      while (i < chunk.length && (chunk[i] === 0x20 || chunk[i] === 0x0a || chunk[i] === 0x0d || chunk[i] === 0x09)) i++;
-      if (i === chunk.length) {
-        parser.push(chunk);
-        jsonChunks.push(chunk.slice());
-        return;
-      }
-      mode = chunk[i] === 0x7b ? "json" : "proc";
-    }
-    if (mode === "json") jsonChunks.push(chunk.slice());
-    else parser.push(chunk);
-  });
-  if (mode === "json") {
-    const total = jsonChunks.reduce((n, c) => n + c.length, 0);
-    const all = new Uint8Array(total);
-    let o = 0;
-    for (const c of jsonChunks) {
-      all.set(c, o);
-      o += c.length;
-    }
-    const text = new TextDecoder("utf-8").decode(all);
-    if (format === "auto" && !looksLikeNativeJson(text.slice(0, 4096))) {
-      throw new PatchsafeError("E_INPUT", 'a JSON document that is not a patchsafe capture (no "format": "patchsafe-capture")', { file, line: 1 });
-    }
-    return { capture: parseNativeJson(text, file), detected: "patchsafe-capture" };
+  const { captures, detected } = readCaptureFiles(file, format);
+  if (captures.length > 1) {
+    const where = captures.map((c) => `${c.source.format} at line ${c.source.firstLine ?? "?"}`).join(", ");
+    throw new PatchsafeError("E_UNSUPPORTED", `the file holds ${captures.length} dumps (${where}); checking several captures of one file is not supported here yet`, { file, line: captures[1].source.firstLine ?? undefined });
   }
-  const capture = parser.finish();
-  if (capture.tasks.length === 0) {
-    throw new PatchsafeError("E_INPUT", "no task stack found (expected /proc stack lines such as `[<0>] schedule+0x3d/0xa0`, or a patchsafe capture)", { file });
-  }
-  return { capture, detected: "proc-text" };
+  return { capture: captures[0], detected: detected[0] };
 }
 
 export function readSymbolFile(file: string): SymbolTable {

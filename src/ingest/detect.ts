@@ -1,0 +1,258 @@
+/**
+ * Input format detection and the one entry point for every stack-dump format (SPEC §6):
+ * `--format auto` looks at the first 64 KiB of a file and picks a parser; `--format NAME` forces
+ * one. A kernel log may hold several dumps: the dmesg parser returns one capture per section.
+ *
+ *   FORMAT_NAMES          the names `--format` accepts
+ *   detectFormat(head)    the name auto-detection picks for a file's first bytes
+ *   createCaptureParser   a streaming parser: push(chunk)…, finish() → Capture[]
+ *   parseCaptures         the same over bytes (or chunks) held in memory
+ */
+import { PatchsafeError } from "../errors.js";
+import type { Capture } from "../model.js";
+import { CH, latin1, LineSplitter } from "./bytes.js";
+import { CrashParser } from "./crash.js";
+import { type DmesgKind, DmesgParser } from "./dmesg.js";
+import { stripEnvelope } from "./envelope.js";
+import { looksLikeNativeJson, parseNativeJson } from "./nativeJson.js";
+import { ProcTextParser } from "./procText.js";
+import { type TracingFormat, TracingParser } from "./tracing.js";
+
+/** Accepted by `--format`. `dmesg` covers sysrq-t/w, hung-task, RCU-stall and oops dumps. */
+export const FORMAT_NAMES = ["auto", "json", "proc", "dmesg", "sysrq-t", "sysrq-w", "hung-task", "crash", "perf", "bpftrace", "bcc", "bcc-folded", "drgn"] as const;
+export type FormatName = (typeof FORMAT_NAMES)[number];
+
+export function isFormatName(s: string): s is FormatName {
+  return (FORMAT_NAMES as readonly string[]).includes(s);
+}
+
+/** How much of a file auto-detection looks at. */
+export const DETECT_BYTES = 64 * 1024;
+
+// Per-line shapes (lines longer than MAX_LINE are skipped: every test stays linear).
+const MAX_LINE = 400;
+const RE_CRASH = /^PID: *\d+ +TASK: *[0-9a-fA-F]+ +CPU: /;
+const RE_PERF_HEADER = /^\S.{0,80} \d+(?:\/\d+)? +(?:\[\d+\] +)?\d+\.\d+: /;
+const RE_PERF_FRAME = /^(?:\t| {6,})\s*[0-9a-fA-F]+ \S.* \(.*\)$/;
+const RE_BPFTRACE = /^(?:\* ?)?@[A-Za-z0-9_]*\[$/;
+const RE_DRGN = /^#\d+ +[A-Za-z_.$][^\s[]*(?: \([^()]*:\d+(?::\d+)?\))?$/;
+const RE_FOLDED = /^[^\s;]+(?:;[^;]+)+ \d+$/;
+const RE_COUNT = /^ {4,8}\d+$/;
+const RE_DMESG = /Call [Tt]race:|Backtrace:|^task:.{1,40} state:|SysRq : Show|sysrq: Show|INFO: task .{1,40} blocked|\] \(\S+\) from \[</;
+const RE_PROC = /^(?:\/proc\/\d+(?:\/task\/\d+)?\/stack:|==> \/proc\/|== \/proc\/)|^\[<[0-9a-fA-F]{1,16}>\] \S+$/;
+
+/** The format auto-detection picks for a file that starts with `head`; null when none fits. */
+export function detectFormat(head: Uint8Array): Exclude<FormatName, "auto" | "sysrq-t" | "sysrq-w" | "hung-task"> | null {
+  let i = 0;
+  while (i < head.length && (head[i] === CH.SPACE || head[i] === CH.LF || head[i] === CH.CR || head[i] === CH.TAB)) i++;
+  if (i < head.length && head[i] === 0x7b) return "json";
+  const lines = latin1(head, 0, Math.min(head.length, DETECT_BYTES)).split("\n");
+  let perf = 0;
+  let bpftrace = 0;
+  let dmesg = 0;
+  let drgn = 0;
+  let folded = 0;
+  let proc = 0;
+  let bcc = 0;
+  let prev = "";
+  let prevIndented = false;
+  for (const raw of lines) {
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    if (line.length > MAX_LINE) {
+      prev = "";
+      continue;
+    }
+    const t = line.trim();
+    if (RE_CRASH.test(t)) return "crash";
+    if (RE_PERF_FRAME.test(line) && RE_PERF_HEADER.test(prev.trim())) perf++;
+    if (RE_BPFTRACE.test(t)) bpftrace++;
+    if (RE_DMESG.test(line)) dmesg++;
+    if (RE_DRGN.test(t)) drgn++;
+    if (RE_FOLDED.test(t)) folded++;
+    if (RE_PROC.test(t)) proc++;
+    if (RE_COUNT.test(line) && prevIndented) bcc++;
+    prevIndented = /^ {2,}\S/.test(line);
+    prev = line;
+  }
+  if (perf > 0) return "perf";
+  if (bpftrace > 0) return "bpftrace";
+  if (dmesg > 0) return "dmesg";
+  if (drgn >= 2) return "drgn";
+  if (folded >= 2) return "bcc-folded";
+  if (proc > 0) return "proc";
+  if (bcc > 0) return "bcc";
+  return null;
+}
+
+export interface CaptureParser {
+  push(chunk: Uint8Array): void;
+  finish(): Capture[];
+}
+
+/**
+ * /proc text with the envelopes people add: e-mail quotes and `$ cat /proc/PID/stack` command
+ * lines (each starts a task). Feeds ProcTextParser one rewritten line per input line, so line
+ * numbers stay the file's.
+ */
+class ProcWrapper implements CaptureParser {
+  private readonly inner: ProcTextParser;
+  private readonly splitter: LineSplitter;
+  private readonly enc = new TextEncoder();
+
+  constructor(name: string) {
+    this.inner = new ProcTextParser(name);
+    this.splitter = new LineSplitter((buf, s, e) => this.line(buf, s, e));
+  }
+
+  push(chunk: Uint8Array): void {
+    this.splitter.push(chunk);
+  }
+
+  private line(buf: Uint8Array, s: number, e: number): void {
+    const env = stripEnvelope(buf, s, e);
+    const b = env.body;
+    // `cat /proc/PID/stack` or `cat /proc/PID/task/TID/stack` after a prompt.
+    let cat = -1;
+    for (let i = b; i + 10 < e && i < b + 200; i++) {
+      if (buf[i] === 99 && buf[i + 1] === 97 && buf[i + 2] === 116 && buf[i + 3] === CH.SPACE && buf[i + 4] === CH.SLASH) {
+        cat = i + 4;
+        break;
+      }
+    }
+    if (cat >= 0) {
+      const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/stack\s*$/.exec(latin1(buf, cat, e));
+      if (m !== null) {
+        this.inner.push(this.enc.encode(`== /proc/${m[1]}/task/${m[2] ?? m[1]}\n`));
+        return;
+      }
+    }
+    const out = new Uint8Array(e - b + 1);
+    out.set(buf.subarray(b, e));
+    out[e - b] = CH.LF;
+    this.inner.push(out);
+  }
+
+  finish(): Capture[] {
+    this.splitter.end();
+    return [this.inner.finish()];
+  }
+}
+
+class JsonCollector implements CaptureParser {
+  private readonly chunks: Uint8Array[] = [];
+  constructor(
+    private readonly name: string,
+    private readonly strictMarker: boolean,
+  ) {}
+  push(chunk: Uint8Array): void {
+    this.chunks.push(chunk.slice());
+  }
+  finish(): Capture[] {
+    const total = this.chunks.reduce((n, c) => n + c.length, 0);
+    const all = new Uint8Array(total);
+    let o = 0;
+    for (const c of this.chunks) {
+      all.set(c, o);
+      o += c.length;
+    }
+    const text = new TextDecoder("utf-8").decode(all);
+    if (this.strictMarker && !looksLikeNativeJson(text.slice(0, 4096))) {
+      throw new PatchsafeError("E_INPUT", 'a JSON document that is not a patchsafe capture (no "format": "patchsafe-capture")', { file: this.name, line: 1 });
+    }
+    return [parseNativeJson(text, this.name)];
+  }
+}
+
+function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: boolean): CaptureParser {
+  switch (format) {
+    case "json":
+      return new JsonCollector(name, detected);
+    case "proc":
+      return new ProcWrapper(name);
+    case "dmesg":
+      return new DmesgParser(name);
+    case "sysrq-t":
+    case "sysrq-w":
+    case "hung-task":
+      return new DmesgParser(name, format as DmesgKind);
+    case "crash":
+      return new CrashParser(name);
+    case "perf":
+    case "bpftrace":
+    case "bcc":
+    case "bcc-folded":
+    case "drgn":
+      return new TracingParser(name, format as TracingFormat);
+  }
+}
+
+/** Streams a file into the parser for `format`, detecting it from the first 64 KiB for `auto`. */
+export function createCaptureParser(name: string, format: FormatName = "auto"): CaptureParser {
+  if (format !== "auto") return checked(parserFor(format, name, false), name, format);
+  const head: Uint8Array[] = [];
+  let headLen = 0;
+  let inner: CaptureParser | null = null;
+  const decide = (): CaptureParser => {
+    const all = new Uint8Array(headLen);
+    let o = 0;
+    for (const c of head) {
+      all.set(c, o);
+      o += c.length;
+    }
+    const f = detectFormat(all);
+    if (f === null) throw unknownFormat(name, all);
+    const p = checked(parserFor(f, name, true), name, f);
+    p.push(all);
+    head.length = 0;
+    return p;
+  };
+  return {
+    push(chunk: Uint8Array): void {
+      if (inner !== null) return inner.push(chunk);
+      head.push(chunk.slice());
+      headLen += chunk.length;
+      if (headLen >= DETECT_BYTES) inner = decide();
+    },
+    finish(): Capture[] {
+      inner ??= decide();
+      return inner.finish();
+    },
+  };
+}
+
+/** A parser whose empty result is an E_INPUT error naming the format. */
+function checked(p: CaptureParser, name: string, format: string): CaptureParser {
+  return {
+    push: (c) => p.push(c),
+    finish: () => {
+      const caps = p.finish().filter((c) => c.tasks.length > 0);
+      if (caps.length === 0) throw new PatchsafeError("E_INPUT", `no task stack found in ${format} format`, { file: name });
+      return caps;
+    },
+  };
+}
+
+function unknownFormat(name: string, head: Uint8Array): PatchsafeError {
+  const lines = latin1(head, 0, Math.min(head.length, 4096)).split("\n");
+  const shown: string[] = [];
+  let first: number | undefined;
+  for (let i = 0; i < lines.length && shown.length < 3; i++) {
+    const l = lines[i].replace(/\r$/, "");
+    if (l.trim() === "") continue;
+    first ??= i + 1;
+    shown.push(`line ${i + 1}: ${JSON.stringify(l.slice(0, 80))}`);
+  }
+  return new PatchsafeError(
+    "E_INPUT",
+    `not a known stack-dump format (expected /proc stacks, a dmesg task dump, crash bt, perf/bpftrace/bcc/drgn output or a patchsafe capture; --format forces one)${shown.length > 0 ? `; first lines: ${shown.join("; ")}` : " (empty input)"}`,
+    { file: name, line: first },
+  );
+}
+
+/** Parses bytes (or a sequence of chunks) held in memory into captures. */
+export function parseCaptures(input: Uint8Array | Iterable<Uint8Array>, file = "<input>", format: FormatName = "auto"): Capture[] {
+  const p = createCaptureParser(file, format);
+  if (input instanceof Uint8Array) p.push(input);
+  else for (const c of input) p.push(c);
+  return p.finish();
+}
