@@ -274,7 +274,10 @@ export class DmesgParser {
       if (startsWithAscii(buf, ts, e, "Last Breaking-Event-Address:")) {
         this.endTrace();
         this.skipFrames = true;
-      } else if (isTrailer(buf, ts, e)) this.endTrace();
+      } else if (isTrailer(buf, ts, e)) {
+        this.endTrace();
+        this.sec!.endReached = true;
+      }
       return true;
     }
     if (isTrailer(buf, ts, e)) {
