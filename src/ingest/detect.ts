@@ -57,7 +57,7 @@ export function detectFormat(head: Uint8Array): Exclude<FormatName, "auto" | "sy
   let prev = "";
   let prevIndented = false;
   for (const raw of lines) {
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    const line = raw.trimEnd();
     if (line.length > MAX_LINE) {
       prev = "";
       continue;
