@@ -124,3 +124,22 @@ describe("wait", () => {
     expect(r.stdout).toMatch(/^(✗ BLOCKED|\? UNDECIDED)/);
   });
 });
+
+describe("a series of captures", () => {
+  it("predicts from several dumps of one host and validates against the schema", async () => {
+    const { Ajv2020 } = await import("ajv/dist/2020.js");
+    const schema = JSON.parse((await import("node:fs")).readFileSync(new URL("../schema/verdict.schema.json", import.meta.url), "utf8"));
+    const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+    const r = run(["check", grep, fixturePath("host/proc-tail.txt"), "--kallsyms", kallsyms, "--func", "worker_thread", "--json"]);
+    expect(r.status).toBe(1);
+    const j = JSON.parse(r.stdout);
+    expect(validate(j), JSON.stringify(validate.errors)).toBe(true);
+    expect(j.prediction.captures).toBe(2);
+    expect(j.prediction.allCleanAt).toBeNull();
+    expect(j.prediction.neverClean.length).toBeGreaterThan(5);
+    expect(j.warnings.map((w: { code: string }) => w.code)).toContain("series-one-host");
+    const text = run(["check", grep, fixturePath("host/proc-tail.txt"), "--kallsyms", kallsyms, "--func", "worker_thread"]).stdout;
+    expect(text).toMatch(/Prediction over 2 capture\(s\) of this host/);
+    expect(text).toMatch(/estimator: first passage/);
+  });
+});

@@ -179,8 +179,13 @@ describe("exit 2: usage and input errors, one line each", () => {
     });
   }
 
-  it("several INPUTs", () => {
-    expectError(check(smallDump, join(FIX, "proc-tail.txt"), "--func", "worker_thread"), /not supported yet/);
+  it("several INPUTs from different boots point to fleet", () => {
+    const mk = (boot: string) => {
+      const f = join(dir, `boot-${boot}.json`);
+      writeFileSync(f, JSON.stringify({ format: "patchsafe-capture", version: 1, host: { bootId: boot }, tasks: [{ pid: 1, tid: 1, state: "S", frames: ["do_syscall_64+0x71/0x290", "entry_SYSCALL_64_after_hwframe+0x76/0x7e"] }] }));
+      return f;
+    };
+    expectError(check(mk("aaaa"), mk("bbbb"), "--func", "worker_thread"), /different boots.*patchsafe fleet/);
   });
 });
 

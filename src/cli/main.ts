@@ -11,6 +11,9 @@
 import { closeSync, constants as fsc, lstatSync, openSync, writeSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { check, type CheckResult } from "../check.js";
+import { predict } from "../predict/predict.js";
+import type { Prediction } from "../predict/types.js";
+import { predictionText } from "../report/prediction.js";
 import type { DecideOptions } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import { captureToNativeJson } from "../ingest/nativeJson.js";
@@ -69,8 +72,10 @@ Decision (check):
                                     report only these tasks (repeatable; the verdict still
                                     covers every task)
 
-Not yet supported (exit 2): several INPUTs (series), reading a live host's enabled patches
-without --applied.
+Several INPUTs are captures of one host a few seconds apart (same boot id): the verdict is
+the last one's, and the report predicts whether a transition will complete.
+
+Not yet supported (exit 2): reading a live host's enabled patches without --applied.
 
 Exit status: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
 `;
@@ -143,7 +148,6 @@ function runCheck(args: string[], o: Output): number {
   if (values.revert && values.patch === undefined) usage("--revert needs --patch FILE naming the applied patch to disable");
   const format = (values.format ?? "auto") as InputFormat;
   if (!["auto", "proc", "json"].includes(format)) usage(`--format ${values.format}: expected auto, proc or json`);
-  if (positionals.length > 1) throw new PatchsafeError("E_UNSUPPORTED", "several INPUTs (a series for prediction, or --merge) are not supported yet: give one capture");
 
   const patch: PatchSpec = values.patch !== undefined ? parsePatchFile(readTextFile(values.patch), values.patch) : emptyPatch();
   for (const f of values.func ?? []) patch.funcs.push(parseFuncArg(f));
@@ -152,6 +156,8 @@ function runCheck(args: string[], o: Output): number {
   if (inventoryOnly && (values.revert || applied !== undefined)) usage("nothing to check: give --func, --range or --patch");
 
   let capture: Capture;
+  /** Several captures of one host: the verdict is the last one's, and the series feeds prediction. */
+  let series: Capture[] | null = null;
   let symbols: SymbolTable | null = null;
   if (positionals.length === 0) {
     const state = livePatchState();
@@ -164,7 +170,9 @@ function runCheck(args: string[], o: Output): number {
     symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
     capture = captureLive();
   } else {
-    capture = readCaptureFile(positionals[0], format).capture;
+    const all = positionals.map((f) => readCaptureFile(f, format).capture);
+    if (all.length > 1) series = all;
+    capture = all[all.length - 1];
     if (values.kallsyms !== undefined) symbols = readSymbolFile(values.kallsyms);
     else capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
   }
@@ -182,10 +190,25 @@ function runCheck(args: string[], o: Output): number {
     }
   }
   const traceable = positionals.length === 0 ? readTraceable() : null;
-  const full = check({ capture, symbols, patch, scanner: loadWasmScannerSync(), options, applied, traceable });
+  const scanner = loadWasmScannerSync();
+  let prediction: Prediction | null = null;
+  let full: CheckResult;
+  if (series !== null) {
+    const boots = new Set(series.map((c) => c.host.bootId).filter((b) => b !== null));
+    if (boots.size > 1) {
+      throw new PatchsafeError("E_USAGE", `the inputs come from ${boots.size} different boots (boot ids differ): a series is one host; check several hosts with \`patchsafe fleet\``);
+    }
+    if (series.some((c) => c.host.bootId === null)) {
+      capture.warnings.push({ code: "series-one-host", message: "some inputs record no boot id: they are taken as captures of one host, in the order given" });
+    }
+    const results = series.map((c) => check({ capture: c, symbols, patch, scanner, options, applied }));
+    const kpatch = model === "kpatch" ? results : series.map((c) => check({ capture: c, symbols, patch, scanner, options: { ...options, model: "kpatch" }, applied }));
+    prediction = predict(results, series.map((c) => c.host.capturedAt), kpatch);
+    full = results[results.length - 1];
+  } else full = check({ capture, symbols, patch, scanner, options, applied, traceable });
   const result = filterReport(full, values.tid, values.comm, values.state);
-  if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result), null, 2)}\n`);
-  else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }));
+  if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result, prediction), null, 2)}\n`);
+  else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }) + (prediction === null ? "" : predictionText(prediction)));
   return exitFor(result);
 }
 

@@ -14,6 +14,11 @@ import type { SymbolTable } from "../symbols/table.js";
 import { frameName, isParkable, realChain, taskKind } from "./kinds.js";
 import type { Direction } from "./verdict.js";
 
+/** Notes marking the two tasks kpatch's check always has and no capture shows. */
+export const KPATCH_STOPPER_NOTE = "kpatch-stopper";
+export const KPATCH_CALLER_NOTE = "kpatch-caller";
+export const isKpatchAddedTask = (note: string | undefined): boolean => note === KPATCH_STOPPER_NOTE || note === KPATCH_CALLER_NOTE;
+
 /** `kpatch_verify_activeness_safety` runs here, under stop_machine (SPEC §4). */
 export const KPATCH_STOPPER_STACK = [
   "kpatch_verify_activeness_safety",
@@ -129,8 +134,8 @@ export function withKpatchTasks(cap: Capture, table: SymbolTable | null, directi
     { task: { comm: enc(direction === "apply" ? "insmod" : "sh"), state: null, flags: 0x00400000 }, frames: kpatchCallerStack(direction) },
   ]);
   const notes = new Map<number, string>([
-    [n, "kpatch's stopper thread (runs the check under stop_machine)"],
-    [n + 1, direction === "apply" ? "the task loading the patch module" : "the task writing 0 to the patch's enabled file"],
+    [n, KPATCH_STOPPER_NOTE],
+    [n + 1, KPATCH_CALLER_NOTE],
   ]);
   return { capture: out, notes };
 }

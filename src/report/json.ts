@@ -7,6 +7,7 @@ import type { CheckResult } from "../check.js";
 import { taskOrder } from "../decide/livepatch.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { hex64, type Reason } from "../model.js";
+import type { Prediction } from "../predict/types.js";
 import { escapeComm } from "./escape.js";
 import { VERSION } from "../version.js";
 
@@ -40,12 +41,12 @@ export interface JsonReport {
   switchable: (number | null)[];
   functions: { object: string; name: string | null; sympos: number | null; ranges: { start: string; end: string; role: string }[]; blocking: number }[];
   warnings: Reason[];
-  prediction: null;
+  prediction: Prediction | null;
   quiesce?: { effects: Record<string, number>; cleared: (number | null)[]; notCleared: (number | null)[]; freezeFails: (number | null)[] } | null;
   input: { source: string; format: string; tasks: number; frames: number; keySpace: string; symbols: string | null };
 }
 
-export function toJsonReport(r: CheckResult): JsonReport {
+export function toJsonReport(r: CheckResult, prediction: Prediction | null = null): JsonReport {
   const { capture: cap, verdict: v, ranges } = r;
   const order = (a: number, b: number): number => taskOrder(cap, a, b);
   const task = (i: number) => cap.tasks[i];
@@ -115,7 +116,7 @@ export function toJsonReport(r: CheckResult): JsonReport {
     switchable,
     functions,
     warnings: v.warnings,
-    prediction: null,
+    prediction,
     ...(q === null ? {} : { quiesce: { effects: q.effects, cleared: q.cleared.map((i) => task(i).tid), notCleared: q.notCleared.map((i) => task(i).tid), freezeFails: q.freezeFails.map((i) => task(i).tid) } }),
     input: {
       source: cap.source.name,
