@@ -456,3 +456,21 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32): u32 {
   hitN = out;
   return keyCount;
 }
+
+// ---- memory floor ------------------------------------------------------------------------------
+
+/**
+ * Reads KEYS[keyOffset .. keyOffset + keyCount) once and returns the xor-folded u64 sum: the
+ * least work any scan must do per frame. Benchmarks only ("memory floor"); never on the hot path.
+ */
+export function sumKeys(keyOffset: u32, keyCount: u32): u32 {
+  if (<u64>keyOffset + <u64>keyCount > <u64>keyCap) throw new Error("sumKeys: keys exceed keyCapacity");
+  let s: u64 = 0;
+  let p = keysPtr + (<usize>keyOffset << 3);
+  let end = p + (<usize>keyCount << 3);
+  while (p < end) {
+    s += load<u64>(p);
+    p += 8;
+  }
+  return <u32>(s ^ (s >> 32));
+}

@@ -10,8 +10,10 @@ import { PatchsafeError } from "../src/errors.js";
 import { loadScanModuleSync, loadWasmScannerSync } from "../src/node/wasm.js";
 import {
   loadWasmScannerFromUrl,
+  createWasmScanner,
   referenceScanner,
   SCAN_EXPORTED_FUNCTIONS,
+  tsScanner,
   scanWasmUrl,
   type ScanHits,
   type ScanInput,
@@ -187,6 +189,7 @@ describe("differential: wasm release / debug vs BigInt reference", () => {
         for (const [name, scanner] of wasmScanners) {
           expectSameHits(scanner.scan(input), expected, name);
         }
+        expectSameHits(tsScanner.scan(input), expected, "typescript");
       }),
       { seed: 0x5ca11ed, numRuns: 200 },
     );
@@ -202,7 +205,7 @@ describe("differential: wasm release / debug vs BigInt reference", () => {
     const input = makeInput(keys, [0, 100, 100, 399, 400], ranges);
     const expected = plain(referenceScanner.scan(input));
     expect(expected.count).toBe(392 * 300);
-    for (const [name, scanner] of wasmScanners.slice(0, 3)) {
+    for (const [name, scanner] of [...wasmScanners.slice(0, 3), ["typescript", tsScanner] as const]) {
       expectSameHits(scanner.scan(input), expected, name);
     }
   });
@@ -220,6 +223,7 @@ describe("differential: wasm release / debug vs BigInt reference", () => {
     const input = makeInput(keys, [0, 350, keys.length], ranges.reverse());
     const expected = plain(referenceScanner.scan(input));
     for (const [name, scanner] of wasmScanners) expectSameHits(scanner.scan(input), expected, name);
+    expectSameHits(tsScanner.scan(input), expected, "typescript");
   });
 
   test("300k shuffled disjoint ranges and 150k keys (buffer growth, several key chunks)", () => {
@@ -261,7 +265,7 @@ describe("differential: wasm release / debug vs BigInt reference", () => {
       expTask.push(f < 1000 ? 0 : f < 70_000 ? 1 : 2);
     }
     const expected = { count: expFrame.length, task: expTask, frame: expFrame, range: expRange };
-    for (const [name, scanner] of [["release", release], ["debug", debug]] as const) {
+    for (const [name, scanner] of [["release", release], ["debug", debug], ["typescript", tsScanner]] as const) {
       expectSameHits(scanner.scan(input), expected, name);
     }
   });
@@ -274,7 +278,7 @@ describe("differential: wasm release / debug vs BigInt reference", () => {
       makeInput([0n, 0n], [0, 1, 2], [[1n, U64_MAX]]), // only no-key frames
     ];
     for (const input of cases) {
-      for (const scanner of [referenceScanner, ...wasmScanners.map((s) => s[1])]) {
+      for (const scanner of [referenceScanner, tsScanner, ...wasmScanners.map((s) => s[1])]) {
         expect(plain(scanner.scan(input))).toEqual({ count: 0, task: [], frame: [], range: [] });
       }
     }
@@ -362,7 +366,33 @@ describe.each(["release", "debug"] as const)("wasm surface (%s)", (build) => {
     expect(sigs.get("scan")).toEqual({ params: [I32, I32, I32], results: [I32] });
     expect(sigs.get("reserve")).toEqual({ params: [I32, I32, I32], results: [I32] });
     expect(sigs.get("setRanges")).toEqual({ params: [I32], results: [] });
+    expect(sigs.get("sumKeys")).toEqual({ params: [I32, I32], results: [I32] });
   });
+
+  test("benchmark baselines: memoryFloor sums every key (xor-folded u64 sum per chunk), interopOnly moves them", () => {
+    const scanner = createWasmScanner(module, build === "release" ? "wasm-release" : "wasm-debug", { keyChunk: 3 });
+    const keys = pairs([K + 1n, 0n, M + 5n, 7n, U64_MAX]);
+    // chunks of 3 keys: the result xors each chunk's folded sum
+    const fold = (vals: bigint[]): number => {
+      const s = vals.reduce((a, b) => (a + b) & U64_MAX, 0n);
+      return Number((s ^ (s >> 32n)) & 0xffffffffn);
+    };
+    expect(scanner.memoryFloor(keys)).toBe((fold([K + 1n, 0n, M + 5n]) ^ fold([7n, U64_MAX])) >>> 0);
+    expect(scanner.interopOnly(new Uint32Array(0))).toBe(0);
+    expect(scanner.interopOnly(keys)).toBe((3 ^ 2) >>> 0);
+    // still a working scanner afterwards
+    expect(plain(scanner.scan(makeInput([K + 5n], [0, 1], [[K, K + 9n]])))).toEqual({ count: 1, task: [0], frame: [0], range: [0] });
+  });
+});
+
+test("typescript scanner: kernel-like ranges sharing one high half take the narrow path; key 0 and other windows never hit", () => {
+  const ranges: Range[] = [];
+  for (let i = 0; i < 5000; i++) ranges.push([K + BigInt(i) * 0x100n, K + BigInt(i) * 0x100n + 0x7fn + (i % 97 === 0 ? 0x4000n : 0n)]);
+  const keys: bigint[] = [0n, 1n, 0xfffffffe00000000n + 0x81000010n, K - 1n];
+  for (let i = 0; i < 3000; i++) keys.push(K + BigInt((i * 2654435761) % 0x500000));
+  const input = makeInput(keys, [0, 1000, keys.length], ranges.reverse());
+  expectSameHits(tsScanner.scan(input), plain(referenceScanner.scan(input)), "typescript");
+  expect(tsScanner.kind).toBe("typescript");
 });
 
 test.each(["application/wasm", "application/octet-stream"])("loadWasmScannerFromUrl (data: URL served as %s)", async (mime) => {

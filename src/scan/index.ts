@@ -1,6 +1,7 @@
 /** The range scan: shared types, the BigInt reference, and the wasm kernel's host side. */
 export type { ScanHits, ScanInput, Scanner } from "./types.js";
 export { referenceScanner, validateScanInput } from "./reference.js";
+export { tsScanner } from "./tsScan.js";
 export {
   compileScanModule,
   compileScanModuleAsync,
@@ -13,5 +14,6 @@ export {
   SCAN_EXPORTED_FUNCTIONS,
   scanWasmUrl,
   WasmAbortError,
+  type WasmScanner,
   type WasmScannerOptions,
 } from "./wasm.js";

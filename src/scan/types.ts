@@ -33,7 +33,7 @@ export interface ScanHits {
 }
 
 export interface Scanner {
-  readonly kind: "wasm-release" | "wasm-debug" | "reference";
+  readonly kind: "wasm-release" | "wasm-debug" | "reference" | "typescript";
   /** Validates `input` (PatchsafeError E_SCAN_INPUT) and returns every hit. Does not keep `input`. */
   scan(input: ScanInput): ScanHits;
 }

@@ -35,6 +35,7 @@ interface ScanExports {
   hitCount(): number;
   setRanges(count: number): void;
   scan(keyOffset: number, keyCount: number, frameBase: number): number;
+  sumKeys(keyOffset: number, keyCount: number): number;
 }
 
 /** Every function the kernel must export (the import/export surface is tested). */
@@ -50,6 +51,7 @@ export const SCAN_EXPORTED_FUNCTIONS: readonly string[] = [
   "hitCount",
   "setRanges",
   "scan",
+  "sumKeys",
 ];
 
 /** Thrown by `env.abort`: an assertion or guard inside the kernel failed (a patchsafe bug). */
@@ -67,6 +69,16 @@ export class WasmAbortError extends Error {
     this.line = line;
     this.column = column;
   }
+}
+
+/**
+ * The wasm Scanner plus two benchmark baselines that move the keys exactly as scan() does (the
+ * same chunked copies into linear memory, one export call per chunk) but do no lookup:
+ * interopOnly() calls an empty export per chunk, memoryFloor() sums the chunk inside wasm.
+ */
+export interface WasmScanner extends Scanner {
+  interopOnly(keys: Uint32Array): number;
+  memoryFloor(keys: Uint32Array): number;
 }
 
 /** Options for tests and tuning; the defaults suit production. */
@@ -102,7 +114,7 @@ export async function loadWasmScannerFromUrl(
   url: URL | string,
   kind: "wasm-release" | "wasm-debug" = "wasm-release",
   options: WasmScannerOptions = {},
-): Promise<Scanner> {
+): Promise<WasmScanner> {
   let res: Response;
   try {
     res = await fetch(url);
@@ -162,7 +174,7 @@ export function createWasmScanner(
   module: WebAssembly.Module,
   kind: "wasm-release" | "wasm-debug",
   options: WasmScannerOptions = {},
-): Scanner {
+): WasmScanner {
   const keyChunk = positiveInt("keyChunk", options.keyChunk, DEFAULT_KEY_CHUNK);
   const hitCapacity = positiveInt("hitCapacity", options.hitCapacity, DEFAULT_HIT_CAPACITY);
 
@@ -257,5 +269,25 @@ export function createWasmScanner(
     return { count, task: tasksOfFrames(taskFrameStart, frame), frame, range: outRange.slice(0, count) };
   }
 
-  return { kind, scan };
+  /** Copies keys chunk by chunk as scan() does and calls `visit` per chunk. */
+  function chunked(keys: Uint32Array, visit: (n: number) => number): number {
+    const frames = keys.length >>> 1;
+    if (frames === 0) return 0;
+    ex.reserve(1, keyChunk, hitCapacity);
+    let acc = 0;
+    const keyWord = ex.keyPtr() >>> 2;
+    for (let base = 0; base < frames; base += keyChunk) {
+      const n = Math.min(keyChunk, frames - base);
+      view().set(keys.subarray(2 * base, 2 * (base + n)), keyWord);
+      acc = (acc ^ visit(n)) >>> 0;
+    }
+    return acc;
+  }
+
+  return {
+    kind,
+    scan,
+    interopOnly: (keys) => chunked(keys, (n) => ex.hitCount() + n),
+    memoryFloor: (keys) => chunked(keys, (n) => ex.sumKeys(0, n)),
+  };
 }
