@@ -1,0 +1,155 @@
+/**
+ * Snapshot files in Node: read a .psnap or JSON snapshot whole (size checked before reading),
+ * read any capture input for `convert`, and write output files the way SPEC §8 asks (mode 0600,
+ * never through a symlink, never over an input, no temporary files).
+ */
+import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { PatchsafeError } from "../errors.js";
+import type { Capture } from "../model.js";
+import { looksLikeSnapshotJson, parseSnapshotJson } from "../snapshot/json.js";
+import { decodeSnapshot, type DecodedSnapshot, isSnapshot, SnapshotError } from "../snapshot/psnap.js";
+import type { SymbolTable } from "../symbols/table.js";
+import { readCaptureFile, type InputFormat } from "./io.js";
+
+/** Largest snapshot file read: prefix + 1 MiB header + 2 GiB body. */
+const MAX_SNAPSHOT_FILE = 32 + (1 << 20) + 0x7fffffff;
+
+function ioError(file: string, e: unknown, verb = "read"): PatchsafeError {
+  const code = typeof e === "object" && e !== null && "code" in e ? String((e as { code: unknown }).code) : "";
+  const what =
+    code === "ENOENT" ? "no such file" : code === "EACCES" || code === "EPERM" ? "permission denied" : code === "EISDIR" ? "is a directory" : code === "ELOOP" ? "is a symlink" : e instanceof Error ? e.message : String(e);
+  return new PatchsafeError("E_IO", `cannot ${verb}: ${what}`, { file });
+}
+
+/** Reads a whole regular file, refusing one larger than `max` before allocating. */
+export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (e) {
+    throw ioError(file, e);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new PatchsafeError("E_IO", "cannot read: not a regular file", { file });
+    if (st.size > max) throw new PatchsafeError(SnapshotError.TOO_LARGE, `${st.size} bytes: larger than any snapshot (${max})`, { file });
+    const buf = new Uint8Array(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, null);
+      if (n === 0) break;
+      off += n;
+    }
+    return off === buf.length ? buf : buf.subarray(0, off);
+  } catch (e) {
+    if (e instanceof PatchsafeError) throw e;
+    throw ioError(file, e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** True when the bytes are a .psnap or the start of a JSON snapshot. */
+export function sniffSnapshot(head: Uint8Array): "psnap" | "json" | null {
+  if (isSnapshot(head)) return "psnap";
+  const text = new TextDecoder("utf-8").decode(head.subarray(0, 4096));
+  return looksLikeSnapshotJson(text) ? "json" : null;
+}
+
+/**
+ * Reads a snapshot file, binary or JSON. Throws PatchsafeError: E_IO, an E_SNAPSHOT_* code, or
+ * E_INPUT for a JSON snapshot that does not parse. Never returns a partial model.
+ */
+export function readSnapshotFile(file: string): DecodedSnapshot {
+  const bytes = readWholeFile(file);
+  if (isSnapshot(bytes)) return decodeSnapshot(bytes, file);
+  const kind = sniffSnapshot(bytes);
+  if (kind === "json") return parseSnapshotJson(new TextDecoder("utf-8").decode(bytes), file);
+  throw new PatchsafeError(SnapshotError.MAGIC, "not a patchsafe snapshot (neither .psnap nor a JSON snapshot)", { file });
+}
+
+function readHead(file: string): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (e) {
+    throw ioError(file, e);
+  }
+  try {
+    const buf = new Uint8Array(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return buf.subarray(0, n);
+  } catch (e) {
+    throw ioError(file, e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface AnyCapture {
+  capture: Capture;
+  symbols: SymbolTable | null;
+  /** The decoded snapshot when the input was one. */
+  snapshot: DecodedSnapshot | null;
+  detected: string;
+}
+
+/**
+ * Reads any capture input: a .psnap, a JSON snapshot, or what readCaptureFile reads (/proc text,
+ * native JSON capture; '-' is standard input).
+ */
+export function readAnyCapture(file: string, format: InputFormat = "auto"): AnyCapture {
+  if (file !== "-" && format === "auto") {
+    const kind = sniffSnapshot(readHead(file));
+    if (kind !== null) {
+      const snapshot = readSnapshotFile(file);
+      return { capture: snapshot.capture, symbols: snapshot.symbols, snapshot, detected: kind === "psnap" ? "psnap" : "patchsafe-snapshot" };
+    }
+  }
+  const { capture, detected } = readCaptureFile(file, format);
+  return { capture, symbols: null, snapshot: null, detected };
+}
+
+/**
+ * Writes `data` to `path` readable by its owner only (0600, also when the file existed), never
+ * through a symlink (O_NOFOLLOW, and lstat first), never over a non-regular file, and never over
+ * one of `inputs` (same device and inode). Writes in place: no temporary file to leave behind.
+ */
+export function writePrivateFile(path: string, data: Uint8Array | string, inputs: string[] = []): void {
+  let existing: { dev: number; ino: number } | null = null;
+  try {
+    const st = lstatSync(path);
+    if (st.isSymbolicLink()) throw new PatchsafeError("E_IO", "refusing to write through a symlink", { file: path });
+    if (!st.isFile()) throw new PatchsafeError("E_IO", "refusing to write over a non-regular file", { file: path });
+    existing = { dev: st.dev, ino: st.ino };
+  } catch (e) {
+    if (e instanceof PatchsafeError) throw e;
+  }
+  if (existing !== null) {
+    for (const input of inputs) {
+      if (input === "-") continue;
+      try {
+        const st = statSync(input);
+        if (st.dev === existing.dev && st.ino === existing.ino) throw new PatchsafeError("E_IO", `refusing to write over the input ${input}`, { file: path });
+      } catch (e) {
+        if (e instanceof PatchsafeError) throw e;
+      }
+    }
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
+  } catch (e) {
+    throw ioError(path, e, "write");
+  }
+  try {
+    fchmodSync(fd, 0o600);
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 24));
+  } catch (e) {
+    throw ioError(path, e, "write");
+  } finally {
+    closeSync(fd);
+  }
+}
