@@ -16,6 +16,7 @@ export { isPatchsafeError, PatchsafeError, type ErrorCode } from "./errors.js";
 export { generateProcDump, generateProcDumpTo } from "./generate/procDump.js";
 export { captureToNativeJson, frameText, parseNativeJson } from "./ingest/nativeJson.js";
 export { parseProcText, ProcTextParser } from "./ingest/procText.js";
+export { createCaptureParser, detectFormat, FORMAT_NAMES, type FormatName, parseCaptures } from "./ingest/detect.js";
 export { type Capture, FrameColumns, FrameFlag, type HostFacts, type Task } from "./model.js";
 export { buildRanges, type RangeTable } from "./patch/ranges.js";
 export { emptyPatch, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "./patch/spec.js";

@@ -136,6 +136,8 @@ export const FrameFlag = {
   HAS_SIZE: 1 << 6,
   /** Only a bare hex address was printed: code with no symbol (BPF, trampolines, garbage). */
   BARE_HEX: 1 << 7,
+  /** An offset was printed (`+0x…`); without it (crash `bt`, ARM callers) only the address places the frame. */
+  HAS_OFFSET: 1 << 8,
 } as const;
 
 /** Interned strings: symbol names, module names, build ids. Id order is first-seen order. */

@@ -158,3 +158,28 @@ describe("resolve", () => {
     expect([...r.status.slice(0, 4)]).toEqual([4, 4, 4, 4]);
   });
 });
+
+describe("resolve: absolute addresses (crash, old /proc, ARM)", () => {
+  const t = hostTable();
+  const at = (name: string, off: bigint) => symbolAddress(t, t.byName.get(name)![0]) + off;
+  const hexa = (a: bigint) => a.toString(16);
+
+  it("an address inside the named symbol is the key; outside it, the frame is placed by name with a warning", () => {
+    const inside = at("worker_thread", 0x98n);
+    const cap = parseProcText(`[<${hexa(inside)}>] worker_thread\n[<ffffffff80000000>] worker_thread+0x98/0x310\n`);
+    expect(cap.frames.flags[0] & 0x100).toBe(0); // no offset printed
+    const r = resolveFrames(cap, t);
+    const key = (i: number) => (BigInt(r.keys[2 * i + 1]) << 32n) | BigInt(r.keys[2 * i]);
+    expect(r.status[0]).toBe(FrameStatus.RESOLVED);
+    expect(key(0)).toBe(inside);
+    expect(key(1)).toBe(at("worker_thread", 0x98n));
+    expect(r.warnings.join(" ")).toMatch(/another boot/);
+  });
+
+  it("a bare address inside a known object is checked directly; one outside every object is unresolved", () => {
+    const cap = parseProcText(`[<0>] 0x${hexa(at("worker_thread", 0x10n))}\n[<0>] 0xffffffffc9999999\n`);
+    const r = resolveFrames(cap, t);
+    expect(r.status[0]).toBe(FrameStatus.ADDRESS);
+    expect(r.status[1]).toBe(FrameStatus.UNRESOLVED);
+  });
+});

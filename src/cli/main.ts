@@ -27,7 +27,8 @@ import { explainMissing } from "../patch/suggest.js";
 import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
 import { generateProcDumpTo } from "../generate/procDump.js";
-import { readCaptureFile, readSymbolFile, readTextFile, type InputFormat } from "../node/io.js";
+import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
+import { readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
 import { captureLive, livePatchState, readTraceable } from "../node/live.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 
@@ -55,7 +56,9 @@ Patch (check):
 Input (check):
   --kallsyms FILE                   /proc/kallsyms or System.map of the same boot
                                     (default for the live host: /proc/kallsyms)
-  --format auto|proc|json           force the input format (default auto)
+  --format NAME                     force the input format (default auto: detected per file and
+                                    per dmesg section): auto, json, proc, dmesg, sysrq-t, sysrq-w,
+                                    hung-task, crash, perf, bpftrace, bcc, bcc-folded, drgn
 
 Decision (check):
   --model livepatch|kpatch|quiesce  consistency model: livepatch (per task, upstream), kpatch
@@ -146,8 +149,8 @@ function runCheck(args: string[], o: Output): number {
   if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
   const applied = values.applied === undefined ? undefined : values.applied.map((f) => parseAppliedFile(readTextFile(f), f));
   if (values.revert && values.patch === undefined) usage("--revert needs --patch FILE naming the applied patch to disable");
-  const format = (values.format ?? "auto") as InputFormat;
-  if (!["auto", "proc", "json"].includes(format)) usage(`--format ${values.format}: expected auto, proc or json`);
+  const format = values.format ?? "auto";
+  if (!isFormatName(format)) usage(`--format ${values.format}: expected one of ${FORMAT_NAMES.join(", ")}`);
 
   const patch: PatchSpec = values.patch !== undefined ? parsePatchFile(readTextFile(values.patch), values.patch) : emptyPatch();
   for (const f of values.func ?? []) patch.funcs.push(parseFuncArg(f));
@@ -170,7 +173,12 @@ function runCheck(args: string[], o: Output): number {
     symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
     capture = captureLive();
   } else {
-    const all = positionals.map((f) => readCaptureFile(f, format).capture);
+    // Each file, and each dump section of a dmesg, is one capture (SPEC §6).
+    const all = positionals.flatMap((f) => {
+      const { captures, detected } = readCaptureFiles(f, format as FormatName);
+      if (format === "auto" && !values.json) o.err.push(`patchsafe: ${f}: read as ${[...new Set(detected)].join(", ")}${captures.length > 1 ? ` (${captures.length} sections)` : ""}\n`);
+      return captures;
+    });
     if (all.length > 1) series = all;
     capture = all[all.length - 1];
     if (values.kallsyms !== undefined) symbols = readSymbolFile(values.kallsyms);

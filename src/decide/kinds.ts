@@ -116,7 +116,8 @@ export function frameName(cap: Capture, i: number): string | null {
 }
 
 export function taskKind(cap: Capture, t: Task, chain: number[]): TaskKind {
-  if (t.pid === 0) return "idle";
+  // pid 0 (identify by pid, not comm); dumps that print only the thread id give it as tid.
+  if ((t.pid ?? t.tid) === 0) return "idle";
   if (t.flags !== null) {
     if (t.flags & PF_KTHREAD) return "kthread";
     if (t.flags & (PF_USER_WORKER | PF_IO_WORKER)) return "user-worker";

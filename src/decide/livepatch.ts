@@ -468,7 +468,10 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // Host verdict, then the bounds the capture sets on it.
   const completeness = [...cap.completeness];
-  if (cap.complete === false) {
+  // Tracing formats are aggregates over time, not a snapshot: never safe, --partial-ok or not.
+  const aggregate = cap.completeness.find((r) => r.code === "tracing-aggregate");
+  if (aggregate !== undefined) bounds.push({ code: "incomplete-capture", message: aggregate.message });
+  else if (cap.complete === false) {
     if (opts.partialOk) {
       warnings.push({ code: "partial-ok", message: `--partial-ok: deciding over the tasks that were read; ${partialExcluded} unreadable task(s) left out (${cap.completeness.map((r) => r.message).join("; ")})` });
     } else bounds.push({ code: "incomplete-capture", message: `the capture is partial (${cap.completeness.map((r) => r.message).join("; ")}): a verdict over it cannot be safe; --partial-ok decides over the tasks that were read` });

@@ -182,6 +182,7 @@ export class CaptureBuilder {
     flags |= FrameFlag.SYMBOLIC;
     if (hasSize) flags |= FrameFlag.HAS_SIZE;
     if (!hasOffset) this.frames.offset[i] = 0;
+    else flags |= FrameFlag.HAS_OFFSET;
     this.frames.flags[i] = flags;
     this.frames.line[i] = line;
     return TokenKind.Frame;

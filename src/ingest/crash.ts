@@ -83,7 +83,7 @@ export class CrashParser {
       const sec = this.sec ?? this.newSection(null, line);
       const tid = Number(h[1]);
       const cpu = /^\d+$/.test(h[3]) ? Number(h[3]) : null;
-      sec.b.startTask({ pid: tid, tid, comm: encodeLatin1(h[4]), cpu }, line);
+      sec.b.startTask({ pid: null, tid, comm: encodeLatin1(h[4]), cpu }, line);
       sec.lastLine = line;
       return;
     }
@@ -153,7 +153,10 @@ export class CrashParser {
     f.symbol[i] = b.interner.intern(symBytes, 0, symBytes.length);
     const objBytes = encodeLatin1(mod ?? "vmlinux");
     f.object[i] = b.interner.intern(objBytes, 0, objBytes.length);
-    if (off !== undefined) f.offset[i] = off.startsWith("0x") ? parseInt(off.slice(2), 16) : Number(off);
+    if (off !== undefined) {
+      f.offset[i] = off.startsWith("0x") ? parseInt(off.slice(2), 16) : Number(off);
+      flags |= FrameFlag.HAS_OFFSET;
+    }
     f.flags[i] = flags | FrameFlag.SYMBOLIC;
   }
 

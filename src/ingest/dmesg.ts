@@ -417,7 +417,7 @@ export class DmesgParser {
       const sec = this.ensureSection("task-dump", line, time, false);
       const tid = Number(m[5]);
       const tgid = m[6] === undefined ? null : Number(m[6]);
-      this.startTask(sec, { tid, pid: tgid ?? tid, comm, state: m[2], ppid: Number(m[7]), flags: m[8] === undefined ? null : parseInt(m[8], 16), running: m[3] !== "" }, line);
+      this.startTask(sec, { tid, pid: tgid ?? null, comm, state: m[2], ppid: Number(m[7]), flags: m[8] === undefined ? null : parseInt(m[8], 16), running: m[3] !== "" }, line);
       return true;
     }
     if (c === 73 && startsWithAscii(buf, ts, e, "INFO: task ")) {
@@ -438,14 +438,14 @@ export class DmesgParser {
       const rel = /(?:Not tainted|Tainted: [A-Z ]*?) +(\S+)/.exec(latin1(buf, ts, e));
       if (rel !== null) sec.release ??= rel[1];
       const tid = Number(m[2]);
-      this.startTask(sec, { tid, pid: tid, comm, cpu: Number(m[1]), running: true }, line);
+      this.startTask(sec, { tid, pid: null, comm, cpu: Number(m[1]), running: true }, line);
       return true;
     }
     if (startsWithAscii(buf, ts, e, "Call Trace:") || startsWithAscii(buf, ts, e, "Call trace:") || startsWithAscii(buf, ts, e, "Backtrace:")) {
       const sec = this.ensureSection("task-dump", line, time, false);
       if (sec.b.current === null || this.mode === "closed" || this.mode === "none") {
         const info = this.pendingInfo;
-        if (info !== null) this.startTask(sec, { tid: info.tid, pid: info.tid, comm: info.comm, state: "D" }, info.line);
+        if (info !== null) this.startTask(sec, { tid: info.tid, pid: null, comm: info.comm, state: "D" }, info.line);
         else this.startTask(sec, { pid: null, tid: null }, line);
       }
       this.mode = "trace";
@@ -500,7 +500,7 @@ export class DmesgParser {
     }
     const sec = this.ensureSection("task-dump", line, time, false);
     const comm = trimRight(buf.slice(ts, ts + commLen));
-    this.startTask(sec, { tid, pid: tid, comm, state, ppid, running }, line);
+    this.startTask(sec, { tid, pid: null, comm, state, ppid, running }, line);
     return true;
   }
 

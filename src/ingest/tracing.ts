@@ -65,7 +65,10 @@ function addFrame(b: CaptureBuilder, token: string, line: number, addr: string |
   const obj = encodeLatin1(m[4] ?? "vmlinux");
   f.object[i] = b.interner.intern(obj, 0, obj.length);
   flags |= FrameFlag.SYMBOLIC;
-  if (m[2] !== undefined) f.offset[i] = m[2].startsWith("0x") ? parseInt(m[2].slice(2), 16) : Number(m[2]);
+  if (m[2] !== undefined) {
+    f.offset[i] = m[2].startsWith("0x") ? parseInt(m[2].slice(2), 16) : Number(m[2]);
+    flags |= FrameFlag.HAS_OFFSET;
+  }
   if (m[3] !== undefined) {
     f.size[i] = parseInt(m[3], 16);
     flags |= FrameFlag.HAS_SIZE;

@@ -31,7 +31,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   const kc = v.kernelCheck;
   if (kc.result === "fail" && kc.first !== null) {
     const t = cap.tasks[kc.first.task];
-    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${ranges.functions[kc.first.func].name ?? "a range"}`})`);
+    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.tid ?? t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${ranges.functions[kc.first.func].name ?? "a range"}`})`);
   } else if (kc.result === "pass" && v.verdict !== "safe") {
     out.push("  kernel's own check: would pass, but patchsafe cannot call it safe (see the reasons above)");
   } else out.push(`  kernel's own check: ${kc.result}`);

@@ -9,7 +9,7 @@
  * Without a symbol table: a synthetic, stable key space, one block per distinct
  * (object, name, printed size), so the same wasm scan serves every input (SPEC §9).
  */
-import { FrameFlag, type Capture } from "../model.js";
+import { type Capture, FrameFlag, u64 } from "../model.js";
 import { type SymbolTable, symbolAddress } from "./table.js";
 
 export const FrameStatus = {
@@ -74,16 +74,41 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
     table.objects.forEach((_o, idx) => objectRows.set(table.objects[idx], new Set()));
   }
 
+  const spans = useTable ? objectSpans(table) : [];
+  const inKnownObject = (a: bigint): boolean => spans.some(([lo, hi]) => a >= lo && a < hi);
   for (let i = 0; i < n; i++) {
     const flags = f.flags[i];
     if (flags & (FrameFlag.UNPARSED | FrameFlag.INLINE)) continue;
     if (flags & FrameFlag.BARE_HEX) {
-      if (useTable) {
+      // An absolute address is checked directly against the ranges, but only when it lies in a
+      // known object of this symbol table: anywhere else it is unresolved (SPEC §3 rule 7).
+      if (useTable && inKnownObject(u64(f.addrLo[i], f.addrHi[i]))) {
         keys[2 * i] = f.addrLo[i];
         keys[2 * i + 1] = f.addrHi[i];
         status[i] = FrameStatus.ADDRESS;
       } else status[i] = FrameStatus.UNRESOLVED;
       continue;
+    }
+    if (useTable && flags & FrameFlag.HAS_ADDRESS) {
+      // Symbol and address both printed (crash `bt`, old /proc, ARM): when the address lies in a
+      // symbol of that name, it is the raw return address the kernel tests: use it as the key.
+      const addr = u64(f.addrLo[i], f.addrHi[i]);
+      const name = cap.strings.get(f.symbol[i]);
+      const object = cap.strings.get(f.object[i]);
+      const hit = (table.byName.get(name) ?? []).find((r) => {
+        if (table.objects[table.object[r]] !== object) return false;
+        const start = symbolAddress(table, r);
+        return addr >= start && addr <= start + BigInt(table.size[r]);
+      });
+      if (hit !== undefined) {
+        keys[2 * i] = f.addrLo[i];
+        keys[2 * i + 1] = f.addrHi[i];
+        status[i] = FrameStatus.RESOLVED;
+        symbol[i] = hit;
+        continue;
+      }
+      if (addressMismatch++ === 0) firstMismatchLine = f.line[i];
+      // Fall through to symbolic resolution; without a printed offset the function start stands in.
     }
     const hasSize = (flags & FrameFlag.HAS_SIZE) !== 0;
     const size = hasSize ? f.size[i] : 0;
@@ -122,9 +147,6 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
       keys[2 * i + 1] = (t.addrHi[row] + (lo > 0xffffffff ? 1 : 0)) >>> 0;
       status[i] = FrameStatus.RESOLVED;
       symbol[i] = row;
-      if (flags & FrameFlag.HAS_ADDRESS && (f.addrLo[i] !== keys[2 * i] || f.addrHi[i] !== keys[2 * i + 1])) {
-        if (addressMismatch++ === 0) firstMismatchLine = f.line[i];
-      }
     } else if (row <= -1000) {
       const blocks = synthetic.get(`${cap.strings.get(f.object[i])}\u0000${cap.strings.get(f.symbol[i])}`)!;
       const blk = blocks[-row - 1000];
@@ -138,7 +160,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   }
   if (addressMismatch > 0) {
     warnings.push(
-      `${addressMismatch} frame(s) print an address that differs from symbol+offset in the symbol table (first at line ${firstMismatchLine}): the symbol table is probably from another boot`,
+      `${addressMismatch} frame(s) print an address outside the symbol of that name in the symbol table (first at line ${firstMismatchLine}): the symbol table is probably from another boot (KASLR); those frames are placed by name`,
     );
   }
   const counts = { NONE: 0, RESOLVED: 0, UNRESOLVED: 0, AMBIGUOUS: 0, SYNTHETIC: 0, SIZE_MISMATCH: 0, ADDRESS: 0 };
@@ -148,3 +170,18 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
 }
 
 export { symbolAddress };
+
+/** Address spans [lowest symbol, highest symbol + its size) per object: where code of a known object lies. */
+function objectSpans(t: SymbolTable): [bigint, bigint][] {
+  const lo = new Map<number, bigint>();
+  const hi = new Map<number, bigint>();
+  for (let i = 0; i < t.count; i++) {
+    const a = symbolAddress(t, i);
+    if (a === 0n) continue;
+    const o = t.object[i];
+    const end = a + BigInt(t.size[i]);
+    if (!lo.has(o) || a < lo.get(o)!) lo.set(o, a);
+    if (!hi.has(o) || end > hi.get(o)!) hi.set(o, end);
+  }
+  return [...lo.keys()].map((o) => [lo.get(o)!, hi.get(o)!]);
+}
