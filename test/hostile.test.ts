@@ -1,0 +1,98 @@
+/**
+ * Hostile task names (SECURITY.md): any process can name itself anything (15 bytes, any byte but
+ * NUL). A live test starts children that rename themselves, captures the host, and checks the
+ * names can neither forge nor hide a task, and reach reports only escaped.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { check } from "../src/check.js";
+import { parseProcText } from "../src/ingest/procText.js";
+import { captureLive } from "../src/node/live.js";
+import { loadWasmScannerSync } from "../src/node/wasm.js";
+import { toJsonReport } from "../src/report/json.js";
+import { toTextReport } from "../src/report/text.js";
+import { hostTable, patchOf } from "./helpers.js";
+
+const HOSTILE: [string, number[]][] = [
+  ["newline + forged frame", [...Buffer.from("\n[<0>] worker_thread+0x98/0x310")]],
+  ["forged tail header", [...Buffer.from("\n==> /proc/1/task/1/stack <==")]],
+  ["sysrq header", [...Buffer.from("task:x state:S")]],
+  ["ANSI colour", [0x1b, ...Buffer.from("[31mred")]],
+  ["OSC title", [0x1b, ...Buffer.from("]0;pwned"), 0x07]],
+  ["invalid UTF-8", [0xff, 0xfe, 0xc3, 0x28]],
+  ["__proto__", [...Buffer.from("__proto__")]],
+  ["constructor", [...Buffer.from("constructor")]],
+];
+
+function liveReadable(): string | null {
+  try {
+    readFileSync("/proc/self/stack");
+    return null;
+  } catch (e) {
+    return `/proc/self/stack is not readable (${(e as { code?: string }).code}): live hostile-name test skipped`;
+  }
+}
+const skip = liveReadable();
+if (skip !== null) console.warn(skip);
+
+describe.skipIf(skip !== null)("live: children that rename themselves", () => {
+  const children: ChildProcess[] = [];
+  beforeAll(async () => {
+    for (const [, bytes] of HOSTILE) {
+      // The shell writes its own comm (a builtin, no fork), then waits in wait4 on a sleep.
+      const octal = bytes.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
+      children.push(spawn("sh", ["-c", `printf '${octal}' > /proc/self/comm; sleep 60; :`], { stdio: "ignore" }));
+    }
+    // Wait until every child has renamed itself.
+    const deadline = Date.now() + 5000;
+    for (const c of children) {
+      for (;;) {
+        const comm = readFileSync(`/proc/${c.pid}/comm`);
+        if (comm.toString("latin1") !== "sh\n" || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  });
+  afterAll(() => {
+    for (const c of children) c.kill("SIGKILL");
+  });
+
+  it("each name is read as the raw bytes of its own task, never as structure", () => {
+    const cap = captureLive();
+    HOSTILE.forEach(([what, bytes], k) => {
+      const pid = children[k].pid!;
+      const mine = cap.tasks.filter((t) => t.pid === pid);
+      expect(mine, what).toHaveLength(1);
+      expect([...mine[0].comm!], what).toEqual(bytes.slice(0, 15));
+      expect(mine[0].frameCount, what).toBeGreaterThan(0);
+    });
+    // No task was invented: every tid is unique and pid 1's threads stay as they are.
+    expect(new Set(cap.tasks.map((t) => t.tid)).size).toBe(cap.tasks.length);
+  });
+
+  it("reports show the names escaped: no control byte reaches the terminal, JSON escapes them", () => {
+    const cap = captureLive();
+    const r = check({ capture: cap, symbols: hostTable(), patch: patchOf("do_wait"), scanner: loadWasmScannerSync(), options: { partialOk: true } });
+    const text = toTextReport(r, { verbosity: 2 });
+    // eslint-disable-next-line no-control-regex
+    expect(text).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(text.split("\n").some((l) => l.startsWith("[<0>] worker_thread"))).toBe(false);
+    const json = JSON.stringify(toJsonReport(r));
+    expect(json).toContain("\\\\x1b]0;pwned\\\\x07");
+    expect(json).toContain("\\\\x0a[<0>] worker_t\"");
+    expect(JSON.parse(json).blockers.length).toBeGreaterThan(0); // the shells wait in do_wait
+  });
+});
+
+describe("text formats that embed comm", () => {
+  it("a `== /proc/PID/task/TID comm` header with a forged line cannot make a task look clean", () => {
+    // The attacker's comm ends its own header line and forges another header: the attacker's
+    // real frames then land under the forged task, and its own task is left empty (undecided).
+    const dump = ["== /proc/500/task/500 evil", "== /proc/999/task/999 x", "[<0>] worker_thread+0x98/0x310", "[<0>] kthread+0xfa/0x240", "[<0>] ret_from_fork+0x166/0x190", "[<0>] ret_from_fork_asm+0x1a/0x30"].join("\n");
+    const r = check({ capture: parseProcText(dump), symbols: hostTable(), patch: patchOf("worker_thread"), scanner: loadWasmScannerSync() });
+    expect(r.verdict.verdict).not.toBe("safe");
+    const evil = r.verdict.outcomes.find((o) => r.capture.tasks[o.task].tid === 500)!;
+    expect(evil.status).toBe("undecided");
+  });
+});
