@@ -1,0 +1,75 @@
+/**
+ * fleet: several snapshots checked in parallel on worker threads, one of them corrupt (reported,
+ * the others still checked), text and --json output, exit statuses.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { fleetExit, type FleetRuntime, runFleet, summarizeFleet } from "../src/cli/fleet.js";
+import type { HostResult } from "../src/node/fleetCheck.js";
+import { snapshotToJson } from "../src/snapshot/json.js";
+import { encodeSnapshot } from "../src/snapshot/psnap.js";
+import { hostCapture, hostTable } from "./helpers.js";
+
+const rt: FleetRuntime = {
+  workerUrl: new URL("../src/node/fleetWorker.ts", import.meta.url),
+  execArgv: ["--import", new URL("./tsWorkerHooks.mjs", import.meta.url).href],
+  progress: null,
+};
+
+let dir = "";
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "patchsafe-fleet-"));
+  const cap = hostCapture("capture.json");
+  const table = hostTable();
+  const good = encodeSnapshot(cap, table);
+  writeFileSync(join(dir, "a-host.psnap"), good);
+  const other = { ...cap, host: { ...cap.host, hostname: "other" } };
+  writeFileSync(join(dir, "b-host.json"), snapshotToJson(other, table));
+  writeFileSync(join(dir, "c-corrupt.psnap"), good.subarray(0, good.length >> 1));
+  writeFileSync(join(dir, "d-nosyms.psnap"), encodeSnapshot({ ...cap, host: { ...cap.host, hostname: "nosyms" } }, null));
+  writeFileSync(join(dir, "ignored.txt"), "not a snapshot");
+});
+afterAll(() => {
+  if (dir !== "") rmSync(dir, { recursive: true, force: true });
+});
+
+test("one corrupt file is reported; the other hosts are checked in parallel", () => {
+  const o = { out: [] as string[], err: [] as string[] };
+  const status = runFleet([dir, "--func", "smpboot_thread_fn", "--func", "do_epoll_wait", "--jobs", "2", "--json"], o, rt);
+  const doc = JSON.parse(o.out.join("")) as { summary: Record<string, number>; hosts: HostResult[]; topFunctions: { name: string; hosts: number }[] };
+  expect(doc.hosts.map((h) => [h.file.split("/").pop(), h.verdict, h.error?.code ?? null])).toEqual([
+    ["a-host.psnap", "blocked", null],
+    ["b-host.json", "blocked", null],
+    ["c-corrupt.psnap", null, "E_SNAPSHOT_TRUNCATED"],
+    ["d-nosyms.psnap", "blocked", null],
+  ]);
+  expect(doc.summary).toEqual({ hosts: 4, safe: 0, blocked: 3, undecided: 0, unreadable: 1 });
+  expect(doc.topFunctions.map((f) => [f.name, f.hosts])).toEqual([
+    ["smpboot_thread_fn", 3],
+    ["do_epoll_wait", 3],
+  ]);
+  expect(doc.hosts[1].hostname).toBe("other");
+  expect(status).toBe(1);
+  expect(o.err.join("")).toMatch(/4\/4 hosts checked/);
+});
+
+test("text summary and exit 3 when nothing blocks but a host is unreadable", () => {
+  const o = { out: [] as string[], err: [] as string[] };
+  const status = runFleet([join(dir, "a-host.psnap"), join(dir, "c-corrupt.psnap"), "--func", "meminfo_proc_show", "--jobs", "1"], o, rt);
+  const text = o.out.join("");
+  expect(text).toMatch(/2 host\(s\)/);
+  expect(text).toMatch(/Unreadable snapshots/);
+  expect(text).toMatch(/E_SNAPSHOT_TRUNCATED/);
+  expect(status).toBe(3);
+});
+
+test("exit statuses from summaries", () => {
+  const r = (verdict: HostResult["verdict"]): HostResult => ({ file: "f", hostname: null, bootId: null, release: null, capturedAt: null, verdict, exit: 0, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 });
+  expect(fleetExit(summarizeFleet([r("safe"), r("safe")]))).toBe(0);
+  expect(fleetExit(summarizeFleet([r("safe"), r("blocked"), r(null)]))).toBe(1);
+  expect(fleetExit(summarizeFleet([r("safe"), r("undecided")]))).toBe(3);
+  expect(fleetExit(summarizeFleet([r("safe"), r(null)]))).toBe(3);
+  expect(() => runFleet([dir], { out: [], err: [] }, rt)).toThrow(/nothing to check/);
+});
