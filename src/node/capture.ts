@@ -358,9 +358,12 @@ export function readLivepatches(sysRoot = "/sys", read: (p: string) => ReadResul
   return { patches, warnings };
 }
 
-/** Names of the loaded modules from `<procRoot>/modules` (state Live, Loading or Unloading), or null. */
+/** Names of the loaded modules from `<procRoot>/modules` (state Live, Loading or Unloading); [] without the file (no module support); null when unreadable. */
 export function readModules(procRoot = "/proc", read: (p: string) => ReadResult = readNoFollow): string[] | null {
-  const t = text(read(`${procRoot}/modules`));
+  const r = read(`${procRoot}/modules`);
+  // No /proc/modules: a kernel without CONFIG_MODULES, so none are loaded.
+  if (!r.ok) return r.errno === "ENOENT" ? [] : null;
+  const t = text(r);
   if (t === null) return null;
   const out: string[] = [];
   for (const line of t.split("\n")) {

@@ -22,7 +22,7 @@
  * arrays (symbol, object, build id, offset, size, flags, address halves), the distinct stacks as
  * lists of row ids, and one stack id per task; source lines are stored as "consecutive from L"
  * per task with explicit exceptions. The symbol table: names front-coded in table (kallsyms)
- * order, object, type, address halves (absent when redacted), sizes (only when redacted: with
+ * order (`__pfx_` padding names derived, not stored), object, type, address halves (absent when redacted), sizes (only when redacted: with
  * addresses they are recomputed exactly as for a kallsyms file), and for a redacted table the
  * rows inside each special section.
  *
@@ -128,23 +128,34 @@ export function isSnapshot(bytes: Uint8Array): boolean {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-function encodeNames(names: string[]): { pre: IntColumn; len: IntColumn; text: string } {
-  const pre = new Float64Array(names.length);
-  const len = new Float64Array(names.length);
+/**
+ * Symbol names, front-coded in table order. A `__pfx_NAME` row directly followed by NAME (x86
+ * function padding: about half of a modern kallsyms) is not stored at all: `pfx` marks it and the
+ * decoder derives it from the next row.
+ */
+function encodeNames(names: string[]): { pfx: IntColumn; pre: IntColumn; len: IntColumn; text: string } {
+  const n = names.length;
+  const pfx = new Uint8Array(n);
+  const pre: number[] = [];
+  const len: number[] = [];
   const parts: string[] = [];
   let prev = "";
-  for (let i = 0; i < names.length; i++) {
+  for (let i = 0; i < n; i++) {
     const s = names[i];
+    if (i + 1 < n && s.length > 6 && s.startsWith("__pfx_") && s.slice(6) === names[i + 1]) {
+      pfx[i] = 1;
+      continue;
+    }
     let p = 0;
-    const max = Math.min(s.length, prev.length, 255);
+    const max = Math.min(s.length, prev.length);
     while (p < max && s.charCodeAt(p) === prev.charCodeAt(p)) p++;
-    pre[i] = p;
-    len[i] = s.length - p;
+    pre.push(p);
+    len.push(s.length - p);
     parts.push(s.slice(p));
     prev = s;
   }
-  // Prefix lengths always as deltas: at least one byte per symbol bounds the count by the bytes.
-  return { pre: encodeInts(pre, "d"), len: encodeInts(len), text: parts.join("") };
+  // Prefix lengths always as deltas: at least one byte per stored name bounds the count by the bytes.
+  return { pfx: encodeInts(pfx, "r"), pre: encodeInts(pre, "d"), len: encodeInts(len), text: parts.join("") };
 }
 
 function encodeSymbols(t: SymbolTable, sectionRows: SectionRows | null): Record<string, unknown> {
@@ -171,6 +182,7 @@ function encodeSymbols(t: SymbolTable, sectionRows: SectionRows | null): Record<
     objects: t.objects,
     object: encodeInts(t.object),
     type: encodeInts(t.type),
+    pfx: names.pfx,
     pre: names.pre,
     len: names.len,
     text: names.text,
@@ -638,11 +650,17 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable;
   if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") v.bad("symbols.coverage", "expected full, subset or names-only");
   const objects = v.strs(o.objects, "symbols.objects", n + 1);
   if (objects.length === 0) v.bad("symbols.objects", "empty");
+  const pfx = v.col(() => decodeInts(o.pfx, n, "symbols.pfx"));
+  let stored = 0;
+  for (let i = 0; i < n; i++) {
+    if (pfx[i] !== 0 && (pfx[i] !== 1 || i + 1 === n)) v.bad(`symbols.pfx[${i}]`, "bad padding mark");
+    if (pfx[i] === 0) stored++;
+  }
   const { object, type, pre, len, hi, lo, size } = v.col(() => ({
     object: decodeInts(o.object, n, "symbols.object"),
     type: decodeInts(o.type, n, "symbols.type"),
-    pre: decodeInts(o.pre, n, "symbols.pre"),
-    len: decodeInts(o.len, n, "symbols.len"),
+    pre: decodeInts(o.pre, stored, "symbols.pre"),
+    len: decodeInts(o.len, stored, "symbols.len"),
     hi: o.addrHi === null ? null : decodeInts(o.addrHi, n, "symbols.addrHi"),
     lo: o.addrLo === null ? null : decodeInts(o.addrLo, n, "symbols.addrLo"),
     size: o.size === null ? null : decodeInts(o.size, n, "symbols.size"),
@@ -657,15 +675,19 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable;
   const typeCol = new Uint8Array(n);
   const addrLo = new Uint32Array(n);
   const addrHi = new Uint32Array(n);
+  let k = 0;
   for (let i = 0; i < n; i++) {
-    const p = pre[i];
-    const l = len[i];
-    if (p < 0 || p > prev.length || l < 0 || pos + l > text.length) v.bad(`symbols.names[${i}]`, "front coding out of range");
-    const s = prev.slice(0, p) + text.slice(pos, pos + l);
-    pos += l;
-    if (s.length === 0) v.bad(`symbols.names[${i}]`, "empty name");
-    names[i] = s;
-    prev = s;
+    if (pfx[i] === 0) {
+      const p = pre[k];
+      const l = len[k];
+      k++;
+      if (p < 0 || p > prev.length || l < 0 || pos + l > text.length) v.bad(`symbols.names[${i}]`, "front coding out of range");
+      const s = prev.slice(0, p) + text.slice(pos, pos + l);
+      pos += l;
+      if (s.length === 0) v.bad(`symbols.names[${i}]`, "empty name");
+      names[i] = s;
+      prev = s;
+    }
     if (object[i] < 0 || object[i] >= objects.length) v.bad(`symbols.object[${i}]`, "object id out of range");
     objectCol[i] = object[i];
     if (type[i] < 0x21 || type[i] > 0x7e) v.bad(`symbols.type[${i}]`, "not a type letter");
@@ -677,6 +699,7 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable;
     }
   }
   if (pos !== text.length) v.bad("symbols.text", "trailing characters");
+  for (let i = n - 1; i >= 0; i--) if (pfx[i] === 1) names[i] = `__pfx_${names[i + 1]}`;
   const table = finishTable({ source, names, object: objectCol, objects, type: typeCol, addrLo, addrHi });
   table.warnings = v.strs(o.warnings, "symbols.warnings", 1 << 16);
   let sectionRows: SectionRows | null = null;
