@@ -77,7 +77,7 @@ describe.skipIf(!haveChromium)("in Chromium", () => {
     return w;
   }
 
-  async function checkIn(page: Page, dump: string, kallsyms: string | null, funcs: string): Promise<void> {
+  async function checkIn(page: Page, dump: string | string[], kallsyms: string | null, funcs: string): Promise<void> {
     await page.goto(pathToFileURL(PAGE).href);
     await page.waitForSelector("#ready:text('ready')", { state: "attached" });
     await page.setInputFiles("#dump", dump);
@@ -123,6 +123,20 @@ describe.skipIf(!haveChromium)("in Chromium", () => {
     await w.page.close();
   });
 
+  it("the checker page: two dumps are a series with a timeline", async () => {
+    const kallsyms = join(dir, "kallsyms");
+    if (!existsSync(kallsyms)) writeFileSync(kallsyms, gunzipSync(readFileSync(fixturePath("host/kallsyms.gz"))));
+    const w = await watched();
+    await checkIn(w.page, [fixturePath("host/proc-grep.txt"), fixturePath("host/proc-tail.txt")], kallsyms, "worker_thread");
+    expect(await w.page.getAttribute("#ps-verdict", "data-verdict")).toBe("blocked");
+    expect(await w.page.textContent("#ps-pred-captures")).toBe("2");
+    expect(await w.page.locator("#ps-timeline-grid g.trow").count()).toBeGreaterThan(0);
+    expect(await w.page.textContent("#status")).toContain("in the last of 2 captures");
+    expect(w.errors).toEqual([]);
+    expect(w.requests).toEqual([]);
+    await w.page.close();
+  });
+
   it("the checker page: a hostile comm from a dropped capture renders as text", async () => {
     const file = join(dir, "hostile.json");
     writeFileSync(file, hostileCaptureJson());
@@ -157,7 +171,7 @@ describe.skipIf(!haveChromium)("in Chromium", () => {
     expect(await w.page.getAttribute("#ps-tasks th:nth-child(1)", "aria-sort")).toBe("descending");
     expect(await w.page.textContent("#ps-tasks tbody tr:first-child td:first-child")).toBe("101");
     const data = JSON.parse((await w.page.textContent("#ps-data")) ?? "null");
-    expect(data.report.blockers[0].comm).toBe(HOSTILE.comm);
+    expect(data.blockers[0].comm).toBe(HOSTILE.comm);
     expect(w.dialogs).toEqual([]);
     expect(w.errors).toEqual([]);
     expect(w.requests).toEqual([]);

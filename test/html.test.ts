@@ -4,6 +4,7 @@
  * exactly the page's one script. test/browser.test.ts loads the same pages in Chromium.
  */
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseNativeJson } from "../src/ingest/nativeJson.js";
 import type { Prediction } from "../src/predict/types.js";
@@ -73,9 +74,9 @@ describe("escaping", () => {
     for (const m of rest.matchAll(/\s[a-z-]+="([^"]*)"/g)) expect(m[1]).not.toMatch(/[<>']/);
     // The data block round-trips the hostile names exactly.
     const data = JSON.parse(/<script type="application\/json" id="ps-data">([^<]*)<\/script>/.exec(page)![1]);
-    expect(data.report.blockers[0].comm).toBe(HOSTILE.comm);
-    expect(data.report.input.source).toBe(HOSTILE.file);
-    expect(data.report.functions.map((f: { name: string }) => f.name)).toContain(HOSTILE.symbol);
+    expect(data.blockers[0].comm).toBe(HOSTILE.comm);
+    expect(data.input.source).toBe(HOSTILE.file);
+    expect(data.functions.map((f: { name: string }) => f.name)).toContain(HOSTILE.symbol);
   });
 
   it("control bytes in a comm and in names are shown, not passed through", () => {
@@ -163,5 +164,14 @@ describe("sections", () => {
     expect(page).toContain(`<dd id="ps-pred-allcleanshare">25% of captures</dd>`);
     expect(page).toContain(`<dd id="ps-pred-kpatch">76.3% chance</dd>`);
     expect(page).toContain("4.0 s (2.0–6.0 s) — first-clean capture time");
+  });
+});
+
+describe("browser-clean", () => {
+  it("the report and the checker's pipeline import nothing from node: and no Buffer", () => {
+    for (const f of ["../src/report/html.ts", "../src/report/sha256.ts", "../web/run.ts", "../web/checker.ts"]) {
+      const src = readFileSync(new URL(f, import.meta.url), "utf8");
+      expect([f, /from "node:|\brequire\(|\bBuffer\.|\bprocess\./.test(src)]).toEqual([f, false]);
+    }
   });
 });

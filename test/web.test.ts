@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { isPatchsafeError } from "../src/errors.js";
+import { predict } from "../src/predict/predict.js";
 import { loadWasmScannerSync } from "../src/node/wasm.js";
 import { toJsonReport } from "../src/report/json.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
@@ -29,7 +30,7 @@ async function rejects(p: Promise<unknown>, code: string, text: RegExp): Promise
 
 describe("web/run.ts", () => {
   it("a dump and a gzipped kallsyms give the report check() gives in-process", async () => {
-    const out = await runChecker({ dump: dump(), symbols: kallsymsGz(), funcs: "worker_thread" }, loadWasmScannerSync());
+    const out = await runChecker({ dumps: [dump()], symbols: kallsymsGz(), funcs: "worker_thread" }, loadWasmScannerSync());
     const want = toJsonReport(runCheck(hostCapture("proc-grep.txt"), ["worker_thread"]));
     expect(out.report.verdict).toBe("blocked");
     expect(out.report.counts).toEqual(want.counts);
@@ -43,19 +44,33 @@ describe("web/run.ts", () => {
     const cap = hostCapture("proc-grep.txt");
     const want = toJsonReport(runCheck(cap, ["worker_thread"]));
     for (const bytes of [encodeSnapshot(cap, hostTable()), enc(snapshotToJson(cap, hostTable()))]) {
-      const out = await runChecker({ dump: { name: "snap", bytes }, funcs: "worker_thread" }, loadWasmScannerSync());
+      const out = await runChecker({ dumps: [{ name: "snap", bytes }], funcs: "worker_thread" }, loadWasmScannerSync());
       expect(out.report.counts).toEqual(want.counts);
       expect(out.report.input.symbols).not.toBeNull();
     }
   });
 
   it("without a symbol table it warns, and hostile names stay text", async () => {
-    const out = await runChecker({ dump: { name: HOSTILE.file, bytes: enc(hostileCaptureJson()) }, funcs: "do_epoll_wait" }, loadWasmScannerSync());
+    const out = await runChecker({ dumps: [{ name: HOSTILE.file, bytes: enc(hostileCaptureJson()) }], funcs: "do_epoll_wait" }, loadWasmScannerSync());
     expect(out.report.warnings.map((w) => w.code)).toContain("no-kallsyms");
     expect(out.report.counts.blocked).toBe(2);
     const markup = out.body.replace(/<script type="application\/json" id="ps-data">[^<]*<\/script>/, "");
     expect(markup).not.toMatch(/<img|<svg\/onload|<\/?script/i);
     expect(out.body).toContain("&lt;img src=x onerror=alert(1)&gt;");
+  });
+
+  it("several files are a series: the last capture's verdict, the prediction and its timeline", async () => {
+    const tail = { name: "proc-tail.txt", bytes: fixtureBytes("host/proc-tail.txt") };
+    const out = await runChecker({ dumps: [dump(), tail], symbols: kallsymsGz(), funcs: "worker_thread" }, loadWasmScannerSync());
+    const results = [hostCapture("proc-grep.txt"), hostCapture("proc-tail.txt")].map((c) => runCheck(c, ["worker_thread"]));
+    const kpatch = [hostCapture("proc-grep.txt"), hostCapture("proc-tail.txt")].map((c) => runCheck(c, ["worker_thread"], { options: { model: "kpatch" } }));
+    const want = predict(results, [null, null], kpatch);
+    expect(out.prediction).toEqual(want);
+    expect(out.report.prediction).toEqual(want);
+    expect(out.report.counts).toEqual(toJsonReport(results[1]).counts);
+    expect(out.report.warnings.map((w) => w.code)).toContain("series-one-host");
+    expect(out.body).toContain(`<dd id="ps-pred-captures">2</dd>`);
+    expect(out.body).toContain(`id="ps-timeline-grid"`);
   });
 
   it("typed functions: names, sympos, modules and ranges; nothing typed is an error", () => {
@@ -72,8 +87,9 @@ describe("web/run.ts", () => {
 
   it("user errors are PatchsafeErrors naming the problem", async () => {
     const s = loadWasmScannerSync();
-    await rejects(runChecker({ dump: dump(), symbols: kallsymsGz(), funcs: "no_such_function_xyz" }, s), "E_SYMBOL_NOT_FOUND", /no_such_function_xyz/);
-    await rejects(runChecker({ dump: { name: "x.bin", bytes: enc("hello\nworld\n") }, funcs: "worker_thread" }, s), "E_INPUT", /not a known stack-dump format/);
+    await rejects(runChecker({ dumps: [dump()], symbols: kallsymsGz(), funcs: "no_such_function_xyz" }, s), "E_SYMBOL_NOT_FOUND", /no_such_function_xyz/);
+    await rejects(runChecker({ dumps: [{ name: "x.bin", bytes: enc("hello\nworld\n") }], funcs: "worker_thread" }, s), "E_INPUT", /not a known stack-dump format/);
+    await rejects(runChecker({ dumps: [], funcs: "worker_thread" }, s), "E_USAGE", /stack dump/);
     await rejects(maybeGunzip({ name: "bad.gz", bytes: new Uint8Array([0x1f, 0x8b, 1, 2, 3]) }), "E_INPUT", /cannot gunzip/);
   });
 });

@@ -31,10 +31,8 @@ function el<T extends HTMLElement>(id: string): T {
   return e as T;
 }
 
-async function read(input: HTMLInputElement): Promise<NamedBytes | null> {
-  const f = input.files?.[0];
-  if (f === undefined) return null;
-  return { name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) };
+async function readAll(input: HTMLInputElement): Promise<NamedBytes[]> {
+  return Promise.all(Array.from(input.files ?? []).map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
 }
 
 function setup(): void {
@@ -83,11 +81,9 @@ function setup(): void {
       saved = null;
       const t0 = performance.now();
       try {
-        const d = await read(dump);
-        if (d === null) throw new Error("pick or drop a stack dump or snapshot first");
         const input: CheckerInput = {
-          dump: d,
-          symbols: await read(kallsyms),
+          dumps: await readAll(dump),
+          symbols: (await readAll(kallsyms))[0] ?? null,
           funcs: el<HTMLInputElement>("funcs").value,
           model: el<HTMLSelectElement>("model").value as CheckerInput["model"],
           revert: el<HTMLInputElement>("revert").checked,
@@ -102,7 +98,8 @@ function setup(): void {
         save.href = saved;
         save.hidden = false;
         const r = res.report;
-        status.textContent = `${r.verdict}: ${r.counts.tasks} task(s), ${r.counts.blocked} blocked, ${r.counts.undecided} undecided (${Math.round(performance.now() - t0)} ms)`;
+        const series = res.prediction === null ? "" : ` in the last of ${res.prediction.captures} captures`;
+        status.textContent = `${r.verdict}: ${r.counts.tasks} task(s), ${r.counts.blocked} blocked, ${r.counts.undecided} undecided${series} (${Math.round(performance.now() - t0)} ms)`;
         status.className = `done v-${r.verdict}`;
       } catch (err) {
         status.className = "error";

@@ -9,6 +9,8 @@ import { PatchsafeError } from "../src/errors.js";
 import { latin1 } from "../src/ingest/bytes.js";
 import { parseCaptures } from "../src/ingest/detect.js";
 import type { Capture } from "../src/model.js";
+import { predict } from "../src/predict/predict.js";
+import type { Prediction } from "../src/predict/types.js";
 import { emptyPatch, parseFuncArg, parseRangeArg, type PatchSpec } from "../src/patch/spec.js";
 import { renderReportBody, toHtmlReport, blockingStacks } from "../src/report/html.js";
 import { toJsonReport, type JsonReport } from "../src/report/json.js";
@@ -23,8 +25,13 @@ export interface NamedBytes {
 }
 
 export interface CheckerInput {
-  /** A stack dump (any format `check` reads), a native capture, or a snapshot (.psnap or JSON). */
-  dump: NamedBytes;
+  /**
+   * Stack dumps (any format `check` reads), native captures or snapshots (.psnap or JSON). Each
+   * file, and each dump section of a kernel log, is one capture; several captures of one host are
+   * a series, as for `patchsafe check CAP1 CAP2 …`: the verdict is the last one's and the report
+   * gains the prediction and its timeline.
+   */
+  dumps: NamedBytes[];
   /** /proc/kallsyms or System.map (gzip is fine); default: the snapshot's own table, if any. */
   symbols?: NamedBytes | null;
   /** What the patch replaces: `[object:]name[,sympos]` or `0xLO-0xHI`, separated by spaces or newlines. */
@@ -36,7 +43,10 @@ export interface CheckerInput {
 }
 
 export interface CheckerOutput {
+  /** The (last) capture's result. */
   result: CheckResult;
+  /** A series: the prediction (also in report.prediction); null for one capture. */
+  prediction: Prediction | null;
   report: JsonReport;
   /** The report's sections (renderReportBody), for the checker page. */
   body: string;
@@ -57,23 +67,18 @@ export async function maybeGunzip(b: NamedBytes): Promise<NamedBytes> {
   }
 }
 
-/** The capture (and the snapshot's symbol table, if it is a snapshot) in a file. */
-export function loadCapture(dump: NamedBytes): { capture: Capture; symbols: SymbolTable | null } {
+/** The captures (and a snapshot's symbol table) in a file. */
+export function loadCaptures(dump: NamedBytes): { captures: Capture[]; symbols: SymbolTable | null } {
   if (isSnapshot(dump.bytes)) {
     const s = decodeSnapshot(dump.bytes, dump.name);
-    return { capture: s.capture, symbols: s.symbols };
+    return { captures: [s.capture], symbols: s.symbols };
   }
   const head = latin1(dump.bytes, 0, Math.min(dump.bytes.length, 4096));
   if (looksLikeSnapshotJson(head)) {
     const s = parseSnapshotJson(new TextDecoder().decode(dump.bytes), dump.name);
-    return { capture: s.capture, symbols: s.symbols };
+    return { captures: [s.capture], symbols: s.symbols };
   }
-  const captures = parseCaptures(dump.bytes, dump.name);
-  if (captures.length > 1) {
-    const where = captures.map((c) => `${c.source.format} at line ${c.source.firstLine ?? "?"}`).join(", ");
-    throw new PatchsafeError("E_UNSUPPORTED", `the file holds ${captures.length} dumps (${where}); this page checks one capture at a time`, { file: dump.name });
-  }
-  return { capture: captures[0], symbols: null };
+  return { captures: parseCaptures(dump.bytes, dump.name), symbols: null };
 }
 
 /** Parses the typed functions and ranges. */
@@ -90,10 +95,15 @@ export function parsePatchText(funcs: string): PatchSpec {
 /** Runs the check over the given files; throws PatchsafeError for bad input (message names the file). */
 export async function runChecker(input: CheckerInput, scanner: Scanner): Promise<CheckerOutput> {
   const patch = parsePatchText(input.funcs);
-  const dump = await maybeGunzip(input.dump);
-  const loaded = loadCapture(dump);
-  const capture = loaded.capture;
-  let symbols = loaded.symbols;
+  if (input.dumps.length === 0) throw new PatchsafeError("E_USAGE", "pick or drop a stack dump or snapshot first");
+  const series: Capture[] = [];
+  let symbols: SymbolTable | null = null;
+  for (const d of input.dumps) {
+    const loaded = loadCaptures(await maybeGunzip(d));
+    series.push(...loaded.captures);
+    symbols ??= loaded.symbols;
+  }
+  const capture = series[series.length - 1];
   if (input.symbols) {
     const s = await maybeGunzip(input.symbols);
     const base = s.name.split(/[\\/]/).pop() ?? s.name;
@@ -112,8 +122,24 @@ export async function runChecker(input: CheckerInput, scanner: Scanner): Promise
       }
     }
   }
-  const options: Partial<DecideOptions> = { model: input.model ?? "livepatch", direction: input.revert ? "revert" : "apply", partialOk: input.partialOk === true, strict: input.strict === true };
-  const result = check({ capture, symbols, patch, scanner, options });
-  const report = toJsonReport(result);
-  return { result, report, body: renderReportBody(report, { stacks: blockingStacks(result) }), page: () => toHtmlReport(result) };
+  const model = input.model ?? "livepatch";
+  const options: Partial<DecideOptions> = { model, direction: input.revert ? "revert" : "apply", partialOk: input.partialOk === true, strict: input.strict === true };
+  let result: CheckResult;
+  let prediction: Prediction | null = null;
+  if (series.length > 1) {
+    // As the CLI does for `check CAP1 CAP2 …` (src/cli/main.ts).
+    const boots = new Set(series.map((c) => c.host.bootId).filter((b) => b !== null));
+    if (boots.size > 1) throw new PatchsafeError("E_USAGE", `the files come from ${boots.size} different boots (boot ids differ): a series is one host`);
+    if (series.some((c) => c.host.bootId === null)) {
+      capture.warnings.push({ code: "series-one-host", message: "some inputs record no boot id: they are taken as captures of one host, in the order given" });
+    }
+    const results = series.map((c) => check({ capture: c, symbols, patch, scanner, options }));
+    const kpatch = model === "kpatch" ? results : series.map((c) => check({ capture: c, symbols, patch, scanner, options: { ...options, model: "kpatch" } }));
+    prediction = predict(results, series.map((c) => c.host.capturedAt), kpatch);
+    result = results[results.length - 1];
+  } else {
+    result = check({ capture, symbols, patch, scanner, options });
+  }
+  const report = toJsonReport(result, prediction);
+  return { result, prediction, report, body: renderReportBody(report, { stacks: blockingStacks(result), prediction }), page: () => toHtmlReport(result, { prediction }) };
 }

@@ -59,11 +59,13 @@ export interface HtmlReportOptions {
 export const HTML_LIMITS = { timelineTasks: 200, tableRows: 5000, chartFunctions: 60, icicleNodes: 4000 } as const;
 
 /**
- * The page for a check result: the JSON report (toJsonReport) plus the blocking stacks taken from
- * result.capture (blockingStacks). This is what `--html FILE` writes.
+ * The page for a check result: the JSON report (toJsonReport, with the prediction of a series)
+ * plus the blocking stacks taken from result.capture (blockingStacks). This is what `--html FILE`
+ * writes: `toHtmlReport(result, { prediction })` with the result and prediction --json prints.
  */
 export function toHtmlReport(result: CheckResult, opts: Omit<HtmlReportOptions, "stacks"> = {}): string {
-  return renderHtmlPage(toJsonReport(result), { ...opts, stacks: blockingStacks(result) });
+  const prediction = opts.prediction ?? null;
+  return renderHtmlPage(toJsonReport(result, prediction), { ...opts, prediction, stacks: blockingStacks(result) });
 }
 
 /** The blocked tasks' stacks (real frames, outermost first), in report order (pid, tid). */
@@ -230,7 +232,7 @@ ${renderReportBody(report, opts)}
 
 /** The report's sections (no document, style or script): for embedding in another page. */
 export function renderReportBody(report: JsonReport, opts: HtmlReportOptions = {}): string {
-  const prediction = opts.prediction ?? (report.prediction as Prediction | null | undefined) ?? null;
+  const prediction = opts.prediction ?? report.prediction ?? null;
   const out: string[] = [];
   out.push(verdictSection(report));
   out.push(chartSection(report));
@@ -238,9 +240,10 @@ export function renderReportBody(report: JsonReport, opts: HtmlReportOptions = {
   out.push(icicleSection(report, opts.stacks ?? null));
   out.push(tableSection(report));
   out.push(detailsSection(report));
-  out.push(`<script type="application/json" id="ps-data">${jsonForScript({ report, prediction })}</script>`);
+  // The --json object itself (with the prediction of a series), for whoever wants the data back.
+  out.push(`<script type="application/json" id="ps-data">${jsonForScript({ ...report, prediction })}</script>`);
   out.push(
-    `<p class="muted">patchsafe ${text(report.tool.version)} · made offline; this page loads nothing and sends nothing. The data block <span class="code">#ps-data</span> holds the --json report${prediction ? " and the prediction" : ""}.</p>`,
+    `<p class="muted">patchsafe ${text(report.tool.version)} · made offline; this page loads nothing and sends nothing. The data block <span class="code">#ps-data</span> holds the --json report${prediction ? " with the prediction" : ""}.</p>`,
   );
   return out.join("\n");
 }
