@@ -849,6 +849,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
   }
   if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
   const lines = v.col(() => decodeInts(fc.lines, explicitLines, "frames.lines"));
+  for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
 
   // Assemble (everything above is validated; nothing below can fail half-way).
   const frames = new FrameColumns(N);
@@ -869,6 +870,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
     const sk = cols.statusKthread[t];
     const flagsV = cols.flags[t];
     if (flagsV !== null && flagsV > 0xffffffff) v.bad(`tasks.flags[${t}]`, "out of range");
+    if (cols.line[t] < 0 || cols.line[t] > 0xffffffff) v.bad(`tasks.line[${t}]`, "out of range");
     const s = cols.stack[t];
     const start = fi;
     const fl = cols.frameLine[t];

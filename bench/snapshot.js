@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// Issue 5's figures: .psnap size vs /proc text at 100k tasks, in-process check time from a
+// snapshot vs from text, and fleet throughput with --jobs 1 vs 2. Needs `npm run build` first.
+// Writes bench/snapshot-results.json and bench/SNAPSHOT-RESULTS.md.
+//   node bench/snapshot.js [--quick] [--only size,check,fleet]
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { check, emptyPatch, generateProcDumpTo, parseFuncArg, parseNativeJson, parseProcText, parseSymbolTable, VERSION } from "../dist/index.js";
+import { loadWasmScannerSync } from "../dist/node/index.js";
+import { decodeSnapshot, encodeSnapshot } from "../dist/snapshot/index.js";
+import { runFleet } from "../dist/cli/fleet.js";
+
+const quick = process.argv.includes("--quick");
+const onlyArg = process.argv.indexOf("--only");
+const only = new Set(onlyArg > 0 ? process.argv[onlyArg + 1].split(",") : ["size", "check", "fleet"]);
+const here = (p) => new URL(p, import.meta.url);
+const kallsymsText = gunzipSync(readFileSync(here("../test/fixtures/host/kallsyms.gz"))).toString("latin1");
+const symbols = parseSymbolTable(kallsymsText, { file: "kallsyms" });
+const source = parseNativeJson(readFileSync(here("../test/fixtures/host/capture.json"), "utf8"), "capture.json");
+const scanner = loadWasmScannerSync("release");
+const FUNCS = ["worker_thread", "do_epoll_wait"];
+const patch = () => ({ ...emptyPatch(), funcs: FUNCS.map((f) => parseFuncArg(f)) });
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const time = (fn) => {
+  const t0 = performance.now();
+  const r = fn();
+  return [performance.now() - t0, r];
+};
+
+function dumpText(tasks, seed) {
+  const parts = [];
+  generateProcDumpTo(source, { tasks, seed }, (p) => parts.push(p));
+  return Buffer.from(parts.join(""), "latin1");
+}
+
+const results = { date: new Date().toISOString(), quick, machine: machine(), figures: {} };
+
+function machine() {
+  let commit = null;
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: here("..").pathname }).toString().trim();
+  } catch {}
+  return { node: process.version, v8: process.versions.v8, cpu: cpus()[0]?.model ?? "?", cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), patchsafe: VERSION, commit, loadAverageAtStart: loadavg() };
+}
+
+const TASKS = quick ? 20_000 : 100_000;
+let text = null;
+let psnap = null;
+
+if (only.has("size") || only.has("check")) {
+  text = dumpText(TASKS, 1);
+  const cap = parseProcText(text, "synth");
+  psnap = encodeSnapshot(cap, symbols);
+  const noSyms = encodeSnapshot(cap, null);
+  results.figures.size = {
+    tasks: cap.tasks.length,
+    frames: cap.frames.length,
+    textBytes: text.length,
+    kallsymsTextBytes: Buffer.byteLength(kallsymsText, "latin1"),
+    psnapBytes: psnap.length,
+    psnapWithoutSymbolsBytes: noSyms.length,
+    symbolsInPsnapBytes: psnap.length - noSyms.length,
+    ratio: psnap.length / text.length,
+    target: "psnap (symbol table included) ≤ 10% of the grep -H text",
+    met: psnap.length <= 0.1 * text.length,
+  };
+  console.log("size", results.figures.size);
+}
+
+if (only.has("check")) {
+  const runs = quick ? 3 : 5;
+  const fromText = [];
+  const fromSnap = [];
+  const parts = { parseText: [], parseKallsyms: [], checkAfterText: [], decode: [], checkAfterSnapshot: [] };
+  let verdicts = new Set();
+  for (let i = 0; i < runs + 1; i++) {
+    const [a, cap] = time(() => parseProcText(text, "synth"));
+    const [b, syms] = time(() => parseSymbolTable(kallsymsText, { file: "kallsyms" }));
+    const [c, r1] = time(() => check({ capture: cap, symbols: syms, patch: patch(), scanner }));
+    const [d, snap] = time(() => decodeSnapshot(psnap, "synth.psnap"));
+    const [e, r2] = time(() => check({ capture: snap.capture, symbols: snap.symbols, patch: patch(), scanner }));
+    verdicts.add(`${r1.verdict.verdict}/${r1.verdict.counts.blocked}`);
+    verdicts.add(`${r2.verdict.verdict}/${r2.verdict.counts.blocked}`);
+    if (i === 0) continue; // warm-up
+    fromText.push(a + b + c);
+    fromSnap.push(d + e);
+    parts.parseText.push(a);
+    parts.parseKallsyms.push(b);
+    parts.checkAfterText.push(c);
+    parts.decode.push(d);
+    parts.checkAfterSnapshot.push(e);
+  }
+  const mt = median(fromText);
+  const ms = median(fromSnap);
+  results.figures.check = {
+    tasks: TASKS,
+    funcs: FUNCS,
+    runs,
+    fromTextMs: mt,
+    fromSnapshotMs: ms,
+    speedup: mt / ms,
+    breakdownMedianMs: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])),
+    sameVerdict: verdicts.size === 1,
+    target: "check from snapshot ≥ 5× faster than from text (parse + kallsyms + check vs decode + check), in one process after start-up",
+    met: mt / ms >= 5,
+  };
+  console.log("check", results.figures.check);
+}
+
+if (only.has("fleet")) {
+  const HOSTS = quick ? 100 : 1000;
+  const PER = 1000;
+  const runs = quick ? 3 : 5;
+  const dir = mkdtempSync(join(tmpdir(), "patchsafe-bench-fleet-"));
+  try {
+    const tg = performance.now();
+    for (let h = 0; h < HOSTS; h++) {
+      const cap = parseProcText(dumpText(PER, 1000 + h), `host-${h}`);
+      cap.host = { ...source.host, hostname: `host-${String(h).padStart(4, "0")}` };
+      cap.complete = true;
+      writeFileSync(join(dir, `host-${String(h).padStart(4, "0")}.psnap`), encodeSnapshot(cap, symbols), { mode: 0o600 });
+    }
+    const genMs = performance.now() - tg;
+    const perJobs = {};
+    const args = [dir, ...FUNCS.flatMap((f) => ["--func", f])];
+    for (const jobs of [1, 2]) {
+      const walls = [];
+      const loads = [];
+      for (let r = 0; r < runs; r++) {
+        const o = { out: [], err: [] };
+        const load = loadavg()[0];
+        const [w, status] = time(() => runFleet([...args, "--jobs", String(jobs)], o, { progress: null }));
+        if (r === 0) perJobs[`firstOutput${jobs}`] = o.out.join("").split("\n")[0];
+        walls.push(w);
+        loads.push(load);
+        console.log(`fleet --jobs ${jobs} run ${r + 1}: ${(w / 1000).toFixed(2)} s (exit ${status}, load average before ${load.toFixed(2)})`);
+        // runFleet is synchronous: let the finished run's workers terminate before the next one.
+        await sleep(200);
+      }
+      perJobs[jobs] = { wallMs: walls, medianMs: median(walls), loadAverageBefore: loads };
+    }
+    results.figures.fleet = {
+      hosts: HOSTS,
+      tasksPerHost: PER,
+      snapshotBytesEach: readFileSync(join(dir, "host-0000.psnap")).length,
+      generateMs: genMs,
+      runs,
+      jobs1: perJobs[1],
+      jobs2: perJobs[2],
+      speedup: perJobs[1].medianMs / perJobs[2].medianMs,
+      summaryLine: perJobs.firstOutput1,
+      target: "--jobs 2 ≥ 1.7× faster than --jobs 1 (median of 5), workers reading their own files",
+      met: perJobs[1].medianMs / perJobs[2].medianMs >= 1.7,
+    };
+    console.log("fleet", results.figures.fleet);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const outJson = here("snapshot-results.json");
+let previous = {};
+try {
+  previous = JSON.parse(readFileSync(outJson, "utf8"));
+} catch {}
+// Parts run separately (--only) keep the other parts' last figures.
+const merged = { ...results, figures: { ...(previous.figures ?? {}), ...results.figures } };
+writeFileSync(outJson, `${JSON.stringify(merged, null, 2)}\n`);
+
+const f = merged.figures;
+const m = merged.machine;
+const mb = (n) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+const md = [
+  "# Snapshot benchmark results (issue 5)",
+  "",
+  `${merged.date} · Node ${m.node} (V8 ${m.v8}) · ${m.cpu} × ${m.cores} · ${m.memGiB} GiB · patchsafe ${m.patchsafe} (${m.commit ?? "?"})${quick ? " · quick run" : ""} · load average at start ${(m.loadAverageAtStart ?? []).map((x) => x.toFixed(2)).join(" ")} (a shared machine: other jobs ran alongside)`,
+  "",
+  "Workload: `generateProcDumpTo` resampling the committed capture of the dev host (test/fixtures/host/capture.json, grep -H shape), this host's kallsyms (122,168 symbols), patch `--func worker_thread --func do_epoll_wait`.",
+  "",
+];
+if (f.size) {
+  md.push(
+    "## Size (psnap vs text)",
+    "",
+    "| tasks | frames | grep -H text | .psnap (with symbols) | of which symbols | ratio | target ≤ 10% |",
+    "|---:|---:|---:|---:|---:|---:|:---:|",
+    `| ${f.size.tasks} | ${f.size.frames} | ${mb(f.size.textBytes)} | ${mb(f.size.psnapBytes)} | ${mb(f.size.symbolsInPsnapBytes)} | ${(f.size.ratio * 100).toFixed(1)}% | ${f.size.met ? "met" : "not met"} |`,
+    "",
+  );
+}
+if (f.check) {
+  const b = f.check.breakdownMedianMs;
+  md.push(
+    "## In-process check time (after start-up, median of " + f.check.runs + ")",
+    "",
+    "| path | total ms | parts (ms) |",
+    "|---|---:|---|",
+    `| text: parse dump + parse kallsyms + check | ${f.check.fromTextMs.toFixed(0)} | parse ${b.parseText.toFixed(0)}, kallsyms ${b.parseKallsyms.toFixed(0)}, check ${b.checkAfterText.toFixed(0)} |`,
+    `| snapshot: decode + check | ${f.check.fromSnapshotMs.toFixed(0)} | decode ${b.decode.toFixed(0)}, check ${b.checkAfterSnapshot.toFixed(0)} |`,
+    "",
+    `Speed-up ${f.check.speedup.toFixed(2)}× (target ≥ 5×: ${f.check.met ? "met" : "not met"}); same verdict both ways: ${f.check.sameVerdict}.`,
+    "",
+  );
+}
+if (f.fleet) {
+  md.push(
+    `## Fleet: ${f.fleet.hosts} snapshots × ${f.fleet.tasksPerHost} tasks (each ${mb(f.fleet.snapshotBytesEach)} with its symbol table), median of ${f.fleet.runs}`,
+    "",
+    "| --jobs | median s | runs (s) |",
+    "|---:|---:|---|",
+    `| 1 | ${(f.fleet.jobs1.medianMs / 1000).toFixed(2)} | ${f.fleet.jobs1.wallMs.map((x) => (x / 1000).toFixed(2)).join(", ")} (load average before each: ${(f.fleet.jobs1.loadAverageBefore ?? []).map((x) => x.toFixed(1)).join(", ")}) |`,
+    `| 2 | ${(f.fleet.jobs2.medianMs / 1000).toFixed(2)} | ${f.fleet.jobs2.wallMs.map((x) => (x / 1000).toFixed(2)).join(", ")} (load average before each: ${(f.fleet.jobs2.loadAverageBefore ?? []).map((x) => x.toFixed(1)).join(", ")}) |`,
+    "",
+    `Speed-up ${f.fleet.speedup.toFixed(2)}× (target ≥ 1.7×: ${f.fleet.met ? "met" : "not met"}). Summary line: \`${f.fleet.summaryLine}\``,
+    "",
+  );
+}
+md.push("Regenerate: `npm run build && node bench/snapshot.js` (parts: `--only size,check,fleet`; `--quick` for a smaller run).", "");
+writeFileSync(here("SNAPSHOT-RESULTS.md"), md.join("\n"));
+console.log("wrote bench/snapshot-results.json and bench/SNAPSHOT-RESULTS.md");
