@@ -2,7 +2,8 @@
  * The pipeline without I/O: capture + symbol table + patch → resolve → ranges → scan → decide.
  * The CLI and the library API both call this; nothing here touches files or the process.
  */
-import { decideLivepatch, type DecideOptions } from "./decide/livepatch.js";
+import { decideLivepatch, type DecideOptions, type Rule } from "./decide/livepatch.js";
+import type { RuleMatch } from "./decide/verdict.js";
 import type { Verdict } from "./decide/verdict.js";
 import { predictQuiesce, withKpatchTasks } from "./decide/models.js";
 import type { AppliedPatch, Capture } from "./model.js";
@@ -23,6 +24,8 @@ export interface CheckRequest {
   applied?: AppliedPatch[];
   /** available_filter_functions of the host, when readable: a patched name not in it cannot be hooked. */
   traceable?: Set<string> | null;
+  /** The rule table (default LIVEPATCH_RULES); tests drop one rule at a time to prove they matter. */
+  rules?: Rule[];
 }
 
 export interface CheckResult {
@@ -37,6 +40,9 @@ export interface CheckResult {
   /** quiesce only: the kpatch-model verdict over the stacks as captured (same task indices). */
   baseline?: Verdict;
 }
+
+/** Outcomes that doubt the captured stack itself (not the running state or the capture as a whole). */
+const STACK_DOUBTS = new Set(["unreliable", "truncated", "unreadable", "unparsed-line", "possibly-live", "cold", "unresolved", "ambiguous", "hidden"]);
 
 export const DEFAULT_OPTIONS: DecideOptions = { model: "livepatch", direction: "apply", partialOk: false, strict: false };
 
@@ -65,6 +71,14 @@ export function check(req: CheckRequest): CheckResult {
   const applied = req.applied ?? req.capture.livepatches ?? [];
   let capture = req.capture;
   let notes: Map<number, string> | undefined;
+  // quiesce predicts stacks from the captured ones: a doubt about a captured stack (unresolved,
+  // unreliable, …) carries over to the prediction instead of being unwound away.
+  let baseline: Verdict | undefined;
+  let doubts: Map<number, RuleMatch> | undefined;
+  if (options.model === "quiesce") {
+    baseline = check({ ...req, options: { ...options, model: "kpatch" } }).verdict;
+    doubts = new Map(baseline.outcomes.filter((o) => o.status === "undecided" && STACK_DOUBTS.has(o.matches[0].code)).map((o) => [o.task, o.matches[0]]));
+  }
   // kpatch and quiesce check one global instant: what their check sees is a different task list.
   if (options.model === "quiesce") {
     const q = predictQuiesce(capture, req.symbols);
@@ -78,11 +92,7 @@ export function check(req: CheckRequest): CheckResult {
   const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
   const hits = req.scanner.scan(scanInputFor(capture, resolved, ranges));
   const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
-  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, traceable: req.traceable ?? null }, options);
-  const result: CheckResult = { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new Map() };
-  if (options.model === "quiesce") {
-    // What quiescing buys: the same global check over the stacks as captured.
-    result.baseline = check({ ...req, options: { ...options, model: "kpatch" } }).verdict;
-  }
-  return result;
+  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, traceable: req.traceable ?? null, doubts }, options, req.rules);
+  // For quiesce, `baseline` is what quiescing buys: the same global check over the stacks as captured.
+  return { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new Map(), baseline };
 }

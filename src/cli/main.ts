@@ -175,9 +175,8 @@ function runCheck(args: string[], o: Output): number {
   } else {
     // Each file, and each dump section of a dmesg, is one capture (SPEC §6).
     const all = positionals.flatMap((f) => {
-      const { captures, detected } = readCaptureFiles(f, format as FormatName);
-      if (format === "auto" && !values.json) o.err.push(`patchsafe: ${f}: read as ${[...new Set(detected)].join(", ")}${captures.length > 1 ? ` (${captures.length} sections)` : ""}\n`);
-      return captures;
+      // What was detected shows in the report (its header and input.format), per capture.
+      return readCaptureFiles(f, format as FormatName).captures;
     });
     if (all.length > 1) series = all;
     capture = all[all.length - 1];

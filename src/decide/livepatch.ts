@@ -47,6 +47,8 @@ export interface DecideInput {
   inTransition?: boolean;
   /** available_filter_functions, when known. */
   traceable?: Set<string> | null;
+  /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */
+  doubts?: Map<number, RuleMatch>;
 }
 
 /** Everything a rule may look at for one task. */
@@ -156,6 +158,13 @@ export const LIVEPATCH_RULES: Rule[] = [
         out.push(m("unreliable", `the trace ends in ${bottom ?? "an unknown frame"}, not at a known bottom (user entry, ret_from_fork, idle start): the unwind may have stopped early`, last));
       }
       return out;
+    },
+  },
+  {
+    code: "captured-stack-doubt",
+    test: ({ index, input, opts }) => {
+      const d = opts.model === "quiesce" ? input.doubts?.get(index) : undefined;
+      return d === undefined ? [] : [m(d.code, `as captured: ${d.message} (quiescing is predicted from that stack)`, null, d.func)];
     },
   },
   {
