@@ -188,6 +188,17 @@ export class LineSplitter {
     if (pos < n) this.appendCarry(chunk, pos, n);
   }
 
+  /** A complete line (no newline in it): as push(line + "\n"), without copying it. */
+  pushLine(buf: Uint8Array, start: number, end: number): void {
+    if (this.carryLen > 0) {
+      this.appendCarry(buf, start, end);
+      this.emit(this.carry, 0, this.carryLen);
+      this.carryLen = 0;
+      return;
+    }
+    this.emit(buf, start, end);
+  }
+
   end(): void {
     if (this.carryLen > 0) {
       this.emit(this.carry, 0, this.carryLen);
@@ -210,5 +221,88 @@ export class LineSplitter {
     }
     this.carry.set(src.subarray(start, end), this.carryLen);
     this.carryLen = need;
+  }
+}
+
+/**
+ * Byte-string -> int map for hot-path memoisation (no string per lookup): keys are copied into
+ * one arena, looked up by FNV-1a hash with linear probing. Stops growing at `maxEntries` (a
+ * lookup then simply misses), so adversarial inputs cost bounded memory.
+ */
+export class ByteMap {
+  private table: Int32Array;
+  private mask: number;
+  private arena = new Uint8Array(1 << 14);
+  private arenaLen = 0;
+  private keyStart = new Int32Array(256);
+  private keyLen = new Int32Array(256);
+  private vals = new Int32Array(256);
+  private hashes = new Int32Array(256);
+  size = 0;
+
+  constructor(private readonly maxEntries = 1 << 20) {
+    this.table = new Int32Array(1024).fill(-1);
+    this.mask = 1023;
+  }
+
+  /** The value stored for buf[start, end), or -1. */
+  get(buf: Uint8Array, start: number, end: number): number {
+    let h = 0x811c9dc5;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+    const len = end - start;
+    const arena = this.arena;
+    for (let slot = h & this.mask; ; slot = (slot + 1) & this.mask) {
+      const e = this.table[slot];
+      if (e < 0) return -1;
+      if (this.hashes[e] !== h || this.keyLen[e] !== len) continue;
+      const k = this.keyStart[e];
+      let i = 0;
+      while (i < len && arena[k + i] === buf[start + i]) i++;
+      if (i === len) return this.vals[e];
+    }
+  }
+
+  /** Stores `value` for buf[start, end), which must not be present yet. */
+  set(buf: Uint8Array, start: number, end: number, value: number): void {
+    if (this.size >= this.maxEntries) return;
+    let h = 0x811c9dc5;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i], 0x01000193);
+    const len = end - start;
+    if (this.arenaLen + len > this.arena.length) {
+      const a = new Uint8Array(Math.max(this.arena.length * 2, this.arenaLen + len));
+      a.set(this.arena.subarray(0, this.arenaLen));
+      this.arena = a;
+    }
+    const e = this.size++;
+    if (e === this.vals.length) {
+      const grow = (x: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+        const y = new Int32Array(x.length * 2);
+        y.set(x);
+        return y;
+      };
+      this.keyStart = grow(this.keyStart);
+      this.keyLen = grow(this.keyLen);
+      this.vals = grow(this.vals);
+      this.hashes = grow(this.hashes);
+    }
+    this.arena.set(buf.subarray(start, end), this.arenaLen);
+    this.keyStart[e] = this.arenaLen;
+    this.keyLen[e] = len;
+    this.vals[e] = value;
+    this.hashes[e] = h;
+    this.arenaLen += len;
+    this.insert(e, h);
+    if (this.size * 2 > this.mask) {
+      const size = (this.mask + 1) * 2;
+      this.table = new Int32Array(size).fill(-1);
+      this.mask = size - 1;
+      for (let k = 0; k < this.size; k++) this.insert(k, this.hashes[k]);
+    }
+  }
+
+  private insert(e: number, h: number): void {
+    let slot = h & this.mask;
+    while (this.table[slot] >= 0) slot = (slot + 1) & this.mask;
+    this.table[slot] = e;
   }
 }

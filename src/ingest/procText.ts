@@ -12,7 +12,7 @@
  * procTextReference.ts is the slow string parser it is tested against.
  */
 import { type Capture, FrameFlag } from "../model.js";
-import { CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
+import { ByteMap, CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
 import { LineSplitter } from "./bytes.js";
 
@@ -62,6 +62,12 @@ export class ProcTextParser {
   private ignoredOutside = 0;
   private firstIgnored = 0;
   private sawRealAddresses = false;
+  /**
+   * Frame tokens seen before -> the frame row they produced. Real dumps repeat a few hundred
+   * distinct frame lines across thousands of tasks: a repeat is a hash and a copy of the row
+   * instead of a parse (same bytes, same row: only the line number differs).
+   */
+  private readonly seen = new ByteMap();
 
   constructor(private readonly name: string) {
     this.splitter = new LineSplitter((buf, s, e, line) => this.line(buf, s, e, line));
@@ -69,6 +75,15 @@ export class ProcTextParser {
 
   push(chunk: Uint8Array): void {
     this.splitter.push(chunk);
+  }
+
+  /**
+   * One complete line buf[start, end) without its newline: the same as push() of the line plus
+   * "\n" (after any partial line pushed before), without the copy. For wrappers that already
+   * split lines.
+   */
+  pushLine(buf: Uint8Array, start: number, end: number): void {
+    this.splitter.pushLine(buf, start, end);
   }
 
   finish(): Capture {
@@ -108,8 +123,26 @@ export class ProcTextParser {
   private frame(buf: Uint8Array, s: number, e: number, line: number): void {
     if (this.b.current === null) this.startTask(null, null, line);
     const t = this.b.current!;
-    const before = this.b.frames.length;
-    const kind = this.b.addProcFrameLine(buf, s, e, line);
+    const f = this.b.frames;
+    const before = f.length;
+    let kind: TokenKind;
+    const row = this.seen.get(buf, s, e);
+    if (row >= 0) {
+      const i = f.push();
+      f.symbol[i] = f.symbol[row];
+      f.object[i] = f.object[row];
+      f.buildId[i] = f.buildId[row];
+      f.offset[i] = f.offset[row];
+      f.size[i] = f.size[row];
+      f.addrLo[i] = f.addrLo[row];
+      f.addrHi[i] = f.addrHi[row];
+      f.flags[i] = f.flags[row];
+      f.line[i] = line;
+      kind = TokenKind.Frame;
+    } else {
+      kind = this.b.addProcFrameLine(buf, s, e, line);
+      if (kind === TokenKind.Frame && f.length === before + 1) this.seen.set(buf, s, e, before);
+    }
     if (kind === TokenKind.EndMarker) t.endMarker = true;
     else if (kind === TokenKind.Bad) this.b.addUnparsed(line);
     else if (t.endMarker) {
