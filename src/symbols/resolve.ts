@@ -63,16 +63,20 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   const synthetic = new Map<string, SyntheticBlock[]>();
   const warnings: string[] = [];
   const useTable = table !== null && table.hasAddresses;
-  // Cache per distinct (name id, object id, printed size, has size) -> symbol row or -status.
-  const cache = new Map<string, number>();
+  // Cache per distinct (name id, object id, printed size or -1) -> symbol row or -status: a
+  // chain per name id in typed arrays (no key string per frame; a 1M-task dump has ~6M frames
+  // and a few hundred distinct ones).
+  const nameCount = cap.strings.values.length;
+  const head = new Int32Array(nameCount + 1).fill(-1); // slot nameCount: frames without a name id
+  let eObj = new Int32Array(64);
+  let eSize = new Float64Array(64);
+  let eRow = new Int32Array(64);
+  let eNext = new Int32Array(64);
+  const eBlock: (SyntheticBlock | null)[] = [];
+  let entries = 0;
   let nextBase = SYNTHETIC_BASE;
   let addressMismatch = 0;
   let firstMismatchLine = 0;
-
-  const objectRows = new Map<string, Set<number>>();
-  if (useTable) {
-    table.objects.forEach((_o, idx) => objectRows.set(table.objects[idx], new Set()));
-  }
 
   const spans = useTable ? objectSpans(table) : [];
   const inKnownObject = (a: bigint): boolean => spans.some(([lo, hi]) => a >= lo && a < hi);
@@ -112,11 +116,20 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
     }
     const hasSize = (flags & FrameFlag.HAS_SIZE) !== 0;
     const size = hasSize ? f.size[i] : 0;
-    const cacheKey = `${f.symbol[i]}:${f.object[i]}:${hasSize ? size : "-"}`;
-    let row = cache.get(cacheKey);
-    if (row === undefined) {
-      const name = cap.strings.get(f.symbol[i]);
-      const object = cap.strings.get(f.object[i]);
+    const sym = f.symbol[i];
+    const obj = f.object[i];
+    const sizeKey = hasSize ? size : -1;
+    const slot = sym >= 0 && sym < nameCount ? sym : nameCount;
+    let e = head[slot];
+    while (e >= 0 && (eObj[e] !== obj || eSize[e] !== sizeKey)) e = eNext[e];
+    let row: number;
+    let block: SyntheticBlock | null = null;
+    if (e >= 0) {
+      row = eRow[e];
+      block = eBlock[e];
+    } else {
+      const name = cap.strings.get(sym);
+      const object = cap.strings.get(obj);
       if (useTable) {
         const candidates = (table.byName.get(name) ?? []).filter((r) => table.objects[table.object[r]] === object);
         if (candidates.length === 0) row = -FrameStatus.UNRESOLVED;
@@ -133,11 +146,33 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
         const k = `${object}\u0000${name}`;
         let blocks = synthetic.get(k);
         if (blocks === undefined) synthetic.set(k, (blocks = []));
-        blocks.push({ object, name, size: hasSize ? size : 1, base: nextBase });
+        block = { object, name, size: hasSize ? size : 1, base: nextBase };
+        blocks.push(block);
         row = -(1000 + blocks.length - 1);
         nextBase += span + SYNTHETIC_GAP;
       }
-      cache.set(cacheKey, row);
+      {
+        if (entries === eRow.length) {
+          const m = entries * 2;
+          const i32 = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+            const b = new Int32Array(m);
+            b.set(a);
+            return b;
+          };
+          eObj = i32(eObj);
+          eRow = i32(eRow);
+          eNext = i32(eNext);
+          const s2 = new Float64Array(m);
+          s2.set(eSize);
+          eSize = s2;
+        }
+        eObj[entries] = obj;
+        eSize[entries] = sizeKey;
+        eRow[entries] = row;
+        eNext[entries] = head[slot];
+        eBlock[entries] = block;
+        head[slot] = entries++;
+      }
     }
     if (row >= 0) {
       const t = table!;
@@ -148,8 +183,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
       status[i] = FrameStatus.RESOLVED;
       symbol[i] = row;
     } else if (row <= -1000) {
-      const blocks = synthetic.get(`${cap.strings.get(f.object[i])}\u0000${cap.strings.get(f.symbol[i])}`)!;
-      const blk = blocks[-row - 1000];
+      const blk = block ?? synthetic.get(`${cap.strings.get(f.object[i])}\u0000${cap.strings.get(f.symbol[i])}`)![-row - 1000];
       // Offsets past the printed size (malformed) are clamped onto the byte after the block.
       const off = BigInt(hasSize ? Math.min(f.offset[i], size) : 0);
       const key = blk.base + off;
