@@ -8,17 +8,17 @@
  * UPDATE_SCREENSHOT=1 also rewrites docs/web-checker.png (the README's picture).
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { gunzipSync } from "node:zlib";
-import { readFileSync } from "node:fs";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHtmlReport } from "../src/report/html.js";
 import { toJsonReport } from "../src/report/json.js";
-import { fixturePath, hostCapture, runCheck } from "./helpers.js";
+import { encodeSnapshot } from "../src/snapshot/psnap.js";
+import { fixturePath, hostCapture, hostTable, runCheck } from "./helpers.js";
 import { HOSTILE, hostileCaptureJson, hostileResult } from "./html-fixtures.js";
 // Brings the checker's DOM code into `npm run typecheck` (no test imports it otherwise).
 import type {} from "../web/checker.js";
@@ -103,6 +103,7 @@ describe.skipIf(!haveChromium)("in Chromium", () => {
     // The table's search works in the checker too.
     await w.page.fill("input[data-ps-filter=ps-tasks]", "smpboot-nothing");
     expect(await w.page.textContent("[data-ps-shown=ps-tasks]")).toBe("0");
+    expect(await w.page.getAttribute("#save", "href")).toMatch(/^blob:/);
     // The picture for the README: three functions, the top of the page.
     await w.page.fill("#funcs", "worker_thread smpboot_thread_fn do_epoll_wait");
     await w.page.click("#run");
@@ -119,6 +120,19 @@ describe.skipIf(!haveChromium)("in Chromium", () => {
       copyFileSync(shot, join(ROOT, "docs/web-checker.png"));
     }
     expect(w.requests).toEqual([]);
+    expect(w.errors).toEqual([]);
+    await w.page.close();
+  });
+
+  it("the checker page: a .psnap snapshot carries its own symbol table (msgpackr's browser build)", async () => {
+    const cap = hostCapture("proc-grep.txt");
+    const want = toJsonReport(runCheck(cap, ["worker_thread"]));
+    const file = join(dir, "host.psnap");
+    writeFileSync(file, encodeSnapshot(cap, hostTable()));
+    const w = await watched();
+    await checkIn(w.page, file, null, "worker_thread");
+    expect(await w.page.getAttribute("#ps-verdict", "data-verdict"), (await w.page.textContent("#status")) ?? "").toBe("blocked");
+    expect(Number(await w.page.textContent("#ps-count-blocked"))).toBe(want.counts.blocked);
     expect(w.errors).toEqual([]);
     await w.page.close();
   });
