@@ -119,6 +119,16 @@ describe.skipIf(!haveChromium)("in Chromium", () => {
       mkdirSync(join(ROOT, "docs"), { recursive: true });
       copyFileSync(shot, join(ROOT, "docs/web-checker.png"));
     }
+    // Icicle zoom: clicking a frame makes it span the width; the top bar zooms back out.
+    const ice = w.page.locator("#ps-icicle");
+    const smp = ice.locator('g.fr[data-name="smpboot_thread_fn"]');
+    const width = async () => Number(await smp.locator("rect").getAttribute("width"));
+    const before = await width();
+    await smp.click();
+    expect(await width()).toBeCloseTo(1199.5, 1);
+    expect(await ice.locator('g.fr[data-name="do_epoll_wait"]').getAttribute("display")).toBe("none");
+    await ice.locator('g.fr[data-d="0"]').click();
+    expect(await width()).toBeCloseTo(before, 1);
     expect(w.requests).toEqual([]);
     expect(w.errors).toEqual([]);
     await w.page.close();

@@ -100,9 +100,9 @@ describe("sections", () => {
     expect(page.match(/<g class="bar" data-blocking="\d+">/g)).toHaveLength(j.functions.length);
     expect(page).toContain(`data-blocking="${j.functions.find((f) => f.name === "worker_thread")!.blocking}"`);
     expect(page).toContain(`id="ps-icicle"`);
-    expect(page).toMatch(/<g class="fr patched" data-name="worker_thread">/);
-    expect(page).toMatch(/<g class="fr patched" data-name="do_epoll_wait">/);
-    expect(page).toMatch(/<g class="fr" data-name="kthread">/);
+    expect(page).toMatch(/<g class="fr patched" data-name="worker_thread" /);
+    expect(page).toMatch(/<g class="fr patched" data-name="do_epoll_wait" /);
+    expect(page).toMatch(/<g class="fr" data-name="kthread" /);
     expect(page).toContain(`<table id="ps-tasks" data-ps-table>`);
     expect(page.match(/<tr class="s-blocked">/g)).toHaveLength(j.blockers.length);
     expect(page.match(/<tr class="s-undecided">/g)).toHaveLength(j.undecided.length);

@@ -124,6 +124,7 @@ export const REPORT_CSS = `
 .ps-report .meta{color:#444;margin:4px 0}
 .ps-report .scroll{overflow-x:auto;border:1px solid #e3e3e3;border-radius:6px;padding:6px;background:#fcfcfc}
 .ps-report svg text{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
+.ps-report g.fr{cursor:pointer}
 .ps-report .legend span{display:inline-block;margin-right:14px}
 .ps-report .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px;border:1px solid #888}
 .ps-report table{border-collapse:collapse;width:100%;font-size:13px}
@@ -198,6 +199,44 @@ export function enhanceReport(root: ParentNode): void {
     });
     update();
   });
+  // Icicle zoom: a clicked frame spans the width, its ancestors stay full width, the rest hide.
+  const ice = root.querySelector<SVGSVGElement>("svg#ps-icicle");
+  if (ice) {
+    const W = Number(ice.getAttribute("width"));
+    const frames = Array.prototype.slice.call(ice.querySelectorAll("g.fr")) as SVGGElement[];
+    const num = (g: Element, k: string): number => Number(g.getAttribute(`data-${k}`));
+    const zoom = (a0: number, n0: number, d0: number): void => {
+      frames.forEach((g) => {
+        const a = num(g, "a");
+        const n = num(g, "n");
+        const d = num(g, "d");
+        const inside = d >= d0 && a >= a0 && a + n <= a0 + n0;
+        const ancestor = d < d0 && a <= a0 && a + n >= a0 + n0;
+        if (!inside && !ancestor) {
+          g.setAttribute("display", "none");
+          return;
+        }
+        g.removeAttribute("display");
+        const x = ancestor ? 0 : ((a - a0) / n0) * W;
+        const w = ancestor ? W : (n / n0) * W;
+        const rect = g.querySelector("rect");
+        const label = g.querySelector("text");
+        if (rect) {
+          rect.setAttribute("x", x.toFixed(2));
+          rect.setAttribute("width", Math.max(0.5, w - 0.5).toFixed(2));
+        }
+        if (label) {
+          const full = g.getAttribute("data-label") || "";
+          const chars = Math.floor((w - 6) / 7.2);
+          label.setAttribute("x", (x + 3).toFixed(2));
+          label.textContent = chars < 3 ? "" : full.length <= chars ? full : `${full.slice(0, chars - 1)}…`;
+        }
+      });
+    };
+    frames.forEach((g) => {
+      g.addEventListener("click", () => zoom(num(g, "a"), num(g, "n"), num(g, "d")));
+    });
+  }
 }
 
 /** The inline script of the page and the CSP that admits exactly it. */
@@ -423,9 +462,11 @@ function icicleSection(r: JsonReport, stacks: StackSample[] | null): string {
   const rects: string[] = [];
   let depthMax = 0;
   let dropped = 0;
-  const walk = (node: IcicleNode, x: number, depth: number): void => {
+  // Position in task units (a = first task, n = tasks): zooming rescales them exactly.
+  const walk = (node: IcicleNode, a: number, depth: number): void => {
+    const x = (a / root.count) * W;
     const w = (node.count / root.count) * W;
-    if (w < 0.5 || rects.length >= HTML_LIMITS.icicleNodes) {
+    if (w < 0.1 || rects.length >= HTML_LIMITS.icicleNodes) {
       dropped++;
       return;
     }
@@ -436,17 +477,17 @@ function icicleSection(r: JsonReport, stacks: StackSample[] | null): string {
     const chars = Math.floor((w - 6) / 7.2);
     const tip = `${label}: ${node.count} task(s)${node.patched ? " — inside a patched function" : ""}${node.tasks.length > 0 ? ` (${node.tasks.join(", ")}${node.count > node.tasks.length ? ", …" : ""})` : ""}`;
     rects.push(
-      `<g class="${node.patched ? "fr patched" : "fr"}" data-name="${text(node.name)}"><title>${text(tip)}</title><rect x="${x.toFixed(2)}" y="${y}" width="${Math.max(0.5, w - 0.5).toFixed(2)}" height="${rowH - 1}" fill="${fill}"${node.patched ? ` stroke="#000" stroke-width="1.5"` : ""}/>${chars >= 3 ? `<text x="${(x + 3).toFixed(2)}" y="${y + 13}" fill="${node.patched ? "#fff" : "#111"}">${text(clip(label, chars))}</text>` : ""}</g>`,
+      `<g class="${node.patched ? "fr patched" : "fr"}" data-name="${text(node.name)}" data-label="${text(label)}" data-a="${a}" data-n="${node.count}" data-d="${depth}"><title>${text(tip)}</title><rect x="${x.toFixed(2)}" y="${y}" width="${Math.max(0.5, w - 0.5).toFixed(2)}" height="${rowH - 1}" fill="${fill}"${node.patched ? ` stroke="#000" stroke-width="1.5"` : ""}/><text x="${(x + 3).toFixed(2)}" y="${y + 13}" fill="${node.patched ? "#fff" : "#111"}">${chars >= 3 ? text(clip(label, chars)) : ""}</text></g>`,
     );
-    let cx = x;
-    for (const c of [...node.children.values()].sort((a, b) => b.count - a.count || a.name.localeCompare(b.name))) {
-      walk(c, cx, depth + 1);
-      cx += (c.count / root.count) * W;
+    let ca = a;
+    for (const c of [...node.children.values()].sort((p, q) => q.count - p.count || p.name.localeCompare(q.name))) {
+      walk(c, ca, depth + 1);
+      ca += c.count;
     }
   };
   walk(root, 0, 0);
-  return `${head}<p class="meta">${stacks.length} blocked task(s), outermost frame on top, width by task count; <span style="background:#c0392b;color:#fff;padding:0 4px">dark red</span> frames are inside a patched function. Hover a frame for its tasks.</p>
-<div class="scroll"><svg id="ps-icicle" role="img" aria-label="blocking stacks merged" width="${W}" height="${(depthMax + 1) * rowH + 2}">${rects.join("")}</svg></div>${dropped > 0 ? `<p class="muted">${dropped} frame group(s) too narrow to draw.</p>` : ""}</section>`;
+  return `${head}<p class="meta">${stacks.length} blocked task(s), outermost frame on top, width by task count; <span style="background:#c0392b;color:#fff;padding:0 4px">dark red</span> frames are inside a patched function. Hover a frame for its tasks; click one to zoom in, the top bar to zoom out.</p>
+<div class="scroll"><svg id="ps-icicle" role="img" aria-label="blocking stacks merged" width="${W}" height="${(depthMax + 1) * rowH + 2}" data-total="${root.count}">${rects.join("")}</svg></div>${dropped > 0 ? `<p class="muted">${dropped} frame group(s) too narrow to draw.</p>` : ""}</section>`;
 }
 
 function tableSection(r: JsonReport): string {
