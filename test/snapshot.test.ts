@@ -65,6 +65,14 @@ describe("round trips", () => {
     expect(captureModel(d3.capture)).toEqual(captureModel(withPatches));
     expect(symbolsModel(d3.symbols!)).toEqual(symbolsModel(table));
     expect(d3.header).toEqual(d1.header);
+    // Distinct-stack ids: the same partition of tasks from the binary and the JSON form.
+    const partition = (ids: Int32Array): string => {
+      const first = new Map<number, number>();
+      return Array.from(ids, (id, i) => (first.has(id) ? first.get(id)! : (first.set(id, i), i))).join(",");
+    };
+    expect(d1.taskStack.length).toBe(cap.tasks.length);
+    expect(partition(d2.taskStack)).toBe(partition(d1.taskStack));
+    expect(new Set(d1.taskStack).size).toBeLessThan(cap.tasks.length);
   });
 
   test("text-derived capture keeps source lines; odd frames survive JSON", () => {

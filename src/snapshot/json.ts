@@ -351,7 +351,26 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
       }
     } else symbols.coverage = coverage as SymbolTable["coverage"];
   }
-  return { header, capture, symbols, sectionRows };
+  return { header, capture, symbols, sectionRows, taskStack: stackIds(capture) };
 }
 
 type HostUnwinder = ReturnType<typeof emptyHostFacts>["config"]["unwinder"];
+
+/** Distinct-stack id per task (see DecodedSnapshot.taskStack), computed from the frames. */
+function stackIds(cap: Capture): Int32Array {
+  const f = cap.frames;
+  const ids = new Map<string, number>();
+  const out = new Int32Array(cap.tasks.length);
+  cap.tasks.forEach((t, i) => {
+    const parts: string[] = [];
+    for (let k = t.frameStart; k < t.frameStart + t.frameCount; k++) {
+      const addr = f.flags[k] & FrameFlag.HAS_ADDRESS ? `${f.addrLo[k]}:${f.addrHi[k]}` : "";
+      parts.push(`${cap.strings.get(f.symbol[k]) ?? ""}|${f.object[k] < 0 ? "" : cap.strings.get(f.object[k])}|${f.buildId[k] < 0 ? "" : cap.strings.get(f.buildId[k])}|${f.offset[k]}|${f.size[k]}|${f.flags[k]}|${addr}`);
+    }
+    const key = parts.join("\n");
+    let id = ids.get(key);
+    if (id === undefined) ids.set(key, (id = ids.size));
+    out[i] = id;
+  });
+  return out;
+}

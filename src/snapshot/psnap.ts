@@ -638,6 +638,12 @@ export interface DecodedSnapshot {
   symbols: SymbolTable | null;
   /** For a table without addresses (redacted): rows inside each section; null otherwise. */
   sectionRows: SectionRows | null;
+  /**
+   * Distinct-stack id per task: tasks with equal ids have identical frame rows (symbol, object,
+   * offset, size, flags, address), so per-stack work (resolve, rule matching on frames) can be
+   * done once per id. Ids are dense, 0..max.
+   */
+  taskStack: Int32Array;
 }
 
 function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable; sectionRows: SectionRows | null } {
@@ -927,7 +933,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
     livepatches,
     modules,
   };
-  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows };
+  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: Int32Array.from(cols.stack) };
 }
 
 export type { SymbolSource };
