@@ -21,6 +21,7 @@ export { type Capture, FrameColumns, FrameFlag, type HostFacts, type Task } from
 export { buildRanges, type RangeTable } from "./patch/ranges.js";
 export { emptyPatch, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "./patch/spec.js";
 export { escapeComm } from "./report/escape.js";
+export { blockingStacks, enhanceReport, renderHtmlPage, renderReportBody, REPORT_CSS, toHtmlReport, type HtmlReportOptions, type StackFrameSample, type StackSample } from "./report/html.js";
 export { buildInventory, inventoryText } from "./report/inventory.js";
 export { toJsonReport, type JsonReport } from "./report/json.js";
 export { toTextReport } from "./report/text.js";
