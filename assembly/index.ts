@@ -29,6 +29,8 @@
 //   | TOP      rangeCap/64 x u64  TOP[b] = S_START[64 b]: a cache-resident first search level
 //   | TREE     2P x u64            max-tree over S_LAST, P = next power of two >= rangeCap
 //   | STACK    64 x u32            DFS stack of treeQuery()
+//   | C_KEY    4096 x u64          memo of recent keys (0 = empty slot)        \  cleared by
+//   | C_POS    4096 x u32          their search result j, or NO_HIT            /  setRanges()
 //   v
 //
 //   TREE (implicit binary heap layout, node 1 = root, children 2v and 2v+1):
@@ -53,6 +55,9 @@
 //      instead of O(positions between the first hit and j).
 //   4. sort the key's hits by caller range index (the walk emits them by descending position,
 //      the tree by ascending position; neither is caller order).
+//   0. before all that, a direct-mapped memo: real stacks repeat a few hundred return addresses
+//      across millions of frames, so a key seen before reuses its search result j (or skips
+//      everything when it had no hit). Uniform keys miss it and pay one probe.
 
 const ABI_VERSION: u32 = 1;
 
@@ -69,6 +74,14 @@ let tmpIdxPtr: usize = 0;
 let treePtr: usize = 0;
 let stackPtr: usize = 0;
 let topPtr: usize = 0;
+let cKeyPtr: usize = 0;
+let cPosPtr: usize = 0;
+
+/** log2 of the memo's slots. */
+const MEMO_LOG: u32 = 12;
+const MEMO_SLOTS: usize = 1 << MEMO_LOG;
+/** C_POS value of a key that lies in no range. */
+const NO_HIT: u32 = 0xFFFF_FFFF;
 
 let keyCap: u32 = 0;
 let hitCap: u32 = 0;
@@ -105,7 +118,7 @@ const BYTES_PER_RANGE: u64 = 8 * 5 + 4 * 2;
 function arenaBytes(keyCap: u32, hitCap: u32, rangeCap: u32): u64 {
   return (<u64>keyCap << 3) + (<u64>hitCap << 3) + <u64>rangeCap * BYTES_PER_RANGE
     + (<u64>pow2AtLeast(rangeCap) << 4) + (<u64>STACK_ENTRIES << 2)
-    + ((<u64>rangeCap + BLOCK - 1) >> BLOCK_LOG << 3);
+    + ((<u64>rangeCap + BLOCK - 1) >> BLOCK_LOG << 3) + (<u64>MEMO_SLOTS * 12);
 }
 /** Keep the whole arena well under the 4 GiB wasm32 limit (and each block under 1 GiB). */
 const MAX_ARENA_BYTES: u64 = 0xC000_0000;
@@ -159,6 +172,10 @@ export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
     let tr = heap.alloc(<usize>pow2AtLeast(newRangeCap) << 4);
     let st = heap.alloc(STACK_ENTRIES << 2);
     let tp = heap.alloc(<usize>((newRangeCap + BLOCK - 1) >> BLOCK_LOG) << 3);
+    let ck = heap.alloc(MEMO_SLOTS << 3);
+    let cp = heap.alloc(MEMO_SLOTS << 2);
+    memory.fill(ck, 0, MEMO_SLOTS << 3);
+    cKeyPtr = ck; cPosPtr = cp;
     keysPtr = k; hitsPtr = h; inStartPtr = is; inLastPtr = il;
     sStartPtr = ss; sLastPtr = sl; sMaxPtr = sm; sIdxPtr = si; tmpIdxPtr = ti;
     treePtr = tr; stackPtr = st; topPtr = tp;
@@ -196,6 +213,7 @@ export function setRanges(count: u32): void {
   if (count > rangeCap) throw new Error("setRanges: count exceeds rangeCapacity");
   rangeN = 0;
   hitN = 0;
+  memory.fill(cKeyPtr, 0, MEMO_SLOTS << 3); // memoised results belong to the old ranges
   let n = <usize>count;
   if (n == 0) return;
 
@@ -371,6 +389,36 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
 }
 
 /**
+ * 1. Branchless upper bound (unsigned u64 compares), first over TOP, then inside the block:
+ * the last sorted position j with S_START[j] <= key, or NO_HIT when even S_START[0] > key.
+ * Invariant of each loop: the answer lies in [base, base + len). Each step halves len without a
+ * data-dependent branch: `select` compiles to a cmov-style wasm select.
+ */
+@inline function search(key: u64, top: usize, nb: u32, sStart: usize, n: u32): usize {
+  let base: usize = 0;
+  let len: usize = <usize>nb;
+  while (len > 1) {
+    let half = len >> 1;
+    let mid = base + half;
+    base = select<usize>(mid, base, load<u64>(top + (mid << 3)) <= key);
+    len -= half;
+  }
+  // base = last block with TOP <= key, unless even block 0 starts above key: no candidates.
+  if (load<u64>(top + (base << 3)) > key) return <usize>NO_HIT;
+  // Inside block `base`: S_START[first] = TOP[base] <= key, and the next block starts above
+  // key, so the answer lies in [first, first + min(BLOCK, n - first)).
+  base <<= BLOCK_LOG;
+  len = min<usize>(<usize>BLOCK, <usize>n - base);
+  while (len > 1) {
+    let half = len >> 1;
+    let mid = base + half;
+    base = select<usize>(mid, base, load<u64>(sStart + (mid << 3)) <= key);
+    len -= half;
+  }
+  return base;
+}
+
+/**
  * Scans KEYS[keyOffset .. keyOffset + keyCount); key at buffer index i is frame frameBase + i.
  * Resets the hit count, then appends (frame, range) pairs to HITS, grouped by frame ascending,
  * ranges ascending within a frame. Stops before the first key whose hits would overflow the hit
@@ -392,28 +440,23 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32): u32 {
     let key = load<u64>(keysPtr + (<usize>i << 3));
     if (key == 0) continue;
 
-    // 1. Branchless upper bound (unsigned u64 compares), first over TOP, then inside the block.
-    //    Invariant of each loop: the answer lies in [base, base + len). Each step halves len
-    //    without a data-dependent branch: `select` compiles to a cmov-style wasm select.
-    let base: usize = 0;
-    let len: usize = <usize>nb;
-    while (len > 1) {
-      let half = len >> 1;
-      let mid = base + half;
-      base = select<usize>(mid, base, load<u64>(top + (mid << 3)) <= key);
-      len -= half;
-    }
-    // base = last block with TOP <= key, unless even block 0 starts above key: no candidates.
-    if (load<u64>(top + (base << 3)) > key) continue;
-    // Inside block `base`: S_START[first] = TOP[base] <= key, and the next block starts above
-    // key, so the answer lies in [first, first + min(BLOCK, n - first)).
-    base <<= BLOCK_LOG;
-    len = min<usize>(<usize>BLOCK, <usize>n - base);
-    while (len > 1) {
-      let half = len >> 1;
-      let mid = base + half;
-      base = select<usize>(mid, base, load<u64>(sStart + (mid << 3)) <= key);
-      len -= half;
+    // 0. Memo: the search result of this key from an earlier frame, if its slot still holds it.
+    let slot = <usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_LOG));
+    let base: usize;
+    if (load<u64>(cKeyPtr + (slot << 3)) == key) {
+      let pos = load<u32>(cPosPtr + (slot << 2));
+      if (pos == NO_HIT) continue;
+      base = <usize>pos;
+    } else {
+      base = search(key, top, nb, sStart, n);
+      if (base == <usize>NO_HIT || load<u64>(sMax + (base << 3)) < key) {
+        // no candidate, or every candidate ends below key: no range holds this key
+        store<u64>(cKeyPtr + (slot << 3), key);
+        store<u32>(cPosPtr + (slot << 2), NO_HIT);
+        continue;
+      }
+      store<u64>(cKeyPtr + (slot << 3), key);
+      store<u32>(cPosPtr + (slot << 2), <u32>base);
     }
 
     // 2. Walk back while some range at or before j can still reach key.

@@ -385,6 +385,20 @@ describe.each(["release", "debug"] as const)("wasm surface (%s)", (build) => {
   });
 });
 
+test("the kernel's memo of repeated keys: new ranges on a reused instance, hits resumed mid-key, colliding slots", () => {
+  // The same few keys over and over (as in real stacks), scanned against one range set, then
+  // another on the same instances: a memo surviving setRanges would answer from old ranges.
+  const keys: bigint[] = [];
+  for (let i = 0; i < 3000; i++) keys.push(K + BigInt((i % 7) * 0x100 + 0x10), K + BigInt(0x5000 + (i % 4099) * 0x1000));
+  const a = makeInput(keys, [0, 1000, keys.length], [[K, K + 0x2ffn], [K + 0x100n, K + 0x1ffn], [K + 0x5000n, K + 0x5fffn]]);
+  const b = makeInput(keys, [0, keys.length], [[K + 0x200n, K + 0x6ffn], [K + 0x6000n, K + 0x9000n]]);
+  for (const input of [a, b, a]) {
+    const expected = plain(referenceScanner.scan(input));
+    for (const [name, scanner] of wasmScanners) expectSameHits(scanner.scan(input), expected, name);
+    expectSameHits(tsScanner.scan(input), expected, "typescript");
+  }
+});
+
 test("typescript scanner: kernel-like ranges sharing one high half take the narrow path; key 0 and other windows never hit", () => {
   const ranges: Range[] = [];
   for (let i = 0; i < 5000; i++) ranges.push([K + BigInt(i) * 0x100n, K + BigInt(i) * 0x100n + 0x7fn + (i % 97 === 0 ? 0x4000n : 0n)]);

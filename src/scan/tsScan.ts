@@ -7,6 +7,8 @@
  *   2. per key: branchless upper bound over TOP, then inside the 64-start block
  *   3. walk j, j-1, … while S_MAX[j] >= key (at most WALK_LIMIT steps), then a max-tree query
  *   4. order the key's hits by caller range index
+ *   0. first, a direct-mapped memo of recent keys -> their search result (real stacks repeat a
+ *      few hundred return addresses across millions of frames)
  *
  * u64 values stay as u32 halves (no BigInt). Branchless steps use the mask trick
  * `base += half & -cond`, which V8 compiles without a data-dependent branch (a `?:` does not).
@@ -19,6 +21,16 @@ import type { ScanHits, ScanInput, Scanner } from "./types.js";
 const BLOCK_LOG = 6;
 const BLOCK = 1 << BLOCK_LOG;
 const WALK_LIMIT = 16;
+const MEMO_LOG = 12;
+const NO_HIT = -2;
+
+/** The memo: key halves per slot (0/0 = empty: key 0 is never looked up) and the result. */
+class Memo {
+  readonly lo = new Uint32Array(1 << MEMO_LOG);
+  readonly hi = new Uint32Array(1 << MEMO_LOG);
+  readonly pos = new Int32Array(1 << MEMO_LOG);
+}
+const slotOf = (lo: number, hi: number): number => Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> (32 - MEMO_LOG);
 
 /** Ranges prepared for lookups (sorted by start, with prefix max, TOP level and max-tree). */
 interface Prepared {
@@ -166,32 +178,29 @@ function treeQuery(p: Prepared, j: number, kHi: number, kLo: number, frame: numb
 
 /** Scans with ranges of mixed high halves: full (hi, lo) compares. */
 function scanWide(p: Prepared, keys: Uint32Array, out: Hits): void {
-  const { n, sLo, sHi, lLo, lHi, mLo, mHi, topLo, topHi, idx } = p;
-  const nb = topLo.length;
+  const { lLo, lHi, mLo, mHi, idx } = p;
   const frames = keys.length >>> 1;
+  const memo = new Memo();
   for (let f = 0; f < frames; f++) {
     const kLo = keys[2 * f]!;
     const kHi = keys[2 * f + 1]!;
     if ((kLo | kHi) === 0) continue;
-    let base = 0;
-    let len = nb;
-    while (len > 1) {
-      const half = len >>> 1;
-      const mid = base + half;
-      base += half & -le(topHi[mid]!, topLo[mid]!, kHi, kLo);
-      len -= half;
-    }
-    if (!le(topHi[base]!, topLo[base]!, kHi, kLo)) continue;
-    base <<= BLOCK_LOG;
-    len = Math.min(BLOCK, n - base);
-    while (len > 1) {
-      const half = len >>> 1;
-      const mid = base + half;
-      base += half & -le(sHi[mid]!, sLo[mid]!, kHi, kLo);
-      len -= half;
+    const slot = slotOf(kLo, kHi);
+    let j: number;
+    if (memo.lo[slot] === kLo && memo.hi[slot] === kHi) {
+      j = memo.pos[slot]!;
+      if (j === NO_HIT) continue;
+    } else {
+      j = searchWide(p, kHi, kLo);
+      memo.lo[slot] = kLo;
+      memo.hi[slot] = kHi;
+      if (j < 0 || !le(kHi, kLo, mHi[j]!, mLo[j]!)) {
+        memo.pos[slot] = NO_HIT;
+        continue;
+      }
+      memo.pos[slot] = j;
     }
     const from = out.count;
-    let j = base;
     for (let steps = 0; ; steps++) {
       if (!le(kHi, kLo, mHi[j]!, mLo[j]!)) break;
       if (steps === WALK_LIMIT) {
@@ -206,14 +215,49 @@ function scanWide(p: Prepared, keys: Uint32Array, out: Hits): void {
   }
 }
 
+/** Last sorted position with start <= key, or -1. */
+function searchWide(p: Prepared, kHi: number, kLo: number): number {
+  const { n, sLo, sHi, topLo, topHi } = p;
+  const nb = topLo.length;
+  let base = 0;
+  let len = nb;
+  while (len > 1) {
+    const half = len >>> 1;
+    const mid = base + half;
+    base += half & -le(topHi[mid]!, topLo[mid]!, kHi, kLo);
+    len -= half;
+  }
+  if (!le(topHi[base]!, topLo[base]!, kHi, kLo)) return -1;
+  base <<= BLOCK_LOG;
+  len = Math.min(BLOCK, n - base);
+  while (len > 1) {
+    const half = len >>> 1;
+    const mid = base + half;
+    base += half & -le(sHi[mid]!, sLo[mid]!, kHi, kLo);
+    len -= half;
+  }
+  return base;
+}
+
 /** Scans when every range lies in one 4 GiB window (common high half hi): low halves only. */
 function scanNarrow(p: Prepared, hi: number, keys: Uint32Array, out: Hits): void {
-  const { n, sLo, lLo, mLo, topLo, idx } = p;
+  const { n, sLo, mLo, topLo } = p;
   const nb = topLo.length;
   const frames = keys.length >>> 1;
+  const memo = new Memo();
   for (let f = 0; f < frames; f++) {
     if (keys[2 * f + 1] !== hi) continue; // outside the window (or no key): no range can hold it
     const k = keys[2 * f]!;
+    const slot = slotOf(k, hi);
+    if (memo.lo[slot] === k && memo.hi[slot] === hi) {
+      const pos = memo.pos[slot]!;
+      if (pos === NO_HIT) continue;
+      walkNarrow(p, pos, hi, k, f, out);
+      continue;
+    }
+    memo.lo[slot] = k;
+    memo.hi[slot] = hi;
+    memo.pos[slot] = NO_HIT;
     let base = 0;
     let len = nb;
     while (len > 1) {
@@ -231,20 +275,27 @@ function scanNarrow(p: Prepared, hi: number, keys: Uint32Array, out: Hits): void
       base += half & -((sLo[mid]! <= k) as unknown as number);
       len -= half;
     }
-    const from = out.count;
-    let j = base;
-    for (let steps = 0; ; steps++) {
-      if (mLo[j]! < k) break;
-      if (steps === WALK_LIMIT) {
-        treeQuery(p, j, hi, k, f, out);
-        break;
-      }
-      if (lLo[j]! >= k) out.push(f, idx[j]!);
-      if (j === 0) break;
-      j--;
-    }
-    if (out.count - from > 1) out.sortTail(from);
+    if (mLo[base]! < k) continue;
+    memo.pos[slot] = base;
+    walkNarrow(p, base, hi, k, f, out);
   }
+}
+
+/** Steps 2-4 for a key whose search gave j (narrow: low halves). */
+function walkNarrow(p: Prepared, j: number, hi: number, k: number, f: number, out: Hits): void {
+  const { lLo, mLo, idx } = p;
+  const from = out.count;
+  for (let steps = 0; ; steps++) {
+    if (mLo[j]! < k) break;
+    if (steps === WALK_LIMIT) {
+      treeQuery(p, j, hi, k, f, out);
+      break;
+    }
+    if (lLo[j]! >= k) out.push(f, idx[j]!);
+    if (j === 0) break;
+    j--;
+  }
+  if (out.count - from > 1) out.sortTail(from);
 }
 
 function tasksOfFrames(taskFrameStart: Uint32Array, frame: Uint32Array): Uint32Array {
