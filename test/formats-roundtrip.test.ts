@@ -9,6 +9,9 @@ import { PatchsafeError } from "../src/errors.js";
 import { latin1 } from "../src/ingest/bytes.js";
 import { createCaptureParser, FORMAT_NAMES, type FormatName, parseCaptures } from "../src/ingest/detect.js";
 import { stripEnvelope } from "../src/ingest/envelope.js";
+
+/** `npm run fuzz` raises this (PATCHSAFE_FUZZ_RUNS); CI runs the default. */
+const FUZZ_RUNS = process.env.PATCHSAFE_FUZZ_RUNS === undefined ? undefined : Number(process.env.PATCHSAFE_FUZZ_RUNS);
 import { type Capture, FrameFlag } from "../src/model.js";
 
 interface GenFrame {
@@ -215,7 +218,7 @@ describe("fuzz: arbitrary bytes never crash or hang a parser", () => {
           }
           expect(performance.now() - t0).toBeLessThan(2000);
         }),
-        { numRuns: format === "auto" ? 300 : 120 },
+        { numRuns: FUZZ_RUNS ?? (format === "auto" ? 300 : 120) },
       );
     });
   }

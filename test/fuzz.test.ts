@@ -12,17 +12,26 @@ import { parseNativeJson } from "../src/ingest/nativeJson.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { parsePatchFile } from "../src/patch/spec.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
-import { fixtureBytes, fixtureText } from "./helpers.js";
+import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
+import { fixtureBytes, fixtureText, hostCapture } from "./helpers.js";
+
+/** A real snapshot (the dev host's capture, no symbol table to keep it small) to mutate. */
+function snapshotSeed(): Uint8Array {
+  return encodeSnapshot(hostCapture("capture.json"), null);
+}
 
 const RUNS = Number(process.env.PATCHSAFE_FUZZ_RUNS ?? 300);
 
+/** A result or our error, and no hang: each case must finish well under a second. */
 function survives(fn: () => unknown): void {
+  const t0 = performance.now();
   try {
     fn();
   } catch (e) {
     if (!(e instanceof PatchsafeError)) throw e;
     expect(e.code).toMatch(/^E_/);
   }
+  expect(performance.now() - t0).toBeLessThan(2000);
 }
 
 const mutate = (base: Uint8Array) =>
@@ -45,6 +54,7 @@ describe("fuzz: every parser returns a result or our error", () => {
     ["native json", (b) => parseNativeJson(new TextDecoder().decode(b)), capture],
     ["kallsyms", (b) => parseSymbolTable(latin1(b, 0, b.length)), new TextEncoder().encode(fixtureText("host/proc-grep.txt").slice(0, 10))],
     ["patch file", (b) => parsePatchFile(new TextDecoder().decode(b), "p.json"), new TextEncoder().encode('{"name":"p","objects":[{"name":"vmlinux","funcs":[{"old_name":"foo","old_sympos":1}]}]}')],
+    ["psnap", (b) => decodeSnapshot(b, "x.psnap"), snapshotSeed()],
   ];
   for (const [name, parse, seed] of parsers) {
     it(`${name}: arbitrary bytes`, () => {
