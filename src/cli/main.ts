@@ -20,6 +20,7 @@ import { captureToNativeJson } from "../ingest/nativeJson.js";
 import type { Capture } from "../model.js";
 import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
 import { buildInventory, inventoryText } from "../report/inventory.js";
+import { toHtmlReport } from "../report/html.js";
 import { toJsonReport } from "../report/json.js";
 import { toTextReport } from "../report/text.js";
 import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
@@ -30,6 +31,7 @@ import { generateProcDumpTo } from "../generate/procDump.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
 import { readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
 import { captureLive, livePatchState, readTraceable } from "../node/live.js";
+import { writePrivateFile } from "../node/snapshotFile.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 
 export const EXIT = { safe: 0, blocked: 1, error: 2, undecided: 3 } as const;
@@ -70,6 +72,7 @@ Decision (check):
   --partial-ok                      decide over the tasks that were read when the capture is partial
   --strict                          every warning that weakens "safe" makes it "undecided"
   --json                            one JSON object on stdout (schema 1)
+  --html FILE                       also write one self-contained HTML page (no network; 0600)
   -v, -vv                           list every task; -vv adds undecided tasks' stacks
   --tid N, --comm NAME, --state LETTERS
                                     report only these tasks (repeatable; the verdict still
@@ -138,6 +141,7 @@ function runCheck(args: string[], o: Output): number {
       tid: { type: "string", multiple: true },
       comm: { type: "string", multiple: true },
       state: { type: "string" },
+      html: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -214,6 +218,11 @@ function runCheck(args: string[], o: Output): number {
     full = results[results.length - 1];
   } else full = check({ capture, symbols, patch, scanner, options, applied, traceable });
   const result = filterReport(full, values.tid, values.comm, values.state);
+  if (values.html !== undefined) {
+    // The page embeds the --json data (addresses, task names): written like a capture (SPEC §8).
+    writePrivateFile(values.html, toHtmlReport(result, { prediction }), positionals);
+    o.err.push(`patchsafe: wrote the HTML report to ${values.html} (mode 0600)\n`);
+  }
   if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result, prediction), null, 2)}\n`);
   else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }) + (prediction === null ? "" : predictionText(prediction)));
   return exitFor(result);
@@ -333,9 +342,11 @@ function runSynth(args: string[], o: Output): number {
   if (!Number.isSafeInteger(seed)) usage("--seed must be an integer");
   if (values.output === undefined) usage("synth needs -o FILE");
   const source = values.from === undefined ? captureLive() : readCaptureFile(values.from).capture;
+  // Creates the output 0600 after refusing symlinks, non-regular files and the input itself.
+  writePrivateFile(values.output, "", values.from === undefined ? [] : [values.from]);
   let fd: number;
   try {
-    fd = openSync(values.output, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
+    fd = openSync(values.output, fsc.O_WRONLY | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
   } catch (e) {
     throw new PatchsafeError("E_IO", `cannot write: ${e instanceof Error ? e.message : String(e)}`, { file: values.output });
   }
