@@ -296,3 +296,13 @@ describe("traceability (available_filter_functions)", () => {
     }
   });
 });
+
+describe("sympos as sysfs shows it", () => {
+  it("an applied function read from sysfs as <name,1> is the same function as sympos 0 (klp_find_func)", () => {
+    const stack = [applied("p1", [["vmlinux", "cmdline_proc_show"]])];
+    stack[0].funcs[0].oldSympos = 1;
+    const inTop = user([fr("cmdline_proc_show", 0x10, "p1"), fr("vfs_read", 0x30)]);
+    const r = run(nativeCapture([inTop]), patch("p2", [["vmlinux", "cmdline_proc_show"]]), {}, stack);
+    expect(r.verdict.blockers[0]?.role).toBe("previous-replacement");
+  });
+});

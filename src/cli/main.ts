@@ -30,6 +30,7 @@ import { VERSION } from "../version.js";
 import { generateProcDumpTo } from "../generate/procDump.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
 import { readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
+import { readLivepatches } from "../node/capture.js";
 import { captureLive, livePatchState, readTraceable } from "../node/live.js";
 import { writePrivateFile } from "../node/snapshotFile.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
@@ -81,7 +82,8 @@ Decision (check):
 Several INPUTs are captures of one host a few seconds apart (same boot id): the verdict is
 the last one's, and the report predicts whether a transition will complete.
 
-Not yet supported (exit 2): reading a live host's enabled patches without --applied.
+On the live host the enabled livepatches (/sys/kernel/livepatch) are the applied stack unless
+--applied is given. Not yet supported (exit 2): a host with kpatch.ko modules without --applied.
 
 Exit status: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
 `;
@@ -151,7 +153,7 @@ function runCheck(args: string[], o: Output): number {
   }
   const model = values.model ?? "livepatch";
   if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
-  const applied = values.applied === undefined ? undefined : values.applied.map((f) => parseAppliedFile(readTextFile(f), f));
+  let applied = values.applied === undefined ? undefined : values.applied.map((f) => parseAppliedFile(readTextFile(f), f));
   if (values.revert && values.patch === undefined) usage("--revert needs --patch FILE naming the applied patch to disable");
   const format = values.format ?? "auto";
   if (!isFormatName(format)) usage(`--format ${values.format}: expected one of ${FORMAT_NAMES.join(", ")}`);
@@ -168,14 +170,19 @@ function runCheck(args: string[], o: Output): number {
   let symbols: SymbolTable | null = null;
   if (positionals.length === 0) {
     const state = livePatchState();
-    if (applied === undefined && (state.livepatches.length > 0 || state.kpatch.length > 0)) {
+    // The live patch stack from /sys/kernel/livepatch (oldest first), unless --applied says otherwise.
+    const live = readLivepatches();
+    if (applied === undefined && live.patches !== null && live.patches.length > 0) applied = live.patches;
+    if (applied === undefined && state.kpatch.length > 0) {
       throw new PatchsafeError(
         "E_UNSUPPORTED",
-        `this host has enabled live patches (${[...state.livepatches, ...state.kpatch].join(", ")}): reading the live patch stack is not supported yet; describe it with --applied FILE`,
+        `this host has kpatch.ko modules loaded (${state.kpatch.join(", ")}): reading kpatch's stack is not supported yet; describe it with --applied FILE`,
       );
     }
     symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
     capture = captureLive();
+    capture.livepatches = live.patches;
+    capture.warnings.push(...live.warnings);
   } else {
     // Each file, and each dump section of a dmesg, is one capture (SPEC §6).
     const all = positionals.flatMap((f) => {
@@ -265,7 +272,11 @@ function runInventory(args: string[], o: Output): number {
     o.out.push(`patchsafe ${VERSION}\n`);
     return 0;
   }
-  return inventoryOf(captureLive(), liveSymbols(), values.json === true, process.stdout.isTTY === true, o);
+  const capture = captureLive();
+  const live = readLivepatches();
+  capture.livepatches = live.patches;
+  capture.warnings.push(...live.warnings);
+  return inventoryOf(capture, liveSymbols(), values.json === true, process.stdout.isTTY === true, o);
 }
 
 /** `30s`, `2m`, `500ms`, or plain seconds. */

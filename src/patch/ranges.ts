@@ -77,8 +77,9 @@ export interface RangeContext {
 
 const DEFAULT_CONTEXT: RangeContext = { model: "livepatch", direction: "apply", applied: [] };
 
+/** kernel/livepatch/core.c `klp_find_func`: sympos 0 ("unique") and 1 name the same symbol (sysfs shows 0 as 1). */
 const sameFunc = (a: { object: string; oldName: string; oldSympos: number }, b: { object: string; oldName: string; oldSympos: number }): boolean =>
-  a.object === b.object && a.oldName === b.oldName && a.oldSympos === b.oldSympos;
+  a.object === b.object && a.oldName === b.oldName && (a.oldSympos || 1) === (b.oldSympos || 1);
 
 /** Enabled patches in stack order (oldest first): stack_order when every patch has one, else as given. */
 export function stackOrder(applied: AppliedPatch[]): AppliedPatch[] {
