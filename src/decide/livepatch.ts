@@ -254,7 +254,7 @@ export const LIVEPATCH_RULES: Rule[] = [
       for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
         const name = frameName(cap, i);
         if (name === null) continue;
-        const parent = coldParent(name);
+        const parent = name.includes(".cold") ? coldParent(name) : null; // skip the regex for the 99.9%
         if (parent === null) continue;
         const obj = cap.strings.get(cap.frames.object[i]);
         const fi = input.ranges.functions.findIndex((f) => f.ranges.length > 0 && f.blockingName === parent && f.blockingObject === obj);
@@ -392,8 +392,10 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     }
   }
 
-  // Tasks: kinds, chains.
-  const contexts: TaskContext[] = [];
+  // Tasks: kinds (chains are recomputed per task below rather than kept: a 1M-task capture
+  // would hold a million context objects and chain arrays at once).
+  const kinds: (TaskKind | undefined)[] = new Array(cap.tasks.length);
+  const chainLen = new Int32Array(cap.tasks.length);
   let vanished = 0;
   cap.tasks.forEach((task, index) => {
     if (task.stackStatus === "vanished") {
@@ -401,8 +403,10 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       return;
     }
     const chain = realChain(cap, task);
-    contexts.push({ cap, task, index, kind: taskKind(cap, task, chain), chain, hits: byTask.get(index) ?? [], input, opts, hiddenOverlap });
+    kinds[index] = taskKind(cap, task, chain);
+    chainLen[index] = chain.length;
   });
+  const NO_HITS: [number, number][] = [];
 
   if (cap.excluded.length > 0) {
     warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
@@ -413,10 +417,14 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const everyTaskOfKind = new Set<number>();
   const kindTotals = new Map<string, number>();
   const kindFunc = new Map<string, number>();
-  for (const c of contexts) {
-    kindTotals.set(c.kind, (kindTotals.get(c.kind) ?? 0) + 1);
-    const funcs = new Set(c.hits.map(([, ri]) => ranges.ranges[ri].func));
-    for (const fi of funcs) kindFunc.set(`${c.kind}:${fi}`, (kindFunc.get(`${c.kind}:${fi}`) ?? 0) + 1);
+  for (let index = 0; index < kinds.length; index++) {
+    const kind = kinds[index];
+    if (kind === undefined) continue;
+    kindTotals.set(kind, (kindTotals.get(kind) ?? 0) + 1);
+    const hits = byTask.get(index);
+    if (hits === undefined) continue;
+    const funcs = new Set(hits.map(([, ri]) => ranges.ranges[ri].func));
+    for (const fi of funcs) kindFunc.set(`${kind}:${fi}`, (kindFunc.get(`${kind}:${fi}`) ?? 0) + 1);
   }
   for (const [key, n] of kindFunc) {
     const [kind, fi] = key.split(":");
@@ -428,9 +436,17 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const blockers: Blocker[] = [];
   const functionBlocking = ranges.functions.map(() => 0);
   let partialExcluded = 0;
-  for (const c of contexts) {
+  for (let index = 0; index < kinds.length; index++) {
+    const kind = kinds[index];
+    if (kind === undefined) continue;
+    const task = cap.tasks[index];
+    const chain = realChain(cap, task);
+    const c: TaskContext = { cap, task, index, kind, chain, hits: byTask.get(index) ?? NO_HITS, input, opts, hiddenOverlap };
     const matches: RuleMatch[] = [];
-    for (const rule of rules) matches.push(...rule.test(c));
+    for (const rule of rules) {
+      const r = rule.test(c);
+      for (let k = 0; k < r.length; k++) matches.push(r[k]);
+    }
     let status: TaskOutcome["status"];
     // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
     // without a stack check; one elsewhere (in panic, say) is checked like any task.
@@ -503,7 +519,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // What the kernel's own check would do now.
   const { result: kernelResult, first: firstFail } =
-    opts.model === "livepatch" ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap) : kpatchKernelCheck(cap, outcomes, contexts, input.notes);
+    opts.model === "livepatch" ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap) : kpatchKernelCheck(cap, outcomes, chainLen, input.notes);
 
   return {
     verdict,
@@ -558,11 +574,14 @@ function inSchedText(input: DecideInput, frame: number): boolean {
 
 /** livepatch: per task; fails on the first task with a kernel-visible blocking frame. */
 function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes: TaskOutcome[], hiddenOverlap: string | null): Verdict["kernelCheck"] {
-  const sorted = [...outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
-  for (const o of sorted) {
+  // The first failing task in taskOrder: a minimum over the failing ones (no sort of every task).
+  let first: { task: number; func: number | null } | null = null;
+  for (const o of outcomes) {
+    if (o.status === "done" || (first !== null && taskOrder(cap, o.task, first.task) > 0)) continue;
     const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
-    if (visible !== undefined && o.status !== "done") return { result: "fail", first: { task: o.task, func: visible.func } };
+    if (visible !== undefined) first = { task: o.task, func: visible.func };
   }
+  if (first !== null) return { result: "fail", first };
   const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
   for (const o of outcomes) if (o.status === "undecided" && !kernelBlind.has(o.matches[0].code)) return { result: "unknown", first: null };
   if (cap.hidesSchedFrames && (table === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
@@ -574,18 +593,23 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
  * the nosched walker; -EBUSY on the first task with a visible blocking frame or a walk that fills
  * its 64 slots (63 real frames plus the end marker). It knows nothing of running or unreliable.
  */
-function kpatchKernelCheck(cap: Capture, outcomes: TaskOutcome[], contexts: TaskContext[], notes: Map<number, string> | undefined): Verdict["kernelCheck"] {
-  const ctxOf = new Map(contexts.map((c) => [c.index, c]));
-  const sorted = [...outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
-  for (const o of sorted) {
+function kpatchKernelCheck(cap: Capture, outcomes: TaskOutcome[], chainLen: Int32Array, notes: Map<number, string> | undefined): Verdict["kernelCheck"] {
+  // The first failing task in taskOrder (a minimum over the failing ones, not a sort), with the
+  // cause checked in the same order as the kernel meets it on that task.
+  let first: { task: number; func: number | null } | null = null;
+  for (const o of outcomes) {
     if (o.kind === "idle" || o.status === "excluded") continue;
-    if (notes?.get(o.task) === "freeze-fails") return { result: "fail", first: { task: o.task, func: null } };
-    const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
-    if (visible !== undefined) return { result: "fail", first: { task: o.task, func: visible.func } };
-    const c = ctxOf.get(o.task);
-    if (c !== undefined && (c.task.stackStatus === "truncated" || c.chain.length >= KPATCH_MAX_REAL_FRAMES)) return { result: "fail", first: { task: o.task, func: null } };
+    if (first !== null && taskOrder(cap, o.task, first.task) > 0) continue;
+    let fail: { task: number; func: number | null } | null = null;
+    if (notes?.get(o.task) === "freeze-fails") fail = { task: o.task, func: null };
+    else {
+      const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
+      if (visible !== undefined) fail = { task: o.task, func: visible.func };
+      else if (cap.tasks[o.task].stackStatus === "truncated" || chainLen[o.task] >= KPATCH_MAX_REAL_FRAMES) fail = { task: o.task, func: null };
+    }
+    if (fail !== null) first = fail;
   }
-  return { result: "pass", first: null };
+  return first === null ? { result: "pass", first: null } : { result: "fail", first };
 }
 
 /** kpatch's walk has 64 slots, one of them the x86 end marker. */

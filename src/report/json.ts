@@ -51,6 +51,9 @@ export function toJsonReport(r: CheckResult, prediction: Prediction | null = nul
   const order = (a: number, b: number): number => taskOrder(cap, a, b);
   const task = (i: number) => cap.tasks[i];
   const keyOf = (i: number): bigint => (BigInt(r.resolved.keys[2 * i + 1]) << 32n) | BigInt(r.resolved.keys[2 * i]);
+  // task index -> its outcome's kind (a find() per blocker is quadratic on a 1M-task capture)
+  const kindOf = new Map<number, string>();
+  for (const o of v.outcomes) if (!kindOf.has(o.task)) kindOf.set(o.task, o.kind);
   const blockers = [...v.blockers]
     .sort((a, b) => order(a.task, b.task) || a.frameIndex - b.frameIndex)
     .map((b) => {
@@ -61,7 +64,7 @@ export function toJsonReport(r: CheckResult, prediction: Prediction | null = nul
         pid: t.pid,
         tid: t.tid,
         comm: escapeComm(t.comm),
-        kind: v.outcomes.find((o) => o.task === b.task)!.kind,
+        kind: kindOf.get(b.task)!,
         state: t.state,
         function: f.name,
         object: f.object,

@@ -48,6 +48,9 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   if (v.model !== "livepatch") {
     out.push("  the global check also covers two tasks no capture shows: kpatch's stopper thread and the task loading (or disabling) the patch");
   }
+  // task index -> its outcome's kind (a find() per listed blocker is quadratic with -v)
+  const kindOf = new Map<number, (typeof v.outcomes)[number]["kind"]>();
+  for (const o of v.outcomes) if (!kindOf.has(o.task)) kindOf.set(o.task, o.kind);
   const byFunc = new Map<number, typeof v.blockers>();
   for (const b of v.blockers) {
     let l = byFunc.get(b.func);
@@ -62,7 +65,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     list.sort((a, b) => taskOrder(cap, a.task, b.task));
     for (const b of list.slice(0, limit)) {
       const t = cap.tasks[b.task];
-      const kind = v.outcomes.find((o) => o.task === b.task)!.kind;
+      const kind = kindOf.get(b.task)!;
       const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
         `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}${labels.length > 0 ? `  [${labels.join(", ")}]` : ""}`,
