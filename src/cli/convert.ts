@@ -9,7 +9,7 @@ import { statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
-import type { InputFormat } from "../node/io.js";
+import { FORMAT_NAMES, isFormatName } from "../ingest/detect.js";
 import { readSymbolFile } from "../node/io.js";
 import { readAnyCapture, writePrivateFile } from "../node/snapshotFile.js";
 import { snapshotToJson } from "../snapshot/json.js";
@@ -21,7 +21,7 @@ export const CONVERT_HELP = `Usage: patchsafe convert INPUT… -o FILE|DIR [--js
   Convert captures (/proc stack text, patchsafe JSON capture, JSON snapshot, .psnap) to a
   snapshot (.psnap, or the JSON form with --json or an -o ending in .json). Output mode 0600.
   --kallsyms FILE   attach this symbol table (replaces a snapshot's own)
-  --format F        force the input format of text inputs (auto, proc, json)
+  --format F        force the input format of text inputs (auto, proc, json, dmesg, …)
   --redact          drop every absolute address; --hash-comms: hash user task names
 `;
 
@@ -52,8 +52,8 @@ export function runConvert(args: string[], o: { out: string[]; err: string[] }):
   if (positionals.length === 0) usage("convert needs at least one INPUT");
   if (values.output === undefined) usage("convert needs -o FILE (or -o DIR for several inputs)");
   if (values.json && values.psnap) usage("--json and --psnap exclude each other");
-  const format = (values.format ?? "auto") as InputFormat;
-  if (!["auto", "proc", "json"].includes(format)) usage(`--format ${values.format}: expected auto, proc or json`);
+  const format = values.format ?? "auto";
+  if (!isFormatName(format)) usage(`--format ${values.format}: expected one of ${FORMAT_NAMES.join(", ")}`);
   let isDir = false;
   try {
     isDir = statSync(values.output).isDirectory();
