@@ -199,7 +199,9 @@ export class FrameColumns {
 
   /** Appends a zeroed row (ids -1) and returns its index. */
   push(): number {
-    if (this.length === this.symbol.length) this.grow(this.length * 2 || 1024);
+    // 1.5x past 1M rows: a 5M-frame capture then carries at most half its size again in slack,
+    // not all of it (the old and new columns coexist during the copy).
+    if (this.length === this.symbol.length) this.grow(this.length < 1 << 20 ? this.length * 2 || 1024 : Math.ceil(this.length * 1.5));
     const i = this.length++;
     this.symbol[i] = -1;
     this.object[i] = -1;

@@ -407,6 +407,10 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     chainLen[index] = chain.length;
   });
   const NO_HITS: [number, number][] = [];
+  // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
+  // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
+  // the built-in table, whose inputs are known (a custom rule may read anything).
+  const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
 
   if (cap.excluded.length > 0) {
     warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
@@ -442,10 +446,19 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     const task = cap.tasks[index];
     const chain = realChain(cap, task);
     const c: TaskContext = { cap, task, index, kind, chain, hits: byTask.get(index) ?? NO_HITS, input, opts, hiddenOverlap };
-    const matches: RuleMatch[] = [];
-    for (const rule of rules) {
-      const r = rule.test(c);
-      for (let k = 0; k < r.length; k++) matches.push(r[k]);
+    let matches: RuleMatch[];
+    const rep = memo === null ? -1 : memo.find(index, kind, c.hits);
+    if (rep >= 0) {
+      // Same stack and facts as an earlier task: its matches, moved to this task's frames.
+      const delta = task.frameStart - cap.tasks[rep].frameStart;
+      matches = memo!.matches.get(rep)!.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
+    } else {
+      matches = [];
+      for (const rule of rules) {
+        const r = rule.test(c);
+        for (let k = 0; k < r.length; k++) matches.push(r[k]);
+      }
+      memo?.remember(index, matches);
     }
     let status: TaskOutcome["status"];
     // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
@@ -535,6 +548,106 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     warnings,
     counts,
   };
+}
+
+/**
+ * Memo of rule results by task "signature": kind, the task facts the rules read (patchState,
+ * running, state, stackStatus, errno, the model's note), and per frame every column the rules
+ * or the resolver read, plus hits relative to the task's first frame. A hash picks candidates;
+ * equality is checked field by field against the representative. Tasks with an unparsed line
+ * are never shared (their messages carry line numbers).
+ */
+class RuleMemo {
+  private readonly buckets = new Map<number, number[]>();
+  readonly matches = new Map<number, RuleMatch[]>();
+  private readonly kindOf = new Map<number, string>();
+  private readonly hitsOf = new Map<number, [number, number][]>();
+  private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
+  /** Representatives kept at most (a host of all-distinct stacks gains nothing from more). */
+  private static readonly MAX = 1 << 16;
+
+  constructor(
+    private readonly cap: Capture,
+    private readonly input: DecideInput,
+  ) {}
+
+  private hash(index: number, kind: string, hits: [number, number][]): number {
+    const t = this.cap.tasks[index];
+    const f = this.cap.frames;
+    const keys = this.input.resolved.keys;
+    let h = 0x811c9dc5;
+    const mix = (v: number): void => {
+      h = Math.imul(h ^ (v | 0), 0x01000193);
+    };
+    mix(kind.length + kind.charCodeAt(0) * 31);
+    mix(t.frameCount);
+    mix(t.patchState === null ? 7 : t.patchState);
+    mix(t.running ? 1 : 0);
+    mix(t.state === null ? 0 : t.state.charCodeAt(0));
+    mix(t.stackStatus.length + t.stackStatus.charCodeAt(0));
+    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
+      mix(f.symbol[i]);
+      mix(f.offset[i]);
+      mix(f.flags[i]);
+      mix(keys[2 * i]);
+    }
+    for (const [fr, ri] of hits) {
+      mix(fr - t.frameStart);
+      mix(ri);
+    }
+    return h >>> 0;
+  }
+
+  private same(a: number, b: number, kind: string, hits: [number, number][]): boolean {
+    const ta = this.cap.tasks[a];
+    const tb = this.cap.tasks[b];
+    if (this.kindOf.get(a) !== kind) return false;
+    if (ta.frameCount !== tb.frameCount || ta.patchState !== tb.patchState || ta.running !== tb.running || ta.state !== tb.state) return false;
+    if (ta.stackStatus !== tb.stackStatus || ta.errno !== tb.errno) return false;
+    if ((this.input.notes?.get(a) ?? null) !== (this.input.notes?.get(b) ?? null)) return false;
+    const f = this.cap.frames;
+    const keys = this.input.resolved.keys;
+    const st = this.input.resolved.status;
+    for (let k = 0; k < ta.frameCount; k++) {
+      const i = ta.frameStart + k;
+      const j = tb.frameStart + k;
+      if (f.symbol[i] !== f.symbol[j] || f.object[i] !== f.object[j] || f.buildId[i] !== f.buildId[j]) return false;
+      if (f.offset[i] !== f.offset[j] || f.size[i] !== f.size[j] || f.flags[i] !== f.flags[j]) return false;
+      if (f.addrLo[i] !== f.addrLo[j] || f.addrHi[i] !== f.addrHi[j] || st[i] !== st[j]) return false;
+      if (keys[2 * i] !== keys[2 * j] || keys[2 * i + 1] !== keys[2 * j + 1]) return false;
+    }
+    const ha = this.hitsOf.get(a)!;
+    if (ha.length !== hits.length) return false;
+    for (let k = 0; k < hits.length; k++) {
+      if (ha[k][1] !== hits[k][1] || ha[k][0] - ta.frameStart !== hits[k][0] - tb.frameStart) return false;
+    }
+    return true;
+  }
+
+  /** A representative task with the same signature as `index`, or -1 (then call remember()). */
+  find(index: number, kind: string, hits: [number, number][]): number {
+    this.pending = null;
+    const t = this.cap.tasks[index];
+    const f = this.cap.frames;
+    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return -1;
+    const hash = this.hash(index, kind, hits);
+    const list = this.buckets.get(hash);
+    if (list !== undefined) for (const rep of list) if (this.same(rep, index, kind, hits)) return rep;
+    if (this.matches.size < RuleMemo.MAX && (list === undefined || list.length < 8)) this.pending = { index, hash, kind, hits };
+    return -1;
+  }
+
+  remember(index: number, matches: RuleMatch[]): void {
+    const p = this.pending;
+    if (p === null || p.index !== index) return;
+    this.pending = null;
+    const list = this.buckets.get(p.hash);
+    if (list === undefined) this.buckets.set(p.hash, [index]);
+    else list.push(index);
+    this.kindOf.set(index, p.kind);
+    this.hitsOf.set(index, p.hits);
+    this.matches.set(index, matches.map((x) => ({ ...x })));
+  }
 }
 
 function describeUndecided(code: string): string {
