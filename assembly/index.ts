@@ -30,7 +30,7 @@
 //   | TREE     2P x u64            max-tree over S_LAST, P = next power of two >= rangeCap
 //   | STACK    64 x u32            DFS stack of treeQuery()
 //   | C_KEY    4096 x u64          memo of recent keys (0 = empty slot)        \  cleared by
-//   | C_POS    4096 x u32          their search result j, or NO_HIT            /  setRanges()
+//   | C_POS    4096 x u32          search result j, SINGLE | range, or NO_HIT  /  setRanges()
 //   v
 //
 //   TREE (implicit binary heap layout, node 1 = root, children 2v and 2v+1):
@@ -56,8 +56,9 @@
 //   4. sort the key's hits by caller range index (the walk emits them by descending position,
 //      the tree by ascending position; neither is caller order).
 //   0. before all that, a direct-mapped memo: real stacks repeat a few hundred return addresses
-//      across millions of frames, so a key seen before reuses its search result j (or skips
-//      everything when it had no hit). Uniform keys miss it and pay one probe.
+//      across millions of frames, so a key seen before reuses its search result j, emits its
+//      only hit directly (SINGLE), or skips everything when it had none. Uniform keys miss it
+//      and pay one probe.
 
 const ABI_VERSION: u32 = 1;
 
@@ -82,6 +83,8 @@ const MEMO_LOG: u32 = 12;
 const MEMO_SLOTS: usize = 1 << MEMO_LOG;
 /** C_POS value of a key that lies in no range. */
 const NO_HIT: u32 = 0xFFFF_FFFF;
+/** C_POS flag: the key lies in exactly one range, whose caller index is in the low bits. */
+const SINGLE: u32 = 0x8000_0000;
 
 let keyCap: u32 = 0;
 let hitCap: u32 = 0;
@@ -446,6 +449,17 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32): u32 {
     if (load<u64>(cKeyPtr + (slot << 3)) == key) {
       let pos = load<u32>(cPosPtr + (slot << 2));
       if (pos == NO_HIT) continue;
+      if (pos & SINGLE) {
+        if (out == limit) {
+          hitN = out;
+          return i - keyOffset;
+        }
+        let o = hitsPtr + (<usize>out << 3);
+        store<u32>(o, frameBase + i);
+        store<u32>(o, pos & ~SINGLE, 4);
+        out++;
+        continue;
+      }
       base = <usize>pos;
     } else {
       base = search(key, top, nb, sStart, n);
@@ -495,6 +509,11 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32): u32 {
     }
     // 4. Order this key's hits by caller range index.
     if (out - blockStart > 1) sortHitRanges(blockStart, out);
+    // A key with exactly one hit found by the walk (not the tree: steps < WALK_LIMIT) is
+    // remembered with that hit, so its next frames skip the walk too.
+    else if (out - blockStart == 1 && steps < WALK_LIMIT && load<u32>(cPosPtr + (slot << 2)) == <u32>base) {
+      store<u32>(cPosPtr + (slot << 2), SINGLE | load<u32>(hitsPtr + (<usize>blockStart << 3), 4));
+    }
   }
   hitN = out;
   return keyCount;

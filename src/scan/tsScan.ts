@@ -23,6 +23,8 @@ const BLOCK = 1 << BLOCK_LOG;
 const WALK_LIMIT = 16;
 const MEMO_LOG = 12;
 const NO_HIT = -2;
+/** memo.pos of a key with exactly one hit: -(caller range index) - 3. */
+const SINGLE_BASE = -3;
 
 /** The memo: key halves per slot (0/0 = empty: key 0 is never looked up) and the result. */
 class Memo {
@@ -190,6 +192,10 @@ function scanWide(p: Prepared, keys: Uint32Array, out: Hits): void {
     if (memo.lo[slot] === kLo && memo.hi[slot] === kHi) {
       j = memo.pos[slot]!;
       if (j === NO_HIT) continue;
+      if (j <= SINGLE_BASE) {
+        out.push(f, SINGLE_BASE - j);
+        continue;
+      }
     } else {
       j = searchWide(p, kHi, kLo);
       memo.lo[slot] = kLo;
@@ -201,7 +207,9 @@ function scanWide(p: Prepared, keys: Uint32Array, out: Hits): void {
       memo.pos[slot] = j;
     }
     const from = out.count;
-    for (let steps = 0; ; steps++) {
+    const start = j;
+    let steps = 0;
+    for (; ; steps++) {
       if (!le(kHi, kLo, mHi[j]!, mLo[j]!)) break;
       if (steps === WALK_LIMIT) {
         treeQuery(p, j, kHi, kLo, f, out);
@@ -212,6 +220,7 @@ function scanWide(p: Prepared, keys: Uint32Array, out: Hits): void {
       j--;
     }
     if (out.count - from > 1) out.sortTail(from);
+    else if (out.count - from === 1 && steps < WALK_LIMIT && memo.pos[slot] === start) memo.pos[slot] = SINGLE_BASE - out.range[from]!;
   }
 }
 
@@ -252,7 +261,11 @@ function scanNarrow(p: Prepared, hi: number, keys: Uint32Array, out: Hits): void
     if (memo.lo[slot] === k && memo.hi[slot] === hi) {
       const pos = memo.pos[slot]!;
       if (pos === NO_HIT) continue;
-      walkNarrow(p, pos, hi, k, f, out);
+      if (pos <= SINGLE_BASE) {
+        out.push(f, SINGLE_BASE - pos);
+        continue;
+      }
+      walkNarrow(p, pos, hi, k, f, out, memo, slot);
       continue;
     }
     memo.lo[slot] = k;
@@ -277,15 +290,17 @@ function scanNarrow(p: Prepared, hi: number, keys: Uint32Array, out: Hits): void
     }
     if (mLo[base]! < k) continue;
     memo.pos[slot] = base;
-    walkNarrow(p, base, hi, k, f, out);
+    walkNarrow(p, base, hi, k, f, out, memo, slot);
   }
 }
 
 /** Steps 2-4 for a key whose search gave j (narrow: low halves). */
-function walkNarrow(p: Prepared, j: number, hi: number, k: number, f: number, out: Hits): void {
+function walkNarrow(p: Prepared, j: number, hi: number, k: number, f: number, out: Hits, memo: Memo, slot: number): void {
   const { lLo, mLo, idx } = p;
   const from = out.count;
-  for (let steps = 0; ; steps++) {
+  const start = j;
+  let steps = 0;
+  for (; ; steps++) {
     if (mLo[j]! < k) break;
     if (steps === WALK_LIMIT) {
       treeQuery(p, j, hi, k, f, out);
@@ -296,6 +311,7 @@ function walkNarrow(p: Prepared, j: number, hi: number, k: number, f: number, ou
     j--;
   }
   if (out.count - from > 1) out.sortTail(from);
+  else if (out.count - from === 1 && steps < WALK_LIMIT && memo.pos[slot] === start) memo.pos[slot] = SINGLE_BASE - out.range[from]!;
 }
 
 function tasksOfFrames(taskFrameStart: Uint32Array, frame: Uint32Array): Uint32Array {
