@@ -183,3 +183,27 @@ describe("resolve: absolute addresses (crash, old /proc, ARM)", () => {
     expect(r.status[1]).toBe(FrameStatus.UNRESOLVED);
   });
 });
+
+describe("KASLR: a System.map reconciled with a dump's runtime addresses", () => {
+  it("infers the shift from frames that print symbol and address, and checks addresses through it", () => {
+    const map = "ffffffff81000000 T _text\nffffffff81000100 T foo\nffffffff81000200 T bar\nffffffff81000400 T _etext\n";
+    const t = parseSymbolTable(map, { source: "system.map" });
+    const shift = 0x1a200000n;
+    const rt = (a: bigint) => (a + shift).toString(16);
+    const cap = parseProcText(`[<${rt(0xffffffff81000110n)}>] foo+0x10/0x100\n[<${rt(0xffffffff81000220n)}>] bar\n[<0>] 0x${rt(0xffffffff81000230n)}\n`);
+    const r = resolveFrames(cap, t);
+    const key = (i: number) => (BigInt(r.keys[2 * i + 1]) << 32n) | BigInt(r.keys[2 * i]);
+    expect(r.warnings.join(" ")).toMatch(/shifted by 0x1a200000 \(KASLR\): reconciled through _text/);
+    expect(key(0)).toBe(0xffffffff81000110n);
+    expect(key(1)).toBe(0xffffffff81000220n);
+    expect(r.status[2]).toBe(FrameStatus.ADDRESS);
+    expect(key(2)).toBe(0xffffffff81000230n);
+  });
+
+  it("does not invent a shift from one frame or from disagreeing frames", () => {
+    const map = "ffffffff81000000 T _text\nffffffff81000100 T foo\nffffffff81000200 T bar\nffffffff81000400 T _etext\n";
+    const t = parseSymbolTable(map, { source: "system.map" });
+    const one = parseProcText("[<ffffffff9b000110>] foo+0x10/0x100\n");
+    expect(resolveFrames(one, t).warnings.join(" ")).not.toMatch(/reconciled through _text/);
+  });
+});

@@ -80,15 +80,25 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
 
   const spans = useTable ? objectSpans(table) : [];
   const inKnownObject = (a: bigint): boolean => spans.some(([lo, hi]) => a >= lo && a < hi);
+  // A System.map holds link-time addresses; a KASLR boot runs the image shifted. The dump's own
+  // frames (symbol and address both printed) give the shift: runtime _text - System.map _text.
+  const shift = useTable && table.source === "system.map" ? inferKaslrShift(cap, table) : 0n;
+  if (shift !== 0n) {
+    warnings.push(`the dump's addresses are the System.map's shifted by 0x${shift.toString(16)} (KASLR): reconciled through _text (runtime _text = 0x${((table!.text ?? 0n) + shift).toString(16)})`);
+  }
+  const setKey = (i: number, a: bigint): void => {
+    keys[2 * i] = Number(a & 0xffffffffn);
+    keys[2 * i + 1] = Number((a >> 32n) & 0xffffffffn);
+  };
   for (let i = 0; i < n; i++) {
     const flags = f.flags[i];
     if (flags & (FrameFlag.UNPARSED | FrameFlag.INLINE)) continue;
     if (flags & FrameFlag.BARE_HEX) {
       // An absolute address is checked directly against the ranges, but only when it lies in a
       // known object of this symbol table: anywhere else it is unresolved (SPEC §3 rule 7).
-      if (useTable && inKnownObject(u64(f.addrLo[i], f.addrHi[i]))) {
-        keys[2 * i] = f.addrLo[i];
-        keys[2 * i + 1] = f.addrHi[i];
+      const a = u64(f.addrLo[i], f.addrHi[i]) - shift;
+      if (useTable && inKnownObject(a)) {
+        setKey(i, a);
         status[i] = FrameStatus.ADDRESS;
       } else status[i] = FrameStatus.UNRESOLVED;
       continue;
@@ -96,7 +106,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
     if (useTable && flags & FrameFlag.HAS_ADDRESS) {
       // Symbol and address both printed (crash `bt`, old /proc, ARM): when the address lies in a
       // symbol of that name, it is the raw return address the kernel tests: use it as the key.
-      const addr = u64(f.addrLo[i], f.addrHi[i]);
+      const addr = u64(f.addrLo[i], f.addrHi[i]) - shift;
       const name = cap.strings.get(f.symbol[i]);
       const object = cap.strings.get(f.object[i]);
       const hit = (table.byName.get(name) ?? []).find((r) => {
@@ -105,8 +115,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
         return addr >= start && addr <= start + BigInt(table.size[r]);
       });
       if (hit !== undefined) {
-        keys[2 * i] = f.addrLo[i];
-        keys[2 * i + 1] = f.addrHi[i];
+        setKey(i, addr);
         status[i] = FrameStatus.RESOLVED;
         symbol[i] = hit;
         continue;
@@ -218,4 +227,44 @@ function objectSpans(t: SymbolTable): [bigint, bigint][] {
     if (!hi.has(o) || end > hi.get(o)!) hi.set(o, end);
   }
   return [...lo.keys()].map((o) => [lo.get(o)!, hi.get(o)!]);
+}
+
+/** x86-64 KASLR moves the kernel image in steps of CONFIG_PHYSICAL_ALIGN (2 MiB). */
+const KASLR_ALIGN = 0x200000n;
+
+/**
+ * The KASLR shift between a dump's absolute addresses and a System.map: for each frame that
+ * prints both a symbol and an address, the aligned shifts that put the address inside that
+ * symbol; the shift most frames agree on (at least 2 frames and 80% of them), else 0.
+ */
+export function inferKaslrShift(cap: Capture, t: SymbolTable): bigint {
+  const f = cap.frames;
+  const votes = new Map<bigint, number>();
+  let samples = 0;
+  for (let i = 0; i < f.length && samples < 500; i++) {
+    const flags = f.flags[i];
+    if ((flags & FrameFlag.HAS_ADDRESS) === 0 || (flags & FrameFlag.SYMBOLIC) === 0 || f.symbol[i] < 0) continue;
+    const rows = t.byName.get(cap.strings.get(f.symbol[i]));
+    if (rows === undefined) continue;
+    const addr = u64(f.addrLo[i], f.addrHi[i]);
+    const object = cap.strings.get(f.object[i]);
+    const found = new Set<bigint>();
+    for (const r of rows) {
+      if (t.objects[t.object[r]] !== object) continue;
+      const start = symbolAddress(t, r);
+      const size = BigInt(t.size[r]);
+      // addr - shift in [start, start + size]: the aligned shifts in [addr-start-size, addr-start].
+      const hi = addr - start;
+      const lo = hi - size;
+      let d = hi >= 0n ? (hi / KASLR_ALIGN) * KASLR_ALIGN : -((-hi + KASLR_ALIGN - 1n) / KASLR_ALIGN) * KASLR_ALIGN;
+      for (; d >= lo && found.size < 4; d -= KASLR_ALIGN) found.add(d);
+    }
+    if (found.size === 0) continue;
+    samples++;
+    for (const d of found) votes.set(d, (votes.get(d) ?? 0) + 1);
+  }
+  let best = 0n;
+  let bestVotes = 0;
+  for (const [d, v] of votes) if (v > bestVotes) [best, bestVotes] = [d, v];
+  return bestVotes >= 2 && bestVotes >= 0.8 * samples ? best : 0n;
 }
