@@ -171,6 +171,8 @@ class ProcessReader implements FileReader {
   private seq: Int32Array | null = null;
   private seen = 0;
   private acks = 0;
+  /** The next read is the first of a new helper process: allow for its start-up. */
+  private fresh = true;
   /** Set when the broker could not be started: read in this thread. */
   private fallback = false;
   constructor(readonly timeoutMs: number) {}
@@ -208,6 +210,7 @@ class ProcessReader implements FileReader {
     // Results posted before the kill was handled belong to the abandoned batch.
     while (receiveMessageOnPort(this.port) !== undefined);
     this.seen = Atomics.load(this.seq, 0);
+    this.fresh = true;
   }
 
   readAll(paths: string[]): ReadResult[] {
@@ -220,9 +223,9 @@ class ProcessReader implements FileReader {
     const seq = this.seq!;
     port.postMessage({ paths });
     const out: ReadResult[] = [];
-    // The first batch also waits for the reader process to start.
+    // The first read of a new helper process also waits for it to start (node start-up).
     for (let i = 0; i < paths.length; i++) {
-      const deadline = Date.now() + this.timeoutMs + (this.seen === 0 && i === 0 ? 10_000 : 0);
+      const deadline = Date.now() + this.timeoutMs + (this.fresh && i === 0 ? 10_000 : 0);
       while (Atomics.load(seq, 0) === this.seen) {
         const left = deadline - Date.now();
         if (left <= 0 || Atomics.wait(seq, 0, this.seen, left) === "timed-out") break;
@@ -233,6 +236,7 @@ class ProcessReader implements FileReader {
         return out;
       }
       this.seen++;
+      this.fresh = false;
       const msg = receiveMessageOnPort(port)?.message as { data?: Uint8Array; errno?: string } | undefined;
       if (msg === undefined) out.push({ ok: false, errno: "EIO" });
       else if (msg.data !== undefined) out.push({ ok: true, data: msg.data });
