@@ -3,12 +3,13 @@
  *
  *   patchsafe                      inventory of the live host
  *   patchsafe check [INPUT…]       decide; no INPUT = capture the live host
- *   patchsafe capture -o FILE      write the live host as a native JSON capture (0600)
- *   patchsafe synth --tasks N …    generate a large /proc dump from real stacks
+ *   patchsafe capture [-o FILE]    snapshot the live host (.psnap, 0600); --every/--count: a series
+ *   patchsafe convert, fleet, wait, synth (each has --help)
  *
  * Exit: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
  */
-import { closeSync, constants as fsc, lstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { check, type CheckResult } from "../check.js";
 import { predict } from "../predict/predict.js";
@@ -16,7 +17,6 @@ import type { Prediction } from "../predict/types.js";
 import { predictionText } from "../report/prediction.js";
 import type { DecideOptions } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
-import { captureToNativeJson } from "../ingest/nativeJson.js";
 import type { Capture } from "../model.js";
 import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
 import { buildInventory, inventoryText } from "../report/inventory.js";
@@ -27,13 +27,16 @@ import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
 import { explainMissing } from "../patch/suggest.js";
 import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
-import { generateProcDumpTo } from "../generate/procDump.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
 import { readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
 import { readLivepatches } from "../node/capture.js";
 import { captureLive, livePatchState, readTraceable } from "../node/live.js";
-import { writePrivateFile } from "../node/snapshotFile.js";
+import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
+import { runCapture } from "./capture.js";
+import { runConvert } from "./convert.js";
+import { runFleet } from "./fleet.js";
+import { runSynth } from "./synth.js";
 
 export const EXIT = { safe: 0, blocked: 1, error: 2, undecided: 3 } as const;
 
@@ -47,9 +50,16 @@ Usage:
   patchsafe wait [check options] [--timeout 60s] [--interval 2s]
                                     re-capture the live host until the check is safe (exit 0)
                                     or the time runs out (exit 1 or 3 with the last report)
-  patchsafe capture -o FILE         save the live host as a patchsafe JSON capture (mode 0600)
-  patchsafe synth --tasks N [--seed S] [--from CAPTURE] -o FILE
-                                    generate a /proc stack dump by resampling real stacks
+  patchsafe capture [-o FILE] [--redact] [--json]
+                                    snapshot the live host (.psnap, mode 0600): tasks, stacks,
+                                    symbols, enabled patches, host facts
+  patchsafe capture --every 2s --count 30 -o DIR
+                                    a series of snapshots for prediction
+  patchsafe convert INPUT… -o FILE  between every readable format and .psnap / JSON
+  patchsafe fleet DIR|FILE… --func F [--jobs N] [--json]
+                                    check many hosts' snapshots against one patch in parallel
+  patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|sysrq|psnap] -o FILE
+                                    generate a large capture by resampling real stacks
 
 Patch (check):
   --func [OBJECT:]NAME[,SYMPOS]     a function the patch replaces (repeatable)
@@ -101,26 +111,6 @@ function exitFor(r: CheckResult): number {
   return EXIT[r.verdict.verdict];
 }
 
-/** Writes a file only if it does not exist or is a regular file; never through a symlink. */
-function writePrivate(path: string, data: string): void {
-  try {
-    const st = lstatSync(path);
-    if (st.isSymbolicLink() || !st.isFile()) throw new PatchsafeError("E_IO", "refusing to write through a symlink or over a non-regular file", { file: path });
-  } catch (e) {
-    if (e instanceof PatchsafeError) throw e;
-  }
-  let fd: number;
-  try {
-    fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
-  } catch (e) {
-    throw new PatchsafeError("E_IO", `cannot write: ${e instanceof Error ? e.message : String(e)}`, { file: path });
-  }
-  try {
-    writeSync(fd, data);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function runCheck(args: string[], o: Output): number {
   const { values, positionals } = parseArgs({
@@ -184,15 +174,23 @@ function runCheck(args: string[], o: Output): number {
     capture.livepatches = live.patches;
     capture.warnings.push(...live.warnings);
   } else {
-    // Each file, and each dump section of a dmesg, is one capture (SPEC §6).
+    // Each file, and each dump section of a dmesg, is one capture (SPEC §6). A snapshot brings
+    // its own symbol table and applied patches, used unless --kallsyms / --applied say otherwise.
+    let snapshotSymbols: SymbolTable | null = null;
     const all = positionals.flatMap((f) => {
+      if (f !== "-" && format === "auto" && isSnapshotFile(f)) {
+        const snap = readSnapshotFile(f);
+        snapshotSymbols ??= snap.symbols;
+        return [snap.capture];
+      }
       // What was detected shows in the report (its header and input.format), per capture.
       return readCaptureFiles(f, format as FormatName).captures;
     });
+    if (values.kallsyms === undefined && snapshotSymbols !== null) symbols = snapshotSymbols;
     if (all.length > 1) series = all;
     capture = all[all.length - 1];
     if (values.kallsyms !== undefined) symbols = readSymbolFile(values.kallsyms);
-    else capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
+    else if (symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
   }
   if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
   // `check` without a patch: the default job over this capture.
@@ -233,6 +231,24 @@ function runCheck(args: string[], o: Output): number {
   if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result, prediction), null, 2)}\n`);
   else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }) + (prediction === null ? "" : predictionText(prediction)));
   return exitFor(result);
+}
+
+/** Whether a file starts like a snapshot (.psnap magic or the snapshot JSON form). */
+function isSnapshotFile(file: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return false; // the ordinary reader reports the error with the file name
+  }
+  try {
+    const head = new Uint8Array(4096);
+    return sniffSnapshot(head.subarray(0, readSync(fd, head, 0, head.length, 0))) !== null;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The patch in transition on a capture, checked as the kernel is checking it now. */
@@ -332,45 +348,40 @@ function runWait(args: string[], o: Output): number {
   }
 }
 
-function runCapture(args: string[], o: Output): number {
-  const { values } = parseArgs({ args, strict: true, options: { output: { type: "string", short: "o" } } });
-  if (values.output === undefined) usage("capture needs -o FILE");
-  const cap = captureLive();
-  writePrivate(values.output, captureToNativeJson(cap));
-  o.err.push(`patchsafe: wrote ${cap.tasks.length} threads to ${values.output} (mode 0600: a capture reveals what runs on the host)\n`);
+/**
+ * `capture`: one snapshot (src/cli/capture.ts), or with `--every 2s --count 30 -o DIR` a series
+ * for prediction: DIR/capture-001.psnap … (each records its real capture time).
+ */
+function runCaptureSeries(args: string[], o: Output): number {
+  let every: number | null = null;
+  let count: number | null = null;
+  let dir: string | null = null;
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--every") every = parseDuration(args[++i] ?? usage("--every needs a duration"), "--every");
+    else if (a === "--count") count = Number(args[++i]);
+    else if (a === "-o" || a === "--output") {
+      dir = args[++i] ?? usage(`${a} needs a path`);
+      rest.push("-o", dir);
+    } else rest.push(a);
+  }
+  if (every === null && count === null) return runCapture(rest, o);
+  if (every === null || count === null || !Number.isSafeInteger(count) || count < 1 || dir === null) usage("a capture series needs --every DURATION --count N -o DIR");
+  mkdirSync(dir!, { recursive: true, mode: 0o700 });
+  const base = rest.filter((x, i) => x !== "-o" && rest[i - 1] !== "-o");
+  for (let k = 1; k <= count!; k++) {
+    const started = Date.now();
+    const status = runCapture([...base, "-o", join(dir!, `capture-${String(k).padStart(3, "0")}.psnap`)], o);
+    if (status !== 0) return status;
+    if (k < count!) sleepMs(Math.max(0, every! - (Date.now() - started)));
+  }
+  o.err.push(`patchsafe: ${count} captures in ${dir}: check them together with \`patchsafe check ${dir}/capture-*.psnap --func …\`\n`);
   return 0;
 }
 
-function runSynth(args: string[], o: Output): number {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: { tasks: { type: "string" }, seed: { type: "string" }, from: { type: "string" }, output: { type: "string", short: "o" } },
-  });
-  const tasks = Number(values.tasks);
-  if (!Number.isSafeInteger(tasks) || tasks < 1) usage("synth needs --tasks N (a positive integer)");
-  const seed = values.seed === undefined ? 1 : Number(values.seed);
-  if (!Number.isSafeInteger(seed)) usage("--seed must be an integer");
-  if (values.output === undefined) usage("synth needs -o FILE");
-  const source = values.from === undefined ? captureLive() : readCaptureFile(values.from).capture;
-  // Creates the output 0600 after refusing symlinks, non-regular files and the input itself.
-  writePrivateFile(values.output, "", values.from === undefined ? [] : [values.from]);
-  let fd: number;
-  try {
-    fd = openSync(values.output, fsc.O_WRONLY | fsc.O_TRUNC | (fsc.O_NOFOLLOW ?? 0), 0o600);
-  } catch (e) {
-    throw new PatchsafeError("E_IO", `cannot write: ${e instanceof Error ? e.message : String(e)}`, { file: values.output });
-  }
-  let distinctFrameShare: number;
-  try {
-    ({ distinctFrameShare } = generateProcDumpTo(source, { tasks, seed }, (piece) => {
-      writeSync(fd, piece);
-    }));
-  } finally {
-    closeSync(fd);
-  }
-  o.err.push(`patchsafe: wrote ${tasks} tasks to ${values.output}; ${(distinctFrameShare * 100).toFixed(2)}% of frame lines are distinct\n`);
-  return 0;
+function runSynthCommand(args: string[], o: Output): number {
+  return runSynth(args, o);
 }
 
 /** Runs the CLI and returns the exit status with what to print (tests call this in-process). */
@@ -387,9 +398,11 @@ export function run(argv: string[]): { status: number; stdout: string; stderr: s
       o.out.push(`patchsafe ${VERSION}\n`);
       status = 0;
     } else if (cmd === "check") status = runCheck(rest, o);
-    else if (cmd === "capture") status = runCapture(rest, o);
+    else if (cmd === "capture") status = runCaptureSeries(rest, o);
+    else if (cmd === "convert") status = runConvert(rest, o);
+    else if (cmd === "fleet") status = runFleet(rest, o);
     else if (cmd === "wait") status = runWait(rest, o);
-    else if (cmd === "synth") status = runSynth(rest, o);
+    else if (cmd === "synth") status = runSynthCommand(rest, o);
     else if (cmd === "inventory" || cmd.startsWith("-")) status = runInventory(cmd === "inventory" ? rest : argv, o);
     else usage(`unknown command ${JSON.stringify(cmd)}`);
   } catch (e) {

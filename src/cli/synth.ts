@@ -11,6 +11,7 @@
  * through a symlink.
  */
 import { closeSync, constants as fsc, lstatSync, openSync, writeSync } from "node:fs";
+import { writePrivateFile } from "../node/snapshotFile.js";
 import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
 import { generateProcDumpTo, type GenerateStats, type ShareSpec } from "../generate/procDump.js";
@@ -122,6 +123,8 @@ export function runSynth(args: string[], o: { out: string[]; err: string[] }): n
 
   let stats: GenerateStats;
   let bytes = 0;
+  // Refuse symlinks, non-regular files and the --from input itself before truncating anything.
+  writePrivateFile(values.output, "", values.from === undefined ? [] : [values.from]);
   const fd = openPrivate(values.output);
   try {
     if (as === "proc") {
