@@ -399,6 +399,24 @@ test("the kernel's memo of repeated keys: new ranges on a reused instance, hits 
   }
 });
 
+test("the same ranges again stay installed: new keys, grown buffers and baselines in between", () => {
+  const ranges: Range[] = [[K, K + 0xff], [K + 0x80, K + 0x17f], [M, M + 0x10]].map(([a, b]) => [a, b] as Range);
+  const scanner = createWasmScanner(loadScanModuleSync("release"), "wasm-release", { keyChunk: 4, hitCapacity: 2 });
+  const inputs: ScanInput[] = [];
+  for (let round = 0; round < 6; round++) {
+    const keys: bigint[] = [];
+    for (let i = 0; i < 20 + round * 300; i++) keys.push([K + BigInt((i * 37 + round) % 0x200), M + BigInt(i % 0x20), 0n][i % 3]!);
+    inputs.push(makeInput(keys, [0, keys.length], ranges));
+  }
+  // more ranges in between grows the range buffers (a reallocation drops the installed ones)
+  const many: Range[] = Array.from({ length: 5000 }, (_, i) => [K + BigInt(i) * 0x1000n, K + BigInt(i) * 0x1000n + 0x10n] as Range);
+  for (const [i, input] of inputs.entries()) {
+    expectSameHits(scanner.scan(input), plain(referenceScanner.scan(input)), `round ${i}`);
+    if (i === 2) scanner.scan(makeInput([K + 5n], [0, 1], many));
+    if (i === 4) scanner.memoryFloor(pairs(Array.from({ length: 50 }, (_, k) => K + BigInt(k))));
+  }
+});
+
 test("typescript scanner: kernel-like ranges sharing one high half take the narrow path; key 0 and other windows never hit", () => {
   const ranges: Range[] = [];
   for (let i = 0; i < 5000; i++) ranges.push([K + BigInt(i) * 0x100n, K + BigInt(i) * 0x100n + 0x7fn + (i % 97 === 0 ? 0x4000n : 0n)]);

@@ -206,6 +206,15 @@ export function createWasmScanner(
     return heap32;
   };
 
+  /** Copies of the ranges installed in the kernel now (null: none, or unknown after a failure). */
+  let installed: { start: Uint32Array; last: Uint32Array } | null = null;
+  let maxLimit = 0;
+  const sameRanges = (a: { start: Uint32Array; last: Uint32Array }, start: Uint32Array, last: Uint32Array): boolean => {
+    if (a.start.length !== start.length) return false;
+    for (let i = 0; i < start.length; i++) if (a.start[i] !== start[i] || a.last[i] !== last[i]) return false;
+    return true;
+  };
+
   function scan(input: ScanInput): ScanHits {
     validateScanInput(input);
     const { keys, taskFrameStart, rangeStart, rangeLast } = input;
@@ -218,9 +227,13 @@ export function createWasmScanner(
       return { count: 0, task: new Uint32Array(0), frame: new Uint32Array(0), range: new Uint32Array(0) };
     }
 
+    const keyCapBefore = ex.keyCapacity();
+    const rangeCapBefore = ex.rangeCapacity();
+    let limit: number;
     try {
-      ex.reserve(ranges, keyChunk, hitCapacity); // may grow memory: take views after this
+      limit = ex.reserve(ranges, keyChunk, hitCapacity) >>> 0; // may grow memory: take views after this
     } catch (e) {
+      installed = null;
       // memory.grow refused (a trap) or the arena limit: the previous layout stays usable
       if (e instanceof WebAssembly.RuntimeError || e instanceof WasmAbortError) {
         throw new PatchsafeError("E_UNSUPPORTED", `cannot allocate wasm scan buffers for ${ranges} ranges: ${e.message}`);
@@ -228,9 +241,18 @@ export function createWasmScanner(
       throw e;
     }
     let mem = view();
-    mem.set(rangeStart, ex.rangeStartPtr() >>> 2);
-    mem.set(rangeLast, ex.rangeLastPtr() >>> 2);
-    ex.setRanges(ranges);
+    // The same ranges as the last call (a fleet or a benchmark checking one patch again) stay
+    // installed, sorted and memoised, unless reserve() reallocated (any capacity grew, or the
+    // hit limit rose past every earlier one: conservatively a reallocation).
+    const reallocated = ex.keyCapacity() !== keyCapBefore || ex.rangeCapacity() !== rangeCapBefore || limit > maxLimit;
+    maxLimit = Math.max(maxLimit, limit);
+    if (reallocated || installed === null || !sameRanges(installed, rangeStart, rangeLast)) {
+      installed = null;
+      mem.set(rangeStart, ex.rangeStartPtr() >>> 2);
+      mem.set(rangeLast, ex.rangeLastPtr() >>> 2);
+      ex.setRanges(ranges);
+      installed = { start: rangeStart.slice(), last: rangeLast.slice() };
+    }
 
     let outFrame = new Uint32Array(1024);
     let outRange = new Uint32Array(1024);
@@ -273,7 +295,11 @@ export function createWasmScanner(
   function chunked(keys: Uint32Array, visit: (n: number) => number): number {
     const frames = keys.length >>> 1;
     if (frames === 0) return 0;
-    ex.reserve(1, keyChunk, hitCapacity);
+    const kc = ex.keyCapacity();
+    const rc = ex.rangeCapacity();
+    const limit = ex.reserve(1, keyChunk, hitCapacity) >>> 0;
+    if (ex.keyCapacity() !== kc || ex.rangeCapacity() !== rc || limit > maxLimit) installed = null;
+    maxLimit = Math.max(maxLimit, limit);
     let acc = 0;
     const keyWord = ex.keyPtr() >>> 2;
     for (let base = 0; base < frames; base += keyChunk) {
