@@ -400,7 +400,7 @@ test("the kernel's memo of repeated keys: new ranges on a reused instance, hits 
 });
 
 test("the same ranges again stay installed: new keys, grown buffers and baselines in between", () => {
-  const ranges: Range[] = [[K, K + 0xff], [K + 0x80, K + 0x17f], [M, M + 0x10]].map(([a, b]) => [a, b] as Range);
+  const ranges: Range[] = [[K, K + 0xffn], [K + 0x80n, K + 0x17fn], [M, M + 0x10n]].map(([a, b]) => [a, b] as Range);
   const scanner = createWasmScanner(loadScanModuleSync("release"), "wasm-release", { keyChunk: 4, hitCapacity: 2 });
   const inputs: ScanInput[] = [];
   for (let round = 0; round < 6; round++) {
