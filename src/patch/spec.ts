@@ -5,17 +5,10 @@
  */
 import { PatchsafeError } from "../errors.js";
 import { jsonErrorOffset, lineAt } from "../ingest/jsonPosition.js";
-import { type AppliedPatch, VMLINUX } from "../model.js";
+import { type AppliedFunction, type AppliedPatch, VMLINUX } from "../model.js";
 
-export interface PatchFunctionSpec {
-  object: string;
-  oldName: string;
-  /** livepatch old_sympos: 0 = must be unique. */
-  oldSympos: number;
-  newName: string | null;
-  newSize: number | null;
-  force: boolean;
-}
+/** A function of a patch: the same fields an applied patch records (model.ts AppliedFunction). */
+export type PatchFunctionSpec = AppliedFunction;
 
 export interface PatchSpec {
   /** The patch module's name (its replacements carry `[name]` in a stack); null for --func. */
@@ -128,6 +121,6 @@ export function parseAppliedFile(text: string, file: string): AppliedPatch {
     replace: spec.replace,
     forced: bool("forced", false),
     stackOrder: (so as number | undefined) ?? null,
-    funcs: spec.funcs.map((f) => ({ object: f.object, oldName: f.oldName, oldSympos: f.oldSympos, newName: f.newName, newSize: f.newSize, force: f.force })),
+    funcs: spec.funcs.map((f) => ({ ...f })),
   };
 }
