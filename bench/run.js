@@ -304,6 +304,19 @@ function scalingBench() {
   };
 }
 
+// Sections not rerun (--only) are carried over from the previous results file, with its date.
+const carried = {};
+const suffix = quick ? "-quick" : "";
+if (onlyArg !== null && existsSync(here(`results${suffix}.json`))) {
+  const prev = JSON.parse(readFileSync(here(`results${suffix}.json`), "utf8"));
+  const from = prev.meta?.sectionDates ?? {};
+  for (const sec of ["kernel", "e2e", "scaling"]) {
+    if (only.has(sec) || prev[sec] === undefined) continue;
+    results[sec] = prev[sec];
+    carried[sec] = from[sec] ?? prev.meta?.date ?? "unknown";
+  }
+}
+
 try {
   if (only.has("kernel")) await kernelBench();
   if (only.has("e2e")) e2eBench();
@@ -347,8 +360,9 @@ const meta = {
   quick,
   reps: REPS,
   durationS: Number(((performance.now() - started) / 1000).toFixed(1)),
+  /** When each section was measured (sections carried over by --only keep their date). */
+  sectionDates: Object.fromEntries(["kernel", "e2e", "scaling"].map((sec) => [sec, carried[sec] ?? new Date().toISOString()])),
 };
-const suffix = quick ? "-quick" : "";
 writeFileSync(here(`results${suffix}.json`), `${JSON.stringify({ meta, figures, ...results }, null, 2)}\n`);
 
 const f2 = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? "–" : x.toFixed(d));
@@ -358,6 +372,7 @@ md.push("");
 md.push(`${meta.date} · Node ${meta.node} (V8 ${meta.v8}) · ${meta.cpu} × ${meta.cores} · ${meta.memGiB} GiB · wasm ${meta.wasmSha256} · load average ${meta.loadavg.join(" ")} · ${REPS} rep(s) · ${meta.durationS} s`);
 md.push("");
 md.push("Regenerate: `npm run build && npm run bench` (`-- --quick` for the CI smoke run). Raw figures: `results.json`.");
+for (const [sec, date] of Object.entries(carried)) md.push(`\nThe ${sec} section is carried over from the run of ${date} (\`--only\` left it out).`);
 md.push("");
 md.push("## Figures vs targets");
 md.push("");
