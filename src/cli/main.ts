@@ -8,7 +8,7 @@
  *
  * Exit: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
  */
-import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { check, type CheckResult } from "../check.js";
@@ -58,7 +58,8 @@ Usage:
   patchsafe convert INPUT… -o FILE  between every readable format and .psnap / JSON
   patchsafe fleet DIR|FILE… --func F [--jobs N] [--json]
                                     check many hosts' snapshots against one patch in parallel
-  patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|sysrq|psnap] -o FILE
+  patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|psnap] [--shape grep|tail|header]
+                 [--in [OBJ:]FUNC:SHARE]… -o FILE
                                     generate a large capture by resampling real stacks
 
 Patch (check):
@@ -235,6 +236,12 @@ function runCheck(args: string[], o: Output): number {
 
 /** Whether a file starts like a snapshot (.psnap magic or the snapshot JSON form). */
 function isSnapshotFile(file: string): boolean {
+  // Only regular files are sniffed: reading the head of a FIFO would consume what the parser needs.
+  try {
+    if (!statSync(file).isFile()) return false;
+  } catch {
+    return false;
+  }
   let fd: number;
   try {
     fd = openSync(file, "r");

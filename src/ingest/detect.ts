@@ -109,6 +109,12 @@ class ProcWrapper implements CaptureParser {
   }
 
   private line(buf: Uint8Array, s: number, e: number): void {
+    // Fast path: a bare /proc line (`/proc/…:[<0>] …` from grep -H, or `[<0>] …`) has no envelope
+    // and no `cat /proc/…` prompt: hand it over without a copy.
+    if (e - s >= 2 && ((buf[s] === CH.SLASH && buf[s + 1] === 0x70) || (buf[s] === CH.LBRACKET && buf[s + 1] === CH.LT))) {
+      this.inner.pushLine(buf, s, e);
+      return;
+    }
     const env = stripEnvelope(buf, s, e);
     const b = env.body;
     // `cat /proc/PID/stack` or `cat /proc/PID/task/TID/stack` after a prompt.
