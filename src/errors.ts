@@ -14,7 +14,13 @@ export type ErrorCode =
   | "E_SYMPOS_NOT_FOUND" // kernel: "symbol position %lu for symbol '%s' in object '%s' not found"
   | "E_NEED_SYMBOLS" // sympos > 0 or --range without a symbol table / addresses
   | "E_SCAN_INPUT" // malformed scan buffers (a bug in the caller, reported with the bad value)
-  | "E_LIVE"; // the live host cannot be captured (no /proc, no permission)
+  | "E_LIVE" // the live host cannot be captured (no /proc, no permission)
+  | "E_SNAPSHOT_MAGIC" // not a .psnap file
+  | "E_SNAPSHOT_VERSION" // a newer major snapshot format than this patchsafe reads
+  | "E_SNAPSHOT_TRUNCATED" // the file ends before its declared lengths
+  | "E_SNAPSHOT_CHECKSUM" // CRC-32 of the prefix or body does not match
+  | "E_SNAPSHOT_TOO_LARGE" // a declared length beyond the limits (refused before allocating)
+  | "E_SNAPSHOT_CORRUPT"; // well-checksummed but inconsistent content
 
 export interface ErrorDetail {
   file?: string;

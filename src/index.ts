@@ -26,6 +26,7 @@ export { buildInventory, inventoryText } from "./report/inventory.js";
 export { toJsonReport, type JsonReport } from "./report/json.js";
 export { toTextReport } from "./report/text.js";
 export * from "./scan/index.js";
+export * from "./snapshot/index.js";
 export { resolveFrames } from "./symbols/resolve.js";
 export { findObjectSymbol, parseSymbolTable, type SymbolTable } from "./symbols/table.js";
 export { VERSION } from "./version.js";

@@ -120,3 +120,13 @@ describe("never a false safe", () => {
     });
   }
 });
+
+describe("a symbol table without addresses (a redacted snapshot's)", () => {
+  it("cannot place scheduler sections, so a /proc capture is never safe with it", () => {
+    const redacted = { ...t, hasAddresses: false, coverage: "names-only" as const };
+    const capture = nativeCapture([task(0, "none", "n_tty_read")]);
+    const r = check({ capture, symbols: redacted, patch: { ...emptyPatch(), funcs: [{ object: "vmlinux", oldName: "schedule_timeout", oldSympos: 0, newName: null, newSize: null, force: false }] }, scanner: referenceScanner });
+    expect(r.verdict.verdict).not.toBe("safe");
+    expect(r.verdict.reasons.map((x) => x.code)).toContain("no-symbol-table");
+  });
+});

@@ -187,9 +187,14 @@ function runCheck(args: string[], o: Output): number {
       // What was detected shows in the report (its header and input.format), per capture.
       return readCaptureFiles(f, format as FormatName).captures;
     });
-    if (values.kallsyms === undefined && snapshotSymbols !== null) symbols = snapshotSymbols;
     if (all.length > 1) series = all;
     capture = all[all.length - 1];
+    if (values.kallsyms === undefined && snapshotSymbols !== null) {
+      const t: SymbolTable = snapshotSymbols;
+      // A redacted table cannot place frames (nor scheduler sections): as good as none.
+      if (t.hasAddresses) symbols = t;
+      else capture.warnings.push({ code: "redacted-symbols", message: "the snapshot's symbol table is redacted (no addresses): frames are matched by name, as without --kallsyms" });
+    }
     if (values.kallsyms !== undefined) symbols = readSymbolFile(values.kallsyms);
     else if (symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
   }

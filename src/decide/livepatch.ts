@@ -365,8 +365,11 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // Rule 5 precondition: a blocking range inside the sections /proc hides.
   let hiddenOverlap: string | null = null;
-  if (cap.hidesSchedFrames && table !== null) {
-    const { sched, lock } = table.sections;
+  // A table without addresses (a redacted snapshot's) cannot place frames in .sched.text: it
+  // counts as no table here, never as "nothing hidden".
+  const placeable = table !== null && table.hasAddresses && table.sections.sched !== null;
+  if (cap.hidesSchedFrames && placeable) {
+    const { sched, lock } = table!.sections;
     for (const r of ranges.ranges) {
       if (r.role === "conservative-extra") continue;
       const overlaps = (b: [bigint, bigint] | null): boolean => b !== null && r.start < b[1] && r.end > b[0];
@@ -375,7 +378,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
         break;
       }
     }
-  } else if (cap.hidesSchedFrames && table === null) {
+  } else if (cap.hidesSchedFrames) {
     bounds.push({ code: "no-symbol-table", message: "without a symbol table the .sched.text/.spinlock.text bounds are unknown, and /proc stacks hide those frames: give --kallsyms" });
   }
 
@@ -697,7 +700,7 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
   if (first !== null) return { result: "fail", first };
   const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
   for (const o of outcomes) if (o.status === "undecided" && !kernelBlind.has(o.matches[0].code)) return { result: "unknown", first: null };
-  if (cap.hidesSchedFrames && (table === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
+  if (cap.hidesSchedFrames && (table === null || !table.hasAddresses || table.sections.sched === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
   return { result: "pass", first: null };
 }
 

@@ -2,3 +2,5 @@
 export { captureLive, liveHostFacts, livePatchState, parseStat } from "./live.js";
 export { readCaptureFile, readSymbolFile, streamFile } from "./io.js";
 export { loadWasmScannerSync } from "./wasm.js";
+export { captureHost, readLivepatches, readModules, timedReader } from "./capture.js";
+export { readAnyCapture, readSnapshotFile, writePrivateFile } from "./snapshotFile.js";
