@@ -254,23 +254,7 @@ export function captureToNativeJson(cap: Capture): string {
         frames.push(o);
       } else frames.push(text);
     }
-    return {
-      pid: t.pid,
-      tid: t.tid,
-      comm: t.comm === null ? null : latin1(t.comm, 0, t.comm.length),
-      state: t.state,
-      flags: t.flags,
-      ppid: t.ppid,
-      startTime: t.startTime,
-      cpu: t.cpu,
-      patchState: t.patchState,
-      stackStatus: t.stackStatus,
-      errno: t.errno,
-      running: t.running,
-      statusKthread: t.statusKthread,
-      endMarker: t.endMarker,
-      frames,
-    };
+    return { ...taskFactsJson(t), frames };
   });
   const doc = {
     format: NATIVE_FORMAT,
@@ -286,4 +270,24 @@ export function captureToNativeJson(cap: Capture): string {
     tasks,
   };
   return `${JSON.stringify(doc, null, 1)}\n`;
+}
+
+/** A task's facts as the JSON forms write them (comm as a string of its raw bytes, U+0000–U+00FF). */
+export function taskFactsJson(t: Task) {
+  return {
+    pid: t.pid,
+    tid: t.tid,
+    comm: t.comm === null ? null : latin1(t.comm, 0, t.comm.length),
+    state: t.state,
+    flags: t.flags,
+    ppid: t.ppid,
+    startTime: t.startTime,
+    cpu: t.cpu,
+    patchState: t.patchState,
+    stackStatus: t.stackStatus,
+    errno: t.errno,
+    running: t.running,
+    statusKthread: t.statusKthread,
+    endMarker: t.endMarker,
+  };
 }

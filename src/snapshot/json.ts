@@ -14,6 +14,7 @@
  * - symbols: columns in table (kallsyms) order; `addresses` null when redacted, then `sizes`
  *   and `sectionRows` carry what the addresses gave.
  */
+import { taskFactsJson } from "../ingest/nativeJson.js";
 import { PatchsafeError } from "../errors.js";
 import { encodeLatin1, latin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
@@ -62,20 +63,7 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
     }
     frames += t.frameCount;
     return {
-      pid: t.pid,
-      tid: t.tid,
-      comm: t.comm === null ? null : latin1(t.comm, 0, t.comm.length),
-      state: t.state,
-      flags: t.flags,
-      ppid: t.ppid,
-      startTime: t.startTime,
-      cpu: t.cpu,
-      patchState: t.patchState,
-      stackStatus: t.stackStatus,
-      errno: t.errno,
-      running: t.running,
-      statusKthread: t.statusKthread,
-      endMarker: t.endMarker,
+      ...taskFactsJson(t),
       line: t.line,
       frameLine: consecutive ? f.line[t.frameStart] : null,
       frames: list,
