@@ -16,7 +16,7 @@
  */
 import { taskFactsJson } from "../ingest/nativeJson.js";
 import { PatchsafeError } from "../errors.js";
-import { encodeLatin1, latin1 } from "../ingest/bytes.js";
+import { encodeLatin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { type Capture, emptyHostFacts, FrameFlag, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
