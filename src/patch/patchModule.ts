@@ -1,0 +1,21 @@
+/**
+ * `--patch-module FILE.ko`: reads the functions a patch module replaces, whichever tool built it.
+ * Browser-clean: bytes in, PatchSpec out.
+ */
+import { readElf } from "./elf.js";
+import { isKpatchModule, type PatchModule, readKpatchModuleDetailed } from "./kpatchModule.js";
+import type { PatchSpec } from "./spec.js";
+
+export type { ModuleFunctionDetail, PatchModule } from "./kpatchModule.js";
+
+/** The module with per-function details (sizes, replacement symbol) for show-patch. */
+export function readPatchModule(bytes: Uint8Array, file: string): PatchModule {
+  const elf = readElf(bytes, file);
+  if (isKpatchModule(elf)) return readKpatchModuleDetailed(elf);
+  return elf.fail("no .kpatch.funcs section: not a kpatch-built patch module (upstream klp_patch modules are not read yet)");
+}
+
+/** The PatchSpec of a module, for check --patch-module / --applied-module. */
+export function readPatchModuleSpec(bytes: Uint8Array, file: string): PatchSpec {
+  return readPatchModule(bytes, file).spec;
+}
