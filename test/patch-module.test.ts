@@ -42,6 +42,28 @@ struct module { int state; struct list_head list; char name[56]; };
 struct module __this_module __attribute__((section(".gnu.linkonce.this_module"))) = { 0, { 0, 0 }, "kpatch_poll" };
 `;
 
+const LIVEPATCH_C = `
+struct list_head { void *next, *prev; };
+struct kobject { const char *name; struct list_head entry; void *parent, *kset, *ktype, *sd; int kref; unsigned int flags; };
+struct klp_func { const char *old_name; void *new_func; unsigned long old_sympos; void *old_func; struct kobject kobj; struct list_head node, stack_node; unsigned long old_size, new_size; _Bool nop, patched, transition; };
+struct klp_callbacks { int (*pre_patch)(void *); void (*post_patch)(void *); void (*pre_unpatch)(void *); void (*post_unpatch)(void *); _Bool post_unpatch_enabled; };
+struct klp_object { const char *name; struct klp_func *funcs; struct klp_callbacks callbacks; struct kobject kobj; struct list_head func_list, node; void *mod; _Bool dynamic, patched; };
+struct klp_state { unsigned long id; unsigned int version; void *data; };
+struct klp_patch { void *mod; struct klp_object *objs; struct klp_state *states; _Bool replace; struct list_head list; struct kobject kobj; };
+extern char __this_module[];
+static int livepatch_cmdline_proc_show(void *m, void *v) { return 0; }
+static int livepatch_ext4_sync(void) { return 1; }
+static int livepatch_ext4_write(void) { return 2; }
+static int pre(void *o) { return 0; }
+static struct klp_func funcs[] = { { .old_name = "cmdline_proc_show", .new_func = livepatch_cmdline_proc_show, }, { } };
+static struct klp_func ext4_funcs[] = { { .old_name = "ext4_sync_fs", .new_func = livepatch_ext4_sync, .old_sympos = 2 }, { .old_name = "ext4_file_write_iter", .new_func = livepatch_ext4_write }, { } };
+static struct klp_object objs[] = { { .funcs = funcs, }, { .name = "ext4", .funcs = ext4_funcs, .callbacks = { .pre_patch = pre } }, { } };
+static struct klp_patch patch = { .mod = __this_module, .objs = objs, .replace = 1 };
+struct file_operations { void *owner; void *llseek; } fops = { __this_module, pre };
+void *keep(void) { return &patch; }
+const char modinfo[] __attribute__((section(".modinfo"))) = "vermagic=6.1.0 SMP preempt mod_unload modversions \\0name=livepatch_sample";
+`;
+
 let dir = "";
 let gccReason: string | null = null;
 let m32Reason: string | null = null;
@@ -65,6 +87,8 @@ beforeAll(() => {
   if (gccReason === null) tryCompile("tm64", THIS_MODULE_C, []);
   m32Reason = gccReason ?? tryCompile("kp32", KPATCH_C, ["-m32"]);
   if (m32Reason === null) tryCompile("tm32", THIS_MODULE_C, ["-m32"]);
+  if (gccReason === null) tryCompile("lp64", LIVEPATCH_C, []);
+  if (m32Reason === null) tryCompile("lp32", LIVEPATCH_C, ["-m32"]);
   if (gccReason !== null) console.log(`patch-module tests: skipping gcc-built modules: ${gccReason}`);
   else if (m32Reason !== null) console.log(`patch-module tests: skipping -m32 modules: ${m32Reason}`);
 });
@@ -125,6 +149,38 @@ describe("kpatch-built modules from gcc", () => {
     expect(bad.err.join("\n")).toContain("not an ELF file");
     expect(runShowPatch([join(dir, "missing.ko")], bad)).toBe(2);
     expect(runShowPatch([], bad)).toBe(2);
+  });
+});
+
+describe("upstream livepatch modules from gcc (klp_patch → klp_object[] → klp_func[])", () => {
+  const expected = {
+    name: "livepatch_sample",
+    replace: true,
+    ranges: [],
+    funcs: [
+      { object: "vmlinux", oldName: "cmdline_proc_show", oldSympos: 0, newName: "livepatch_cmdline_proc_show", newSize: expect.any(Number), force: false },
+      { object: "ext4", oldName: "ext4_sync_fs", oldSympos: 2, newName: "livepatch_ext4_sync", newSize: expect.any(Number), force: false },
+      { object: "ext4", oldName: "ext4_file_write_iter", oldSympos: 0, newName: "livepatch_ext4_write", newSize: expect.any(Number), force: false },
+    ],
+  };
+  it("ELF64 RELA", (ctx) => {
+    if (gccReason !== null) return ctx.skip();
+    const m = readPatchModule(objs.lp64, "lp64.o");
+    expect(m.kind).toBe("livepatch");
+    expect(m.spec).toEqual(expected);
+    expect(m.spec.funcs.every((f) => (f.newSize ?? 0) > 0)).toBe(true);
+  });
+  it("ELF32 REL", (ctx) => {
+    if (m32Reason !== null) return ctx.skip();
+    expect(readPatchModule(objs.lp32, "lp32.o").spec).toEqual(expected);
+  });
+  it("replace comes from the 5.1–5.4 offset when vermagic says so", (ctx) => {
+    if (gccReason !== null) return ctx.skip();
+    const b = objs.lp64.slice();
+    const at = Buffer.from(b).indexOf("vermagic=6.1.0");
+    b.set(new TextEncoder().encode("5.4"), at + 9);
+    // In 5.1–5.4 replace is the word after objs: here the (NULL) states pointer → false.
+    expect(readPatchModule(b, "lp54.o").spec.replace).toBe(false);
   });
 });
 
@@ -241,7 +297,7 @@ function expectModuleError(bytes: Uint8Array, file: string): PatchsafeError | nu
 describe("truncated and corrupt modules", () => {
   const samples = (): [string, Uint8Array][] => {
     const l: [string, Uint8Array][] = [["be64", buildKpatchElf(true, false)], ["be32", buildKpatchElf(false, false)]];
-    for (const k of ["kp64", "kp32", "tm64"]) if (objs[k] !== undefined) l.push([k, objs[k]]);
+    for (const k of ["kp64", "kp32", "tm64", "lp64", "lp32"]) if (objs[k] !== undefined) l.push([k, objs[k]]);
     return l;
   };
 

@@ -4,6 +4,7 @@
  */
 import { readElf } from "./elf.js";
 import { isKpatchModule, type PatchModule, readKpatchModuleDetailed } from "./kpatchModule.js";
+import { readLivepatchModule } from "./livepatchModule.js";
 import type { PatchSpec } from "./spec.js";
 
 export type { ModuleFunctionDetail, PatchModule } from "./kpatchModule.js";
@@ -12,7 +13,7 @@ export type { ModuleFunctionDetail, PatchModule } from "./kpatchModule.js";
 export function readPatchModule(bytes: Uint8Array, file: string): PatchModule {
   const elf = readElf(bytes, file);
   if (isKpatchModule(elf)) return readKpatchModuleDetailed(elf);
-  return elf.fail("no .kpatch.funcs section: not a kpatch-built patch module (upstream klp_patch modules are not read yet)");
+  return readLivepatchModule(elf);
 }
 
 /** The PatchSpec of a module, for check --patch-module / --applied-module. */
