@@ -195,7 +195,7 @@ interface Sec {
   entsize?: number;
 }
 
-function buildKpatchElf(is64: boolean, le: boolean): Uint8Array {
+function buildKpatchElf(is64: boolean, le: boolean, opts: { dropObjname?: boolean; noName?: boolean } = {}): Uint8Array {
   const W = is64 ? 8 : 4;
   const enc = (n: number, size: number): number[] => {
     const b: number[] = [];
@@ -218,13 +218,13 @@ function buildKpatchElf(is64: boolean, le: boolean): Uint8Array {
   const symtab = [...sym(0, 0, 0, 0, 0), ...sym(0, 0, 0, 3, 2), ...sym(1, 0, 4, 0x12, 1)];
   const rela = (off: number, s: number, type: number, addend: number): number[] =>
     is64 ? [...enc(off, 8), ...enc(s * 2 ** 32 + type, 8), ...enc(addend, 8)] : [...enc(off, 4), ...enc(s * 256 + type, 4), ...enc(addend, 4)];
-  const relas = [...rela(0, 2, 1, 0), ...rela(5 * W, 1, 1, 0), ...rela(6 * W, 1, 1, 17)];
+  const relas = [...rela(0, 2, 1, 0), ...rela(5 * W, 1, 1, 0), ...(opts.dropObjname === true ? [] : rela(6 * W, 1, 1, 17))];
   const secs: Sec[] = [
     { name: ".text", type: 1, data: new Uint8Array(4) },
     { name: ".kpatch.strings", type: 1, data: new Uint8Array(strings) },
     { name: ".kpatch.funcs", type: 1, data: funcs },
     { name: ".rela.kpatch.funcs", type: 4, data: new Uint8Array(relas), link: 6, info: 3, entsize: 3 * W },
-    { name: ".modinfo", type: 1, data: new Uint8Array([...ascii("name=big_patch"), 0]) },
+    { name: ".modinfo", type: 1, data: new Uint8Array([...ascii(opts.noName === true ? "license=GPL" : "name=big_patch"), 0]) },
     { name: ".symtab", type: 2, data: new Uint8Array(symtab), link: 7, info: 2, entsize: is64 ? 24 : 16 },
     { name: ".strtab", type: 3, data: new Uint8Array(strtab) },
   ];
@@ -317,6 +317,9 @@ describe("truncated and corrupt modules", () => {
     const be = buildKpatchElf(true, false);
     expect(expectModuleError(be.subarray(0, 10), "x.ko")?.message).toContain("not an ELF file");
     expect(expectModuleError(be.subarray(0, be.length - 1), "x.ko")?.message).toMatch(/past the end of the file.*truncated/);
+    // never a partial patch: a missing pointer or module name is an error naming it
+    expect(expectModuleError(buildKpatchElf(true, false, { dropObjname: true }), "x.ko")?.message).toBe(".kpatch.funcs[0].objname: no relocation fills the pointer");
+    expect(expectModuleError(buildKpatchElf(false, true, { noName: true }), "x.ko")?.message).toContain("the module's name is missing");
     const notElf = new TextEncoder().encode("this is not an elf file at all");
     expect(expectModuleError(notElf, "x.ko")?.message).toContain("\\x7fELF");
     if (objs.kp64 !== undefined) {
