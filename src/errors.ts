@@ -20,7 +20,8 @@ export type ErrorCode =
   | "E_SNAPSHOT_TRUNCATED" // the file ends before its declared lengths
   | "E_SNAPSHOT_CHECKSUM" // CRC-32 of the prefix or body does not match
   | "E_SNAPSHOT_TOO_LARGE" // a declared length beyond the limits (refused before allocating)
-  | "E_SNAPSHOT_CORRUPT"; // well-checksummed but inconsistent content
+  | "E_SNAPSHOT_CORRUPT" // well-checksummed but inconsistent content
+  | "E_PATCH_MODULE"; // a patch module (.ko) whose replaced functions cannot be read
 
 export interface ErrorDetail {
   file?: string;

@@ -25,16 +25,18 @@ import { toJsonReport } from "../report/json.js";
 import { toTextReport } from "../report/text.js";
 import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
 import { explainMissing } from "../patch/suggest.js";
+import { readPatchModuleSpec } from "../patch/patchModule.js";
 import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
-import { readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
+import { readBinaryFile, readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
 import { readLivepatches } from "../node/capture.js";
 import { captureLive, livePatchState, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 import { runCapture } from "./capture.js";
 import { runConvert } from "./convert.js";
+import { runShowPatch } from "./showPatch.js";
 import { runFleet } from "./fleet.js";
 import { runSynth } from "./synth.js";
 
@@ -56,6 +58,8 @@ Usage:
   patchsafe capture --every 2s --count 30 -o DIR
                                     a series of snapshots for prediction
   patchsafe convert INPUT… -o FILE  between every readable format and .psnap / JSON
+  patchsafe show-patch FILE.ko [--json]
+                                    what a patch module replaces (object, function, sympos, sizes)
   patchsafe fleet DIR|FILE… --func F [--jobs N] [--json]
                                     check many hosts' snapshots against one patch in parallel
   patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|psnap] [--shape grep|tail|header]
@@ -66,6 +70,11 @@ Patch (check):
   --func [OBJECT:]NAME[,SYMPOS]     a function the patch replaces (repeatable)
   --range 0xLO-0xHI                 a raw half-open address range (needs --kallsyms)
   --patch FILE                      the patch as JSON: {name, replace, objects:[{name, funcs:[…]}]}
+  --patch-module FILE.ko            the patch module itself (kpatch-built or livepatch): its
+                                    replaced functions are read from the ELF file
+  --applied-module FILE.ko          a patch module already enabled (repeatable, oldest first)
+  --replace                         the patch replaces every earlier one (kpatch.ko's load-time
+                                    replace parameter)
 
 Input (check):
   --kallsyms FILE                   /proc/kallsyms or System.map of the same boot
@@ -122,6 +131,9 @@ function runCheck(args: string[], o: Output): number {
       func: { type: "string", multiple: true },
       range: { type: "string", multiple: true },
       patch: { type: "string" },
+      "patch-module": { type: "string" },
+      "applied-module": { type: "string", multiple: true },
+      replace: { type: "boolean" },
       applied: { type: "string", multiple: true },
       kallsyms: { type: "string" },
       model: { type: "string" },
@@ -149,7 +161,20 @@ function runCheck(args: string[], o: Output): number {
   const format = values.format ?? "auto";
   if (!isFormatName(format)) usage(`--format ${values.format}: expected one of ${FORMAT_NAMES.join(", ")}`);
 
-  const patch: PatchSpec = values.patch !== undefined ? parsePatchFile(readTextFile(values.patch), values.patch) : emptyPatch();
+  if (values.patch !== undefined && values["patch-module"] !== undefined) usage("give --patch or --patch-module, not both");
+  const patch: PatchSpec =
+    values["patch-module"] !== undefined
+      ? readPatchModuleSpec(readBinaryFile(values["patch-module"]), values["patch-module"])
+      : values.patch !== undefined
+        ? parsePatchFile(readTextFile(values.patch), values.patch)
+        : emptyPatch();
+  // kpatch.ko's replace is a load-time module parameter: the module cannot record it.
+  if (values.replace) patch.replace = true;
+  for (const f of values["applied-module"] ?? []) {
+    const spec = readPatchModuleSpec(readBinaryFile(f), f);
+    if (spec.name === null) throw new PatchsafeError("E_PATCH_MODULE", "the module's name could not be read", { file: f });
+    applied = [...(applied ?? []), { name: spec.name, enabled: true, transition: false, replace: spec.replace, forced: false, stackOrder: null, funcs: spec.funcs }];
+  }
   for (const f of values.func ?? []) patch.funcs.push(parseFuncArg(f));
   for (const r of values.range ?? []) patch.ranges.push(parseRangeArg(r));
   const inventoryOnly = patch.funcs.length === 0 && patch.ranges.length === 0;
@@ -412,6 +437,7 @@ export function run(argv: string[]): { status: number; stdout: string; stderr: s
     } else if (cmd === "check") status = runCheck(rest, o);
     else if (cmd === "capture") status = runCaptureSeries(rest, o);
     else if (cmd === "convert") status = runConvert(rest, o);
+    else if (cmd === "show-patch") status = runShowPatch(rest, o);
     else if (cmd === "fleet") status = runFleet(rest, o);
     else if (cmd === "wait") status = runWait(rest, o);
     else if (cmd === "synth") status = runSynthCommand(rest, o);

@@ -87,3 +87,11 @@ export function readTextFile(file: string): string {
     throw ioError(file, e);
   }
 }
+
+export function readBinaryFile(file: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(file));
+  } catch (e) {
+    throw ioError(file, e);
+  }
+}
