@@ -143,3 +143,21 @@ describe("a series of captures", () => {
     expect(text).toMatch(/estimator: first passage/);
   });
 });
+
+describe("--no-applied", () => {
+  it("ignores the patch stack a capture recorded", () => {
+    const cap = {
+      format: "patchsafe-capture",
+      version: 1,
+      complete: true,
+      livepatches: [{ name: "p1", enabled: true, funcs: [{ object: "vmlinux", oldName: "worker_thread" }] }],
+      tasks: [{ pid: 9, tid: 9, comm: "kworker/0:0", state: "I", flags: 0x208040, frames: ["worker_thread+0x98/0x310", "kthread+0xfa/0x240", "ret_from_fork+0x166/0x190", "ret_from_fork_asm+0x1a/0x30"] }],
+    };
+    const f = write("stacked.json", cap);
+    const withStack = JSON.parse(run(["check", f, "--kallsyms", kallsyms, "--func", "worker_thread", "--json"]).stdout);
+    expect(withStack.functions[0].ranges[0]?.role ?? "none").not.toBe("original");
+    const without = JSON.parse(run(["check", f, "--kallsyms", kallsyms, "--func", "worker_thread", "--no-applied", "--json"]).stdout);
+    expect(without.functions[0].ranges[0].role).toBe("original");
+    expect(without.verdict).toBe("blocked");
+  });
+});

@@ -73,6 +73,7 @@ Patch (check):
   --patch-module FILE.ko            the patch module itself (kpatch-built or livepatch): its
                                     replaced functions are read from the ELF file
   --applied-module FILE.ko          a patch module already enabled (repeatable, oldest first)
+  --no-applied                      ignore the patch stack the live host or a snapshot recorded
   --replace                         the patch replaces every earlier one (kpatch.ko's load-time
                                     replace parameter)
 
@@ -134,6 +135,7 @@ function runCheck(args: string[], o: Output): number {
       "patch-module": { type: "string" },
       "applied-module": { type: "string", multiple: true },
       replace: { type: "boolean" },
+      "no-applied": { type: "boolean" },
       applied: { type: "string", multiple: true },
       kallsyms: { type: "string" },
       model: { type: "string" },
@@ -237,6 +239,8 @@ function runCheck(args: string[], o: Output): number {
     }
   }
   const traceable = positionals.length === 0 ? readTraceable() : null;
+  // --no-applied: ignore the patch stack the host (sysfs) or the snapshot recorded.
+  if (values["no-applied"]) applied = [];
   const scanner = loadWasmScannerSync();
   let prediction: Prediction | null = null;
   let full: CheckResult;
