@@ -12,8 +12,24 @@ import { parseNativeJson } from "../src/ingest/nativeJson.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { parsePatchFile } from "../src/patch/spec.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
+import { readPatchModuleSpec } from "../src/patch/patchModule.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { fixtureBytes, fixtureText, hostCapture } from "./helpers.js";
+
+/** A 64-byte ELF64 little-endian relocatable header pointing at one (absent) section table. */
+function elfSeed(): Uint8Array {
+  const b = new Uint8Array(128);
+  b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
+  const v = new DataView(b.buffer);
+  v.setUint16(16, 1, true); // ET_REL
+  v.setUint16(18, 62, true); // EM_X86_64
+  v.setUint32(20, 1, true);
+  v.setBigUint64(40, 64n, true); // e_shoff
+  v.setUint16(52, 64, true); // e_ehsize
+  v.setUint16(58, 64, true); // e_shentsize
+  v.setUint16(60, 1, true); // e_shnum
+  return b;
+}
 
 /** A real snapshot (the dev host's capture, no symbol table to keep it small) to mutate. */
 function snapshotSeed(): Uint8Array {
@@ -55,6 +71,8 @@ describe("fuzz: every parser returns a result or our error", () => {
     ["kallsyms", (b) => parseSymbolTable(latin1(b, 0, b.length)), new TextEncoder().encode(fixtureText("host/proc-grep.txt").slice(0, 10))],
     ["patch file", (b) => parsePatchFile(new TextDecoder().decode(b), "p.json"), new TextEncoder().encode('{"name":"p","objects":[{"name":"vmlinux","funcs":[{"old_name":"foo","old_sympos":1}]}]}')],
     ["psnap", (b) => decodeSnapshot(b, "x.psnap"), snapshotSeed()],
+    // An ELF64 header with a bogus section table: mutations walk every header field.
+    ["patch module (.ko)", (b) => readPatchModuleSpec(b, "x.ko"), elfSeed()],
   ];
   for (const [name, parse, seed] of parsers) {
     it(`${name}: arbitrary bytes`, () => {
