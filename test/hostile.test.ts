@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { check } from "../src/check.js";
 import { parseProcText } from "../src/ingest/procText.js";
-import { captureLive } from "../src/node/live.js";
+import { captureLive } from "../src/node/capture.js";
 import { loadWasmScannerSync } from "../src/node/wasm.js";
 import { toJsonReport } from "../src/report/json.js";
 import { toTextReport } from "../src/report/text.js";

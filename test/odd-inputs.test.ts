@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../src/cli/main.js";
-import { captureLive } from "../src/node/live.js";
+import { captureLive } from "../src/node/capture.js";
 import { check } from "../src/check.js";
 import { loadWasmScannerSync } from "../src/node/wasm.js";
 import { fixturePath, hostKallsyms, hostTable, patchOf } from "./helpers.js";

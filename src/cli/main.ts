@@ -30,8 +30,8 @@ import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
 import { readBinaryFile, readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
-import { readLivepatches } from "../node/capture.js";
-import { captureLive, livePatchState, readTraceable } from "../node/live.js";
+import { captureLive } from "../node/capture.js";
+import { loadedKpatchModules, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 import { runCapture } from "./capture.js";
@@ -187,20 +187,17 @@ function runCheck(args: string[], o: Output): number {
   let series: Capture[] | null = null;
   let symbols: SymbolTable | null = null;
   if (positionals.length === 0) {
-    const state = livePatchState();
-    // The live patch stack from /sys/kernel/livepatch (oldest first), unless --applied says otherwise.
-    const live = readLivepatches();
-    if (applied === undefined && live.patches !== null && live.patches.length > 0) applied = live.patches;
-    if (applied === undefined && state.kpatch.length > 0) {
+    const kpatch = loadedKpatchModules();
+    if (applied === undefined && kpatch.length > 0) {
       throw new PatchsafeError(
         "E_UNSUPPORTED",
-        `this host has kpatch.ko modules loaded (${state.kpatch.join(", ")}): reading kpatch's stack is not supported yet; describe it with --applied FILE`,
+        `this host has kpatch.ko modules loaded (${kpatch.join(", ")}): reading kpatch's stack is not supported yet; describe it with --applied FILE`,
       );
     }
     symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
+    // The capture records /sys/kernel/livepatch: check() uses it as the applied stack unless
+    // --applied says otherwise.
     capture = captureLive();
-    capture.livepatches = live.patches;
-    capture.warnings.push(...live.warnings);
   } else {
     // Each file, and each dump section of a dmesg, is one capture (SPEC §6). A snapshot brings
     // its own symbol table and applied patches, used unless --kallsyms / --applied say otherwise.
@@ -330,9 +327,6 @@ function runInventory(args: string[], o: Output): number {
     return 0;
   }
   const capture = captureLive();
-  const live = readLivepatches();
-  capture.livepatches = live.patches;
-  capture.warnings.push(...live.warnings);
   return inventoryOf(capture, liveSymbols(), values.json === true, process.stdout.isTTY === true, o);
 }
 

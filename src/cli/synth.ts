@@ -19,7 +19,7 @@ import { encodeLatin1 } from "../ingest/bytes.js";
 import { ProcTextParser } from "../ingest/procText.js";
 import { VMLINUX, type Capture } from "../model.js";
 import { readCaptureFile, readSymbolFile } from "../node/io.js";
-import { captureLive } from "../node/live.js";
+import { captureLive } from "../node/capture.js";
 import { encodeSnapshot } from "../snapshot/psnap.js";
 import type { SymbolTable } from "../symbols/table.js";
 

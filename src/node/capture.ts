@@ -84,6 +84,8 @@ export function directReader(): FileReader {
 
 // The reader process: reads each requested file (NUL-separated paths, one batch per line) with
 // O_NOFOLLOW and writes [u32 length][u8 kind: 0 data, 1 errno][payload] per file, in order.
+/** A line of the reader script, to recognise our own helper process in /proc/<pid>/cmdline. */
+const HELPER_MARKER = "const flags = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW || 0);";
 const CHILD_SOURCE = `
 const fs = require("node:fs");
 const flags = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW || 0);
@@ -386,9 +388,9 @@ export interface CaptureReport {
 }
 
 /**
- * Captures every thread of the host (as captureLive in src/node/live.ts, whose parsing it
- * shares) with a deadline per file, plus livepatches and modules. Throws only when /proc itself
- * cannot be listed.
+ * Captures every thread of the host with a deadline per file, plus livepatches and modules.
+ * patchsafe's own threads are left out (the capturing thread is always running) and the capture
+ * says so. Throws only when /proc itself cannot be listed.
  */
 export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   const procRoot = opts.procRoot ?? "/proc";
@@ -409,9 +411,12 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
         vanished++;
         continue;
       }
+      // patchsafe's own helper process (the reader below) is a child of this process running
+      // our reader script: it is part of patchsafe, not of the host being checked.
+      const helper = pid !== selfPid && isOwnHelper(procRoot, pid, selfPid, reader);
       for (const tid of tids) {
-        if (pid === selfPid) {
-          excluded.push({ pid, tid, reason: "patchsafe's own thread (the capturing thread is always running)" });
+        if (pid === selfPid || helper) {
+          excluded.push({ pid, tid, reason: helper ? "patchsafe's stack-reading helper process" : "patchsafe's own thread (the capturing thread is always running)" });
           continue;
         }
         const dir = `${procRoot}/${pid}/task/${tid}`;
@@ -500,4 +505,19 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   cap.warnings.push(...lp.warnings);
   cap.modules = readModules(procRoot);
   return { capture: cap, unreadable, vanished, reader: reader.kind };
+}
+
+/** Whether `pid` is this process's reader helper: a child of ours whose command line is our reader script. */
+function isOwnHelper(procRoot: string, pid: number, selfPid: number, reader: FileReader): boolean {
+  if (reader.kind !== "helper-process") return false;
+  const [statR] = reader.readAll([`${procRoot}/${pid}/stat`]);
+  if (!statR.ok || parseStat(new TextDecoder("latin1").decode(statR.data))?.ppid !== selfPid) return false;
+  // Only our own children get their command line read (it takes the target's mmap lock).
+  const [cmdR] = reader.readAll([`${procRoot}/${pid}/cmdline`]);
+  return cmdR.ok && new TextDecoder("latin1").decode(cmdR.data).includes(HELPER_MARKER);
+}
+
+/** The live host as `check` and the inventory see it: captureHost's capture. */
+export function captureLive(opts: CaptureOptions = {}): Capture {
+  return captureHost(opts).capture;
 }

@@ -1,6 +1,6 @@
 /** Node-only helpers: live capture, file input, the synchronous wasm loader. */
-export { captureLive, liveHostFacts, livePatchState, parseStat } from "./live.js";
+export { liveHostFacts, loadedKpatchModules, parseStat } from "./live.js";
 export { readCaptureFile, readSymbolFile, streamFile } from "./io.js";
 export { loadWasmScannerSync } from "./wasm.js";
-export { captureHost, readLivepatches, readModules, timedReader } from "./capture.js";
+export { captureHost, captureLive, readLivepatches, readModules, timedReader } from "./capture.js";
 export { readAnyCapture, readSnapshotFile, writePrivateFile } from "./snapshotFile.js";
