@@ -5,7 +5,9 @@ import { check, type CheckResult } from "../src/check.js";
 import type { DecideOptions } from "../src/decide/livepatch.js";
 import { parseNativeJson } from "../src/ingest/nativeJson.js";
 import { parseProcText } from "../src/ingest/procText.js";
-import type { Capture } from "../src/model.js";
+import { type Capture, FrameFlag } from "../src/model.js";
+import type { RefTask } from "../src/ingest/procTextReference.js";
+import { latin1 } from "../src/ingest/bytes.js";
 import { emptyPatch, parseFuncArg, type PatchSpec } from "../src/patch/spec.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import type { Scanner } from "../src/scan/types.js";
@@ -76,3 +78,38 @@ export const USER_EPOLL = [
   "do_syscall_64+0x71/0x290",
   "entry_SYSCALL_64_after_hwframe+0x76/0x7e",
 ];
+
+/** The byte parser's capture in the reference parser's shape. */
+export function normalize(cap: Capture): RefTask[] {
+  return cap.tasks.map((t) => {
+    const frames = [];
+    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
+      const fl = cap.frames.flags[i];
+      if (fl & FrameFlag.UNPARSED) {
+        frames.push({ kind: "unparsed" as const, guess: false, symbol: null, object: null, buildId: null, offset: 0, size: null, address: null, line: cap.frames.line[i] });
+        continue;
+      }
+      const bare = (fl & FrameFlag.BARE_HEX) !== 0;
+      frames.push({
+        kind: "frame" as const,
+        guess: (fl & FrameFlag.GUESS) !== 0,
+        symbol: bare ? null : cap.strings.get(cap.frames.symbol[i]),
+        object: bare ? null : cap.strings.get(cap.frames.object[i]),
+        buildId: cap.frames.buildId[i] < 0 ? null : cap.strings.get(cap.frames.buildId[i]),
+        offset: cap.frames.offset[i],
+        size: fl & FrameFlag.HAS_SIZE ? cap.frames.size[i] : null,
+        address: cap.frames.address(i),
+        line: cap.frames.line[i],
+      });
+    }
+    return {
+      pid: t.pid,
+      tid: t.tid,
+      comm: t.comm === null ? null : latin1(t.comm, 0, t.comm.length),
+      stackStatus: t.stackStatus,
+      errno: t.errno,
+      endMarker: t.endMarker,
+      frames,
+    };
+  });
+}
