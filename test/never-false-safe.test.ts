@@ -68,6 +68,9 @@ const DAMAGES: Damage[] = ["hidden", "unreadable", "truncated", "guess-only", "n
 const hostArb = fc.record({
   damaged: fc.constantFrom(...DAMAGES),
   healthy: fc.integer({ min: 0, max: 4 }),
+  // Where the damaged task stands among the healthy ones (decisions shared between alike tasks
+  // must never let the damaged one inherit a healthy one's answer).
+  position: fc.nat(),
   target: fc.constantFrom(...PATCHABLE),
   extra: fc.subarray(PATCHABLE),
   model: fc.constantFrom("livepatch", "kpatch", "quiesce"),
@@ -84,14 +87,15 @@ function property(rules: Rule[] | undefined, numRuns: number) {
       // part, a function in .sched.text (which /proc stacks never show).
       const target = h.damaged === "ambiguous" ? "type_show" : h.damaged === "cold" ? "wait_for_initramfs" : h.damaged === "hidden" ? "schedule_timeout" : h.target;
       const funcs = [...new Set([target, ...h.extra])];
-      const tasks = [task(0, h.damaged, target), ...Array.from({ length: h.healthy }, (_, i) => task(i + 1, "none", target))];
+      const tasks = Array.from({ length: h.healthy }, (_, i) => task(i + 1, "none", target));
+      tasks.splice(h.position % (h.healthy + 1), 0, task(0, h.damaged, target));
       const capture = nativeCapture(tasks, h.damaged === "no-reliable" ? { host: { config: { reliableStacktrace: false } } } : {});
       const patch = { ...emptyPatch(), name: "p", funcs: funcs.map((f) => ({ object: "vmlinux", oldName: f, oldSympos: f === "type_show" ? 2 : 0, newName: null, newSize: null, force: false })) };
       // A stacked patch below (kpatch-built names): the target's previous top is then in module q.
       const applied: AppliedPatch[] = h.stacked ? [{ name: "q", enabled: true, transition: false, replace: false, forced: false, stackOrder: null, funcs: [{ object: "vmlinux", oldName: "meminfo_proc_show", oldSympos: 0, newName: null, newSize: null, force: false }] }] : [];
       if (h.damaged === "no-reliable" && h.model !== "livepatch") return true; // livepatch-only rule
       const r = check({ capture, symbols: t, patch, scanner: referenceScanner, options: { model: h.model as "livepatch", partialOk: h.partialOk }, applied, rules });
-      const o = r.verdict.outcomes.find((x) => x.task === 0)!;
+      const o = r.verdict.outcomes.find((x) => r.capture.tasks[x.task].tid === 100)!;
       if (h.partialOk && h.damaged === "unreadable") return o.status === "excluded";
       // quiesce's very point: an interruptible sleeper in the patched function is unwound out of it.
       if (h.model === "quiesce" && h.damaged === "in-patched") return true;

@@ -608,6 +608,9 @@ class RuleMemo {
     if (ta.frameCount !== tb.frameCount || ta.patchState !== tb.patchState || ta.running !== tb.running || ta.state !== tb.state) return false;
     if (ta.stackStatus !== tb.stackStatus || ta.errno !== tb.errno) return false;
     if ((this.input.notes?.get(a) ?? null) !== (this.input.notes?.get(b) ?? null)) return false;
+    // quiesce: a doubt about the captured stack is per task, even when predicted stacks agree.
+    if ((this.input.doubts?.get(a) ?? null) !== (this.input.doubts?.get(b) ?? null)) return false;
+    if (ta.flags !== tb.flags || ta.statusKthread !== tb.statusKthread) return false;
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
     const st = this.input.resolved.status;
