@@ -29,7 +29,7 @@ import { readPatchModuleSpec } from "../patch/patchModule.js";
 import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
-import { readBinaryFile, readCaptureFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
+import { readBinaryFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
 import { captureLive } from "../node/capture.js";
 import { loadedKpatchModules, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
@@ -415,9 +415,6 @@ function runCaptureSeries(args: string[], o: Output): number {
   return 0;
 }
 
-function runSynthCommand(args: string[], o: Output): number {
-  return runSynth(args, o);
-}
 
 /** Runs the CLI and returns the exit status with what to print (tests call this in-process). */
 export function run(argv: string[]): { status: number; stdout: string; stderr: string } {
@@ -438,7 +435,7 @@ export function run(argv: string[]): { status: number; stdout: string; stderr: s
     else if (cmd === "show-patch") status = runShowPatch(rest, o);
     else if (cmd === "fleet") status = runFleet(rest, o);
     else if (cmd === "wait") status = runWait(rest, o);
-    else if (cmd === "synth") status = runSynthCommand(rest, o);
+    else if (cmd === "synth") status = runSynth(rest, o);
     else if (cmd === "inventory" || cmd.startsWith("-")) status = runInventory(cmd === "inventory" ? rest : argv, o);
     else usage(`unknown command ${JSON.stringify(cmd)}`);
   } catch (e) {

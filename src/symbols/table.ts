@@ -348,25 +348,3 @@ export function findObjectSymbol(t: SymbolTable, object: string, name: string, s
   }
   return { ok: true, index: rows[sympos - 1] };
 }
-
-/** Whether an object (vmlinux or a module) appears in the table, i.e. is loaded. */
-export function hasObject(t: SymbolTable, object: string): boolean {
-  return t.objects.includes(object);
-}
-
-/** The symbol covering `addr` in `object`'s address order, or -1. Linear; for reports only. */
-export function symbolAt(t: SymbolTable, addr: bigint): number {
-  let best = -1;
-  let bestAddr = -1n;
-  for (let i = 0; i < t.count; i++) {
-    const a = symbolAddress(t, i);
-    if (a <= addr && a > bestAddr && t.padding[i] === 0) {
-      const end = a + BigInt(t.size[i]);
-      if (addr < end) {
-        best = i;
-        bestAddr = a;
-      }
-    }
-  }
-  return best;
-}
