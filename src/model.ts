@@ -87,7 +87,11 @@ export interface Task {
   statusKthread: boolean | null;
   /** The walker's end marker (`0xffffffffffffffff`, pre-5.2 x86) was seen after the frames. */
   endMarker: boolean;
-  /** Frames of this task are rows [frameStart, frameStart + frameCount) of the frame columns. */
+  /**
+   * Frames of this task are rows [frameStart, frameStart + frameCount) of the frame columns.
+   * Rows may be shared: tasks with identical stacks may point at the same rows (see
+   * Capture.sharedRows); rows are read-only once ingest has finished.
+   */
   frameStart: number;
   frameCount: number;
   /** First source line of the task's block (1-based), 0 when not from text. */
@@ -278,6 +282,12 @@ export interface Capture {
   hidesSchedFrames: boolean;
   tasks: Task[];
   frames: FrameColumns;
+  /**
+   * Tasks with identical stacks share frame rows (a 1M-task dump holds a few hundred distinct
+   * stacks). Then `frames.line` of a shared row is its line in the first task that produced it;
+   * use frameLine() for a frame's line in a given task's block. Absent/false: every task owns its rows.
+   */
+  sharedRows?: boolean;
   strings: StringTable;
   /** Tasks deliberately left out (patchsafe's own threads), with why. */
   excluded: { pid: number; tid: number; reason: string }[];
@@ -286,6 +296,16 @@ export interface Capture {
   livepatches: AppliedPatch[] | null;
   /** Loaded modules (/proc/modules names); null = not recorded. */
   modules: string[] | null;
+}
+
+/**
+ * The source line of frame row `i` as it appears in task `t`'s block. Ingest shares a stack's
+ * rows only where each task's frames sit on consecutive lines starting at the task's own first
+ * line (grep -H, snapshots with implicit lines), so the line follows from the task.
+ */
+export function frameLine(cap: Capture, t: Task, i: number): number {
+  if (!cap.sharedRows || cap.frames.line[i] === 0) return cap.frames.line[i];
+  return t.line + (i - t.frameStart);
 }
 
 /** Formats a u64 as the JSON contract's hex string. */
