@@ -1,7 +1,7 @@
 /**
  * Live capture for snapshots (issue 5): every thread's stack, comm, stat, status and
- * patch_state, plus /sys/kernel/livepatch, /proc/modules and the host facts, with reads that
- * cannot hang the capture.
+ * patch_state, plus the applied patches (/sys/kernel/livepatch, and kpatch.ko's
+ * /sys/kernel/kpatch), /proc/modules and the host facts, with reads that cannot hang the capture.
  *
  * Why a helper process: reading /proc/<pid>/stack takes the target's exec_update_lock
  * (fs/proc/base.c lock_trace(): down_read_killable), so a task stuck in exec can block the read
@@ -21,7 +21,7 @@ import { closeSync, constants as fsc, openSync, readdirSync, readSync } from "no
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import type { AppliedFunction, AppliedPatch, Capture, Reason } from "../model.js";
-import { liveHostFacts, parseStat } from "./live.js";
+import { liveHostFacts, parseStat, readKpatchPatches } from "./live.js";
 
 /** Outcome of reading one file: its bytes, or the errno name (ETIMEDOUT when the deadline passed). */
 export type ReadResult = { ok: true; data: Uint8Array } | { ok: false; errno: string };
@@ -388,7 +388,9 @@ export interface CaptureReport {
 }
 
 /**
- * Captures every thread of the host with a deadline per file, plus livepatches and modules.
+ * Captures every thread of the host with a deadline per file, plus the applied patches
+ * (livepatches and kpatch.ko modules; an unreadable kpatch tree makes the capture incomplete) and
+ * modules.
  * patchsafe's own threads are left out (the capturing thread is always running) and the capture
  * says so. Throws only when /proc itself cannot be listed.
  */
@@ -496,14 +498,20 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   }
   if (cap.host.capSysAdmin !== true) reasons.push({ code: "no-cap-sys-admin", message: "the capture ran without CAP_SYS_ADMIN in the initial user namespace: stacks of other tasks may be hidden" });
   if (cap.host.initPidNamespace !== true) reasons.push({ code: "not-initial-pid-namespace", message: "pid 2 (kthreadd) is not visible: the capture ran inside a PID namespace and sees only part of the host" });
+  // The applied stack: enabled livepatches, then kpatch.ko's modules (ordered by /proc/modules).
+  cap.modules = readModules(procRoot);
+  const lp = readLivepatches(sysRoot);
+  const kp = readKpatchPatches(sysRoot, { loadOrder: cap.modules });
+  cap.livepatches = lp.patches === null || kp.patches === null ? null : [...lp.patches, ...kp.patches];
+  if (kp.patches === null) {
+    // Never "no patches": a missed applied patch could make a verdict falsely safe.
+    reasons.push({ code: "kpatch-unreadable", message: `kpatch.ko's patch modules could not be read (${kp.problems.join("; ")}): the applied patch stack is unknown` });
+  }
   cap.complete = reasons.length === 0;
   cap.completeness = reasons;
   if (vanished > 0) cap.warnings.push({ code: "vanished", message: `${vanished} thread(s) exited during the walk and are not part of the capture` });
   if (reader.kind === "direct") cap.warnings.push({ code: "no-read-timeout", message: "files were read without a deadline (no reader thread)" });
-  const lp = readLivepatches(sysRoot);
-  cap.livepatches = lp.patches;
-  cap.warnings.push(...lp.warnings);
-  cap.modules = readModules(procRoot);
+  cap.warnings.push(...lp.warnings, ...kp.warnings);
   return { capture: cap, unreadable, vanished, reader: reader.kind };
 }
 
