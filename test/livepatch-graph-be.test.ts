@@ -230,6 +230,10 @@ interface ModuleOpts {
   debugKobject?: boolean;
   /** Leave "name=" out of .modinfo: the name is then struct module's, in .gnu.linkonce.this_module. */
   noModinfoName?: boolean;
+  /** Before 4.7 only: a klp_reloc array hangs off the ext4 object (else relocs is NULL). */
+  klpRelocs?: boolean;
+  /** Before 4.5 only: ext4_sync_fs's old_addr (0 = look the name up). */
+  oldAddr?: number;
   /** Corruptions. */
   dropReloc?: (r: WReloc) => boolean;
   editReloc?: (r: WReloc) => WReloc;
@@ -254,16 +258,22 @@ function buildLivepatch(a: Arch, o: ModuleOpts = {}): Built {
   const W = a.is64 ? 8 : 4;
   const enc = encoder(a.le);
   const [maj, min] = (o.kernel ?? "6.8").split(".").map(Number);
-  const hasReplace = maj > 5 || (maj === 5 && min >= 1);
-  const hasStates = maj > 5 || (maj === 5 && min >= 5);
+  const atLeast = (M: number, m: number): boolean => maj > M || (maj === M && min >= m);
+  const hasReplace = atLeast(5, 1);
+  const hasStates = atLeast(5, 5);
+  // 4.0–4.6: struct klp_object { name, relocs, funcs, ... }; 4.0–4.4: klp_func's third word is old_addr.
+  const objRelocs = !atLeast(4, 7);
+  const objFuncs = objRelocs ? 2 * W : W;
   // struct kobject: name, entry (list_head), parent, kset, ktype, sd, kref, state bits
   // [+ struct delayed_work release under CONFIG_DEBUG_KOBJECT_RELEASE].
   const kobj = 7 * W + 4 + 4 + (o.debugKobject === true ? (a.is64 ? 88 : 44) : 0);
   const align = (n: number): number => Math.ceil(n / W) * W;
-  // struct klp_func: old_name, new_func, old_sympos, old_func, kobj, node, stack_node, old_size, new_size, nop, patched, transition.
-  const funcSize = align(4 * W + kobj + 4 * W + 2 * W + 3);
-  // struct klp_object: name, funcs, callbacks (4 pointers + bool), kobj, func_list, node, mod, dynamic, patched.
-  const objSize = align(2 * W + align(4 * W + 1) + kobj + 4 * W + W + 2);
+  // struct klp_func: old_name, new_func, old_sympos, old_func, kobj, node, stack_node, old_size, new_size, nop, patched, transition
+  // (4.5–5.0: no node, no nop; 4.0–4.4: old_addr instead of old_sympos, no old_func; enum state before 4.12).
+  const funcSize = atLeast(5, 1) ? align(4 * W + kobj + 4 * W + 2 * W + 3) : atLeast(4, 5) ? align(4 * W + kobj + 2 * W + 2 * W + 4) : align(3 * W + kobj + 2 * W + 2 * W + 4);
+  // struct klp_object: name, funcs, callbacks (4 pointers + bool, 4.15+), kobj, func_list, node (5.1+), mod, dynamic, patched
+  // (4.0–4.6: name, relocs, funcs, kobj, mod, enum state).
+  const objSize = atLeast(5, 1) ? align(2 * W + align(4 * W + 1) + kobj + 4 * W + W + 2) : atLeast(4, 15) ? align(2 * W + align(4 * W + 1) + kobj + W + 2) : objRelocs ? align(3 * W + kobj + W + 4) : align(2 * W + kobj + W + 4);
   // struct klp_patch: mod, objs, [states], [replace], list, kobj, obj_list, enabled, forced, free_work, finish.
   const patchSize = align((hasStates ? 3 : 2) * W + (hasReplace ? W : 0) + 2 * W + kobj + 2 * W + W + 4 * W + 4 * W);
 
@@ -290,7 +300,7 @@ function buildLivepatch(a: Arch, o: ModuleOpts = {}): Built {
   const fnRef = (n: string): { sym: string; addend: number } => (a.opd === true ? { sym: "section:.opd", addend: opdOff.get(n)! } : { sym: "section:.text", addend: codeOff.get(n)! });
 
   // Strings, merged as gcc does.
-  const strs = [o.vmlinuxFunc ?? "cmdline_proc_show", "ext4", "ext4_sync_fs", "ext4_file_write_iter"];
+  const strs = [o.vmlinuxFunc ?? "cmdline_proc_show", "ext4", "ext4_sync_fs", "ext4_file_write_iter", "jbd2_journal_stop"];
   const strOff = new Map<string, number>();
   const rodata: number[] = [];
   for (const s of strs) {
@@ -304,7 +314,10 @@ function buildLivepatch(a: Arch, o: ModuleOpts = {}): Built {
   const objsAt = ext4At + 3 * funcSize;
   const patchAt = objsAt + 3 * objSize;
   const fopsAt = patchAt + patchSize;
-  const data = new Uint8Array(fopsAt + 4 * W);
+  // struct klp_reloc { loc, val, type, name, int addend, int external }[2] (4.0–4.6).
+  const relocSize = align(4 * W + 8);
+  const klpRelocsAt = fopsAt + 4 * W;
+  const data = new Uint8Array(klpRelocsAt + 2 * relocSize);
   const ptr = (off: number, sym: string, addend: number): void => {
     relocs.push({ target: ".data", offset: off, sym, type: a.abs, addend });
   };
@@ -319,14 +332,21 @@ function buildLivepatch(a: Arch, o: ModuleOpts = {}): Built {
   // ext4_funcs[0] = { "ext4_sync_fs", livepatch_ext4_sync, .old_sympos = 2 }, [1] = { "ext4_file_write_iter", livepatch_ext4_write }
   str(ext4At, "ext4_sync_fs");
   fn(ext4At + W, "livepatch_ext4_sync");
-  data.set(enc(2, W), ext4At + 2 * W);
+  if (atLeast(4, 5)) data.set(enc(2, W), ext4At + 2 * W);
+  else data.set(enc(o.oldAddr ?? 0, W), ext4At + 2 * W);
   str(ext4At + funcSize, "ext4_file_write_iter");
   fn(ext4At + funcSize + W, "livepatch_ext4_write");
   // objs[0] = { .funcs = funcs } (vmlinux: name NULL); objs[1] = { "ext4", ext4_funcs, .callbacks.pre_patch }
-  ptr(objsAt + W, "section:.data", funcsAt);
+  ptr(objsAt + objFuncs, "section:.data", funcsAt);
   str(objsAt + objSize, "ext4");
-  ptr(objsAt + objSize + W, "section:.data", ext4At);
-  fn(objsAt + objSize + 2 * W, "pre_patch_ext4");
+  ptr(objsAt + objSize + objFuncs, "section:.data", ext4At);
+  if (atLeast(4, 15)) fn(objsAt + objSize + 2 * W, "pre_patch_ext4");
+  if (objRelocs && o.klpRelocs === true) {
+    ptr(objsAt + objSize + W, "section:.data", klpRelocsAt);
+    data.set(enc(0x1c, W), klpRelocsAt);
+    data.set(enc(2, W), klpRelocsAt + 2 * W);
+    str(klpRelocsAt + 3 * W, "jbd2_journal_stop");
+  }
   // patch = { .mod = THIS_MODULE, .objs = objs, .replace = ... }
   ptr(patchAt, "__this_module", 0);
   ptr(patchAt + W, "section:.data", objsAt);
@@ -340,6 +360,7 @@ function buildLivepatch(a: Arch, o: ModuleOpts = {}): Built {
     { name: "objs", section: ".data", value: objsAt, size: 3 * objSize, type: STT_OBJECT, bind: STB_LOCAL },
     { name: "patch", section: ".data", value: patchAt, size: patchSize, type: STT_OBJECT, bind: STB_LOCAL },
     { name: "fops", section: ".data", value: fopsAt, size: 4 * W, type: STT_OBJECT, bind: STB_GLOBAL },
+    ...(objRelocs && o.klpRelocs === true ? [{ name: "ext4_relocs", section: ".data", value: klpRelocsAt, size: 2 * relocSize, type: STT_OBJECT, bind: STB_LOCAL }] : []),
   );
 
   // struct module from the .mod.o: state, list, name[56], ... and .init / .exit pointers.
@@ -407,6 +428,39 @@ describe("klp_patch → klp_object[] → klp_func[] from hand-built modules", ()
       expect([a.name, readPatchModule(buildLivepatch(a, { kernel: "6.8", replace: false }).bytes, "lp.ko").spec.replace]).toEqual([a.name, false]);
       const old = readPatchModule(buildLivepatch(a, { kernel: "4.19" }).bytes, "lp419.ko").spec;
       expect([a.name, old.replace, old.funcs]).toEqual([a.name, false, EXPECTED_FUNCS()]);
+    }
+  });
+
+  it("4.0–4.6: struct klp_object has relocs before funcs (NULL or a klp_reloc array)", () => {
+    for (const a of ARCHES) {
+      for (const klpRelocs of [false, true]) {
+        const m = readPatchModule(buildLivepatch(a, { kernel: "4.6", klpRelocs }).bytes, "lp46.ko");
+        expect([a.name, klpRelocs, m.spec.replace, m.spec.funcs]).toEqual([a.name, klpRelocs, false, EXPECTED_FUNCS()]);
+      }
+    }
+  });
+
+  it("4.0–4.4: the word after new_func is old_addr; an address pin is refused, 0 is sympos 0", () => {
+    const unique = EXPECTED_FUNCS().map((f) => ({ ...f, oldSympos: 0 }));
+    for (const a of ARCHES) {
+      expect([a.name, readPatchModule(buildLivepatch(a, { kernel: "4.4", klpRelocs: true }).bytes, "lp44.ko").spec.funcs]).toEqual([a.name, unique]);
+      const pinned = buildLivepatch(a, { kernel: "4.4", oldAddr: 0xc04a2e40 }).bytes;
+      expect(moduleError(pinned)).toBe("klp_patch found but unreadable: klp_object[1].funcs[0].old_addr: the module pins ext4_sync_fs at 0xc04a2e40 (kernels before 4.5), which says no sympos");
+    }
+  });
+
+  it("a vendor 3.x kernel (RHEL 7's backport): whichever object layout the relocations fit", () => {
+    for (const a of ARCHES) {
+      for (const klpRelocs of [false, true]) {
+        const b = buildLivepatch(a, { kernel: "4.6", klpRelocs }).bytes;
+        const at = Buffer.from(b).indexOf("vermagic=4.6");
+        b.set(new TextEncoder().encode("3.10"), at + 9);
+        expect([a.name, klpRelocs, readPatchModule(b, "rhel7.ko").spec.funcs]).toEqual([a.name, klpRelocs, EXPECTED_FUNCS()]);
+      }
+      const modern = buildLivepatch(a).bytes;
+      const at = Buffer.from(modern).indexOf("vermagic=6.8");
+      modern.set(new TextEncoder().encode("3.10"), at + 9);
+      expect([a.name, readPatchModule(modern, "rhel7.ko").spec.funcs]).toEqual([a.name, EXPECTED_FUNCS()]);
     }
   });
 

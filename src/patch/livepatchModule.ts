@@ -9,6 +9,10 @@
  * inferred from the array symbol's size and the relocation pattern (each array ends with a
  * zeroed terminator). The `replace` offset depends on the kernel version (vermagic in .modinfo):
  * before 5.1 there is no replace; 5.1–5.4 it follows objs; from 5.5 it follows states.
+ * Before 4.7 `struct klp_object` had `struct klp_reloc *relocs` between name and funcs, and
+ * before 4.5 the klp_func word after new_func was `old_addr` (an address pin, not old_sympos):
+ * those layouts are read by vermagic, and without one (or for vendor 3.x backports) whichever
+ * object layout the relocations fit.
  */
 import { type ElfFile, type ElfReloc, type ElfSection, STT_FUNC, STT_OBJECT } from "./elf.js";
 import { moduleName, type ModuleFunctionDetail, type PatchModule } from "./kpatchModule.js";
@@ -100,7 +104,32 @@ export function readLivepatchModule(elf: ElfFile): PatchModule {
   return elf.fail(`klp_patch found but unreadable: ${errors[0]}`);
 }
 
+/** Where `funcs` sits in struct klp_object: after name (4.7+), or after name and relocs (4.0–4.6). */
+interface ObjectLayout {
+  funcsAt: number;
+  /** The last offset that may hold a pointer (callbacks since 4.15; relocs and funcs before 4.7). */
+  lastPointer: number;
+}
+
 function readFrom(elf: ElfFile, relocs: Map<number, Map<number, ElfReloc>>, psec: ElfSection, poff: number, W: number): PatchModule {
+  const ver = kernelVersion(elf);
+  const before = (major: number, minor: number): boolean => ver !== null && (ver[0] < major || (ver[0] === major && ver[1] < minor));
+  const modern: ObjectLayout = { funcsAt: W, lastPointer: 5 * W };
+  const withRelocs: ObjectLayout = { funcsAt: 2 * W, lastPointer: 2 * W };
+  // 4.0–4.6 had relocs; a 3.x vendor backport or no vermagic: whichever the relocations fit.
+  const layouts = ver === null || ver[0] < 4 ? [modern, withRelocs] : before(4, 7) ? [withRelocs] : [modern];
+  let first: unknown = null;
+  for (const layout of layouts) {
+    try {
+      return readWith(elf, relocs, psec, poff, W, layout, ver !== null && ver[0] === 4 && ver[1] < 5);
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  throw first;
+}
+
+function readWith(elf: ElfFile, relocs: Map<number, Map<number, ElfReloc>>, psec: ElfSection, poff: number, W: number, layout: ObjectLayout, oldAddr: boolean): PatchModule {
   const at = "klp_patch";
   const pr = relocs.get(psec.index) ?? new Map<number, ElfReloc>();
   const objsRel = pr.get(poff + W);
@@ -109,7 +138,7 @@ function readFrom(elf: ElfFile, relocs: Map<number, Map<number, ElfReloc>>, psec
   const or = relocs.get(objs.section.index) ?? new Map<number, ElfReloc>();
   const osize = objectSize(elf, objs.section, objs.offset);
   if (osize === null) elf.fail(`${at}.objs: the klp_object array has no sized symbol`);
-  const ol = inferArray(or, objs.offset, osize, W, W, 5 * W);
+  const ol = inferArray(or, objs.offset, osize, W, layout.funcsAt, layout.lastPointer);
   if (ol === null) elf.fail(`${at}.objs: cannot lay out the klp_object array (${osize} bytes)`);
   const details: ModuleFunctionDetail[] = [];
   for (let k = 0; k < ol.count; k++) {
@@ -122,7 +151,7 @@ function readFrom(elf: ElfFile, relocs: Map<number, Map<number, ElfReloc>>, psec
       object = elf.sectionString(t.section, t.offset, `${oat}.name`);
       if (!NAME.test(object)) elf.fail(`${oat}.name: ${JSON.stringify(object.slice(0, 80))} is not an object name`);
     }
-    const funcsRel = or.get(ob + W);
+    const funcsRel = or.get(ob + layout.funcsAt);
     if (funcsRel === undefined) return elf.fail(`${oat}.funcs: no relocation`);
     const funcs = elf.relocTarget(funcsRel, `${oat}.funcs`);
     const fr = relocs.get(funcs.section.index) ?? new Map<number, ElfReloc>();
@@ -143,7 +172,10 @@ function readFrom(elf: ElfFile, relocs: Map<number, Map<number, ElfReloc>>, psec
       const nt = elf.relocTarget(nf, `${fat}.new_func`);
       const fn = nt.symbol.type === STT_FUNC && nt.offset === Number(nt.symbol.value) ? nt.symbol : elf.symbols().find((s) => s.shndx === nt.section.index && s.value === BigInt(nt.offset) && s.type === STT_FUNC);
       if (fn === undefined) elf.fail(`${fat}.new_func: points at no function symbol`);
-      const sympos = elf.sectionWord(funcs.section, fb - 0 + 2 * W, `${fat}.old_sympos`);
+      const third = elf.sectionWord(funcs.section, fb + 2 * W, oldAddr ? `${fat}.old_addr` : `${fat}.old_sympos`);
+      // Before 4.5 the word is old_addr: an exact address, which names no sympos.
+      if (oldAddr && third !== 0n) elf.fail(`${fat}.old_addr: the module pins ${oldName} at 0x${third.toString(16)} (kernels before 4.5), which says no sympos`);
+      const sympos = oldAddr ? 0n : third;
       if (sympos > 0xffffffffn) elf.fail(`${fat}.old_sympos: ${sympos} is implausible`);
       details.push({ object, oldName, oldSympos: Number(sympos), newSymbol: fn.name, newSize: fn.size > 0n ? Number(fn.size) : null, oldSize: null, force: false });
     }
