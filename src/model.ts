@@ -142,6 +142,11 @@ export const FrameFlag = {
   BARE_HEX: 1 << 7,
   /** An offset was printed (`+0x…`); without it (crash `bt`, ARM callers) only the address places the frame. */
   HAS_OFFSET: 1 << 8,
+  /**
+   * The row belongs to a span that several tasks may share (Capture.sharedRows): its `line` is
+   * that of the first task; frameLine() gives the line in any sharing task's block.
+   */
+  SHARED: 1 << 9,
 } as const;
 
 /** Interned strings: symbol names, module names, build ids. Id order is first-seen order. */
@@ -299,12 +304,13 @@ export interface Capture {
 }
 
 /**
- * The source line of frame row `i` as it appears in task `t`'s block. Ingest shares a stack's
- * rows only where each task's frames sit on consecutive lines starting at the task's own first
- * line (grep -H, snapshots with implicit lines), so the line follows from the task.
+ * The source line of frame row `i` as it appears in task `t`'s block. Rows of a shared span
+ * carry FrameFlag.SHARED; ingest shares a span only where each task's frames sit on consecutive
+ * lines starting at the task's own first line (grep -H runs, snapshots with implicit lines), so
+ * the line follows from the task. Other rows carry their own line.
  */
 export function frameLine(cap: Capture, t: Task, i: number): number {
-  if (!cap.sharedRows || cap.frames.line[i] === 0) return cap.frames.line[i];
+  if (!cap.sharedRows || (cap.frames.flags[i] & FrameFlag.SHARED) === 0) return cap.frames.line[i];
   return t.line + (i - t.frameStart);
 }
 

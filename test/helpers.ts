@@ -5,7 +5,7 @@ import { check, type CheckResult } from "../src/check.js";
 import type { DecideOptions } from "../src/decide/livepatch.js";
 import { parseNativeJson } from "../src/ingest/nativeJson.js";
 import { parseProcText } from "../src/ingest/procText.js";
-import { type Capture, FrameFlag } from "../src/model.js";
+import { type Capture, FrameFlag, frameLine } from "../src/model.js";
 import type { RefTask } from "../src/ingest/procTextReference.js";
 import { latin1 } from "../src/ingest/bytes.js";
 import { emptyPatch, parseFuncArg, type PatchSpec } from "../src/patch/spec.js";
@@ -86,7 +86,7 @@ export function normalize(cap: Capture): RefTask[] {
     for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
       const fl = cap.frames.flags[i];
       if (fl & FrameFlag.UNPARSED) {
-        frames.push({ kind: "unparsed" as const, guess: false, symbol: null, object: null, buildId: null, offset: 0, size: null, address: null, line: cap.frames.line[i] });
+        frames.push({ kind: "unparsed" as const, guess: false, symbol: null, object: null, buildId: null, offset: 0, size: null, address: null, line: frameLine(cap, t, i) });
         continue;
       }
       const bare = (fl & FrameFlag.BARE_HEX) !== 0;
@@ -99,7 +99,7 @@ export function normalize(cap: Capture): RefTask[] {
         offset: cap.frames.offset[i],
         size: fl & FrameFlag.HAS_SIZE ? cap.frames.size[i] : null,
         address: cap.frames.address(i),
-        line: cap.frames.line[i],
+        line: frameLine(cap, t, i),
       });
     }
     return {

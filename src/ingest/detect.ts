@@ -16,6 +16,7 @@ import { type DmesgKind, DmesgParser } from "./dmesg.js";
 import { stripEnvelope } from "./envelope.js";
 import { looksLikeNativeJson, parseNativeJson } from "./nativeJson.js";
 import { ProcTextParser } from "./procText.js";
+import type { ProcTokenizer, TokenSink } from "./procTokenizer.js";
 import { type TracingFormat, TracingParser } from "./tracing.js";
 
 /** Accepted by `--format`. `dmesg` covers sysrq-t/w, hung-task, RCU-stall and oops dumps. */
@@ -91,28 +92,46 @@ export interface CaptureParser {
 
 /**
  * /proc text with the envelopes people add: e-mail quotes and `$ cat /proc/PID/stack` command
- * lines (each starts a task). Feeds ProcTextParser one rewritten line per input line, so line
- * numbers stay the file's.
+ * lines (each starts a task). Feeds ProcTextParser one rewritten line per input line with the
+ * file's line number.
+ *
+ * With a tokenizer (the wasm one, assembly/tokenize.ts), runs of grep -H stack lines never reach
+ * JavaScript as bytes: they arrive as (pid, tid, lines, stack id) and tasks of one stack share
+ * their frame rows; every other line takes the path below. Both paths give equal captures
+ * (test/tokenizer.test.ts).
  */
 class ProcWrapper implements CaptureParser {
   private readonly inner: ProcTextParser;
-  private readonly splitter: LineSplitter;
+  private readonly splitter: LineSplitter | null;
   private readonly enc = new TextEncoder();
 
-  constructor(name: string) {
+  constructor(
+    name: string,
+    private readonly tokenizer: ProcTokenizer | null = null,
+  ) {
     this.inner = new ProcTextParser(name);
-    this.splitter = new LineSplitter((buf, s, e) => this.line(buf, s, e));
+    this.splitter = tokenizer === null ? new LineSplitter((buf, s, e, n) => this.line(buf, s, e, n)) : null;
   }
+
+  private readonly sink: TokenSink = {
+    run: (pid, tid, line, count, stack) => this.inner.fastRun(pid, tid, line, count, stack, this.tokenizer!),
+    other: (buf, s, e, line) => {
+      // As LineSplitter.emit: one CR cut.
+      if (e > s && buf[e - 1] === CH.CR) e--;
+      this.line(buf, s, e, line);
+    },
+  };
 
   push(chunk: Uint8Array): void {
-    this.splitter.push(chunk);
+    if (this.tokenizer !== null) this.tokenizer.push(chunk, this.sink);
+    else this.splitter!.push(chunk);
   }
 
-  private line(buf: Uint8Array, s: number, e: number): void {
+  private line(buf: Uint8Array, s: number, e: number, lineNo: number): void {
     // Fast path: a bare /proc line (`/proc/…:[<0>] …` from grep -H, or `[<0>] …`) has no envelope
     // and no `cat /proc/…` prompt: hand it over without a copy.
     if (e - s >= 2 && ((buf[s] === CH.SLASH && buf[s + 1] === 0x70) || (buf[s] === CH.LBRACKET && buf[s + 1] === CH.LT))) {
-      this.inner.pushLine(buf, s, e);
+      this.inner.numberedLine(buf, s, e, lineNo);
       return;
     }
     const env = stripEnvelope(buf, s, e);
@@ -128,18 +147,17 @@ class ProcWrapper implements CaptureParser {
     if (cat >= 0) {
       const m = /^\/proc\/(\d+)(?:\/task\/(\d+))?\/stack\s*$/.exec(latin1(buf, cat, e));
       if (m !== null) {
-        this.inner.push(this.enc.encode(`== /proc/${m[1]}/task/${m[2] ?? m[1]}\n`));
+        const header = this.enc.encode(`== /proc/${m[1]}/task/${m[2] ?? m[1]}`);
+        this.inner.numberedLine(header, 0, header.length, lineNo);
         return;
       }
     }
-    const out = new Uint8Array(e - b + 1);
-    out.set(buf.subarray(b, e));
-    out[e - b] = CH.LF;
-    this.inner.push(out);
+    this.inner.numberedLine(buf, b, e, lineNo);
   }
 
   finish(): Capture[] {
-    this.splitter.end();
+    if (this.tokenizer !== null) this.tokenizer.finish(this.sink);
+    else this.splitter!.end();
     return [this.inner.finish()];
   }
 }
@@ -169,12 +187,21 @@ class JsonCollector implements CaptureParser {
   }
 }
 
-function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: boolean): CaptureParser {
+/** Options of the capture parsers. */
+export interface IngestOptions {
+  /**
+   * A fresh /proc text tokenizer per input (the wasm one: src/node/wasm.ts loadProcTokenizer);
+   * without one the TypeScript line path reads everything (same captures, slower).
+   */
+  procTokenizer?: () => ProcTokenizer;
+}
+
+function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: boolean, options: IngestOptions): CaptureParser {
   switch (format) {
     case "json":
       return new JsonCollector(name, detected);
     case "proc":
-      return new ProcWrapper(name);
+      return new ProcWrapper(name, options.procTokenizer?.() ?? null);
     case "dmesg":
       return new DmesgParser(name);
     case "sysrq-t":
@@ -193,8 +220,8 @@ function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: 
 }
 
 /** Streams a file into the parser for `format`, detecting it from the first 64 KiB for `auto`. */
-export function createCaptureParser(name: string, format: FormatName = "auto"): CaptureParser {
-  if (format !== "auto") return checked(parserFor(format, name, false), name, format);
+export function createCaptureParser(name: string, format: FormatName = "auto", options: IngestOptions = {}): CaptureParser {
+  if (format !== "auto") return checked(parserFor(format, name, false, options), name, format);
   const head: Uint8Array[] = [];
   let headLen = 0;
   let inner: CaptureParser | null = null;
@@ -207,7 +234,7 @@ export function createCaptureParser(name: string, format: FormatName = "auto"): 
     }
     const f = detectFormat(all);
     if (f === null) throw unknownFormat(name, all);
-    const p = checked(parserFor(f, name, true), name, f);
+    const p = checked(parserFor(f, name, true, options), name, f);
     p.push(all);
     head.length = 0;
     return p;
@@ -256,8 +283,8 @@ function unknownFormat(name: string, head: Uint8Array): PatchsafeError {
 }
 
 /** Parses bytes (or a sequence of chunks) held in memory into captures. */
-export function parseCaptures(input: Uint8Array | Iterable<Uint8Array>, file = "<input>", format: FormatName = "auto"): Capture[] {
-  const p = createCaptureParser(file, format);
+export function parseCaptures(input: Uint8Array | Iterable<Uint8Array>, file = "<input>", format: FormatName = "auto", options: IngestOptions = {}): Capture[] {
+  const p = createCaptureParser(file, format, options);
   if (input instanceof Uint8Array) p.push(input);
   else for (const c of input) p.push(c);
   return p.finish();

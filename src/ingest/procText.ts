@@ -11,10 +11,23 @@
  * A byte-level streaming tokenizer: feed chunks split anywhere; no string per line.
  * procTextReference.ts is the slow string parser it is tested against.
  */
-import { type Capture, FrameFlag } from "../model.js";
+import { type Capture, FrameFlag, type Task } from "../model.js";
 import { ByteMap, CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
 import { LineSplitter } from "./bytes.js";
+
+/** Where fastRun() reads a run's frame texts (the wasm tokenizer). */
+export interface RunSource {
+  stack(id: number): Uint32Array;
+  text(id: number): Uint8Array;
+}
+
+/** A stack's rows as shared by every task whose run produced it; null: not shareable. */
+interface SharedStack {
+  start: number;
+  count: number;
+  endMarker: boolean;
+}
 
 /** /proc/<pid>/stack prints at most this many entries (MAX_STACK_TRACE_DEPTH). */
 export const PROC_STACK_MAX = 64;
@@ -68,6 +81,17 @@ export class ProcTextParser {
    * instead of a parse (same bytes, same row: only the line number differs).
    */
   private readonly seen = new ByteMap();
+  /** Highest line number given to numberedLine()/fastRun() (the splitter counts its own). */
+  private lastNumbered = 0;
+  /**
+   * The current task was started by fastRun() and has no rows yet: they are placed when it
+   * closes (shared with every earlier task of the same stack) or as its own rows as soon as
+   * anything else touches the task.
+   */
+  private pending: { stack: number; count: number; source: RunSource } | null = null;
+  /** Per tokenizer stack id: its shared rows, null when it cannot be shared, undefined unseen. */
+  private readonly shared: (SharedStack | null | undefined)[] = [];
+  private sharedUsed = false;
 
   constructor(private readonly name: string) {
     this.splitter = new LineSplitter((buf, s, e, line) => this.line(buf, s, e, line));
@@ -86,10 +110,56 @@ export class ProcTextParser {
     this.splitter.pushLine(buf, start, end);
   }
 
+  /**
+   * One line with its line number, for wrappers that count lines themselves (the tokenizer path):
+   * as if it came through the splitter (which cuts one CR).
+   */
+  numberedLine(buf: Uint8Array, start: number, end: number, line: number): void {
+    if (end > start && buf[end - 1] === CH.CR) end--;
+    if (line > this.lastNumbered) this.lastNumbered = line;
+    this.line(buf, start, end, line);
+  }
+
+  /**
+   * Lines [line, line + count) are `/proc/PID/task/TID/stack:TEXT` lines of one stack file whose
+   * TEXTs are source.stack(stack): the same as line() for each of them, without touching the
+   * bytes again. A task that is exactly one run shares its rows with every task of the same stack.
+   */
+  fastRun(pid: number, tid: number, line: number, count: number, stack: number, source: RunSource): void {
+    const last = line + count - 1;
+    if (last > this.lastNumbered) this.lastNumbered = last;
+    const t = this.b.current;
+    if (t === null || t.pid !== pid || t.tid !== tid || t.stackStatus !== "ok") {
+      this.startTask(pid, tid, line);
+      this.pending = { stack, count, source };
+      return;
+    }
+    // The run continues the current task (a blank or other line came between): own rows.
+    this.unpend();
+    this.replay(source.stack(stack), source, line);
+  }
+
+  /** The frame lines of a run, through frame() (which parses each distinct text once). */
+  private replay(ids: Uint32Array, source: RunSource, line: number): void {
+    for (let k = 0; k < ids.length; k++) {
+      const text = source.text(ids[k]);
+      this.frame(text, 0, text.length, line + k);
+    }
+  }
+
+  /** Gives a pending task its own rows (something other than its run touches it). */
+  private unpend(): void {
+    const p = this.pending;
+    if (p === null) return;
+    this.pending = null;
+    this.replay(p.source.stack(p.stack), p.source, this.b.current!.line);
+  }
+
   finish(): Capture {
     this.splitter.end();
     this.closeTask();
-    const cap = this.b.finish({ name: this.name, format: "proc-text", section: 0, firstLine: 1, lastLine: this.splitter.lineNo });
+    const cap = this.b.finish({ name: this.name, format: "proc-text", section: 0, firstLine: 1, lastLine: Math.max(this.splitter.lineNo, this.lastNumbered) });
+    if (this.sharedUsed) cap.sharedRows = true;
     cap.complete = "unknown";
     cap.completeness.push({
       code: "text-dump",
@@ -111,8 +181,42 @@ export class ProcTextParser {
   private closeTask(): void {
     const t = this.b.current;
     if (t === null) return;
+    if (this.pending !== null) this.placePending(t);
     this.b.endTask();
     if (t.stackStatus === "ok" && t.frameCount >= PROC_STACK_MAX && !t.endMarker) t.stackStatus = "truncated";
+  }
+
+  /**
+   * Rows for a task that is exactly one run: the first task of a stack gets its own rows and, when
+   * every line gave exactly one clean frame (an end marker may close it), they become the stack's
+   * shared rows; later tasks of that stack point at them. frameLine() gives each task's lines.
+   */
+  private placePending(t: Task): void {
+    const p = this.pending!;
+    const known = this.shared[p.stack];
+    if (known === undefined) {
+      this.unpend();
+      const f = this.b.frames;
+      const count = f.length - t.frameStart;
+      let clean = count === p.count - (t.endMarker ? 1 : 0);
+      for (let i = t.frameStart; clean && i < f.length; i++) if (f.flags[i] & FrameFlag.UNPARSED) clean = false;
+      this.shared[p.stack] = clean ? { start: t.frameStart, count, endMarker: t.endMarker } : null;
+      if (clean) for (let i = t.frameStart; i < f.length; i++) f.flags[i] |= FrameFlag.SHARED;
+      return;
+    }
+    if (known === null) {
+      this.unpend();
+      return;
+    }
+    // The builder's endTask() derives the count from the columns' length: point the task at the
+    // shared rows by giving it an empty own range first, then the shared one.
+    this.pending = null;
+    this.b.endTask();
+    t.frameStart = known.start;
+    t.frameCount = known.count;
+    t.endMarker = known.endMarker;
+    if (known.count > 0) t.stackStatus = "ok";
+    this.sharedUsed = true;
   }
 
   private startTask(pid: number | null, tid: number | null, line: number, comm: Uint8Array | null = null): void {
@@ -160,6 +264,8 @@ export class ProcTextParser {
     let e = end;
     while (e > s && (buf[e - 1] === CH.SPACE || buf[e - 1] === CH.TAB)) e--;
     if (s === e) return;
+    // Anything but a blank line may add to the current task: a run's task takes its own rows.
+    this.unpend();
     const c = buf[s];
     if (c === CH.LBRACKET) return this.frame(buf, s, e, line);
     // tail: ==> /proc/1/task/1/stack <==

@@ -4,6 +4,7 @@ import { PatchsafeError } from "../errors.js";
 import { createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
 import { parseSymbolTable, type SymbolTable } from "../symbols/table.js";
+import { loadProcTokenizer } from "./wasm.js";
 
 const CHUNK = 1 << 20;
 
@@ -50,7 +51,7 @@ export type InputFormat = FormatName;
  * per section; `detected` names each capture's format, in order.
  */
 export function readCaptureFiles(file: string, format: InputFormat = "auto"): { captures: Capture[]; detected: string[] } {
-  const parser = createCaptureParser(file, format);
+  const parser = createCaptureParser(file, format, { procTokenizer: () => loadProcTokenizer() });
   streamFile(file, (chunk) => parser.push(chunk));
   const captures = parser.finish();
   return { captures, detected: captures.map((c) => c.source.format) };

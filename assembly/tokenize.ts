@@ -1,0 +1,490 @@
+// patchsafe /proc stack-text tokenizer (AssemblyScript 0.28, runtime stub).
+//
+// The hot part of reading a `grep -H . /proc/*/task/*/stack` dump: millions of lines of the shape
+//
+//     /proc/PID/task/TID/stack:[<0>] FRAME TEXT
+//
+// with a few hundred distinct frame texts and stacks. This module splits lines, groups
+// consecutive lines of one stack file into a *run*, interns each frame text (bytes after the
+// colon) and each run's sequence of frame-text ids, and reports runs as (pid, tid, first line,
+// line count, stack id). Every other line is reported as OTHER with its bytes' position, and the
+// host (src/ingest/procTokenizer.ts) hands it to the TypeScript parser: this module decides
+// nothing about the format beyond "is this a grep -H stack line", so the TypeScript parser stays
+// the one definition of the grammar (and the differential tests compare the two paths).
+//
+// ABI: fixed buffers in linear memory, exports take and return i32/u32 only.
+//   init(inputCapacity)            allocate everything (call once)
+//   inputPtr()/inputCapacity()     the host writes bytes into INPUT[0..len)
+//   growInput(cap)                 a longer line than the buffer: new INPUT, old bytes copied
+//   run(start, len)                process complete lines of INPUT[start..len); returns the
+//                                  offset of the first unprocessed byte (a partial line, or a
+//                                  full event buffer: drain and call again from there)
+//   finish()                       close the open run (needs one free event slot)
+//   eventPtr()/eventCount()        events, EVENT_WORDS u32 each, in input order; the host
+//                                  drains them after every run()/finish() (run resets count)
+//   textPtr/textOffsetPtr/textLengthPtr/textCount     frame-text table (ids 0..count-1)
+//   stackWordsPtr/stackOffsetPtr/stackLengthPtr/stackCount   stack table (frame-text ids)
+// Pointers move when a table grows: the host re-reads them after every call.
+//
+// Memory: a bump allocator over __heap_base; a table that grows gets a new block and the old
+// one is abandoned (wasm memory cannot shrink; growth doubles, so waste stays below 2x).
+
+const ABI_VERSION: u32 = 1;
+
+export const EVENT_WORDS: u32 = 6;
+const EV_RUN: u32 = 1;
+const EV_OTHER: u32 = 2;
+const EVENT_CAPACITY: u32 = 8192;
+/** Bytes the tokenizer may read past the end of INPUT (8-byte loads of a line's tail). */
+const PAD: usize = 16;
+/** A path longer than this is not remembered (it is still parsed on every line). */
+const PATH_CAP: u32 = 64;
+
+let top: usize = 0;
+
+function alloc(bytes: usize): usize {
+  if (top == 0) top = (__heap_base + 15) & ~(<usize>15);
+  const p = top;
+  top = (top + bytes + 15) & ~(<usize>15);
+  const needPages = <i32>((top + 0xffff) >>> 16);
+  const have = memory.size();
+  if (needPages > have) {
+    if (memory.grow(needPages - have) < 0) unreachable();
+  }
+  return p;
+}
+
+function realloc(old: usize, oldBytes: usize, newBytes: usize): usize {
+  const p = alloc(newBytes);
+  memory.copy(p, old, oldBytes);
+  return p;
+}
+
+let inPtr: usize = 0;
+let inCap: u32 = 0;
+let evPtr: usize = 0;
+let evN: u32 = 0;
+let lineNo: u32 = 0;
+
+// Frame-text table: TEXT arena + per-id offset/length/hash, open-addressing slots (id + 1).
+let txPtr: usize = 0;
+let txCap: u32 = 0;
+let txLen: u32 = 0;
+let ftOff: usize = 0;
+let ftLen: usize = 0;
+let ftHash: usize = 0;
+let ftCap: u32 = 0;
+let ftN: u32 = 0;
+let ftSlots: usize = 0;
+let ftSlotCap: u32 = 0;
+
+// Stack table: WORDS arena of frame-text ids + per-id offset (in words)/length/hash, slots.
+let swPtr: usize = 0;
+let swCap: u32 = 0;
+let swLen: u32 = 0;
+let stOff: usize = 0;
+let stLen: usize = 0;
+let stHash: usize = 0;
+let stCap: u32 = 0;
+let stN: u32 = 0;
+let stSlots: usize = 0;
+let stSlotCap: u32 = 0;
+
+// The open run.
+let runOpen: bool = false;
+let runPid: u32 = 0;
+let runTid: u32 = 0;
+let runLine: u32 = 0;
+let runHash: u32 = 0;
+let curPtr: usize = 0;
+let curCap: u32 = 0;
+let curN: u32 = 0;
+let pathPtr: usize = 0;
+let pathLen: u32 = 0; // 0: no remembered path
+
+export function abiVersion(): u32 {
+  return ABI_VERSION;
+}
+
+export function init(inputCapacity: u32): void {
+  inCap = inputCapacity;
+  inPtr = alloc(<usize>inCap + PAD);
+  evPtr = alloc(<usize>EVENT_CAPACITY * EVENT_WORDS * 4);
+  txCap = 1 << 16;
+  txPtr = alloc(<usize>txCap + PAD);
+  ftCap = 1024;
+  ftOff = alloc(<usize>ftCap * 4);
+  ftLen = alloc(<usize>ftCap * 4);
+  ftHash = alloc(<usize>ftCap * 4);
+  ftSlotCap = 4096;
+  ftSlots = alloc(<usize>ftSlotCap * 4);
+  memory.fill(ftSlots, 0, <usize>ftSlotCap * 4);
+  swCap = 1 << 14;
+  swPtr = alloc(<usize>swCap * 4);
+  stCap = 1024;
+  stOff = alloc(<usize>stCap * 4);
+  stLen = alloc(<usize>stCap * 4);
+  stHash = alloc(<usize>stCap * 4);
+  stSlotCap = 4096;
+  stSlots = alloc(<usize>stSlotCap * 4);
+  memory.fill(stSlots, 0, <usize>stSlotCap * 4);
+  curCap = 256;
+  curPtr = alloc(<usize>curCap * 4);
+  pathPtr = alloc(PATH_CAP);
+}
+
+export function inputPtr(): usize {
+  return inPtr;
+}
+export function inputCapacity(): u32 {
+  return inCap;
+}
+
+/** A new INPUT of `cap` bytes holding the old one's first `keep` bytes. */
+export function growInput(cap: u32, keep: u32): void {
+  assert(cap >= keep);
+  inPtr = realloc(inPtr, keep, <usize>cap + PAD);
+  inCap = cap;
+}
+
+export function eventPtr(): usize {
+  return evPtr;
+}
+export function eventCount(): u32 {
+  return evN;
+}
+export function lineCount(): u32 {
+  return lineNo;
+}
+export function textPtr(): usize {
+  return txPtr;
+}
+export function textOffsetPtr(): usize {
+  return ftOff;
+}
+export function textLengthPtr(): usize {
+  return ftLen;
+}
+export function textCount(): u32 {
+  return ftN;
+}
+export function stackWordsPtr(): usize {
+  return swPtr;
+}
+export function stackOffsetPtr(): usize {
+  return stOff;
+}
+export function stackLengthPtr(): usize {
+  return stLen;
+}
+export function stackCount(): u32 {
+  return stN;
+}
+
+// ---- hashing and comparing -----------------------------------------------------------------
+
+/** Bytes [a, a+n) == [b, b+n), 8 at a time (std's memory.compare goes byte by byte). */
+@inline function equalBytes(a: usize, b: usize, n: usize): bool {
+  let i: usize = 0;
+  while (i + 8 <= n) {
+    if (load<u64>(a + i) != load<u64>(b + i)) return false;
+    i += 8;
+  }
+  while (i < n) {
+    if (load<u8>(a + i) != load<u8>(b + i)) return false;
+    i++;
+  }
+  return true;
+}
+
+/** A 64-bit multiply-xorshift hash of bytes [p, p+n), 8 bytes per step (tail masked). */
+@inline function hashBytes(p: usize, n: u32): u32 {
+  let h: u64 = 0x9e3779b97f4a7c15 ^ <u64>n;
+  let i: u32 = 0;
+  while (i + 8 <= n) {
+    h = (h ^ load<u64>(p + i)) * 0xff51afd7ed558ccd;
+    h ^= h >> 32;
+    i += 8;
+  }
+  if (i < n) {
+    const w = load<u64>(p + i) & ((<u64>1 << (<u64>(n - i) << 3)) - 1);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53;
+  }
+  h ^= h >> 29;
+  h *= 0xff51afd7ed558ccd;
+  h ^= h >> 32;
+  return <u32>h;
+}
+
+// ---- frame-text table ----------------------------------------------------------------------
+
+function rehashTexts(): void {
+  const cap = ftSlotCap << 1;
+  const slots = alloc(<usize>cap * 4);
+  memory.fill(slots, 0, <usize>cap * 4);
+  const mask = cap - 1;
+  for (let id: u32 = 0; id < ftN; id++) {
+    let i = load<u32>(ftHash + (<usize>id << 2)) & mask;
+    while (load<u32>(slots + (<usize>i << 2)) != 0) i = (i + 1) & mask;
+    store<u32>(slots + (<usize>i << 2), id + 1);
+  }
+  ftSlots = slots;
+  ftSlotCap = cap;
+}
+
+function internText(p: usize, n: u32): u32 {
+  const h = hashBytes(p, n);
+  const mask = ftSlotCap - 1;
+  let i = h & mask;
+  for (;;) {
+    const v = load<u32>(ftSlots + (<usize>i << 2));
+    if (v == 0) break;
+    const id = v - 1;
+    const a = <usize>id << 2;
+    if (load<u32>(ftHash + a) == h && load<u32>(ftLen + a) == n && equalBytes(txPtr + load<u32>(ftOff + a), p, n)) return id;
+    i = (i + 1) & mask;
+  }
+  // New text: append to the arena and the per-id columns.
+  if (txLen + n > txCap) {
+    let c = txCap << 1;
+    while (txLen + n > c) c <<= 1;
+    txPtr = realloc(txPtr, txLen, <usize>c + PAD);
+    txCap = c;
+  }
+  if (ftN == ftCap) {
+    const c = ftCap << 1;
+    ftOff = realloc(ftOff, <usize>ftCap * 4, <usize>c * 4);
+    ftLen = realloc(ftLen, <usize>ftCap * 4, <usize>c * 4);
+    ftHash = realloc(ftHash, <usize>ftCap * 4, <usize>c * 4);
+    ftCap = c;
+  }
+  const id = ftN++;
+  const a = <usize>id << 2;
+  memory.copy(txPtr + txLen, p, n);
+  store<u32>(ftOff + a, txLen);
+  store<u32>(ftLen + a, n);
+  store<u32>(ftHash + a, h);
+  txLen += n;
+  store<u32>(ftSlots + (<usize>i << 2), id + 1);
+  if (ftN * 2 > ftSlotCap) rehashTexts();
+  return id;
+}
+
+// ---- stack table ---------------------------------------------------------------------------
+
+function rehashStacks(): void {
+  const cap = stSlotCap << 1;
+  const slots = alloc(<usize>cap * 4);
+  memory.fill(slots, 0, <usize>cap * 4);
+  const mask = cap - 1;
+  for (let id: u32 = 0; id < stN; id++) {
+    let i = load<u32>(stHash + (<usize>id << 2)) & mask;
+    while (load<u32>(slots + (<usize>i << 2)) != 0) i = (i + 1) & mask;
+    store<u32>(slots + (<usize>i << 2), id + 1);
+  }
+  stSlots = slots;
+  stSlotCap = cap;
+}
+
+function internStack(): u32 {
+  const n = curN;
+  const h = runHash ^ (n * 0x9e3779b1);
+  const mask = stSlotCap - 1;
+  let i = h & mask;
+  for (;;) {
+    const v = load<u32>(stSlots + (<usize>i << 2));
+    if (v == 0) break;
+    const id = v - 1;
+    const a = <usize>id << 2;
+    if (load<u32>(stHash + a) == h && load<u32>(stLen + a) == n && equalBytes(swPtr + (<usize>load<u32>(stOff + a) << 2), curPtr, <usize>n << 2)) return id;
+    i = (i + 1) & mask;
+  }
+  if (swLen + n > swCap) {
+    let c = swCap << 1;
+    while (swLen + n > c) c <<= 1;
+    swPtr = realloc(swPtr, <usize>swLen << 2, <usize>c << 2);
+    swCap = c;
+  }
+  if (stN == stCap) {
+    const c = stCap << 1;
+    stOff = realloc(stOff, <usize>stCap * 4, <usize>c * 4);
+    stLen = realloc(stLen, <usize>stCap * 4, <usize>c * 4);
+    stHash = realloc(stHash, <usize>stCap * 4, <usize>c * 4);
+    stCap = c;
+  }
+  const id = stN++;
+  const a = <usize>id << 2;
+  memory.copy(swPtr + (<usize>swLen << 2), curPtr, <usize>n << 2);
+  store<u32>(stOff + a, swLen);
+  store<u32>(stLen + a, n);
+  store<u32>(stHash + a, h);
+  swLen += n;
+  store<u32>(stSlots + (<usize>i << 2), id + 1);
+  if (stN * 2 > stSlotCap) rehashStacks();
+  return id;
+}
+
+// ---- events --------------------------------------------------------------------------------
+
+@inline function event(kind: u32, a: u32, b: u32, c: u32, d: u32, e: u32): void {
+  const p = evPtr + <usize>evN * EVENT_WORDS * 4;
+  store<u32>(p, kind);
+  store<u32>(p, a, 4);
+  store<u32>(p, b, 8);
+  store<u32>(p, c, 12);
+  store<u32>(p, d, 16);
+  store<u32>(p, e, 20);
+  evN++;
+}
+
+function closeRun(): void {
+  if (!runOpen) return;
+  const id = internStack();
+  event(EV_RUN, runPid, runTid, runLine, curN, id);
+  runOpen = false;
+  curN = 0;
+  runHash = 0x811c9dc5;
+}
+
+@inline function pushFrame(id: u32): void {
+  if (curN == curCap) {
+    const c = curCap << 1;
+    curPtr = realloc(curPtr, <usize>curCap * 4, <usize>c * 4);
+    curCap = c;
+  }
+  store<u32>(curPtr + (<usize>curN << 2), id);
+  curN++;
+  runHash = (runHash ^ id) * 0x01000193;
+}
+
+// ---- lines ---------------------------------------------------------------------------------
+
+/** Offset of the first LF in [p, end) (8 bytes per step), or -1. */
+@inline function findLF(p: usize, end: usize): isize {
+  const start = p;
+  while (p + 8 <= end) {
+    const v = load<u64>(p) ^ 0x0a0a0a0a0a0a0a0a;
+    const t = (v - 0x0101010101010101) & ~v & 0x8080808080808080;
+    if (t != 0) return <isize>(p - start) + <isize>(ctz(t) >> 3);
+    p += 8;
+  }
+  while (p < end) {
+    if (load<u8>(p) == 10) return <isize>(p - start);
+    p++;
+  }
+  return -1;
+}
+
+@inline function isDigit(c: u32): bool {
+  return c - 48 < 10;
+}
+
+/** Decimal digits at [p, end): 1..9 of them (so the value fits u32); sets numEnd. -1 otherwise. */
+let numEnd: usize = 0;
+@inline function readNumber(p: usize, end: usize): i64 {
+  let q = p;
+  let v: u32 = 0;
+  while (q < end && isDigit(load<u8>(q))) {
+    v = v * 10 + (load<u8>(q) - 48);
+    q++;
+  }
+  numEnd = q;
+  const n = q - p;
+  if (n == 0 || n > 9) return -1;
+  return <i64>v;
+}
+
+// "/proc/", "/task/", "/stack" as little-endian words.
+const W_PROC: u32 = 0x6f72702f; // "/pro"
+const W_TASK: u32 = 0x7361742f; // "/tas"
+const W_STAC: u32 = 0x6174732f; // "/sta"
+
+/**
+ * A grep -H stack line [s, e) (CRs and trailing blanks already cut): the end of the path when
+ * it is `/proc/PID[/task/TID]/stack:` with both numbers of 1..9 digits, else 0. Sets linePid/Tid.
+ */
+let linePid: u32 = 0;
+let lineTid: u32 = 0;
+function parsePath(s: usize, e: usize): usize {
+  if (e - s < 8 || load<u32>(s) != W_PROC || load<u16>(s + 4) != 0x2f63) return 0; // "/proc/"
+  const pid = readNumber(s + 6, e);
+  if (pid < 0) return 0;
+  let q = numEnd;
+  let tid = pid;
+  if (q + 6 <= e && load<u32>(q) == W_TASK && load<u16>(q + 4) == 0x2f6b) {
+    // "/task/"
+    tid = readNumber(q + 6, e);
+    if (tid < 0) return 0;
+    q = numEnd;
+  }
+  if (!(q + 6 <= e && load<u32>(q) == W_STAC && load<u16>(q + 4) == 0x6b63)) return 0; // "/stack"
+  q += 6;
+  if (q >= e || load<u8>(q) != 58) return 0; // ':'
+  linePid = <u32>pid;
+  lineTid = <u32>tid;
+  return q;
+}
+
+/**
+ * Processes the complete lines of INPUT[start, len). Returns the offset of the first byte not
+ * processed: the start of a partial last line, or where the event buffer filled up.
+ */
+export function run(start: u32, len: u32): u32 {
+  evN = 0;
+  let pos = <usize>start;
+  const end = <usize>len;
+  const base = inPtr;
+  while (pos < end) {
+    // Room for a run closed by this line plus an OTHER event.
+    if (evN + 2 > EVENT_CAPACITY) break;
+    const off = findLF(base + pos, base + end);
+    if (off < 0) break;
+    const s = base + pos;
+    const nl = s + <usize>off;
+    lineNo++;
+    // The line as the TypeScript path sees it: one CR cut by each of its two line splitters,
+    // then blanks trimmed (the fast shape starts with '/', so only the end needs it).
+    let e = nl;
+    if (e > s && load<u8>(e - 1) == 13) e--;
+    const fastShape = e - s >= 2 && load<u8>(s) == 47 && load<u8>(s + 1) == 112; // "/p"
+    if (e > s && load<u8>(e - 1) == 13) e--;
+    while (e > s && (load<u8>(e - 1) == 32 || load<u8>(e - 1) == 9)) e--;
+    let colon: usize = 0;
+    if (fastShape) {
+      // Same stack file as the previous line: compare the remembered path (with its colon).
+      if (runOpen && pathLen != 0 && <usize>pathLen <= e - s && equalBytes(s, pathPtr, pathLen)) {
+        colon = s + pathLen - 1;
+      } else {
+        colon = parsePath(s, e);
+        if (colon != 0) {
+          closeRun();
+          runOpen = true;
+          runPid = linePid;
+          runTid = lineTid;
+          runLine = lineNo;
+          const plen = <u32>(colon + 1 - s);
+          if (plen <= PATH_CAP) {
+            memory.copy(pathPtr, s, plen);
+            pathLen = plen;
+          } else pathLen = 0;
+        }
+      }
+    }
+    if (colon != 0) {
+      pushFrame(internText(colon + 1, <u32>(e - colon - 1)));
+    } else {
+      closeRun();
+      pathLen = 0;
+      event(EV_OTHER, lineNo, <u32>pos, <u32>(nl - s), 0, 0);
+    }
+    pos += <usize>off + 1;
+  }
+  return <u32>pos;
+}
+
+/** End of input: closes the open run. The host feeds a last line without LF as if it had one. */
+export function finish(): void {
+  evN = 0;
+  closeRun();
+  pathLen = 0;
+}

@@ -1,0 +1,194 @@
+/**
+ * Host side of the /proc text tokenizer (assembly/tokenize.ts): the only code that touches its
+ * instance. Browser-clean (no `node:` imports). The tokenizer turns a grep -H dump into runs
+ * (pid, tid, first line, line count, stack id) plus OTHER lines; ProcWrapper feeds runs to
+ * ProcTextParser.fastRun() and OTHER lines to its ordinary line path, so the grammar stays
+ * defined in TypeScript once.
+ */
+import { PatchsafeError } from "../errors.js";
+
+/** The tokenizer ABI this host speaks (assembly/tokenize.ts ABI_VERSION). */
+export const TOKENIZER_ABI_VERSION = 1;
+const EVENT_WORDS = 6;
+const EV_RUN = 1;
+const EV_OTHER = 2;
+/** Bytes copied into wasm per call. */
+export const DEFAULT_TOKENIZER_INPUT = 4 << 20;
+
+interface TokenizerExports {
+  memory: WebAssembly.Memory;
+  abiVersion(): number;
+  init(inputCapacity: number): void;
+  inputPtr(): number;
+  inputCapacity(): number;
+  growInput(cap: number, keep: number): void;
+  run(start: number, len: number): number;
+  finish(): void;
+  eventPtr(): number;
+  eventCount(): number;
+  lineCount(): number;
+  textPtr(): number;
+  textOffsetPtr(): number;
+  textLengthPtr(): number;
+  textCount(): number;
+  stackWordsPtr(): number;
+  stackOffsetPtr(): number;
+  stackLengthPtr(): number;
+  stackCount(): number;
+}
+
+export const TOKENIZER_EXPORTED_FUNCTIONS: readonly string[] = [
+  "abiVersion",
+  "init",
+  "inputPtr",
+  "inputCapacity",
+  "growInput",
+  "run",
+  "finish",
+  "eventPtr",
+  "eventCount",
+  "lineCount",
+  "textPtr",
+  "textOffsetPtr",
+  "textLengthPtr",
+  "textCount",
+  "stackWordsPtr",
+  "stackOffsetPtr",
+  "stackLengthPtr",
+  "stackCount",
+];
+
+/** What the tokenizer reports, in input order. */
+export interface TokenSink {
+  /** Lines [line, line + count) are one stack file's frame lines; `stack` names their frame texts. */
+  run(pid: number, tid: number, line: number, count: number, stack: number): void;
+  /** Any other line: raw bytes buf[start, end) without the LF (CRs untouched). */
+  other(buf: Uint8Array, start: number, end: number, line: number): void;
+}
+
+export function compileTokenizerModule(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
+  const module = new WebAssembly.Module(bytes);
+  const names = WebAssembly.Module.exports(module).map((e) => e.name);
+  for (const f of TOKENIZER_EXPORTED_FUNCTIONS) {
+    if (!names.includes(f)) throw new PatchsafeError("E_INTERNAL", `tokenizer module lacks export ${f} (rebuild with npm run asbuild)`);
+  }
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (!(i.module === "env" && i.name === "abort")) throw new PatchsafeError("E_INTERNAL", `tokenizer module imports ${i.module}.${i.name}: only env.abort is allowed`);
+  }
+  return module;
+}
+
+/** One tokenizer instance: one input stream. */
+export class ProcTokenizer {
+  private readonly x: TokenizerExports;
+  /** Bytes of INPUT[0, filled) not processed yet (a partial line at the front after compaction). */
+  private filled = 0;
+  private finished = false;
+  private readonly texts: (Uint8Array | undefined)[] = [];
+
+  constructor(module: WebAssembly.Module, inputCapacity = DEFAULT_TOKENIZER_INPUT) {
+    const instance = new WebAssembly.Instance(module, {
+      env: {
+        abort: (_m: number, _f: number, line: number, col: number) => {
+          throw new PatchsafeError("E_INTERNAL", `tokenizer aborted at assembly/tokenize.ts:${line}:${col} (a patchsafe bug)`);
+        },
+      },
+    });
+    this.x = instance.exports as unknown as TokenizerExports;
+    if (this.x.abiVersion() !== TOKENIZER_ABI_VERSION) throw new PatchsafeError("E_INTERNAL", `tokenizer ABI ${this.x.abiVersion()}, host speaks ${TOKENIZER_ABI_VERSION}`);
+    this.x.init(inputCapacity);
+  }
+
+  /** Feeds bytes; complete lines are reported to `sink` before this returns. */
+  push(chunk: Uint8Array, sink: TokenSink): void {
+    if (this.finished) throw new PatchsafeError("E_INTERNAL", "tokenizer: push after finish");
+    let off = 0;
+    while (off < chunk.length) {
+      const cap = this.x.inputCapacity();
+      if (this.filled === cap) {
+        // One line longer than the buffer: make room (the partial line is kept).
+        this.x.growInput(cap * 2, this.filled);
+        continue;
+      }
+      const n = Math.min(chunk.length - off, cap - this.filled);
+      new Uint8Array(this.x.memory.buffer, this.x.inputPtr() + this.filled, n).set(chunk.subarray(off, off + n));
+      this.filled += n;
+      off += n;
+      this.drain(sink);
+    }
+  }
+
+  /** End of input: a last line without LF counts as a line (as LineSplitter.end does). */
+  finish(sink: TokenSink): void {
+    if (this.finished) return;
+    if (this.filled > 0) {
+      if (this.filled === this.x.inputCapacity()) this.x.growInput(this.filled + 1, this.filled);
+      new Uint8Array(this.x.memory.buffer, this.x.inputPtr() + this.filled, 1)[0] = 10;
+      this.filled++;
+      this.drain(sink);
+    }
+    this.x.finish();
+    this.deliver(sink);
+    this.finished = true;
+  }
+
+  /** Lines the tokenizer has counted (the file's line count after finish). */
+  get lines(): number {
+    return this.x.lineCount();
+  }
+
+  /** Frame-text ids of stack `id`, innermost first (a copy). */
+  stack(id: number): Uint32Array {
+    const mem = this.x.memory.buffer;
+    const off = new Uint32Array(mem, this.x.stackOffsetPtr(), this.x.stackCount())[id];
+    const len = new Uint32Array(mem, this.x.stackLengthPtr(), this.x.stackCount())[id];
+    return new Uint32Array(mem, this.x.stackWordsPtr() + off * 4, len).slice();
+  }
+
+  /** The bytes of frame text `id` (cached copy). */
+  text(id: number): Uint8Array {
+    let t = this.texts[id];
+    if (t === undefined) {
+      const mem = this.x.memory.buffer;
+      const n = this.x.textCount();
+      const off = new Uint32Array(mem, this.x.textOffsetPtr(), n)[id];
+      const len = new Uint32Array(mem, this.x.textLengthPtr(), n)[id];
+      t = new Uint8Array(mem, this.x.textPtr() + off, len).slice();
+      this.texts[id] = t;
+    }
+    return t;
+  }
+
+  private drain(sink: TokenSink): void {
+    let start = 0;
+    for (;;) {
+      const stop = this.x.run(start, this.filled);
+      this.deliver(sink);
+      // No progress: only a partial line is left. Otherwise the event buffer filled up or the
+      // input is done.
+      if (stop === start) break;
+      start = stop;
+      if (start === this.filled) break;
+    }
+    // Keep the partial line at the front.
+    if (start > 0) {
+      const mem = new Uint8Array(this.x.memory.buffer);
+      const p = this.x.inputPtr();
+      mem.copyWithin(p, p + start, p + this.filled);
+      this.filled -= start;
+    }
+  }
+
+  private deliver(sink: TokenSink): void {
+    const n = this.x.eventCount();
+    if (n === 0) return;
+    // Views are taken per delivery: a sink callback never calls into the tokenizer, so memory
+    // cannot grow while these are alive.
+    const ev = new Uint32Array(this.x.memory.buffer, this.x.eventPtr(), n * EVENT_WORDS);
+    const input = new Uint8Array(this.x.memory.buffer, this.x.inputPtr(), this.filled);
+    for (let k = 0; k < n * EVENT_WORDS; k += EVENT_WORDS) {
+      if (ev[k] === EV_RUN) sink.run(ev[k + 1], ev[k + 2], ev[k + 3], ev[k + 4], ev[k + 5]);
+      else if (ev[k] === EV_OTHER) sink.other(input, ev[k + 2], ev[k + 2] + ev[k + 3], ev[k + 1]);
+    }
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The wasm /proc tokenizer path (assembly/tokenize.ts + ProcTextParser.fastRun) against the
+ * TypeScript line path: equal captures task by task (frames compared through frameLine, since
+ * tokenized tasks of one stack share rows), on fixtures, generated dumps, and seeded random line
+ * soups of every shape the line path knows, pushed in random chunks through tiny buffers (so
+ * partial lines, a full event buffer and growInput all happen). Release and debug wasm.
+ */
+import { readFileSync } from "node:fs";
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { generateProcDump } from "../src/generate/procDump.js";
+import { parseCaptures } from "../src/ingest/detect.js";
+import { encodeLatin1 } from "../src/ingest/bytes.js";
+import { ProcTokenizer } from "../src/ingest/procTokenizer.js";
+import type { Capture } from "../src/model.js";
+import { loadTokenizerModuleSync } from "../src/node/wasm.js";
+import { FIXTURES, hostCapture, normalize } from "./helpers.js";
+
+const BUILDS = ["release", "debug"] as const;
+
+/** Everything a capture says, per task, independent of how rows are laid out. */
+function facts(cap: Capture) {
+  return {
+    tasks: normalize(cap).map((t, i) => ({ ...t, line: cap.tasks[i].line, state: cap.tasks[i].state })),
+    warnings: cap.warnings,
+    completeness: cap.completeness,
+    source: cap.source,
+    complete: cap.complete,
+  };
+}
+
+function viaLines(bytes: Uint8Array): ReturnType<typeof facts>[] | string {
+  try {
+    return parseCaptures(bytes, "x", "proc").map(facts);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+function viaTokenizer(bytes: Uint8Array, build: (typeof BUILDS)[number], chunks: number[] = [], inputCapacity?: number): ReturnType<typeof facts>[] | string {
+  const module = loadTokenizerModuleSync(build);
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  for (const c of chunks) {
+    if (at >= bytes.length) break;
+    parts.push(bytes.subarray(at, Math.min(bytes.length, at + c)));
+    at += c;
+  }
+  if (at < bytes.length) parts.push(bytes.subarray(at));
+  try {
+    return parseCaptures(parts, "x", "proc", { procTokenizer: () => new ProcTokenizer(module, inputCapacity) }).map(facts);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+const source = hostCapture("capture.json");
+
+describe("tokenizer path = line path", () => {
+  test.each(BUILDS)("fixtures and generated dumps (%s)", (build) => {
+    const files = ["host/proc-grep.txt", "host/proc-tail.txt", "formats/proc-stack_new_x86_5.9_golang_02.txt", "formats/proc-stack_old_x86_4.x_kaslr_indented_04.txt", "formats/proc-stack_new_x86_5.3-c++_mangled_05.txt", "formats/hand_proc-old_end-marker_x86_4.4.txt"].map((f) => new URL(f, FIXTURES));
+    for (const f of files) {
+      const bytes = new Uint8Array(readFileSync(f));
+      expect(viaTokenizer(bytes, build), f.pathname).toEqual(viaLines(bytes));
+    }
+    for (const shape of ["grep", "tail", "header"] as const) {
+      const { text } = generateProcDump(source, { tasks: 2000, seed: 5, shape });
+      const bytes = encodeLatin1(text);
+      expect(viaTokenizer(bytes, build, [4093, 77, 1 << 16], 256)).toEqual(viaLines(bytes));
+    }
+  });
+
+  test("a generated grep dump shares rows: few rows for many tasks", () => {
+    const { text } = generateProcDump(source, { tasks: 5000, seed: 2, shape: "grep" });
+    const module = loadTokenizerModuleSync("release");
+    const [cap] = parseCaptures(encodeLatin1(text), "x", "proc", { procTokenizer: () => new ProcTokenizer(module) });
+    expect(cap.sharedRows).toBe(true);
+    const framesInTasks = cap.tasks.reduce((n, t) => n + t.frameCount, 0);
+    expect(cap.frames.length).toBeLessThan(framesInTasks / 10);
+    const [plain] = parseCaptures(encodeLatin1(text), "x", "proc");
+    expect(plain.sharedRows).toBeFalsy();
+    expect(plain.frames.length).toBe(framesInTasks);
+  });
+
+  // Lines of every shape the line path treats differently, with few pids so tasks continue,
+  // interleave and repeat.
+  const frameText = fc.constantFrom(
+    "[<0>] ep_poll+0x4b0/0x510",
+    "[<0>] do_epoll_wait+0x588/0x5e0",
+    "[<0>] worker_thread+0x98/0x310",
+    "[<0>] kthread+0xe5/0x120",
+    "[<ffffffff8112291c>] pipe_wait+0x61/0x7b",
+    "[<ffffffffffffffff>] 0xffffffffffffffff",
+    "[<0>] ? foo+0x1/0x2",
+    "[<0>] bar+0x10/0x20 [mod]",
+    "[<0>] 0xffffffffc0001234",
+    "garbage",
+    "",
+    " [<0>] ep_poll+0x4b0/0x510",
+    "[<0>] ep_poll+0x4b0/0x510 ",
+  );
+  const path = fc.tuple(fc.constantFrom("1", "2", "02", "3", "1234567890", "4"), fc.constantFrom("1", "2", "3", "01", "98765432101"), fc.boolean()).map(([p, t, task]) => (task ? `/proc/${p}/task/${t}/stack` : `/proc/${p}/stack`));
+  const ending = fc.constantFrom("", "", "", "\r", " ", "\t", " \r", "\r\r", "\r \r");
+  const line = fc.oneof(
+    { weight: 12, arbitrary: fc.tuple(path, frameText, ending).map(([p, f, e]) => `${p}:${f}${e}`) },
+    { weight: 2, arbitrary: fc.tuple(frameText, ending).map(([f, e]) => `${f}${e}`) },
+    { weight: 1, arbitrary: fc.tuple(path, ending).map(([p, e]) => `grep: ${p}: Operation not permitted${e}`) },
+    { weight: 1, arbitrary: path.map((p) => `==> ${p} <==`) },
+    { weight: 1, arbitrary: path.map((p) => `== ${p.replace(/\/stack$/, "")} comm x`) },
+    { weight: 1, arbitrary: fc.constantFrom("", " ", "\r", "> /proc/1/task/1/stack:[<0>] quoted+0x1/0x2", "$ cat /proc/7/stack", "/proc/x/stack:[<0>] a+0x1/0x2", "/proc/1/task/1/stack", "/proc/1/task/1/stackx:[<0>] a+0x1/0x2", "/pr", "/p") },
+  );
+  const input = fc.tuple(fc.array(line, { minLength: 1, maxLength: 120 }), fc.boolean()).map(([ls, lastNewline]) => `${ls.join("\n")}${lastNewline ? "\n" : ""}`);
+
+  test.each(BUILDS)("seeded random line soups in random chunks through tiny buffers (%s)", (build) => {
+    fc.assert(
+      fc.property(input, fc.array(fc.integer({ min: 1, max: 300 }), { maxLength: 20 }), fc.constantFrom(16, 64, 4096), (text, chunks, cap) => {
+        const bytes = encodeLatin1(text);
+        expect(viaTokenizer(bytes, build, chunks, cap)).toEqual(viaLines(bytes));
+      }),
+      { seed: 20261130, numRuns: build === "release" ? 600 : 200 },
+    );
+  });
+
+  test("more runs than one event buffer holds, and a line longer than the input buffer", () => {
+    const lines: string[] = [];
+    for (let i = 0; i < 20000; i++) lines.push(`/proc/${i}/task/${i}/stack:[<0>] f${i % 7}+0x1/0x2`);
+    lines.push(`/proc/9/task/9/stack:[<0>] ${"x".repeat(5000)}+0x1/0x2`);
+    const bytes = encodeLatin1(lines.join("\n"));
+    expect(viaTokenizer(bytes, "release", [], 64)).toEqual(viaLines(bytes));
+  });
+});
