@@ -66,6 +66,68 @@ export function scanInputFor(capture: Capture, resolved: ResolvedFrames, ranges:
   return { keys: resolved.keys.subarray(0, capture.frames.length * 2), taskFrameStart, rangeStart, rangeLast };
 }
 
+/**
+ * Scans the capture's frames against the ranges and returns hits per task. With shared rows
+ * (Capture.sharedRows) each row is scanned once and the hits are handed to every task that
+ * points at it: ordered by task, then frame (not by frame as a scan of owned rows is).
+ */
+export function scanCapture(scanner: Scanner, capture: Capture, resolved: ResolvedFrames, ranges: RangeTable): ScanHits {
+  if (!capture.sharedRows) return scanner.scan(scanInputFor(capture, resolved, ranges));
+  const rows = capture.frames.length;
+  const n = ranges.ranges.length;
+  const rangeStart = new Uint32Array(n * 2);
+  const rangeLast = new Uint32Array(n * 2);
+  ranges.ranges.forEach((r, i) => {
+    const last = r.end - 1n;
+    rangeStart[2 * i] = Number(r.start & 0xffffffffn);
+    rangeStart[2 * i + 1] = Number(r.start >> 32n);
+    rangeLast[2 * i] = Number(last & 0xffffffffn);
+    rangeLast[2 * i + 1] = Number(last >> 32n);
+  });
+  const rowHits = scanner.scan({ keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), rangeStart, rangeLast });
+  // Hits of each distinct row span, found once (rowHits is sorted by frame).
+  const spans = new Map<number, [number, number]>();
+  const lowerBound = (frame: number): number => {
+    let lo = 0;
+    let hi = rowHits.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (rowHits.frame[mid] < frame) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  let total = 0;
+  const tasks = capture.tasks;
+  const first = new Int32Array(tasks.length);
+  const count = new Int32Array(tasks.length);
+  for (let t = 0; t < tasks.length; t++) {
+    const { frameStart, frameCount } = tasks[t];
+    if (frameCount === 0 || rowHits.count === 0) continue;
+    let span = spans.get(frameStart);
+    if (span === undefined) {
+      const a = lowerBound(frameStart);
+      const b = lowerBound(frameStart + frameCount);
+      span = [a, b - a];
+      spans.set(frameStart, span);
+    }
+    first[t] = span[0];
+    count[t] = span[1];
+    total += span[1];
+  }
+  const out: ScanHits = { count: total, task: new Uint32Array(total), frame: new Uint32Array(total), range: new Uint32Array(total) };
+  let k = 0;
+  for (let t = 0; t < tasks.length; t++) {
+    for (let j = first[t]; j < first[t] + count[t]; j++) {
+      out.task[k] = t;
+      out.frame[k] = rowHits.frame[j];
+      out.range[k] = rowHits.range[j];
+      k++;
+    }
+  }
+  return out;
+}
+
 export function check(req: CheckRequest): CheckResult {
   const options: DecideOptions = { ...DEFAULT_OPTIONS, ...req.options };
   const applied = req.applied ?? req.capture.livepatches ?? [];
@@ -90,7 +152,7 @@ export function check(req: CheckRequest): CheckResult {
   }
   const resolved = resolveFrames(capture, req.symbols);
   const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
-  const hits = req.scanner.scan(scanInputFor(capture, resolved, ranges));
+  const hits = scanCapture(req.scanner, capture, resolved, ranges);
   const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
   const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, traceable: req.traceable ?? null, doubts }, options, req.rules);
   // For quiesce, `baseline` is what quiescing buys: the same global check over the stacks as captured.

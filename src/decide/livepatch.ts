@@ -354,13 +354,25 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const bounds: Reason[] = [];
   const warnings: Reason[] = [...cap.warnings, ...ranges.warnings.map((message) => ({ code: "patch", message })), ...input.resolved.warnings.map((message) => ({ code: "resolve", message }))];
 
-  // Hits grouped by task.
-  const byTask = new Map<number, [number, number][]>();
-  for (let k = 0; k < hits.count; k++) {
+  // Hits grouped by task. Tasks that share rows (Capture.sharedRows) have equal hits: they share
+  // one read-only list.
+  // An array, not a Map: a million lookups by dense task index.
+  const byTask: ([number, number][] | undefined)[] = new Array(cap.tasks.length).fill(undefined);
+  const byRows = cap.sharedRows ? new Map<number, [number, number][]>() : null;
+  for (let k = 0; k < hits.count; ) {
     const t = hits.task[k];
-    let l = byTask.get(t);
-    if (l === undefined) byTask.set(t, (l = []));
-    l.push([hits.frame[k], hits.range[k]]);
+    let end = k + 1;
+    while (end < hits.count && hits.task[end] === t) end++;
+    const start = cap.tasks[t].frameStart;
+    let l = byRows?.get(start);
+    if (l === undefined || l.length !== end - k) {
+      l = [];
+      for (let j = k; j < end; j++) l.push([hits.frame[j], hits.range[j]]);
+      byRows?.set(start, l);
+    }
+    const prev = byTask[t];
+    byTask[t] = prev === undefined ? l : [...prev, ...l];
+    k = end;
   }
 
   // Rule 5 precondition: a blocking range inside the sections /proc hides.
@@ -400,13 +412,14 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const kinds: (TaskKind | undefined)[] = new Array(cap.tasks.length);
   const chainLen = new Int32Array(cap.tasks.length);
   let vanished = 0;
+  const chains = new ChainCache(cap);
   cap.tasks.forEach((task, index) => {
     if (task.stackStatus === "vanished") {
       vanished++;
       return;
     }
-    const chain = realChain(cap, task);
-    kinds[index] = taskKind(cap, task, chain);
+    const chain = chains.chain(task);
+    kinds[index] = chains.kind(task, chain);
     chainLen[index] = chain.length;
   });
   const NO_HITS: [number, number][] = [];
@@ -414,6 +427,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
   // the built-in table, whose inputs are known (a custom rule may read anything).
   const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
+  const repBlockersOf = new Map<number, Blocker[]>();
 
   if (cap.excluded.length > 0) {
     warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
@@ -423,20 +437,24 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
   const everyTaskOfKind = new Set<number>();
   const kindTotals = new Map<string, number>();
-  const kindFunc = new Map<string, number>();
+  // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
+  const kindFunc = new Map<string, Map<number, number>>();
+  const funcsOf = new Map<[number, number][], number[]>();
   for (let index = 0; index < kinds.length; index++) {
     const kind = kinds[index];
     if (kind === undefined) continue;
     kindTotals.set(kind, (kindTotals.get(kind) ?? 0) + 1);
-    const hits = byTask.get(index);
+    const hits = byTask[index];
     if (hits === undefined) continue;
-    const funcs = new Set(hits.map(([, ri]) => ranges.ranges[ri].func));
-    for (const fi of funcs) kindFunc.set(`${kind}:${fi}`, (kindFunc.get(`${kind}:${fi}`) ?? 0) + 1);
+    let funcs = funcsOf.get(hits);
+    if (funcs === undefined) funcsOf.set(hits, (funcs = [...new Set(hits.map(([, ri]) => ranges.ranges[ri].func))]));
+    let perFunc = kindFunc.get(kind);
+    if (perFunc === undefined) kindFunc.set(kind, (perFunc = new Map()));
+    for (const fi of funcs) perFunc.set(fi, (perFunc.get(fi) ?? 0) + 1);
   }
-  for (const [key, n] of kindFunc) {
-    const [kind, fi] = key.split(":");
+  for (const [kind, perFunc] of kindFunc) {
     // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
-    if (n >= EVERY_TASK_MIN && n === kindTotals.get(kind)) everyTaskOfKind.add(Number(fi));
+    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindTotals.get(kind)) everyTaskOfKind.add(fi);
   }
 
   const outcomes: TaskOutcome[] = [];
@@ -447,14 +465,17 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     const kind = kinds[index];
     if (kind === undefined) continue;
     const task = cap.tasks[index];
-    const chain = realChain(cap, task);
-    const c: TaskContext = { cap, task, index, kind, chain, hits: byTask.get(index) ?? NO_HITS, input, opts, hiddenOverlap };
+    const chain = chains.chain(task);
+    const c: TaskContext = { cap, task, index, kind, chain, hits: byTask[index] ?? NO_HITS, input, opts, hiddenOverlap };
     let matches: RuleMatch[];
     const rep = memo === null ? -1 : memo.find(index, kind, c.hits);
+    let delta = 0;
     if (rep >= 0) {
-      // Same stack and facts as an earlier task: its matches, moved to this task's frames.
-      const delta = task.frameStart - cap.tasks[rep].frameStart;
-      matches = memo!.matches.get(rep)!.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
+      // Same stack and facts as an earlier task: its matches, moved to this task's frames (the
+      // same list when the rows are shared: matches are read-only once made).
+      delta = task.frameStart - cap.tasks[rep].frameStart;
+      const repMatches = memo!.matches.get(rep)!;
+      matches = delta === 0 ? repMatches : repMatches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
     } else {
       matches = [];
       for (const rule of rules) {
@@ -481,24 +502,33 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
     outcomes.push({ task: c.index, kind: c.kind, status, matches });
     if (status === "blocked") {
-      const counted = new Set<number>();
-      for (const x of matches) {
-        if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
-        const frameIndex = x.frame - c.task.frameStart;
-        const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
-        blockers.push({
-          task: c.index,
-          func: x.func,
-          frame: x.frame,
-          frameIndex,
-          kernelSees: x.kernelSees,
-          role: ranges.ranges[hit[1]].role,
-          remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind, unpatchable),
-        });
-        if (!counted.has(x.func)) {
-          counted.add(x.func);
-          functionBlocking[x.func]++;
+      // A remedy depends on the frames, kind and state, which a memo representative shares.
+      const repBlockers = rep >= 0 ? repBlockersOf.get(rep) : undefined;
+      const mine: Blocker[] = [];
+      if (repBlockers !== undefined) {
+        for (const b of repBlockers) mine.push({ ...b, task: index, frame: b.frame + delta });
+      } else {
+        for (const x of matches) {
+          if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
+          const frameIndex = x.frame - c.task.frameStart;
+          const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
+          mine.push({
+            task: c.index,
+            func: x.func,
+            frame: x.frame,
+            frameIndex,
+            kernelSees: x.kernelSees,
+            role: ranges.ranges[hit[1]].role,
+            remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind, unpatchable),
+          });
         }
+        if (memo !== null && memo.matches.has(index)) repBlockersOf.set(index, mine);
+      }
+      for (let j = 0; j < mine.length; j++) {
+        blockers.push(mine[j]);
+        let seen = false;
+        for (let i = 0; i < j && !seen; i++) seen = mine[i].func === mine[j].func;
+        if (!seen) functionBlocking[mine[j].func]++;
       }
     }
   }
@@ -554,6 +584,33 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 }
 
 /**
+ * realChain/taskKind per task, computed once per shared row span (Capture.sharedRows): a kind
+ * that the task's own facts do not fix (pid 0, stat flags, status Kthread) follows from the
+ * chain's names alone, so tasks of one span share it.
+ */
+class ChainCache {
+  private readonly chains = new Map<number, number[]>();
+  private readonly kinds = new Map<number, TaskKind>();
+
+  constructor(private readonly cap: Capture) {}
+
+  chain(t: Task): number[] {
+    if (!this.cap.sharedRows) return realChain(this.cap, t);
+    let c = this.chains.get(t.frameStart);
+    if (c === undefined) this.chains.set(t.frameStart, (c = realChain(this.cap, t)));
+    return c;
+  }
+
+  kind(t: Task, chain: number[]): TaskKind {
+    const byChainOnly = this.cap.sharedRows && (t.pid ?? t.tid) !== 0 && t.flags === null && t.statusKthread !== true;
+    if (!byChainOnly) return taskKind(this.cap, t, chain);
+    let k = this.kinds.get(t.frameStart);
+    if (k === undefined) this.kinds.set(t.frameStart, (k = taskKind(this.cap, t, chain)));
+    return k;
+  }
+}
+
+/**
  * Memo of rule results by task "signature": kind, the task facts the rules read (patchState,
  * running, state, stackStatus, errno, the model's note), and per frame every column the rules
  * or the resolver read, plus hits relative to the task's first frame. A hash picks candidates;
@@ -566,6 +623,8 @@ class RuleMemo {
   private readonly kindOf = new Map<number, string>();
   private readonly hitsOf = new Map<number, [number, number][]>();
   private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
+  /** Shared row spans known to hold no unparsed row. */
+  private readonly unparsed = new Map<number, boolean>();
   /** Representatives kept at most (a host of all-distinct stacks gains nothing from more). */
   private static readonly MAX = 1 << 16;
 
@@ -588,11 +647,17 @@ class RuleMemo {
     mix(t.running ? 1 : 0);
     mix(t.state === null ? 0 : t.state.charCodeAt(0));
     mix(t.stackStatus.length + t.stackStatus.charCodeAt(0));
-    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
-      mix(f.symbol[i]);
-      mix(f.offset[i]);
-      mix(f.flags[i]);
-      mix(keys[2 * i]);
+    if (this.cap.sharedRows) {
+      // Tasks of one stack share rows: the span names the frames (equal stacks in other rows
+      // hash apart and are merely decided again).
+      mix(t.frameStart);
+    } else {
+      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
+        mix(f.symbol[i]);
+        mix(f.offset[i]);
+        mix(f.flags[i]);
+        mix(keys[2 * i]);
+      }
     }
     for (const [fr, ri] of hits) {
       mix(fr - t.frameStart);
@@ -614,7 +679,7 @@ class RuleMemo {
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
     const st = this.input.resolved.status;
-    for (let k = 0; k < ta.frameCount; k++) {
+    for (let k = ta.frameStart === tb.frameStart ? ta.frameCount : 0; k < ta.frameCount; k++) {
       const i = ta.frameStart + k;
       const j = tb.frameStart + k;
       if (f.symbol[i] !== f.symbol[j] || f.object[i] !== f.object[j] || f.buildId[i] !== f.buildId[j]) return false;
@@ -635,7 +700,13 @@ class RuleMemo {
     this.pending = null;
     const t = this.cap.tasks[index];
     const f = this.cap.frames;
-    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return -1;
+    if (this.unparsed.get(t.frameStart) !== false) {
+      let bad = false;
+      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) bad = true;
+      if (!this.cap.sharedRows || bad) {
+        if (bad) return -1;
+      } else this.unparsed.set(t.frameStart, false);
+    }
     const hash = this.hash(index, kind, hits);
     const list = this.buckets.get(hash);
     if (list !== undefined) for (const rep of list) if (this.same(rep, index, kind, hits)) return rep;

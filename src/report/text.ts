@@ -49,8 +49,8 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push("  the global check also covers two tasks no capture shows: kpatch's stopper thread and the task loading (or disabling) the patch");
   }
   // task index -> its outcome's kind (a find() per listed blocker is quadratic with -v)
-  const kindOf = new Map<number, (typeof v.outcomes)[number]["kind"]>();
-  for (const o of v.outcomes) if (!kindOf.has(o.task)) kindOf.set(o.task, o.kind);
+  const kindOf: (typeof v.outcomes)[number]["kind"][] = new Array(cap.tasks.length);
+  for (const o of v.outcomes) if (kindOf[o.task] === undefined) kindOf[o.task] = o.kind;
   const byFunc = new Map<number, typeof v.blockers>();
   for (const b of v.blockers) {
     let l = byFunc.get(b.func);
@@ -62,10 +62,9 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push("");
     out.push(`Blocked in ${f.name ?? "range"} [${f.object}${f.sympos ? `,${f.sympos}` : ""}]: ${list.length} task(s)`);
     const remedies = new Map<string, string>();
-    list.sort((a, b) => taskOrder(cap, a.task, b.task));
-    for (const b of list.slice(0, limit)) {
+    for (const b of firstInOrder(list, limit, (a, b) => taskOrder(cap, a.task, b.task))) {
       const t = cap.tasks[b.task];
-      const kind = kindOf.get(b.task)!;
+      const kind = kindOf[b.task];
       const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
         `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}${labels.length > 0 ? `  [${labels.join(", ")}]` : ""}`,
@@ -87,8 +86,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   for (const [code, list] of byReason) {
     out.push("");
     out.push(`Undecided (${code}): ${list.length} task(s)`);
-    list.sort((a, b) => taskOrder(cap, a.task, b.task));
-    for (const o of list.slice(0, limit)) {
+    for (const o of firstInOrder(list, limit, (a, b) => taskOrder(cap, a.task, b.task))) {
       const t = cap.tasks[o.task];
       out.push(`  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${o.kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} ${terminalSafe(o.matches[0].message)}`);
       if (opts.verbosity >= 2) {
@@ -102,4 +100,21 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     for (const w of v.warnings) out.push(`warning: ${terminalSafe(w.message)}`);
   }
   return `${out.join("\n")}\n`;
+}
+
+/**
+ * The first `limit` items of `list` in `order` (all of them, sorted, for an infinite limit):
+ * a summary of 10 out of a million blockers needs no sort of the million.
+ */
+export function firstInOrder<T>(list: T[], limit: number, order: (a: T, b: T) => number): T[] {
+  if (!Number.isFinite(limit) || list.length <= limit * 8) return [...list].sort(order).slice(0, limit);
+  const best: T[] = [];
+  for (const x of list) {
+    if (best.length === limit && order(x, best[limit - 1]) >= 0) continue;
+    let i = best.length;
+    while (i > 0 && order(x, best[i - 1]) < 0) i--;
+    best.splice(i, 0, x);
+    if (best.length > limit) best.pop();
+  }
+  return best;
 }
