@@ -86,7 +86,7 @@ export function scanCapture(scanner: Scanner, capture: Capture, resolved: Resolv
   });
   const rowHits = scanner.scan({ keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), rangeStart, rangeLast });
   // Hits of each distinct row span, found once (rowHits is sorted by frame).
-  const spans = new Map<number, [number, number]>();
+  const spans = new Map<number, [number, number, number]>();
   const lowerBound = (frame: number): number => {
     let lo = 0;
     let hi = rowHits.count;
@@ -104,12 +104,13 @@ export function scanCapture(scanner: Scanner, capture: Capture, resolved: Resolv
   for (let t = 0; t < tasks.length; t++) {
     const { frameStart, frameCount } = tasks[t];
     if (frameCount === 0 || rowHits.count === 0) continue;
+    // Keyed by first row and checked by end (a snapshot may share a stack's prefix).
     let span = spans.get(frameStart);
-    if (span === undefined) {
+    if (span === undefined || span[2] !== frameCount) {
       const a = lowerBound(frameStart);
       const b = lowerBound(frameStart + frameCount);
-      span = [a, b - a];
-      spans.set(frameStart, span);
+      span = [a, b - a, frameCount];
+      if (!spans.has(frameStart)) spans.set(frameStart, span);
     }
     first[t] = span[0];
     count[t] = span[1];

@@ -314,6 +314,13 @@ export function frameLine(cap: Capture, t: Task, i: number): number {
   return t.line + (i - t.frameStart);
 }
 
+/** Frames over all tasks as the input shows them (rows shared by several tasks count for each). */
+export function framesInTasks(cap: Capture): number {
+  let n = 0;
+  for (const t of cap.tasks) n += t.frameCount;
+  return n;
+}
+
 /** Formats a u64 as the JSON contract's hex string. */
 export function hex64(v: bigint): string {
   return `0x${v.toString(16).padStart(16, "0")}`;

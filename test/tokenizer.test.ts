@@ -14,7 +14,8 @@ import { encodeLatin1 } from "../src/ingest/bytes.js";
 import { ProcTokenizer } from "../src/ingest/procTokenizer.js";
 import type { Capture } from "../src/model.js";
 import { loadTokenizerModuleSync } from "../src/node/wasm.js";
-import { FIXTURES, hostCapture, normalize } from "./helpers.js";
+import { toJsonReport } from "../src/report/json.js";
+import { FIXTURES, hostCapture, normalize, runCheck } from "./helpers.js";
 
 const BUILDS = ["release", "debug"] as const;
 
@@ -127,5 +128,26 @@ describe("tokenizer path = line path", () => {
     lines.push(`/proc/9/task/9/stack:[<0>] ${"x".repeat(5000)}+0x1/0x2`);
     const bytes = encodeLatin1(lines.join("\n"));
     expect(viaTokenizer(bytes, "release", [], 64)).toEqual(viaLines(bytes));
+  });
+});
+
+describe("a check over shared rows = over owned rows", () => {
+  const module = loadTokenizerModuleSync("release");
+  const dumps = [
+    ["generated", encodeLatin1(generateProcDump(source, { tasks: 3000, seed: 9, shape: "grep" }).text)],
+    ["host", new Uint8Array(readFileSync(new URL("host/proc-grep.txt", FIXTURES)))],
+  ] as const;
+  test.each(["livepatch", "kpatch", "quiesce"] as const)("JSON reports equal, model %s", (model) => {
+    for (const [name, bytes] of dumps) {
+      const [shared] = parseCaptures(bytes, name, "proc", { procTokenizer: () => new ProcTokenizer(module) });
+      const [owned] = parseCaptures(bytes, name, "proc");
+      expect(shared.sharedRows).toBe(true);
+      for (const funcs of [["worker_thread", "do_epoll_wait"], ["smpboot_thread_fn", "kthread"], ["futex_wait", "do_syscall_64"]]) {
+        const options = { model, partialOk: true };
+        const a = toJsonReport(runCheck(shared, funcs, { options }));
+        const b = toJsonReport(runCheck(owned, funcs, { options }));
+        expect(a, `${name} ${funcs}`).toEqual(b);
+      }
+    }
   });
 });

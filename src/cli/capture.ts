@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
-import type { Capture } from "../model.js";
+import { type Capture, framesInTasks } from "../model.js";
 import { captureHost } from "../node/capture.js";
 import { readSymbolFile } from "../node/io.js";
 import { writePrivateFile } from "../node/snapshotFile.js";
@@ -90,7 +90,7 @@ export function runCapture(args: string[], o: { out: string[]; err: string[] }):
   writePrivateFile(out, data, values.kallsyms === undefined ? [] : [values.kallsyms]);
   const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
 
-  const frames = cap.frames.length;
+  const frames = framesInTasks(cap);
   const lines = [`patchsafe: captured ${cap.tasks.length} thread(s), ${frames} frame(s) on ${cap.host.hostname ?? "this host"} (${cap.host.release ?? "unknown kernel"})`];
   for (const [code, n] of [...report.unreadable].sort()) {
     const why =

@@ -589,24 +589,28 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
  * chain's names alone, so tasks of one span share it.
  */
 class ChainCache {
-  private readonly chains = new Map<number, number[]>();
-  private readonly kinds = new Map<number, TaskKind>();
+  // Keyed by the span's first row; the count is checked too (an empty task's frameStart is just
+  // where the next rows would go, and a snapshot may share a prefix).
+  private readonly chains = new Map<number, { count: number; chain: number[]; kind: TaskKind | null }>();
 
   constructor(private readonly cap: Capture) {}
 
+  private entry(t: Task): { count: number; chain: number[]; kind: TaskKind | null } | null {
+    if (!this.cap.sharedRows || t.frameCount === 0) return null;
+    let e = this.chains.get(t.frameStart);
+    if (e === undefined) this.chains.set(t.frameStart, (e = { count: t.frameCount, chain: realChain(this.cap, t), kind: null }));
+    return e.count === t.frameCount ? e : null;
+  }
+
   chain(t: Task): number[] {
-    if (!this.cap.sharedRows) return realChain(this.cap, t);
-    let c = this.chains.get(t.frameStart);
-    if (c === undefined) this.chains.set(t.frameStart, (c = realChain(this.cap, t)));
-    return c;
+    return this.entry(t)?.chain ?? realChain(this.cap, t);
   }
 
   kind(t: Task, chain: number[]): TaskKind {
-    const byChainOnly = this.cap.sharedRows && (t.pid ?? t.tid) !== 0 && t.flags === null && t.statusKthread !== true;
-    if (!byChainOnly) return taskKind(this.cap, t, chain);
-    let k = this.kinds.get(t.frameStart);
-    if (k === undefined) this.kinds.set(t.frameStart, (k = taskKind(this.cap, t, chain)));
-    return k;
+    const byChainOnly = (t.pid ?? t.tid) !== 0 && t.flags === null && t.statusKthread !== true;
+    const e = byChainOnly ? this.entry(t) : null;
+    if (e === null) return taskKind(this.cap, t, chain);
+    return (e.kind ??= taskKind(this.cap, t, e.chain));
   }
 }
 
@@ -623,8 +627,8 @@ class RuleMemo {
   private readonly kindOf = new Map<number, string>();
   private readonly hitsOf = new Map<number, [number, number][]>();
   private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
-  /** Shared row spans known to hold no unparsed row. */
-  private readonly unparsed = new Map<number, boolean>();
+  /** Shared row spans known to hold no unparsed row: first row -> row count. */
+  private readonly clean = new Map<number, number>();
   /** Representatives kept at most (a host of all-distinct stacks gains nothing from more). */
   private static readonly MAX = 1 << 16;
 
@@ -700,12 +704,10 @@ class RuleMemo {
     this.pending = null;
     const t = this.cap.tasks[index];
     const f = this.cap.frames;
-    if (this.unparsed.get(t.frameStart) !== false) {
-      let bad = false;
-      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) bad = true;
-      if (!this.cap.sharedRows || bad) {
-        if (bad) return -1;
-      } else this.unparsed.set(t.frameStart, false);
+    // A shared span is checked for unparsed rows once.
+    if (this.clean.get(t.frameStart) !== t.frameCount) {
+      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return -1;
+      if (this.cap.sharedRows && t.frameCount > 0) this.clean.set(t.frameStart, t.frameCount);
     }
     const hash = this.hash(index, kind, hits);
     const list = this.buckets.get(hash);

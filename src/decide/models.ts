@@ -9,7 +9,7 @@
  * then one global check): each task's stack is replaced by what freezing/parking would leave.
  * Freezing or parking never unwinds an existing stack: a task frozen in place keeps every frame.
  */
-import { type Capture, FrameColumns, FrameFlag, type Task, VMLINUX } from "../model.js";
+import { type Capture, FrameColumns, FrameFlag, frameLine, type Task, VMLINUX } from "../model.js";
 import type { SymbolTable } from "../symbols/table.js";
 import { frameName, isParkable, realChain, taskKind } from "./kinds.js";
 import type { Direction } from "./verdict.js";
@@ -92,7 +92,7 @@ function rebuild(
     frames.offset[i] = 1;
     frames.flags[i] = FrameFlag.SYMBOLIC;
   };
-  const copyRow = (j: number): void => {
+  const copyRow = (j: number, line: number, flagsOff = 0): void => {
     const i = frames.push();
     frames.symbol[i] = cap.frames.symbol[j];
     frames.object[i] = cap.frames.object[j];
@@ -101,13 +101,25 @@ function rebuild(
     frames.size[i] = cap.frames.size[j];
     frames.addrLo[i] = cap.frames.addrLo[j];
     frames.addrHi[i] = cap.frames.addrHi[j];
-    frames.flags[i] = cap.frames.flags[j];
-    frames.line[i] = cap.frames.line[j];
+    frames.flags[i] = cap.frames.flags[j] & ~flagsOff;
+    frames.line[i] = line;
   };
+  // Shared spans (Capture.sharedRows) stay shared: copied once, pointed at by every task of the span.
+  const copiedSpans = new Map<number, number>();
   cap.tasks.forEach((t, idx) => {
     const start = frames.length;
     const names = replace(t, idx);
-    if (names === null) for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j);
+    if (names === null && cap.sharedRows && t.frameCount > 0 && cap.frames.flags[t.frameStart] & FrameFlag.SHARED) {
+      let shared = copiedSpans.get(t.frameStart);
+      if (shared === undefined) {
+        shared = start;
+        for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, cap.frames.line[j]);
+        copiedSpans.set(t.frameStart, shared);
+      }
+      tasks.push({ ...t, frameStart: shared, frameCount: t.frameCount });
+      return;
+    }
+    if (names === null) for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, frameLine(cap, t, j), FrameFlag.SHARED);
     else for (const n of names) addNamed(n);
     tasks.push({ ...t, frameStart: start, frameCount: frames.length - start });
   });

@@ -6,7 +6,7 @@
 import type { CheckResult } from "../check.js";
 import { taskOrder } from "../decide/livepatch.js";
 import { frameText } from "../ingest/nativeJson.js";
-import { hex64, type Reason } from "../model.js";
+import { framesInTasks, hex64, type Reason } from "../model.js";
 import type { Prediction } from "../predict/types.js";
 import { escapeComm } from "./escape.js";
 import { VERSION } from "../version.js";
@@ -125,7 +125,8 @@ export function toJsonReport(r: CheckResult, prediction: Prediction | null = nul
       source: cap.source.name,
       format: cap.source.format,
       tasks: cap.tasks.length,
-      frames: cap.frames.length,
+      // Frames as the input holds them (shared rows count once per task that shows them).
+      frames: framesInTasks(cap),
       keySpace: r.resolved.keySpace,
       symbols: r.symbols === null ? null : r.symbols.source,
     },
