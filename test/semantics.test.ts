@@ -10,7 +10,7 @@ import type { AppliedPatch, Capture } from "../src/model.js";
 import { emptyPatch, type PatchSpec } from "../src/patch/spec.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
-import { hostKallsyms, hostTable, nativeCapture } from "./helpers.js";
+import { hostKallsyms, hostTable, nativeCapture, patchOf, runCheck, USER_EPOLL } from "./helpers.js";
 
 const MODULE_SYMBOLS = [
   ["ffffffffc0001000", "busymod_work_func", "test_klp_callbacks_busy"],
@@ -305,4 +305,22 @@ describe("sympos as sysfs shows it", () => {
     const r = run(nativeCapture([inTop]), patch("p2", [["vmlinux", "cmdline_proc_show"]]), {}, stack);
     expect(r.verdict.blockers[0]?.role).toBe("previous-replacement");
   });
+});
+
+describe("an unreadable applied stack", () => {
+  // A live capture whose /sys/kernel/livepatch (or kpatch) tree could not be read: a replacement
+  // a task sleeps in could be missed, so only --applied makes the answer safe again.
+  const tasks = [{ pid: 100, tid: 100, comm: "a", state: "S", flags: 0, frames: USER_EPOLL }];
+  for (const code of ["livepatch-unreadable", "kpatch-unreadable"]) {
+    it(`${code}: undecided even with --partial-ok; --applied decides`, () => {
+      const cap = nativeCapture(tasks, { complete: false, completeness: [{ code, message: "the tree could not be read" }] });
+      for (const partialOk of [false, true]) {
+        const v = runCheck(cap, ["ksys_read"], { options: { partialOk } }).verdict;
+        expect(v.verdict).toBe("undecided");
+        expect(v.reasons.map((r) => r.message).join(" ")).toContain("--applied");
+      }
+      const given = check({ capture: cap, symbols: hostTable(), patch: patchOf("ksys_read"), scanner: referenceScanner, applied: [] });
+      expect(given.verdict.verdict).toBe("safe");
+    });
+  }
 });

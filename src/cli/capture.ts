@@ -106,7 +106,7 @@ export function runCapture(args: string[], o: { out: string[]; err: string[] }):
   if (report.vanished > 0) lines.push(`  ${report.vanished} thread(s) exited during the walk`);
   if (cap.excluded.length > 0) lines.push(`  ${cap.excluded.length} thread(s) of patchsafe itself left out`);
   lines.push(`  complete: ${cap.complete}${cap.completeness.length > 0 ? ` (${cap.completeness.map((r) => r.code).join(", ")})` : ""}`);
-  lines.push(`  livepatches: ${cap.livepatches === null ? "not readable" : cap.livepatches.length === 0 ? "none enabled" : cap.livepatches.map((p) => `${p.name}${p.transition ? " (in transition)" : ""}`).join(", ")}`);
+  lines.push(`  applied patches (livepatch, kpatch.ko): ${cap.livepatches === null ? "not readable" : cap.livepatches.length === 0 ? "none enabled" : cap.livepatches.map((p) => `${p.name}${p.transition ? " (in transition)" : ""}`).join(", ")}`);
   lines.push(`  modules: ${cap.modules === null ? "not readable" : cap.modules.length}`);
   lines.push(`  symbols: ${symbolNote}`);
   if (report.reader === "direct") lines.push("  warning: files were read without a deadline (no helper process)");

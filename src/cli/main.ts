@@ -103,8 +103,9 @@ Decision (check):
 Several INPUTs are captures of one host a few seconds apart (same boot id): the verdict is
 the last one's, and the report predicts whether a transition will complete.
 
-On the live host the enabled livepatches (/sys/kernel/livepatch) are the applied stack unless
---applied is given. Not yet supported (exit 2): a host with kpatch.ko modules without --applied.
+On the live host the enabled livepatches (/sys/kernel/livepatch) and kpatch.ko's patch modules
+(/sys/kernel/kpatch, kpatch 0.4+) are the applied stack unless --applied is given; a kpatch.ko
+tree that cannot be read is an error (exit 2) without --applied.
 
 Exit status: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
 `;
@@ -191,7 +192,7 @@ function runCheck(args: string[], o: Output): number {
     if (applied === undefined && kpatch.length > 0) {
       throw new PatchsafeError(
         "E_UNSUPPORTED",
-        `this host has kpatch.ko modules loaded (${kpatch.join(", ")}): reading kpatch's stack is not supported yet; describe it with --applied FILE`,
+        `this host runs kpatch.ko, but its patch modules could not be read (${kpatch.join("; ")}): the applied stack is unknown; describe it with --applied FILE`,
       );
     }
     symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");

@@ -49,6 +49,8 @@ export interface DecideInput {
   traceable?: Set<string> | null;
   /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */
   doubts?: Map<number, RuleMatch>;
+  /** The user gave the applied stack (--applied/--applied-module/--no-applied): the capture's record of it does not matter. */
+  appliedGiven?: boolean;
 }
 
 /** Everything a rule may look at for one task. */
@@ -296,6 +298,9 @@ export const LIVEPATCH_RULES: Rule[] = [
   },
 ];
 
+/** Completeness reasons that say the applied patch stack (not the task list) is unknown. */
+export const APPLIED_STACK_UNKNOWN = new Set(["livepatch-unreadable", "kpatch-unreadable"]);
+
 /** "On the stack of every task of some kind" needs at least this many tasks of that kind. */
 const EVERY_TASK_MIN = 10;
 
@@ -541,11 +546,18 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const completeness = [...cap.completeness];
   // Tracing formats are aggregates over time, not a snapshot: never safe, --partial-ok or not.
   const aggregate = cap.completeness.find((r) => r.code === "tracing-aggregate");
+  // An unreadable applied stack is not a matter of tasks: --partial-ok does not waive it; only
+  // --applied (the user describing the stack) does.
+  const appliedUnknown = cap.completeness.filter((r) => APPLIED_STACK_UNKNOWN.has(r.code));
+  const taskGaps = cap.completeness.filter((r) => !APPLIED_STACK_UNKNOWN.has(r.code));
+  if (appliedUnknown.length > 0 && !input.appliedGiven) {
+    bounds.push({ code: "incomplete-capture", message: `${appliedUnknown.map((r) => r.message).join("; ")}: a replacement a task sleeps in could be missed; --applied FILE describes the stack` });
+  }
   if (aggregate !== undefined) bounds.push({ code: "incomplete-capture", message: aggregate.message });
-  else if (cap.complete === false) {
+  else if (cap.complete === false && taskGaps.length > 0) {
     if (opts.partialOk) {
-      warnings.push({ code: "partial-ok", message: `--partial-ok: deciding over the tasks that were read; ${partialExcluded} unreadable task(s) left out (${cap.completeness.map((r) => r.message).join("; ")})` });
-    } else bounds.push({ code: "incomplete-capture", message: `the capture is partial (${cap.completeness.map((r) => r.message).join("; ")}): a verdict over it cannot be safe; --partial-ok decides over the tasks that were read` });
+      warnings.push({ code: "partial-ok", message: `--partial-ok: deciding over the tasks that were read; ${partialExcluded} unreadable task(s) left out (${taskGaps.map((r) => r.message).join("; ")})` });
+    } else bounds.push({ code: "incomplete-capture", message: `the capture is partial (${taskGaps.map((r) => r.message).join("; ")}): a verdict over it cannot be safe; --partial-ok decides over the tasks that were read` });
   } else if (cap.complete === "unknown") {
     if (opts.strict) bounds.push({ code: "incomplete-capture", message: "--strict: the input cannot prove it holds every task" });
     else warnings.push({ code: "completeness-unknown", message: "the input cannot prove it holds every task: the verdict speaks only for the tasks given (--strict makes this undecided)" });

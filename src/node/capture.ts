@@ -503,6 +503,9 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   const lp = readLivepatches(sysRoot);
   const kp = readKpatchPatches(sysRoot, { loadOrder: cap.modules });
   cap.livepatches = lp.patches === null || kp.patches === null ? null : [...lp.patches, ...kp.patches];
+  if (lp.patches === null) {
+    reasons.push({ code: "livepatch-unreadable", message: `/sys/kernel/livepatch could not be read (${lp.warnings.map((w) => w.message).join("; ")}): the applied patch stack is unknown` });
+  }
   if (kp.patches === null) {
     // Never "no patches": a missed applied patch could make a verdict falsely safe.
     reasons.push({ code: "kpatch-unreadable", message: `kpatch.ko's patch modules could not be read (${kp.problems.join("; ")}): the applied patch stack is unknown` });
