@@ -212,34 +212,413 @@ export function parseSymbolTable(text: string, opts: LoadSymbolsOptions = {}): S
   return t;
 }
 
-/** Computes sizes, sympos, padding flags, the name index and section bounds. */
-export function finishTable(base: {
-  source: SymbolSource;
-  names: string[];
-  object: Uint32Array;
-  objects: string[];
-  type: Uint8Array;
-  addrLo: Uint32Array;
-  addrHi: Uint32Array;
-}): SymbolTable {
-  const n = base.names.length;
+/**
+ * Names of a table kept as one block of UTF-16 code units instead of one string per row (a
+ * decoded snapshot): row i's name is `__pfx_` repeated pfx[i] times, then the code units
+ * chars[start[i], start[i] + len[i]). Rows of x86 function padding (`__pfx_NAME` followed by NAME)
+ * point at their function's code units, so nothing is stored twice.
+ */
+export interface NameBlob {
+  chars: Uint16Array;
+  start: Uint32Array;
+  len: Uint32Array;
+  /** How many `__pfx_` prefixes come before the stored code units (0 for most rows). */
+  pfx: Uint8Array;
+}
+
+const PFX = "__pfx_";
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** FNV-1a over UTF-16 code units of s[from, s.length), continuing from h. */
+function hashChars(s: string, from: number, h: number): number {
+  for (let i = from; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
+  return h;
+}
+
+function mix(h: number, depth: number): number {
+  h = Math.imul(h ^ depth, FNV_PRIME);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+/**
+ * Leading `__pfx_` prefixes of s that are followed by more characters (the same rule the blob
+ * builder folds stored names by: "__pfx_" alone is a name, not a prefix).
+ */
+function pfxDepth(s: string): number {
+  let d = 0;
+  while (s.length - d * PFX.length > PFX.length && s.startsWith(PFX, d * PFX.length)) d++;
+  return d;
+}
+
+/** Row names as the index sees them: hash, equality with a query, the string itself. */
+interface NameSource {
+  readonly count: number;
+  /** Hash of row i's name (the same function as hashQuery). */
+  hashRow(i: number): number;
+  hashQuery(s: string): number;
+  equals(i: number, s: string): boolean;
+  name(i: number): string;
+}
+
+class ArrayNames implements NameSource {
+  readonly count: number;
+  constructor(readonly names: string[]) {
+    this.count = names.length;
+  }
+  hashRow(i: number): number {
+    return this.hashQuery(this.names[i]);
+  }
+  hashQuery(s: string): number {
+    return mix(hashChars(s, 0, FNV_OFFSET), 0);
+  }
+  equals(i: number, s: string): boolean {
+    return this.names[i] === s;
+  }
+  name(i: number): string {
+    return this.names[i];
+  }
+}
+
+/**
+ * Blob names hash as (stored code units, number of `__pfx_` prefixes): a padding row costs no
+ * hashing of its own, and a query is split the same way. Stored code units never start with
+ * `__pfx_` followed by more (the blob builder folds such prefixes into pfx, like pfxDepth).
+ */
+class BlobNames implements NameSource {
+  readonly count: number;
+  private rowHash: Uint32Array | null = null;
+  constructor(readonly blob: NameBlob) {
+    this.count = blob.start.length;
+  }
+  private hashAll(): Uint32Array {
+    const { chars, start, len, pfx } = this.blob;
+    const n = this.count;
+    const h = new Uint32Array(n);
+    // Padding rows share their function's code units: hash each distinct start once.
+    let lastStart = -1;
+    let lastLen = -1;
+    let lastHash = 0;
+    for (let i = 0; i < n; i++) {
+      const a = start[i];
+      const l = len[i];
+      if (a !== lastStart || l !== lastLen) {
+        let x = FNV_OFFSET;
+        for (let k = a, e = a + l; k < e; k++) x = Math.imul(x ^ chars[k], FNV_PRIME);
+        lastStart = a;
+        lastLen = l;
+        lastHash = x;
+      }
+      h[i] = mix(lastHash, pfx[i]);
+    }
+    return h;
+  }
+  hashRow(i: number): number {
+    return (this.rowHash ??= this.hashAll())[i];
+  }
+  hashQuery(s: string): number {
+    const d = pfxDepth(s);
+    return mix(hashChars(s, d * PFX.length, FNV_OFFSET), d);
+  }
+  equals(i: number, s: string): boolean {
+    const { chars, start, len, pfx } = this.blob;
+    const d = pfx[i];
+    const off = d * PFX.length;
+    const l = len[i];
+    if (s.length !== off + l) return false;
+    for (let k = 0; k < d; k++) if (!s.startsWith(PFX, k * PFX.length)) return false;
+    const a = start[i];
+    for (let k = 0; k < l; k++) if (s.charCodeAt(off + k) !== chars[a + k]) return false;
+    return true;
+  }
+  name(i: number): string {
+    const { chars, start, len, pfx } = this.blob;
+    return PFX.repeat(pfx[i]) + charsToString(chars, start[i], start[i] + len[i]);
+  }
+}
+
+function charsToString(chars: Uint16Array, a: number, b: number): string {
+  if (b - a <= 4096) return String.fromCharCode.apply(null, chars.subarray(a, b) as unknown as number[]);
+  const parts: string[] = [];
+  for (let k = a; k < b; k += 4096) parts.push(String.fromCharCode.apply(null, chars.subarray(k, Math.min(b, k + 4096)) as unknown as number[]));
+  return parts.join("");
+}
+
+/**
+ * Builds a NameBlob from front-coded names (the snapshot's encoding: each stored name is `pre`
+ * code units of the previous stored name plus `len` code units of `text`; rows marked in `pfx` are
+ * `__pfx_` + the next row's name and store nothing). Returns an error string instead of throwing,
+ * so the caller reports it in its own terms. `maxChars` bounds the allocation.
+ */
+export function nameBlobFromFrontCoding(
+  n: number,
+  pfxMark: ArrayLike<number>,
+  pre: ArrayLike<number>,
+  len: ArrayLike<number>,
+  text: string,
+  maxChars: number,
+): NameBlob | { error: string; tooLarge?: boolean } {
+  // Pass 1: lengths, validation, total.
+  let stored = 0;
+  let total = 0;
+  let prevLen = 0;
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    if (pfxMark[i] !== 0) {
+      if (pfxMark[i] !== 1 || i + 1 === n) return { error: `symbols.pfx[${i}]: bad padding mark` };
+      continue;
+    }
+    const p = pre[stored];
+    const l = len[stored];
+    stored++;
+    if (p < 0 || p > prevLen || l < 0 || pos + l > text.length) return { error: `symbols.names[${i}]: front coding out of range` };
+    if (p + l === 0) return { error: `symbols.names[${i}]: empty name` };
+    pos += l;
+    prevLen = p + l;
+    total += prevLen;
+    if (total > maxChars) return { error: `symbols: names expand to more than ${maxChars} characters`, tooLarge: true };
+  }
+  if (stored !== pre.length || stored !== len.length) return { error: "symbols.pre: count differs from the stored names" };
+  if (pos !== text.length) return { error: "symbols.text: trailing characters" };
+  // Pass 2: code units back to back; then fold leading `__pfx_` of stored names into pfx.
+  const chars = new Uint16Array(total);
+  const start = new Uint32Array(n);
+  const lenOut = new Uint32Array(n);
+  const pfx = new Uint8Array(n);
+  let k = 0;
+  let at = 0;
+  let prevStart = 0;
+  pos = 0;
+  for (let i = 0; i < n; i++) {
+    if (pfxMark[i] !== 0) continue;
+    const p = pre[k];
+    const l = len[k];
+    k++;
+    if (p > 24) chars.copyWithin(at, prevStart, prevStart + p);
+    else for (let j = 0; j < p; j++) chars[at + j] = chars[prevStart + j];
+    for (let j = 0, d = at + p; j < l; j++) chars[d + j] = text.charCodeAt(pos + j);
+    pos += l;
+    start[i] = at;
+    lenOut[i] = p + l;
+    prevStart = at;
+    at += p + l;
+    // A stored name that itself starts with __pfx_ (no function row after it).
+    while (lenOut[i] > PFX.length && chars[start[i]] === 95 && startsWithPfx(chars, start[i])) {
+      if (pfx[i] === 255) return { error: `symbols.names[${i}]: too many __pfx_ prefixes` };
+      pfx[i]++;
+      start[i] += PFX.length;
+      lenOut[i] -= PFX.length;
+    }
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    if (pfxMark[i] === 0) continue;
+    if (pfx[i + 1] >= 16) return { error: `symbols.pfx[${i}]: padding marks chained too deep` };
+    pfx[i] = pfx[i + 1] + 1;
+    start[i] = start[i + 1];
+    lenOut[i] = lenOut[i + 1];
+  }
+  return { chars, start, len: lenOut, pfx };
+}
+
+function startsWithPfx(chars: Uint16Array, a: number): boolean {
+  for (let k = 0; k < PFX.length; k++) if (chars[a + k] !== PFX.charCodeAt(k)) return false;
+  return true;
+}
+
+/**
+ * name -> rows in table order, as a Map. get() and has() use a hash index over the names built
+ * on first use (typed arrays: no string or array per row); iteration, size and mutation turn it
+ * into an ordinary Map first. Lists returned by get() must not be modified.
+ */
+export class NameIndex extends Map<string, number[]> {
+  private head: Int32Array | null = null;
+  private next: Int32Array | null = null;
+  private mask = 0;
+  private full = false;
+  private readonly memo = new Map<string, number[] | undefined>();
+
+  constructor(private readonly src: NameSource) {
+    super();
+  }
+
+  private build(): void {
+    const n = this.src.count;
+    let cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    const head = new Int32Array(cap).fill(-1);
+    const next = new Int32Array(n);
+    const mask = cap - 1;
+    // Backwards, so every chain lists its rows in table order.
+    for (let i = n - 1; i >= 0; i--) {
+      const b = this.src.hashRow(i) & mask;
+      next[i] = head[b];
+      head[b] = i;
+    }
+    this.head = head;
+    this.next = next;
+    this.mask = mask;
+  }
+
+  private materialize(): void {
+    if (this.full) return;
+    this.full = true;
+    const get = Map.prototype.get;
+    const set = Map.prototype.set;
+    for (let i = 0; i < this.src.count; i++) {
+      const name = this.src.name(i);
+      const rows = get.call(this, name) as number[] | undefined;
+      if (rows === undefined) set.call(this, name, [i]);
+      else rows.push(i);
+    }
+    this.memo.clear();
+  }
+
+  override get(name: string): number[] | undefined {
+    if (this.full) return super.get(name);
+    if (this.memo.has(name)) return this.memo.get(name);
+    if (this.head === null) this.build();
+    const src = this.src;
+    let rows: number[] | undefined;
+    if (typeof name === "string") {
+      for (let r = this.head![src.hashQuery(name) & this.mask]; r >= 0; r = this.next![r]) {
+        if (src.equals(r, name)) (rows ??= []).push(r);
+      }
+    }
+    if (this.memo.size > 4096) this.memo.clear();
+    this.memo.set(name, rows);
+    return rows;
+  }
+  override has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+  override set(name: string, rows: number[]): this {
+    this.materialize();
+    return super.set(name, rows);
+  }
+  override delete(name: string): boolean {
+    this.materialize();
+    return super.delete(name);
+  }
+  override clear(): void {
+    this.materialize();
+    super.clear();
+  }
+  override forEach(fn: (rows: number[], name: string, map: Map<string, number[]>) => void, thisArg?: unknown): void {
+    this.materialize();
+    super.forEach(fn, thisArg);
+  }
+  override entries(): MapIterator<[string, number[]]> {
+    this.materialize();
+    return super.entries();
+  }
+  override keys(): MapIterator<string> {
+    this.materialize();
+    return super.keys();
+  }
+  override values(): MapIterator<number[]> {
+    this.materialize();
+    return super.values();
+  }
+  override [Symbol.iterator](): MapIterator<[string, number[]]> {
+    this.materialize();
+    return super.entries();
+  }
+}
+// `size` is an accessor on Map.prototype: TypeScript cannot override it in the class body.
+Object.defineProperty(NameIndex.prototype, "size", {
+  get(this: NameIndex) {
+    (this as unknown as { materialize(): void }).materialize();
+    return Reflect.get(Map.prototype, "size", this) as number;
+  },
+});
+
+/**
+ * Defines `key` on `obj` as computed on first read (then an ordinary data property); assigning
+ * it first replaces the computation. Enumerable, so a spread copy (`{ ...table }`) still has it.
+ */
+function lazy<T extends object, K extends keyof T>(obj: T, key: K, compute: () => T[K]): void {
+  Object.defineProperty(obj, key, {
+    configurable: true,
+    enumerable: true,
+    get() {
+      const v = compute();
+      Object.defineProperty(obj, key, { value: v, writable: true, configurable: true, enumerable: true });
+      return v;
+    },
+    set(v: T[K]) {
+      Object.defineProperty(obj, key, { value: v, writable: true, configurable: true, enumerable: true });
+    },
+  });
+}
+
+/**
+ * Sizes: per object, the distance from each address to the next strictly higher one (0 for the
+ * highest). One pass in table order while every object's rows come in address order (vmlinux in
+ * kallsyms and System.map always does); an object that does not is sorted on its own.
+ */
+function computeSizes(n: number, objectCount: number, object: Uint32Array, t: { addrLo: Uint32Array; addrHi: Uint32Array }): Float64Array {
   const size = new Float64Array(n);
+  const { addrLo, addrHi } = t;
+  // Per object: the last row seen and the first row of its run of equal addresses; rows of a
+  // run are linked (prevSame) so the run gets its size when a higher address arrives.
+  const last = new Int32Array(objectCount).fill(-1);
+  const prevSame = new Int32Array(n).fill(-1);
+  const unsorted = new Uint8Array(objectCount);
+  let anyUnsorted = false;
+  for (let i = 0; i < n; i++) {
+    const o = object[i];
+    const l = last[o];
+    last[o] = i;
+    if (l < 0 || unsorted[o]) continue;
+    const hi = addrHi[i];
+    const lo = addrLo[i];
+    const lh = addrHi[l];
+    const ll = addrLo[l];
+    if (hi === lh && lo === ll) {
+      prevSame[i] = l;
+      continue;
+    }
+    if (hi < lh || (hi === lh && lo < ll)) {
+      unsorted[o] = 1;
+      anyUnsorted = true;
+      continue;
+    }
+    const s = (hi - lh) * 0x1_0000_0000 + (lo - ll);
+    for (let r = l; r >= 0; r = prevSame[r]) size[r] = s;
+  }
+  if (!anyUnsorted) return size;
+  for (let o = 0; o < objectCount; o++) {
+    if (!unsorted[o]) continue;
+    const rows: number[] = [];
+    for (let i = 0; i < n; i++) if (object[i] === o) rows.push(i);
+    rows.sort((a, b) => cmpAddr(t, a, b));
+    let j = 0;
+    while (j < rows.length) {
+      let k = j + 1;
+      while (k < rows.length && cmpAddr(t, rows[k], rows[j]) === 0) k++;
+      const sz = k < rows.length ? addrDiff(t, rows[k], rows[j]) : 0;
+      for (let m = j; m < k; m++) size[rows[m]] = sz;
+      j = k;
+    }
+  }
+  return size;
+}
+
+/** sympos, dupCount and padding from the name index (only computed when someone reads them). */
+function occurrenceColumns(t: SymbolTable): { sympos: Uint32Array; dupCount: Uint32Array; padding: Uint8Array } {
+  const n = t.count;
   const sympos = new Uint32Array(n);
   const dupCount = new Uint32Array(n);
   const padding = new Uint8Array(n);
-  const byName = new Map<string, number[]>();
-
-  // sympos: occurrence order per (object, name) in table order (the module's ELF order for
-  // modules, which /proc/kallsyms preserves; not address order).
-  // byName lists rows in table order, so a name's rows in one object are already in sympos order.
+  const names = t.names;
   for (let i = 0; i < n; i++) {
-    const name = base.names[i];
+    const name = names[i];
     if (name.charCodeAt(0) === 95 && isPaddingName(name)) padding[i] = 1;
-    const list = byName.get(name);
-    if (list === undefined) byName.set(name, [i]);
-    else list.push(i);
   }
-  for (const rows of byName.values()) {
+  // sympos: occurrence order per (object, name) in table order (the module's ELF order for
+  // modules, which /proc/kallsyms preserves; not address order). byName lists rows in table
+  // order, so a name's rows in one object are already in sympos order.
+  for (const rows of t.byName.values()) {
     if (rows.length === 1) {
       sympos[rows[0]] = 1;
       dupCount[rows[0]] = 1;
@@ -247,7 +626,7 @@ export function finishTable(base: {
     }
     const perObject = new Map<number, number[]>();
     for (const r of rows) {
-      const o = base.object[r];
+      const o = t.object[r];
       const same = perObject.get(o);
       if (same === undefined) perObject.set(o, [r]);
       else same.push(r);
@@ -259,22 +638,62 @@ export function finishTable(base: {
       });
     }
   }
+  return { sympos, dupCount, padding };
+}
 
-  // Sizes: per object, sort by address; distance to the next strictly higher address.
-  const perObject: number[][] = base.objects.map(() => []);
-  for (let i = 0; i < n; i++) perObject[base.object[i]].push(i);
-  for (const rows of perObject) {
-    rows.sort((a, b) => cmpAddr(base, a, b));
-    let j = 0;
-    while (j < rows.length) {
-      let k = j + 1;
-      while (k < rows.length && cmpAddr(base, rows[k], rows[j]) === 0) k++;
-      const s = k < rows.length ? addrDiff(base, rows[k], rows[j]) : 0;
-      for (let m = j; m < k; m++) size[rows[m]] = s;
-      j = k;
-    }
-  }
+export interface TableBase {
+  source: SymbolSource;
+  /** One string per row, or one block of code units (decoded snapshots). */
+  names: string[] | NameBlob;
+  object: Uint32Array;
+  objects: string[];
+  type: Uint8Array;
+  addrLo: Uint32Array;
+  addrHi: Uint32Array;
+  /** Sizes as data (a table without addresses); computed from the addresses when absent. */
+  size?: Float64Array | null;
+}
 
+/**
+ * Computes sizes, sympos, padding flags, the name index and section bounds. Only what every
+ * check needs is computed here (sizes: one pass when addresses are in order); names (from a
+ * blob), sympos, dupCount, padding, section bounds and `_text` are computed on first read, and
+ * byName answers get()/has() from a hash index built on first use. Every field keeps its meaning.
+ */
+export function finishTable(base: TableBase): SymbolTable {
+  const blob = Array.isArray(base.names) ? null : base.names;
+  const n = blob === null ? (base.names as string[]).length : blob.start.length;
+  const src: NameSource = blob === null ? new ArrayNames(base.names as string[]) : new BlobNames(blob);
+  let hasAddresses = false;
+  for (let i = 0; i < n && !hasAddresses; i++) if (base.addrLo[i] !== 0 || base.addrHi[i] !== 0) hasAddresses = true;
+  const size = base.size ?? computeSizes(n, base.objects.length, base.object, base);
+  const byName = new NameIndex(src);
+  const t = {
+    source: base.source,
+    coverage: "full",
+    hasAddresses,
+    count: n,
+    object: base.object,
+    objects: base.objects,
+    type: base.type,
+    addrLo: base.addrLo,
+    addrHi: base.addrHi,
+    size,
+    byName,
+    warnings: [],
+  } as unknown as SymbolTable;
+  if (blob === null) t.names = base.names as string[];
+  else
+    lazy(t, "names", () => {
+      const out: string[] = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = src.name(i);
+      return out;
+    });
+  let occ: ReturnType<typeof occurrenceColumns> | null = null;
+  const occurrences = (): ReturnType<typeof occurrenceColumns> => (occ ??= occurrenceColumns(t));
+  lazy(t, "sympos", () => occurrences().sympos);
+  lazy(t, "dupCount", () => occurrences().dupCount);
+  lazy(t, "padding", () => occurrences().padding);
   const find = (name: string): bigint | null => {
     const rows = byName.get(name);
     if (rows === undefined) return null;
@@ -286,36 +705,16 @@ export function finishTable(base: {
     const hi = find(b);
     return lo !== null && hi !== null && hi > lo ? [lo, hi] : null;
   };
-  const sections: SectionBounds = {
+  lazy(t, "sections", () => ({
     sched: bounds("__sched_text_start", "__sched_text_end"),
     lock: bounds("__lock_text_start", "__lock_text_end"),
     entry: bounds("__entry_text_start", "__entry_text_end"),
     noinstr: bounds("__noinstr_text_start", "__noinstr_text_end"),
     cpuidle: bounds("__cpuidle_text_start", "__cpuidle_text_end"),
     init: bounds("_sinittext", "_einittext"),
-  };
-  let hasAddresses = false;
-  for (let i = 0; i < n && !hasAddresses; i++) if (base.addrLo[i] !== 0 || base.addrHi[i] !== 0) hasAddresses = true;
-  return {
-    source: base.source,
-    coverage: "full",
-    hasAddresses,
-    count: n,
-    names: base.names,
-    object: base.object,
-    objects: base.objects,
-    type: base.type,
-    addrLo: base.addrLo,
-    addrHi: base.addrHi,
-    size,
-    sympos,
-    dupCount,
-    padding,
-    byName,
-    sections,
-    text: find("_text") ?? find("_stext"),
-    warnings: [],
-  };
+  }));
+  lazy(t, "text", () => find("_text") ?? find("_stext"));
+  return t;
 }
 
 export type LookupResult =
