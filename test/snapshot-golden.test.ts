@@ -1,28 +1,82 @@
 /**
  * Golden files of every released snapshot format version: a reader must keep decoding them.
- * test/fixtures/snapshot/v1-capture.psnap and .json are test/fixtures/host/capture.json written
- * by format 1.0 (no symbol table, to keep them small). Regenerate only for a new format version,
- * as a new file: `PATCHSAFE_WRITE_GOLDEN=1 npx vitest run test/snapshot-golden.test.ts`.
+ *
+ * - v1-capture.psnap / .json: test/fixtures/host/capture.json written by format 1.0 (no symbol
+ *   table, to keep them small).
+ * - v1.0-symbols.psnap: the same capture with test/fixtures/snapshot/kallsyms-subset.txt (133
+ *   rows of the dev host's kallsyms: the capture's functions, their __pfx_ rows, the section
+ *   markers, every init_once), written by format 1.0 (the encoder of commit 70afd7c).
+ * - v1.1-capture.psnap / .json: the same capture and subset written by format 1.1 (symbol
+ *   section last, `symbolsAt` in the header).
+ *
+ * Regenerate only the current format's files, and only for a new format version:
+ * `PATCHSAFE_WRITE_GOLDEN=1 npx vitest run test/snapshot-golden.test.ts` writes v1.1-capture.*
+ * when missing or when asked (older versions' files are never rewritten: they are what released
+ * writers produced).
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { Packr } from "msgpackr";
 import { expect, test } from "vitest";
-import { captureModel } from "../src/snapshot/compare.js";
+import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
+import { SNAPSHOT_MINOR } from "../src/snapshot/model.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
-import { fixturePath, hostCapture } from "./helpers.js";
+import { parseSymbolTable } from "../src/symbols/table.js";
+import { fixturePath, fixtureText, hostCapture } from "./helpers.js";
 
 const BIN = fixturePath("snapshot/v1-capture.psnap");
 const JSONF = fixturePath("snapshot/v1-capture.json");
+const BIN10S = fixturePath("snapshot/v1.0-symbols.psnap");
+const BIN11 = fixturePath("snapshot/v1.1-capture.psnap");
+const JSON11 = fixturePath("snapshot/v1.1-capture.json");
 
-test("format 1 golden files decode to the capture they were written from", () => {
+const subset = () => parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "kallsyms-subset.txt" });
+
+test("format 1.0 golden files decode to the capture they were written from", () => {
   const cap = hostCapture("capture.json");
-  if (process.env.PATCHSAFE_WRITE_GOLDEN === "1" || !existsSync(BIN)) {
-    writeFileSync(BIN, encodeSnapshot(cap, null, { producer: "patchsafe 0.1.0" }));
-    writeFileSync(JSONF, snapshotToJson(cap, null, { producer: "patchsafe 0.1.0" }));
-  }
   const d = decodeSnapshot(new Uint8Array(readFileSync(BIN)), BIN);
   expect(d.header).toMatchObject({ major: 1, minor: 0, producer: "patchsafe 0.1.0", hostname: "vm", tasks: cap.tasks.length });
   expect(captureModel(d.capture)).toEqual(captureModel(cap));
   const j = parseSnapshotJson(readFileSync(JSONF, "utf8"), JSONF);
   expect(captureModel(j.capture)).toEqual(captureModel(cap));
+});
+
+test("format 1.0 golden with a symbol table: the same table as from kallsyms", () => {
+  const cap = hostCapture("capture.json");
+  const table = subset();
+  const d = decodeSnapshot(new Uint8Array(readFileSync(BIN10S)), BIN10S);
+  expect(d.header).toMatchObject({ major: 1, minor: 0, symbols: table.count });
+  expect(captureModel(d.capture)).toEqual(captureModel(cap));
+  expect(symbolsModel(d.symbols!)).toEqual(symbolsModel(table));
+  expect(d.symbols!.byName.get("init_once")).toEqual(table.byName.get("init_once"));
+});
+
+test("format 1.1 golden files: same capture and table; the body is still one map a 1.0 reader reads", () => {
+  const cap = hostCapture("capture.json");
+  const table = subset();
+  if (process.env.PATCHSAFE_WRITE_GOLDEN === "1" || !existsSync(BIN11)) {
+    writeFileSync(BIN11, encodeSnapshot(cap, table, { producer: "patchsafe 0.1.0" }));
+    writeFileSync(JSON11, snapshotToJson(cap, table, { producer: "patchsafe 0.1.0" }));
+  }
+  const bytes = new Uint8Array(readFileSync(BIN11));
+  const d = decodeSnapshot(bytes, BIN11);
+  expect(d.header).toMatchObject({ major: 1, minor: 1, producer: "patchsafe 0.1.0", symbols: table.count });
+  expect(captureModel(d.capture)).toEqual(captureModel(cap));
+  expect(symbolsModel(d.symbols!)).toEqual(symbolsModel(table));
+  const j = parseSnapshotJson(readFileSync(JSON11, "utf8"), JSON11);
+  expect(j.header.minor).toBe(1);
+  expect(captureModel(j.capture)).toEqual(captureModel(cap));
+  expect(symbolsModel(j.symbols!)).toEqual(symbolsModel(table));
+  // What a 1.0 reader sees: the header's extra key, and a body map whose "symbols" entry starts
+  // where symbolsAt says.
+  const p = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true, copyBuffers: true });
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  const hl = dv.getUint32(12, true);
+  const header = p.unpack(bytes.subarray(32, 32 + hl)) as { symbolsAt: [number, number] };
+  const bodyBytes = bytes.subarray(32 + hl);
+  const body = p.unpack(bodyBytes) as Record<string, unknown>;
+  expect(Object.keys(body)).toEqual(["capture", "tasks", "frames", "symbols"]);
+  expect(header.symbolsAt[0] + header.symbolsAt[1]).toBe(bodyBytes.length);
+  expect(p.unpack(bodyBytes.subarray(header.symbolsAt[0]))).toEqual(body.symbols);
+  expect(SNAPSHOT_MINOR).toBe(1);
 });

@@ -122,26 +122,106 @@ export function decodeInts(c: unknown, expected: number, what: string): Float64A
   // Delta columns hold at least one byte per value: a count beyond the bytes is a lie.
   if (c.m === "d" && c.n > c.b.length) throw new ColumnError(`${what}: declares ${c.n} values in ${c.b.length} bytes`);
   const out = new Float64Array(expected);
-  const pos = { p: 0 };
+  const b = c.b;
+  const end = b.length;
+  let p = 0;
   if (c.m === "d") {
     let prev = 0;
     for (let i = 0; i < expected; i++) {
-      prev += unzig(readVarint(c.b, pos));
+      let z: number;
+      // One-byte varints (small deltas: most of them) without the general loop.
+      if (p < end && b[p] < 0x80) z = b[p++];
+      else {
+        const pos = { p };
+        z = readVarint(b, pos);
+        p = pos.p;
+      }
+      prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
       if (!Number.isSafeInteger(prev)) throw new ColumnError(`${what}: value out of range`);
       out[i] = prev;
     }
   } else {
+    const pos = { p: 0 };
     let i = 0;
     while (i < expected) {
-      const v = unzig(readVarint(c.b, pos));
-      const run = readVarint(c.b, pos);
+      const v = unzig(readVarint(b, pos));
+      const run = readVarint(b, pos);
       if (run === 0 || run > expected - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
       out.fill(v, i, i + run);
       i += run;
     }
+    p = pos.p;
   }
-  if (pos.p !== c.b.length) throw new ColumnError(`${what}: ${c.b.length - pos.p} trailing bytes`);
+  if (p !== end) throw new ColumnError(`${what}: ${end - p} trailing bytes`);
   return out;
+}
+
+/**
+ * Reads a column value by value (no array of its own: a 100k-task snapshot has 17 task columns).
+ * The constructor checks the column's shape and count like decodeInts; next() throws ColumnError
+ * on malformed bytes; finish() throws unless every value was read and the bytes end exactly.
+ */
+export class IntReader {
+  private readonly b: Uint8Array;
+  private p = 0;
+  private prev = 0;
+  private runLeft = 0;
+  private runValue = 0;
+  private left: number;
+  private readonly delta: boolean;
+  constructor(
+    c: unknown,
+    expected: number,
+    private readonly what: string,
+  ) {
+    if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
+    if (c.n !== expected) throw new ColumnError(`${what}: ${c.n} values where ${expected} were expected`);
+    if (c.m === "d" && c.n > c.b.length) throw new ColumnError(`${what}: declares ${c.n} values in ${c.b.length} bytes`);
+    this.b = c.b;
+    this.left = expected;
+    this.delta = c.m === "d";
+  }
+  private varint(): number {
+    const b = this.b;
+    if (this.p < b.length && b[this.p] < 0x80) return b[this.p++];
+    const pos = { p: this.p };
+    const v = readVarint(b, pos);
+    this.p = pos.p;
+    return v;
+  }
+  next(): number {
+    if (this.left-- <= 0) throw new ColumnError(`${this.what}: read past the end`);
+    if (this.delta) {
+      const z = this.varint();
+      const v = this.prev + (z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2);
+      if (!Number.isSafeInteger(v)) throw new ColumnError(`${this.what}: value out of range`);
+      this.prev = v;
+      return v;
+    }
+    if (this.runLeft === 0) {
+      this.runValue = unzig(this.varint());
+      const run = this.varint();
+      if (run === 0 || run > this.left + 1) throw new ColumnError(`${this.what}: run of ${run} overflows the column`);
+      this.runLeft = run;
+    }
+    this.runLeft--;
+    return this.runValue;
+  }
+  finish(): void {
+    if (this.left !== 0 || this.runLeft !== 0) throw new ColumnError(`${this.what}: ${this.left} values unread`);
+    if (this.p !== this.b.length) throw new ColumnError(`${this.what}: ${this.b.length - this.p} trailing bytes`);
+  }
+}
+
+/** A column into an existing typed array, every value within [min, max]. */
+export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32Array, min: number, max: number, what: string): void {
+  const r = new IntReader(c, out.length, what);
+  for (let i = 0; i < out.length; i++) {
+    const x = r.next();
+    if (x < min || x > max) throw new ColumnError(`${what}[${i}]: ${x} outside ${min}..${max}`);
+    out[i] = x;
+  }
+  r.finish();
 }
 
 /** Nullable twin of decodeInts: 0 = null, v + 1 = v; negative stored values are corrupt. */

@@ -2,10 +2,13 @@
  * Plain, id-free views of a Capture and a SymbolTable, for comparing models that went through
  * different encodings (string ids and frame row order may differ; meaning may not).
  */
-import { type Capture, FrameFlag, hex64, u64 } from "../model.js";
+import { type Capture, FrameFlag, frameLine, hex64, u64 } from "../model.js";
 import type { SymbolTable } from "../symbols/table.js";
 
-/** The capture with every string id replaced by its string and frames nested per task. */
+/**
+ * The capture with every string id replaced by its string and frames nested per task (so a
+ * capture whose tasks share frame rows equals one where each task owns its rows).
+ */
 export function captureModel(cap: Capture): unknown {
   const f = cap.frames;
   const str = (id: number): string | null => (id < 0 ? null : cap.strings.get(id));
@@ -22,7 +25,8 @@ export function captureModel(cap: Capture): unknown {
     tasks: cap.tasks.map((t) => {
       const frames = [];
       for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
-        const flags = f.flags[i];
+        // SHARED only says how rows are stored (Capture.sharedRows), not what the frame is.
+        const flags = f.flags[i] & ~FrameFlag.SHARED;
         frames.push({
           symbol: flags & FrameFlag.SYMBOLIC ? str(f.symbol[i]) : null,
           object: str(f.object[i]),
@@ -31,7 +35,8 @@ export function captureModel(cap: Capture): unknown {
           size: f.size[i],
           flags,
           address: flags & FrameFlag.HAS_ADDRESS ? hex64(u64(f.addrLo[i], f.addrHi[i])) : null,
-          line: f.line[i],
+          // Per task: rows may be shared (Capture.sharedRows), lines are the task's own.
+          line: frameLine(cap, t, i),
         });
       }
       return {

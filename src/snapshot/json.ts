@@ -19,7 +19,7 @@ import { PatchsafeError } from "../errors.js";
 import { encodeLatin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import { frameText } from "../ingest/nativeJson.js";
-import { type Capture, emptyHostFacts, FrameFlag, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
+import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
 import { finishTable, type SymbolTable } from "../symbols/table.js";
 import { type DecodedSnapshot, prepareExport, validatePatches } from "./psnap.js";
 import { type EncodeOptions, SECTION_NAMES, type SectionRows, SNAPSHOT_FORMAT, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, type SnapshotHeader } from "./model.js";
@@ -41,8 +41,10 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
   const f = cap.frames;
   let frames = 0;
   const tasks = cap.tasks.map((t) => {
+    // Lines as this task saw them: rows may be shared (Capture.sharedRows).
+    const first = t.frameCount > 0 ? frameLine(cap, t, t.frameStart) : 0;
     let consecutive = t.frameCount > 0;
-    for (let k = 0; k < t.frameCount; k++) if (f.line[t.frameStart + k] !== f.line[t.frameStart] + k) consecutive = false;
+    for (let k = 1; k < t.frameCount && consecutive; k++) if (frameLine(cap, t, t.frameStart + k) !== first + k) consecutive = false;
     const list: Json[] = [];
     for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
       const flags = f.flags[i];
@@ -57,7 +59,7 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
       }
       if (flags & FrameFlag.REGS) o.regs = true;
       if (flags & FrameFlag.INLINE) o.inline = true;
-      if (!consecutive) o.line = f.line[i];
+      if (!consecutive) o.line = frameLine(cap, t, i);
       const keys = Object.keys(o);
       list.push(keys.length === 1 && keys[0] === "text" ? (o.text as string) : o);
     }
@@ -65,7 +67,7 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
     return {
       ...taskFactsJson(t),
       line: t.line,
-      frameLine: consecutive ? f.line[t.frameStart] : null,
+      frameLine: consecutive ? first : null,
       frames: list,
     };
   });
@@ -339,10 +341,65 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
       }
     } else symbols.coverage = coverage as SymbolTable["coverage"];
   }
-  return { header, capture, symbols, sectionRows, taskStack: stackIds(capture) };
+  const taskStack = stackIds(capture);
+  return { header, capture: shareRows(capture, taskStack), symbols, sectionRows, taskStack };
 }
 
 type HostUnwinder = ReturnType<typeof emptyHostFacts>["config"]["unwinder"];
+
+/**
+ * The capture with tasks of one stack sharing one copy of its frame rows (Capture.sharedRows),
+ * as the binary decoder produces: a task whose frames sit on lines line, line+1, … points at its
+ * stack's rows (marked FrameFlag.SHARED), tasks whose frames are all on line 0 share unmarked
+ * rows, any other task keeps rows of its own.
+ */
+export function shareRows(cap: Capture, taskStack: Int32Array): Capture {
+  const f = cap.frames;
+  const T = cap.tasks.length;
+  const LINES = 1;
+  const ZERO = 2;
+  const mode = new Uint8Array(T);
+  let stacks = 0;
+  for (let t = 0; t < T; t++) {
+    stacks = Math.max(stacks, taskStack[t] + 1);
+    const task = cap.tasks[t];
+    if (task.frameCount === 0) continue;
+    let zero = true;
+    let follows = task.line > 0;
+    for (let k = 0; k < task.frameCount; k++) {
+      const l = frameLine(cap, task, task.frameStart + k);
+      if (l !== 0) zero = false;
+      if (l !== task.line + k) follows = false;
+    }
+    mode[t] = zero ? ZERO : follows ? LINES : 0;
+  }
+  const blocks = [new Int32Array(stacks).fill(-1), new Int32Array(stacks).fill(-1)];
+  const out = new FrameColumns(Math.max(16, f.length));
+  const tasks = cap.tasks.map((task, t) => {
+    const m = mode[t];
+    const b = m === 0 ? null : blocks[m - 1];
+    const s = taskStack[t];
+    if (b !== null && b[s] >= 0) return { ...task, frameStart: b[s] };
+    const start = out.length;
+    const mark = m === LINES ? FrameFlag.SHARED : 0;
+    for (let k = 0; k < task.frameCount; k++) {
+      const i = task.frameStart + k;
+      const r = out.push();
+      out.symbol[r] = f.symbol[i];
+      out.object[r] = f.object[i];
+      out.buildId[r] = f.buildId[i];
+      out.offset[r] = f.offset[i];
+      out.size[r] = f.size[i];
+      out.addrLo[r] = f.addrLo[i];
+      out.addrHi[r] = f.addrHi[i];
+      out.flags[r] = (f.flags[i] & ~FrameFlag.SHARED) | mark;
+      out.line[r] = frameLine(cap, task, i);
+    }
+    if (b !== null) b[s] = start;
+    return { ...task, frameStart: task.frameCount === 0 ? out.length : start };
+  });
+  return { ...cap, tasks, frames: out, sharedRows: true };
+}
 
 /** Distinct-stack id per task (see DecodedSnapshot.taskStack), computed from the frames. */
 function stackIds(cap: Capture): Int32Array {
@@ -353,7 +410,7 @@ function stackIds(cap: Capture): Int32Array {
     const parts: string[] = [];
     for (let k = t.frameStart; k < t.frameStart + t.frameCount; k++) {
       const addr = f.flags[k] & FrameFlag.HAS_ADDRESS ? `${f.addrLo[k]}:${f.addrHi[k]}` : "";
-      parts.push(`${cap.strings.get(f.symbol[k]) ?? ""}|${f.object[k] < 0 ? "" : cap.strings.get(f.object[k])}|${f.buildId[k] < 0 ? "" : cap.strings.get(f.buildId[k])}|${f.offset[k]}|${f.size[k]}|${f.flags[k]}|${addr}`);
+      parts.push(`${cap.strings.get(f.symbol[k]) ?? ""}|${f.object[k] < 0 ? "" : cap.strings.get(f.object[k])}|${f.buildId[k] < 0 ? "" : cap.strings.get(f.buildId[k])}|${f.offset[k]}|${f.size[k]}|${f.flags[k] & ~FrameFlag.SHARED}|${addr}`);
     }
     const key = parts.join("\n");
     let id = ids.get(key);

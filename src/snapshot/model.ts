@@ -8,8 +8,14 @@ import type { SectionBounds } from "../symbols/table.js";
 
 /** Format major version this build writes and the newest it reads. */
 export const SNAPSHOT_MAJOR = 1;
-/** Minor version: additions old readers may ignore. */
-export const SNAPSHOT_MINOR = 0;
+/**
+ * Minor version: additions old readers may ignore.
+ * - 1.1: the symbol section is the body's last value and the binary header's `symbolsAt`
+ *   ([offset, length] within the body) says where, so a reader can reuse a section whose exact
+ *   bytes it decoded before; padding marks never chain. The body is still one msgpack map that a
+ *   1.0 reader reads unchanged.
+ */
+export const SNAPSHOT_MINOR = 1;
 export const SNAPSHOT_FORMAT = "patchsafe-snapshot";
 
 /** The snapshot header: the first msgpack value of a .psnap, and `header` of the JSON form. */

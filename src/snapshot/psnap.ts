@@ -39,6 +39,7 @@ import {
   type CaptureSource,
   emptyHostFacts,
   FrameColumns,
+  frameLine as frameLineOf,
   FrameFlag,
   type HostFacts,
   newTask,
@@ -48,9 +49,9 @@ import {
   type Task,
   type TriState,
 } from "../model.js";
-import { finishTable, type SymbolSource, type SymbolTable } from "../symbols/table.js";
+import { finishTable, nameBlobFromFrontCoding, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, decodeInts, decodeNullable, encodeInts, encodeNullable, type IntColumn } from "./columns.js";
+import { ColumnError, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, IntReader } from "./columns.js";
 import { crc32 } from "./crc32.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
@@ -139,13 +140,15 @@ function encodeNames(names: string[]): { pfx: IntColumn; pre: IntColumn; len: In
   const pre: number[] = [];
   const len: number[] = [];
   const parts: string[] = [];
+  // Backwards, so a mark never points at a marked row (a chain would cost the reader depth).
+  for (let i = n - 2; i >= 0; i--) {
+    const s = names[i];
+    if (pfx[i + 1] === 0 && s.length > 6 && s.startsWith("__pfx_") && s.length === names[i + 1].length + 6 && s.endsWith(names[i + 1])) pfx[i] = 1;
+  }
   let prev = "";
   for (let i = 0; i < n; i++) {
     const s = names[i];
-    if (i + 1 < n && s.length > 6 && s.startsWith("__pfx_") && s.slice(6) === names[i + 1]) {
-      pfx[i] = 1;
-      continue;
-    }
+    if (pfx[i] === 1) continue;
     let p = 0;
     const max = Math.min(s.length, prev.length);
     while (p < max && s.charCodeAt(p) === prev.charCodeAt(p)) p++;
@@ -245,44 +248,55 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
   const frameLine: (number | null)[] = new Array(T);
   const lines: number[] = [];
   let frames = 0;
+  // Tasks that share frame rows (Capture.sharedRows) share their stack id too: rows looked up once.
+  const byRows = capture.sharedRows ? new Map<string, number>() : null;
   for (let ti = 0; ti < T; ti++) {
     const t = tasks[ti];
-    const ids: number[] = [];
-    let consecutive = t.frameCount > 0;
-    for (let k = 0; k < t.frameCount; k++) {
-      const i = t.frameStart + k;
-      if (i < 0 || i >= f.length) throw new RangeError(`task ${ti}: frame ${i} outside the frame columns`);
-      const flags = f.flags[i];
-      let lo = f.addrLo[i];
-      let hi = f.addrHi[i];
-      if ((flags & FrameFlag.HAS_ADDRESS) === 0) {
-        lo = 0;
-        hi = 0;
+    if (t.frameCount > 0 && (t.frameStart < 0 || t.frameStart + t.frameCount > f.length)) {
+      throw new RangeError(`task ${ti}: frames ${t.frameStart}..${t.frameStart + t.frameCount} outside the frame columns`);
+    }
+    const rowsKey = byRows === null ? "" : `${t.frameStart},${t.frameCount}`;
+    let sid = byRows?.get(rowsKey);
+    if (sid === undefined) {
+      const ids: number[] = [];
+      for (let k = 0; k < t.frameCount; k++) {
+        const i = t.frameStart + k;
+        const flags = f.flags[i] & ~FrameFlag.SHARED;
+        let lo = f.addrLo[i];
+        let hi = f.addrHi[i];
+        if ((flags & FrameFlag.HAS_ADDRESS) === 0) {
+          lo = 0;
+          hi = 0;
+        }
+        const key = `${f.symbol[i]},${f.object[i]},${f.buildId[i]},${f.offset[i]},${f.size[i]},${flags},${lo},${hi}`;
+        let id = rowIds.get(key);
+        if (id === undefined) {
+          id = rowOf.length;
+          rowIds.set(key, id);
+          rowOf.push(i);
+        }
+        ids.push(id);
       }
-      const key = `${f.symbol[i]},${f.object[i]},${f.buildId[i]},${f.offset[i]},${f.size[i]},${flags},${lo},${hi}`;
-      let id = rowIds.get(key);
-      if (id === undefined) {
-        id = rowOf.length;
-        rowIds.set(key, id);
-        rowOf.push(i);
+      const skey = ids.join(",");
+      sid = stackIds.get(skey);
+      if (sid === undefined) {
+        sid = stackLen.length;
+        stackIds.set(skey, sid);
+        stackLen.push(ids.length);
+        for (const id of ids) stackRows.push(id);
       }
-      ids.push(id);
-      if (f.line[i] !== f.line[t.frameStart] + k) consecutive = false;
+      byRows?.set(rowsKey, sid);
     }
     frames += t.frameCount;
-    const skey = ids.join(",");
-    let sid = stackIds.get(skey);
-    if (sid === undefined) {
-      sid = stackLen.length;
-      stackIds.set(skey, sid);
-      stackLen.push(ids.length);
-      for (const id of ids) stackRows.push(id);
-    }
     taskStack[ti] = sid;
-    if (consecutive) frameLine[ti] = f.line[t.frameStart];
+    // Source lines as this task saw them (shared rows hold the first task's lines).
+    const first = t.frameCount > 0 ? frameLineOf(capture, t, t.frameStart) : 0;
+    let consecutive = t.frameCount > 0;
+    for (let k = 1; k < t.frameCount && consecutive; k++) if (frameLineOf(capture, t, t.frameStart + k) !== first + k) consecutive = false;
+    if (consecutive) frameLine[ti] = first;
     else {
       frameLine[ti] = null;
-      for (let k = 0; k < t.frameCount; k++) lines.push(f.line[t.frameStart + k]);
+      for (let k = 0; k < t.frameCount; k++) lines.push(frameLineOf(capture, t, t.frameStart + k));
     }
   }
   const R = rowOf.length;
@@ -303,7 +317,7 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
     col.buildId[r] = f.buildId[i];
     col.offset[r] = f.offset[i];
     col.size[r] = f.size[i];
-    const flags = f.flags[i];
+    const flags = f.flags[i] & ~FrameFlag.SHARED;
     col.flags[r] = flags;
     if (flags & FrameFlag.HAS_ADDRESS) {
       col.addrLo[r] = f.addrLo[i];
@@ -415,9 +429,23 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
     commsHashed: prepared.commsHashed,
     source: { name: capture.source.name, format: capture.source.format },
   };
+  // The symbol section is packed on its own and written as the body's last value, and the
+  // header says where it is (symbolsAt: [offset, length] within the body). The body stays one
+  // ordinary msgpack map, so a format 1.0 reader reads it as before; a 1.1 reader can skip a
+  // section whose exact bytes it has decoded already (hosts of one kernel build, in a fleet).
   // pack() reuses its buffer: copy each result before the next call.
-  const h = packr.pack(header).slice();
-  const b = packr.pack(body).slice();
+  const head = packr.pack({ ...body, symbols: null }).slice();
+  if (head[head.length - 1] !== 0xc0) throw new RangeError("snapshot body: the symbol placeholder is not the last byte");
+  let b: Uint8Array = head;
+  let symbolsAt: [number, number] | null = null;
+  if (body.symbols !== null) {
+    const sec = packr.pack(body.symbols).slice();
+    b = new Uint8Array(head.length - 1 + sec.length);
+    b.set(head.subarray(0, head.length - 1));
+    b.set(sec, head.length - 1);
+    symbolsAt = [head.length - 1, sec.length];
+  }
+  const h = packr.pack({ ...header, symbolsAt }).slice();
   if (h.length > MAX_HEADER || b.length > MAX_BODY) throw new RangeError("snapshot too large for the format's length fields");
   const out = new Uint8Array(PREFIX + h.length + b.length);
   out.set(SNAPSHOT_MAGIC, 0);
@@ -646,7 +674,15 @@ export interface DecodedSnapshot {
   taskStack: Int32Array;
 }
 
-function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable; sectionRows: SectionRows | null } {
+/** Code units the names of a symbol section may expand to, per body byte (front coding). */
+const MAX_NAME_CHARS_PER_BYTE = 256;
+
+interface DecodedSymbols {
+  table: SymbolTable;
+  sectionRows: SectionRows | null;
+}
+
+function decodeSymbols(v: V, x: unknown, bodyLen: number): DecodedSymbols {
   const o = v.obj(x, "symbols");
   const n = v.int(o.n, "symbols.n");
   if (n > bodyLen) fail(SnapshotError.TOO_LARGE, `damaged snapshot: symbols.n declares ${n} symbols in a ${bodyLen}-byte body`, v.file);
@@ -656,107 +692,259 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): { table: SymbolTable;
   if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") v.bad("symbols.coverage", "expected full, subset or names-only");
   const objects = v.strs(o.objects, "symbols.objects", n + 1);
   if (objects.length === 0) v.bad("symbols.objects", "empty");
-  const pfx = v.col(() => decodeInts(o.pfx, n, "symbols.pfx"));
+  const pfx = new Uint8Array(n);
+  v.col(() => decodeIntsInto(o.pfx, pfx, 0, 255, "symbols.pfx"));
   let stored = 0;
-  for (let i = 0; i < n; i++) {
-    if (pfx[i] !== 0 && (pfx[i] !== 1 || i + 1 === n)) v.bad(`symbols.pfx[${i}]`, "bad padding mark");
-    if (pfx[i] === 0) stored++;
-  }
-  const { object, type, pre, len, hi, lo, size } = v.col(() => ({
-    object: decodeInts(o.object, n, "symbols.object"),
-    type: decodeInts(o.type, n, "symbols.type"),
-    pre: decodeInts(o.pre, stored, "symbols.pre"),
-    len: decodeInts(o.len, stored, "symbols.len"),
-    hi: o.addrHi === null ? null : decodeInts(o.addrHi, n, "symbols.addrHi"),
-    lo: o.addrLo === null ? null : decodeInts(o.addrLo, n, "symbols.addrLo"),
-    size: o.size === null ? null : decodeInts(o.size, n, "symbols.size"),
-  }));
-  if ((hi === null) !== (lo === null)) v.bad("symbols.addrHi", "address halves must both be present or both absent");
-  if (hi === null && size === null) v.bad("symbols.size", "a table without addresses must carry sizes");
+  for (let i = 0; i < n; i++) if (pfx[i] === 0) stored++;
+  const { pre, len } = v.col(() => ({ pre: decodeInts(o.pre, stored, "symbols.pre"), len: decodeInts(o.len, stored, "symbols.len") }));
   const text = v.str(o.text, "symbols.text");
-  const names: string[] = new Array(n);
-  let pos = 0;
-  let prev = "";
+  const blob = nameBlobFromFrontCoding(n, pfx, pre, len, text, MAX_NAME_CHARS_PER_BYTE * bodyLen + 4096);
+  if ("error" in blob) {
+    if (blob.tooLarge) fail(SnapshotError.TOO_LARGE, `damaged snapshot: ${blob.error}`, v.file);
+    v.bad(blob.error.split(":")[0], blob.error.slice(blob.error.indexOf(":") + 2));
+  }
   const objectCol = new Uint32Array(n);
   const typeCol = new Uint8Array(n);
   const addrLo = new Uint32Array(n);
   const addrHi = new Uint32Array(n);
-  let k = 0;
-  for (let i = 0; i < n; i++) {
-    if (pfx[i] === 0) {
-      const p = pre[k];
-      const l = len[k];
-      k++;
-      if (p < 0 || p > prev.length || l < 0 || pos + l > text.length) v.bad(`symbols.names[${i}]`, "front coding out of range");
-      const s = prev.slice(0, p) + text.slice(pos, pos + l);
-      pos += l;
-      if (s.length === 0) v.bad(`symbols.names[${i}]`, "empty name");
-      names[i] = s;
-      prev = s;
+  const hasAddr = o.addrHi !== null && o.addrHi !== undefined;
+  if (hasAddr !== (o.addrLo !== null && o.addrLo !== undefined)) v.bad("symbols.addrHi", "address halves must both be present or both absent");
+  const nObj = objects.length;
+  v.col(() => {
+    decodeIntsInto(o.object, objectCol, 0, nObj - 1, "symbols.object");
+    decodeIntsInto(o.type, typeCol, 0x21, 0x7e, "symbols.type");
+    if (hasAddr) {
+      decodeIntsInto(o.addrHi, addrHi, 0, 0xffffffff, "symbols.addrHi");
+      decodeIntsInto(o.addrLo, addrLo, 0, 0xffffffff, "symbols.addrLo");
     }
-    if (object[i] < 0 || object[i] >= objects.length) v.bad(`symbols.object[${i}]`, "object id out of range");
-    objectCol[i] = object[i];
-    if (type[i] < 0x21 || type[i] > 0x7e) v.bad(`symbols.type[${i}]`, "not a type letter");
-    typeCol[i] = type[i];
-    if (hi !== null && lo !== null) {
-      if (hi[i] < 0 || hi[i] > 0xffffffff || lo[i] < 0 || lo[i] > 0xffffffff) v.bad(`symbols.addr[${i}]`, "address half out of range");
-      addrHi[i] = hi[i];
-      addrLo[i] = lo[i];
+  });
+  let size: Float64Array | null = null;
+  if (!hasAddr) {
+    if (o.size === null || o.size === undefined) v.bad("symbols.size", "a table without addresses must carry sizes");
+    size = v.col(() => decodeInts(o.size, n, "symbols.size"));
+    for (let i = 0; i < n; i++) if (size![i] < 0) v.bad(`symbols.size[${i}]`, "negative size");
+  }
+  const warnings = v.strs(o.warnings, "symbols.warnings", 1 << 16);
+  let sectionRows: SectionRows | null = null;
+  if (!hasAddr && o.sectionRows !== null && o.sectionRows !== undefined) {
+    const sr = v.obj(o.sectionRows, "symbols.sectionRows");
+    sectionRows = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
+    for (const s of SECTION_NAMES) {
+      const c = sr[s];
+      if (c === null || c === undefined) continue;
+      const cn = isObj(c) && typeof c.n === "number" ? c.n : -1;
+      const rows = v.col(() => decodeInts(c, v.int(cn, `symbols.sectionRows.${s}.n`, n), `symbols.sectionRows.${s}`));
+      const u = new Uint32Array(rows.length);
+      rows.forEach((r, k) => {
+        if (r < 0 || r >= n) v.bad(`symbols.sectionRows.${s}`, "row out of range");
+        u[k] = r;
+      });
+      sectionRows[s] = u;
     }
   }
-  if (pos !== text.length) v.bad("symbols.text", "trailing characters");
-  for (let i = n - 1; i >= 0; i--) if (pfx[i] === 1) names[i] = `__pfx_${names[i + 1]}`;
-  const table = finishTable({ source, names, object: objectCol, objects, type: typeCol, addrLo, addrHi });
-  table.warnings = v.strs(o.warnings, "symbols.warnings", 1 << 16);
-  let sectionRows: SectionRows | null = null;
-  if (hi === null) {
-    // No addresses: sizes are data, section bounds are row sets, finishTable's derived address
-    // facts are meaningless.
-    for (let i = 0; i < n; i++) {
-      if (size![i] < 0) v.bad(`symbols.size[${i}]`, "negative size");
-      table.size[i] = size![i];
-    }
+  // Sizes, names, the name index, sympos and section bounds: src/symbols/table.ts, each only as
+  // far as a check reads it.
+  const table = finishTable({ source, names: blob, object: objectCol, objects, type: typeCol, addrLo, addrHi, size });
+  table.warnings = warnings;
+  if (!hasAddr) {
+    // No addresses: sizes are data, section bounds are row sets, address facts are meaningless.
     table.hasAddresses = false;
     table.coverage = "names-only";
     table.text = null;
-    for (const s of SECTION_NAMES) table.sections[s] = null;
-    if (o.sectionRows !== null && o.sectionRows !== undefined) {
-      const sr = v.obj(o.sectionRows, "symbols.sectionRows");
-      sectionRows = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
-      for (const s of SECTION_NAMES) {
-        const c = sr[s];
-        if (c === null || c === undefined) continue;
-        const cn = isObj(c) && typeof c.n === "number" ? c.n : -1;
-        const rows = v.col(() => decodeInts(c, v.int(cn, `symbols.sectionRows.${s}.n`, n), `symbols.sectionRows.${s}`));
-        const u = new Uint32Array(rows.length);
-        rows.forEach((r, k) => {
-          if (r < 0 || r >= n) v.bad(`symbols.sectionRows.${s}`, "row out of range");
-          u[k] = r;
-        });
-        sectionRows[s] = u;
+    table.sections = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
+  } else table.coverage = coverage as SymbolTable["coverage"];
+  return { table, sectionRows };
+}
+
+/** Byte-wise equality (the Node reader passes a native one). */
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+interface CachedSection extends DecodedSymbols {
+  bytes: Uint8Array;
+  crc: number;
+}
+
+/**
+ * Decoded symbol sections by their exact bytes, reused across decodeSnapshot calls: the hosts of a
+ * fleet often share a kernel build, and decoding its 100k-symbol table is most of a small host's
+ * cost. Keyed by content (length, then every byte), never by release string or a hash the file
+ * states. A hit also skips the section's CRC: the bytes are those that passed it before. Tables
+ * from a cache are shared by every snapshot that hit it: read-only.
+ */
+export class SymbolSectionCache {
+  private entries: CachedSection[] = [];
+  hits = 0;
+  misses = 0;
+  constructor(
+    readonly capacity = 4,
+    private readonly equal: (a: Uint8Array, b: Uint8Array) => boolean = bytesEqual,
+  ) {}
+  find(bytes: Uint8Array): CachedSection | null {
+    for (let i = 0; i < this.entries.length; i++) {
+      const e = this.entries[i];
+      if (e.bytes.length === bytes.length && this.equal(e.bytes, bytes)) {
+        if (i > 0) {
+          this.entries.splice(i, 1);
+          this.entries.unshift(e);
+        }
+        this.hits++;
+        return e;
       }
     }
-  } else {
-    table.coverage = coverage as SymbolTable["coverage"];
+    this.misses++;
+    return null;
   }
-  return { table, sectionRows };
+  add(bytes: Uint8Array, crc: number, d: DecodedSymbols): void {
+    if (this.capacity <= 0) return;
+    this.entries.unshift({ bytes: bytes.slice(), crc, table: d.table, sectionRows: d.sectionRows });
+    if (this.entries.length > this.capacity) this.entries.length = this.capacity;
+  }
+  get size(): number {
+    return this.entries.length;
+  }
+}
+
+export interface DecodeOptions {
+  /** CRC-32 of a whole byte array, the same function as crc32() but faster (Node: zlib.crc32). */
+  crc32?: (bytes: Uint8Array) => number;
+  /** Symbol sections decoded before, reused when the bytes are identical (fleet workers). */
+  cache?: SymbolSectionCache | null;
+}
+
+/** msgpack fixstr "symbols": the key right before the symbol section of a 1.1 body. */
+const SYMBOLS_KEY = Uint8Array.of(0xa7, 0x73, 0x79, 0x6d, 0x62, 0x6f, 0x6c, 0x73);
+
+/** The body offset of the symbol section the header points at, when it is plausible. */
+function symbolsOffset(body: Uint8Array, hint: unknown): number | null {
+  if (!Array.isArray(hint) || hint.length !== 2) return null;
+  const [off, len] = hint as unknown[];
+  if (typeof off !== "number" || typeof len !== "number" || !Number.isSafeInteger(off) || !Number.isSafeInteger(len)) return null;
+  const map = mapHeader(body);
+  if (map === null || off < map.at + SYMBOLS_KEY.length || len < 1 || off + len !== body.length) return null;
+  for (let k = 0; k < SYMBOLS_KEY.length; k++) if (body[off - SYMBOLS_KEY.length + k] !== SYMBOLS_KEY[k]) return null;
+  return off;
+}
+
+/** The body's msgpack map header: entry count and where the first key starts. */
+function mapHeader(body: Uint8Array): { entries: number; at: number } | null {
+  const b0 = body[0];
+  if ((b0 & 0xf0) === 0x80) return { entries: b0 & 0x0f, at: 1 };
+  if (b0 === 0xde && body.length >= 3) return { entries: (body[1] << 8) | body[2], at: 3 };
+  return null; // map32 would mean 65536+ keys: not a snapshot body
+}
+
+/**
+ * The body's entries before the symbol section, decoded on their own: exactly the map's other
+ * keys and values, then the key "symbols" ending at the section. null when the bytes are not
+ * that shape (the caller then decodes the whole body, as a 1.0 reader would).
+ */
+function bodyBeforeSymbols(body: Uint8Array, off: number): Obj | null {
+  const map = mapHeader(body);
+  if (map === null || map.entries === 0 || map.entries > 64) return null;
+  const entries = map.entries;
+  let values: unknown[];
+  try {
+    values = packr.unpackMultiple(body.subarray(map.at, off)) as unknown[];
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(values) || values.length !== 2 * entries - 1 || values[values.length - 1] !== "symbols") return null;
+  const out: Obj = {};
+  for (let i = 0; i + 1 < values.length; i += 2) {
+    const key = values[i];
+    if (typeof key !== "string" || key === "symbols" || key === "__proto__" || Object.prototype.hasOwnProperty.call(out, key)) return null;
+    out[key] = values[i + 1];
+  }
+  return out;
+}
+
+/** zlib's crc32_combine: the CRC-32 of A‖B from crc(A), crc(B) and B's length. */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  if (lenB <= 0) return crcA >>> 0;
+  const times = (mat: Uint32Array, vec: number): number => {
+    let sum = 0;
+    for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i];
+    return sum >>> 0;
+  };
+  const square = (sq: Uint32Array, mat: Uint32Array): void => {
+    for (let i = 0; i < 32; i++) sq[i] = times(mat, mat[i]);
+  };
+  const even = new Uint32Array(32);
+  const odd = new Uint32Array(32);
+  odd[0] = 0xedb88320;
+  for (let i = 1, row = 1; i < 32; i++, row <<= 1) odd[i] = row >>> 0;
+  square(even, odd);
+  square(odd, even);
+  let c = crcA >>> 0;
+  let len = lenB;
+  do {
+    square(even, odd);
+    if (len % 2 === 1) c = times(even, c);
+    len = Math.floor(len / 2);
+    if (len === 0) break;
+    square(odd, even);
+    if (len % 2 === 1) c = times(odd, c);
+    len = Math.floor(len / 2);
+  } while (len !== 0);
+  return (c ^ crcB) >>> 0;
 }
 
 /**
  * Decodes a .psnap file. Throws PatchsafeError with one of the SnapshotError codes; never returns
- * a partial model.
+ * a partial model. Tasks with the same stack share frame rows (Capture.sharedRows) wherever their
+ * source lines allow it (see frameLine in src/model.ts).
  */
-export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedSnapshot {
+export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: DecodeOptions = {}): DecodedSnapshot {
+  const crcOf = opts.crc32 ?? ((b: Uint8Array) => crc32(b));
   const p = readPrefix(bytes, file);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
   const hBytes = bytes.subarray(PREFIX, PREFIX + p.hLen);
   const bBytes = bytes.subarray(PREFIX + p.hLen, PREFIX + p.hLen + p.bLen);
-  if (crc32(hBytes) !== dv.getUint32(20, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the header fails its CRC-32", file);
-  if (crc32(bBytes) !== dv.getUint32(24, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
+  if (crcOf(hBytes) !== dv.getUint32(20, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the header fails its CRC-32", file);
   const v = new V(file);
-  const header = checkHeader(v, unpackOrFail(hBytes, "header", file));
-  const body = v.obj(unpackOrFail(bBytes, "body", file), "body");
+  const rawHeader = unpackOrFail(hBytes, "header", file);
+  const header = checkHeader(v, rawHeader);
   const B = p.bLen;
+
+  // Body: checksum (the symbol section's part from the cache on a hit), then the entries.
+  const symOff = symbolsOffset(bBytes, (rawHeader as Obj).symbolsAt);
+  let hit: CachedSection | null = null;
+  let symCrc = 0;
+  let body: Obj | null = null;
+  let sym: DecodedSymbols | null | undefined;
+  if (symOff !== null) {
+    const section = bBytes.subarray(symOff);
+    hit = opts.cache?.find(section) ?? null;
+    symCrc = hit !== null ? hit.crc : crcOf(section);
+    if (crc32Combine(crcOf(bBytes.subarray(0, symOff)), symCrc, section.length) !== dv.getUint32(24, true)) {
+      fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
+    }
+    body = bodyBeforeSymbols(bBytes, symOff);
+    if (body !== null) {
+      if (hit !== null) sym = hit;
+      else {
+        let x: unknown;
+        try {
+          x = packr.unpack(section);
+        } catch {
+          body = null; // the whole body decides (and names the error)
+        }
+        if (body !== null) {
+          sym = decodeSymbols(v, x, B);
+          opts.cache?.add(section, symCrc, sym);
+        }
+      }
+    }
+  } else if (crcOf(bBytes) !== dv.getUint32(24, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
+  if (body === null) {
+    body = v.obj(unpackOrFail(bBytes, "body", file), "body");
+    sym = body.symbols === null || body.symbols === undefined ? null : decodeSymbols(v, body.symbols, B);
+  }
+  if (sym === undefined) sym = null;
 
   // Capture metadata.
   const c = v.obj(body.capture, "capture");
@@ -779,30 +967,35 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
   const livepatches = c.livepatches === null || c.livepatches === undefined ? null : validatePatches(v, c.livepatches, "capture.livepatches");
   const modules = c.modules === null || c.modules === undefined ? null : v.strs(c.modules, "capture.modules", B);
 
-  // Tasks.
+  // Tasks: one Float64Array per column (nullable columns hold v + 1, 0 = null).
   const tc = v.obj(body.tasks, "tasks");
   const T = v.int(tc.n, "tasks.n");
   if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
   if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
   const comms = v.arr(tc.comms, "tasks.comms", T).map((x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
+  // The columns that place frames are arrays (the row-sharing pass reads them first); the other
+  // fields are read value by value while the tasks are built (no array per column).
   const cols = v.col(() => ({
-    pid: decodeNullable(tc.pid, T, "tasks.pid"),
-    tid: decodeNullable(tc.tid, T, "tasks.tid"),
-    ppid: decodeNullable(tc.ppid, T, "tasks.ppid"),
-    startTime: decodeNullable(tc.startTime, T, "tasks.startTime"),
-    cpu: decodeNullable(tc.cpu, T, "tasks.cpu"),
-    flags: decodeNullable(tc.flags, T, "tasks.flags"),
-    state: decodeInts(tc.state, T, "tasks.state"),
-    patchState: decodeInts(tc.patchState, T, "tasks.patchState"),
-    stackStatus: decodeInts(tc.stackStatus, T, "tasks.stackStatus"),
-    errno: decodeNullable(tc.errno, T, "tasks.errno"),
-    running: decodeInts(tc.running, T, "tasks.running"),
-    statusKthread: decodeInts(tc.statusKthread, T, "tasks.statusKthread"),
-    endMarker: decodeInts(tc.endMarker, T, "tasks.endMarker"),
     line: decodeInts(tc.line, T, "tasks.line"),
-    comm: decodeNullable(tc.comm, T, "tasks.comm"),
     stack: decodeInts(tc.stack, T, "tasks.stack"),
-    frameLine: decodeNullable(tc.frameLine, T, "tasks.frameLine"),
+    frameLine: decodeInts(tc.frameLine, T, "tasks.frameLine"),
+  }));
+  for (let t = 0; t < T; t++) if (cols.frameLine[t] < 0) v.bad("tasks.frameLine", "column: negative value");
+  const rd = v.col(() => ({
+    pid: new IntReader(tc.pid, T, "tasks.pid"),
+    tid: new IntReader(tc.tid, T, "tasks.tid"),
+    ppid: new IntReader(tc.ppid, T, "tasks.ppid"),
+    startTime: new IntReader(tc.startTime, T, "tasks.startTime"),
+    cpu: new IntReader(tc.cpu, T, "tasks.cpu"),
+    flags: new IntReader(tc.flags, T, "tasks.flags"),
+    state: new IntReader(tc.state, T, "tasks.state"),
+    patchState: new IntReader(tc.patchState, T, "tasks.patchState"),
+    stackStatus: new IntReader(tc.stackStatus, T, "tasks.stackStatus"),
+    errno: new IntReader(tc.errno, T, "tasks.errno"),
+    running: new IntReader(tc.running, T, "tasks.running"),
+    statusKthread: new IntReader(tc.statusKthread, T, "tasks.statusKthread"),
+    endMarker: new IntReader(tc.endMarker, T, "tasks.endMarker"),
+    comm: new IntReader(tc.comm, T, "tasks.comm"),
   }));
 
   // Frame rows and stacks.
@@ -825,6 +1018,8 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
   if ((rows.addrLo === null) !== (rows.addrHi === null)) v.bad("frames.addrLo", "address halves must both be present or both absent");
   const nStr = strings.length;
   for (let r = 0; r < R; r++) {
+    // FrameFlag.SHARED describes rows in memory, never a file: the decoder sets it itself.
+    rows.flags[r] &= ~FrameFlag.SHARED;
     const fl = rows.flags[r];
     if (fl & FrameFlag.SYMBOLIC && (rows.symbol[r] < 0 || rows.symbol[r] >= nStr || rows.object[r] < 0 || rows.object[r] >= nStr)) v.bad(`frames.symbol[${r}]`, "string id out of range");
     if (rows.symbol[r] < -1 || rows.symbol[r] >= nStr || rows.object[r] < -1 || rows.object[r] >= nStr || rows.buildId[r] < -1 || rows.buildId[r] >= nStr) v.bad(`frames[${r}]`, "string id out of range");
@@ -851,73 +1046,142 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
     const s = cols.stack[t];
     if (s < 0 || s >= S) v.bad(`tasks.stack[${t}]`, "stack id out of range");
     total += stackLen[s];
-    if (cols.frameLine[t] === null) explicitLines += stackLen[s];
+    if (cols.frameLine[t] === 0) explicitLines += stackLen[s];
   }
   if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
   const lines = v.col(() => decodeInts(fc.lines, explicitLines, "frames.lines"));
   for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
 
-  // Assemble (everything above is validated; nothing below can fail half-way).
-  const frames = new FrameColumns(N);
+  // Row sharing (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at
+  // its stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's
+  // lines); tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
+  const SHARE_LINES = 1;
+  const SHARE_ZERO = 2;
+  const mode = new Uint8Array(T);
+  for (let t = 0, li = 0; t < T; t++) {
+    const n = stackLen[cols.stack[t]];
+    const fl = cols.frameLine[t];
+    const line = cols.line[t];
+    if (line < 0 || line > 0xffffffff) v.bad(`tasks.line[${t}]`, "out of range");
+    if (fl !== 0) {
+      // Lines fl - 1, fl, … (the column stores v + 1).
+      const first = fl - 1;
+      if (n > 0 && first + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
+      if (n > 0 && first === line && line > 0) mode[t] = SHARE_LINES;
+      else if (n === 1 && first === 0) mode[t] = SHARE_ZERO;
+    } else {
+      let zero = n > 0;
+      for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
+      li += n;
+      if (zero) mode[t] = SHARE_ZERO;
+    }
+  }
+  // Rows needed: one block per (stack, sharing kind) plus each other task's own.
+  const blockLines = new Int32Array(S).fill(-1);
+  const blockZero = new Int32Array(S).fill(-1);
+  let rowsNeeded = 0;
+  for (let t = 0; t < T; t++) {
+    const s = cols.stack[t];
+    const m = mode[t];
+    const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
+    if (blocks !== null) {
+      if (blocks[s] >= 0) continue;
+      blocks[s] = 0;
+    }
+    rowsNeeded += stackLen[s];
+  }
+  blockLines.fill(-1);
+  blockZero.fill(-1);
+
+  // Assemble (everything above is validated; the per-task values are checked below, and a
+  // failure throws before anything is returned).
+  const frames = new FrameColumns(rowsNeeded);
   const tasks: Task[] = new Array(T);
   let fi = 0;
   let li = 0;
-  for (let t = 0; t < T; t++) {
-    const ch = cols.state[t];
-    if (ch !== 0 && !((ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122))) v.bad(`tasks.state[${t}]`, "not a state letter");
-    const ps = cols.patchState[t];
-    if (ps < 0 || ps > 3) v.bad(`tasks.patchState[${t}]`, "out of range");
-    const ss = cols.stackStatus[t];
-    if (ss < 0 || ss >= STACK_STATUSES.length) v.bad(`tasks.stackStatus[${t}]`, "out of range");
-    const e = cols.errno[t];
-    if (e !== null && e >= nStr) v.bad(`tasks.errno[${t}]`, "string id out of range");
-    const cm = cols.comm[t];
-    if (cm !== null && cm >= comms.length) v.bad(`tasks.comm[${t}]`, "comm id out of range");
-    const sk = cols.statusKthread[t];
-    const flagsV = cols.flags[t];
-    if (flagsV !== null && flagsV > 0xffffffff) v.bad(`tasks.flags[${t}]`, "out of range");
-    if (cols.line[t] < 0 || cols.line[t] > 0xffffffff) v.bad(`tasks.line[${t}]`, "out of range");
-    const s = cols.stack[t];
-    const start = fi;
-    const fl = cols.frameLine[t];
-    for (let k = stackStart[s]; k < stackStart[s + 1]; k++) {
-      const r = stackRows[k];
-      frames.symbol[fi] = rows.symbol[r];
-      frames.object[fi] = rows.object[r];
-      frames.buildId[fi] = rows.buildId[r];
-      frames.offset[fi] = rows.offset[r];
-      frames.size[fi] = rows.size[r];
-      frames.flags[fi] = rows.flags[r];
-      if (rows.addrLo !== null && rows.flags[r] & FrameFlag.HAS_ADDRESS) {
-        frames.addrLo[fi] = rows.addrLo[r];
-        frames.addrHi[fi] = rows.addrHi![r];
+  const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
+  const nullable = (r: IntReader, what: string, t: number): number | null => {
+    const x = r.next();
+    if (x < 0) v.bad(`tasks.${what}[${t}]`, "negative value");
+    return x === 0 ? null : x - 1;
+  };
+  v.col(() => {
+    for (let t = 0; t < T; t++) {
+      const pid = nullable(rd.pid, "pid", t);
+      const tid = nullable(rd.tid, "tid", t);
+      const ppid = nullable(rd.ppid, "ppid", t);
+      const startTime = nullable(rd.startTime, "startTime", t);
+      const cpu = nullable(rd.cpu, "cpu", t);
+      const flagsV = nullable(rd.flags, "flags", t);
+      if (flagsV !== null && flagsV > 0xffffffff) v.bad(`tasks.flags[${t}]`, "out of range");
+      const ch = rd.state.next();
+      if (ch !== 0 && !((ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122))) v.bad(`tasks.state[${t}]`, "not a state letter");
+      const ps = rd.patchState.next();
+      if (ps < 0 || ps > 3) v.bad(`tasks.patchState[${t}]`, "out of range");
+      const ss = rd.stackStatus.next();
+      if (ss < 0 || ss >= STACK_STATUSES.length) v.bad(`tasks.stackStatus[${t}]`, "out of range");
+      const e = nullable(rd.errno, "errno", t);
+      if (e !== null && e >= nStr) v.bad(`tasks.errno[${t}]`, "string id out of range");
+      const running = rd.running.next();
+      const sk = rd.statusKthread.next();
+      const endMarker = rd.endMarker.next();
+      const cm = nullable(rd.comm, "comm", t);
+      if (cm !== null && cm >= comms.length) v.bad(`tasks.comm[${t}]`, "comm id out of range");
+      const s = cols.stack[t];
+      const n = stackLen[s];
+      const fl = cols.frameLine[t];
+      const m = mode[t];
+      const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
+      let start = blocks === null ? -1 : blocks[s];
+      if (start < 0) {
+        start = fi;
+        if (blocks !== null) blocks[s] = start;
+        const mark = m === SHARE_LINES ? FrameFlag.SHARED : 0;
+        const k0 = stackStart[s];
+        for (let k = 0; k < n; k++) {
+          const r = stackRows[k0 + k];
+          frames.symbol[fi] = rows.symbol[r];
+          frames.object[fi] = rows.object[r];
+          frames.buildId[fi] = rows.buildId[r];
+          frames.offset[fi] = rows.offset[r];
+          frames.size[fi] = rows.size[r];
+          const flags = rows.flags[r];
+          frames.flags[fi] = flags | mark;
+          if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
+            frames.addrLo[fi] = rows.addrLo![r];
+            frames.addrHi[fi] = rows.addrHi![r];
+          }
+          frames.line[fi] = fl === 0 ? lines[li + k] : fl - 1 + k;
+          fi++;
+        }
       }
-      frames.line[fi] = fl === null ? lines[li++] : fl + (fi - start);
-      fi++;
+      if (fl === 0) li += n;
+      // Field order as newTask's: one hidden class for every task. Comm bytes are shared by
+      // the tasks of one comm (read-only, like frame rows).
+      tasks[t] = {
+        pid,
+        tid,
+        comm: cm === null ? null : comms[cm],
+        state: ch === 0 ? null : String.fromCharCode(ch),
+        flags: flagsV,
+        ppid,
+        startTime,
+        cpu,
+        patchState: ps === 0 ? null : ((ps - 2) as -1 | 0 | 1),
+        stackStatus: STACK_STATUSES[ss],
+        errno: e === null ? null : strings[e],
+        running: running !== 0,
+        statusKthread: sk === 0 ? null : sk === 2,
+        endMarker: endMarker !== 0,
+        frameStart: n === 0 ? fi : start,
+        frameCount: n,
+        line: cols.line[t],
+      };
     }
-    tasks[t] = newTask({
-      pid: cols.pid[t],
-      tid: cols.tid[t],
-      comm: cm === null ? null : comms[cm].slice(),
-      state: ch === 0 ? null : String.fromCharCode(ch),
-      flags: flagsV,
-      ppid: cols.ppid[t],
-      startTime: cols.startTime[t],
-      cpu: cols.cpu[t],
-      patchState: ps === 0 ? null : ((ps - 2) as -1 | 0 | 1),
-      stackStatus: STACK_STATUSES[ss],
-      errno: e === null ? null : strings[e],
-      running: cols.running[t] !== 0,
-      statusKthread: sk === 0 ? null : sk === 2,
-      endMarker: cols.endMarker[t] !== 0,
-      frameStart: start,
-      frameCount: fi - start,
-      line: cols.line[t],
-    });
-  }
-  frames.length = N;
+    for (const r of Object.values(rd)) r.finish();
+  });
+  frames.length = fi;
 
-  const sym = body.symbols === null || body.symbols === undefined ? null : decodeSymbols(v, body.symbols, B);
   if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
   const capture: Capture = {
     source,
@@ -927,13 +1191,14 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>"): DecodedS
     hidesSchedFrames: v.bool(c.hidesSchedFrames, "capture.hidesSchedFrames"),
     tasks,
     frames,
+    sharedRows: true,
     strings: st,
     excluded,
     warnings: v.reasons(c.warnings, "capture.warnings"),
     livepatches,
     modules,
   };
-  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: Int32Array.from(cols.stack) };
+  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: new Int32Array(cols.stack) };
 }
 
 export type { SymbolSource };
