@@ -7,10 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { fleetExit, type FleetRuntime, runFleet, summarizeFleet } from "../src/cli/fleet.js";
-import type { HostResult } from "../src/node/fleetCheck.js";
+import { checkSnapshotFile, type HostResult } from "../src/node/fleetCheck.js";
+import { newSymbolSectionCache } from "../src/node/snapshotFile.js";
+import { referenceScanner } from "../src/scan/reference.js";
+import { parseSymbolTable } from "../src/symbols/table.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
 import { encodeSnapshot } from "../src/snapshot/psnap.js";
-import { hostCapture, hostTable } from "./helpers.js";
+import { fixtureText, hostCapture, hostTable, patchOf } from "./helpers.js";
 
 const rt: FleetRuntime = {
   workerUrl: new URL("../src/node/fleetWorker.ts", import.meta.url),
@@ -72,4 +75,25 @@ test("exit statuses from summaries", () => {
   expect(fleetExit(summarizeFleet([r("safe"), r("undecided")]))).toBe(3);
   expect(fleetExit(summarizeFleet([r("safe"), r(null)]))).toBe(3);
   expect(() => runFleet([dir], { out: [], err: [] }, rt)).toThrow(/nothing to check/);
+});
+
+test("hosts of one kernel build decode its symbol section once per worker; results as without the cache", () => {
+  const cap = hostCapture("capture.json");
+  const table = hostTable();
+  const other = parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "subset" });
+  const files: string[] = [];
+  for (let h = 0; h < 4; h++) {
+    const f = join(dir, `same-${h}.psnap`);
+    // Hosts 0, 1, 3 share the dev host's table; host 2 has another one (same release string).
+    writeFileSync(f, encodeSnapshot({ ...cap, host: { ...cap.host, hostname: `h${h}` }, tasks: cap.tasks.slice(h) }, h === 2 ? other : table));
+    files.push(f);
+  }
+  const cache = newSymbolSectionCache(4);
+  const patch = patchOf("smpboot_thread_fn", "do_epoll_wait");
+  const strip = (r: HostResult) => ({ ...r, ms: 0 });
+  const cached = files.map((f) => strip(checkSnapshotFile(f, patch, {}, referenceScanner, cache)));
+  const plain = files.map((f) => strip(checkSnapshotFile(f, patch, {}, referenceScanner)));
+  expect(cached).toEqual(plain);
+  expect([cache.misses, cache.hits, cache.size]).toEqual([2, 2, 2]);
+  expect(cached.map((r) => r.hostname)).toEqual(["h0", "h1", "h2", "h3"]);
 });

@@ -76,8 +76,15 @@ function defaultWorkerUrl(): URL {
 interface Slot {
   worker: Worker;
   port: MessagePort;
-  busy: number | null;
+  /** Files sent and not yet answered. */
+  inflight: number;
 }
+
+/**
+ * Files queued per worker: one being checked and one waiting in its port, so a worker never
+ * idles while this thread wakes, collects a result and sends the next file.
+ */
+const QUEUE_DEPTH = 2;
 
 /** Checks every file on `jobs` workers; results in file order. */
 export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<DecideOptions>, jobs: number, rt: FleetRuntime = {}, onProgress?: (done: number) => void): HostResult[] {
@@ -92,11 +99,11 @@ export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<D
   let done = 0;
   let seen = 0;
   const assign = (s: Slot): void => {
-    if (next < files.length) {
-      s.busy = next;
+    while (s.inflight < QUEUE_DEPTH && next < files.length) {
       s.port.postMessage({ id: next, file: files[next] });
+      s.inflight++;
       next++;
-    } else s.busy = null;
+    }
   };
   try {
     for (let i = 0; i < n; i++) {
@@ -104,7 +111,7 @@ export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<D
       const worker = new Worker(url, { workerData: { port: port2, counter, patch, options }, transferList: [port2], execArgv: rt.execArgv ?? [] });
       worker.unref();
       port1.unref();
-      const s: Slot = { worker, port: port1, busy: null };
+      const s: Slot = { worker, port: port1, inflight: 0 };
       slots.push(s);
       assign(s);
     }
@@ -124,6 +131,7 @@ export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<D
           results[msg.id] = msg.result;
           done++;
           seen++;
+          s.inflight--;
           assign(s);
         }
       }

@@ -10,6 +10,7 @@ import { PatchsafeError } from "../errors.js";
 import type { Reason } from "../model.js";
 import type { PatchSpec } from "../patch/spec.js";
 import type { Scanner } from "../scan/types.js";
+import type { SymbolSectionCache } from "../snapshot/psnap.js";
 import { readSnapshotFile } from "./snapshotFile.js";
 
 export interface HostResult {
@@ -32,11 +33,15 @@ export interface HostResult {
   ms: number;
 }
 
-export function checkSnapshotFile(file: string, patch: PatchSpec, options: Partial<DecideOptions>, scanner: Scanner): HostResult {
+/**
+ * `cache`: symbol sections decoded for earlier hosts of this thread, reused when a snapshot's
+ * section is byte-for-byte the same (one kernel build); its tables are shared, never modified.
+ */
+export function checkSnapshotFile(file: string, patch: PatchSpec, options: Partial<DecideOptions>, scanner: Scanner, cache: SymbolSectionCache | null = null): HostResult {
   const t0 = performance.now();
   const base: HostResult = { file, hostname: null, bootId: null, release: null, capturedAt: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 };
   try {
-    const snap = readSnapshotFile(file);
+    const snap = readSnapshotFile(file, { cache });
     const { capture } = snap;
     base.hostname = capture.host.hostname;
     base.bootId = capture.host.bootId;
