@@ -432,7 +432,6 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
   // the built-in table, whose inputs are known (a custom rule may read anything).
   const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
-  const repBlockersOf = new Map<number, Blocker[]>();
 
   if (cap.excluded.length > 0) {
     warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
@@ -462,33 +461,47 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindTotals.get(kind)) everyTaskOfKind.add(fi);
   }
 
-  const outcomes: TaskOutcome[] = [];
+  // Sized up front: growing a million-element array by push copies it ~20 times.
+  const outcomes: TaskOutcome[] = new Array(kinds.length - vanished);
+  let outcomeCount = 0;
   const blockers: Blocker[] = [];
   const functionBlocking = ranges.functions.map(() => 0);
   let partialExcluded = 0;
+  /** functionBlocking counts a task once per function it is blocked in. */
+  const countBlocking = (mine: Blocker[]): void => {
+    for (let j = 0; j < mine.length; j++) {
+      let seen = false;
+      for (let i = 0; i < j && !seen; i++) seen = mine[i].func === mine[j].func;
+      if (!seen) functionBlocking[mine[j].func]++;
+    }
+  };
   for (let index = 0; index < kinds.length; index++) {
     const kind = kinds[index];
     if (kind === undefined) continue;
     const task = cap.tasks[index];
-    const chain = chains.chain(task);
-    const c: TaskContext = { cap, task, index, kind, chain, hits: byTask[index] ?? NO_HITS, input, opts, hiddenOverlap };
-    let matches: RuleMatch[];
-    const rep = memo === null ? -1 : memo.find(index, kind, c.hits);
-    let delta = 0;
-    if (rep >= 0) {
+    const hits = byTask[index] ?? NO_HITS;
+    const rep = memo === null ? null : memo.find(index, kind, hits);
+    if (rep !== null && rep.status !== null) {
       // Same stack and facts as an earlier task: its matches, moved to this task's frames (the
-      // same list when the rows are shared: matches are read-only once made).
-      delta = task.frameStart - cap.tasks[rep].frameStart;
-      const repMatches = memo!.matches.get(rep)!;
-      matches = delta === 0 ? repMatches : repMatches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
-    } else {
-      matches = [];
-      for (const rule of rules) {
-        const r = rule.test(c);
-        for (let k = 0; k < r.length; k++) matches.push(r[k]);
+      // same list when the rows are shared: matches are read-only once made), and its outcome.
+      const delta = task.frameStart - cap.tasks[rep.index].frameStart;
+      const matches = delta === 0 ? rep.matches : rep.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
+      outcomes[outcomeCount++] = { task: index, kind, status: rep.status, matches };
+      if (rep.status === "excluded") partialExcluded++;
+      if (rep.blockers !== null) {
+        for (const b of rep.blockers) blockers.push({ ...b, task: index, frame: b.frame + delta });
+        countBlocking(rep.blockers);
       }
-      memo?.remember(index, matches);
+      continue;
     }
+    const chain = chains.chain(task);
+    const c: TaskContext = { cap, task, index, kind, chain, hits, input, opts, hiddenOverlap };
+    const matches: RuleMatch[] = [];
+    for (const rule of rules) {
+      const r = rule.test(c);
+      for (let k = 0; k < r.length; k++) matches.push(r[k]);
+    }
+    const entry = memo?.remember(index, matches) ?? null;
     let status: TaskOutcome["status"];
     // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
     // without a stack check; one elsewhere (in panic, say) is checked like any task.
@@ -505,39 +518,34 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     else status = "undecided";
     // Blocked wins over undecided causes that come after it in the table.
     if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
-    outcomes.push({ task: c.index, kind: c.kind, status, matches });
+    outcomes[outcomeCount++] = { task: c.index, kind: c.kind, status, matches };
+    let mine: Blocker[] | null = null;
     if (status === "blocked") {
-      // A remedy depends on the frames, kind and state, which a memo representative shares.
-      const repBlockers = rep >= 0 ? repBlockersOf.get(rep) : undefined;
-      const mine: Blocker[] = [];
-      if (repBlockers !== undefined) {
-        for (const b of repBlockers) mine.push({ ...b, task: index, frame: b.frame + delta });
-      } else {
-        for (const x of matches) {
-          if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
-          const frameIndex = x.frame - c.task.frameStart;
-          const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
-          mine.push({
-            task: c.index,
-            func: x.func,
-            frame: x.frame,
-            frameIndex,
-            kernelSees: x.kernelSees,
-            role: ranges.ranges[hit[1]].role,
-            remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind, unpatchable),
-          });
-        }
-        if (memo !== null && memo.matches.has(index)) repBlockersOf.set(index, mine);
+      mine = [];
+      for (const x of matches) {
+        if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
+        const frameIndex = x.frame - c.task.frameStart;
+        const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
+        mine.push({
+          task: c.index,
+          func: x.func,
+          frame: x.frame,
+          frameIndex,
+          kernelSees: x.kernelSees,
+          role: ranges.ranges[hit[1]].role,
+          remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind, unpatchable),
+        });
       }
-      for (let j = 0; j < mine.length; j++) {
-        blockers.push(mine[j]);
-        let seen = false;
-        for (let i = 0; i < j && !seen; i++) seen = mine[i].func === mine[j].func;
-        if (!seen) functionBlocking[mine[j].func]++;
-      }
+      for (const b of mine) blockers.push(b);
+      countBlocking(mine);
+    }
+    // A remedy depends on the frames, kind and state, which the memo's signature covers.
+    if (entry !== null) {
+      entry.status = status;
+      entry.blockers = mine;
     }
   }
-
+  outcomes.length = outcomeCount;
   const counts = { tasks: outcomes.length, clean: 0, done: 0, blocked: 0, undecided: 0, idle: 0, excluded: cap.excluded.length + partialExcluded };
   for (const o of outcomes) if (o.status !== "excluded") counts[o.status]++;
   counts.tasks -= partialExcluded;
@@ -626,6 +634,22 @@ class ChainCache {
   }
 }
 
+/** One FNV-1a step (a function, not a closure: the memo hashes a million tasks). */
+function mixHash(h: number, v: number): number {
+  return Math.imul(h ^ (v | 0), 0x01000193);
+}
+
+/** A memo representative: the first task of a signature and what deciding it produced. */
+interface MemoEntry {
+  index: number;
+  kind: string;
+  hits: [number, number][];
+  matches: RuleMatch[];
+  status: TaskOutcome["status"] | null;
+  /** Its blockers (status blocked), to copy with this task's index and frames. */
+  blockers: Blocker[] | null;
+}
+
 /**
  * Memo of rule results by task "signature": kind, the task facts the rules read (patchState,
  * running, state, stackStatus, errno, the model's note), and per frame every column the rules
@@ -634,10 +658,8 @@ class ChainCache {
  * are never shared (their messages carry line numbers).
  */
 class RuleMemo {
-  private readonly buckets = new Map<number, number[]>();
-  readonly matches = new Map<number, RuleMatch[]>();
-  private readonly kindOf = new Map<number, string>();
-  private readonly hitsOf = new Map<number, [number, number][]>();
+  private readonly buckets = new Map<number, MemoEntry[]>();
+  private size = 0;
   private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
   /** Shared row spans known to hold no unparsed row: first row -> row count. */
   private readonly clean = new Map<number, number>();
@@ -654,43 +676,43 @@ class RuleMemo {
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
     let h = 0x811c9dc5;
-    const mix = (v: number): void => {
-      h = Math.imul(h ^ (v | 0), 0x01000193);
-    };
-    mix(kind.length + kind.charCodeAt(0) * 31);
-    mix(t.frameCount);
-    mix(t.patchState === null ? 7 : t.patchState);
-    mix(t.running ? 1 : 0);
-    mix(t.state === null ? 0 : t.state.charCodeAt(0));
-    mix(t.stackStatus.length + t.stackStatus.charCodeAt(0));
+    h = mixHash(h, kind.length + kind.charCodeAt(0) * 31);
+    h = mixHash(h, t.frameCount);
+    h = mixHash(h, t.patchState === null ? 7 : t.patchState);
+    h = mixHash(h, t.running ? 1 : 0);
+    h = mixHash(h, t.state === null ? 0 : t.state.charCodeAt(0));
+    h = mixHash(h, t.stackStatus.length + t.stackStatus.charCodeAt(0));
     if (this.cap.sharedRows) {
       // Tasks of one stack share rows: the span names the frames (equal stacks in other rows
       // hash apart and are merely decided again).
-      mix(t.frameStart);
+      h = mixHash(h, t.frameStart);
     } else {
       for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
-        mix(f.symbol[i]);
-        mix(f.offset[i]);
-        mix(f.flags[i]);
-        mix(keys[2 * i]);
+        h = mixHash(h, f.symbol[i]);
+        h = mixHash(h, f.offset[i]);
+        h = mixHash(h, f.flags[i]);
+        h = mixHash(h, keys[2 * i]);
       }
     }
-    for (const [fr, ri] of hits) {
-      mix(fr - t.frameStart);
-      mix(ri);
+    for (let k = 0; k < hits.length; k++) {
+      h = mixHash(h, hits[k][0] - t.frameStart);
+      h = mixHash(h, hits[k][1]);
     }
     return h >>> 0;
   }
 
-  private same(a: number, b: number, kind: string, hits: [number, number][]): boolean {
+  private same(e: MemoEntry, b: number, kind: string, hits: [number, number][]): boolean {
+    const a = e.index;
     const ta = this.cap.tasks[a];
     const tb = this.cap.tasks[b];
-    if (this.kindOf.get(a) !== kind) return false;
+    if (e.kind !== kind) return false;
     if (ta.frameCount !== tb.frameCount || ta.patchState !== tb.patchState || ta.running !== tb.running || ta.state !== tb.state) return false;
     if (ta.stackStatus !== tb.stackStatus || ta.errno !== tb.errno) return false;
-    if ((this.input.notes?.get(a) ?? null) !== (this.input.notes?.get(b) ?? null)) return false;
+    const notes = this.input.notes;
+    if (notes !== undefined && notes.size > 0 && (notes.get(a) ?? null) !== (notes.get(b) ?? null)) return false;
     // quiesce: a doubt about the captured stack is per task, even when predicted stacks agree.
-    if ((this.input.doubts?.get(a) ?? null) !== (this.input.doubts?.get(b) ?? null)) return false;
+    const doubts = this.input.doubts;
+    if (doubts !== undefined && doubts.size > 0 && (doubts.get(a) ?? null) !== (doubts.get(b) ?? null)) return false;
     if (ta.flags !== tb.flags || ta.statusKthread !== tb.statusKthread) return false;
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
@@ -703,7 +725,8 @@ class RuleMemo {
       if (f.addrLo[i] !== f.addrLo[j] || f.addrHi[i] !== f.addrHi[j] || st[i] !== st[j]) return false;
       if (keys[2 * i] !== keys[2 * j] || keys[2 * i + 1] !== keys[2 * j + 1]) return false;
     }
-    const ha = this.hitsOf.get(a)!;
+    const ha = e.hits;
+    if (ha === hits) return true;
     if (ha.length !== hits.length) return false;
     for (let k = 0; k < hits.length; k++) {
       if (ha[k][1] !== hits[k][1] || ha[k][0] - ta.frameStart !== hits[k][0] - tb.frameStart) return false;
@@ -711,33 +734,34 @@ class RuleMemo {
     return true;
   }
 
-  /** A representative task with the same signature as `index`, or -1 (then call remember()). */
-  find(index: number, kind: string, hits: [number, number][]): number {
+  /** A representative with the same signature as task `index`, or null (then call remember()). */
+  find(index: number, kind: string, hits: [number, number][]): MemoEntry | null {
     this.pending = null;
     const t = this.cap.tasks[index];
     const f = this.cap.frames;
     // A shared span is checked for unparsed rows once.
     if (this.clean.get(t.frameStart) !== t.frameCount) {
-      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return -1;
+      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return null;
       if (this.cap.sharedRows && t.frameCount > 0) this.clean.set(t.frameStart, t.frameCount);
     }
     const hash = this.hash(index, kind, hits);
     const list = this.buckets.get(hash);
-    if (list !== undefined) for (const rep of list) if (this.same(rep, index, kind, hits)) return rep;
-    if (this.matches.size < RuleMemo.MAX && (list === undefined || list.length < 8)) this.pending = { index, hash, kind, hits };
-    return -1;
+    if (list !== undefined) for (const e of list) if (this.same(e, index, kind, hits)) return e;
+    if (this.size < RuleMemo.MAX && (list === undefined || list.length < 8)) this.pending = { index, hash, kind, hits };
+    return null;
   }
 
-  remember(index: number, matches: RuleMatch[]): void {
+  /** Records task `index` (just missed by find()) as a representative; null when it is not kept. */
+  remember(index: number, matches: RuleMatch[]): MemoEntry | null {
     const p = this.pending;
-    if (p === null || p.index !== index) return;
+    if (p === null || p.index !== index) return null;
     this.pending = null;
+    const e: MemoEntry = { index, kind: p.kind, hits: p.hits, matches: matches.map((x) => ({ ...x })), status: null, blockers: null };
     const list = this.buckets.get(p.hash);
-    if (list === undefined) this.buckets.set(p.hash, [index]);
-    else list.push(index);
-    this.kindOf.set(index, p.kind);
-    this.hitsOf.set(index, p.hits);
-    this.matches.set(index, matches.map((x) => ({ ...x })));
+    if (list === undefined) this.buckets.set(p.hash, [e]);
+    else list.push(e);
+    this.size++;
+    return e;
   }
 }
 
