@@ -88,7 +88,9 @@ export class ProcTextParser {
    * closes (shared with every earlier task of the same stack) or as its own rows as soon as
    * anything else touches the task.
    */
-  private pending: { stack: number; count: number; source: RunSource } | null = null;
+  private pendingStack = -1;
+  private pendingCount = 0;
+  private pendingSource: RunSource | null = null;
   /** Per tokenizer stack id: its shared rows, null when it cannot be shared, undefined unseen. */
   private readonly shared: (SharedStack | null | undefined)[] = [];
   private sharedUsed = false;
@@ -131,7 +133,10 @@ export class ProcTextParser {
     const t = this.b.current;
     if (t === null || t.pid !== pid || t.tid !== tid || t.stackStatus !== "ok") {
       this.startTask(pid, tid, line);
-      this.pending = { stack, count, source };
+      // Fields, not an object: one run per task, a million tasks.
+      this.pendingStack = stack;
+      this.pendingCount = count;
+      this.pendingSource = source;
       return;
     }
     // The run continues the current task (a blank or other line came between): own rows.
@@ -149,10 +154,10 @@ export class ProcTextParser {
 
   /** Gives a pending task its own rows (something other than its run touches it). */
   private unpend(): void {
-    const p = this.pending;
-    if (p === null) return;
-    this.pending = null;
-    this.replay(p.source.stack(p.stack), p.source, this.b.current!.line);
+    if (this.pendingStack < 0) return;
+    const stack = this.pendingStack;
+    this.pendingStack = -1;
+    this.replay(this.pendingSource!.stack(stack), this.pendingSource!, this.b.current!.line);
   }
 
   finish(): Capture {
@@ -181,7 +186,7 @@ export class ProcTextParser {
   private closeTask(): void {
     const t = this.b.current;
     if (t === null) return;
-    if (this.pending !== null) this.placePending(t);
+    if (this.pendingStack >= 0) this.placePending(t);
     this.b.endTask();
     if (t.stackStatus === "ok" && t.frameCount >= PROC_STACK_MAX && !t.endMarker) t.stackStatus = "truncated";
   }
@@ -192,15 +197,15 @@ export class ProcTextParser {
    * shared rows; later tasks of that stack point at them. frameLine() gives each task's lines.
    */
   private placePending(t: Task): void {
-    const p = this.pending!;
-    const known = this.shared[p.stack];
+    const stack = this.pendingStack;
+    const known = this.shared[stack];
     if (known === undefined) {
       this.unpend();
       const f = this.b.frames;
       const count = f.length - t.frameStart;
-      let clean = count === p.count - (t.endMarker ? 1 : 0);
+      let clean = count === this.pendingCount - (t.endMarker ? 1 : 0);
       for (let i = t.frameStart; clean && i < f.length; i++) if (f.flags[i] & FrameFlag.UNPARSED) clean = false;
-      this.shared[p.stack] = clean ? { start: t.frameStart, count, endMarker: t.endMarker } : null;
+      this.shared[stack] = clean ? { start: t.frameStart, count, endMarker: t.endMarker } : null;
       if (clean) for (let i = t.frameStart; i < f.length; i++) f.flags[i] |= FrameFlag.SHARED;
       return;
     }
@@ -210,7 +215,7 @@ export class ProcTextParser {
     }
     // The builder's endTask() derives the count from the columns' length: point the task at the
     // shared rows by giving it an empty own range first, then the shared one.
-    this.pending = null;
+    this.pendingStack = -1;
     this.b.endTask();
     t.frameStart = known.start;
     t.frameCount = known.count;
