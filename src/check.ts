@@ -85,8 +85,11 @@ export function scanCapture(scanner: Scanner, capture: Capture, resolved: Resolv
     rangeLast[2 * i + 1] = Number(last >> 32n);
   });
   const rowHits = scanner.scan({ keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), rangeStart, rangeLast });
-  // Hits of each distinct row span, found once (rowHits is sorted by frame).
-  const spans = new Map<number, [number, number, number]>();
+  // Hits of each distinct row span, found once (rowHits is sorted by frame), kept by first row
+  // and checked by row count (a snapshot may share a stack's prefix).
+  const spanFirst = new Int32Array(rows + 1).fill(-1);
+  const spanHits = new Int32Array(rows + 1);
+  const spanRows = new Int32Array(rows + 1);
   const lowerBound = (frame: number): number => {
     let lo = 0;
     let hi = rowHits.count;
@@ -104,17 +107,20 @@ export function scanCapture(scanner: Scanner, capture: Capture, resolved: Resolv
   for (let t = 0; t < tasks.length; t++) {
     const { frameStart, frameCount } = tasks[t];
     if (frameCount === 0 || rowHits.count === 0) continue;
-    // Keyed by first row and checked by end (a snapshot may share a stack's prefix).
-    let span = spans.get(frameStart);
-    if (span === undefined || span[2] !== frameCount) {
+    if (spanFirst[frameStart] >= 0 && spanRows[frameStart] === frameCount) {
+      first[t] = spanFirst[frameStart];
+      count[t] = spanHits[frameStart];
+    } else {
       const a = lowerBound(frameStart);
-      const b = lowerBound(frameStart + frameCount);
-      span = [a, b - a, frameCount];
-      if (!spans.has(frameStart)) spans.set(frameStart, span);
+      first[t] = a;
+      count[t] = lowerBound(frameStart + frameCount) - a;
+      if (spanFirst[frameStart] < 0) {
+        spanFirst[frameStart] = a;
+        spanHits[frameStart] = count[t];
+        spanRows[frameStart] = frameCount;
+      }
     }
-    first[t] = span[0];
-    count[t] = span[1];
-    total += span[1];
+    total += count[t];
   }
   const out: ScanHits = { count: total, task: new Uint32Array(total), frame: new Uint32Array(total), range: new Uint32Array(total) };
   let k = 0;

@@ -363,17 +363,17 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // one read-only list.
   // An array, not a Map: a million lookups by dense task index.
   const byTask: ([number, number][] | undefined)[] = new Array(cap.tasks.length).fill(undefined);
-  const byRows = cap.sharedRows ? new Map<number, [number, number][]>() : null;
+  const byRows: ([number, number][] | undefined)[] | null = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : null;
   for (let k = 0; k < hits.count; ) {
     const t = hits.task[k];
     let end = k + 1;
     while (end < hits.count && hits.task[end] === t) end++;
     const start = cap.tasks[t].frameStart;
-    let l = byRows?.get(start);
-    if (l === undefined || l.length !== end - k) {
+    let l = byRows?.[start];
+    if (l === undefined || l.length !== end - k || (end > k && l[0][0] !== hits.frame[k])) {
       l = [];
       for (let j = k; j < end; j++) l.push([hits.frame[j], hits.range[j]]);
-      byRows?.set(start, l);
+      if (byRows !== null) byRows[start] = l;
     }
     const prev = byTask[t];
     byTask[t] = prev === undefined ? l : [...prev, ...l];
@@ -440,14 +440,14 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
   const everyTaskOfKind = new Set<number>();
-  const kindTotals = new Map<string, number>();
+  const kindCount: Record<TaskKind, number> = { user: 0, kthread: 0, "user-worker": 0, idle: 0 };
   // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
   const kindFunc = new Map<string, Map<number, number>>();
   const funcsOf = new Map<[number, number][], number[]>();
   for (let index = 0; index < kinds.length; index++) {
     const kind = kinds[index];
     if (kind === undefined) continue;
-    kindTotals.set(kind, (kindTotals.get(kind) ?? 0) + 1);
+    kindCount[kind]++;
     const hits = byTask[index];
     if (hits === undefined) continue;
     let funcs = funcsOf.get(hits);
@@ -458,7 +458,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
   for (const [kind, perFunc] of kindFunc) {
     // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
-    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindTotals.get(kind)) everyTaskOfKind.add(fi);
+    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindCount[kind as TaskKind]) everyTaskOfKind.add(fi);
   }
 
   // Sized up front: growing a million-element array by push copies it ~20 times.
@@ -609,16 +609,18 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
  * chain's names alone, so tasks of one span share it.
  */
 class ChainCache {
-  // Keyed by the span's first row; the count is checked too (an empty task's frameStart is just
-  // where the next rows would go, and a snapshot may share a prefix).
-  private readonly chains = new Map<number, { count: number; chain: number[]; kind: TaskKind | null }>();
+  // Indexed by the span's first row; the count is checked too (an empty task's frameStart is
+  // just where the next rows would go, and a snapshot may share a prefix).
+  private readonly chains: ({ count: number; chain: number[]; kind: TaskKind | null } | undefined)[];
 
-  constructor(private readonly cap: Capture) {}
+  constructor(private readonly cap: Capture) {
+    this.chains = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : [];
+  }
 
   private entry(t: Task): { count: number; chain: number[]; kind: TaskKind | null } | null {
     if (!this.cap.sharedRows || t.frameCount === 0) return null;
-    let e = this.chains.get(t.frameStart);
-    if (e === undefined) this.chains.set(t.frameStart, (e = { count: t.frameCount, chain: realChain(this.cap, t), kind: null }));
+    let e = this.chains[t.frameStart];
+    if (e === undefined) this.chains[t.frameStart] = e = { count: t.frameCount, chain: realChain(this.cap, t), kind: null };
     return e.count === t.frameCount ? e : null;
   }
 
@@ -661,15 +663,17 @@ class RuleMemo {
   private readonly buckets = new Map<number, MemoEntry[]>();
   private size = 0;
   private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
-  /** Shared row spans known to hold no unparsed row: first row -> row count. */
-  private readonly clean = new Map<number, number>();
+  /** Shared row spans known to hold no unparsed row: by first row, the row count (0: unknown). */
+  private readonly clean: Int32Array;
   /** Representatives kept at most (a host of all-distinct stacks gains nothing from more). */
   private static readonly MAX = 1 << 16;
 
   constructor(
     private readonly cap: Capture,
     private readonly input: DecideInput,
-  ) {}
+  ) {
+    this.clean = new Int32Array(cap.sharedRows ? cap.frames.length + 1 : 0);
+  }
 
   private hash(index: number, kind: string, hits: [number, number][]): number {
     const t = this.cap.tasks[index];
@@ -740,9 +744,9 @@ class RuleMemo {
     const t = this.cap.tasks[index];
     const f = this.cap.frames;
     // A shared span is checked for unparsed rows once.
-    if (this.clean.get(t.frameStart) !== t.frameCount) {
+    if (!this.cap.sharedRows || t.frameCount === 0 || this.clean[t.frameStart] !== t.frameCount) {
       for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return null;
-      if (this.cap.sharedRows && t.frameCount > 0) this.clean.set(t.frameStart, t.frameCount);
+      if (this.cap.sharedRows && t.frameCount > 0) this.clean[t.frameStart] = t.frameCount;
     }
     const hash = this.hash(index, kind, hits);
     const list = this.buckets.get(hash);
