@@ -14,7 +14,10 @@ import { parsePatchFile } from "../src/patch/spec.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
 import { readPatchModuleSpec } from "../src/patch/patchModule.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
-import { fixtureBytes, fixtureText, hostCapture } from "./helpers.js";
+import { parseCaptures } from "../src/ingest/detect.js";
+import { ProcTokenizer } from "../src/ingest/procTokenizer.js";
+import { loadTokenizerModuleSync } from "../src/node/wasm.js";
+import { fixtureBytes, fixtureText, hostCapture, normalize } from "./helpers.js";
 
 /** A 64-byte ELF64 little-endian relocatable header pointing at one (absent) section table. */
 function elfSeed(): Uint8Array {
@@ -82,6 +85,25 @@ describe("fuzz: every parser returns a result or our error", () => {
       fc.assert(fc.property(mutate(seed), (b) => survives(() => parse(b))), { seed: 11, numRuns: RUNS });
     });
   }
+
+  it("proc text through the wasm tokenizer: the same captures (or error) as the line path", () => {
+    const module = loadTokenizerModuleSync("release");
+    const outcome = (b: Uint8Array, tokenizer: boolean) => {
+      try {
+        const caps = parseCaptures(b, "x", "proc", tokenizer ? { procTokenizer: () => new ProcTokenizer(module, 64) } : {});
+        return caps.map((c) => ({ tasks: normalize(c), lines: c.tasks.map((t) => t.line), warnings: c.warnings, source: c.source }));
+      } catch (e) {
+        if (!(e instanceof PatchsafeError)) throw e;
+        return e.message;
+      }
+    };
+    fc.assert(
+      fc.property(fc.oneof(mutate(dump), fc.uint8Array({ maxLength: 2000 })), (b) => {
+        expect(outcome(b, true)).toEqual(outcome(b, false));
+      }),
+      { seed: 13, numRuns: RUNS },
+    );
+  });
 
   it("the JSON error locator agrees with JSON.parse on validity", () => {
     const jsonish = fc.oneof(fc.json(), fc.string(), fc.json().map((j) => j.slice(0, Math.max(0, j.length - 1))), fc.json().map((j) => `${j},`));
