@@ -8,7 +8,8 @@
 import { type MessagePort, workerData } from "node:worker_threads";
 import type { DecideOptions } from "../decide/livepatch.js";
 import type { PatchSpec } from "../patch/spec.js";
-import { checkSnapshotFile } from "./fleetCheck.js";
+import type { Scanner } from "../scan/types.js";
+import { checkSnapshotFile, type HostResult } from "./fleetCheck.js";
 import { newSymbolSectionCache } from "./snapshotFile.js";
 import { loadWasmScannerSync } from "./wasm.js";
 
@@ -21,7 +22,15 @@ interface FleetWorkerData {
 
 const data = workerData as FleetWorkerData;
 const seq = new Int32Array(data.counter);
-const scanner = loadWasmScannerSync();
+// A kernel that cannot be loaded is answered per file at once (the main thread would otherwise
+// wait for results until its stall timeout).
+let scanner: Scanner | null = null;
+let startError: string | null = null;
+try {
+  scanner = loadWasmScannerSync();
+} catch (e) {
+  startError = e instanceof Error ? e.message : String(e);
+}
 // Hosts of one kernel build carry byte-identical symbol sections: decode each once per worker.
 const symbols = newSymbolSectionCache(4);
 data.port.on("message", (m: { id: number; file: string } | { close: true }) => {
@@ -29,7 +38,10 @@ data.port.on("message", (m: { id: number; file: string } | { close: true }) => {
     data.port.close();
     return;
   }
-  const result = checkSnapshotFile(m.file, data.patch, data.options, scanner, symbols);
+  const result: HostResult =
+    scanner !== null
+      ? checkSnapshotFile(m.file, data.patch, data.options, scanner, symbols)
+      : { file: m.file, hostname: null, bootId: null, release: null, capturedAt: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${m.file}: the worker could not load the scan kernel: ${startError}` }, ms: 0 };
   data.port.postMessage({ id: m.id, result });
   Atomics.add(seq, 0, 1);
   Atomics.notify(seq, 0);

@@ -215,13 +215,43 @@ export class IntReader {
 
 /** A column into an existing typed array, every value within [min, max]. */
 export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32Array, min: number, max: number, what: string): void {
-  const r = new IntReader(c, out.length, what);
-  for (let i = 0; i < out.length; i++) {
-    const x = r.next();
-    if (x < min || x > max) throw new ColumnError(`${what}[${i}]: ${x} outside ${min}..${max}`);
-    out[i] = x;
+  const n = out.length;
+  if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
+  if (c.n !== n) throw new ColumnError(`${what}: ${c.n} values where ${n} were expected`);
+  const bad = (i: number, x: number): never => {
+    throw new ColumnError(`${what}[${i}]: ${x} outside ${min}..${max}`);
+  };
+  const b = c.b;
+  const pos = { p: 0 };
+  if (c.m === "d") {
+    if (n > b.length) throw new ColumnError(`${what}: declares ${n} values in ${b.length} bytes`);
+    let p = 0;
+    let prev = 0;
+    for (let i = 0; i < n; i++) {
+      let z: number;
+      if (p < b.length && b[p] < 0x80) z = b[p++];
+      else {
+        pos.p = p;
+        z = readVarint(b, pos);
+        p = pos.p;
+      }
+      prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+      if (prev < min || prev > max) bad(i, prev);
+      out[i] = prev;
+    }
+    pos.p = p;
+  } else {
+    let i = 0;
+    while (i < n) {
+      const v = unzig(readVarint(b, pos));
+      const run = readVarint(b, pos);
+      if (run === 0 || run > n - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
+      if (v < min || v > max) bad(i, v);
+      out.fill(v, i, i + run);
+      i += run;
+    }
   }
-  r.finish();
+  if (pos.p !== b.length) throw new ColumnError(`${what}: ${b.length - pos.p} trailing bytes`);
 }
 
 /** Nullable twin of decodeInts: 0 = null, v + 1 = v; negative stored values are corrupt. */

@@ -219,7 +219,8 @@ export function parseSymbolTable(text: string, opts: LoadSymbolsOptions = {}): S
  * point at their function's code units, so nothing is stored twice.
  */
 export interface NameBlob {
-  chars: Uint16Array;
+  /** Code units: bytes when every name is ASCII (the usual case), else UTF-16 code units. */
+  chars: Uint8Array | Uint16Array;
   start: Uint32Array;
   len: Uint32Array;
   /** How many `__pfx_` prefixes come before the stored code units (0 for most rows). */
@@ -254,8 +255,8 @@ function pfxDepth(s: string): number {
 /** Row names as the index sees them: hash, equality with a query, the string itself. */
 interface NameSource {
   readonly count: number;
-  /** Hash of row i's name (the same function as hashQuery). */
-  hashRow(i: number): number;
+  /** Hash of every row's name (the same function as hashQuery). */
+  hashes(): Uint32Array;
   hashQuery(s: string): number;
   equals(i: number, s: string): boolean;
   name(i: number): string;
@@ -266,8 +267,10 @@ class ArrayNames implements NameSource {
   constructor(readonly names: string[]) {
     this.count = names.length;
   }
-  hashRow(i: number): number {
-    return this.hashQuery(this.names[i]);
+  hashes(): Uint32Array {
+    const h = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) h[i] = this.hashQuery(this.names[i]);
+    return h;
   }
   hashQuery(s: string): number {
     return mix(hashChars(s, 0, FNV_OFFSET), 0);
@@ -313,8 +316,8 @@ class BlobNames implements NameSource {
     }
     return h;
   }
-  hashRow(i: number): number {
-    return (this.rowHash ??= this.hashAll())[i];
+  hashes(): Uint32Array {
+    return (this.rowHash ??= this.hashAll());
   }
   hashQuery(s: string): number {
     const d = pfxDepth(s);
@@ -337,7 +340,7 @@ class BlobNames implements NameSource {
   }
 }
 
-function charsToString(chars: Uint16Array, a: number, b: number): string {
+function charsToString(chars: Uint8Array | Uint16Array, a: number, b: number): string {
   if (b - a <= 4096) return String.fromCharCode.apply(null, chars.subarray(a, b) as unknown as number[]);
   const parts: string[] = [];
   for (let k = a; k < b; k += 4096) parts.push(String.fromCharCode.apply(null, chars.subarray(k, Math.min(b, k + 4096)) as unknown as number[]));
@@ -380,29 +383,48 @@ export function nameBlobFromFrontCoding(
   }
   if (stored !== pre.length || stored !== len.length) return { error: "symbols.pre: count differs from the stored names" };
   if (pos !== text.length) return { error: "symbols.text: trailing characters" };
-  // Pass 2: code units back to back; then fold leading `__pfx_` of stored names into pfx.
-  const chars = new Uint16Array(total);
   const start = new Uint32Array(n);
   const lenOut = new Uint32Array(n);
   const pfx = new Uint8Array(n);
+  let chars: Uint8Array | Uint16Array;
   let k = 0;
-  let at = 0;
-  let prevStart = 0;
-  pos = 0;
+  if (total === text.length) {
+    // No shared prefixes (what format 1.1 writes): the stored names are `text` back to back,
+    // as bytes when it is ASCII (one native call), else as code units.
+    chars = asciiBytes(text) ?? codeUnits(text);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      if (pfxMark[i] !== 0) continue;
+      const l = len[k++];
+      start[i] = at;
+      lenOut[i] = l;
+      at += l;
+    }
+  } else {
+    // Pass 2: code units back to back.
+    const cu = new Uint16Array(total);
+    let at = 0;
+    let prevStart = 0;
+    pos = 0;
+    for (let i = 0; i < n; i++) {
+      if (pfxMark[i] !== 0) continue;
+      const p = pre[k] | 0;
+      const l = len[k] | 0;
+      k++;
+      if (p > 24) cu.copyWithin(at, prevStart, prevStart + p);
+      else for (let j = 0; j < p; j++) cu[at + j] = cu[prevStart + j];
+      for (let j = 0, d = at + p; j < l; j++) cu[d + j] = text.charCodeAt(pos + j);
+      pos += l;
+      start[i] = at;
+      lenOut[i] = p + l;
+      prevStart = at;
+      at += p + l;
+    }
+    chars = cu;
+  }
+  // Fold leading `__pfx_` of stored names (those with no function row after them) into pfx.
   for (let i = 0; i < n; i++) {
     if (pfxMark[i] !== 0) continue;
-    const p = pre[k];
-    const l = len[k];
-    k++;
-    if (p > 24) chars.copyWithin(at, prevStart, prevStart + p);
-    else for (let j = 0; j < p; j++) chars[at + j] = chars[prevStart + j];
-    for (let j = 0, d = at + p; j < l; j++) chars[d + j] = text.charCodeAt(pos + j);
-    pos += l;
-    start[i] = at;
-    lenOut[i] = p + l;
-    prevStart = at;
-    at += p + l;
-    // A stored name that itself starts with __pfx_ (no function row after it).
     while (lenOut[i] > PFX.length && chars[start[i]] === 95 && startsWithPfx(chars, start[i])) {
       if (pfx[i] === 255) return { error: `symbols.names[${i}]: too many __pfx_ prefixes` };
       pfx[i]++;
@@ -420,7 +442,20 @@ export function nameBlobFromFrontCoding(
   return { chars, start, len: lenOut, pfx };
 }
 
-function startsWithPfx(chars: Uint16Array, a: number): boolean {
+/** The string's bytes when it is all ASCII (then bytes and UTF-16 code units coincide). */
+function asciiBytes(s: string): Uint8Array | null {
+  if (typeof TextEncoder === "undefined") return null;
+  const b = new TextEncoder().encode(s);
+  return b.length === s.length ? b : null;
+}
+
+function codeUnits(s: string): Uint16Array {
+  const u = new Uint16Array(s.length);
+  for (let i = 0; i < s.length; i++) u[i] = s.charCodeAt(i);
+  return u;
+}
+
+function startsWithPfx(chars: Uint8Array | Uint16Array, a: number): boolean {
   for (let k = 0; k < PFX.length; k++) if (chars[a + k] !== PFX.charCodeAt(k)) return false;
   return true;
 }
@@ -449,8 +484,9 @@ export class NameIndex extends Map<string, number[]> {
     const next = new Int32Array(n);
     const mask = cap - 1;
     // Backwards, so every chain lists its rows in table order.
+    const hashes = this.src.hashes();
     for (let i = n - 1; i >= 0; i--) {
-      const b = this.src.hashRow(i) & mask;
+      const b = hashes[i] & mask;
       next[i] = head[b];
       head[b] = i;
     }
