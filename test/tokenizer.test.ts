@@ -14,7 +14,7 @@ import { encodeLatin1 } from "../src/ingest/bytes.js";
 import { ProcTokenizer } from "../src/ingest/procTokenizer.js";
 import type { Capture } from "../src/model.js";
 import { loadTokenizerModuleSync } from "../src/node/wasm.js";
-import { toJsonReport } from "../src/report/json.js";
+import { toJsonReport, writeJsonReport } from "../src/report/json.js";
 import { FIXTURES, hostCapture, normalize, runCheck } from "./helpers.js";
 
 const BUILDS = ["release", "debug"] as const;
@@ -147,6 +147,23 @@ describe("a check over shared rows = over owned rows", () => {
         const a = toJsonReport(runCheck(shared, funcs, { options }));
         const b = toJsonReport(runCheck(owned, funcs, { options }));
         expect(a, `${name} ${funcs}`).toEqual(b);
+      }
+    }
+  });
+});
+
+describe("the streamed JSON report", () => {
+  test("is the text of JSON.stringify(toJsonReport(…), null, 2) for every model", () => {
+    const module = loadTokenizerModuleSync("release");
+    const bytes = encodeLatin1(generateProcDump(source, { tasks: 9000, seed: 4, shape: "grep" }).text);
+    const [cap] = parseCaptures(bytes, "g", "proc", { procTokenizer: () => new ProcTokenizer(module) });
+    for (const model of ["livepatch", "kpatch", "quiesce"] as const) {
+      for (const funcs of [["worker_thread", "do_epoll_wait"], ["ksys_read"]]) {
+        const r = runCheck(cap, funcs, { options: { model } });
+        const chunks: string[] = [];
+        writeJsonReport(r, null, (c) => chunks.push(c));
+        expect(chunks.length).toBeGreaterThan(3);
+        expect(chunks.join("")).toBe(`${JSON.stringify(toJsonReport(r), null, 2)}\n`);
       }
     }
   });

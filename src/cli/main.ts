@@ -8,7 +8,7 @@
  *
  * Exit: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
  */
-import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { check, type CheckResult } from "../check.js";
@@ -21,7 +21,7 @@ import type { Capture } from "../model.js";
 import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
 import { buildInventory, inventoryText } from "../report/inventory.js";
 import { toHtmlReport } from "../report/html.js";
-import { toJsonReport } from "../report/json.js";
+import { writeJsonReport } from "../report/json.js";
 import { toTextReport } from "../report/text.js";
 import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
 import { explainMissing } from "../patch/suggest.js";
@@ -113,6 +113,8 @@ Exit status: 0 safe, 1 blocked, 3 undecided, 2 usage or input error.
 class Output {
   out: string[] = [];
   err: string[] = [];
+  /** Writes stdout as it is produced (large reports); absent: collected in `out`. */
+  stream?: (chunk: string) => void;
 }
 
 function usage(msg: string): never {
@@ -261,7 +263,13 @@ function runCheck(args: string[], o: Output): number {
     writePrivateFile(values.html, toHtmlReport(result, { prediction }), positionals);
     o.err.push(`patchsafe: wrote the HTML report to ${values.html} (mode 0600)\n`);
   }
-  if (values.json) o.out.push(`${JSON.stringify(toJsonReport(result, prediction), null, 2)}\n`);
+  if (values.json) {
+    // A 1M-task report is ~140 MB of JSON: streamed in blocks when stdout is ours.
+    if (o.stream !== undefined) {
+      o.stream(o.out.splice(0).join(""));
+      writeJsonReport(result, prediction, o.stream);
+    } else writeJsonReport(result, prediction, (chunk) => o.out.push(chunk));
+  }
   else o.out.push(toTextReport(result, { verbosity: values.verbose?.length ?? 0 }) + (prediction === null ? "" : predictionText(prediction)));
   return exitFor(result);
 }
@@ -418,8 +426,13 @@ function runCaptureSeries(args: string[], o: Output): number {
 
 
 /** Runs the CLI and returns the exit status with what to print (tests call this in-process). */
-export function run(argv: string[]): { status: number; stdout: string; stderr: string } {
+/**
+ * Runs a command; stdout is returned, or handed to `opts.stdout` as it is produced where a
+ * command streams (check --json), and then only the rest is returned.
+ */
+export function run(argv: string[], opts: { stdout?: (chunk: string) => void } = {}): { status: number; stdout: string; stderr: string } {
   const o = new Output();
+  o.stream = opts.stdout;
   let status: number;
   try {
     const [cmd, ...rest] = argv;
@@ -452,8 +465,31 @@ export function run(argv: string[]): { status: number; stdout: string; stderr: s
   return { status, stdout: o.out.join(""), stderr: o.err.join("") };
 }
 
+/** Synchronous writes to fd 1 (a pipe may be non-blocking: EAGAIN waits; EPIPE stops writing). */
+function stdoutWriter(): (chunk: string) => void {
+  let closed = false;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  return (chunk) => {
+    if (closed || chunk === "") return;
+    const buf = Buffer.from(chunk, "utf8");
+    let off = 0;
+    while (off < buf.length) {
+      try {
+        off += writeSync(1, buf, off);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === "EAGAIN") Atomics.wait(pause, 0, 0, 2);
+        else if (code === "EPIPE") {
+          closed = true;
+          return;
+        } else throw e;
+      }
+    }
+  };
+}
+
 export function main(): void {
-  const r = run(process.argv.slice(2));
+  const r = run(process.argv.slice(2), { stdout: stdoutWriter() });
   if (r.stderr) process.stderr.write(r.stderr);
   process.stdout.write(r.stdout, () => {
     process.exitCode = r.status;

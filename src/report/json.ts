@@ -46,46 +46,45 @@ export interface JsonReport {
   input: { source: string; format: string; tasks: number; frames: number; keySpace: string; symbols: string | null };
 }
 
-export function toJsonReport(r: CheckResult, prediction: Prediction | null = null): JsonReport {
+/** A large array of the report, produced item by item (a 1M-task report lists ~1M entries). */
+interface LazyArray<T> {
+  count: number;
+  item(i: number): T;
+}
+
+type Lazy<R> = { [K in keyof R]: R[K] extends (infer T)[] ? (K extends "blockers" | "undecided" | "switchable" ? LazyArray<T> : R[K]) : R[K] };
+
+/** The report with its three per-task arrays left lazy (toJsonReport materialises them, writeJsonReport streams them). */
+function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<JsonReport> {
   const { capture: cap, verdict: v, ranges } = r;
   const order = (a: number, b: number): number => taskOrder(cap, a, b);
   const task = (i: number) => cap.tasks[i];
   const keyOf = (i: number): bigint => (BigInt(r.resolved.keys[2 * i + 1]) << 32n) | BigInt(r.resolved.keys[2 * i]);
   // task index -> its outcome's kind (a find() per blocker is quadratic on a 1M-task capture)
-  const kindOf = new Map<number, string>();
-  for (const o of v.outcomes) if (!kindOf.has(o.task)) kindOf.set(o.task, o.kind);
-  const blockers = [...v.blockers]
-    .sort((a, b) => order(a.task, b.task) || a.frameIndex - b.frameIndex)
-    .map((b) => {
-      const t = task(b.task);
-      const f = ranges.functions[b.func];
-      const addr = cap.frames.address(b.frame) ?? (r.resolved.keySpace === "addresses" ? keyOf(b.frame) : null);
-      return {
-        pid: t.pid,
-        tid: t.tid,
-        comm: escapeComm(t.comm),
-        kind: kindOf.get(b.task)!,
-        state: t.state,
-        function: f.name,
-        object: f.object,
-        sympos: f.sympos,
-        frame: { index: b.frameIndex, text: frameText(cap, b.frame), address: addr === null ? null : hex64(addr) },
-        kernelSees: b.kernelSees,
-        remedy: b.remedy.callees === undefined ? { code: b.remedy.code, message: b.remedy.message } : { ...b.remedy },
-      };
-    });
-  const undecided = v.outcomes
-    .filter((o) => o.status === "undecided")
-    .sort((a, b) => order(a.task, b.task))
-    .map((o) => {
-      const t = task(o.task);
-      return { pid: t.pid, tid: t.tid, comm: escapeComm(t.comm), reason: { code: o.matches[0].code, message: o.matches[0].message } };
-    });
+  const kindOf: string[] = new Array(cap.tasks.length);
+  for (const o of v.outcomes) if (kindOf[o.task] === undefined) kindOf[o.task] = o.kind;
+  const sortedBlockers = [...v.blockers].sort((a, b) => order(a.task, b.task) || a.frameIndex - b.frameIndex);
+  const blocker = (b: (typeof sortedBlockers)[number]): JsonReport["blockers"][number] => {
+    const t = task(b.task);
+    const f = ranges.functions[b.func];
+    const addr = cap.frames.address(b.frame) ?? (r.resolved.keySpace === "addresses" ? keyOf(b.frame) : null);
+    return {
+      pid: t.pid,
+      tid: t.tid,
+      comm: escapeComm(t.comm),
+      kind: kindOf[b.task],
+      state: t.state,
+      function: f.name,
+      object: f.object,
+      sympos: f.sympos,
+      frame: { index: b.frameIndex, text: frameText(cap, b.frame), address: addr === null ? null : hex64(addr) },
+      kernelSees: b.kernelSees,
+      remedy: b.remedy.callees === undefined ? { code: b.remedy.code, message: b.remedy.message } : { ...b.remedy },
+    };
+  };
+  const undecided = v.outcomes.filter((o) => o.status === "undecided").sort((a, b) => order(a.task, b.task));
   // Per-task switching exists only in livepatch; kpatch and quiesce are all-or-nothing.
-  const switchable = v.outcomes
-    .filter((o) => o.status === "clean" && v.model === "livepatch")
-    .sort((a, b) => order(a.task, b.task))
-    .map((o) => task(o.task).tid);
+  const switchable = v.model === "livepatch" ? v.outcomes.filter((o) => o.status === "clean").sort((a, b) => order(a.task, b.task)) : [];
   const functions = ranges.functions
     .map((f, i) => ({
       object: f.object,
@@ -114,9 +113,16 @@ export function toJsonReport(r: CheckResult, prediction: Prediction | null = nul
     complete: v.complete,
     completeness: v.completeness,
     counts: v.counts,
-    blockers,
-    undecided,
-    switchable,
+    blockers: { count: sortedBlockers.length, item: (i) => blocker(sortedBlockers[i]) },
+    undecided: {
+      count: undecided.length,
+      item: (i) => {
+        const o = undecided[i];
+        const t = task(o.task);
+        return { pid: t.pid, tid: t.tid, comm: escapeComm(t.comm), reason: { code: o.matches[0].code, message: o.matches[0].message } };
+      },
+    },
+    switchable: { count: switchable.length, item: (i) => task(switchable[i].task).tid },
     functions,
     warnings: v.warnings,
     prediction,
@@ -131,6 +137,54 @@ export function toJsonReport(r: CheckResult, prediction: Prediction | null = nul
       symbols: r.symbols === null ? null : r.symbols.source,
     },
   };
+}
+
+const LAZY_KEYS = new Set(["blockers", "undecided", "switchable"]);
+
+function isLazy(key: string, value: unknown): value is LazyArray<unknown> {
+  return LAZY_KEYS.has(key) && typeof value === "object" && value !== null && "item" in value;
+}
+
+export function toJsonReport(r: CheckResult, prediction: Prediction | null = null): JsonReport {
+  const lazy = lazyJsonReport(r, prediction) as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(lazy)) {
+    if (isLazy(k, v)) out[k] = Array.from({ length: v.count }, (_, i) => v.item(i));
+    else out[k] = v;
+  }
+  return out as unknown as JsonReport;
+}
+
+/**
+ * The same text as `JSON.stringify(toJsonReport(r, prediction), null, 2) + "\n"`, handed to
+ * `emit` in pieces: the per-task arrays are stringified a block of items at a time, so a 1M-task
+ * report never exists as one object graph or one string.
+ */
+export function writeJsonReport(r: CheckResult, prediction: Prediction | null, emit: (chunk: string) => void): void {
+  const lazy = lazyJsonReport(r, prediction) as unknown as Record<string, unknown>;
+  const entries = Object.entries(lazy).filter(([, v]) => v !== undefined);
+  const nested = (v: unknown, indent: string): string => JSON.stringify(v, null, 2).replace(/\n/g, `\n${indent}`);
+  emit("{\n");
+  entries.forEach(([k, v], n) => {
+    const comma = n < entries.length - 1 ? "," : "";
+    if (!isLazy(k, v)) {
+      emit(`  ${JSON.stringify(k)}: ${nested(v, "  ")}${comma}\n`);
+      return;
+    }
+    if (v.count === 0) {
+      emit(`  ${JSON.stringify(k)}: []${comma}\n`);
+      return;
+    }
+    emit(`  ${JSON.stringify(k)}: [\n`);
+    const BLOCK = 4096;
+    for (let i = 0; i < v.count; i += BLOCK) {
+      const parts: string[] = [];
+      for (let j = i; j < Math.min(v.count, i + BLOCK); j++) parts.push(`    ${nested(v.item(j), "    ")}`);
+      emit(parts.join(",\n") + (i + BLOCK < v.count ? ",\n" : "\n"));
+    }
+    emit(`  ]${comma}\n`);
+  });
+  emit("}\n");
 }
 
 /** quiesce: effect counts, and which tasks not clean as captured become clean once quiesced. */
