@@ -178,9 +178,12 @@ export function writeJsonReport(r: CheckResult, prediction: Prediction | null, e
     emit(`  ${JSON.stringify(k)}: [\n`);
     const BLOCK = 4096;
     for (let i = 0; i < v.count; i += BLOCK) {
-      const parts: string[] = [];
-      for (let j = i; j < Math.min(v.count, i + BLOCK); j++) parts.push(`    ${nested(v.item(j), "    ")}`);
-      emit(parts.join(",\n") + (i + BLOCK < v.count ? ",\n" : "\n"));
+      const block: unknown[] = [];
+      for (let j = i; j < Math.min(v.count, i + BLOCK); j++) block.push(v.item(j));
+      // One native stringify per block at the right depth: `{"x": [items]}` pretty-printed holds
+      // the items indented exactly as in the whole report; cut its first two and last two lines.
+      const text = JSON.stringify({ x: block }, null, 2);
+      emit(text.slice(text.indexOf("[\n") + 2, text.lastIndexOf("\n  ]")) + (i + BLOCK < v.count ? ",\n" : "\n"));
     }
     emit(`  ]${comma}\n`);
   });
