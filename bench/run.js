@@ -236,10 +236,10 @@ function patchFile(n) {
   return patches.get(n);
 }
 
-function checkRun(tasks, nfuncs) {
+function checkRun(tasks, nfuncs, extra = []) {
   const d = dump(tasks);
   const p = patchFile(nfuncs);
-  const r = medianRun(process.execPath, [cli, "check", d.file, "--kallsyms", kallsymsFile, "--patch", p.file]);
+  const r = medianRun(process.execPath, [cli, "check", d.file, "--kallsyms", kallsymsFile, "--patch", p.file, ...extra]);
   if (r.status !== 0 && r.status !== 1 && r.status !== 3) throw new Error(`check failed (${r.status}): ${r.stderr.slice(0, 500)}`);
   return { tasks, funcs: nfuncs, bytes: d.bytes, frames: d.frames, distinctFrameShare: d.distinct, wall: r.wall, cpu: r.cpu, rssMB: r.rssMB, walls: r.walls, exit: r.status };
 }
@@ -256,6 +256,10 @@ function e2eBench() {
       results.e2e.push({ what: `patchsafe check (${n} func${n === 1 ? "" : "s"})`, ...c, vsGrep: c.wall / g.wall, minusNodeVsGrep: (c.wall - floor.wall) / g.wall });
       log(`e2e ${tasks} tasks ${n} funcs: ${c.wall.toFixed(2)} s wall, ${c.rssMB?.toFixed(0)} MB; grep ${g.wall.toFixed(3)} s`);
     }
+    // The JSON report lists every blocked and switchable task: streamed, it must stay in bounds too.
+    const j = checkRun(tasks, 3, ["--json"]);
+    results.e2e.push({ what: "patchsafe check --json (3 funcs)", ...j, vsGrep: j.wall / g.wall, minusNodeVsGrep: (j.wall - floor.wall) / g.wall });
+    log(`e2e ${tasks} tasks --json: ${j.wall.toFixed(2)} s wall, ${j.rssMB?.toFixed(0)} MB`);
   }
 }
 
@@ -343,6 +347,7 @@ const figures = {
   e2eLargestVsGrep: { tasks: maxTasks, value: e2eRow(maxTasks, "patchsafe check (3")?.vsGrep ?? null, target: "<= 3 (1M tasks)" },
   e2eSmallestMinusNodeVsGrep: { tasks: minTasks, value: e2eRow(minTasks, "patchsafe check (3")?.minusNodeVsGrep ?? null, target: "<= 3 (100k tasks)" },
   peakRssLargestMB: { tasks: maxTasks, value: e2eRow(maxTasks, "patchsafe check (3")?.rssMB ?? null, target: "< 600 (1M tasks)" },
+  peakRssLargestJsonMB: { tasks: maxTasks, value: e2eRow(maxTasks, "patchsafe check --json")?.rssMB ?? null, target: "< 600 (1M tasks)" },
   timeExponentTasks: { value: results.scaling.exponents?.tasksWall ?? null, target: "<= 1.1" },
   timeExponentFuncs: { value: results.scaling.exponents?.funcsWall ?? null, target: "<= 0.2" },
 };
@@ -384,6 +389,7 @@ md.push(`| naive loop / wasm, realistic frames, 1k ranges | ${f2(figures.naiveVs
 md.push(`| check wall / grep wall, ${maxTasks} tasks | ${f2(figures.e2eLargestVsGrep.value, 1)}× | ≤ 3× (1M tasks) |`);
 md.push(`| (check wall − node -e 0) / grep wall, ${minTasks} tasks | ${f2(figures.e2eSmallestMinusNodeVsGrep.value, 1)}× | ≤ 3× (100k tasks) |`);
 md.push(`| peak RSS of check, ${maxTasks} tasks | ${f2(figures.peakRssLargestMB.value, 0)} MB | < 600 MB (1M tasks) |`);
+md.push(`| peak RSS of check --json (streamed), ${maxTasks} tasks | ${f2(figures.peakRssLargestJsonMB.value, 0)} MB | < 600 MB (1M tasks) |`);
 md.push(`| time exponent in input size (tasks ${results.scaling.exponents?.fitOver.tasks.join(", ") ?? ""}) | ${f2(figures.timeExponentTasks.value)} | ≤ 1.1 |`);
 md.push(`| time exponent in patch functions (${results.scaling.exponents?.fitOver.funcs.join(", ") ?? ""}) | ${f2(figures.timeExponentFuncs.value)} | ≤ 0.2 |`);
 md.push("");
