@@ -90,7 +90,7 @@ describe("fuzz: every parser returns a result or our error", () => {
     const module = loadTokenizerModuleSync("release");
     const outcome = (b: Uint8Array, tokenizer: boolean) => {
       try {
-        const caps = parseCaptures(b, "x", "proc", tokenizer ? { procTokenizer: () => new ProcTokenizer(module, 64) } : {});
+        const caps = parseCaptures(b, "x", "proc", tokenizer ? { procTokenizer: () => new ProcTokenizer(module, { inputCapacity: 64 }) } : {});
         return caps.map((c) => ({ tasks: normalize(c), lines: c.tasks.map((t) => t.line), warnings: c.warnings, source: c.source }));
       } catch (e) {
         if (!(e instanceof PatchsafeError)) throw e;

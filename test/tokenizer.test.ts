@@ -49,7 +49,7 @@ function viaTokenizer(bytes: Uint8Array, build: (typeof BUILDS)[number], chunks:
   }
   if (at < bytes.length) parts.push(bytes.subarray(at));
   try {
-    return parseCaptures(parts, "x", "proc", { procTokenizer: () => new ProcTokenizer(module, inputCapacity) }).map(facts);
+    return parseCaptures(parts, "x", "proc", { procTokenizer: () => new ProcTokenizer(module, { inputCapacity }) }).map(facts);
   } catch (e) {
     return (e as Error).message;
   }
@@ -166,5 +166,20 @@ describe("the streamed JSON report", () => {
         expect(chunks.join("")).toBe(`${JSON.stringify(toJsonReport(r), null, 2)}\n`);
       }
     }
+  });
+});
+
+describe("tokenizer limits", () => {
+  test("a line longer than the limit is an input error naming file and line", () => {
+    const module = loadTokenizerModuleSync("release");
+    const text = `/proc/1/task/1/stack:[<0>] a+0x1/0x2\n/proc/1/task/1/stack:[<0>] ${"x".repeat(5000)}\n`;
+    let err: unknown;
+    try {
+      parseCaptures(encodeLatin1(text), "big.txt", "proc", { procTokenizer: (name) => new ProcTokenizer(module, { inputCapacity: 256, maxLine: 1024, name }) });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: "E_INPUT", file: "big.txt", line: 2 });
+    expect(String((err as Error).message)).toContain("longer than 1024 bytes");
   });
 });

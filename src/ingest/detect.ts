@@ -193,7 +193,7 @@ export interface IngestOptions {
    * A fresh /proc text tokenizer per input (the wasm one: src/node/wasm.ts loadProcTokenizer);
    * without one the TypeScript line path reads everything (same captures, slower).
    */
-  procTokenizer?: () => ProcTokenizer;
+  procTokenizer?: (file: string) => ProcTokenizer;
 }
 
 function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: boolean, options: IngestOptions): CaptureParser {
@@ -201,7 +201,7 @@ function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: 
     case "json":
       return new JsonCollector(name, detected);
     case "proc":
-      return new ProcWrapper(name, options.procTokenizer?.() ?? null);
+      return new ProcWrapper(name, options.procTokenizer?.(name) ?? null);
     case "dmesg":
       return new DmesgParser(name);
     case "sysrq-t":

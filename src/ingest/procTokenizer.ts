@@ -14,6 +14,8 @@ const EV_RUN = 1;
 const EV_OTHER = 2;
 /** Bytes copied into wasm per call. */
 export const DEFAULT_TOKENIZER_INPUT = 4 << 20;
+/** A line longer than this is not a stack dump line: an error, not a buffer the size of the file. */
+export const MAX_TOKENIZER_LINE = 64 << 20;
 
 interface TokenizerExports {
   memory: WebAssembly.Memory;
@@ -86,7 +88,14 @@ export class ProcTokenizer {
   private finished = false;
   private readonly texts: (Uint8Array | undefined)[] = [];
 
-  constructor(module: WebAssembly.Module, inputCapacity = DEFAULT_TOKENIZER_INPUT) {
+  private readonly name: string;
+  private readonly maxLine: number;
+
+  /** inputCapacity: bytes per call into wasm; name: the file, for errors; maxLine: the longest line accepted. */
+  constructor(module: WebAssembly.Module, opts: { inputCapacity?: number; name?: string; maxLine?: number } = {}) {
+    const inputCapacity = opts.inputCapacity ?? DEFAULT_TOKENIZER_INPUT;
+    this.name = opts.name ?? "<input>";
+    this.maxLine = opts.maxLine ?? MAX_TOKENIZER_LINE;
     const instance = new WebAssembly.Instance(module, {
       env: {
         abort: (_m: number, _f: number, line: number, col: number) => {
@@ -107,7 +116,8 @@ export class ProcTokenizer {
       const cap = this.x.inputCapacity();
       if (this.filled === cap) {
         // One line longer than the buffer: make room (the partial line is kept).
-        this.x.growInput(cap * 2, this.filled);
+        if (cap >= this.maxLine) throw new PatchsafeError("E_INPUT", `line ${this.x.lineCount() + 1} is longer than ${this.maxLine} bytes: not a stack dump`, { file: this.name, line: this.x.lineCount() + 1 });
+        this.guard(() => this.x.growInput(cap * 2, this.filled));
         continue;
       }
       const n = Math.min(chunk.length - off, cap - this.filled);
@@ -122,12 +132,12 @@ export class ProcTokenizer {
   finish(sink: TokenSink): void {
     if (this.finished) return;
     if (this.filled > 0) {
-      if (this.filled === this.x.inputCapacity()) this.x.growInput(this.filled + 1, this.filled);
+      if (this.filled === this.x.inputCapacity()) this.guard(() => this.x.growInput(this.filled + 1, this.filled));
       new Uint8Array(this.x.memory.buffer, this.x.inputPtr() + this.filled, 1)[0] = 10;
       this.filled++;
       this.drain(sink);
     }
-    this.x.finish();
+    this.guard(() => this.x.finish());
     this.deliver(sink);
     this.finished = true;
   }
@@ -159,10 +169,22 @@ export class ProcTokenizer {
     return t;
   }
 
+  /** A trap inside the tokenizer (wasm memory exhausted: its tables hold every distinct line) as our error. */
+  private guard<T>(call: () => T): T {
+    try {
+      return call();
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) {
+        throw new PatchsafeError("E_INPUT", `the /proc tokenizer ran out of memory near line ${this.x.lineCount()} (${e.message}): too many distinct frame lines for one wasm instance`, { file: this.name, line: this.x.lineCount() });
+      }
+      throw e;
+    }
+  }
+
   private drain(sink: TokenSink): void {
     let start = 0;
     for (;;) {
-      const stop = this.x.run(start, this.filled);
+      const stop = this.guard(() => this.x.run(start, this.filled));
       this.deliver(sink);
       // No progress: only a partial line is left. Otherwise the event buffer filled up or the
       // input is done.

@@ -51,7 +51,7 @@ export type InputFormat = FormatName;
  * per section; `detected` names each capture's format, in order.
  */
 export function readCaptureFiles(file: string, format: InputFormat = "auto"): { captures: Capture[]; detected: string[] } {
-  const parser = createCaptureParser(file, format, { procTokenizer: () => loadProcTokenizer() });
+  const parser = createCaptureParser(file, format, { procTokenizer: (name) => loadProcTokenizer("release", name) });
   streamFile(file, (chunk) => parser.push(chunk));
   const captures = parser.finish();
   return { captures, detected: captures.map((c) => c.source.format) };

@@ -53,6 +53,6 @@ export function loadTokenizerModuleSync(build: "release" | "debug" = "release"):
 }
 
 /** A fresh tokenizer instance (one per input stream). */
-export function loadProcTokenizer(build: "release" | "debug" = "release"): ProcTokenizer {
-  return new ProcTokenizer(loadTokenizerModuleSync(build));
+export function loadProcTokenizer(build: "release" | "debug" = "release", file = "<input>"): ProcTokenizer {
+  return new ProcTokenizer(loadTokenizerModuleSync(build), { name: file });
 }
