@@ -488,3 +488,177 @@ export function finish(): void {
   closeRun();
   pathLen = 0;
 }
+
+// ---- /proc/kallsyms -------------------------------------------------------------------------
+//
+// `ADDR TYPE NAME[\t[module]]` lines (src/symbols/table.ts parseSymbolTable is the definition):
+// kallsymsParse(len) reads INPUT[0, len) into per-symbol columns. Any line it does not accept
+// ends the parse with its line number; the host then runs the TypeScript parser, which owns
+// every error message. Module names are interned by first appearance (1-based; 0 = none).
+//
+//   kallsymsParse(len) -> symbol count, or -(line number) of a line it does not accept
+//   ksAddrLoPtr/ksAddrHiPtr/ksTypePtr/ksNameStartPtr/ksNameLenPtr/ksModulePtr   columns
+//   ksModuleCount/ksModuleStartPtr/ksModuleLenPtr   module names (offsets into INPUT)
+
+let ksCap: u32 = 0;
+let ksLo: usize = 0;
+let ksHi: usize = 0;
+let ksType: usize = 0;
+let ksNameStart: usize = 0;
+let ksNameLen: usize = 0;
+let ksModule: usize = 0;
+let ksPfx: usize = 0;
+let ksNonZero: bool = false;
+let ksModCap: u32 = 0;
+let ksModN: u32 = 0;
+let ksModStart: usize = 0;
+let ksModLen: usize = 0;
+
+function ksGrow(): void {
+  const c = ksCap == 0 ? 1 << 16 : ksCap << 1;
+  ksLo = realloc(ksLo, <usize>ksCap * 4, <usize>c * 4);
+  ksHi = realloc(ksHi, <usize>ksCap * 4, <usize>c * 4);
+  ksType = realloc(ksType, <usize>ksCap, <usize>c);
+  ksNameStart = realloc(ksNameStart, <usize>ksCap * 4, <usize>c * 4);
+  ksNameLen = realloc(ksNameLen, <usize>ksCap * 4, <usize>c * 4);
+  ksModule = realloc(ksModule, <usize>ksCap * 4, <usize>c * 4);
+  ksPfx = realloc(ksPfx, <usize>ksCap, <usize>c);
+  ksCap = c;
+}
+
+function ksModuleId(s: usize, n: u32): u32 {
+  for (let m: u32 = 0; m < ksModN; m++) {
+    const a = <usize>m << 2;
+    if (load<u32>(ksModLen + a) == n && equalBytes(inPtr + load<u32>(ksModStart + a), s, n)) return m + 1;
+  }
+  if (ksModN == ksModCap) {
+    const c = ksModCap == 0 ? 64 : ksModCap << 1;
+    ksModStart = realloc(ksModStart, <usize>ksModCap * 4, <usize>c * 4);
+    ksModLen = realloc(ksModLen, <usize>ksModCap * 4, <usize>c * 4);
+    ksModCap = c;
+  }
+  const a = <usize>ksModN << 2;
+  store<u32>(ksModStart + a, <u32>(s - inPtr));
+  store<u32>(ksModLen + a, n);
+  ksModN++;
+  return ksModN;
+}
+
+@inline function hexValue(c: u32): i32 {
+  if (c - 48 < 10) return <i32>(c - 48);
+  if (c - 97 < 6) return <i32>(c - 87);
+  if (c - 65 < 6) return <i32>(c - 55);
+  return -1;
+}
+
+// "__pf" and "x_" as little-endian words: a leading `__pfx_` is folded into the pfx column (the
+// name index of src/symbols/table.ts stores names that way).
+const W_PFX: u32 = 0x66705f5f;
+const H_PFX: u16 = 0x5f78;
+
+export function kallsymsParse(len: u32): i32 {
+  ksModN = 0;
+  ksNonZero = false;
+  let n: u32 = 0;
+  let line: i32 = 0;
+  let pos = inPtr;
+  const end = inPtr + <usize>len;
+  while (pos < end) {
+    line++;
+    const off = findLF(pos, end);
+    const eol = off < 0 ? end : pos + <usize>off;
+    let e = eol;
+    if (e > pos && load<u8>(e - 1) == 13) e--;
+    const s = pos;
+    pos = eol + 1;
+    if (e == s) continue;
+    // ADDR: 1..16 hex digits up to the first space.
+    let p = s;
+    let lo: u32 = 0;
+    let hi: u32 = 0;
+    while (p < e && load<u8>(p) != 32) {
+      const d = hexValue(load<u8>(p));
+      if (d < 0) return -line;
+      hi = (hi << 4) | (lo >>> 28);
+      lo = (lo << 4) | <u32>d;
+      p++;
+    }
+    if (p == s || p - s > 16 || p + 3 > e || load<u8>(p + 2) != 32) return -line;
+    const type = load<u8>(p + 1);
+    const nameStart = p + 3;
+    let nameEnd = e;
+    let mod: u32 = 0;
+    let q = nameStart;
+    // Names stay bytes on the host: only ASCII (anything else is the TypeScript parser's).
+    while (q < e && load<u8>(q) != 9) {
+      if (load<u8>(q) >= 128) return -line;
+      q++;
+    }
+    if (q < e) {
+      // TAB: a `[module]` column; the first '[' and first ']' after it, inside the line.
+      nameEnd = q;
+      let open = q;
+      while (open < e && load<u8>(open) != 91) open++;
+      let close = q;
+      while (close < e && load<u8>(close) != 93) close++;
+      if (open >= e || close >= e || open > close) return -line;
+      for (let k = open + 1; k < close; k++) if (load<u8>(k) >= 128) return -line;
+      mod = ksModuleId(open + 1, <u32>(close - open - 1));
+    }
+    while (nameEnd > nameStart && load<u8>(nameEnd - 1) == 32) nameEnd--;
+    if (nameEnd <= nameStart) return -line;
+    if (n == ksCap) ksGrow();
+    let at = nameStart;
+    let pfx: u32 = 0;
+    while (nameEnd - at > 6 && load<u32>(at) == W_PFX && load<u16>(at + 4) == H_PFX) {
+      if (pfx == 255) return -line;
+      pfx++;
+      at += 6;
+    }
+    if (lo != 0 || hi != 0) ksNonZero = true;
+    store<u32>(ksLo + (<usize>n << 2), lo);
+    store<u32>(ksHi + (<usize>n << 2), hi);
+    store<u8>(ksType + <usize>n, type);
+    store<u32>(ksNameStart + (<usize>n << 2), <u32>(at - inPtr));
+    store<u32>(ksNameLen + (<usize>n << 2), <u32>(nameEnd - at));
+    store<u8>(ksPfx + <usize>n, <u8>pfx);
+    store<u32>(ksModule + (<usize>n << 2), mod);
+    n++;
+  }
+  return <i32>n;
+}
+
+export function ksAddrLoPtr(): usize {
+  return ksLo;
+}
+export function ksAddrHiPtr(): usize {
+  return ksHi;
+}
+export function ksTypePtr(): usize {
+  return ksType;
+}
+export function ksNameStartPtr(): usize {
+  return ksNameStart;
+}
+export function ksNameLenPtr(): usize {
+  return ksNameLen;
+}
+export function ksModulePtr(): usize {
+  return ksModule;
+}
+export function ksPfxPtr(): usize {
+  return ksPfx;
+}
+/** Whether any address of the last parse was non-zero (all zero: kallsyms read without privilege). */
+export function ksAnyAddress(): u32 {
+  return ksNonZero ? 1 : 0;
+}
+export function ksModuleCount(): u32 {
+  return ksModN;
+}
+export function ksModuleStartPtr(): usize {
+  return ksModStart;
+}
+export function ksModuleLenPtr(): usize {
+  return ksModLen;
+}

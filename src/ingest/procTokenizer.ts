@@ -58,6 +58,16 @@ export const TOKENIZER_EXPORTED_FUNCTIONS: readonly string[] = [
   "stackOffsetPtr",
   "stackLengthPtr",
   "stackCount",
+  "kallsymsParse",
+  "ksAddrLoPtr",
+  "ksAddrHiPtr",
+  "ksTypePtr",
+  "ksNameStartPtr",
+  "ksNameLenPtr",
+  "ksModulePtr",
+  "ksModuleCount",
+  "ksModuleStartPtr",
+  "ksModuleLenPtr",
 ];
 
 /** What the tokenizer reports, in input order. */

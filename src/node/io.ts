@@ -3,8 +3,9 @@ import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { PatchsafeError } from "../errors.js";
 import { createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
-import { parseSymbolTable, type SymbolTable } from "../symbols/table.js";
-import { loadProcTokenizer } from "./wasm.js";
+import { parseKallsymsBytes } from "../symbols/kallsymsFast.js";
+import type { SymbolTable } from "../symbols/table.js";
+import { loadProcTokenizer, loadTokenizerModuleSync } from "./wasm.js";
 
 const CHUNK = 1 << 20;
 
@@ -71,14 +72,15 @@ export function readCaptureFile(file: string, format: InputFormat = "auto"): { c
 }
 
 export function readSymbolFile(file: string): SymbolTable {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(file, "latin1");
+    bytes = readFileSync(file);
   } catch (e) {
     throw ioError(file, e);
   }
   const base = file.split("/").pop() ?? file;
-  return parseSymbolTable(text, { file, source: /system\.map/i.test(base) ? "system.map" : "kallsyms" });
+  // kallsyms through the wasm parser (same table; anything unusual goes to parseSymbolTable).
+  return parseKallsymsBytes(loadTokenizerModuleSync(), bytes, { file, source: /system\.map/i.test(base) ? "system.map" : "kallsyms" });
 }
 
 export function readTextFile(file: string): string {
