@@ -665,6 +665,8 @@ class RuleMemo {
   private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
   /** Shared row spans known to hold no unparsed row: by first row, the row count (0: unknown). */
   private readonly clean: Int32Array;
+  /** Shared rows: representatives by their span's first row (same() checks the count and facts). */
+  private readonly bySpan: (MemoEntry[] | undefined)[];
   /** Representatives kept at most (a host of all-distinct stacks gains nothing from more). */
   private static readonly MAX = 1 << 16;
 
@@ -673,6 +675,7 @@ class RuleMemo {
     private readonly input: DecideInput,
   ) {
     this.clean = new Int32Array(cap.sharedRows ? cap.frames.length + 1 : 0);
+    this.bySpan = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : [];
   }
 
   private hash(index: number, kind: string, hits: [number, number][]): number {
@@ -748,6 +751,9 @@ class RuleMemo {
       for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return null;
       if (this.cap.sharedRows && t.frameCount > 0) this.clean[t.frameStart] = t.frameCount;
     }
+    // Shared rows: the representatives of this span, by direct index (no hash, no Map).
+    const span = this.cap.sharedRows && t.frameCount > 0 ? this.bySpan[t.frameStart] : undefined;
+    if (span !== undefined) for (const e of span) if (this.same(e, index, kind, hits)) return e;
     const hash = this.hash(index, kind, hits);
     const list = this.buckets.get(hash);
     if (list !== undefined) for (const e of list) if (this.same(e, index, kind, hits)) return e;
@@ -764,6 +770,12 @@ class RuleMemo {
     const list = this.buckets.get(p.hash);
     if (list === undefined) this.buckets.set(p.hash, [e]);
     else list.push(e);
+    const t = this.cap.tasks[index];
+    if (this.cap.sharedRows && t.frameCount > 0) {
+      const span = this.bySpan[t.frameStart];
+      if (span === undefined) this.bySpan[t.frameStart] = [e];
+      else if (span.length < 8) span.push(e);
+    }
     this.size++;
     return e;
   }
