@@ -4,23 +4,32 @@
 // where ranges may overlap and arrive unsorted. Key 0 means "no key" and never matches.
 //
 // ABI: fixed buffers in linear memory, exports take and return i32/u32 numbers only. The host
-// (src/scan/wasm.ts) is the only caller; it validates input before calling in, so the checks here
-// are invariants (assert: debug build only) plus a few cheap guards that trap with a message.
+// (src/scan/wasm.ts) is the only caller; it validates input before calling in (except each
+// range's last >= start, which setRanges() checks and reports), so the checks here are
+// invariants (assert: debug build only) plus a few cheap guards that trap with a message.
 //
 // Call sequence per scan:
 //   reserve(rangeCount, keyCount, hitCount) -> may grow memory: the host re-takes its views
-//   host writes caller-order ranges into  IN_START / IN_LAST,  then setRanges(rangeCount)
-//   per chunk of keys: host writes KEYS[0..n), then scan(off, n - off, frameBase) until it
-//   returns n - off; after every scan() the host drains hitCount() pairs from HITS.
+//   host writes caller-order ranges into  IN_START / IN_LAST,  then setRanges(rangeCount):
+//   ranges equal to the installed ones (PREV_*) stay installed, memo included (RANGES_KEPT)
+//   per chunk of keys: host writes KEYS[0..n), then scan(off, n - off, frameBase, hitOffset)
+//   until it returns n - off. scan() appends hits to the columns HIT_FRAME / HIT_RANGE after
+//   the first hitOffset entries (so hits of several chunks accumulate without a drain), and
+//   hitCount() is the new total; when it stops early (hit buffer full) the host drains the
+//   columns in bulk and continues with hitOffset 0.
 //
 // Memory layout (every buffer from heap.alloc, 16-byte aligned; all reallocated together by
 // reserve() when any capacity must grow; heap.reset() first, so nothing else may allocate):
 //
 //   __heap_base
+//   | MEMO     4096 x 16 B            memo of recent keys: (u64 key, u32 range, u32 advance)
+//   | WALK_MEMO 1024 x 16 B           keys with several hits: (u64 key, u32 j, u32 unused)
 //   | KEYS     keyCap   x u64             scan keys of the current chunk (host writes)
-//   | HITS     hitCap   x (u32 frame, u32 range)   output pairs (host reads)
+//   | HIT_FRAME hitCap  x u32             output column: frame of hit h (host reads)
+//   | HIT_RANGE hitCap  x u32             output column: caller range index of hit h
 //   | IN_START rangeCap x u64             range starts, caller order (host writes)
 //   | IN_LAST  rangeCap x u64             range lasts (inclusive), caller order (host writes)
+//   | PREV_START, PREV_LAST rangeCap x u64  the installed ranges, caller order
 //   | S_START  rangeCap x u64  \
 //   | S_LAST   rangeCap x u64   |  sorted by start (stable: ties keep caller order)
 //   | S_MAX    rangeCap x u64   |  S_MAX[j] = max(S_LAST[0..j])   (non-decreasing)
@@ -29,9 +38,7 @@
 //   | TOP      rangeCap/64 x u64  TOP[b] = S_START[64 b]: a cache-resident first search level
 //   | TREE     2P x u64            max-tree over S_LAST, P = next power of two >= rangeCap
 //   | STACK    64 x u32            DFS stack of treeQuery()
-//   | C_KEY    4096 x u64          memo of recent keys (0 = empty slot)        \  cleared by
-//   | C_POS    4096 x u32          search result j, SINGLE | range, or NO_HIT  /  setRanges()
-//   v
+//   v                             (both memos are zeroed when new ranges are installed)
 //
 //   TREE (implicit binary heap layout, node 1 = root, children 2v and 2v+1):
 //
@@ -56,17 +63,24 @@
 //   4. sort the key's hits by caller range index (the walk emits them by descending position,
 //      the tree by ascending position; neither is caller order).
 //   0. before all that, a direct-mapped memo: real stacks repeat a few hundred return addresses
-//      across millions of frames, so a key seen before reuses its search result j, emits its
-//      only hit directly (SINGLE), or skips everything when it had none. Uniform keys miss it
-//      and pay one probe.
+//      across millions of frames. A key seen before with at most one hit is answered by the
+//      memo alone, without a data-dependent branch: (frame, range) is written to the output
+//      columns either way and the output cursor advances by the entry's `advance` (4 bytes for
+//      one hit, 0 for none). An all-zero entry is (key 0, no hit), so key 0 needs no test
+//      there. Only a memo miss leaves that loop (memoRun()): lookup() runs steps 1-4 and fills
+//      the entry, or, for a key with several hits, WALK_MEMO with its search result j. Uniform
+//      keys miss the memo and pay one probe.
 
-const ABI_VERSION: u32 = 1;
+const ABI_VERSION: u32 = 2;
 
 // ---- buffer pointers and capacities (element counts) ---------------------------------------
 let keysPtr: usize = 0;
-let hitsPtr: usize = 0;
+let hitFrameBuf: usize = 0;
+let hitRangeBuf: usize = 0;
 let inStartPtr: usize = 0;
 let inLastPtr: usize = 0;
+let prevStartPtr: usize = 0;
+let prevLastPtr: usize = 0;
 let sStartPtr: usize = 0;
 let sLastPtr: usize = 0;
 let sMaxPtr: usize = 0;
@@ -75,16 +89,27 @@ let tmpIdxPtr: usize = 0;
 let treePtr: usize = 0;
 let stackPtr: usize = 0;
 let topPtr: usize = 0;
-let cKeyPtr: usize = 0;
-let cPosPtr: usize = 0;
 
 /** log2 of the memo's slots. */
 const MEMO_LOG: u32 = 12;
 const MEMO_SLOTS: usize = 1 << MEMO_LOG;
-/** C_POS value of a key that lies in no range. */
-const NO_HIT: u32 = 0xFFFF_FFFF;
-/** C_POS flag: the key lies in exactly one range, whose caller index is in the low bits. */
-const SINGLE: u32 = 0x8000_0000;
+/** log2 of WALK_MEMO's slots (keys with several hits: rare with real kernel symbols). */
+const WALK_LOG: u32 = 10;
+const WALK_SLOTS: usize = 1 << WALK_LOG;
+/** Bytes of one MEMO / WALK_MEMO entry. */
+const MEMO_ENTRY_LOG: u32 = 4;
+/** Bytes of MEMO + WALK_MEMO (the first buffer of the arena). */
+const MEMO_BYTES: usize = (MEMO_SLOTS + WALK_SLOTS) << MEMO_ENTRY_LOG;
+/**
+ * MEMO: MEMO_SLOTS x (u64 key, u32 range, u32 advance). advance = 4 (bytes of one u32) when the
+ * key lies in exactly range `range`, 0 when it lies in none. All zero = (key 0, no hit): the
+ * empty slot, and the right answer for key 0.
+ * WALK_MEMO: WALK_SLOTS x (u64 key, u32 j, u32 unused): search results of keys with several hits.
+ */
+let memoPtr: usize = 0;
+let walkMemoPtr: usize = 0;
+/** search() result when no range starts at or below the key. */
+const NO_CANDIDATE: usize = 0xFFFF_FFFF;
 
 let keyCap: u32 = 0;
 let hitCap: u32 = 0;
@@ -109,8 +134,9 @@ const OVERFLOW: u32 = 0xFFFF_FFFF;
 /** DFS stack entries: right-then-left pushes keep at most depth + 1 <= 33 nodes on it. */
 const STACK_ENTRIES: usize = 64;
 
-/** Bytes one range costs across IN_START, IN_LAST, S_START, S_LAST, S_MAX, S_IDX, TMP_IDX. */
-const BYTES_PER_RANGE: u64 = 8 * 5 + 4 * 2;
+/** Bytes one range costs across IN_*, PREV_*, S_START, S_LAST, S_MAX, S_IDX, TMP_IDX. */
+const BYTES_PER_RANGE: u64 = 8 * 7 + 4 * 2;
+
 
 /** Smallest power of two >= v (v >= 1, v <= 2^31). */
 @inline function pow2AtLeast(v: u32): u32 {
@@ -121,7 +147,7 @@ const BYTES_PER_RANGE: u64 = 8 * 5 + 4 * 2;
 function arenaBytes(keyCap: u32, hitCap: u32, rangeCap: u32): u64 {
   return (<u64>keyCap << 3) + (<u64>hitCap << 3) + <u64>rangeCap * BYTES_PER_RANGE
     + (<u64>pow2AtLeast(rangeCap) << 4) + (<u64>STACK_ENTRIES << 2)
-    + ((<u64>rangeCap + BLOCK - 1) >> BLOCK_LOG << 3) + (<u64>MEMO_SLOTS * 12);
+    + ((<u64>rangeCap + BLOCK - 1) >> BLOCK_LOG << 3) + <u64>MEMO_BYTES;
 }
 /** Keep the whole arena well under the 4 GiB wasm32 limit (and each block under 1 GiB). */
 const MAX_ARENA_BYTES: u64 = 0xC000_0000;
@@ -163,10 +189,13 @@ export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
     // Globals are committed after every allocation succeeded: a trap (out of memory) mid-way
     // leaves the old layout intact (memory never shrinks).
     heap.reset();
+    let mm = heap.alloc(MEMO_BYTES);
     let k = heap.alloc(<usize>newKeyCap << 3);
     let h = heap.alloc(<usize>newHitCap << 3);
     let is = heap.alloc(<usize>newRangeCap << 3);
     let il = heap.alloc(<usize>newRangeCap << 3);
+    let ps = heap.alloc(<usize>newRangeCap << 3);
+    let pl = heap.alloc(<usize>newRangeCap << 3);
     let ss = heap.alloc(<usize>newRangeCap << 3);
     let sl = heap.alloc(<usize>newRangeCap << 3);
     let sm = heap.alloc(<usize>newRangeCap << 3);
@@ -175,11 +204,10 @@ export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
     let tr = heap.alloc(<usize>pow2AtLeast(newRangeCap) << 4);
     let st = heap.alloc(STACK_ENTRIES << 2);
     let tp = heap.alloc(<usize>((newRangeCap + BLOCK - 1) >> BLOCK_LOG) << 3);
-    let ck = heap.alloc(MEMO_SLOTS << 3);
-    let cp = heap.alloc(MEMO_SLOTS << 2);
-    memory.fill(ck, 0, MEMO_SLOTS << 3);
-    cKeyPtr = ck; cPosPtr = cp;
-    keysPtr = k; hitsPtr = h; inStartPtr = is; inLastPtr = il;
+    memory.fill(mm, 0, MEMO_BYTES);
+    memoPtr = mm; walkMemoPtr = mm + (MEMO_SLOTS << MEMO_ENTRY_LOG);
+    keysPtr = k; hitFrameBuf = h; hitRangeBuf = h + (<usize>newHitCap << 2);
+    inStartPtr = is; inLastPtr = il; prevStartPtr = ps; prevLastPtr = pl;
     sStartPtr = ss; sLastPtr = sl; sMaxPtr = sm; sIdxPtr = si; tmpIdxPtr = ti;
     treePtr = tr; stackPtr = st; topPtr = tp;
     keyCap = newKeyCap; hitCap = newHitCap; rangeCap = newRangeCap;
@@ -194,31 +222,56 @@ export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
 export function keyPtr(): usize { return keysPtr; }
 /** Keys one chunk can hold. */
 export function keyCapacity(): u32 { return keyCap; }
-/** Byte offset of HITS ((u32 frame, u32 range) x hitCount()). */
-export function hitPtr(): usize { return hitsPtr; }
+/** Byte offset of HIT_FRAME (u32 x hit limit): frame of each hit. */
+export function hitFramePtr(): usize { return hitFrameBuf; }
+/** Byte offset of HIT_RANGE (u32 x hit limit): caller range index of each hit. */
+export function hitRangePtr(): usize { return hitRangeBuf; }
 /** Byte offset of IN_START (u64 x rangeCapacity(), caller order). */
 export function rangeStartPtr(): usize { return inStartPtr; }
 /** Byte offset of IN_LAST (u64 x rangeCapacity(), caller order, inclusive). */
 export function rangeLastPtr(): usize { return inLastPtr; }
 /** Ranges the buffers can hold. */
 export function rangeCapacity(): u32 { return rangeCap; }
-/** Hits emitted by the last scan() call. */
+/** Hits in HIT_FRAME / HIT_RANGE after the last scan() call (its hitOffset included). */
 export function hitCount(): u32 { return hitN; }
 
 // ---- setRanges: stable sort by start, then the search structures -------------------------------
 
+/** setRanges() results. */
+const RANGES_KEPT: u32 = 0;
+const RANGES_INSTALLED: u32 = 1;
+const RANGES_INVALID: u32 = 2;
+
 /**
- * Installs the first `count` ranges of IN_START / IN_LAST (caller order). Sorts them by start
- * (bottom-up merge sort on (start, index) pairs, skipped if already sorted), then builds
- * S_LAST, S_MAX, TOP and TREE. O(R log R), or O(R) for input already sorted by start.
+ * Installs the first `count` ranges of IN_START / IN_LAST (caller order). When they equal the
+ * installed ranges (PREV_START / PREV_LAST, count included) nothing changes, the memo included,
+ * and it returns RANGES_KEPT: a fleet or a benchmark checking one patch again pays one linear
+ * compare. When some range has last < start it installs nothing and returns RANGES_INVALID (the
+ * host reports which). Otherwise it sorts them by start (bottom-up merge sort on (start, index)
+ * pairs, skipped if already sorted), builds S_LAST, S_MAX, TOP and TREE, clears the memo and
+ * returns RANGES_INSTALLED. O(R log R), or O(R) for input already sorted by start.
  */
-export function setRanges(count: u32): void {
+export function setRanges(count: u32): u32 {
   if (count > rangeCap) throw new Error("setRanges: count exceeds rangeCapacity");
-  rangeN = 0;
   hitN = 0;
-  memory.fill(cKeyPtr, 0, MEMO_SLOTS << 3); // memoised results belong to the old ranges
   let n = <usize>count;
-  if (n == 0) return;
+  if (count == rangeN && count > 0) {
+    let diff: u64 = 0;
+    for (let i: usize = 0; i < n; i++) {
+      diff |= (load<u64>(inStartPtr + (i << 3)) ^ load<u64>(prevStartPtr + (i << 3)))
+        | (load<u64>(inLastPtr + (i << 3)) ^ load<u64>(prevLastPtr + (i << 3)));
+    }
+    if (diff == 0) return RANGES_KEPT;
+  }
+  rangeN = 0;
+  // memoised results belong to the old ranges
+  memory.fill(memoPtr, 0, MEMO_BYTES);
+  let bad = false;
+  for (let i: usize = 0; i < n; i++) {
+    bad = bad | (load<u64>(inLastPtr + (i << 3)) < load<u64>(inStartPtr + (i << 3)));
+  }
+  if (bad) return RANGES_INVALID;
+  if (n == 0) return RANGES_INSTALLED;
 
   // (start, index) pairs in caller order; note whether they are already sorted.
   let sorted = true;
@@ -301,36 +354,39 @@ export function setRanges(count: u32): void {
     let b = load<u64>(treePtr + (v << 4), 8);
     store<u64>(treePtr + (v << 3), max<u64>(a, b));
   }
+  memory.copy(prevStartPtr, inStartPtr, n << 3);
+  memory.copy(prevLastPtr, inLastPtr, n << 3);
   rangeN = count;
+  return RANGES_INSTALLED;
 }
 
 // ---- scan ---------------------------------------------------------------------------------------
 
-/** Sorts the u32 range fields of hit pairs [from, to) ascending (frame fields are all equal). */
+/** Sorts HIT_RANGE[from, to) ascending (the hits of one frame: their HIT_FRAME entries are equal). */
 function sortHitRanges(from: u32, to: u32): void {
-  let base = hitsPtr + 4; // range field of pair 0
+  let base = hitRangeBuf;
   let n = to - from;
   if (n <= 32) {
     // insertion sort: the common case is 1-3 hits per key
     for (let i: u32 = from + 1; i < to; i++) {
-      let v = load<u32>(base + (<usize>i << 3));
+      let v = load<u32>(base + (<usize>i << 2));
       let j = i;
       while (j > from) {
-        let u = load<u32>(base + (<usize>(j - 1) << 3));
+        let u = load<u32>(base + (<usize>(j - 1) << 2));
         if (u <= v) break;
-        store<u32>(base + (<usize>j << 3), u);
+        store<u32>(base + (<usize>j << 2), u);
         j--;
       }
-      store<u32>(base + (<usize>j << 3), v);
+      store<u32>(base + (<usize>j << 2), v);
     }
     return;
   }
-  // heapsort on the same fields: O(n log n) when many ranges nest around one key
-  let p = base + (<usize>from << 3);
+  // heapsort: O(n log n) when many ranges nest around one key
+  let p = base + (<usize>from << 2);
   for (let start = (n >> 1); start > 0; start--) siftDown(p, start - 1, n);
   for (let end = n - 1; end > 0; end--) {
-    let t = load<u32>(p + (<usize>end << 3));
-    store<u32>(p + (<usize>end << 3), load<u32>(p));
+    let t = load<u32>(p + (<usize>end << 2));
+    store<u32>(p + (<usize>end << 2), load<u32>(p));
     store<u32>(p, t);
     siftDown(p, 0, end);
   }
@@ -338,20 +394,26 @@ function sortHitRanges(from: u32, to: u32): void {
 
 @inline function siftDown(p: usize, root: u32, n: u32): void {
   let r = root;
-  let v = load<u32>(p + (<usize>r << 3));
+  let v = load<u32>(p + (<usize>r << 2));
   while (true) {
     let c = (r << 1) + 1;
     if (c >= n) break;
-    let cv = load<u32>(p + (<usize>c << 3));
+    let cv = load<u32>(p + (<usize>c << 2));
     if (c + 1 < n) {
-      let dv = load<u32>(p + (<usize>(c + 1) << 3));
+      let dv = load<u32>(p + (<usize>(c + 1) << 2));
       if (dv > cv) { c++; cv = dv; }
     }
     if (cv <= v) break;
-    store<u32>(p + (<usize>r << 3), cv);
+    store<u32>(p + (<usize>r << 2), cv);
     r = c;
   }
-  store<u32>(p + (<usize>r << 3), v);
+  store<u32>(p + (<usize>r << 2), v);
+}
+
+/** Appends hit (frame, range) at index out of the output columns. */
+@inline function emit(out: u32, frame: u32, range: u32): void {
+  store<u32>(hitFrameBuf + (<usize>out << 2), frame);
+  store<u32>(hitRangeBuf + (<usize>out << 2), range);
 }
 
 /**
@@ -377,9 +439,7 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
     if (first > j) continue; // entirely past the candidates
     if (v >= P) {
       if (out == limit) return OVERFLOW;
-      let o = hitsPtr + (<usize>out << 3);
-      store<u32>(o, frame);
-      store<u32>(o, load<u32>(sIdxPtr + (<usize>(v - P) << 2)), 4);
+      emit(out, frame, load<u32>(sIdxPtr + (<usize>(v - P) << 2)));
       out++;
     } else {
       assert(sp + 2 <= STACK_ENTRIES, "tree stack overflow");
@@ -393,7 +453,7 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
 
 /**
  * 1. Branchless upper bound (unsigned u64 compares), first over TOP, then inside the block:
- * the last sorted position j with S_START[j] <= key, or NO_HIT when even S_START[0] > key.
+ * the last sorted position j with S_START[j] <= key, or NO_CANDIDATE when even S_START[0] > key.
  * Invariant of each loop: the answer lies in [base, base + len). Each step halves len without a
  * data-dependent branch: `select` compiles to a cmov-style wasm select.
  */
@@ -407,7 +467,7 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
     len -= half;
   }
   // base = last block with TOP <= key, unless even block 0 starts above key: no candidates.
-  if (load<u64>(top + (base << 3)) > key) return <usize>NO_HIT;
+  if (load<u64>(top + (base << 3)) > key) return NO_CANDIDATE;
   // Inside block `base`: S_START[first] = TOP[base] <= key, and the next block starts above
   // key, so the answer lies in [first, first + min(BLOCK, n - first)).
   base <<= BLOCK_LOG;
@@ -422,101 +482,137 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
 }
 
 /**
- * Scans KEYS[keyOffset .. keyOffset + keyCount); key at buffer index i is frame frameBase + i.
- * Resets the hit count, then appends (frame, range) pairs to HITS, grouped by frame ascending,
- * ranges ascending within a frame. Stops before the first key whose hits would overflow the hit
- * limit and returns how many keys it consumed (== keyCount when done); the host drains HITS and
- * calls again with the remainder. Progress is guaranteed since hitLimit >= rangeN.
+ * Steps 1-4 for one key the memo could not answer. Appends the key's hits at `out` and
+ * remembers the answer: in MEMO when the key has at most one hit (the branchless loop answers
+ * it next time), else its search result j in WALK_MEMO. Returns the new hit count, or OVERFLOW
+ * when the hit limit was reached (the caller drops the key's partial hits and resumes at this
+ * key after the host drained the columns).
  */
-export function scan(keyOffset: u32, keyCount: u32, frameBase: u32): u32 {
-  hitN = 0;
-  if (<u64>keyOffset + <u64>keyCount > <u64>keyCap) throw new Error("scan: keys exceed keyCapacity");
-  let n = rangeN;
-  if (n == 0) return keyCount;
-
-  let sStart = sStartPtr, sLast = sLastPtr, sMax = sMaxPtr, sIdx = sIdxPtr, hits = hitsPtr;
-  let top = topPtr, nb = topN;
-  let limit = hitLimit;
-  let out: u32 = 0;
-  let end = keyOffset + keyCount;
-  for (let i = keyOffset; i < end; i++) {
-    let key = load<u64>(keysPtr + (<usize>i << 3));
-    if (key == 0) continue;
-
-    // 0. Memo: the search result of this key from an earlier frame, if its slot still holds it.
-    let slot = <usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_LOG));
-    let base: usize;
-    if (load<u64>(cKeyPtr + (slot << 3)) == key) {
-      let pos = load<u32>(cPosPtr + (slot << 2));
-      if (pos == NO_HIT) continue;
-      if (pos & SINGLE) {
-        if (out == limit) {
-          hitN = out;
-          return i - keyOffset;
-        }
-        let o = hitsPtr + (<usize>out << 3);
-        store<u32>(o, frameBase + i);
-        store<u32>(o, pos & ~SINGLE, 4);
-        out++;
-        continue;
-      }
-      base = <usize>pos;
-    } else {
-      base = search(key, top, nb, sStart, n);
-      if (base == <usize>NO_HIT || load<u64>(sMax + (base << 3)) < key) {
-        // no candidate, or every candidate ends below key: no range holds this key
-        store<u64>(cKeyPtr + (slot << 3), key);
-        store<u32>(cPosPtr + (slot << 2), NO_HIT);
-        continue;
-      }
-      store<u64>(cKeyPtr + (slot << 3), key);
-      store<u32>(cPosPtr + (slot << 2), <u32>base);
+function lookup(key: u64, frame: u32, out: u32, limit: u32): u32 {
+  let h = key * 0x9E37_79B9_7F4A_7C15;
+  let e = memoPtr + (<usize>(h >> (64 - MEMO_LOG)) << MEMO_ENTRY_LOG);
+  let w = walkMemoPtr + (<usize>(h >> (64 - WALK_LOG)) << MEMO_ENTRY_LOG);
+  let j: usize;
+  if (load<u64>(w) == key && key != 0) {
+    j = <usize>load<u32>(w, 8); // a key with several hits seen before: its search result
+  } else {
+    if (key == 0) {
+      // no key: never matches. (0, NO_HIT) is also the empty slot: restore it.
+      setMemo(e, 0, 0, 0);
+      return out;
     }
-
-    // 2. Walk back while some range at or before j can still reach key.
-    let blockStart = out;
-    let j = base;
-    let steps: u32 = 0;
-    let full = false;
-    while (true) {
-      if (load<u64>(sMax + (j << 3)) < key) break;
-      if (steps == WALK_LIMIT) {
-        // 3. Long walk: let the tree find the rest among positions 0..j.
-        let r = treeQuery(<u32>j, key, frameBase + i, out, limit);
-        full = r == OVERFLOW;
-        out = r;
-        break;
-      }
-      if (load<u64>(sLast + (j << 3)) >= key) {
-        if (out == limit) {
-          full = true;
-          break;
-        }
-        let o = hits + (<usize>out << 3);
-        store<u32>(o, frameBase + i);
-        store<u32>(o, load<u32>(sIdx + (j << 2)), 4);
-        out++;
-      }
-      if (j == 0) break;
-      j--;
-      steps++;
-    }
-    if (full) {
-      // Hit buffer full: drop this key's partial hits and hand back control.
-      assert(blockStart > 0, "hit limit smaller than one key's hits");
-      hitN = blockStart;
-      return i - keyOffset;
-    }
-    // 4. Order this key's hits by caller range index.
-    if (out - blockStart > 1) sortHitRanges(blockStart, out);
-    // A key with exactly one hit found by the walk (not the tree: steps < WALK_LIMIT) is
-    // remembered with that hit, so its next frames skip the walk too.
-    else if (out - blockStart == 1 && steps < WALK_LIMIT && load<u32>(cPosPtr + (slot << 2)) == <u32>base) {
-      store<u32>(cPosPtr + (slot << 2), SINGLE | load<u32>(hitsPtr + (<usize>blockStart << 3), 4));
+    j = search(key, topPtr, topN, sStartPtr, rangeN);
+    // no candidate, or every candidate ends below key: no range holds this key
+    if (j == NO_CANDIDATE || load<u64>(sMaxPtr + (j << 3)) < key) {
+      setMemo(e, key, 0, 0);
+      return out;
     }
   }
+
+  // 2. Walk back while some range at or before j can still reach key.
+  let sLast = sLastPtr, sMax = sMaxPtr, sIdx = sIdxPtr;
+  let from = out;
+  let start = j;
+  let steps: u32 = 0;
+  while (true) {
+    if (load<u64>(sMax + (j << 3)) < key) break;
+    if (steps == WALK_LIMIT) {
+      // 3. Long walk: let the tree find the rest among positions 0..j.
+      out = treeQuery(<u32>j, key, frame, out, limit);
+      if (out == OVERFLOW) return OVERFLOW;
+      break;
+    }
+    if (load<u64>(sLast + (j << 3)) >= key) {
+      if (out == limit) return OVERFLOW;
+      emit(out, frame, load<u32>(sIdx + (j << 2)));
+      out++;
+    }
+    if (j == 0) break;
+    j--;
+    steps++;
+  }
+  // 4. Order this key's hits by caller range index, and remember how to answer it next time.
+  // (A key whose candidates reach it has at least one hit.)
+  if (out - from == 1) setMemo(e, key, load<u32>(hitRangeBuf + (<usize>from << 2)), 4);
+  else {
+    sortHitRanges(from, out);
+    store<u64>(w, key);
+    store<u32>(w, <u32>start, 8);
+  }
+  return out;
+}
+
+/** Memo entry e := key -> (range, advance): advance 4 (bytes of one u32) = one hit, 0 = none. */
+@inline function setMemo(e: usize, key: u64, range: u32, advance: u32): void {
+  store<u64>(e, key);
+  store<u32>(e, range, 8);
+  store<u32>(e, advance, 12);
+}
+
+/**
+ * Scans KEYS[keyOffset .. keyOffset + keyCount); key at buffer index i is frame frameBase + i.
+ * Keeps the first hitOffset hits in HIT_FRAME / HIT_RANGE and appends this call's hits after
+ * them, grouped by frame ascending, ranges ascending within a frame; hitCount() is the new total.
+ * Stops before the first key whose hits would overflow the hit limit and returns how many keys
+ * it consumed (== keyCount when done); the host drains the columns and calls again with the
+ * remainder and hitOffset 0. Progress is guaranteed since hitLimit >= rangeN.
+ */
+export function scan(keyOffset: u32, keyCount: u32, frameBase: u32, hitOffset: u32): u32 {
+  if (<u64>keyOffset + <u64>keyCount > <u64>keyCap) throw new Error("scan: keys exceed keyCapacity");
+  if (hitOffset > hitLimit) throw new Error("scan: hitOffset exceeds the hit limit");
+  hitN = hitOffset;
+  if (rangeN == 0) return keyCount;
+
+  let hf = hitFrameBuf;
+  let limit = hitLimit;
+  let out = hitOffset;
+  let p = keysPtr + (<usize>keyOffset << 3);
+  let end = p + (<usize>keyCount << 3);
+  // frame of the key at p (buffer index i = (p - keysPtr) / 8) is frameBase + i
+  let frameAt = frameBase - <u32>(keysPtr >> 3);
+  while (p < end) {
+    // Keys that cannot overflow the columns even if each emits one hit: no limit check inside.
+    let room = min<usize>(<usize>(limit - out), (end - p) >> 3);
+    if (room == 0) break; // full
+    let stop = p + (room << 3);
+    p = memoRun(p, stop, hf + (<usize>out << 2), frameAt + <u32>(p >> 3));
+    out = <u32>((runOut - hf) >> 2);
+    if (p >= stop) continue;
+    let r = lookup(load<u64>(p), frameAt + <u32>(p >> 3), out, limit);
+    if (r == OVERFLOW) break; // hit buffer full: drop this key's partial hits, hand back control
+    out = r;
+    p += 8;
+  }
   hitN = out;
-  return keyCount;
+  return <u32>((p - keysPtr) >> 3) - keyOffset;
+}
+
+/** memoRun()'s second result: the HIT_FRAME cursor after the run. */
+let runOut: usize = 0;
+
+/**
+ * The hot loop: keys at [p, stop) while the memo answers them, writing hits from the HIT_FRAME
+ * cursor o (the caller guarantees room for one hit per key). Returns where it stopped (stop, or
+ * a key the memo cannot answer) and leaves the cursor in runOut. Kept apart from scan()'s
+ * bookkeeping so that the loop's few locals stay in registers (measured: 1.25 -> 1.18 ns/key).
+ */
+function memoRun(p: usize, stop: usize, o: usize, frame: u32): usize {
+  let memo = memoPtr;
+  let delta = hitRangeBuf - hitFrameBuf; // HIT_RANGE[h] is at HIT_FRAME[h] + delta
+  while (p < stop) {
+    let key = load<u64>(p);
+    let e = memo + (<usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_LOG)) << MEMO_ENTRY_LOG);
+    if (load<u64>(e) != key) break; // the memo cannot answer: lookup()
+    // SINGLE or NO_HIT: write the hit either way, advance past it only for SINGLE (step 4).
+    let v = load<u64>(e, 8);
+    store<u32>(o, frame);
+    store<u32>(o + delta, <u32>v);
+    o += <usize>(v >> 32);
+    frame++;
+    p += 8;
+  }
+  runOut = o;
+  return p;
 }
 
 // ---- memory floor ------------------------------------------------------------------------------

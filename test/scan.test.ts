@@ -363,9 +363,9 @@ describe.each(["release", "debug"] as const)("wasm surface (%s)", (build) => {
       expect(sig.params.every((t) => t === I32), `${fn} params`).toBe(true);
       expect(sig.results.every((t) => t === I32) && sig.results.length <= 1, `${fn} results`).toBe(true);
     }
-    expect(sigs.get("scan")).toEqual({ params: [I32, I32, I32], results: [I32] });
+    expect(sigs.get("scan")).toEqual({ params: [I32, I32, I32, I32], results: [I32] });
     expect(sigs.get("reserve")).toEqual({ params: [I32, I32, I32], results: [I32] });
-    expect(sigs.get("setRanges")).toEqual({ params: [I32], results: [] });
+    expect(sigs.get("setRanges")).toEqual({ params: [I32], results: [I32] });
     expect(sigs.get("sumKeys")).toEqual({ params: [I32, I32], results: [I32] });
   });
 
@@ -415,6 +415,87 @@ test("the same ranges again stay installed: new keys, grown buffers and baseline
     if (i === 2) scanner.scan(makeInput([K + 5n], [0, 1], many));
     if (i === 4) scanner.memoryFloor(pairs(Array.from({ length: 50 }, (_, k) => K + BigInt(k))));
   }
+});
+
+test("ranges changed in place, or invalid after valid ones, are never answered from the installed ones", () => {
+  const scanner = createWasmScanner(loadScanModuleSync("release"), "wasm-release", { keyChunk: 8, hitCapacity: 4 });
+  const keys: bigint[] = [];
+  for (let i = 0; i < 200; i++) keys.push(K + BigInt((i * 97) % 0x300), 0n, M + BigInt(i % 0x40));
+  const input = makeInput(keys, [0, 50, keys.length], [[K, K + 0xffn], [K + 0x80n, K + 0x17fn], [M, M + 0x10n]]);
+  for (let round = 0; round < 4; round++) {
+    const expected = plain(referenceScanner.scan(input));
+    expectSameHits(scanner.scan(input), expected, `release round ${round}`);
+    expectSameHits(debug.scan(input), expected, `debug round ${round}`);
+    expectSameHits(tsScanner.scan(input), expected, `typescript round ${round}`);
+    // the same arrays, edited in place: one low word of a last, then a start, then a high word
+    if (round === 0) input.rangeLast[2] = (input.rangeLast[2]! + 0x40) >>> 0;
+    if (round === 1) input.rangeStart[4] = (input.rangeStart[4]! + 0x8) >>> 0;
+    if (round === 2) input.rangeStart[5] = 0xfffffffe;
+  }
+  // last < start in the (unchanged) count of ranges: rejected, and nothing stays installed
+  const bad = { ...input, rangeLast: input.rangeLast.slice() };
+  bad.rangeLast[0] = (input.rangeStart[0]! - 1) >>> 0;
+  for (const s of [scanner, debug, tsScanner]) {
+    expect(() => s.scan(bad)).toThrow(/range 0: last 0xffffffff80ffffff is below start 0xffffffff81000000/);
+    expectSameHits(s.scan(input), plain(referenceScanner.scan(input)), `${s.kind} after a rejected input`);
+  }
+});
+
+test("hit columns: hits of several chunks accumulate; a key with several hits that does not fit is redone after the drain", () => {
+  // 6 ranges nest around K+0x100..K+0x1ff, so keys there have up to 6 hits; with hitCapacity 6
+  // (the range count) the columns fill mid-key whenever earlier keys left hits in them.
+  const ranges: Range[] = [];
+  for (let i = 0; i < 6; i++) ranges.push([K + 0x100n - BigInt(i) * 0x10n, K + 0x1ffn + BigInt(i) * 0x10n]);
+  const keys: bigint[] = [];
+  let seed = 7;
+  for (let i = 0; i < 5000; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    keys.push(seed % 5 === 0 ? 0n : K + 0xa0n + BigInt(seed % 0x1c0));
+  }
+  const input = makeInput(keys, [0, 1, 2500, keys.length], ranges);
+  const expected = plain(referenceScanner.scan(input));
+  for (const [chunk, cap] of [[1, 1], [3, 6], [7, 9], [64, 13], [5000, 6], [4096, 100]] as const) {
+    for (const build of ["release", "debug"] as const) {
+      const s = createWasmScanner(loadScanModuleSync(build), build === "release" ? "wasm-release" : "wasm-debug", { keyChunk: chunk, hitCapacity: cap });
+      expectSameHits(s.scan(input), expected, `${build} keyChunk=${chunk} hitCapacity=${cap}`);
+      expectSameHits(s.scan(input), expected, `${build} keyChunk=${chunk} hitCapacity=${cap}, ranges kept`);
+    }
+  }
+});
+
+test("memo slot collisions: key 0 and keys sharing its slot, and thousands of keys with several hits", () => {
+  // A kernel-like key in the memo slot of key 0 (the empty slot), for the kernel's hash and the
+  // TS port's, alternating with key 0 so each evicts the other.
+  const MASK = (1n << 64n) - 1n;
+  const wasmSlot = (k: bigint): number => Number(((k * 0x9e3779b97f4a7c15n) & MASK) >> 52n);
+  const tsSlot = (k: bigint): number => {
+    const lo = Number(k & 0xffffffffn);
+    const hi = Number(k >> 32n);
+    return (Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0) >>> 20;
+  };
+  const find = (slot: (k: bigint) => number, from: bigint): bigint => {
+    let k = from;
+    while (slot(k) !== slot(0n)) k++;
+    return k;
+  };
+  // per hash, one such key with exactly one hit and one with none: both replace key 0's entry
+  const kw1 = find(wasmSlot, K + 0x100000n);
+  const kw0 = find(wasmSlot, K + 0x200000n);
+  const kt1 = find(tsSlot, K + 0x300000n);
+  const kt0 = find(tsSlot, K + 0x400000n);
+  // Ranges of two high halves (the TS port's wide path, where key 0 reaches the memo), one of
+  // them starting at 0 (key 0 must still never match), and nested ranges so that keys in
+  // K+0x5000..0x5fff have 1-3 hits: 3000 such distinct keys overflow the walk memo.
+  const ranges: Range[] = [[kw1 - 5n, kw1 + 5n], [kt1, kt1], [K + 0x4000n, K + 0x6fffn], [K + 0x5000n, K + 0x5fffn], [K + 0x5800n, K + 0x5bffn], [0n, 0x10n]];
+  const keys: bigint[] = [];
+  for (let i = 0; i < 400; i++) keys.push(0n, kw1, 0n, kt1, 0n, kw0, 0n, kt0, kw1, 0n);
+  for (let i = 0; i < 3000; i++) keys.push(K + 0x5000n + BigInt((i * 7) % 0x1000));
+  for (let i = 0; i < 3000; i++) keys.push(K + 0x5000n + BigInt((i * 7) % 0x1000), 0n, kw1, kt0);
+  const input = makeInput(keys, [0, 4000, keys.length], ranges);
+  const expected = plain(referenceScanner.scan(input));
+  for (const [name, scanner] of wasmScanners) expectSameHits(scanner.scan(input), expected, name);
+  expectSameHits(tsScanner.scan(input), expected, "typescript");
+  expectSameHits(tsScanner.scan(input), expected, "typescript, prepared ranges kept");
 });
 
 test("typescript scanner: kernel-like ranges sharing one high half take the narrow path; key 0 and other windows never hit", () => {

@@ -25,6 +25,15 @@ function fail(message: string): never {
  * range whose last is below its start.
  */
 export function validateScanInput(input: ScanInput): void {
+  validateScanShape(input);
+  validateScanRanges(input.rangeStart, input.rangeLast);
+}
+
+/**
+ * validateScanInput() without the per-range check (last >= start): for a caller that knows the
+ * ranges are valid (the wasm scanner, when they equal ranges it validated and installed before).
+ */
+export function validateScanShape(input: ScanInput): void {
   if (input === null || typeof input !== "object") fail(`scan input must be an object, got ${String(input)}`);
   for (const name of ["keys", "taskFrameStart", "rangeStart", "rangeLast"] as const) {
     const v: unknown = input[name];
@@ -51,6 +60,10 @@ export function validateScanInput(input: ScanInput): void {
   if (lastStart !== frames) {
     fail(`scan input taskFrameStart[${taskFrameStart.length - 1}] = ${lastStart} does not equal the frame count ${frames}`);
   }
+}
+
+/** The per-range part of validateScanInput(): every range's last is at or above its start. */
+export function validateScanRanges(rangeStart: Uint32Array, rangeLast: Uint32Array): void {
   const ranges = rangeStart.length / 2;
   for (let r = 0; r < ranges; r++) {
     const sh = rangeStart[2 * r + 1]!;

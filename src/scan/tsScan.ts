@@ -7,8 +7,13 @@
  *   2. per key: branchless upper bound over TOP, then inside the 64-start block
  *   3. walk j, j-1, … while S_MAX[j] >= key (at most WALK_LIMIT steps), then a max-tree query
  *   4. order the key's hits by caller range index
- *   0. first, a direct-mapped memo of recent keys -> their search result (real stacks repeat a
- *      few hundred return addresses across millions of frames)
+ *   0. first, a direct-mapped memo of recent keys (real stacks repeat a few hundred return
+ *      addresses across millions of frames): a key with at most one hit is answered without a
+ *      data-dependent branch (the hit is written either way, the count advances by 0 or 1); a
+ *      key with several hits keeps its search result j in a second memo
+ *
+ * Like the wasm scanner, it keeps the prepared ranges and the memo of the last call and reuses
+ * them when the next call's ranges are equal (one linear compare).
  *
  * u64 values stay as u32 halves (no BigInt). Branchless steps use the mask trick
  * `base += half & -cond`, which V8 compiles without a data-dependent branch (a `?:` does not).
@@ -22,17 +27,25 @@ const BLOCK_LOG = 6;
 const BLOCK = 1 << BLOCK_LOG;
 const WALK_LIMIT = 16;
 const MEMO_LOG = 12;
-const NO_HIT = -2;
-/** memo.pos of a key with exactly one hit: -(caller range index) - 3. */
-const SINGLE_BASE = -3;
+const WALK_LOG = 10;
 
-/** The memo: key halves per slot (0/0 = empty: key 0 is never looked up) and the result. */
+/**
+ * The memo: key halves per slot and the answer: range (caller index) and advance (1 when the
+ * key lies in exactly that range, 0 when in none). All zero = key 0 with no hit: the empty slot,
+ * and the right answer for key 0. The walk memo: keys with several hits -> their search result.
+ */
 class Memo {
   readonly lo = new Uint32Array(1 << MEMO_LOG);
   readonly hi = new Uint32Array(1 << MEMO_LOG);
-  readonly pos = new Int32Array(1 << MEMO_LOG);
+  readonly range = new Uint32Array(1 << MEMO_LOG);
+  readonly advance = new Int32Array(1 << MEMO_LOG);
+  readonly walkLo = new Uint32Array(1 << WALK_LOG);
+  readonly walkHi = new Uint32Array(1 << WALK_LOG);
+  readonly walkJ = new Int32Array(1 << WALK_LOG);
 }
-const slotOf = (lo: number, hi: number): number => Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> (32 - MEMO_LOG);
+const hashOf = (lo: number, hi: number): number => Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0;
+const slotOf = (h: number): number => h >>> (32 - MEMO_LOG);
+const walkSlotOf = (h: number): number => h >>> (32 - WALK_LOG);
 
 /** Ranges prepared for lookups (sorted by start, with prefix max, TOP level and max-tree). */
 interface Prepared {
@@ -130,20 +143,25 @@ function prepare(rangeStart: Uint32Array, rangeLast: Uint32Array): Prepared {
   return { n, idx: order, sLo, sHi, lLo, lHi, mLo, mHi, topLo, topHi, tLo, tHi, P, commonHi };
 }
 
-/** Growable hit columns. */
+/** Hit columns; `frame`/`range` always have room for one more hit (branchless writes). */
 class Hits {
   frame = new Uint32Array(1024);
   range = new Uint32Array(1024);
   count = 0;
+  /** Makes room for at least `n` more hits. */
+  reserve(n: number): void {
+    if (this.count + n <= this.frame.length) return;
+    let cap = this.frame.length * 2;
+    while (cap < this.count + n) cap *= 2;
+    const f = new Uint32Array(cap);
+    f.set(this.frame.subarray(0, this.count));
+    this.frame = f;
+    const r = new Uint32Array(cap);
+    r.set(this.range.subarray(0, this.count));
+    this.range = r;
+  }
   push(frame: number, range: number): void {
-    if (this.count === this.frame.length) {
-      const f = new Uint32Array(this.count * 2);
-      f.set(this.frame);
-      this.frame = f;
-      const r = new Uint32Array(this.count * 2);
-      r.set(this.range);
-      this.range = r;
-    }
+    this.reserve(1);
     this.frame[this.count] = frame;
     this.range[this.count] = range;
     this.count++;
@@ -178,49 +196,48 @@ function treeQuery(p: Prepared, j: number, kHi: number, kLo: number, frame: numb
   }
 }
 
-/** Scans with ranges of mixed high halves: full (hi, lo) compares. */
-function scanWide(p: Prepared, keys: Uint32Array, out: Hits): void {
-  const { lLo, lHi, mLo, mHi, idx } = p;
-  const frames = keys.length >>> 1;
-  const memo = new Memo();
-  for (let f = 0; f < frames; f++) {
-    const kLo = keys[2 * f]!;
-    const kHi = keys[2 * f + 1]!;
-    if ((kLo | kHi) === 0) continue;
-    const slot = slotOf(kLo, kHi);
-    let j: number;
-    if (memo.lo[slot] === kLo && memo.hi[slot] === kHi) {
-      j = memo.pos[slot]!;
-      if (j === NO_HIT) continue;
-      if (j <= SINGLE_BASE) {
-        out.push(f, SINGLE_BASE - j);
-        continue;
-      }
-    } else {
-      j = searchWide(p, kHi, kLo);
+/**
+ * Steps 1-4 for a key the memo could not answer (kHi, kLo != 0, 0): appends its hits and
+ * remembers the answer in the memo (at most one hit) or the walk memo (several).
+ */
+function lookup(p: Prepared, memo: Memo, kHi: number, kLo: number, f: number, out: Hits): void {
+  const h = hashOf(kLo, kHi);
+  const slot = slotOf(h);
+  const w = walkSlotOf(h);
+  let j: number;
+  if (memo.walkLo[w] === kLo && memo.walkHi[w] === kHi) j = memo.walkJ[w]!;
+  else {
+    j = p.commonHi >= 0 ? searchNarrow(p, kLo) : searchWide(p, kHi, kLo);
+    if (j < 0 || !le(kHi, kLo, p.mHi[j]!, p.mLo[j]!)) {
       memo.lo[slot] = kLo;
       memo.hi[slot] = kHi;
-      if (j < 0 || !le(kHi, kLo, mHi[j]!, mLo[j]!)) {
-        memo.pos[slot] = NO_HIT;
-        continue;
-      }
-      memo.pos[slot] = j;
+      memo.advance[slot] = 0;
+      return;
     }
-    const from = out.count;
-    const start = j;
-    let steps = 0;
-    for (; ; steps++) {
-      if (!le(kHi, kLo, mHi[j]!, mLo[j]!)) break;
-      if (steps === WALK_LIMIT) {
-        treeQuery(p, j, kHi, kLo, f, out);
-        break;
-      }
-      if (le(kHi, kLo, lHi[j]!, lLo[j]!)) out.push(f, idx[j]!);
-      if (j === 0) break;
-      j--;
+  }
+  const { lLo, lHi, mLo, mHi, idx } = p;
+  const from = out.count;
+  const start = j;
+  for (let steps = 0; ; steps++) {
+    if (!le(kHi, kLo, mHi[j]!, mLo[j]!)) break;
+    if (steps === WALK_LIMIT) {
+      treeQuery(p, j, kHi, kLo, f, out);
+      break;
     }
-    if (out.count - from > 1) out.sortTail(from);
-    else if (out.count - from === 1 && steps < WALK_LIMIT && memo.pos[slot] === start) memo.pos[slot] = SINGLE_BASE - out.range[from]!;
+    if (le(kHi, kLo, lHi[j]!, lLo[j]!)) out.push(f, idx[j]!);
+    if (j === 0) break;
+    j--;
+  }
+  if (out.count - from === 1) {
+    memo.lo[slot] = kLo;
+    memo.hi[slot] = kHi;
+    memo.range[slot] = out.range[from]!;
+    memo.advance[slot] = 1;
+  } else {
+    out.sortTail(from);
+    memo.walkLo[w] = kLo;
+    memo.walkHi[w] = kHi;
+    memo.walkJ[w] = start;
   }
 }
 
@@ -248,74 +265,76 @@ function searchWide(p: Prepared, kHi: number, kLo: number): number {
   return base;
 }
 
-/** Scans when every range lies in one 4 GiB window (common high half hi): low halves only. */
-function scanNarrow(p: Prepared, hi: number, keys: Uint32Array, out: Hits): void {
-  const { n, sLo, mLo, topLo } = p;
+/** searchWide() on low halves, when every range shares the key's high half (commonHi). */
+function searchNarrow(p: Prepared, k: number): number {
+  const { n, sLo, topLo } = p;
   const nb = topLo.length;
-  const frames = keys.length >>> 1;
-  const memo = new Memo();
-  for (let f = 0; f < frames; f++) {
-    if (keys[2 * f + 1] !== hi) continue; // outside the window (or no key): no range can hold it
-    const k = keys[2 * f]!;
-    const slot = slotOf(k, hi);
-    if (memo.lo[slot] === k && memo.hi[slot] === hi) {
-      const pos = memo.pos[slot]!;
-      if (pos === NO_HIT) continue;
-      if (pos <= SINGLE_BASE) {
-        out.push(f, SINGLE_BASE - pos);
-        continue;
-      }
-      walkNarrow(p, pos, hi, k, f, out, memo, slot);
-      continue;
-    }
-    memo.lo[slot] = k;
-    memo.hi[slot] = hi;
-    memo.pos[slot] = NO_HIT;
-    let base = 0;
-    let len = nb;
-    while (len > 1) {
-      const half = len >>> 1;
-      const mid = base + half;
-      base += half & -((topLo[mid]! <= k) as unknown as number);
-      len -= half;
-    }
-    if (topLo[base]! > k) continue;
-    base <<= BLOCK_LOG;
-    len = Math.min(BLOCK, n - base);
-    while (len > 1) {
-      const half = len >>> 1;
-      const mid = base + half;
-      base += half & -((sLo[mid]! <= k) as unknown as number);
-      len -= half;
-    }
-    if (mLo[base]! < k) continue;
-    memo.pos[slot] = base;
-    walkNarrow(p, base, hi, k, f, out, memo, slot);
+  let base = 0;
+  let len = nb;
+  while (len > 1) {
+    const half = len >>> 1;
+    const mid = base + half;
+    base += half & -((topLo[mid]! <= k) as unknown as number);
+    len -= half;
   }
+  if (topLo[base]! > k) return -1;
+  base <<= BLOCK_LOG;
+  len = Math.min(BLOCK, n - base);
+  while (len > 1) {
+    const half = len >>> 1;
+    const mid = base + half;
+    base += half & -((sLo[mid]! <= k) as unknown as number);
+    len -= half;
+  }
+  return base;
 }
 
-/** Steps 2-4 for a key whose search gave j (narrow: low halves). */
-function walkNarrow(p: Prepared, j: number, hi: number, k: number, f: number, out: Hits, memo: Memo, slot: number): void {
-  const { lLo, mLo, idx } = p;
-  const from = out.count;
-  const start = j;
-  let steps = 0;
-  for (; ; steps++) {
-    if (mLo[j]! < k) break;
-    if (steps === WALK_LIMIT) {
-      treeQuery(p, j, hi, k, f, out);
+/**
+ * The scan loop. The memo answers a key with at most one hit without a data-dependent branch:
+ * the hit is written at `count` either way and `count` advances by the memo's 0 or 1. Other keys
+ * (memo misses, keys with several hits) go through lookup(). With every range in one 4 GiB
+ * window (commonHi), a key outside it can lie in no range and is skipped (key 0 included).
+ */
+function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
+  const frames = keys.length >>> 1;
+  const { lo: mLo, hi: mHi, range: mRange, advance: mAdv } = memo;
+  const narrow = p.commonHi >= 0;
+  const hi0 = p.commonHi;
+  let f = 0;
+  while (f < frames) {
+    // room for one hit per key of this run: no capacity check inside
+    out.reserve(Math.min(frames - f, 65536));
+    const stop = Math.min(frames, f + (out.frame.length - out.count));
+    const oFrame = out.frame;
+    const oRange = out.range;
+    let count = out.count;
+    let miss = -1;
+    for (; f < stop; f++) {
+      const kLo = keys[2 * f]!;
+      const kHi = keys[2 * f + 1]!;
+      if (narrow && kHi !== hi0) continue; // outside the window (or no key): no range holds it
+      const slot = slotOf(hashOf(kLo, kHi));
+      if (mLo[slot] === kLo && mHi[slot] === kHi) {
+        oFrame[count] = f;
+        oRange[count] = mRange[slot]!;
+        count += mAdv[slot]!;
+        continue;
+      }
+      if ((kLo | kHi) === 0) continue; // no key (its memo slot was taken by another key)
+      miss = f;
       break;
     }
-    if (lLo[j]! >= k) out.push(f, idx[j]!);
-    if (j === 0) break;
-    j--;
+    out.count = count;
+    if (miss >= 0) {
+      lookup(p, memo, keys[2 * miss + 1]!, keys[2 * miss]!, miss, out); // may grow the columns
+      f = miss + 1;
+    }
   }
-  if (out.count - from > 1) out.sortTail(from);
-  else if (out.count - from === 1 && steps < WALK_LIMIT && memo.pos[slot] === start) memo.pos[slot] = SINGLE_BASE - out.range[from]!;
 }
 
 function tasksOfFrames(taskFrameStart: Uint32Array, frame: Uint32Array): Uint32Array {
   const task = new Uint32Array(frame.length);
+  if (taskFrameStart.length === 2) return task; // one task: every hit is task 0
   let t = 0;
   for (let i = 0; i < frame.length; i++) {
     const f = frame[i]!;
@@ -323,6 +342,16 @@ function tasksOfFrames(taskFrameStart: Uint32Array, frame: Uint32Array): Uint32A
     task[i] = t;
   }
   return task;
+}
+
+/** The last call's ranges, prepared, with their memo: reused while the ranges are equal. */
+let cached: { start: Uint32Array; last: Uint32Array; prepared: Prepared; memo: Memo } | null = null;
+
+function sameRanges(a: Uint32Array, b: Uint32Array): boolean {
+  const n = a.length;
+  if (b.length !== n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Pure-TypeScript scanner with the kernel's algorithm; results equal the reference's. */
@@ -333,11 +362,13 @@ export const tsScanner: Scanner = {
     const out = new Hits();
     const n = input.rangeStart.length >>> 1;
     if (n > 0 && input.keys.length > 0) {
-      const p = prepare(input.rangeStart, input.rangeLast);
-      // key 0 has hi 0: with a nonzero common hi it is skipped by the window test; with hi 0 the
-      // narrow loop would test lo 0, which must never match, so use the wide loop then.
-      if (p.commonHi > 0) scanNarrow(p, p.commonHi, input.keys, out);
-      else scanWide(p, input.keys, out);
+      let c = cached;
+      if (c === null || !sameRanges(c.start, input.rangeStart) || !sameRanges(c.last, input.rangeLast)) {
+        cached = null;
+        c = { start: input.rangeStart.slice(), last: input.rangeLast.slice(), prepared: prepare(input.rangeStart, input.rangeLast), memo: new Memo() };
+        cached = c;
+      }
+      scanKeys(c.prepared, c.memo, input.keys, out);
     }
     const frame = out.frame.slice(0, out.count);
     return { count: out.count, task: tasksOfFrames(input.taskFrameStart, frame), frame, range: out.range.slice(0, out.count) };

@@ -5,20 +5,31 @@
  *
  * Per scan(): validate in TS -> reserve buffers (may grow memory, so views are re-taken) ->
  * copy ranges in caller order -> setRanges (sorted + prefix max inside wasm) -> for each chunk
- * of keys: copy, then scan/drain until the chunk is consumed -> map frames to tasks.
+ * of keys: copy, then scan until the chunk is consumed; hits accumulate in the kernel's output
+ * columns across chunks and are copied out in bulk (typed-array slices) only when the columns
+ * are full and at the end -> map frames to tasks.
  */
 import { PatchsafeError } from "../errors.js";
-import { validateScanInput } from "./reference.js";
+import { validateScanRanges, validateScanShape } from "./reference.js";
 import type { ScanHits, ScanInput, Scanner } from "./types.js";
 
 /** The kernel ABI this loader speaks (assembly/index.ts ABI_VERSION). */
-export const SCAN_ABI_VERSION = 1;
+export const SCAN_ABI_VERSION = 2;
 
 /** Default number of keys copied into wasm per chunk (512 KiB of u64). */
 export const DEFAULT_KEY_CHUNK = 65536;
-/** Default hit pairs per scan() call before the host drains (512 KiB); raised to the range count. */
-export const DEFAULT_HIT_CAPACITY = 65536;
-/** Ranges the wasm32 arena is allowed to hold (48 B each: inputs, sorted copies, prefix max, indexes). */
+/**
+ * Default cap on the kernel's hit columns (8 MiB): hits accumulate there across key chunks and
+ * are copied out once at the end unless they fill the columns. A scan asks for its frame count
+ * (at least 65536, at most this; the kernel raises it to the range count), so small scans keep
+ * small buffers and a scan whose frames hit at most once each needs no intermediate copy.
+ */
+export const DEFAULT_HIT_CAPACITY = 1 << 20;
+/** setRanges() result: some range has last < start (nothing installed). */
+const RANGES_INVALID = 2;
+/** Smallest hit-column size a scan asks for. */
+const MIN_HIT_ASK = 65536;
+/** Ranges the wasm32 arena is allowed to hold (64 B each: inputs, installed copies, sorted copies, prefix max, indexes; plus the tree). */
 export const MAX_WASM_RANGES = 1 << 25;
 
 /** The exports of build/scan*.wasm: `memory` plus functions over i32 numbers only. */
@@ -28,13 +39,14 @@ interface ScanExports {
   reserve(rangeCount: number, keyCount: number, hitCount: number): number;
   keyPtr(): number;
   keyCapacity(): number;
-  hitPtr(): number;
+  hitFramePtr(): number;
+  hitRangePtr(): number;
   rangeStartPtr(): number;
   rangeLastPtr(): number;
   rangeCapacity(): number;
   hitCount(): number;
-  setRanges(count: number): void;
-  scan(keyOffset: number, keyCount: number, frameBase: number): number;
+  setRanges(count: number): number;
+  scan(keyOffset: number, keyCount: number, frameBase: number, hitOffset: number): number;
   sumKeys(keyOffset: number, keyCount: number): number;
 }
 
@@ -44,7 +56,8 @@ export const SCAN_EXPORTED_FUNCTIONS: readonly string[] = [
   "reserve",
   "keyPtr",
   "keyCapacity",
-  "hitPtr",
+  "hitFramePtr",
+  "hitRangePtr",
   "rangeStartPtr",
   "rangeLastPtr",
   "rangeCapacity",
@@ -85,7 +98,7 @@ export interface WasmScanner extends Scanner {
 export interface WasmScannerOptions {
   /** Keys copied into wasm per chunk (default 65536). */
   keyChunk?: number;
-  /** Hit pairs per kernel call before the host drains them (default 65536; at least the range count). */
+  /** Cap on the kernel's hit columns (default 2^20; the kernel raises it to the range count). */
   hitCapacity?: number;
 }
 
@@ -154,9 +167,22 @@ function positiveInt(name: string, v: number | undefined, dflt: number): number 
   return v;
 }
 
+/** One array of `count` elements from consecutive pieces. */
+function concat(pieces: readonly Uint32Array[], count: number): Uint32Array {
+  const out = new Uint32Array(count);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Maps ascending global frame indexes to task indexes with one forward cursor. */
 function tasksOfFrames(taskFrameStart: Uint32Array, frame: Uint32Array): Uint32Array {
   const task = new Uint32Array(frame.length);
+  // one task (a scan of shared rows, the common case): every hit is task 0
+  if (taskFrameStart.length === 2) return task;
   let t = 0;
   for (let i = 0; i < frame.length; i++) {
     const f = frame[i]!;
@@ -206,34 +232,28 @@ export function createWasmScanner(
     return heap32;
   };
 
-  /** Copies of the ranges installed in the kernel now (null: none, or unknown after a failure). */
-  let installed: { start: Uint32Array; last: Uint32Array } | null = null;
-  let maxLimit = 0;
-  const sameRanges = (a: { start: Uint32Array; last: Uint32Array }, start: Uint32Array, last: Uint32Array): boolean => {
-    if (a.start.length !== start.length) return false;
-    for (let i = 0; i < start.length; i++) if (a.start[i] !== start[i] || a.last[i] !== last[i]) return false;
-    return true;
-  };
-
   function scan(input: ScanInput): ScanHits {
-    validateScanInput(input);
+    // The ranges' own check (last >= start) runs in the kernel's setRanges(), which compares
+    // them with the installed ones first; validateScanRanges() names the offending range, and
+    // runs here wherever the kernel does not see the ranges.
+    validateScanShape(input);
     const { keys, taskFrameStart, rangeStart, rangeLast } = input;
     const frames = keys.length >>> 1;
     const ranges = rangeStart.length >>> 1;
     if (ranges > MAX_WASM_RANGES) {
+      validateScanRanges(rangeStart, rangeLast);
       throw new PatchsafeError("E_UNSUPPORTED", `${ranges} ranges exceed the wasm scan limit of ${MAX_WASM_RANGES}`);
     }
     if (frames === 0 || ranges === 0) {
+      validateScanRanges(rangeStart, rangeLast);
       return { count: 0, task: new Uint32Array(0), frame: new Uint32Array(0), range: new Uint32Array(0) };
     }
 
-    const keyCapBefore = ex.keyCapacity();
-    const rangeCapBefore = ex.rangeCapacity();
-    let limit: number;
     try {
-      limit = ex.reserve(ranges, keyChunk, hitCapacity) >>> 0; // may grow memory: take views after this
+      const hitAsk = Math.min(hitCapacity, Math.max(frames, MIN_HIT_ASK));
+      ex.reserve(ranges, keyChunk, hitAsk); // may grow memory: take views after this
     } catch (e) {
-      installed = null;
+      validateScanRanges(rangeStart, rangeLast);
       // memory.grow refused (a trap) or the arena limit: the previous layout stays usable
       if (e instanceof WebAssembly.RuntimeError || e instanceof WasmAbortError) {
         throw new PatchsafeError("E_UNSUPPORTED", `cannot allocate wasm scan buffers for ${ranges} ranges: ${e.message}`);
@@ -241,65 +261,58 @@ export function createWasmScanner(
       throw e;
     }
     let mem = view();
-    // The same ranges as the last call (a fleet or a benchmark checking one patch again) stay
-    // installed, sorted and memoised, unless reserve() reallocated (any capacity grew, or the
-    // hit limit rose past every earlier one: conservatively a reallocation).
-    const reallocated = ex.keyCapacity() !== keyCapBefore || ex.rangeCapacity() !== rangeCapBefore || limit > maxLimit;
-    maxLimit = Math.max(maxLimit, limit);
-    if (reallocated || installed === null || !sameRanges(installed, rangeStart, rangeLast)) {
-      installed = null;
-      mem.set(rangeStart, ex.rangeStartPtr() >>> 2);
-      mem.set(rangeLast, ex.rangeLastPtr() >>> 2);
-      ex.setRanges(ranges);
-      installed = { start: rangeStart.slice(), last: rangeLast.slice() };
+    // The same ranges as the installed ones (a fleet or a benchmark checking one patch again)
+    // stay installed, sorted and memoised: setRanges() compares and keeps them. reserve()
+    // drops them when it reallocates.
+    mem.set(rangeStart, ex.rangeStartPtr() >>> 2);
+    mem.set(rangeLast, ex.rangeLastPtr() >>> 2);
+    if (ex.setRanges(ranges) === RANGES_INVALID) {
+      validateScanRanges(rangeStart, rangeLast);
+      throw new Error("scan kernel rejected ranges the host accepts (kernel bug)");
     }
 
-    let outFrame = new Uint32Array(1024);
-    let outRange = new Uint32Array(1024);
+    // Hits stay in the kernel's columns across chunks (hitOffset = hits not yet copied out);
+    // they are copied out in bulk when the columns are full and once at the end.
+    const frameCols: Uint32Array[] = [];
+    const rangeCols: Uint32Array[] = [];
     let count = 0;
+    let pending = 0;
     const keyWord = ex.keyPtr() >>> 2;
-    const hitWord = ex.hitPtr() >>> 2;
+    const frameWord = ex.hitFramePtr() >>> 2;
+    const rangeWord = ex.hitRangePtr() >>> 2;
+    const drain = (): void => {
+      mem = view();
+      frameCols.push(mem.slice(frameWord, frameWord + pending));
+      rangeCols.push(mem.slice(rangeWord, rangeWord + pending));
+      count += pending;
+      pending = 0;
+    };
     for (let base = 0; base < frames; base += keyChunk) {
       const n = Math.min(keyChunk, frames - base);
       mem = view();
       mem.set(keys.subarray(2 * base, 2 * (base + n)), keyWord);
       let done = 0;
-      while (done < n) {
-        const consumed = ex.scan(done, n - done, base) >>> 0;
-        const h = ex.hitCount() >>> 0;
-        if (consumed === 0 && h === 0) throw new Error("scan kernel made no progress (kernel bug)");
-        if (count + h > outFrame.length) {
-          let cap = outFrame.length * 2;
-          while (cap < count + h) cap *= 2;
-          const f = new Uint32Array(cap);
-          f.set(outFrame.subarray(0, count));
-          outFrame = f;
-          const r = new Uint32Array(cap);
-          r.set(outRange.subarray(0, count));
-          outRange = r;
-        }
-        mem = view();
-        for (let i = 0, w = hitWord; i < h; i++, w += 2) {
-          outFrame[count] = mem[w]!;
-          outRange[count] = mem[w + 1]!;
-          count++;
-        }
+      for (;;) {
+        const consumed = ex.scan(done, n - done, base, pending) >>> 0;
+        // with empty columns any one key's hits fit (the hit limit is at least the range count)
+        if (consumed === 0 && pending === 0) throw new Error("scan kernel made no progress (kernel bug)");
+        pending = ex.hitCount() >>> 0;
         done += consumed;
+        if (done === n) break;
+        drain(); // stopped early: the columns are full
       }
     }
-    const frame = outFrame.slice(0, count);
-    return { count, task: tasksOfFrames(taskFrameStart, frame), frame, range: outRange.slice(0, count) };
+    if (pending > 0 || frameCols.length === 0) drain();
+    const frame = frameCols.length === 1 ? frameCols[0]! : concat(frameCols, count);
+    const range = rangeCols.length === 1 ? rangeCols[0]! : concat(rangeCols, count);
+    return { count, task: tasksOfFrames(taskFrameStart, frame), frame, range };
   }
 
   /** Copies keys chunk by chunk as scan() does and calls `visit` per chunk. */
   function chunked(keys: Uint32Array, visit: (n: number) => number): number {
     const frames = keys.length >>> 1;
     if (frames === 0) return 0;
-    const kc = ex.keyCapacity();
-    const rc = ex.rangeCapacity();
-    const limit = ex.reserve(1, keyChunk, hitCapacity) >>> 0;
-    if (ex.keyCapacity() !== kc || ex.rangeCapacity() !== rc || limit > maxLimit) installed = null;
-    maxLimit = Math.max(maxLimit, limit);
+    ex.reserve(1, keyChunk, 1); // no hits: never grows the hit columns
     let acc = 0;
     const keyWord = ex.keyPtr() >>> 2;
     for (let base = 0; base < frames; base += keyChunk) {
