@@ -156,63 +156,6 @@ export function decodeInts(c: unknown, expected: number, what: string): Float64A
   return out;
 }
 
-/**
- * Reads a column value by value (no array of its own: a 100k-task snapshot has 17 task columns).
- * The constructor checks the column's shape and count like decodeInts; next() throws ColumnError
- * on malformed bytes; finish() throws unless every value was read and the bytes end exactly.
- */
-export class IntReader {
-  private readonly b: Uint8Array;
-  private p = 0;
-  private prev = 0;
-  private runLeft = 0;
-  private runValue = 0;
-  private left: number;
-  private readonly delta: boolean;
-  constructor(
-    c: unknown,
-    expected: number,
-    private readonly what: string,
-  ) {
-    if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
-    if (c.n !== expected) throw new ColumnError(`${what}: ${c.n} values where ${expected} were expected`);
-    if (c.m === "d" && c.n > c.b.length) throw new ColumnError(`${what}: declares ${c.n} values in ${c.b.length} bytes`);
-    this.b = c.b;
-    this.left = expected;
-    this.delta = c.m === "d";
-  }
-  private varint(): number {
-    const b = this.b;
-    if (this.p < b.length && b[this.p] < 0x80) return b[this.p++];
-    const pos = { p: this.p };
-    const v = readVarint(b, pos);
-    this.p = pos.p;
-    return v;
-  }
-  next(): number {
-    if (this.left-- <= 0) throw new ColumnError(`${this.what}: read past the end`);
-    if (this.delta) {
-      const z = this.varint();
-      const v = this.prev + (z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2);
-      if (!Number.isSafeInteger(v)) throw new ColumnError(`${this.what}: value out of range`);
-      this.prev = v;
-      return v;
-    }
-    if (this.runLeft === 0) {
-      this.runValue = unzig(this.varint());
-      const run = this.varint();
-      if (run === 0 || run > this.left + 1) throw new ColumnError(`${this.what}: run of ${run} overflows the column`);
-      this.runLeft = run;
-    }
-    this.runLeft--;
-    return this.runValue;
-  }
-  finish(): void {
-    if (this.left !== 0 || this.runLeft !== 0) throw new ColumnError(`${this.what}: ${this.left} values unread`);
-    if (this.p !== this.b.length) throw new ColumnError(`${this.what}: ${this.b.length - this.p} trailing bytes`);
-  }
-}
-
 /** A column into an existing typed array, every value within [min, max]. */
 export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32Array, min: number, max: number, what: string): void {
   const n = out.length;

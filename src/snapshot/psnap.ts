@@ -54,7 +54,7 @@ import {
 } from "../model.js";
 import { finishTable, nameBlobFromFrontCoding, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, IntReader } from "./columns.js";
+import { ColumnError, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn } from "./columns.js";
 import { crc32 } from "./crc32.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
@@ -975,30 +975,42 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
   if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
   const comms = v.arr(tc.comms, "tasks.comms", T).map((x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
-  // The columns that place frames are arrays (the row-sharing pass reads them first); the other
-  // fields are read value by value while the tasks are built (no array per column).
+  // One Float64Array per column (nullable columns hold v + 1, 0 = null), each checked in a loop
+  // of its own; the tasks are then built from them in one pass.
   const cols = v.col(() => ({
+    pid: decodeInts(tc.pid, T, "tasks.pid"),
+    tid: decodeInts(tc.tid, T, "tasks.tid"),
+    ppid: decodeInts(tc.ppid, T, "tasks.ppid"),
+    startTime: decodeInts(tc.startTime, T, "tasks.startTime"),
+    cpu: decodeInts(tc.cpu, T, "tasks.cpu"),
+    flags: decodeInts(tc.flags, T, "tasks.flags"),
+    state: decodeInts(tc.state, T, "tasks.state"),
+    patchState: decodeInts(tc.patchState, T, "tasks.patchState"),
+    stackStatus: decodeInts(tc.stackStatus, T, "tasks.stackStatus"),
+    errno: decodeInts(tc.errno, T, "tasks.errno"),
+    running: decodeInts(tc.running, T, "tasks.running"),
+    statusKthread: decodeInts(tc.statusKthread, T, "tasks.statusKthread"),
+    endMarker: decodeInts(tc.endMarker, T, "tasks.endMarker"),
     line: decodeInts(tc.line, T, "tasks.line"),
+    comm: decodeInts(tc.comm, T, "tasks.comm"),
     stack: decodeInts(tc.stack, T, "tasks.stack"),
     frameLine: decodeInts(tc.frameLine, T, "tasks.frameLine"),
   }));
-  for (let t = 0; t < T; t++) if (cols.frameLine[t] < 0) v.bad("tasks.frameLine", "column: negative value");
-  const rd = v.col(() => ({
-    pid: new IntReader(tc.pid, T, "tasks.pid"),
-    tid: new IntReader(tc.tid, T, "tasks.tid"),
-    ppid: new IntReader(tc.ppid, T, "tasks.ppid"),
-    startTime: new IntReader(tc.startTime, T, "tasks.startTime"),
-    cpu: new IntReader(tc.cpu, T, "tasks.cpu"),
-    flags: new IntReader(tc.flags, T, "tasks.flags"),
-    state: new IntReader(tc.state, T, "tasks.state"),
-    patchState: new IntReader(tc.patchState, T, "tasks.patchState"),
-    stackStatus: new IntReader(tc.stackStatus, T, "tasks.stackStatus"),
-    errno: new IntReader(tc.errno, T, "tasks.errno"),
-    running: new IntReader(tc.running, T, "tasks.running"),
-    statusKthread: new IntReader(tc.statusKthread, T, "tasks.statusKthread"),
-    endMarker: new IntReader(tc.endMarker, T, "tasks.endMarker"),
-    comm: new IntReader(tc.comm, T, "tasks.comm"),
-  }));
+  const within = (a: Float64Array, what: string, min: number, max: number, message: string): void => {
+    for (let t = 0; t < a.length; t++) if (!(a[t] >= min && a[t] <= max)) v.bad(`tasks.${what}[${t}]`, message);
+  };
+  for (const k of ["pid", "tid", "ppid", "startTime", "cpu"] as const) within(cols[k], k, 0, Number.MAX_SAFE_INTEGER, "negative value");
+  within(cols.flags, "flags", 0, 0x100000000, "out of range");
+  within(cols.patchState, "patchState", 0, 3, "out of range");
+  within(cols.stackStatus, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range");
+  within(cols.errno, "errno", 0, strings.length, "string id out of range");
+  within(cols.comm, "comm", 0, comms.length, "comm id out of range");
+  within(cols.line, "line", 0, 0xffffffff, "out of range");
+  within(cols.frameLine, "frameLine", 0, Number.MAX_SAFE_INTEGER, "negative value");
+  for (let t = 0; t < T; t++) {
+    const ch = cols.state[t];
+    if (ch !== 0 && !((ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122))) v.bad(`tasks.state[${t}]`, "not a state letter");
+  }
 
   // Frame rows and stacks.
   const fc = v.obj(body.frames, "frames");
@@ -1095,93 +1107,70 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   blockLines.fill(-1);
   blockZero.fill(-1);
 
-  // Assemble (everything above is validated; the per-task values are checked below, and a
-  // failure throws before anything is returned).
+  // Assemble (everything above is validated: nothing below can fail half-way).
   const frames = new FrameColumns(rowsNeeded);
   const tasks: Task[] = new Array(T);
   let fi = 0;
   let li = 0;
   const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
-  const nullable = (r: IntReader, what: string, t: number): number | null => {
-    const x = r.next();
-    if (x < 0) v.bad(`tasks.${what}[${t}]`, "negative value");
-    return x === 0 ? null : x - 1;
-  };
-  v.col(() => {
-    for (let t = 0; t < T; t++) {
-      const pid = nullable(rd.pid, "pid", t);
-      const tid = nullable(rd.tid, "tid", t);
-      const ppid = nullable(rd.ppid, "ppid", t);
-      const startTime = nullable(rd.startTime, "startTime", t);
-      const cpu = nullable(rd.cpu, "cpu", t);
-      const flagsV = nullable(rd.flags, "flags", t);
-      if (flagsV !== null && flagsV > 0xffffffff) v.bad(`tasks.flags[${t}]`, "out of range");
-      const ch = rd.state.next();
-      if (ch !== 0 && !((ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122))) v.bad(`tasks.state[${t}]`, "not a state letter");
-      const ps = rd.patchState.next();
-      if (ps < 0 || ps > 3) v.bad(`tasks.patchState[${t}]`, "out of range");
-      const ss = rd.stackStatus.next();
-      if (ss < 0 || ss >= STACK_STATUSES.length) v.bad(`tasks.stackStatus[${t}]`, "out of range");
-      const e = nullable(rd.errno, "errno", t);
-      if (e !== null && e >= nStr) v.bad(`tasks.errno[${t}]`, "string id out of range");
-      const running = rd.running.next();
-      const sk = rd.statusKthread.next();
-      const endMarker = rd.endMarker.next();
-      const cm = nullable(rd.comm, "comm", t);
-      if (cm !== null && cm >= comms.length) v.bad(`tasks.comm[${t}]`, "comm id out of range");
-      const s = cols.stack[t];
-      const n = stackLen[s];
-      const fl = cols.frameLine[t];
-      const m = mode[t];
-      const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
-      let start = blocks === null ? -1 : blocks[s];
-      if (start < 0) {
-        start = fi;
-        if (blocks !== null) blocks[s] = start;
-        const mark = m === SHARE_LINES ? FrameFlag.SHARED : 0;
-        const k0 = stackStart[s];
-        for (let k = 0; k < n; k++) {
-          const r = stackRows[k0 + k];
-          frames.symbol[fi] = rows.symbol[r];
-          frames.object[fi] = rows.object[r];
-          frames.buildId[fi] = rows.buildId[r];
-          frames.offset[fi] = rows.offset[r];
-          frames.size[fi] = rows.size[r];
-          const flags = rows.flags[r];
-          frames.flags[fi] = flags | mark;
-          if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
-            frames.addrLo[fi] = rows.addrLo![r];
-            frames.addrHi[fi] = rows.addrHi![r];
-          }
-          frames.line[fi] = fl === 0 ? lines[li + k] : fl - 1 + k;
-          fi++;
+  const { pid, tid, ppid, startTime, cpu, flags: flagsCol, state, patchState, stackStatus, errno, running, statusKthread, endMarker, comm, line: lineCol, stack, frameLine } = cols;
+  for (let t = 0; t < T; t++) {
+    const s = stack[t];
+    const n = stackLen[s];
+    const fl = frameLine[t];
+    const m = mode[t];
+    const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
+    let start = blocks === null ? -1 : blocks[s];
+    if (start < 0) {
+      start = fi;
+      if (blocks !== null) blocks[s] = start;
+      const mark = m === SHARE_LINES ? FrameFlag.SHARED : 0;
+      const k0 = stackStart[s];
+      for (let k = 0; k < n; k++) {
+        const r = stackRows[k0 + k];
+        frames.symbol[fi] = rows.symbol[r];
+        frames.object[fi] = rows.object[r];
+        frames.buildId[fi] = rows.buildId[r];
+        frames.offset[fi] = rows.offset[r];
+        frames.size[fi] = rows.size[r];
+        const flags = rows.flags[r];
+        frames.flags[fi] = flags | mark;
+        if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
+          frames.addrLo[fi] = rows.addrLo![r];
+          frames.addrHi[fi] = rows.addrHi![r];
         }
+        frames.line[fi] = fl === 0 ? lines[li + k] : fl - 1 + k;
+        fi++;
       }
-      if (fl === 0) li += n;
-      // Field order as newTask's: one hidden class for every task. Comm bytes are shared by
-      // the tasks of one comm (read-only, like frame rows).
-      tasks[t] = {
-        pid,
-        tid,
-        comm: cm === null ? null : comms[cm],
-        state: ch === 0 ? null : String.fromCharCode(ch),
-        flags: flagsV,
-        ppid,
-        startTime,
-        cpu,
-        patchState: ps === 0 ? null : ((ps - 2) as -1 | 0 | 1),
-        stackStatus: STACK_STATUSES[ss],
-        errno: e === null ? null : strings[e],
-        running: running !== 0,
-        statusKthread: sk === 0 ? null : sk === 2,
-        endMarker: endMarker !== 0,
-        frameStart: n === 0 ? fi : start,
-        frameCount: n,
-        line: cols.line[t],
-      };
     }
-    for (const r of Object.values(rd)) r.finish();
-  });
+    if (fl === 0) li += n;
+    const ch = state[t];
+    const ps = patchState[t];
+    const e = errno[t];
+    const cm = comm[t];
+    const sk = statusKthread[t];
+    // Field order as newTask's: one hidden class for every task. Comm bytes are shared by the
+    // tasks of one comm (read-only, like frame rows).
+    tasks[t] = {
+      pid: pid[t] === 0 ? null : pid[t] - 1,
+      tid: tid[t] === 0 ? null : tid[t] - 1,
+      comm: cm === 0 ? null : comms[cm - 1],
+      state: ch === 0 ? null : String.fromCharCode(ch),
+      flags: flagsCol[t] === 0 ? null : flagsCol[t] - 1,
+      ppid: ppid[t] === 0 ? null : ppid[t] - 1,
+      startTime: startTime[t] === 0 ? null : startTime[t] - 1,
+      cpu: cpu[t] === 0 ? null : cpu[t] - 1,
+      patchState: ps === 0 ? null : ((ps - 2) as -1 | 0 | 1),
+      stackStatus: STACK_STATUSES[stackStatus[t]],
+      errno: e === 0 ? null : strings[e - 1],
+      running: running[t] !== 0,
+      statusKthread: sk === 0 ? null : sk === 2,
+      endMarker: endMarker[t] !== 0,
+      frameStart: n === 0 ? fi : start,
+      frameCount: n,
+      line: lineCol[t],
+    };
+  }
   frames.length = fi;
 
   if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
