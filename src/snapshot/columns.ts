@@ -129,9 +129,12 @@ export function decodeInts(c: unknown, expected: number, what: string): Float64A
     let prev = 0;
     for (let i = 0; i < expected; i++) {
       let z: number;
-      // One-byte varints (small deltas: most of them) without the general loop.
+      // One- and two-byte varints (small deltas: most of them) without the general loop.
       if (p < end && b[p] < 0x80) z = b[p++];
-      else {
+      else if (p + 1 < end && b[p + 1] < 0x80) {
+        z = (b[p] & 0x7f) | (b[p + 1] << 7);
+        p += 2;
+      } else {
         const pos = { p };
         z = readVarint(b, pos);
         p = pos.p;
@@ -173,7 +176,10 @@ export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32
     for (let i = 0; i < n; i++) {
       let z: number;
       if (p < b.length && b[p] < 0x80) z = b[p++];
-      else {
+      else if (p + 1 < b.length && b[p + 1] < 0x80) {
+        z = (b[p] & 0x7f) | (b[p + 1] << 7);
+        p += 2;
+      } else {
         pos.p = p;
         z = readVarint(b, pos);
         p = pos.p;
