@@ -113,15 +113,17 @@ function isColumn(c: unknown): c is IntColumn {
 }
 
 /**
- * Decodes a column into a Float64Array of exactly `expected` elements. Throws ColumnError when
+ * Decodes a column into a Float64Array of exactly `expected` elements (a view of `into` when it
+ * is large enough). Throws ColumnError when
  * the column is malformed, declares another count, or does not consume its bytes exactly.
  */
-export function decodeInts(c: unknown, expected: number, what: string): Float64Array {
+export function decodeInts(c: unknown, expected: number, what: string, into?: Float64Array): Float64Array {
   if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
   if (c.n !== expected) throw new ColumnError(`${what}: ${c.n} values where ${expected} were expected`);
   // Delta columns hold at least one byte per value: a count beyond the bytes is a lie.
   if (c.m === "d" && c.n > c.b.length) throw new ColumnError(`${what}: declares ${c.n} values in ${c.b.length} bytes`);
-  const out = new Float64Array(expected);
+  // `into`: scratch space of at least `expected` elements (the caller's, reused across calls).
+  const out = into !== undefined && into.length >= expected ? into.subarray(0, expected) : new Float64Array(expected);
   const b = c.b;
   const end = b.length;
   let p = 0;

@@ -896,6 +896,22 @@ export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
 }
 
 /**
+ * Scratch space for the task columns, reused by every decode in this thread (decoding is
+ * synchronous and never nested): a 100k-task snapshot otherwise allocates ~13 MB of
+ * short-lived typed arrays per decode, which is what makes V8 collect. Kept up to 256k tasks (32 MB).
+ */
+const SCRATCH_MAX = 1 << 18;
+let scratch: Float64Array[] = [];
+function scratchColumns(n: number): (Float64Array | undefined)[] {
+  if (n > SCRATCH_MAX) return [];
+  if (scratch.length === 0 || scratch[0].length < n) {
+    const size = Math.min(SCRATCH_MAX, Math.max(1024, 2 ** Math.ceil(Math.log2(n))));
+    scratch = Array.from({ length: 16 }, () => new Float64Array(size));
+  }
+  return scratch;
+}
+
+/**
  * Decodes a .psnap file. Throws PatchsafeError with one of the SnapshotError codes; never returns
  * a partial model. Tasks with the same stack share frame rows (Capture.sharedRows) wherever their
  * source lines allow it (see frameLine in src/model.ts).
@@ -977,24 +993,26 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const comms = v.arr(tc.comms, "tasks.comms", T).map((x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
   // One Float64Array per column (nullable columns hold v + 1, 0 = null), each checked in a loop
   // of its own; the tasks are then built from them in one pass.
+  const sc = scratchColumns(T);
   const cols = v.col(() => ({
-    pid: decodeInts(tc.pid, T, "tasks.pid"),
-    tid: decodeInts(tc.tid, T, "tasks.tid"),
-    ppid: decodeInts(tc.ppid, T, "tasks.ppid"),
-    startTime: decodeInts(tc.startTime, T, "tasks.startTime"),
-    cpu: decodeInts(tc.cpu, T, "tasks.cpu"),
-    flags: decodeInts(tc.flags, T, "tasks.flags"),
-    state: decodeInts(tc.state, T, "tasks.state"),
-    patchState: decodeInts(tc.patchState, T, "tasks.patchState"),
-    stackStatus: decodeInts(tc.stackStatus, T, "tasks.stackStatus"),
-    errno: decodeInts(tc.errno, T, "tasks.errno"),
-    running: decodeInts(tc.running, T, "tasks.running"),
-    statusKthread: decodeInts(tc.statusKthread, T, "tasks.statusKthread"),
-    endMarker: decodeInts(tc.endMarker, T, "tasks.endMarker"),
-    line: decodeInts(tc.line, T, "tasks.line"),
-    comm: decodeInts(tc.comm, T, "tasks.comm"),
+    pid: decodeInts(tc.pid, T, "tasks.pid", sc[0]),
+    tid: decodeInts(tc.tid, T, "tasks.tid", sc[1]),
+    ppid: decodeInts(tc.ppid, T, "tasks.ppid", sc[2]),
+    startTime: decodeInts(tc.startTime, T, "tasks.startTime", sc[3]),
+    cpu: decodeInts(tc.cpu, T, "tasks.cpu", sc[4]),
+    flags: decodeInts(tc.flags, T, "tasks.flags", sc[5]),
+    state: decodeInts(tc.state, T, "tasks.state", sc[6]),
+    patchState: decodeInts(tc.patchState, T, "tasks.patchState", sc[7]),
+    stackStatus: decodeInts(tc.stackStatus, T, "tasks.stackStatus", sc[8]),
+    errno: decodeInts(tc.errno, T, "tasks.errno", sc[9]),
+    running: decodeInts(tc.running, T, "tasks.running", sc[10]),
+    statusKthread: decodeInts(tc.statusKthread, T, "tasks.statusKthread", sc[11]),
+    endMarker: decodeInts(tc.endMarker, T, "tasks.endMarker", sc[12]),
+    line: decodeInts(tc.line, T, "tasks.line", sc[13]),
+    comm: decodeInts(tc.comm, T, "tasks.comm", sc[14]),
+    // Kept: taskStack is built from it after the scratch space may be reused.
     stack: decodeInts(tc.stack, T, "tasks.stack"),
-    frameLine: decodeInts(tc.frameLine, T, "tasks.frameLine"),
+    frameLine: decodeInts(tc.frameLine, T, "tasks.frameLine", sc[15]),
   }));
   const within = (a: Float64Array, what: string, min: number, max: number, message: string): void => {
     for (let t = 0; t < a.length; t++) if (!(a[t] >= min && a[t] <= max)) v.bad(`tasks.${what}[${t}]`, message);
