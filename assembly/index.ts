@@ -482,16 +482,14 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
 }
 
 /**
- * Steps 1-4 for one key the memo could not answer. Appends the key's hits at `out` and
+ * Steps 1-4 for one key the memo (entry e, its slot) could not answer. Appends the key's hits at `out` and
  * remembers the answer: in MEMO when the key has at most one hit (the branchless loop answers
  * it next time), else its search result j in WALK_MEMO. Returns the new hit count, or OVERFLOW
  * when the hit limit was reached (the caller drops the key's partial hits and resumes at this
  * key after the host drained the columns).
  */
-function lookup(key: u64, frame: u32, out: u32, limit: u32): u32 {
-  let h = key * 0x9E37_79B9_7F4A_7C15;
-  let e = memoPtr + (<usize>(h >> (64 - MEMO_LOG)) << MEMO_ENTRY_LOG);
-  let w = walkMemoPtr + (<usize>(h >> (64 - WALK_LOG)) << MEMO_ENTRY_LOG);
+@inline function lookup(key: u64, e: usize, frame: u32, out: u32, limit: u32): u32 {
+  let w = walkMemoPtr + (<usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - WALK_LOG)) << MEMO_ENTRY_LOG);
   let j: usize;
   if (load<u64>(w) == key && key != 0) {
     j = <usize>load<u32>(w, 8); // a key with several hits seen before: its search result
@@ -578,13 +576,41 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32, hitOffset: u
     p = memoRun(p, stop, hf + (<usize>out << 2), frameAt + <u32>(p >> 3));
     out = <u32>((runOut - hf) >> 2);
     if (p >= stop) continue;
-    let r = lookup(load<u64>(p), frameAt + <u32>(p >> 3), out, limit);
-    if (r == OVERFLOW) break; // hit buffer full: drop this key's partial hits, hand back control
-    out = r;
-    p += 8;
+    // a key the memo cannot answer, and the ones right after it that it cannot answer either
+    let q = missRun(p, end, out, frameAt + <u32>(p >> 3));
+    out = runHits;
+    if (q == p) break; // hit buffer full at its first key: hand back control
+    p = q;
   }
   hitN = out;
   return <u32>((p - keysPtr) >> 3) - keyOffset;
+}
+
+/** missRun()'s second result: the hit count after the run. */
+let runHits: u32 = 0;
+
+/**
+ * Keys at [p, end) while the memo cannot answer them (uniform keys: nearly all of them), each
+ * through lookup(), from hit count out. Returns where it stopped (end, the next key the memo
+ * answers, or a key whose hits do not fit: its partial hits are dropped) and leaves the hit
+ * count in runHits. Its own loop, so that a run of misses pays one call and memoRun()'s loop
+ * stays small.
+ */
+function missRun(p: usize, end: usize, out: u32, frame: u32): usize {
+  let memo = memoPtr;
+  let limit = hitLimit;
+  while (p < end) {
+    let key = load<u64>(p);
+    let e = memo + (<usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_LOG)) << MEMO_ENTRY_LOG);
+    if (load<u64>(e) == key) break;
+    let r = lookup(key, e, frame, out, limit);
+    if (r == OVERFLOW) break;
+    out = r;
+    frame++;
+    p += 8;
+  }
+  runHits = out;
+  return p;
 }
 
 /** memoRun()'s second result: the HIT_FRAME cursor after the run. */

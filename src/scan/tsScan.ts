@@ -197,24 +197,10 @@ function treeQuery(p: Prepared, j: number, kHi: number, kLo: number, frame: numb
 }
 
 /**
- * Steps 1-4 for a key the memo could not answer (kHi, kLo != 0, 0): appends its hits and
- * remembers the answer in the memo (at most one hit) or the walk memo (several).
+ * Steps 2-4 for a key whose search gave candidate j (S_MAX[j] >= key): appends its hits and
+ * remembers the answer in the memo (one hit, slot) or the walk memo (several, slot w).
  */
-function lookup(p: Prepared, memo: Memo, kHi: number, kLo: number, f: number, out: Hits): void {
-  const h = hashOf(kLo, kHi);
-  const slot = slotOf(h);
-  const w = walkSlotOf(h);
-  let j: number;
-  if (memo.walkLo[w] === kLo && memo.walkHi[w] === kHi) j = memo.walkJ[w]!;
-  else {
-    j = p.commonHi >= 0 ? searchNarrow(p, kLo) : searchWide(p, kHi, kLo);
-    if (j < 0 || !le(kHi, kLo, p.mHi[j]!, p.mLo[j]!)) {
-      memo.lo[slot] = kLo;
-      memo.hi[slot] = kHi;
-      memo.advance[slot] = 0;
-      return;
-    }
-  }
+function walk(p: Prepared, memo: Memo, j: number, kHi: number, kLo: number, f: number, out: Hits, slot: number, w: number): void {
   const { lLo, lHi, mLo, mHi, idx } = p;
   const from = out.count;
   const start = j;
@@ -265,55 +251,33 @@ function searchWide(p: Prepared, kHi: number, kLo: number): number {
   return base;
 }
 
-/** searchWide() on low halves, when every range shares the key's high half (commonHi). */
-function searchNarrow(p: Prepared, k: number): number {
-  const { n, sLo, topLo } = p;
-  const nb = topLo.length;
-  let base = 0;
-  let len = nb;
-  while (len > 1) {
-    const half = len >>> 1;
-    const mid = base + half;
-    base += half & -((topLo[mid]! <= k) as unknown as number);
-    len -= half;
-  }
-  if (topLo[base]! > k) return -1;
-  base <<= BLOCK_LOG;
-  len = Math.min(BLOCK, n - base);
-  while (len > 1) {
-    const half = len >>> 1;
-    const mid = base + half;
-    base += half & -((sLo[mid]! <= k) as unknown as number);
-    len -= half;
-  }
-  return base;
-}
-
 /**
  * The scan loop. The memo answers a key with at most one hit without a data-dependent branch:
  * the hit is written at `count` either way and `count` advances by the memo's 0 or 1. Other keys
- * (memo misses, keys with several hits) go through lookup(). With every range in one 4 GiB
+ * (memo misses, keys with several hits) are searched here and walked by walk(). With every range in one 4 GiB
  * window (commonHi), a key outside it can lie in no range and is skipped (key 0 included).
  */
 function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
   const frames = keys.length >>> 1;
-  const { lo: mLo, hi: mHi, range: mRange, advance: mAdv } = memo;
+  const { lo: mLo, hi: mHi, range: mRange, advance: mAdv, walkLo, walkHi, walkJ } = memo;
+  const { n, sLo, topLo, mLo: maxLo, mHi: maxHi } = p;
+  const nb = topLo.length;
   const narrow = p.commonHi >= 0;
   const hi0 = p.commonHi;
   let f = 0;
   while (f < frames) {
-    // room for one hit per key of this run: no capacity check inside
+    // room for one hit per key before `stop`: no capacity check on the memo path
     out.reserve(Math.min(frames - f, 65536));
-    const stop = Math.min(frames, f + (out.frame.length - out.count));
-    const oFrame = out.frame;
-    const oRange = out.range;
+    let oFrame = out.frame;
+    let oRange = out.range;
     let count = out.count;
-    let miss = -1;
+    let stop = Math.min(frames, f + (oFrame.length - count));
     for (; f < stop; f++) {
       const kLo = keys[2 * f]!;
       const kHi = keys[2 * f + 1]!;
       if (narrow && kHi !== hi0) continue; // outside the window (or no key): no range holds it
-      const slot = slotOf(hashOf(kLo, kHi));
+      const h = hashOf(kLo, kHi);
+      const slot = slotOf(h);
       if (mLo[slot] === kLo && mHi[slot] === kHi) {
         oFrame[count] = f;
         oRange[count] = mRange[slot]!;
@@ -321,14 +285,50 @@ function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
         continue;
       }
       if ((kLo | kHi) === 0) continue; // no key (its memo slot was taken by another key)
-      miss = f;
-      break;
+      // 1. search, unless the walk memo knows this key (several hits)
+      const w = walkSlotOf(h);
+      let j: number;
+      if (walkLo[w] === kLo && walkHi[w] === kHi) j = walkJ[w]!;
+      else {
+        if (narrow) {
+          // branchless upper bound on the low halves (every range shares the key's high half)
+          let base = 0;
+          let len = nb;
+          while (len > 1) {
+            const half = len >>> 1;
+            const mid = base + half;
+            base += half & -((topLo[mid]! <= kLo) as unknown as number);
+            len -= half;
+          }
+          if (topLo[base]! > kLo) j = -1;
+          else {
+            base <<= BLOCK_LOG;
+            len = Math.min(BLOCK, n - base);
+            while (len > 1) {
+              const half = len >>> 1;
+              const mid = base + half;
+              base += half & -((sLo[mid]! <= kLo) as unknown as number);
+              len -= half;
+            }
+            j = base;
+          }
+        } else j = searchWide(p, kHi, kLo);
+        if (j < 0 || !le(kHi, kLo, maxHi[j]!, maxLo[j]!)) {
+          // no candidate, or every candidate ends below key: no range holds this key
+          mLo[slot] = kLo;
+          mHi[slot] = kHi;
+          mAdv[slot] = 0;
+          continue;
+        }
+      }
+      out.count = count;
+      walk(p, memo, j, kHi, kLo, f, out, slot, w); // may grow the columns
+      count = out.count;
+      oFrame = out.frame;
+      oRange = out.range;
+      stop = Math.min(frames, f + 1 + (oFrame.length - count));
     }
     out.count = count;
-    if (miss >= 0) {
-      lookup(p, memo, keys[2 * miss + 1]!, keys[2 * miss]!, miss, out); // may grow the columns
-      f = miss + 1;
-    }
   }
 }
 
