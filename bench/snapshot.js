@@ -1,8 +1,14 @@
 #!/usr/bin/env node
 // Issue 5's figures: .psnap size vs /proc text at 100k tasks, in-process check time from a
 // snapshot vs from text, and fleet throughput with --jobs 1 vs 2. Needs `npm run build` first.
-// Writes bench/snapshot-results.json and bench/SNAPSHOT-RESULTS.md.
-//   node bench/snapshot.js [--quick] [--only size,check,fleet]
+// Writes snapshot-results.json and SNAPSHOT-RESULTS.md next to this script.
+//   node --expose-gc bench/snapshot.js [--quick] [--only size,check,fleet] [--runs N]
+// On a shared machine, run it from a private copy so a concurrent rebuild cannot change the code
+// under test (BENCH_COMMIT names the commit the copy was built from):
+//   D=$(mktemp -d) && npx tsc -p tsconfig.build.json --outDir $D/dist && cp -r build $D/ &&
+//   mkdir $D/bench $D/test && cp bench/snapshot.js $D/bench/ && ln -s $PWD/test/fixtures $D/test/ &&
+//   ln -s $PWD/node_modules $D/ && cp package.json $D/ &&
+//   BENCH_COMMIT=$(git rev-parse --short HEAD) node --expose-gc $D/bench/snapshot.js
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -11,12 +17,42 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { check, emptyPatch, generateProcDumpTo, parseFuncArg, parseNativeJson, parseProcText, parseSymbolTable, VERSION } from "../dist/index.js";
 import { loadWasmScannerSync } from "../dist/node/index.js";
-import { decodeSnapshot, encodeSnapshot } from "../dist/snapshot/index.js";
+import { encodeSnapshot } from "../dist/snapshot/index.js";
+// What `patchsafe check FILE.psnap` decodes with (Node: zlib's CRC-32), from bytes in memory.
+import { decodeSnapshotBytes as decodeSnapshot } from "../dist/node/snapshotFile.js";
 import { runFleet } from "../dist/cli/fleet.js";
+import { createCaptureParser } from "../dist/ingest/detect.js";
+import * as nodeWasm from "../dist/node/wasm.js";
+
+/**
+ * The text path as `patchsafe check dump.txt` reads it (src/node/io.ts readCaptureFile: format
+ * detection, 1 MiB chunks, the wasm tokenizer where the build has one), from bytes in memory.
+ */
+/** kallsyms as `--kallsyms FILE` reads it (src/node/io.ts readSymbolFile), from bytes in memory. */
+let fastKallsyms = null;
+try {
+  fastKallsyms = (await import("../dist/symbols/kallsymsFast.js")).parseKallsymsBytes;
+} catch {}
+function parseKallsymsLikeCli() {
+  const kallsymsBytes = (parseKallsymsLikeCli.bytes ??= Buffer.from(kallsymsText, "latin1"));
+  if (fastKallsyms !== null && typeof nodeWasm.loadTokenizerModuleSync === "function") return fastKallsyms(nodeWasm.loadTokenizerModuleSync(), kallsymsBytes, { file: "kallsyms" });
+  return parseSymbolTable(kallsymsText, { file: "kallsyms" });
+}
+
+function parseDumpLikeCli(bytes, name) {
+  const opts = typeof nodeWasm.loadProcTokenizer === "function" ? { procTokenizer: () => nodeWasm.loadProcTokenizer() } : {};
+  const parser = createCaptureParser(name, "auto", opts);
+  for (let o = 0; o < bytes.length; o += 1 << 20) parser.push(bytes.subarray(o, Math.min(bytes.length, o + (1 << 20))));
+  const caps = parser.finish();
+  if (caps.length !== 1) throw new Error(`${name}: ${caps.length} captures`);
+  return caps[0];
+}
 
 const quick = process.argv.includes("--quick");
 const onlyArg = process.argv.indexOf("--only");
 const only = new Set(onlyArg > 0 ? process.argv[onlyArg + 1].split(",") : ["size", "check", "fleet"]);
+const runsArg = process.argv.indexOf("--runs");
+const runsOverride = runsArg > 0 ? Number(process.argv[runsArg + 1]) : null;
 const here = (p) => new URL(p, import.meta.url);
 const kallsymsText = gunzipSync(readFileSync(here("../test/fixtures/host/kallsyms.gz"))).toString("latin1");
 const symbols = parseSymbolTable(kallsymsText, { file: "kallsyms" });
@@ -44,9 +80,9 @@ function dumpText(tasks, seed) {
 const results = { date: new Date().toISOString(), quick, machine: machine(), figures: {} };
 
 function machine() {
-  let commit = null;
+  let commit = process.env.BENCH_COMMIT ?? null;
   try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: here("..").pathname }).toString().trim();
+    commit ??= execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: here("..").pathname, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
   } catch {}
   return { node: process.version, v8: process.versions.v8, cpu: cpus()[0]?.model ?? "?", cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), patchsafe: VERSION, commit, loadAverageAtStart: loadavg() };
 }
@@ -76,18 +112,23 @@ if (only.has("size") || only.has("check")) {
 }
 
 if (only.has("check")) {
-  const runs = quick ? 3 : 5;
+  const runs = runsOverride ?? (quick ? 3 : 5);
   const fromText = [];
   const fromSnap = [];
   const parts = { parseText: [], parseKallsyms: [], checkAfterText: [], decode: [], checkAfterSnapshot: [] };
   let verdicts = new Set();
+  // With --expose-gc, each path starts from a collected heap, so neither pays for collecting
+  // the other's garbage (a 100k-task capture is ~100 MB of it); each still pays its own.
+  const collect = typeof globalThis.gc === "function" ? () => globalThis.gc() : () => {};
   for (let i = 0; i < runs + 1; i++) {
-    const [a, cap] = time(() => parseProcText(text, "synth"));
-    const [b, syms] = time(() => parseSymbolTable(kallsymsText, { file: "kallsyms" }));
+    collect();
+    const [a, cap] = time(() => parseDumpLikeCli(text, "synth"));
+    const [b, syms] = time(() => parseKallsymsLikeCli());
     const [c, r1] = time(() => check({ capture: cap, symbols: syms, patch: patch(), scanner }));
+    verdicts.add(`${r1.verdict.verdict}/${r1.verdict.counts.blocked}`);
+    collect();
     const [d, snap] = time(() => decodeSnapshot(psnap, "synth.psnap"));
     const [e, r2] = time(() => check({ capture: snap.capture, symbols: snap.symbols, patch: patch(), scanner }));
-    verdicts.add(`${r1.verdict.verdict}/${r1.verdict.counts.blocked}`);
     verdicts.add(`${r2.verdict.verdict}/${r2.verdict.counts.blocked}`);
     if (i === 0) continue; // warm-up
     fromText.push(a + b + c);
@@ -107,6 +148,12 @@ if (only.has("check")) {
     fromTextMs: mt,
     fromSnapshotMs: ms,
     speedup: mt / ms,
+    // Fastest run of each path: on a shared machine the least disturbed one.
+    fromTextMinMs: Math.min(...fromText),
+    fromSnapshotMinMs: Math.min(...fromSnap),
+    speedupOfMins: Math.min(...fromText) / Math.min(...fromSnap),
+    gcBetweenPaths: typeof globalThis.gc === "function",
+    loadAverageAfter: loadavg(),
     breakdownMedianMs: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])),
     sameVerdict: verdicts.size === 1,
     target: "check from snapshot ≥ 5× faster than from text (parse + kallsyms + check vs decode + check), in one process after start-up",
@@ -118,7 +165,7 @@ if (only.has("check")) {
 if (only.has("fleet")) {
   const HOSTS = quick ? 100 : 1000;
   const PER = 1000;
-  const runs = quick ? 3 : 5;
+  const runs = runsOverride ?? (quick ? 3 : 5);
   const dir = mkdtempSync(join(tmpdir(), "patchsafe-bench-fleet-"));
   try {
     const tg = performance.now();
@@ -129,18 +176,27 @@ if (only.has("fleet")) {
       writeFileSync(join(dir, `host-${String(h).padStart(4, "0")}.psnap`), encodeSnapshot(cap, symbols), { mode: 0o600 });
     }
     const genMs = performance.now() - tg;
-    const perJobs = { 1: { wallMs: [], loadAverageBefore: [] }, 2: { wallMs: [], loadAverageBefore: [] } };
-    const args = [dir, ...FUNCS.flatMap((f) => ["--func", f])];
+    const perJobs = { 1: { wallMs: [], loadAverageBefore: [], parallelism: [] }, 2: { wallMs: [], loadAverageBefore: [], parallelism: [] } };
+    const args = [dir, ...FUNCS.flatMap((f) => ["--func", f]), "--json"];
     // Runs interleaved (1,2 then 2,1, …) so a machine whose load drifts favours neither.
     for (let r = 0; r < runs; r++) {
       for (const jobs of r % 2 === 0 ? [1, 2] : [2, 1]) {
         const o = { out: [], err: [] };
         const load = loadavg()[0];
+        const cpu0 = process.cpuUsage();
         const [w, status] = time(() => runFleet([...args, "--jobs", String(jobs)], o, { progress: null }));
-        if (r === 0) perJobs[`firstOutput${jobs}`] = o.out.join("").split("\n")[0];
+        // CPU time of the whole process (every thread): the work done, whatever else ran.
+        const cpu = process.cpuUsage(cpu0);
+        const doc = JSON.parse(o.out.join(""));
+        if (r === 0) perJobs[`firstOutput${jobs}`] = `${doc.summary.hosts} hosts: ${doc.summary.safe} safe, ${doc.summary.blocked} blocked, ${doc.summary.undecided} undecided, ${doc.summary.unreadable} unreadable`;
+        // Busy time of all workers (each host's read + check) over the wall time: how many
+        // workers were busy on average (2 = both all the time).
+        const busy = doc.hosts.reduce((n, h) => n + h.ms, 0);
         perJobs[jobs].wallMs.push(w);
         perJobs[jobs].loadAverageBefore.push(load);
-        console.log(`fleet --jobs ${jobs} run ${r + 1}: ${(w / 1000).toFixed(2)} s (exit ${status}, load average before ${load.toFixed(2)})`);
+        perJobs[jobs].parallelism.push(busy / w);
+        (perJobs[jobs].cpuMs ??= []).push((cpu.user + cpu.system) / 1000);
+        console.log(`fleet --jobs ${jobs} run ${r + 1}: ${(w / 1000).toFixed(2)} s (exit ${status}, workers busy ${(busy / w).toFixed(2)} on average, load average before ${load.toFixed(2)})`);
         // runFleet is synchronous: let the finished run's workers terminate before the next one.
         await sleep(200);
       }
@@ -201,12 +257,15 @@ if (f.check) {
   md.push(
     "## In-process check time (after start-up, median of " + f.check.runs + ")",
     "",
+    "Text: the dump parsed as `patchsafe check dump.txt` parses it (format detection, 1 MiB chunks, the wasm tokenizer), kallsyms as `--kallsyms` reads it (the wasm kallsyms parser), then the check. Snapshot: `decodeSnapshotBytes` (what `readSnapshotFile` runs after reading the file), then the check. Both from bytes in memory.",
+    "",
     "| path | total ms | parts (ms) |",
     "|---|---:|---|",
     `| text: parse dump + parse kallsyms + check | ${f.check.fromTextMs.toFixed(0)} | parse ${b.parseText.toFixed(0)}, kallsyms ${b.parseKallsyms.toFixed(0)}, check ${b.checkAfterText.toFixed(0)} |`,
     `| snapshot: decode + check | ${f.check.fromSnapshotMs.toFixed(0)} | decode ${b.decode.toFixed(0)}, check ${b.checkAfterSnapshot.toFixed(0)} |`,
     "",
-    `Speed-up ${f.check.speedup.toFixed(2)}× (target ≥ 5×: ${f.check.met ? "met" : "not met"}); same verdict both ways: ${f.check.sameVerdict}.`,
+    `Speed-up ${f.check.speedup.toFixed(2)}× (target ≥ 5×: ${f.check.met ? "met" : "not met"}); same verdict both ways: ${f.check.sameVerdict}.` +
+      (f.check.speedupOfMins === undefined ? "" : ` Fastest runs: text ${f.check.fromTextMinMs.toFixed(0)} ms, snapshot ${f.check.fromSnapshotMinMs.toFixed(0)} ms (${f.check.speedupOfMins.toFixed(2)}×); load average after: ${f.check.loadAverageAfter.map((x) => x.toFixed(2)).join(" ")}${f.check.gcBetweenPaths ? "; heap collected before each path (--expose-gc)" : ""}.`),
     "",
   );
 }
@@ -214,15 +273,25 @@ if (f.fleet) {
   md.push(
     `## Fleet: ${f.fleet.hosts} snapshots × ${f.fleet.tasksPerHost} tasks (each ${mb(f.fleet.snapshotBytesEach)} with its symbol table), median of ${f.fleet.runs}`,
     "",
-    "| --jobs | median s | runs (s) |",
-    "|---:|---:|---|",
-    `| 1 | ${(f.fleet.jobs1.medianMs / 1000).toFixed(2)} | ${f.fleet.jobs1.wallMs.map((x) => (x / 1000).toFixed(2)).join(", ")} (load average before each: ${(f.fleet.jobs1.loadAverageBefore ?? []).map((x) => x.toFixed(1)).join(", ")}) |`,
-    `| 2 | ${(f.fleet.jobs2.medianMs / 1000).toFixed(2)} | ${f.fleet.jobs2.wallMs.map((x) => (x / 1000).toFixed(2)).join(", ")} (load average before each: ${(f.fleet.jobs2.loadAverageBefore ?? []).map((x) => x.toFixed(1)).join(", ")}) |`,
+    "| --jobs | median s | runs (s) | workers busy on average | process CPU s | load average before each |",
+    "|---:|---:|---|---|---|---|",
+    ...[1, 2].map((j) => {
+      const x = f.fleet[`jobs${j}`];
+      return `| ${j} | ${(x.medianMs / 1000).toFixed(2)} | ${x.wallMs.map((v) => (v / 1000).toFixed(2)).join(", ")} | ${(x.parallelism ?? []).map((v) => v.toFixed(2)).join(", ")} | ${(x.cpuMs ?? []).map((v) => (v / 1000).toFixed(1)).join(", ")} | ${(x.loadAverageBefore ?? []).map((v) => v.toFixed(1)).join(", ")} |`;
+    }),
     "",
     `Speed-up ${f.fleet.speedup.toFixed(2)}× (target ≥ 1.7×: ${f.fleet.met ? "met" : "not met"}); runs interleaved 1,2 / 2,1 / … so drifting load favours neither. Summary line: \`${f.fleet.summaryLine}\``,
     "",
   );
 }
-md.push("Regenerate: `npm run build && node bench/snapshot.js` (parts: `--only size,check,fleet`; `--quick` for a smaller run).", "");
+if (f.fleet?.jobs1?.cpuMs && f.fleet?.jobs2?.cpuMs) {
+  const cpu1 = median(f.fleet.jobs1.cpuMs);
+  const cpu2 = median(f.fleet.jobs2.cpuMs);
+  md.push(
+    `Per host (jobs 1): ${(f.fleet.jobs1.medianMs / f.fleet.hosts).toFixed(1)} ms wall. The work is the same with 2 workers (process CPU ${(cpu1 / 1000).toFixed(1)} s vs ${(cpu2 / 1000).toFixed(1)} s, medians) and both workers are busy nearly all the time (column "workers busy"), so with two otherwise idle cores --jobs 2 would take about ${((cpu2 / 2 / 1000) * (f.fleet.jobs1.medianMs / cpu1)).toFixed(1)} s, ${(cpu1 / (cpu2 / 2)).toFixed(2)}× (a projection from CPU time, not a measurement); with other jobs holding a core, the second worker gets only what is left of it.`,
+    "",
+  );
+}
+md.push("Regenerate: `npm run build && node --expose-gc bench/snapshot.js` (parts: `--only size,check,fleet`; `--quick` for a smaller run; `--runs N`); from a private copy of dist/ on a shared machine (see the head of bench/snapshot.js).", "");
 writeFileSync(here("SNAPSHOT-RESULTS.md"), md.join("\n"));
 console.log("wrote bench/snapshot-results.json and bench/SNAPSHOT-RESULTS.md");
