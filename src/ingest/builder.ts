@@ -48,6 +48,33 @@ export class CaptureBuilder {
     return t;
   }
 
+  /** startTask for a task known only by ids and line (the /proc text path): no partial object. */
+  startTaskIds(pid: number | null, tid: number | null, comm: Uint8Array | null, line: number): Task {
+    this.endTask();
+    const t: Task = {
+      pid,
+      tid,
+      comm,
+      state: null,
+      flags: null,
+      ppid: null,
+      startTime: null,
+      cpu: null,
+      patchState: null,
+      stackStatus: "ok",
+      errno: null,
+      running: false,
+      statusKthread: null,
+      endMarker: false,
+      frameStart: this.frames.length,
+      frameCount: 0,
+      line,
+    };
+    this.tasks.push(t);
+    this.current = t;
+    return t;
+  }
+
   endTask(): void {
     const t = this.current;
     if (t === null) return;

@@ -226,7 +226,7 @@ export class ProcTextParser {
 
   private startTask(pid: number | null, tid: number | null, line: number, comm: Uint8Array | null = null): void {
     this.closeTask();
-    this.b.startTask({ pid, tid, comm }, line);
+    this.b.startTaskIds(pid, tid, comm, line);
   }
 
   private frame(buf: Uint8Array, s: number, e: number, line: number): void {
