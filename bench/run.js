@@ -20,10 +20,8 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { Bench } from "tinybench";
-import { generateProcDump, generateProcDumpTo, parseNativeJson, parseProcText, parseSymbolTable, referenceScanner, resolveFrames, tsScanner } from "../dist/index.js";
-import { createWasmScanner } from "../dist/scan/wasm.js";
-import { loadScanModuleSync } from "../dist/node/wasm.js";
+import { generateProcDumpTo, parseNativeJson, parseSymbolTable } from "../dist/index.js";
+import { funcNamesFrom, kernelBench, textFunctions } from "./kernel.js";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -39,139 +37,18 @@ const log = (s) => process.stderr.write(`[${((performance.now() - started) / 100
 const kallsymsText = gunzipSync(readFileSync(here("../test/fixtures/host/kallsyms.gz"))).toString("latin1");
 const kallsyms = parseSymbolTable(kallsymsText);
 const source = parseNativeJson(readFileSync(here("../test/fixtures/host/capture.json"), "utf8"));
-const module = loadScanModuleSync("release");
-const wasm = createWasmScanner(module, "wasm-release");
-const HOT = ["worker_thread", "do_epoll_wait", "smpboot_thread_fn"];
 
 /** Unique vmlinux text symbols with a size, in table order: patch functions drawn from kallsyms. */
-const textFuncs = (() => {
-  const out = [];
-  for (const [name, rows] of kallsyms.byName) {
-    if (rows.length !== 1 || !/^[a-z_][a-z0-9_]*$/.test(name) || kallsyms.padding[rows[0]]) continue;
-    const r = rows[0];
-    if ((kallsyms.type[r] === 116 || kallsyms.type[r] === 84) && kallsyms.object[r] === 0 && kallsyms.size[r] > 0 && kallsyms.size[r] < 1 << 20) out.push(name);
-  }
-  return out;
-})();
+const textFuncs = textFunctions(kallsyms);
 /** n function names: the 3 hot ones first, then every k-th text symbol (deterministic). */
-function funcNames(n) {
-  const names = HOT.slice(0, Math.min(n, HOT.length));
-  const step = Math.max(1, Math.floor(textFuncs.length / Math.max(1, n)));
-  for (let k = 0; names.length < n && k < textFuncs.length * 2; k += step) {
-    const name = textFuncs[k % textFuncs.length];
-    if (!names.includes(name)) names.push(name);
-    if (k + step >= textFuncs.length * 2) break;
-  }
-  for (let k = 0; names.length < n; k++) if (!names.includes(textFuncs[k])) names.push(textFuncs[k]);
-  return names;
-}
+const funcNames = funcNamesFrom(textFuncs);
 
 const results = { kernel: [], e2e: [], scaling: { tasks: [], funcs: [] } };
 
-// ---- 1. kernel ------------------------------------------------------------------------------
+// ---- 1. kernel (bench/kernel.js; `node bench/kernel.js` runs it alone) ------------------------
 
-/** Ranges [start, start + size - 1] of the named functions as the scan's u32 pairs. */
-function rangesOf(names) {
-  const rangeStart = new Uint32Array(names.length * 2);
-  const rangeLast = new Uint32Array(names.length * 2);
-  names.forEach((name, i) => {
-    const r = kallsyms.byName.get(name)[0];
-    const lo = kallsyms.addrLo[r];
-    const last = lo + kallsyms.size[r] - 1;
-    rangeStart[2 * i] = lo;
-    rangeStart[2 * i + 1] = kallsyms.addrHi[r];
-    rangeLast[2 * i] = last >>> 0;
-    rangeLast[2 * i + 1] = kallsyms.addrHi[r] + (last > 0xffffffff ? 1 : 0);
-  });
-  return { rangeStart, rangeLast };
-}
-
-/** Realistic keys: resampled real stacks resolved against the real kallsyms. */
-function realisticKeys(frames) {
-  const tasks = Math.ceil(frames / 5) + 10;
-  const cap = parseProcText(generateProcDump(source, { tasks, seed: 1 }).text);
-  const keys = resolveFrames(cap, kallsyms).keys.subarray(0, 2 * Math.min(frames, cap.frames.length));
-  return keys.slice();
-}
-
-/** Uniform random addresses across vmlinux text (seeded). */
-function uniformKeys(frames) {
-  let lo = 0xffffffff;
-  let hi = 0;
-  for (const name of textFuncs) {
-    const r = kallsyms.byName.get(name)[0];
-    lo = Math.min(lo, kallsyms.addrLo[r]);
-    hi = Math.max(hi, kallsyms.addrLo[r]);
-  }
-  const keys = new Uint32Array(frames * 2);
-  let s = 12345;
-  for (let i = 0; i < frames; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    const t = (Math.imul(s ^ (s >>> 16), 0x45d9f3b) >>> 0) / 4294967296;
-    keys[2 * i] = (lo + Math.floor(t * (hi - lo))) >>> 0;
-    keys[2 * i + 1] = 0xffffffff;
-  }
-  return keys;
-}
-
-/** The naive kpatch-style loop: every frame against every range (kpatch_backtrace_address_verify). */
-function naiveScan(keys, rangeStart, rangeLast) {
-  const n = keys.length / 2;
-  const m = rangeStart.length / 2;
-  let count = 0;
-  for (let i = 0; i < n; i++) {
-    const klo = keys[2 * i];
-    const khi = keys[2 * i + 1];
-    if (klo === 0 && khi === 0) continue;
-    for (let r = 0; r < m; r++) {
-      const shi = rangeStart[2 * r + 1];
-      const lhi = rangeLast[2 * r + 1];
-      if ((khi > shi || (khi === shi && klo >= rangeStart[2 * r])) && (khi < lhi || (khi === lhi && klo <= rangeLast[2 * r]))) count++;
-    }
-  }
-  return count;
-}
-
-async function kernelBench() {
-  const frameSizes = quick ? [50_000] : [10_000, 100_000, 1_000_000];
-  const rangeSizes = [10, 1000, 10_000];
-  for (const dist of ["realistic", "uniform"]) {
-    for (const F of frameSizes) {
-      const keysAll = dist === "realistic" ? realisticKeys(F) : uniformKeys(F);
-      const frames = keysAll.length / 2;
-      for (const R of rangeSizes) {
-        const { rangeStart, rangeLast } = rangesOf(funcNames(R));
-        const input = { keys: keysAll, taskFrameStart: Uint32Array.from([0, frames]), rangeStart, rangeLast };
-        // Bounded work for the quadratic contenders: their cost per frame does not depend on F.
-        const small = Math.min(frames, R >= 1000 ? 5_000 : 20_000);
-        const smallInput = { keys: keysAll.subarray(0, 2 * small), taskFrameStart: Uint32Array.from([0, small]), rangeStart, rangeLast };
-        const bench = new Bench({ time: quick ? 100 : 500, iterations: quick ? 3 : 10, warmupTime: quick ? 20 : 100, warmupIterations: 2 });
-        const perFrame = new Map();
-        const add = (name, n, fn) => {
-          perFrame.set(name, n);
-          bench.add(name, fn);
-        };
-        add("wasm", frames, () => wasm.scan(input).count);
-        add("typescript", frames, () => tsScanner.scan(input).count);
-        add("interop-only", frames, () => wasm.interopOnly(keysAll));
-        add("memory-floor", frames, () => wasm.memoryFloor(keysAll));
-        if (R <= 1000 && !(quick && R > 10 && dist === "uniform")) add("naive", small, () => naiveScan(smallInput.keys, rangeStart, rangeLast));
-        if (R <= 10 && !quick) add("bigint-reference", Math.min(small, 5000), () => referenceScanner.scan({ ...smallInput, keys: keysAll.subarray(0, 2 * Math.min(small, 5000)), taskFrameStart: Uint32Array.from([0, Math.min(small, 5000)]) }).count);
-        // Same answers before timing anything.
-        const w = wasm.scan(input);
-        const t = tsScanner.scan(input);
-        if (w.count !== t.count || w.frame.some((x, i) => x !== t.frame[i]) || w.range.some((x, i) => x !== t.range[i])) throw new Error(`wasm and typescript disagree (${dist}, ${F} frames, ${R} ranges)`);
-        if (R <= 1000 && naiveScan(smallInput.keys, rangeStart, rangeLast) !== wasm.scan(smallInput).count) throw new Error("naive and wasm disagree");
-        await bench.run();
-        for (const task of bench.tasks) {
-          const lat = task.result.latency;
-          const n = perFrame.get(task.name);
-          results.kernel.push({ dist, frames, ranges: R, impl: task.name, p50ms: lat.p50, rme: lat.rme, framesTimed: n, nsPerFrame: (lat.p50 * 1e6) / n, mFramesPerSec: n / lat.p50 / 1000, hits: w.count });
-        }
-        log(`kernel ${dist} ${frames} frames ${R} ranges done`);
-      }
-    }
-  }
+async function kernelSection() {
+  results.kernel.push(...(await kernelBench({ kallsyms, source, funcNames, textFuncs, quick, log })));
 }
 
 // ---- 2 and 3. processes ------------------------------------------------------------------------
@@ -322,7 +199,7 @@ if (onlyArg !== null && existsSync(here(`results${suffix}.json`))) {
 }
 
 try {
-  if (only.has("kernel")) await kernelBench();
+  if (only.has("kernel")) await kernelSection();
   if (only.has("e2e")) e2eBench();
   if (only.has("scaling")) scalingBench();
 } finally {
