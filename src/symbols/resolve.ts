@@ -78,8 +78,9 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   let addressMismatch = 0;
   let firstMismatchLine = 0;
 
-  const spans = useTable ? objectSpans(table) : [];
-  const inKnownObject = (a: bigint): boolean => spans.some(([lo, hi]) => a >= lo && a < hi);
+  // Only bare addresses need the objects' spans (a BigInt per symbol): built on first use.
+  let spans: [bigint, bigint][] | null = null;
+  const inKnownObject = (a: bigint): boolean => (spans ??= useTable ? objectSpans(table) : []).some(([lo, hi]) => a >= lo && a < hi);
   // A System.map holds link-time addresses; a KASLR boot runs the image shifted. The dump's own
   // frames (symbol and address both printed) give the shift: runtime _text - System.map _text.
   const shift = useTable && table.source === "system.map" ? inferKaslrShift(cap, table) : 0n;
