@@ -8,9 +8,9 @@
  *   3. walk j, j-1, … while S_MAX[j] >= key (at most WALK_LIMIT steps), then a max-tree query
  *   4. order the key's hits by caller range index
  *   0. first, a direct-mapped memo of recent keys (real stacks repeat a few hundred return
- *      addresses across millions of frames): a key with at most one hit is answered without a
- *      data-dependent branch (the hit is written either way, the count advances by 0 or 1); a
- *      key with several hits keeps its search result j in a second memo
+ *      addresses across millions of frames): a key with at most one hit is answered by the memo
+ *      alone (range, and 0 or 1 hits); a key with several hits keeps its search result j in a
+ *      second memo
  *
  * Like the wasm scanner, it keeps the prepared ranges and the memo of the last call and reuses
  * them when the next call's ranges are equal (one linear compare).
@@ -252,10 +252,10 @@ function searchWide(p: Prepared, kHi: number, kLo: number): number {
 }
 
 /**
- * The scan loop. The memo answers a key with at most one hit without a data-dependent branch:
- * the hit is written at `count` either way and `count` advances by the memo's 0 or 1. Other keys
- * (memo misses, keys with several hits) are searched here and walked by walk(). With every range in one 4 GiB
- * window (commonHi), a key outside it can lie in no range and is skipped (key 0 included).
+ * The scan loop. The memo answers a key with at most one hit: its range and whether it is a
+ * hit (advance 0 or 1). Other keys (memo misses, keys with several hits) are searched here and
+ * walked by walk(). With every range in one 4 GiB window (commonHi), a key outside it can lie
+ * in no range and is skipped (key 0 included).
  */
 function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
   const frames = keys.length >>> 1;
@@ -279,9 +279,14 @@ function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
       const h = hashOf(kLo, kHi);
       const slot = slotOf(h);
       if (mLo[slot] === kLo && mHi[slot] === kHi) {
-        oFrame[count] = f;
-        oRange[count] = mRange[slot]!;
-        count += mAdv[slot]!;
+        // The kernel writes the hit unconditionally and advances by 0 or 1 (branchless); in V8
+        // the branch measured faster (typed-array stores are bounds-checked; 4% of realistic
+        // frames hit at 10 and 1k ranges: 5.5 vs 6.7 ns/frame, 27% at 10k: within noise).
+        if (mAdv[slot] !== 0) {
+          oFrame[count] = f;
+          oRange[count] = mRange[slot]!;
+          count++;
+        }
         continue;
       }
       if ((kLo | kHi) === 0) continue; // no key (its memo slot was taken by another key)
