@@ -2,7 +2,7 @@
 // Issue 5's figures: .psnap size vs /proc text at 100k tasks, in-process check time from a
 // snapshot vs from text, and fleet throughput with --jobs 1 vs 2. Needs `npm run build` first.
 // Writes snapshot-results.json and SNAPSHOT-RESULTS.md next to this script.
-//   node --expose-gc bench/snapshot.js [--quick] [--only size,check,fleet] [--runs N]
+//   node --expose-gc bench/snapshot.js [--quick] [--only size,check,fleet] [--runs N] [--wait-idle]
 // On a shared machine, run it from a private copy so a concurrent rebuild cannot change the code
 // under test (BENCH_COMMIT names the commit the copy was built from):
 //   D=$(mktemp -d) && npx tsc -p tsconfig.build.json --outDir $D/dist && cp -r build $D/ &&
@@ -78,6 +78,34 @@ function dumpText(tasks, seed) {
 }
 
 const results = { date: new Date().toISOString(), quick, machine: machine(), figures: {} };
+
+/** Busy and total CPU time of the whole machine so far, in seconds (Linux /proc/stat; null elsewhere). */
+function machineCpu() {
+  try {
+    const f = readFileSync("/proc/stat", "latin1").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    const hz = 100; // USER_HZ
+    const idle = f[3] + (f[4] ?? 0);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: (total - idle) / hz, total: total / hz };
+  } catch {
+    return null;
+  }
+}
+
+/** With --wait-idle: waits (at most 10 min) until the machine has been nearly idle for 3 s. */
+const waitIdle = process.argv.includes("--wait-idle");
+async function untilIdle() {
+  if (!waitIdle) return 0;
+  const t0 = Date.now();
+  while (Date.now() - t0 < 600_000) {
+    const a = machineCpu();
+    await sleep(3000);
+    const b = machineCpu();
+    if (a === null || b === null) return 0;
+    if ((b.busy - a.busy) / 3 < 0.15) return (Date.now() - t0) / 1000;
+  }
+  return (Date.now() - t0) / 1000;
+}
 
 function machine() {
   let commit = process.env.BENCH_COMMIT ?? null;
@@ -197,11 +225,16 @@ if (only.has("fleet")) {
     for (let r = 0; r < runs; r++) {
       for (const jobs of r % 2 === 0 ? [1, 2] : [2, 1]) {
         const o = { out: [], err: [] };
+        const waited = await untilIdle();
         const load = loadavg()[0];
         const cpu0 = process.cpuUsage();
+        const m0 = machineCpu();
         const [w, status] = time(() => runFleet([...args, "--jobs", String(jobs)], o, { progress: null }));
         // CPU time of the whole process (every thread): the work done, whatever else ran.
         const cpu = process.cpuUsage(cpu0);
+        const m1 = machineCpu();
+        // Cores other processes kept busy during the run, on average: what --jobs 2 could not use.
+        const others = m0 === null || m1 === null ? null : Math.max(0, (m1.busy - m0.busy - (cpu.user + cpu.system) / 1e6) / (w / 1000));
         const doc = JSON.parse(o.out.join(""));
         if (r === 0) perJobs[`firstOutput${jobs}`] = `${doc.summary.hosts} hosts: ${doc.summary.safe} safe, ${doc.summary.blocked} blocked, ${doc.summary.undecided} undecided, ${doc.summary.unreadable} unreadable`;
         // Busy time of all workers (each host's read + check) over the wall time: how many
@@ -211,7 +244,9 @@ if (only.has("fleet")) {
         perJobs[jobs].loadAverageBefore.push(load);
         perJobs[jobs].parallelism.push(busy / w);
         (perJobs[jobs].cpuMs ??= []).push((cpu.user + cpu.system) / 1000);
-        console.log(`fleet --jobs ${jobs} run ${r + 1}: ${(w / 1000).toFixed(2)} s (exit ${status}, workers busy ${(busy / w).toFixed(2)} on average, load average before ${load.toFixed(2)})`);
+        (perJobs[jobs].otherCores ??= []).push(others);
+        (perJobs[jobs].waitedIdleS ??= []).push(waited);
+        console.log(`fleet --jobs ${jobs} run ${r + 1}: ${(w / 1000).toFixed(2)} s (exit ${status}, workers busy ${(busy / w).toFixed(2)} on average, other processes ${others === null ? "?" : others.toFixed(2)} cores, load average before ${load.toFixed(2)}${waitIdle ? `, waited ${waited.toFixed(0)} s for an idle machine` : ""})`);
         // runFleet is synchronous: let the finished run's workers terminate before the next one.
         await sleep(200);
       }
@@ -229,6 +264,7 @@ if (only.has("fleet")) {
       summaryLine: perJobs.firstOutput1,
       target: "--jobs 2 ≥ 1.7× faster than --jobs 1 (median of 5), workers reading their own files",
       interleaved: true,
+      waitedForIdle: waitIdle,
       met: perJobs[1].medianMs / perJobs[2].medianMs >= 1.7,
     };
     console.log("fleet", results.figures.fleet);
@@ -288,14 +324,14 @@ if (f.fleet) {
   md.push(
     `## Fleet: ${f.fleet.hosts} snapshots × ${f.fleet.tasksPerHost} tasks (each ${mb(f.fleet.snapshotBytesEach)} with its symbol table), median of ${f.fleet.runs}`,
     "",
-    "| --jobs | median s | runs (s) | workers busy on average | process CPU s | load average before each |",
-    "|---:|---:|---|---|---|---|",
+    "| --jobs | median s | runs (s) | workers busy on average | process CPU s | cores used by other processes | load average before each |",
+    "|---:|---:|---|---|---|---|---|",
     ...[1, 2].map((j) => {
       const x = f.fleet[`jobs${j}`];
-      return `| ${j} | ${(x.medianMs / 1000).toFixed(2)} | ${x.wallMs.map((v) => (v / 1000).toFixed(2)).join(", ")} | ${(x.parallelism ?? []).map((v) => v.toFixed(2)).join(", ")} | ${(x.cpuMs ?? []).map((v) => (v / 1000).toFixed(1)).join(", ")} | ${(x.loadAverageBefore ?? []).map((v) => v.toFixed(1)).join(", ")} |`;
+      return `| ${j} | ${(x.medianMs / 1000).toFixed(2)} | ${x.wallMs.map((v) => (v / 1000).toFixed(2)).join(", ")} | ${(x.parallelism ?? []).map((v) => v.toFixed(2)).join(", ")} | ${(x.cpuMs ?? []).map((v) => (v / 1000).toFixed(1)).join(", ")} | ${(x.otherCores ?? []).map((v) => (v === null ? "?" : v.toFixed(2))).join(", ")} | ${(x.loadAverageBefore ?? []).map((v) => v.toFixed(1)).join(", ")} |`;
     }),
     "",
-    `Speed-up ${f.fleet.speedup.toFixed(2)}× (target ≥ 1.7×: ${f.fleet.met ? "met" : "not met"}); runs interleaved 1,2 / 2,1 / … so drifting load favours neither. Summary line: \`${f.fleet.summaryLine}\``,
+    `Speed-up ${f.fleet.speedup.toFixed(2)}× (target ≥ 1.7×: ${f.fleet.met ? "met" : "not met"}); runs interleaved 1,2 / 2,1 / … so drifting load favours neither${f.fleet.waitedForIdle ? "; each run started once the machine had been nearly idle for 3 s (--wait-idle)" : ""}. Summary line: \`${f.fleet.summaryLine}\``,
     "",
   );
 }
