@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { fleetExit, type FleetRuntime, runFleet, summarizeFleet } from "../src/cli/fleet.js";
 import { checkSnapshotFile, type HostResult } from "../src/node/fleetCheck.js";
-import { newSymbolSectionCache } from "../src/node/snapshotFile.js";
+import { newSymbolSectionCache, ReadBuffer, readSnapshotFile } from "../src/node/snapshotFile.js";
+import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
@@ -96,4 +97,20 @@ test("hosts of one kernel build decode its symbol section once per worker; resul
   expect(cached).toEqual(plain);
   expect([cache.misses, cache.hits, cache.size]).toEqual([2, 2, 2]);
   expect(cached.map((r) => r.hostname)).toEqual(["h0", "h1", "h2", "h3"]);
+});
+
+test("a reused read buffer: a decoded snapshot never points into the bytes it was read from", () => {
+  const cap = hostCapture("capture.json");
+  const a = join(dir, "buf-a.psnap");
+  const b = join(dir, "buf-b.psnap");
+  writeFileSync(a, encodeSnapshot(cap, hostTable()));
+  writeFileSync(b, encodeSnapshot({ ...cap, host: { ...cap.host, hostname: "b" }, tasks: cap.tasks.slice(7) }, parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "subset" })));
+  const buffer = new ReadBuffer();
+  const cache = newSymbolSectionCache(2);
+  const da = readSnapshotFile(a, { buffer, cache });
+  const before = JSON.stringify([captureModel(da.capture), symbolsModel(da.symbols!)]);
+  readSnapshotFile(b, { buffer, cache });
+  buffer.buf!.fill(0xa5);
+  expect(JSON.stringify([captureModel(da.capture), symbolsModel(da.symbols!)])).toBe(before);
+  expect(readSnapshotFile(a, { buffer, cache }).symbols).toBe(da.symbols);
 });

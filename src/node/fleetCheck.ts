@@ -11,7 +11,7 @@ import type { Reason } from "../model.js";
 import type { PatchSpec } from "../patch/spec.js";
 import type { Scanner } from "../scan/types.js";
 import type { SymbolSectionCache } from "../snapshot/psnap.js";
-import { readSnapshotFile } from "./snapshotFile.js";
+import { type ReadBuffer, readSnapshotFile } from "./snapshotFile.js";
 
 export interface HostResult {
   file: string;
@@ -36,12 +36,20 @@ export interface HostResult {
 /**
  * `cache`: symbol sections decoded for earlier hosts of this thread, reused when a snapshot's
  * section is byte-for-byte the same (one kernel build); its tables are shared, never modified.
+ * `buffer`: this thread's reusable read buffer.
  */
-export function checkSnapshotFile(file: string, patch: PatchSpec, options: Partial<DecideOptions>, scanner: Scanner, cache: SymbolSectionCache | null = null): HostResult {
+export function checkSnapshotFile(
+  file: string,
+  patch: PatchSpec,
+  options: Partial<DecideOptions>,
+  scanner: Scanner,
+  cache: SymbolSectionCache | null = null,
+  buffer: ReadBuffer | null = null,
+): HostResult {
   const t0 = performance.now();
   const base: HostResult = { file, hostname: null, bootId: null, release: null, capturedAt: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 };
   try {
-    const snap = readSnapshotFile(file, { cache });
+    const snap = readSnapshotFile(file, { cache, buffer });
     const { capture } = snap;
     base.hostname = capture.host.hostname;
     base.bootId = capture.host.bootId;

@@ -22,8 +22,23 @@ function ioError(file: string, e: unknown, verb = "read"): PatchsafeError {
   return new PatchsafeError("E_IO", `cannot ${verb}: ${what}`, { file });
 }
 
+/**
+ * A buffer one thread reuses for file after file (a fleet worker): the bytes of the previous file
+ * are overwritten, so only readers whose results never point into the bytes may use it (the
+ * snapshot decoders copy everything they keep). Files above `keep` bytes get a buffer of their own.
+ */
+export class ReadBuffer {
+  buf: Uint8Array | null = null;
+  constructor(readonly keep = 64 << 20) {}
+  take(size: number): Uint8Array {
+    if (size > this.keep) return new Uint8Array(size);
+    if (this.buf === null || this.buf.length < size) this.buf = new Uint8Array(Math.max(size, Math.min(this.keep, size * 1.25)));
+    return this.buf.subarray(0, size);
+  }
+}
+
 /** Reads a whole regular file, refusing one larger than `max` before allocating. */
-export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE): Uint8Array {
+export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE, into: ReadBuffer | null = null): Uint8Array {
   let fd: number;
   try {
     fd = openSync(file, "r");
@@ -34,7 +49,7 @@ export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE): Uint8Array
     const st = fstatSync(fd);
     if (!st.isFile()) throw new PatchsafeError("E_IO", "cannot read: not a regular file", { file });
     if (st.size > max) throw new PatchsafeError(SnapshotError.TOO_LARGE, `${st.size} bytes: larger than any snapshot (${max})`, { file });
-    const buf = new Uint8Array(st.size);
+    const buf = into === null ? new Uint8Array(st.size) : into.take(st.size);
     let off = 0;
     while (off < buf.length) {
       const n = readSync(fd, buf, off, buf.length - off, null);
@@ -78,6 +93,8 @@ export function decodeSnapshotBytes(bytes: Uint8Array, file = "<snapshot>", cach
 export interface ReadSnapshotOptions {
   /** Reuse symbol sections decoded before when their bytes are identical. */
   cache?: SymbolSectionCache | null;
+  /** Read into this thread's reusable buffer (the decoded model never points into it). */
+  buffer?: ReadBuffer | null;
 }
 
 /**
@@ -85,7 +102,7 @@ export interface ReadSnapshotOptions {
  * E_INPUT for a JSON snapshot that does not parse. Never returns a partial model.
  */
 export function readSnapshotFile(file: string, opts: ReadSnapshotOptions = {}): DecodedSnapshot {
-  const bytes = readWholeFile(file);
+  const bytes = readWholeFile(file, MAX_SNAPSHOT_FILE, opts.buffer ?? null);
   if (isSnapshot(bytes)) return decodeSnapshotBytes(bytes, file, opts.cache ?? null);
   const kind = sniffSnapshot(bytes);
   if (kind === "json") return parseSnapshotJson(new TextDecoder("utf-8").decode(bytes), file);
