@@ -23,7 +23,8 @@
 //
 //   __heap_base
 //   | MEMO     4096 x 16 B            memo of recent keys: (u64 key, u32 range, u32 advance)
-//   | WALK_MEMO 1024 x 16 B           keys with several hits: (u64 key, u32 j, u32 unused)
+//   | WALK_MEMO 1024 x 16 B           keys with several hits: (u64 key, u32 first, u32 count)
+//   | HIT_LISTS 65536 x u32           their hits (caller range indexes), WALK_MEMO points in
 //   | KEYS     keyCap   x u64             scan keys of the current chunk (host writes)
 //   | HIT_FRAME hitCap  x u32             output column: frame of hit h (host reads)
 //   | HIT_RANGE hitCap  x u32             output column: caller range index of hit h
@@ -69,8 +70,8 @@
 //      one hit, 0 for none). An all-zero entry is (key 0, no hit), so key 0 needs no test
 //      there. Only a memo miss leaves that loop (memoRun()): missRun() takes the misses that
 //      come in a row, and lookup() runs steps 1-4 for each and fills the entry, or, for a key
-//      with several hits, WALK_MEMO with its search result j. Uniform keys miss the memo and
-//      pay one probe.
+//      with several hits (ranges that overlap: a function in two patches of a stack), WALK_MEMO
+//      with its hit list, copied out the next time. Uniform keys miss the memo and pay one probe.
 
 const ABI_VERSION: u32 = 2;
 
@@ -99,16 +100,22 @@ const WALK_LOG: u32 = 10;
 const WALK_SLOTS: usize = 1 << WALK_LOG;
 /** Bytes of one MEMO / WALK_MEMO entry. */
 const MEMO_ENTRY_LOG: u32 = 4;
-/** Bytes of MEMO + WALK_MEMO (the first buffer of the arena). */
-const MEMO_BYTES: usize = (MEMO_SLOTS + WALK_SLOTS) << MEMO_ENTRY_LOG;
+/** u32 entries of HIT_LISTS. */
+const LIST_CAP: u32 = 1 << 16;
+/** Bytes of MEMO + WALK_MEMO + HIT_LISTS (the first buffer of the arena). */
+const MEMO_BYTES: usize = ((MEMO_SLOTS + WALK_SLOTS) << MEMO_ENTRY_LOG) + (<usize>LIST_CAP << 2);
 /**
  * MEMO: MEMO_SLOTS x (u64 key, u32 range, u32 advance). advance = 4 (bytes of one u32) when the
  * key lies in exactly range `range`, 0 when it lies in none. All zero = (key 0, no hit): the
  * empty slot, and the right answer for key 0.
- * WALK_MEMO: WALK_SLOTS x (u64 key, u32 j, u32 unused): search results of keys with several hits.
+ * WALK_MEMO: WALK_SLOTS x (u64 key, u32 first, u32 count): keys with several hits, and where
+ * their hits (caller range indexes, ascending) are in HIT_LISTS: [first, first + count).
+ * HIT_LISTS: LIST_CAP x u32, filled from listN; when full, WALK_MEMO and HIT_LISTS start over.
  */
 let memoPtr: usize = 0;
 let walkMemoPtr: usize = 0;
+let listPtr: usize = 0;
+let listN: u32 = 0;
 /** search() result when no range starts at or below the key. */
 const NO_CANDIDATE: usize = 0xFFFF_FFFF;
 
@@ -207,6 +214,7 @@ export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
     let tp = heap.alloc(<usize>((newRangeCap + BLOCK - 1) >> BLOCK_LOG) << 3);
     memory.fill(mm, 0, MEMO_BYTES);
     memoPtr = mm; walkMemoPtr = mm + (MEMO_SLOTS << MEMO_ENTRY_LOG);
+    listPtr = walkMemoPtr + (WALK_SLOTS << MEMO_ENTRY_LOG); listN = 0;
     keysPtr = k; hitFrameBuf = h; hitRangeBuf = h + (<usize>newHitCap << 2);
     inStartPtr = is; inLastPtr = il; prevStartPtr = ps; prevLastPtr = pl;
     sStartPtr = ss; sLastPtr = sl; sMaxPtr = sm; sIdxPtr = si; tmpIdxPtr = ti;
@@ -267,6 +275,7 @@ export function setRanges(count: u32): u32 {
   rangeN = 0;
   // memoised results belong to the old ranges
   memory.fill(memoPtr, 0, MEMO_BYTES);
+  listN = 0;
   let bad = false;
   for (let i: usize = 0; i < n; i++) {
     bad = bad | (load<u64>(inLastPtr + (i << 3)) < load<u64>(inStartPtr + (i << 3)));
@@ -483,35 +492,39 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
 }
 
 /**
- * Steps 1-4 for one key the memo (entry e, its slot) could not answer. Appends the key's hits at `out` and
- * remembers the answer: in MEMO when the key has at most one hit (the branchless loop answers
- * it next time), else its search result j in WALK_MEMO. Returns the new hit count, or OVERFLOW
- * when the hit limit was reached (the caller drops the key's partial hits and resumes at this
- * key after the host drained the columns).
+ * Steps 1-4 for one key the memo (entry e, its slot) could not answer. Appends the key's hits
+ * at `out` and remembers the answer: in MEMO when the key has at most one hit (the branchless
+ * loop answers it next time), else its hit list in WALK_MEMO / HIT_LISTS (the next time costs
+ * one probe and a copy). Returns the new hit count, or OVERFLOW when the hit limit was reached
+ * (the caller drops the key's partial hits and resumes at this key after the host drained the
+ * columns).
  */
 @inline function lookup(key: u64, e: usize, frame: u32, out: u32, limit: u32): u32 {
   let w = walkMemoPtr + (<usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - WALK_LOG)) << MEMO_ENTRY_LOG);
-  let j: usize;
   if (load<u64>(w) == key && key != 0) {
-    j = <usize>load<u32>(w, 8); // a key with several hits seen before: its search result
-  } else {
-    if (key == 0) {
-      // no key: never matches. (key 0, no hit) is also the empty slot: restore it.
-      setMemo(e, 0, 0, 0);
-      return out;
-    }
-    j = search(key, topPtr, topN, sStartPtr, rangeN);
-    // no candidate, or every candidate ends below key: no range holds this key
-    if (j == NO_CANDIDATE || load<u64>(sMaxPtr + (j << 3)) < key) {
-      setMemo(e, key, 0, 0);
-      return out;
-    }
+    // a key with several hits seen before: copy its hit list
+    let first = load<u32>(w, 8);
+    let count = load<u32>(w, 12);
+    if (count > limit - out) return OVERFLOW;
+    let list = listPtr + (<usize>first << 2);
+    for (let t: u32 = 0; t < count; t++) emit(out + t, frame, load<u32>(list + (<usize>t << 2)));
+    return out + count;
+  }
+  if (key == 0) {
+    // no key: never matches. (key 0, no hit) is also the empty slot: restore it.
+    setMemo(e, 0, 0, 0);
+    return out;
+  }
+  let j = search(key, topPtr, topN, sStartPtr, rangeN);
+  // no candidate, or every candidate ends below key: no range holds this key
+  if (j == NO_CANDIDATE || load<u64>(sMaxPtr + (j << 3)) < key) {
+    setMemo(e, key, 0, 0);
+    return out;
   }
 
   // 2. Walk back while some range at or before j can still reach key.
   let sLast = sLastPtr, sMax = sMaxPtr, sIdx = sIdxPtr;
   let from = out;
-  let start = j;
   let steps: u32 = 0;
   while (true) {
     if (load<u64>(sMax + (j << 3)) < key) break;
@@ -530,13 +543,24 @@ function treeQuery(j: u32, key: u64, frame: u32, out: u32, limit: u32): u32 {
     j--;
     steps++;
   }
-  // 4. Order this key's hits by caller range index, and remember how to answer it next time.
+  // 4. Order this key's hits by caller range index, and remember them.
   // (A key whose candidates reach it has at least one hit.)
-  if (out - from == 1) setMemo(e, key, load<u32>(hitRangeBuf + (<usize>from << 2)), 4);
+  let hits = out - from;
+  if (hits == 1) setMemo(e, key, load<u32>(hitRangeBuf + (<usize>from << 2)), 4);
   else {
     sortHitRanges(from, out);
-    store<u64>(w, key);
-    store<u32>(w, <u32>start, 8);
+    if (hits <= LIST_CAP) {
+      if (hits > LIST_CAP - listN) {
+        // HIT_LISTS full: start over (entries still pointing into it are dropped with it)
+        memory.fill(walkMemoPtr, 0, WALK_SLOTS << MEMO_ENTRY_LOG);
+        listN = 0;
+      }
+      memory.copy(listPtr + (<usize>listN << 2), hitRangeBuf + (<usize>from << 2), <usize>hits << 2);
+      store<u64>(w, key);
+      store<u32>(w, listN, 8);
+      store<u32>(w, hits, 12);
+      listN += hits;
+    }
   }
   return out;
 }

@@ -498,6 +498,28 @@ test("memo slot collisions: key 0 and keys sharing its slot, and thousands of ke
   expectSameHits(tsScanner.scan(input), expected, "typescript, prepared ranges kept");
 });
 
+test("keys with several hits: their hit lists are remembered, and the list arena starts over when full", () => {
+  // 300 nested ranges: a key d bytes from the middle lies in min(300, (0x10000 - d) / 0x80 + 1)
+  // of them, so keys have different hit lists of 66-300 ranges; 700 distinct keys fill the
+  // 65536-entry arena 2.7 times over, and every key comes back after others reused the arena.
+  const ranges: Range[] = [];
+  for (let r = 0; r < 300; r++) ranges.push([K + BigInt(r) * 0x80n, K + 0x20000n - BigInt(r) * 0x80n]);
+  const distinct: bigint[] = [];
+  for (let i = 0; i < 700; i++) distinct.push(K + 0x10000n + BigInt((i % 2 === 0 ? 1 : -1) * ((i * 0x95) % 0xe000)));
+  const keys: bigint[] = [];
+  for (let round = 0; round < 3; round++) for (let i = 0; i < distinct.length; i++) keys.push(distinct[(i * 7 + round * 101) % distinct.length]!);
+  const input = makeInput(keys, [0, keys.length], ranges);
+  const expected = plain(referenceScanner.scan(input));
+  expect(expected.count).toBeGreaterThan(3 * 65536);
+  for (const build of ["release", "debug"] as const) {
+    const s = createWasmScanner(loadScanModuleSync(build), build === "release" ? "wasm-release" : "wasm-debug", { hitCapacity: 1 << 20 });
+    expectSameHits(s.scan(input), expected, build);
+    expectSameHits(s.scan(input), expected, `${build}, ranges kept`);
+  }
+  expectSameHits(tsScanner.scan(input), expected, "typescript");
+  expectSameHits(tsScanner.scan(input), expected, "typescript, prepared ranges kept");
+});
+
 test("typescript scanner: kernel-like ranges sharing one high half take the narrow path; key 0 and other windows never hit", () => {
   const ranges: Range[] = [];
   for (let i = 0; i < 5000; i++) ranges.push([K + BigInt(i) * 0x100n, K + BigInt(i) * 0x100n + 0x7fn + (i % 97 === 0 ? 0x4000n : 0n)]);

@@ -28,11 +28,13 @@ const BLOCK = 1 << BLOCK_LOG;
 const WALK_LIMIT = 16;
 const MEMO_LOG = 12;
 const WALK_LOG = 10;
+/** Entries of the hit-list arena (the kernel's HIT_LISTS). */
+const LIST_CAP = 1 << 16;
 
 /**
  * The memo: key halves per slot and the answer: range (caller index) and advance (1 when the
  * key lies in exactly that range, 0 when in none). All zero = key 0 with no hit: the empty slot,
- * and the right answer for key 0. The walk memo: keys with several hits -> their search result.
+ * and the right answer for key 0. The walk memo: keys with several hits -> their hit list.
  */
 class Memo {
   readonly lo = new Uint32Array(1 << MEMO_LOG);
@@ -41,7 +43,11 @@ class Memo {
   readonly advance = new Int32Array(1 << MEMO_LOG);
   readonly walkLo = new Uint32Array(1 << WALK_LOG);
   readonly walkHi = new Uint32Array(1 << WALK_LOG);
-  readonly walkJ = new Int32Array(1 << WALK_LOG);
+  /** the key's hits (caller range indexes, ascending) are list[walkFirst, walkFirst + walkCount) */
+  readonly walkFirst = new Int32Array(1 << WALK_LOG);
+  readonly walkCount = new Int32Array(1 << WALK_LOG);
+  readonly list = new Uint32Array(LIST_CAP);
+  listN = 0;
 }
 const hashOf = (lo: number, hi: number): number => Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0;
 const slotOf = (h: number): number => h >>> (32 - MEMO_LOG);
@@ -203,7 +209,6 @@ function treeQuery(p: Prepared, j: number, kHi: number, kLo: number, frame: numb
 function walk(p: Prepared, memo: Memo, j: number, kHi: number, kLo: number, f: number, out: Hits, slot: number, w: number): void {
   const { lLo, lHi, mLo, mHi, idx } = p;
   const from = out.count;
-  const start = j;
   for (let steps = 0; ; steps++) {
     if (!le(kHi, kLo, mHi[j]!, mLo[j]!)) break;
     if (steps === WALK_LIMIT) {
@@ -214,16 +219,28 @@ function walk(p: Prepared, memo: Memo, j: number, kHi: number, kLo: number, f: n
     if (j === 0) break;
     j--;
   }
-  if (out.count - from === 1) {
+  const hits = out.count - from;
+  if (hits === 1) {
     memo.lo[slot] = kLo;
     memo.hi[slot] = kHi;
     memo.range[slot] = out.range[from]!;
     memo.advance[slot] = 1;
   } else {
     out.sortTail(from);
-    memo.walkLo[w] = kLo;
-    memo.walkHi[w] = kHi;
-    memo.walkJ[w] = start;
+    if (hits <= LIST_CAP) {
+      if (hits > LIST_CAP - memo.listN) {
+        // arena full: start over (walk memo entries pointing into it are dropped with it)
+        memo.walkLo.fill(0);
+        memo.walkHi.fill(0);
+        memo.listN = 0;
+      }
+      memo.list.set(out.range.subarray(from, out.count), memo.listN);
+      memo.walkLo[w] = kLo;
+      memo.walkHi[w] = kHi;
+      memo.walkFirst[w] = memo.listN;
+      memo.walkCount[w] = hits;
+      memo.listN += hits;
+    }
   }
 }
 
@@ -259,7 +276,7 @@ function searchWide(p: Prepared, kHi: number, kLo: number): number {
  */
 function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
   const frames = keys.length >>> 1;
-  const { lo: mLo, hi: mHi, range: mRange, advance: mAdv, walkLo, walkHi, walkJ } = memo;
+  const { lo: mLo, hi: mHi, range: mRange, advance: mAdv, walkLo, walkHi } = memo;
   const { n, sLo, topLo, mLo: maxLo, mHi: maxHi } = p;
   const nb = topLo.length;
   const narrow = p.commonHi >= 0;
@@ -290,41 +307,55 @@ function scanKeys(p: Prepared, memo: Memo, keys: Uint32Array, out: Hits): void {
         continue;
       }
       if ((kLo | kHi) === 0) continue; // no key (its memo slot was taken by another key)
-      // 1. search, unless the walk memo knows this key (several hits)
+      // a key with several hits seen before: copy its hit list
       const w = walkSlotOf(h);
+      if (walkLo[w] === kLo && walkHi[w] === kHi) {
+        const first = memo.walkFirst[w]!;
+        const cnt = memo.walkCount[w]!;
+        out.count = count;
+        out.reserve(cnt + 1);
+        oFrame = out.frame;
+        oRange = out.range;
+        const list = memo.list;
+        for (let t = 0; t < cnt; t++) {
+          oFrame[count + t] = f;
+          oRange[count + t] = list[first + t]!;
+        }
+        count += cnt;
+        stop = Math.min(frames, f + 1 + (oFrame.length - count));
+        continue;
+      }
+      // 1. search
       let j: number;
-      if (walkLo[w] === kLo && walkHi[w] === kHi) j = walkJ[w]!;
-      else {
-        if (narrow) {
-          // branchless upper bound on the low halves (every range shares the key's high half)
-          let base = 0;
-          let len = nb;
+      if (narrow) {
+        // branchless upper bound on the low halves (every range shares the key's high half)
+        let base = 0;
+        let len = nb;
+        while (len > 1) {
+          const half = len >>> 1;
+          const mid = base + half;
+          base += half & -((topLo[mid]! <= kLo) as unknown as number);
+          len -= half;
+        }
+        if (topLo[base]! > kLo) j = -1;
+        else {
+          base <<= BLOCK_LOG;
+          len = Math.min(BLOCK, n - base);
           while (len > 1) {
             const half = len >>> 1;
             const mid = base + half;
-            base += half & -((topLo[mid]! <= kLo) as unknown as number);
+            base += half & -((sLo[mid]! <= kLo) as unknown as number);
             len -= half;
           }
-          if (topLo[base]! > kLo) j = -1;
-          else {
-            base <<= BLOCK_LOG;
-            len = Math.min(BLOCK, n - base);
-            while (len > 1) {
-              const half = len >>> 1;
-              const mid = base + half;
-              base += half & -((sLo[mid]! <= kLo) as unknown as number);
-              len -= half;
-            }
-            j = base;
-          }
-        } else j = searchWide(p, kHi, kLo);
-        if (j < 0 || !le(kHi, kLo, maxHi[j]!, maxLo[j]!)) {
-          // no candidate, or every candidate ends below key: no range holds this key
-          mLo[slot] = kLo;
-          mHi[slot] = kHi;
-          mAdv[slot] = 0;
-          continue;
+          j = base;
         }
+      } else j = searchWide(p, kHi, kLo);
+      if (j < 0 || !le(kHi, kLo, maxHi[j]!, maxLo[j]!)) {
+        // no candidate, or every candidate ends below key: no range holds this key
+        mLo[slot] = kLo;
+        mHi[slot] = kHi;
+        mAdv[slot] = 0;
+        continue;
       }
       out.count = count;
       walk(p, memo, j, kHi, kLo, f, out, slot, w); // may grow the columns
