@@ -2,12 +2,14 @@
 // Scan-kernel benchmark: section 1 of bench/run.js, and runnable on its own (needs `npm run build`):
 //
 //   node bench/kernel.js [--quick] [--runs N] [--frames 10000,1000000] [--ranges 10,10000]
-//                        [--dist realistic,uniform] [--json FILE]
+//                        [--dist realistic,uniform,overlap] [--json FILE]
 //
 // frames/s of the scan: wasm vs the pure-TS port of the same algorithm vs a naive
 // every-frame-every-range loop (and the BigInt reference on small inputs), with an interop-only
 // baseline and the memory floor (a wasm pass that only sums the keys); realistic frames
-// (resampled real stacks) and, separately, uniform random addresses.
+// (resampled real stacks) and, separately, uniform random addresses. Opt-in (--dist overlap):
+// realistic frames against every range given twice, so each hit is two (a function replaced by
+// two patches of a stack): the path of keys with several hits.
 //
 // The baselines move the keys exactly as the scan does: the same Uint32Array, the same chunked
 // copies into wasm memory, one export call per chunk; the floor sums each chunk in wasm. The
@@ -148,11 +150,21 @@ export async function kernelBench(ctx) {
   const rangeSizes = ctx.rangeSizes ?? [10, 1000, 10_000];
   for (const dist of ctx.dists ?? ["realistic", "uniform"]) {
     for (const F of frameSizes) {
-      const keysAll = dist === "realistic" ? realisticKeys(F) : uniformKeys(F);
+      const keysAll = dist === "uniform" ? uniformKeys(F) : realisticKeys(F);
       const frames = keysAll.length / 2;
       const distinct = distinctKeys(keysAll);
       for (const R of rangeSizes) {
-        const { rangeStart, rangeLast } = rangesOf(funcNames(R));
+        let { rangeStart, rangeLast } = rangesOf(funcNames(R));
+        if (dist === "overlap") {
+          const twice = (a) => {
+            const t = new Uint32Array(a.length * 2);
+            t.set(a);
+            t.set(a, a.length);
+            return t;
+          };
+          rangeStart = twice(rangeStart);
+          rangeLast = twice(rangeLast);
+        }
         // One task: how check.ts scans shared frame rows (each distinct stack once).
         const input = { keys: keysAll, taskFrameStart: Uint32Array.from([0, frames]), rangeStart, rangeLast };
         // Bounded work for the quadratic contenders: their cost per frame does not depend on F.
