@@ -147,7 +147,7 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
   const intN = (v: Json | undefined, path: string): number | null => (v === null || v === undefined ? null : int(v, path));
   const tri = (v: Json | undefined, path: string): TriState => (v === true || v === false || v === "unknown" ? v : bad(path, 'expected true, false or "unknown"'));
   const reasons = (v: Json | undefined, path: string): Reason[] =>
-    arr(v, path).map((r, i) => {
+    mapPacked(arr(v, path), (r, i) => {
       const o = obj(r, `${path}[${i}]`);
       return { code: str(o.code, `${path}[${i}].code`), message: str(o.message, `${path}[${i}].message`) };
     });
@@ -271,12 +271,12 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
   capture.completeness = reasons(c.completeness, "$.capture.completeness");
   capture.hidesSchedFrames = bool(c.hidesSchedFrames, "$.capture.hidesSchedFrames");
   capture.warnings = reasons(c.warnings, "$.capture.warnings");
-  capture.excluded = arr(c.excluded, "$.capture.excluded").map((e, i) => {
+  capture.excluded = mapPacked(arr(c.excluded, "$.capture.excluded"), (e, i) => {
     const o = obj(e, `$.capture.excluded[${i}]`);
     return { pid: int(o.pid, `$.capture.excluded[${i}].pid`), tid: int(o.tid, `$.capture.excluded[${i}].tid`), reason: str(o.reason, `$.capture.excluded[${i}].reason`) };
   });
   capture.livepatches = c.livepatches === null || c.livepatches === undefined ? null : validatePatches({ bad }, c.livepatches, "$.capture.livepatches");
-  capture.modules = c.modules === null || c.modules === undefined ? null : arr(c.modules, "$.capture.modules").map((m, i) => str(m, `$.capture.modules[${i}]`));
+  capture.modules = c.modules === null || c.modules === undefined ? null : mapPacked(arr(c.modules, "$.capture.modules"), (m, i) => str(m, `$.capture.modules[${i}]`));
 
   let symbols: SymbolTable | null = null;
   let sectionRows: SectionRows | null = null;
@@ -286,7 +286,7 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
     if (source !== "kallsyms" && source !== "system.map") bad("$.symbols.source", "expected kallsyms or system.map");
     const coverage = s.coverage;
     if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") bad("$.symbols.coverage", "expected full, subset or names-only");
-    const objects = arr(s.objects, "$.symbols.objects").map((o, i) => str(o, `$.symbols.objects[${i}]`));
+    const objects = mapPacked(arr(s.objects, "$.symbols.objects"), (o, i) => str(o, `$.symbols.objects[${i}]`));
     const names = arr(s.names, "$.symbols.names").map((n, i) => {
       const v = str(n, `$.symbols.names[${i}]`);
       return v.length > 0 ? v : bad(`$.symbols.names[${i}]`, "empty name");
@@ -315,7 +315,7 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
       });
     }
     symbols = finishTable({ source: source as SymbolTable["source"], names, object, objects, type, addrLo, addrHi });
-    symbols.warnings = arr(s.warnings, "$.symbols.warnings").map((w, i) => str(w, `$.symbols.warnings[${i}]`));
+    symbols.warnings = mapPacked(arr(s.warnings, "$.symbols.warnings"), (w, i) => str(w, `$.symbols.warnings[${i}]`));
     if (addresses === null) {
       const sizes = arr(s.sizes, "$.symbols.sizes");
       if (sizes.length !== n) bad("$.symbols.sizes", `${sizes.length} entries for ${n} names`);
@@ -347,6 +347,13 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
 
 type HostUnwinder = ReturnType<typeof emptyHostFacts>["config"]["unwinder"];
 
+/** Array.prototype.map, but always a packed array (see mapPacked in psnap.ts). */
+function mapPacked<T, U>(a: T[], fn: (x: T, i: number) => U): U[] {
+  const out: U[] = [];
+  for (let i = 0; i < a.length; i++) out.push(fn(a[i], i));
+  return out;
+}
+
 /**
  * The capture with tasks of one stack sharing one copy of its frame rows (Capture.sharedRows),
  * as the binary decoder produces: a task whose frames sit on lines line, line+1, … points at its
@@ -375,7 +382,7 @@ export function shareRows(cap: Capture, taskStack: Int32Array): Capture {
   }
   const blocks = [new Int32Array(stacks).fill(-1), new Int32Array(stacks).fill(-1)];
   const out = new FrameColumns(Math.max(16, f.length));
-  const tasks = cap.tasks.map((task, t) => {
+  const tasks = mapPacked(cap.tasks, (task, t) => {
     const m = mode[t];
     const b = m === 0 ? null : blocks[m - 1];
     const s = taskStack[t];

@@ -501,6 +501,17 @@ function readPrefix(bytes: Uint8Array, file: string): Frame {
 
 type Obj = Record<string, unknown>;
 
+/**
+ * Array.prototype.map, but always a packed array: map's result is holey or packed depending on
+ * whether V8 has optimized the caller, and code that later reads a capture's arrays (the rule
+ * table's filters over completeness) then sees two maps and deoptimizes on every other snapshot.
+ */
+function mapPacked<T, U>(a: T[], fn: (x: T, i: number) => U): U[] {
+  const out: U[] = [];
+  for (let i = 0; i < a.length; i++) out.push(fn(a[i], i));
+  return out;
+}
+
 function isObj(v: unknown): v is Obj {
   return v !== null && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v);
 }
@@ -542,10 +553,10 @@ class V {
     return v;
   }
   strs(v: unknown, path: string, max: number): string[] {
-    return this.arr(v, path, max).map((s, i) => this.str(s, `${path}[${i}]`));
+    return mapPacked(this.arr(v, path, max), (s, i) => this.str(s, `${path}[${i}]`));
   }
   reasons(v: unknown, path: string): Reason[] {
-    return this.arr(v, path, 1 << 16).map((r, i) => {
+    return mapPacked(this.arr(v, path, 1 << 16), (r, i) => {
       const o = this.obj(r, `${path}[${i}]`);
       return { code: this.str(o.code, `${path}[${i}].code`), message: this.str(o.message, `${path}[${i}].message`) };
     });
@@ -592,11 +603,11 @@ export function validatePatches(v: { bad(path: string, what: string): never }, x
   const int = (o: unknown, p: string): number => (typeof o === "number" && Number.isSafeInteger(o) && o >= 0 ? o : v.bad(p, "expected a non-negative integer"));
   const intN = (o: unknown, p: string): number | null => (o === null || o === undefined ? null : int(o, p));
   if (!Array.isArray(x)) return v.bad(path, "expected an array");
-  return x.map((p, i) => {
+  return mapPacked(x, (p, i) => {
     const pp = `${path}[${i}]`;
     const o = obj(p, pp);
     if (!Array.isArray(o.funcs)) return v.bad(`${pp}.funcs`, "expected an array");
-    const funcs = o.funcs.map((fn, j) => {
+    const funcs = mapPacked(o.funcs as unknown[], (fn, j) => {
       const fp = `${pp}.funcs[${j}]`;
       const f = obj(fn, fp);
       return {
@@ -978,7 +989,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const st = new StringTable();
   for (const s of strings) st.intern(s);
   if (st.values.length !== strings.length) v.bad("capture.strings", "duplicate strings");
-  const excluded = v.arr(c.excluded, "capture.excluded", B).map((e, i) => {
+  const excluded = mapPacked(v.arr(c.excluded, "capture.excluded", B), (e, i) => {
     const o = v.obj(e, `capture.excluded[${i}]`);
     return { pid: v.int(o.pid, `capture.excluded[${i}].pid`), tid: v.int(o.tid, `capture.excluded[${i}].tid`), reason: v.str(o.reason, `capture.excluded[${i}].reason`) };
   });
@@ -990,7 +1001,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const T = v.int(tc.n, "tasks.n");
   if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
   if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
-  const comms = v.arr(tc.comms, "tasks.comms", T).map((x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
+  const comms = mapPacked(v.arr(tc.comms, "tasks.comms", T), (x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
   // One Float64Array per column (nullable columns hold v + 1, 0 = null), each checked in a loop
   // of its own; the tasks are then built from them in one pass.
   const sc = scratchColumns(T);
