@@ -489,7 +489,9 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       outcomes[outcomeCount++] = { task: index, kind, status: rep.status, matches };
       if (rep.status === "excluded") partialExcluded++;
       if (rep.blockers !== null) {
-        for (const b of rep.blockers) blockers.push({ ...b, task: index, frame: b.frame + delta });
+        // A literal in the same field order as below, not a spread: blockers of one hidden class
+        // (a spread copy took another map and deoptimised this loop over and over in fleet runs).
+        for (const b of rep.blockers) blockers.push({ task: index, func: b.func, frame: b.frame + delta, frameIndex: b.frameIndex, kernelSees: b.kernelSees, role: b.role, remedy: b.remedy });
         countBlocking(rep.blockers);
       }
       continue;
