@@ -53,6 +53,11 @@ export function scanInputFor(capture: Capture, resolved: ResolvedFrames, ranges:
     taskFrameStart[i] = t.frameStart;
   });
   taskFrameStart[capture.tasks.length] = capture.frames.length;
+  return { keys: resolved.keys.subarray(0, capture.frames.length * 2), taskFrameStart, ...rangeColumns(ranges) };
+}
+
+/** The blocking ranges as the scan's u32 pairs (inclusive last address). */
+function rangeColumns(ranges: RangeTable): { rangeStart: Uint32Array; rangeLast: Uint32Array } {
   const n = ranges.ranges.length;
   const rangeStart = new Uint32Array(n * 2);
   const rangeLast = new Uint32Array(n * 2);
@@ -63,7 +68,7 @@ export function scanInputFor(capture: Capture, resolved: ResolvedFrames, ranges:
     rangeLast[2 * i] = Number(last & 0xffffffffn);
     rangeLast[2 * i + 1] = Number(last >> 32n);
   });
-  return { keys: resolved.keys.subarray(0, capture.frames.length * 2), taskFrameStart, rangeStart, rangeLast };
+  return { rangeStart, rangeLast };
 }
 
 /**
@@ -74,17 +79,7 @@ export function scanInputFor(capture: Capture, resolved: ResolvedFrames, ranges:
 export function scanCapture(scanner: Scanner, capture: Capture, resolved: ResolvedFrames, ranges: RangeTable): ScanHits {
   if (!capture.sharedRows) return scanner.scan(scanInputFor(capture, resolved, ranges));
   const rows = capture.frames.length;
-  const n = ranges.ranges.length;
-  const rangeStart = new Uint32Array(n * 2);
-  const rangeLast = new Uint32Array(n * 2);
-  ranges.ranges.forEach((r, i) => {
-    const last = r.end - 1n;
-    rangeStart[2 * i] = Number(r.start & 0xffffffffn);
-    rangeStart[2 * i + 1] = Number(r.start >> 32n);
-    rangeLast[2 * i] = Number(last & 0xffffffffn);
-    rangeLast[2 * i + 1] = Number(last >> 32n);
-  });
-  const rowHits = scanner.scan({ keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), rangeStart, rangeLast });
+  const rowHits = scanner.scan({ keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), ...rangeColumns(ranges) });
   // Hits of each distinct row span, found once (rowHits is sorted by frame), kept by first row
   // and checked by row count (a snapshot may share a stack's prefix).
   const spanFirst = new Int32Array(rows + 1).fill(-1);
