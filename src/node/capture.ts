@@ -17,14 +17,15 @@
  * O_NOFOLLOW, and only directory entries that are directories are descended into, so no symlink
  * leads out of /proc (or a test's fake tree). Threads that exit mid-walk are simply gone.
  */
-import { closeSync, constants as fsc, openSync, readdirSync, readSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import type { AppliedFunction, AppliedPatch, Capture, Reason } from "../model.js";
-import { liveHostFacts, parseStat, readKpatchPatches } from "./live.js";
+import { errnoOf, liveHostFacts, MAX_FILE, parseStat, readKpatchPatches, type ReadResult, readNoFollow } from "./live.js";
+
+export { readNoFollow, type ReadResult };
 
 /** Outcome of reading one file: its bytes, or the errno name (ETIMEDOUT when the deadline passed). */
-export type ReadResult = { ok: true; data: Uint8Array } | { ok: false; errno: string };
 
 /** Reads files with a deadline each. */
 export interface FileReader {
@@ -37,45 +38,6 @@ export interface FileReader {
   readonly timeoutMs: number | null;
 }
 
-const MAX_FILE = 1 << 20;
-const OPEN_FLAGS = fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0);
-
-function errnoOf(e: unknown): string {
-  return typeof e === "object" && e !== null && "code" in e ? String((e as { code: unknown }).code) : "EIO";
-}
-
-/** Reads one file without following a final symlink, up to 1 MiB. */
-export function readNoFollow(path: string): ReadResult {
-  let fd: number;
-  try {
-    fd = openSync(path, OPEN_FLAGS);
-  } catch (e) {
-    return { ok: false, errno: errnoOf(e) };
-  }
-  try {
-    const buf = new Uint8Array(64 * 1024);
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      chunks.push(buf.slice(0, n));
-      total += n;
-      if (total >= MAX_FILE) break;
-    }
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const c of chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return { ok: true, data: out };
-  } catch (e) {
-    return { ok: false, errno: errnoOf(e) };
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Reads in this thread: no deadline (fallback when a worker cannot start, and for tests). */
 export function directReader(): FileReader {

@@ -92,31 +92,37 @@ export function liveHostFacts(procRoot = "/proc"): HostFacts {
   };
 }
 
-/** Outcome of reading one sysfs file (the same shape as capture.ts's ReadResult). */
-export type SysReadResult = { ok: true; data: Uint8Array } | { ok: false; errno: string };
+/** Outcome of reading one /proc or sysfs file. */
+export type ReadResult = { ok: true; data: Uint8Array } | { ok: false; errno: string };
+/** The same shape under the name the kpatch reader's callers use. */
+export type SysReadResult = ReadResult;
 
-function errnoOf(e: unknown): string {
+export function errnoOf(e: unknown): string {
   return typeof e === "object" && e !== null && "code" in e ? String((e as { code: unknown }).code) : "EIO";
 }
 
-/** Reads a sysfs or /proc file (up to 1 MiB) without following a final symlink. */
-function readSysFile(path: string): SysReadResult {
+/** Longest /proc or sysfs file read (a stack file is a few KiB). */
+export const MAX_FILE = 1 << 20;
+const OPEN_FLAGS = fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0);
+
+/** Reads one file without following a final symlink, up to 1 MiB. */
+export function readNoFollow(path: string): ReadResult {
   let fd: number;
   try {
-    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0));
+    fd = openSync(path, OPEN_FLAGS);
   } catch (e) {
     return { ok: false, errno: errnoOf(e) };
   }
   try {
+    const buf = new Uint8Array(64 * 1024);
     const chunks: Uint8Array[] = [];
     let total = 0;
     for (;;) {
-      const buf = new Uint8Array(16384);
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
-      chunks.push(buf.subarray(0, n));
+      chunks.push(buf.slice(0, n));
       total += n;
-      if (total >= 1 << 20) break;
+      if (total >= MAX_FILE) break;
     }
     const out = new Uint8Array(total);
     let o = 0;
@@ -131,6 +137,7 @@ function readSysFile(path: string): SysReadResult {
     closeSync(fd);
   }
 }
+
 
 /** Directory entries split by kind (symlinks count as "other": never descended into). */
 function entries(path: string): { dirs: string[]; other: string[] } | { errno: string } {
@@ -181,7 +188,7 @@ export function readKpatchPatches(
   sysRoot = "/sys",
   opts: { loadOrder?: string[] | null; read?: (path: string) => SysReadResult } = {},
 ): KpatchState {
-  const read = opts.read ?? readSysFile;
+  const read = opts.read ?? readNoFollow;
   const root = `${sysRoot}/kernel/kpatch`;
   const problems: string[] = [];
   const warnings: Reason[] = [];
@@ -306,7 +313,7 @@ export function readKpatchPatches(
  * asks for --applied: a missed applied patch could make a verdict falsely safe.
  */
 export function loadedKpatchModules(sysRoot = "/sys", procRoot = "/proc"): string[] {
-  const mods = readSysFile(`${procRoot}/modules`);
+  const mods = readNoFollow(`${procRoot}/modules`);
   const loadOrder = mods.ok ? moduleNames(new TextDecoder("latin1").decode(mods.data)) : null;
   const st = readKpatchPatches(sysRoot, { loadOrder });
   return st.patches === null ? st.problems : [];
