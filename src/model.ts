@@ -224,6 +224,25 @@ export class FrameColumns {
     return i;
   }
 
+  /**
+   * Appends a copy of row `row` of `src` (this or other columns) with its own line and flags;
+   * returns the new row's index.
+   */
+  pushCopy(src: FrameColumns, row: number, line: number, flags: number = src.flags[row]): number {
+    const i = this.push();
+    // Read `src` after push(): when src is this, growing replaced the arrays.
+    this.symbol[i] = src.symbol[row];
+    this.object[i] = src.object[row];
+    this.buildId[i] = src.buildId[row];
+    this.offset[i] = src.offset[row];
+    this.size[i] = src.size[row];
+    this.addrLo[i] = src.addrLo[row];
+    this.addrHi[i] = src.addrHi[row];
+    this.flags[i] = flags;
+    this.line[i] = line;
+    return i;
+  }
+
   private grow(capacity: number): void {
     const grow = <T extends Int32Array | Uint32Array | Uint16Array>(a: T, make: (n: number) => T): T => {
       const b = make(capacity);

@@ -183,3 +183,16 @@ describe("tokenizer limits", () => {
     expect(String((err as Error).message)).toContain("longer than 1024 bytes");
   });
 });
+
+test("a frame line parsed before as a shared run's row keeps its own line in a later header task", () => {
+  // Tasks 1-3 share rows (marked SHARED); task 4's frame reuses that parse through the line
+  // path's memo and must come out as its own row on line 5, not at its header's line.
+  const text = "/proc/1/task/1/stack:[<0>] a+0x1/0x2\n/proc/2/task/2/stack:[<0>] a+0x1/0x2\n/proc/3/task/3/stack:[<0>] a+0x1/0x2\n==> /proc/4/task/4/stack <==\n[<0>] a+0x1/0x2\n";
+  const bytes = encodeLatin1(text);
+  const module = loadTokenizerModuleSync("release");
+  const [cap] = parseCaptures(bytes, "x", "proc", { procTokenizer: () => new ProcTokenizer(module) });
+  expect(cap.sharedRows).toBe(true);
+  const shared = viaTokenizer(bytes, "release");
+  expect(shared).toEqual(viaLines(bytes));
+  expect((shared as ReturnType<typeof facts>[])[0].tasks[3].frames[0].line).toBe(5);
+});

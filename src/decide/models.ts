@@ -93,16 +93,7 @@ function rebuild(
     frames.flags[i] = FrameFlag.SYMBOLIC;
   };
   const copyRow = (j: number, line: number, flagsOff = 0): void => {
-    const i = frames.push();
-    frames.symbol[i] = cap.frames.symbol[j];
-    frames.object[i] = cap.frames.object[j];
-    frames.buildId[i] = cap.frames.buildId[j];
-    frames.offset[i] = cap.frames.offset[j];
-    frames.size[i] = cap.frames.size[j];
-    frames.addrLo[i] = cap.frames.addrLo[j];
-    frames.addrHi[i] = cap.frames.addrHi[j];
-    frames.flags[i] = cap.frames.flags[j] & ~flagsOff;
-    frames.line[i] = line;
+    frames.pushCopy(cap.frames, j, line, cap.frames.flags[j] & ~flagsOff);
   };
   // Shared spans (Capture.sharedRows) stay shared: copied once, pointed at by every task of the span.
   const copiedSpans = new Map<number, number>();

@@ -565,18 +565,7 @@ export class DmesgParser {
     }
     const f = b.frames;
     const n = from.frameStart + (from === b.current ? 0 : from.frameCount);
-    for (let i = from.frameStart; i < n; i++) {
-      const j = f.push();
-      f.symbol[j] = f.symbol[i];
-      f.object[j] = f.object[i];
-      f.buildId[j] = f.buildId[i];
-      f.offset[j] = f.offset[i];
-      f.size[j] = f.size[i];
-      f.addrLo[j] = f.addrLo[i];
-      f.addrHi[j] = f.addrHi[i];
-      f.flags[j] = f.flags[i];
-      f.line[j] = line;
-    }
+    for (let i = from.frameStart; i < n; i++) f.pushCopy(f, i, line);
     this.endTrace();
   }
 

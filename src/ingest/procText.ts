@@ -237,16 +237,8 @@ export class ProcTextParser {
     let kind: TokenKind;
     const row = this.seen.get(buf, s, e);
     if (row >= 0) {
-      const i = f.push();
-      f.symbol[i] = f.symbol[row];
-      f.object[i] = f.object[row];
-      f.buildId[i] = f.buildId[row];
-      f.offset[i] = f.offset[row];
-      f.size[i] = f.size[row];
-      f.addrLo[i] = f.addrLo[row];
-      f.addrHi[i] = f.addrHi[row];
-      f.flags[i] = f.flags[row];
-      f.line[i] = line;
+      // Not the SHARED mark of a run's rows: this row is the task's own.
+      f.pushCopy(f, row, line, f.flags[row] & ~FrameFlag.SHARED);
       kind = TokenKind.Frame;
     } else {
       kind = this.b.addProcFrameLine(buf, s, e, line);

@@ -391,16 +391,7 @@ export function shareRows(cap: Capture, taskStack: Int32Array): Capture {
     const mark = m === LINES ? FrameFlag.SHARED : 0;
     for (let k = 0; k < task.frameCount; k++) {
       const i = task.frameStart + k;
-      const r = out.push();
-      out.symbol[r] = f.symbol[i];
-      out.object[r] = f.object[i];
-      out.buildId[r] = f.buildId[i];
-      out.offset[r] = f.offset[i];
-      out.size[r] = f.size[i];
-      out.addrLo[r] = f.addrLo[i];
-      out.addrHi[r] = f.addrHi[i];
-      out.flags[r] = (f.flags[i] & ~FrameFlag.SHARED) | mark;
-      out.line[r] = frameLine(cap, task, i);
+      out.pushCopy(f, i, frameLine(cap, task, i), (f.flags[i] & ~FrameFlag.SHARED) | mark);
     }
     if (b !== null) b[s] = start;
     return { ...task, frameStart: task.frameCount === 0 ? out.length : start };
