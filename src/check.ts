@@ -141,7 +141,7 @@ export function check(req: CheckRequest): CheckResult {
   let doubts: Map<number, RuleMatch> | undefined;
   if (options.model === "quiesce") {
     baseline = check({ ...req, options: { ...options, model: "kpatch" } }).verdict;
-    doubts = new Map(baseline.outcomes.filter((o) => o.status === "undecided" && STACK_DOUBTS.has(o.matches[0].code)).map((o) => [o.task, o.matches[0]]));
+    doubts = new Map(baseline.outcomes.withStatus("undecided").filter((o) => STACK_DOUBTS.has(o.matches[0].code)).map((o) => [o.task, o.matches[0]]));
   }
   // kpatch and quiesce check one global instant: what their check sees is a different task list.
   if (options.model === "quiesce") {

@@ -126,7 +126,7 @@ describe("decision vs the transcription of klp_check_stack_func", () => {
         }
         if (r.verdict.verdict === "safe") expect(kernelFirst).toBeNull();
         // Undecidable stacks are never clean.
-        r.verdict.outcomes.forEach((o, i) => {
+        r.verdict.outcomes.toArray().forEach((o, i) => {
           const task = w.tasks[i];
           if (task.state === "R" || task.damage === "guess-only" || task.damage === "no-bottom" || task.damage === "unparsed") {
             expect(["clean"]).not.toContain(o.status);

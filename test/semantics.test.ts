@@ -124,7 +124,7 @@ describe("E4–E6: replacements, atomic replace and stacks", () => {
       const nop = r.ranges.functions.find((f) => f.kind === "nop")!;
       expect(nop.name).toBe("cmdline_proc_show");
       expect(nop.blockingName).toBe("livepatch_cmdline_proc_show");
-      expect(r.verdict.outcomes.slice(0, 2).map((o) => o.status)).toEqual(["clean", "blocked"]);
+      expect(r.verdict.outcomes.toArray().slice(0, 2).map((o) => o.status)).toEqual(["clean", "blocked"]);
       expect(r.verdict.blockers[0].role).toBe("nop");
     }
   });
@@ -173,7 +173,7 @@ describe("E7–E12: sleepers, main loops, running, parked and frozen tasks", () 
     const spinner = user([fr("__x64_sys_getpid", 0x10)], { state: "R" });
     const p = patch("p", [["vmlinux", "__x64_sys_getpid"]]);
     const lp = run(nativeCapture([spinner]), p);
-    expect(lp.verdict.outcomes[0].matches[0].code).toBe("running");
+    expect(lp.verdict.outcomes.get(0).matches[0].code).toBe("running");
     expect(lp.verdict.verdict).toBe("undecided");
     expect(run(nativeCapture([spinner]), p, { model: "kpatch" }).verdict.kernelCheck.result).toBe("fail");
   });
@@ -202,7 +202,7 @@ describe("E14–E15 and kpatch's own limits", () => {
     // A sysrq-style capture shows the scheduler frames: kpatch still cannot see them.
     const shown = nativeCapture([user([fr("schedule_timeout", 0x20), fr("do_epoll_wait", 0x588)])], { hidesSchedFrames: false });
     const ks = run(shown, p, { model: "kpatch" });
-    expect(ks.verdict.outcomes[0].matches[0].code).toBe("hidden");
+    expect(ks.verdict.outcomes.get(0).matches[0].code).toBe("hidden");
     expect(ks.verdict.kernelCheck.result).toBe("pass");
     expect(run(shown, p).verdict.verdict).toBe("blocked"); // livepatch's reliable walker sees it
   });
@@ -222,7 +222,7 @@ describe("E14–E15 and kpatch's own limits", () => {
     expect(deep.frames).toHaveLength(64);
     const cap = nativeCapture([{ ...deep, stackStatus: "truncated" }]);
     const p = patch("p", [["vmlinux", "meminfo_proc_show"]]);
-    expect(run(cap, p).verdict.outcomes[0].matches[0].code).toBe("truncated");
+    expect(run(cap, p).verdict.outcomes.get(0).matches[0].code).toBe("truncated");
     const k = run(cap, p, { model: "kpatch" });
     expect(k.verdict.kernelCheck).toMatchObject({ result: "fail", first: { task: 0, func: null } });
   });
@@ -238,7 +238,7 @@ describe("E14–E15 and kpatch's own limits", () => {
     const worker = { ...kthread("iou-wrk-1234", [fr("io_wq_worker", 0x100)]), flags: 0x00404010 };
     worker.frames = [fr("io_wq_worker", 0x100), fr("ret_from_fork", 0x166), fr("ret_from_fork_asm", 0x1a)];
     const r = run(nativeCapture([worker]), patch("p", [["vmlinux", "io_wq_worker"]]));
-    expect(r.verdict.outcomes[0].kind).toBe("user-worker");
+    expect(r.verdict.outcomes.get(0).kind).toBe("user-worker");
     expect(r.verdict.blockers[0].remedy.code).toBe("never-leaves");
     const idle = (frames: string[]) => ({ pid: 0, tid: 0, comm: "swapper/1", state: "S", flags: 0x00200042, frames });
     const inIdle = idle([fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("start_secondary", 0x30)]);
@@ -257,8 +257,8 @@ describe("quiesce: what freezing and parking leave on each stack", () => {
     const r = run(nativeCapture([futex, epoll, dsleep]), p, { model: "quiesce" });
     expect([0, 1, 2].map((i) => r.notes.get(i))).toEqual(["frozen-in-place", "unwound", "freeze-fails"]);
     expect(status(r).slice(0, 3)).toEqual(["blocked", "clean", "undecided"]);
-    expect(r.verdict.outcomes[2].matches[0].code).toBe("freeze-would-fail");
-    expect(r.baseline?.outcomes.slice(0, 3).map((o) => o.status)).toEqual(["blocked", "blocked", "blocked"]);
+    expect(r.verdict.outcomes.get(2).matches[0].code).toBe("freeze-would-fail");
+    expect(r.baseline?.outcomes.toArray().slice(0, 3).map((o) => o.status)).toEqual(["blocked", "blocked", "blocked"]);
   });
 
   it("smpboot threads park at the top of their loop, except migration/N", () => {

@@ -24,7 +24,7 @@ import {
   taskKind,
   TRAMPOLINES,
 } from "./kinds.js";
-import type { Blocker, Direction, Model, Remedy, RuleMatch, TaskOutcome, Verdict } from "./verdict.js";
+import { type Blocker, type Direction, type Model, Outcomes, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
 
 export interface DecideOptions {
   model: Model;
@@ -462,8 +462,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
 
   // Sized up front: growing a million-element array by push copies it ~20 times.
-  const outcomes: TaskOutcome[] = new Array(kinds.length - vanished);
-  let outcomeCount = 0;
+  const outcomes = new Outcomes(Math.max(kinds.length - vanished, 1));
   const blockers: Blocker[] = [];
   const functionBlocking = ranges.functions.map(() => 0);
   let partialExcluded = 0;
@@ -486,7 +485,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       // same list when the rows are shared: matches are read-only once made), and its outcome.
       const delta = task.frameStart - cap.tasks[rep.index].frameStart;
       const matches = delta === 0 ? rep.matches : rep.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
-      outcomes[outcomeCount++] = { task: index, kind, status: rep.status, matches };
+      outcomes.push(index, kind, rep.status, matches);
       if (rep.status === "excluded") partialExcluded++;
       if (rep.blockers !== null) {
         // A literal in the same field order as below, not a spread: blockers of one hidden class
@@ -520,7 +519,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     else status = "undecided";
     // Blocked wins over undecided causes that come after it in the table.
     if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
-    outcomes[outcomeCount++] = { task: c.index, kind: c.kind, status, matches };
+    outcomes.push(c.index, c.kind, status, matches);
     let mine: Blocker[] | null = null;
     if (status === "blocked") {
       mine = [];
@@ -547,9 +546,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       entry.blockers = mine;
     }
   }
-  outcomes.length = outcomeCount;
   const counts = { tasks: outcomes.length, clean: 0, done: 0, blocked: 0, undecided: 0, idle: 0, excluded: cap.excluded.length + partialExcluded };
-  for (const o of outcomes) if (o.status !== "excluded") counts[o.status]++;
+  const byStatus = new Float64Array(TASK_STATUSES.length);
+  for (let i = 0; i < outcomes.length; i++) byStatus[outcomes.statusCode[i]]++;
+  TASK_STATUSES.forEach((s, code) => {
+    if (s !== "excluded") counts[s] += byStatus[code];
+  });
   counts.tasks -= partialExcluded;
 
   // Host verdict, then the bounds the capture sets on it.
@@ -580,7 +582,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const reasons: Reason[] = [];
   if (counts.blocked > 0) reasons.push({ code: "blocked", message: `${counts.blocked} task(s) are inside a patched function` });
   const byCode = new Map<string, number>();
-  for (const o of outcomes) if (o.status === "undecided") byCode.set(o.matches[0].code, (byCode.get(o.matches[0].code) ?? 0) + 1);
+  const UNDECIDED = TASK_STATUSES.indexOf("undecided");
+  for (let i = 0; i < outcomes.length; i++) {
+    if (outcomes.statusCode[i] !== UNDECIDED) continue;
+    const code = outcomes.matchList[i][0].code;
+    byCode.set(code, (byCode.get(code) ?? 0) + 1);
+  }
   for (const [code, n] of [...byCode].sort()) reasons.push({ code, message: `${n} task(s) undecided: ${describeUndecided(code)}` });
   reasons.push(...bounds);
   const verdict: Verdict["verdict"] = counts.blocked > 0 ? "blocked" : counts.undecided > 0 || bounds.length > 0 ? "undecided" : "safe";
@@ -819,17 +826,30 @@ function inSchedText(input: DecideInput, frame: number): boolean {
 }
 
 /** livepatch: per task; fails on the first task with a kernel-visible blocking frame. */
-function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes: TaskOutcome[], hiddenOverlap: string | null): Verdict["kernelCheck"] {
+function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes: Outcomes, hiddenOverlap: string | null): Verdict["kernelCheck"] {
   // The first failing task in taskOrder: a minimum over the failing ones (no sort of every task).
   let first: { task: number; func: number | null } | null = null;
-  for (const o of outcomes) {
-    if (o.status === "done" || (first !== null && taskOrder(cap, o.task, first.task) > 0)) continue;
-    const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
-    if (visible !== undefined) first = { task: o.task, func: visible.func };
+  const DONE = TASK_STATUSES.indexOf("done");
+  const UNDECIDED = TASK_STATUSES.indexOf("undecided");
+  // Tasks of one stack share their match list: the visible blocking match is looked up once per list.
+  let lastList: RuleMatch[] | null = null;
+  let lastVisible: RuleMatch | undefined;
+  for (let i = 0; i < outcomes.length; i++) {
+    if (outcomes.statusCode[i] === DONE) continue;
+    const list = outcomes.matchList[i];
+    if (list !== lastList) {
+      lastList = list;
+      lastVisible = list.find((x) => x.code === "blocked" && x.kernelSees);
+    }
+    if (lastVisible === undefined) continue;
+    const task = outcomes.task[i];
+    if (first === null || taskOrder(cap, task, first.task) < 0) first = { task, func: lastVisible.func };
   }
   if (first !== null) return { result: "fail", first };
   const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
-  for (const o of outcomes) if (o.status === "undecided" && !kernelBlind.has(o.matches[0].code)) return { result: "unknown", first: null };
+  for (let i = 0; i < outcomes.length; i++) {
+    if (outcomes.statusCode[i] === UNDECIDED && !kernelBlind.has(outcomes.matchList[i][0].code)) return { result: "unknown", first: null };
+  }
   if (cap.hidesSchedFrames && (table === null || !table.hasAddresses || table.sections.sched === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
   return { result: "pass", first: null };
 }
@@ -839,7 +859,7 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
  * the nosched walker; -EBUSY on the first task with a visible blocking frame or a walk that fills
  * its 64 slots (63 real frames plus the end marker). It knows nothing of running or unreliable.
  */
-function kpatchKernelCheck(cap: Capture, outcomes: TaskOutcome[], chainLen: Int32Array, notes: Map<number, string> | undefined): Verdict["kernelCheck"] {
+function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Array, notes: Map<number, string> | undefined): Verdict["kernelCheck"] {
   // The first failing task in taskOrder (a minimum over the failing ones, not a sort), with the
   // cause checked in the same order as the kernel meets it on that task.
   let first: { task: number; func: number | null } | null = null;

@@ -41,7 +41,7 @@ export function predict(series: CheckResult[], times: (string | null)[], kpatchS
 
   series.forEach((r, c) => {
     const cap = r.capture;
-    const outcomes = [...r.verdict.outcomes].sort((a, b) => taskOrder(cap, a.task, b.task));
+    const outcomes = r.verdict.outcomes.toArray().sort((a, b) => taskOrder(cap, a.task, b.task));
     for (const o of outcomes) {
       const t = cap.tasks[o.task];
       if (isKpatchAddedTask(r.notes.get(o.task))) continue; // kpatch's stopper and loader: not host tasks

@@ -3,6 +3,7 @@
  * The verdict, counts and kernel check still cover every task; the output says it was filtered.
  */
 import type { CheckResult } from "../check.js";
+import { Outcomes } from "../decide/verdict.js";
 import { escapeComm } from "./escape.js";
 
 export function filterReport(r: CheckResult, tids?: string[], comms?: string[], states?: string): CheckResult {
@@ -15,7 +16,7 @@ export function filterReport(r: CheckResult, tids?: string[], comms?: string[], 
     if (states !== undefined && (t.state === null || !states.includes(t.state))) return false;
     return true;
   };
-  const outcomes = r.verdict.outcomes.filter((o) => keep(o.task));
+  const outcomes = Outcomes.from(r.verdict.outcomes.filter((o) => keep(o.task)));
   const blockers = r.verdict.blockers.filter((b) => keep(b.task));
   const what = [tids && `--tid ${tids.join(",")}`, comms && `--comm ${comms.join(",")}`, states && `--state ${states}`].filter(Boolean).join(" ");
   return {

@@ -92,8 +92,7 @@ export function buildInventory(cap: Capture, table: SymbolTable | null = null, t
   if (transitionCheck !== null) {
     const v = transitionCheck.result.verdict;
     const c = transitionCheck.result.capture;
-    const stalled = v.outcomes
-      .filter((o) => o.status === "blocked" || o.status === "undecided")
+    const stalled = [...v.outcomes.withStatus("blocked"), ...v.outcomes.withStatus("undecided")]
       .sort((a, b) => taskOrder(c, a.task, b.task))
       .map((o) => {
         const t = c.tasks[o.task];

@@ -61,8 +61,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
   const task = (i: number) => cap.tasks[i];
   const keyOf = (i: number): bigint => (BigInt(r.resolved.keys[2 * i + 1]) << 32n) | BigInt(r.resolved.keys[2 * i]);
   // task index -> its outcome's kind (a find() per blocker is quadratic on a 1M-task capture)
-  const kindOf: string[] = new Array(cap.tasks.length);
-  for (const o of v.outcomes) if (kindOf[o.task] === undefined) kindOf[o.task] = o.kind;
+  const kindOf = v.outcomes.kindsByTask(cap.tasks.length);
   const sortedBlockers = [...v.blockers].sort((a, b) => order(a.task, b.task) || a.frameIndex - b.frameIndex);
   const blocker = (b: (typeof sortedBlockers)[number]): JsonReport["blockers"][number] => {
     const t = task(b.task);
@@ -72,7 +71,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
       pid: t.pid,
       tid: t.tid,
       comm: escapeComm(t.comm),
-      kind: kindOf[b.task],
+      kind: kindOf[b.task]!, // every blocker is a decided task
       state: t.state,
       function: f.name,
       object: f.object,
@@ -82,9 +81,9 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
       remedy: b.remedy.callees === undefined ? { code: b.remedy.code, message: b.remedy.message } : { ...b.remedy },
     };
   };
-  const undecided = v.outcomes.filter((o) => o.status === "undecided").sort((a, b) => order(a.task, b.task));
+  const undecided = v.outcomes.withStatus("undecided").sort((a, b) => order(a.task, b.task));
   // Per-task switching exists only in livepatch; kpatch and quiesce are all-or-nothing.
-  const switchable = v.model === "livepatch" ? v.outcomes.filter((o) => o.status === "clean").sort((a, b) => order(a.task, b.task)) : [];
+  const switchable = v.model === "livepatch" ? v.outcomes.withStatus("clean").sort((a, b) => order(a.task, b.task)) : [];
   const functions = ranges.functions
     .map((f, i) => ({
       object: f.object,

@@ -49,8 +49,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push("  the global check also covers two tasks no capture shows: kpatch's stopper thread and the task loading (or disabling) the patch");
   }
   // task index -> its outcome's kind (a find() per listed blocker is quadratic with -v)
-  const kindOf: (typeof v.outcomes)[number]["kind"][] = new Array(cap.tasks.length);
-  for (const o of v.outcomes) if (kindOf[o.task] === undefined) kindOf[o.task] = o.kind;
+  const kindOf = v.outcomes.kindsByTask(cap.tasks.length);
   const byFunc = new Map<number, typeof v.blockers>();
   for (const b of v.blockers) {
     let l = byFunc.get(b.func);
@@ -64,7 +63,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     const remedies = new Map<string, string>();
     for (const b of firstInOrder(list, limit, (a, b) => taskOrder(cap, a.task, b.task))) {
       const t = cap.tasks[b.task];
-      const kind = kindOf[b.task];
+      const kind = kindOf[b.task]!; // every blocker is a decided task
       const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
         `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}${labels.length > 0 ? `  [${labels.join(", ")}]` : ""}`,
@@ -75,7 +74,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     for (const [code, msg] of remedies) out.push(`  remedy ${code}: ${terminalSafe(msg)}`);
   }
 
-  const undecided = v.outcomes.filter((o) => o.status === "undecided");
+  const undecided = v.outcomes.withStatus("undecided");
   const byReason = new Map<string, typeof undecided>();
   for (const o of undecided) {
     const code = o.matches[0].code;
