@@ -49,9 +49,7 @@ export const DEFAULT_OPTIONS: DecideOptions = { model: "livepatch", direction: "
 /** Lays the capture's frames and the blocking ranges out as the scan kernel's buffers. */
 export function scanInputFor(capture: Capture, resolved: ResolvedFrames, ranges: RangeTable): ScanInput {
   const taskFrameStart = new Uint32Array(capture.tasks.length + 1);
-  capture.tasks.forEach((t, i) => {
-    taskFrameStart[i] = t.frameStart;
-  });
+  taskFrameStart.set(capture.tasks.frameStart.subarray(0, capture.tasks.length));
   taskFrameStart[capture.tasks.length] = capture.frames.length;
   return { keys: resolved.keys.subarray(0, capture.frames.length * 2), taskFrameStart, ...rangeColumns(ranges) };
 }
@@ -100,7 +98,8 @@ export function scanCapture(scanner: Scanner, capture: Capture, resolved: Resolv
   const first = new Int32Array(tasks.length);
   const count = new Int32Array(tasks.length);
   for (let t = 0; t < tasks.length; t++) {
-    const { frameStart, frameCount } = tasks[t];
+    const frameStart = tasks.frameStart[t];
+    const frameCount = tasks.frameCount[t];
     if (frameCount === 0 || rowHits.count === 0) continue;
     if (spanFirst[frameStart] >= 0 && spanRows[frameStart] === frameCount) {
       first[t] = spanFirst[frameStart];

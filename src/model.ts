@@ -4,8 +4,8 @@
  *   ingest ──▶ Capture (tasks + columnar frames)  ──resolve──▶ ResolvedFrames (u64 scan keys)
  *   patch  ──▶ RangeTable (blocking ranges, roles)  ──scan──▶ hits ──decide──▶ Verdict ──report
  *
- * Frames are columnar (typed arrays, one row per frame) because captures hold millions of them;
- * tasks are plain objects. Later issues add columns and fields; none of these is ever replaced.
+ * Frames and tasks are columnar (typed arrays, one row per frame or task) because captures hold
+ * millions of them; a task is read as a Task object where speed does not matter. Later issues add columns and fields; none of these is ever replaced.
  */
 
 export type TriState = true | false | "unknown";
@@ -120,6 +120,346 @@ export function newTask(p: Partial<Task> & { frameStart: number }): Task {
     frameCount: p.frameCount ?? 0,
     line: p.line ?? 0,
   };
+}
+
+export const STACK_STATUSES: readonly StackStatus[] = ["ok", "empty", "unreadable", "truncated", "vanished"];
+export const STACK_STATUS_CODE: Record<StackStatus, number> = { ok: 0, empty: 1, unreadable: 2, truncated: 3, vanished: 4 };
+/** TaskTable.bits */
+const BIT = { RUNNING: 1, END_MARKER: 2, KTHREAD_KNOWN: 4, KTHREAD: 8 } as const;
+/** TaskTable.patchState: a code for null. */
+const PATCH_STATE_NULL = -2;
+
+/**
+ * The tasks of a capture as columns, one row per task. A 1M-task capture as one object per task
+ * held ~170 MB of heap and cost ~250 ms to build and far more in GC; as columns it is a few typed
+ * arrays. Columns that most inputs leave null (ppid, cpu, start time, PF flags, comm) are only
+ * allocated once some task has a value.
+ *
+ * get(i) returns the row as a fresh Task object: a copy, so changing it changes nothing here
+ * (set() does). Hot loops read the columns; the array-like helpers (map, filter, …) are for
+ * code that looks at a few tasks or reads better with objects.
+ */
+export class TaskTable implements Iterable<Task> {
+  length = 0;
+  /** null as NaN (Float64: pids and tids are identities, never truncated to 32 bits). */
+  pid: Float64Array;
+  tid: Float64Array;
+  frameStart: Uint32Array;
+  frameCount: Uint32Array;
+  line: Uint32Array;
+  /** stat state letter's char code, 0 for null. */
+  state: Uint8Array;
+  /** Index into STACK_STATUSES. */
+  stackStatusCode: Uint8Array;
+  /** -1, 0, 1, or -2 for null. */
+  patchStateCode: Int8Array;
+  /** BIT.* */
+  bits: Uint8Array;
+  private ppidCol: Float64Array | null = null;
+  private cpuCol: Float64Array | null = null;
+  private startTimeCol: Float64Array | null = null;
+  private flagsCol: Float64Array | null = null;
+  /** comm bytes: commOff/commLen into commBlob; commLen -1 for null. */
+  private commOff: Uint32Array | null = null;
+  private commLen: Int32Array | null = null;
+  private commBlob = new Uint8Array(0);
+  private commUsed = 0;
+  /** errno names of unreadable tasks: rare, so a map. */
+  private readonly errnos = new Map<number, string>();
+
+  constructor(capacity = 64) {
+    capacity = Math.max(capacity, 1);
+    this.pid = new Float64Array(capacity);
+    this.tid = new Float64Array(capacity);
+    this.frameStart = new Uint32Array(capacity);
+    this.frameCount = new Uint32Array(capacity);
+    this.line = new Uint32Array(capacity);
+    this.state = new Uint8Array(capacity);
+    this.stackStatusCode = new Uint8Array(capacity);
+    this.patchStateCode = new Int8Array(capacity);
+    this.bits = new Uint8Array(capacity);
+  }
+
+  static from(tasks: Iterable<Task>): TaskTable {
+    const list = Array.isArray(tasks) ? (tasks as Task[]) : [...tasks];
+    const out = new TaskTable(list.length);
+    for (const t of list) out.push(t);
+    return out;
+  }
+
+  get capacity(): number {
+    return this.pid.length;
+  }
+
+  /** Appends a task (missing fields as newTask fills them); returns its index. */
+  push(p: Partial<Task> & { frameStart: number }): number {
+    if (this.length === this.capacity) this.grow(this.length < 1 << 20 ? this.length * 2 : Math.ceil(this.length * 1.5));
+    const i = this.length++;
+    this.set(i, newTask(p));
+    return i;
+  }
+
+  /**
+   * Appends a task known only by ids and rows (the /proc text path): every other field null or
+   * default, no object made.
+   */
+  pushIds(pid: number | null, tid: number | null, frameStart: number, frameCount: number, line: number, stackStatus: StackStatus): number {
+    if (this.length === this.capacity) this.grow(this.length < 1 << 20 ? this.length * 2 : Math.ceil(this.length * 1.5));
+    const i = this.length++;
+    this.pid[i] = pid === null ? Number.NaN : pid;
+    this.tid[i] = tid === null ? Number.NaN : tid;
+    this.frameStart[i] = frameStart;
+    this.frameCount[i] = frameCount;
+    this.line[i] = line;
+    this.state[i] = 0;
+    this.stackStatusCode[i] = STACK_STATUS_CODE[stackStatus];
+    this.patchStateCode[i] = PATCH_STATE_NULL;
+    this.bits[i] = 0;
+    if (this.ppidCol !== null) this.ppidCol[i] = Number.NaN;
+    if (this.cpuCol !== null) this.cpuCol[i] = Number.NaN;
+    if (this.startTimeCol !== null) this.startTimeCol[i] = Number.NaN;
+    if (this.flagsCol !== null) this.flagsCol[i] = Number.NaN;
+    if (this.commLen !== null) this.commLen[i] = -1;
+    return i;
+  }
+
+  /** Removes the last task. */
+  pop(): void {
+    if (this.length === 0) return;
+    this.length--;
+    this.errnos.delete(this.length);
+  }
+
+  /** Overwrites row i (< length) with t. */
+  set(i: number, t: Task): void {
+    this.pid[i] = t.pid === null ? Number.NaN : t.pid;
+    this.tid[i] = t.tid === null ? Number.NaN : t.tid;
+    this.frameStart[i] = t.frameStart;
+    this.frameCount[i] = t.frameCount;
+    this.line[i] = t.line;
+    this.stackStatusCode[i] = STACK_STATUS_CODE[t.stackStatus];
+    this.setFacts(i, t.state, t.patchState, t.running, t.statusKthread, t.endMarker);
+    this.setNumbers(i, t.ppid, t.cpu, t.startTime, t.flags);
+    this.setErrno(i, t.errno);
+    this.setComm(i, t.comm);
+  }
+
+  /** The rarely present numbers of row i (null: absent). */
+  setNumbers(i: number, ppid: number | null, cpu: number | null, startTime: number | null, flags: number | null): void {
+    this.setOptional("ppidCol", i, ppid);
+    this.setOptional("cpuCol", i, cpu);
+    this.setOptional("startTimeCol", i, startTime);
+    this.setOptional("flagsCol", i, flags);
+  }
+
+  setErrno(i: number, errno: string | null): void {
+    if (errno === null) this.errnos.delete(i);
+    else this.errnos.set(i, errno);
+  }
+
+  /** Sets row i's state (null or a letter), patch state and flags bits in one go. */
+  setFacts(i: number, state: string | null, patchState: -1 | 0 | 1 | null, running: boolean, statusKthread: boolean | null, endMarker: boolean): void {
+    this.state[i] = state === null ? 0 : state.charCodeAt(0);
+    this.patchStateCode[i] = patchState === null ? PATCH_STATE_NULL : patchState;
+    this.bits[i] = (running ? BIT.RUNNING : 0) | (endMarker ? BIT.END_MARKER : 0) | (statusKthread !== null ? BIT.KTHREAD_KNOWN : 0) | (statusKthread === true ? BIT.KTHREAD : 0);
+  }
+
+  private setOptional(col: "ppidCol" | "cpuCol" | "startTimeCol" | "flagsCol", i: number, v: number | null): void {
+    let c = this[col];
+    if (c === null) {
+      if (v === null) return;
+      c = this[col] = new Float64Array(this.capacity).fill(Number.NaN);
+    }
+    c[i] = v === null ? Number.NaN : v;
+  }
+
+  setComm(i: number, comm: Uint8Array | null): void {
+    if (this.commLen === null) {
+      if (comm === null) return;
+      this.commOff = new Uint32Array(this.capacity);
+      this.commLen = new Int32Array(this.capacity).fill(-1);
+    }
+    if (comm === null) {
+      this.commLen[i] = -1;
+      return;
+    }
+    if (this.commUsed + comm.length > this.commBlob.length) {
+      const b = new Uint8Array(Math.max(1024, (this.commUsed + comm.length) * 2));
+      b.set(this.commBlob.subarray(0, this.commUsed));
+      this.commBlob = b;
+    }
+    this.commBlob.set(comm, this.commUsed);
+    this.commOff![i] = this.commUsed;
+    this.commLen[i] = comm.length;
+    this.commUsed += comm.length;
+  }
+
+  private grow(capacity: number): void {
+    const f64 = (a: Float64Array): Float64Array => {
+      const b = new Float64Array(capacity);
+      b.set(a);
+      return b;
+    };
+    const re = <T extends Uint32Array | Uint8Array | Int8Array | Int32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(capacity);
+      b.set(a);
+      return b;
+    };
+    this.pid = f64(this.pid);
+    this.tid = f64(this.tid);
+    this.frameStart = re(this.frameStart, (n) => new Uint32Array(n));
+    this.frameCount = re(this.frameCount, (n) => new Uint32Array(n));
+    this.line = re(this.line, (n) => new Uint32Array(n));
+    this.state = re(this.state, (n) => new Uint8Array(n));
+    this.stackStatusCode = re(this.stackStatusCode, (n) => new Uint8Array(n));
+    this.patchStateCode = re(this.patchStateCode, (n) => new Int8Array(n));
+    this.bits = re(this.bits, (n) => new Uint8Array(n));
+    if (this.ppidCol !== null) this.ppidCol = f64(this.ppidCol);
+    if (this.cpuCol !== null) this.cpuCol = f64(this.cpuCol);
+    if (this.startTimeCol !== null) this.startTimeCol = f64(this.startTimeCol);
+    if (this.flagsCol !== null) this.flagsCol = f64(this.flagsCol);
+    if (this.commOff !== null) this.commOff = re(this.commOff, (n) => new Uint32Array(n));
+    if (this.commLen !== null) this.commLen = re(this.commLen, (n) => new Int32Array(n));
+  }
+
+  // Single fields, for code that reads one or two of them per task.
+  pidOf(i: number): number | null {
+    const v = this.pid[i];
+    return v === v ? v : null;
+  }
+  tidOf(i: number): number | null {
+    const v = this.tid[i];
+    return v === v ? v : null;
+  }
+  stateOf(i: number): string | null {
+    const c = this.state[i];
+    return c === 0 ? null : STATE_LETTERS[c] ?? String.fromCharCode(c);
+  }
+  stackStatusOf(i: number): StackStatus {
+    return STACK_STATUSES[this.stackStatusCode[i]];
+  }
+  patchStateOf(i: number): -1 | 0 | 1 | null {
+    const c = this.patchStateCode[i];
+    return c === PATCH_STATE_NULL ? null : (c as -1 | 0 | 1);
+  }
+  runningOf(i: number): boolean {
+    return (this.bits[i] & BIT.RUNNING) !== 0;
+  }
+  endMarkerOf(i: number): boolean {
+    return (this.bits[i] & BIT.END_MARKER) !== 0;
+  }
+  statusKthreadOf(i: number): boolean | null {
+    const b = this.bits[i];
+    return (b & BIT.KTHREAD_KNOWN) === 0 ? null : (b & BIT.KTHREAD) !== 0;
+  }
+  flagsOf(i: number): number | null {
+    return optional(this.flagsCol, i);
+  }
+  ppidOf(i: number): number | null {
+    return optional(this.ppidCol, i);
+  }
+  cpuOf(i: number): number | null {
+    return optional(this.cpuCol, i);
+  }
+  startTimeOf(i: number): number | null {
+    return optional(this.startTimeCol, i);
+  }
+  errnoOf(i: number): string | null {
+    return this.errnos.size === 0 ? null : (this.errnos.get(i) ?? null);
+  }
+  /** The comm bytes (a view: read-only), or null. */
+  commOf(i: number): Uint8Array | null {
+    if (this.commLen === null) return null;
+    const n = this.commLen[i];
+    return n < 0 ? null : this.commBlob.subarray(this.commOff![i], this.commOff![i] + n);
+  }
+  /** No task has a comm, PF flags or a status Kthread line (kinds then follow from the stacks). */
+  get hasCommOrFlags(): boolean {
+    return this.commLen !== null || this.flagsCol !== null;
+  }
+
+  get(i: number): Task {
+    if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`task ${i} of ${this.length}`);
+    return {
+      pid: this.pidOf(i),
+      tid: this.tidOf(i),
+      comm: this.commOf(i),
+      state: this.stateOf(i),
+      flags: this.flagsOf(i),
+      ppid: this.ppidOf(i),
+      startTime: this.startTimeOf(i),
+      cpu: this.cpuOf(i),
+      patchState: this.patchStateOf(i),
+      stackStatus: this.stackStatusOf(i),
+      errno: this.errnoOf(i),
+      running: this.runningOf(i),
+      statusKthread: this.statusKthreadOf(i),
+      endMarker: this.endMarkerOf(i),
+      frameStart: this.frameStart[i],
+      frameCount: this.frameCount[i],
+      line: this.line[i],
+    };
+  }
+
+  *[Symbol.iterator](): Iterator<Task> {
+    for (let i = 0; i < this.length; i++) yield this.get(i);
+  }
+
+  toArray(): Task[] {
+    const out: Task[] = new Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
+    return out;
+  }
+
+  map<T>(fn: (t: Task, i: number) => T): T[] {
+    const out: T[] = new Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = fn(this.get(i), i);
+    return out;
+  }
+
+  forEach(fn: (t: Task, i: number) => void): void {
+    for (let i = 0; i < this.length; i++) fn(this.get(i), i);
+  }
+
+  filter(pred: (t: Task, i: number) => boolean): Task[] {
+    const out: Task[] = [];
+    for (let i = 0; i < this.length; i++) {
+      const t = this.get(i);
+      if (pred(t, i)) out.push(t);
+    }
+    return out;
+  }
+
+  find(pred: (t: Task, i: number) => boolean): Task | undefined {
+    for (let i = 0; i < this.length; i++) {
+      const t = this.get(i);
+      if (pred(t, i)) return t;
+    }
+    return undefined;
+  }
+
+  findIndex(pred: (t: Task, i: number) => boolean): number {
+    for (let i = 0; i < this.length; i++) if (pred(this.get(i), i)) return i;
+    return -1;
+  }
+
+  some(pred: (t: Task, i: number) => boolean): boolean {
+    return this.findIndex(pred) >= 0;
+  }
+
+  every(pred: (t: Task, i: number) => boolean): boolean {
+    return this.findIndex((t, i) => !pred(t, i)) < 0;
+  }
+}
+
+/** One-letter strings by char code (no string made per task read). */
+const STATE_LETTERS: string[] = [];
+for (let c = 32; c < 127; c++) STATE_LETTERS[c] = String.fromCharCode(c);
+
+function optional(col: Float64Array | null, i: number): number | null {
+  if (col === null) return null;
+  const v = col[i];
+  return v === v ? v : null;
 }
 
 /** Per-frame flag bits (FrameColumns.flags). */
@@ -304,7 +644,7 @@ export interface Capture {
   completeness: Reason[];
   /** The walker that produced the stacks drops .sched.text/.spinlock.text frames (/proc, kpatch). */
   hidesSchedFrames: boolean;
-  tasks: Task[];
+  tasks: TaskTable;
   frames: FrameColumns;
   /**
    * Tasks with identical stacks share frame rows (a 1M-task dump holds a few hundred distinct
@@ -328,7 +668,7 @@ export interface Capture {
  * lines starting at the task's own first line (grep -H runs, snapshots with implicit lines), so
  * the line follows from the task. Other rows carry their own line.
  */
-export function frameLine(cap: Capture, t: Task, i: number): number {
+export function frameLine(cap: Capture, t: Pick<Task, "line" | "frameStart">, i: number): number {
   if (!cap.sharedRows || (cap.frames.flags[i] & FrameFlag.SHARED) === 0) return cap.frames.line[i];
   return t.line + (i - t.frameStart);
 }
@@ -336,7 +676,8 @@ export function frameLine(cap: Capture, t: Task, i: number): number {
 /** Frames over all tasks as the input shows them (rows shared by several tasks count for each). */
 export function framesInTasks(cap: Capture): number {
   let n = 0;
-  for (const t of cap.tasks) n += t.frameCount;
+  const count = cap.tasks.frameCount;
+  for (let i = 0; i < cap.tasks.length; i++) n += count[i];
   return n;
 }
 

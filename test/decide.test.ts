@@ -23,14 +23,14 @@ describe("this host's captures", () => {
     expect(r.verdict.counts.blocked).toBeGreaterThan(5);
     expect(r.verdict.blockers.every((b) => b.remedy.code === "never-leaves" && b.kernelSees && b.frameIndex === 0)).toBe(true);
     expect(r.verdict.kernelCheck.result).toBe("fail");
-    const comms = r.verdict.blockers.map((b) => new TextDecoder().decode(r.capture.tasks[b.task].comm ?? new Uint8Array()));
+    const comms = r.verdict.blockers.map((b) => new TextDecoder().decode(r.capture.tasks.get(b.task).comm ?? new Uint8Array()));
     expect(comms.every((c) => c === "" || c.startsWith("kworker/"))).toBe(true);
   });
 
   it("smpboot_thread_fn blocks the per-CPU threads, which never leave it", () => {
     const r = runCheck(hostCapture("capture.json"), ["smpboot_thread_fn"]);
     expect(r.verdict.verdict).toBe("blocked");
-    const comms = r.verdict.blockers.map((b) => new TextDecoder().decode(r.capture.tasks[b.task].comm!));
+    const comms = r.verdict.blockers.map((b) => new TextDecoder().decode(r.capture.tasks.get(b.task).comm!));
     expect(comms.some((c) => c.startsWith("ksoftirqd/"))).toBe(true);
     expect(comms.some((c) => c.startsWith("migration/"))).toBe(true);
     expect(r.verdict.blockers.every((b) => b.remedy.code === "never-leaves")).toBe(true);

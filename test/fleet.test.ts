@@ -13,6 +13,7 @@ import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
+import { TaskTable } from "../src/model.js";
 import { encodeSnapshot } from "../src/snapshot/psnap.js";
 import { fixtureText, hostCapture, hostTable, patchOf } from "./helpers.js";
 
@@ -86,7 +87,7 @@ test("hosts of one kernel build decode its symbol section once per worker; resul
   for (let h = 0; h < 4; h++) {
     const f = join(dir, `same-${h}.psnap`);
     // Hosts 0, 1, 3 share the dev host's table; host 2 has another one (same release string).
-    writeFileSync(f, encodeSnapshot({ ...cap, host: { ...cap.host, hostname: `h${h}` }, tasks: cap.tasks.slice(h) }, h === 2 ? other : table));
+    writeFileSync(f, encodeSnapshot({ ...cap, host: { ...cap.host, hostname: `h${h}` }, tasks: TaskTable.from(cap.tasks.toArray().slice(h)) }, h === 2 ? other : table));
     files.push(f);
   }
   const cache = newSymbolSectionCache(4);
@@ -104,7 +105,7 @@ test("a reused read buffer: a decoded snapshot never points into the bytes it wa
   const a = join(dir, "buf-a.psnap");
   const b = join(dir, "buf-b.psnap");
   writeFileSync(a, encodeSnapshot(cap, hostTable()));
-  writeFileSync(b, encodeSnapshot({ ...cap, host: { ...cap.host, hostname: "b" }, tasks: cap.tasks.slice(7) }, parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "subset" })));
+  writeFileSync(b, encodeSnapshot({ ...cap, host: { ...cap.host, hostname: "b" }, tasks: TaskTable.from(cap.tasks.toArray().slice(7)) }, parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "subset" })));
   const buffer = new ReadBuffer();
   const cache = newSymbolSectionCache(2);
   const da = readSnapshotFile(a, { buffer, cache });

@@ -108,7 +108,7 @@ describe("every fixture (48 public samples + hand-written variants)", () => {
 describe("sysrq-t, sysrq-w, hung-task details", () => {
   it("6.15+ header: tgid, task_flags as PF_* flags, a comm split by its newline, `? ` frames, user RIP ends the trace", () => {
     const [c] = load("hung-task_x86_6.15+_tgid_taskflags_garbled-comm_01.txt");
-    const t = c.tasks[0];
+    const t = c.tasks.get(0);
     expect([t.tid, t.pid, t.ppid, t.state, t.flags, t.running]).toEqual([18088, 18087, 15126, "D", 0x400140, false]);
     expect(comm(t)).toContain("\n");
     expect(t.comm!.length).toBeLessThanOrEqual(40);
@@ -120,7 +120,7 @@ describe("sysrq-t, sysrq-w, hung-task details", () => {
   });
   it("5.10 header with `running task`; a mid-stack kernel RIP is an interrupted-IP frame (REGS)", () => {
     const [c] = load("rcu-stall_task-dump_x86_5.x_midstack-regs_01.txt");
-    const t = c.tasks[0];
+    const t = c.tasks.get(0);
     expect([t.tid, t.ppid, t.state, t.running, t.flags]).toEqual([17688, 13379, "R", true, null]);
     const f = frames(c, t);
     expect(f[4]).toBe("lock_acquire+0x1ef/0x740");
@@ -130,7 +130,7 @@ describe("sysrq-t, sysrq-w, hung-task details", () => {
   });
   it("<IRQ> frames carry REGS, <TASK> frames do not", () => {
     const [c] = load("rcu-stall_task-dump_x86_6.x_irq-task-sections_02.txt");
-    const t = c.tasks[0];
+    const t = c.tasks.get(0);
     expect(frames(c, t)[0]).toBe("sched_show_task+0x450/0x5c0");
     expect(c.frames.flags[t.frameStart] & FrameFlag.REGS).toBeTruthy();
     const asm = frames(c, t).indexOf("asm_sysvec_apic_timer_interrupt+0x1a/0x20");
@@ -156,18 +156,18 @@ describe("sysrq-t, sysrq-w, hung-task details", () => {
     expect(frames(c, byTid.get(5725)!)).toEqual(frames(c, byTid.get(4989)!));
     expect(c.completeness.map((r) => r.code)).toContain("messages-dropped");
     const [old] = load("hung-task_old_x86_4.4_01.txt");
-    expect(flagCount(old, old.tasks[0], FrameFlag.UNPARSED)).toBe(0);
+    expect(flagCount(old, old.tasks.get(0), FrameFlag.UNPARSED)).toBe(0);
     expect(old.warnings[0].message).toMatch(/line .*13/);
   });
   it("ARM `from` lines: the callee once, then every caller, with addresses", () => {
     const [c] = load("hung-task_dmesg-T_arm32_4.19-rpi_03.txt");
-    const t = c.tasks[0];
+    const t = c.tasks.get(0);
     expect(comm(t)).toBe("kworker/2:1");
     expect(frames(c, t).slice(0, 3)).toEqual(["__schedule", "schedule+0x50/0xa8", "__mmc_claim_host+0x120/0x228"]);
     expect(c.frames.address(t.frameStart)).toBe(0x8082642cn);
     expect(c.frames.address(t.frameStart + 1)).toBe(0x80826a9cn);
     const [m] = load("hung-task_syslog_arm32_4.14-rpi_module_02.txt");
-    expect(frames(m, m.tasks[0]).at(-2)).toBe("fuse_writepages+0x80/0xe4 [fuse]");
+    expect(frames(m, m.tasks.get(0)).at(-2)).toBe("fuse_writepages+0x80/0xe4 [fuse]");
   });
   it("sysrq-t 2.6.18: banner, column headers, ======= trailers, `R running`; complete needs the end of the dump", () => {
     const [c] = load("sysrq-t_old_i386_2.6.18-el5_stackwords_01.txt");
@@ -179,64 +179,64 @@ describe("sysrq-t, sysrq-w, hung-task details", () => {
   it("a full sysrq-t (banner, pid 1 and 2, trailer, no drops) is complete; build ids are kept", () => {
     const [c] = load("hand_igt-prefix_tgid_x86_6.9.txt");
     expect(c.complete).toBe(true);
-    const t = c.tasks[2];
+    const t = c.tasks.get(2);
     expect([t.tid, t.pid, t.ppid]).toEqual([5578, 5578, 873]);
     expect(frames(c, t)[2]).toBe("zio_wait+0x1f2/0x2b0 [zfs 73d1d70efcde0e1153031d2c7f442a604a96f657]");
     expect(c.strings.get(c.frames.buildId[t.frameStart + 2])).toBe("73d1d70efcde0e1153031d2c7f442a604a96f657");
   });
   it("arm64 (T) unwind-source tags are dropped; a truncated line replayed by the console is noise", () => {
     const [c] = load("hung-task_arm64_6.16+_io-wait_unwind-source_02.txt");
-    expect(frames(c, c.tasks[0])[0]).toBe("__switch_to+0x2b0/0x6e0");
-    expect(c.tasks[0].flags).toBe(0x400140);
+    expect(frames(c, c.tasks.get(0))[0]).toBe("__switch_to+0x2b0/0x6e0");
+    expect(c.tasks.get(0).flags).toBe(0x400140);
   });
   it("s390: the parenthesised first entry is a guess and Last Breaking-Event-Address is not a frame", () => {
     const [c] = load("oops-calltrace_s390x_3.10-el7_01.txt");
-    const t = c.tasks[0];
+    const t = c.tasks.get(0);
     expect(frames(c, t)[0]).toBe("? will_oops_init+0x36/0x1000 [will_oops]");
     expect(frames(c, t).length).toBe(6);
     expect([comm(t), t.tid, t.running]).toEqual(["insmod", 32037, true]);
   });
   it("powerpc: (unreliable) is a guess, --- interrupt: is a REGS frame", () => {
     const [c] = load("oops-calltrace_ppc64be_3.10-el7_dotsyms_02.txt");
-    expect(frames(c, c.tasks[0])[0]).toBe("? .eeh_dev_check_failure+0x278/0x390");
-    expect(frames(c, c.tasks[0])[4]).toBe(".ipr_probe_ioa+0x6c/0x1390 [ipr]");
+    expect(frames(c, c.tasks.get(0))[0]).toBe("? .eeh_dev_check_failure+0x278/0x390");
+    expect(frames(c, c.tasks.get(0))[4]).toBe(".ipr_probe_ioa+0x6c/0x1390 [ipr]");
     const [p] = load("oops-calltrace_ppc64le_4.x_interrupt-frames_01.txt");
-    const f = frames(p, p.tasks[0]);
+    const f = frames(p, p.tasks.get(0));
     expect(f).toContain("replay_interrupt_return+0x0/0x4");
   });
   it("a comm with an embedded newline joins two physical lines; other syslog programs are noise", () => {
     const [c] = load("hand_garbled-comm_split_syslog.txt");
-    expect(comm(c.tasks[0])).toBe("a\nb");
-    expect(c.tasks[0].tid).toBe(4242);
+    expect(comm(c.tasks.get(0))).toBe("a\nb");
+    expect(c.tasks.get(0).tid).toBe(4242);
     expect(c.warnings[0].message).toMatch(/line 1, 5/);
   });
   it("excerpts that start mid-trace give an anonymous task and a partial capture", () => {
     const caps = load("hung-task_journalctl_x86_4.13_spl-zfs_04.txt");
-    expect(caps[0].tasks[0].tid).toBeNull();
+    expect(caps[0].tasks.get(0).tid).toBeNull();
     expect(caps[0].completeness.map((r) => r.code)).toContain("anonymous-stacks");
-    expect(caps[1].tasks[0].stackStatus).toBe("empty");
+    expect(caps[1].tasks.get(0).stackStatus).toBe("empty");
   });
   it("a line inside a trace that cannot be read is an UNPARSED frame", () => {
     const text = "SysRq : Show Blocked State\ntask:a               state:D stack:0 pid:5 ppid:2 flags:0x0\nCall Trace:\n schedule+0x1/0x2\n zz@@ ]] garbage [[\n kthread+0x1/0x2\n";
     const [c] = parseCaptures(new TextEncoder().encode(text), "t");
-    expect(flagCount(c, c.tasks[0], FrameFlag.UNPARSED)).toBe(1);
-    expect(c.frames.line[c.tasks[0].frameStart + 1]).toBe(5);
+    expect(flagCount(c, c.tasks.get(0), FrameFlag.UNPARSED)).toBe(1);
+    expect(c.frames.line[c.tasks.get(0).frameStart + 1]).toBe(5);
   });
 });
 
 describe("crash and tracing details", () => {
   it("crash: absolute addresses, bt -s offsets, exception RIP (REGS), NMI stack switch, modules", () => {
     const [a, b] = load("crash_bt_x86_32_and_sx_02.txt");
-    expect(frames(a, a.tasks[0])[3]).toBe("stext_lock");
-    expect(a.frames.address(a.tasks[0].frameStart)).toBe(0xc011af85n);
-    expect(frames(b, b.tasks[0])[0]).toBe("machine_kexec+0x167");
-    expect(frames(b, b.tasks[0])[4]).toBe("kmem_cache_alloc+0x78");
+    expect(frames(a, a.tasks.get(0))[3]).toBe("stext_lock");
+    expect(a.frames.address(a.tasks.get(0).frameStart)).toBe(0xc011af85n);
+    expect(frames(b, b.tasks.get(0))[0]).toBe("machine_kexec+0x167");
+    expect(frames(b, b.tasks.get(0))[4]).toBe("kmem_cache_alloc+0x78");
     const [, nmi] = load("crash_bt_x86_64_nmi-exception_01.txt");
-    const sw = nmi.tasks[0];
+    const sw = nmi.tasks.get(0);
     expect([sw.tid, comm(sw), sw.cpu]).toEqual([0, "swapper", 0]);
     expect(flagCount(nmi, sw, FrameFlag.REGS)).toBe(7);
     const [t] = load("crash_bt_t_modules_03.txt");
-    expect(frames(t, t.tasks[0])[3]).toBe("? svc_recv [sunrpc]");
+    expect(frames(t, t.tasks.get(0))[3]).toBe("? svc_recv [sunrpc]");
   });
   it("crash warnings instead of frames make the task unreadable", () => {
     const [c] = load("hand_crash_warnings_arm64_5.10.txt");
@@ -244,14 +244,14 @@ describe("crash and tracing details", () => {
   });
   it("tracing stacks are tasks where named, anonymous otherwise, and never complete", () => {
     const [s] = load("bcc_stackcount_P_d_01.txt");
-    expect([comm(s.tasks[0]), s.tasks[0].pid]).toEqual(["jbd2/xvda1-8", 405]);
+    expect([comm(s.tasks.get(0)), s.tasks.get(0).pid]).toEqual(["jbd2/xvda1-8", 405]);
     const [k] = load("bpftrace_kstack_count_01.txt");
-    expect(k.tasks[0].tid).toBeNull();
-    expect(frames(k, k.tasks[0])[0]).toBe("filemap_map_pages+0xb5");
+    expect(k.tasks.get(0).tid).toBeNull();
+    expect(frames(k, k.tasks.get(0))[0]).toBe("filemap_map_pages+0xb5");
     const [p] = load("perf-script_x86_6.x_offsets_deferred_03.txt");
-    expect([comm(p.tasks[0]), p.tasks[0].tid]).toEqual(["perf", 801]);
+    expect([comm(p.tasks.get(0)), p.tasks.get(0).tid]).toEqual(["perf", 801]);
     const [d] = load("drgn_stack-trace_x86_6.1_02.txt");
-    expect(d.tasks[0].pid).toBe(1);
+    expect(d.tasks.get(0).pid).toBe(1);
     for (const f of ["bcc_offcputime_K_01.txt", "bcc_offcputime_folded_02.txt", "perf-script_x86_3.13_kallsyms_01.txt", "drgn_stack-trace_x86_5.12_03.txt", "bpftrace_kstack_modes_02.txt"]) {
       for (const c of load(f)) {
         expect(c.complete).toBe(false);

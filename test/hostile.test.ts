@@ -92,7 +92,7 @@ describe("text formats that embed comm", () => {
     const dump = ["== /proc/500/task/500 evil", "== /proc/999/task/999 x", "[<0>] worker_thread+0x98/0x310", "[<0>] kthread+0xfa/0x240", "[<0>] ret_from_fork+0x166/0x190", "[<0>] ret_from_fork_asm+0x1a/0x30"].join("\n");
     const r = check({ capture: parseProcText(dump), symbols: hostTable(), patch: patchOf("worker_thread"), scanner: loadWasmScannerSync() });
     expect(r.verdict.verdict).not.toBe("safe");
-    const evil = r.verdict.outcomes.find((o) => r.capture.tasks[o.task].tid === 500)!;
+    const evil = r.verdict.outcomes.find((o) => r.capture.tasks.get(o.task).tid === 500)!;
     expect(evil.status).toBe("undecided");
   });
 });

@@ -36,7 +36,7 @@ describe("/proc text shapes", () => {
 
   it("tail -n +1: ==> headers; an error after its own header marks that task, not a new one", () => {
     const cap = hostCapture("proc-tail.txt");
-    const last = cap.tasks[cap.tasks.length - 1];
+    const last = cap.tasks.get(cap.tasks.length - 1);
     expect(last.pid).toBe(1);
     expect(last.stackStatus).toBe("unreadable");
     expect(cap.tasks.filter((t) => t.pid === 1 && t.tid === 1)).toHaveLength(1);
@@ -49,16 +49,16 @@ describe("/proc text shapes", () => {
   it("== /proc/PID/task/TID comm headers keep the comm bytes raw", () => {
     const cap = parseProcText(enc("== /proc/12/task/13 my comm\xff\n[<0>] do_nanosleep+0x67/0x190\n== /proc/12/task/14\n[<0>] futex_wait+0x9a/0x150\n"));
     expect(cap.tasks).toHaveLength(2);
-    expect([...cap.tasks[0].comm!]).toEqual([...enc("my comm\xff")]);
-    expect(cap.tasks[0].pid).toBe(12);
-    expect(cap.tasks[0].tid).toBe(13);
-    expect(cap.tasks[1].comm).toBeNull();
+    expect([...cap.tasks.get(0).comm!]).toEqual([...enc("my comm\xff")]);
+    expect(cap.tasks.get(0).pid).toBe(12);
+    expect(cap.tasks.get(0).tid).toBe(13);
+    expect(cap.tasks.get(1).comm).toBeNull();
   });
 
   it("bare lines form one anonymous task; module and build-id brackets", () => {
     const cap = parseProcText("[<0>] zfs_read+0x1a/0x80 [zfs 73d1d70efcde0e1153031d2c7f442a604a96f657]\n[<0>] vfs_read+0x9/0x20\n");
     expect(cap.tasks).toHaveLength(1);
-    expect(cap.tasks[0].pid).toBeNull();
+    expect(cap.tasks.get(0).pid).toBeNull();
     expect(cap.strings.get(cap.frames.object[0])).toBe("zfs");
     expect(cap.strings.get(cap.frames.buildId[0])).toBe("73d1d70efcde0e1153031d2c7f442a604a96f657");
     expect(cap.strings.get(cap.frames.object[1])).toBe("vmlinux");
@@ -67,22 +67,22 @@ describe("/proc text shapes", () => {
   it("old kernels: real addresses, the 0xffffffffffffffff end marker, 64 lines without it = truncated", () => {
     const old = "[<ffffffff8112291c>] pipe_wait+0x61/0x7b\n[<ffffffff81122a4c>] pipe_read+0x13c/0x2d0\n[<ffffffffffffffff>] 0xffffffffffffffff\n";
     const a = parseProcText(`/proc/5/stack:${old.split("\n").filter(Boolean).join("\n/proc/5/stack:")}\n`);
-    expect(a.tasks[0].endMarker).toBe(true);
-    expect(a.tasks[0].frameCount).toBe(2);
+    expect(a.tasks.get(0).endMarker).toBe(true);
+    expect(a.tasks.get(0).frameCount).toBe(2);
     expect(a.frames.address(0)).toBe(0xffffffff8112291cn);
     expect(a.warnings.map((w) => w.code)).toContain("real-addresses");
     const long = Array.from({ length: 64 }, (_, i) => `[<ffffffff81000${(100 + i).toString(16)}>] f${i}+0x1/0x10`).join("\n");
-    expect(parseProcText(long).tasks[0].stackStatus).toBe("truncated");
-    expect(parseProcText(`${long}\n[<ffffffffffffffff>] 0xffffffffffffffff\n`).tasks[0].stackStatus).toBe("ok");
+    expect(parseProcText(long).tasks.get(0).stackStatus).toBe("truncated");
+    expect(parseProcText(`${long}\n[<ffffffffffffffff>] 0xffffffffffffffff\n`).tasks.get(0).stackStatus).toBe("ok");
     const newEra = Array.from({ length: 64 }, (_, i) => `[<0>] f${i}+0x1/0x10`).join("\n");
-    expect(parseProcText(newEra).tasks[0].stackStatus).toBe("truncated");
-    expect(parseProcText(Array.from({ length: 63 }, (_, i) => `[<0>] f${i}+0x1/0x10`).join("\n")).tasks[0].stackStatus).toBe("ok");
+    expect(parseProcText(newEra).tasks.get(0).stackStatus).toBe("truncated");
+    expect(parseProcText(Array.from({ length: 63 }, (_, i) => `[<0>] f${i}+0x1/0x10`).join("\n")).tasks.get(0).stackStatus).toBe("ok");
   });
 
   it("a line inside a task that is not a frame is kept as an unparsed frame; lines outside are counted", () => {
     const cap = parseProcText("some shell prompt $\n==> /proc/3/task/3/stack <==\n[<0>] rescuer_thread+0x2fd/0x420\nGARBAGE here\n");
     expect(cap.warnings.map((w) => w.code)).toContain("ignored-lines");
-    const t = cap.tasks[0];
+    const t = cap.tasks.get(0);
     expect(t.frameCount).toBe(2);
     expect(cap.frames.flags[t.frameStart + 1] & FrameFlag.UNPARSED).toBeTruthy();
     expect(cap.frames.line[t.frameStart + 1]).toBe(4);
@@ -186,7 +186,7 @@ describe("native JSON capture", () => {
         tasks: [{ pid: 1, tid: 1, comm: "a\n\u001b[31m\u00ff", state: "S", frames: ["? foo+0x1/0x10", { text: "bar+0x2/0x20", regs: true, address: "0xffffffff81000002" }, { unparsed: true }, "baz+0x0/0x8 [m]"] }],
       }),
     );
-    expect([...cap.tasks[0].comm!]).toEqual([0x61, 0x0a, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0xff]);
+    expect([...cap.tasks.get(0).comm!]).toEqual([0x61, 0x0a, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0xff]);
     expect(cap.frames.flags[0] & FrameFlag.GUESS).toBeTruthy();
     expect(cap.frames.flags[1] & FrameFlag.REGS).toBeTruthy();
     expect(cap.frames.address(1)).toBe(0xffffffff81000002n);

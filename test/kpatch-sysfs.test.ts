@@ -88,7 +88,7 @@ function checkKpatch(cap: Capture, p: PatchSpec, applied?: AppliedPatch[]): Chec
   return check({ capture: cap, symbols: symbols(), patch: p, scanner: referenceScanner, options: { model: "kpatch" }, applied });
 }
 
-const blockedTids = (r: CheckResult): number[] => r.verdict.blockers.map((b) => r.capture.tasks[b.task].tid ?? -1).sort((a, b) => a - b);
+const blockedTids = (r: CheckResult): number[] => r.verdict.blockers.map((b) => r.capture.tasks.get(b.task).tid ?? -1).sort((a, b) => a - b);
 
 describe("reading /sys/kernel/kpatch", () => {
   it("two patch modules: objects, <function,sympos>, oldest first by /proc/modules", () => {
@@ -195,7 +195,7 @@ describe("the capture records kpatch's stack; check uses it as the applied stack
     expect(comm(r, 500)).toBe("app_new");
     const f = r.ranges.functions[0];
     expect([f.blockingObject, f.blockingName, f.ranges[0].role]).toEqual(["kpatch_ext4_fix", "do_epoll_wait", "previous-replacement"]);
-    const status = new Map(r.verdict.outcomes.map((o) => [r.capture.tasks[o.task].tid, o.status]));
+    const status = new Map(r.verdict.outcomes.map((o) => [r.capture.tasks.get(o.task).tid, o.status]));
     // The older replacement and the original are not checked by kpatch once a newer module patched it.
     expect([status.get(501), status.get(502)]).toEqual(["clean", "clean"]);
 

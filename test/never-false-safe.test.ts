@@ -95,7 +95,7 @@ function property(rules: Rule[] | undefined, numRuns: number) {
       const applied: AppliedPatch[] = h.stacked ? [{ name: "q", enabled: true, transition: false, replace: false, forced: false, stackOrder: null, funcs: [{ object: "vmlinux", oldName: "meminfo_proc_show", oldSympos: 0, newName: null, newSize: null, force: false }] }] : [];
       if (h.damaged === "no-reliable" && h.model !== "livepatch") return true; // livepatch-only rule
       const r = check({ capture, symbols: t, patch, scanner: referenceScanner, options: { model: h.model as "livepatch", partialOk: h.partialOk }, applied, rules });
-      const o = r.verdict.outcomes.find((x) => r.capture.tasks[x.task].tid === 100)!;
+      const o = r.verdict.outcomes.find((x) => r.capture.tasks.get(x.task).tid === 100)!;
       if (h.partialOk && h.damaged === "unreadable") return o.status === "excluded";
       // quiesce's very point: an interruptible sleeper in the patched function is unwound out of it.
       if (h.model === "quiesce" && h.damaged === "in-patched") return true;

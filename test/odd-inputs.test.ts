@@ -106,7 +106,7 @@ describe.skipIf(!liveReadable())("capture under churn", () => {
         const r = check({ capture: cap, symbols: hostTable(), patch: patchOf("meminfo_proc_show"), scanner: loadWasmScannerSync() });
         for (const o of r.verdict.outcomes) {
           if (o.status !== "clean") continue;
-          const t = cap.tasks[o.task];
+          const t = cap.tasks.get(o.task);
           expect(t.stackStatus === "ok" || ((t.state === "Z" || t.state === "X") && t.stackStatus === "empty")).toBe(true);
         }
       }

@@ -90,8 +90,8 @@ describe("fake trees", () => {
       [300, 300, "a) b", "S", "ok", null],
       [300, 301, "evil", "S", "unreadable", "ELOOP"],
     ]);
-    expect(c.tasks[0].statusKthread).toBe(true);
-    expect(c.tasks[1].frameCount).toBe(3);
+    expect(c.tasks.get(0).statusKthread).toBe(true);
+    expect(c.tasks.get(1).frameCount).toBe(3);
     expect(c.complete).toBe(false);
     expect(c.modules).toEqual(["kvm_intel", "kvm"]);
     expect(c.livepatches!.map((p) => p.name)).toEqual(["p_old", "p_new"]);

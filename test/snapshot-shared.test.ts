@@ -8,7 +8,7 @@ import { crc32 as zcrc32 } from "node:zlib";
 import { Packr } from "msgpackr";
 import { beforeAll, describe, expect, test } from "vitest";
 import { PatchsafeError } from "../src/errors.js";
-import { type Capture, FrameFlag, frameLine } from "../src/model.js";
+import { type Capture, FrameFlag, frameLine, TaskTable } from "../src/model.js";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
@@ -65,7 +65,7 @@ describe("shared frame rows", () => {
       expect(taskLines(d.capture), name).toEqual(taskLines(cap));
       // One copy per distinct (stack, line shape): far fewer rows than frames.
       // (tail -n +1 blocks start with a header line: their tasks keep rows of their own.)
-      const frames = cap.tasks.reduce((n, t) => n + t.frameCount, 0);
+      const frames = cap.tasks.toArray().reduce((n, t) => n + t.frameCount, 0);
       if (name === "proc-tail.txt") expect(d.capture.frames.length, name).toBeLessThanOrEqual(frames);
       else expect(d.capture.frames.length, name).toBeLessThan(frames);
       // Equal stack ids with lines from the task's own line share the rows.
@@ -119,7 +119,7 @@ describe("shared frame rows", () => {
     const cap = hostCapture("proc-grep.txt");
     // Move every other task's block down one line (a header line before its frames).
     const tasks = cap.tasks.map((t, i) => (i % 2 === 0 ? t : { ...t, line: Math.max(0, t.line - 1) }));
-    const odd: Capture = { ...cap, tasks };
+    const odd: Capture = { ...cap, tasks: TaskTable.from(tasks) };
     const d = decodeSnapshot(encodeSnapshot(odd, null), "o");
     expect(taskLines(d.capture)).toEqual(taskLines(odd));
     expect(captureModel(d.capture)).toEqual(captureModel(odd));
@@ -184,7 +184,7 @@ describe("symbol sections reused by exact bytes", () => {
     const cap = hostCapture("capture.json");
     const cache = new SymbolSectionCache(2);
     const a = encodeSnapshot(cap, table);
-    const b = encodeSnapshot({ ...cap, host: { ...cap.host, hostname: "other" }, tasks: cap.tasks.slice(0, 50) }, table);
+    const b = encodeSnapshot({ ...cap, host: { ...cap.host, hostname: "other" }, tasks: TaskTable.from(cap.tasks.toArray().slice(0, 50)) }, table);
     const da = decodeSnapshot(a, "a", { cache });
     const db = decodeSnapshot(b, "b", { cache });
     expect([cache.misses, cache.hits]).toEqual([1, 1]);

@@ -22,7 +22,7 @@ const BUILDS = ["release", "debug"] as const;
 /** Everything a capture says, per task, independent of how rows are laid out. */
 function facts(cap: Capture) {
   return {
-    tasks: normalize(cap).map((t, i) => ({ ...t, line: cap.tasks[i].line, state: cap.tasks[i].state })),
+    tasks: normalize(cap).map((t, i) => ({ ...t, line: cap.tasks.get(i).line, state: cap.tasks.get(i).state })),
     warnings: cap.warnings,
     completeness: cap.completeness,
     source: cap.source,
@@ -76,7 +76,7 @@ describe("tokenizer path = line path", () => {
     const module = loadTokenizerModuleSync("release");
     const [cap] = parseCaptures(encodeLatin1(text), "x", "proc", { procTokenizer: () => new ProcTokenizer(module) });
     expect(cap.sharedRows).toBe(true);
-    const framesInTasks = cap.tasks.reduce((n, t) => n + t.frameCount, 0);
+    const framesInTasks = cap.tasks.toArray().reduce((n, t) => n + t.frameCount, 0);
     expect(cap.frames.length).toBeLessThan(framesInTasks / 10);
     const [plain] = parseCaptures(encodeLatin1(text), "x", "proc");
     expect(plain.sharedRows).toBeFalsy();

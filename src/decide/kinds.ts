@@ -101,7 +101,7 @@ export const IDLE_LOOP = new Set([
 export const NOTRACE = new Set(["__schedule", "schedule_idle", "do_idle", "cpu_startup_entry", "default_idle", "native_safe_halt", "arch_cpu_idle"]);
 
 /** Names of the real (non-`?`, non-unparsed, non-inline) frames of a task, innermost first. */
-export function realChain(cap: Capture, t: Task): number[] {
+export function realChain(cap: Capture, t: Pick<Task, "frameStart" | "frameCount">): number[] {
   const out: number[] = [];
   const f = cap.frames;
   for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
@@ -115,7 +115,7 @@ export function frameName(cap: Capture, i: number): string | null {
   return s < 0 ? null : cap.strings.get(s);
 }
 
-export function taskKind(cap: Capture, t: Task, chain: number[]): TaskKind {
+export function taskKind(cap: Capture, t: Pick<Task, "pid" | "tid" | "flags" | "statusKthread">, chain: number[]): TaskKind {
   // pid 0 (identify by pid, not comm); dumps that print only the thread id give it as tid.
   if ((t.pid ?? t.tid) === 0) return "idle";
   if (t.flags !== null) {

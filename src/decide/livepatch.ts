@@ -6,7 +6,7 @@
  * explain with them; a mutation test drops one rule at a time); the first decides the outcome.
  * The host verdict is then bounded by what the capture can prove (completeness, hidden frames).
  */
-import { FrameFlag, type Capture, type Reason, type Task } from "../model.js";
+import { FrameFlag, STACK_STATUS_CODE, type Capture, type Reason, type Task } from "../model.js";
 import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
 import type { ScanHits } from "../scan/types.js";
 import { FrameStatus, type ResolvedFrames } from "../symbols/resolve.js";
@@ -304,6 +304,8 @@ export const APPLIED_STACK_UNKNOWN = new Set(["livepatch-unreadable", "kpatch-un
 /** "On the stack of every task of some kind" needs at least this many tasks of that kind. */
 const EVERY_TASK_MIN = 10;
 
+const VANISHED = STACK_STATUS_CODE.vanished;
+
 const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "unreadable", "truncated", "unreliable", "freeze-would-fail"]);
 
 function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKind: Set<number>, unpatchable: Set<number>): Remedy {
@@ -368,7 +370,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     const t = hits.task[k];
     let end = k + 1;
     while (end < hits.count && hits.task[end] === t) end++;
-    const start = cap.tasks[t].frameStart;
+    const start = cap.tasks.frameStart[t];
     let l = byRows?.[start];
     if (l === undefined || l.length !== end - k || (end > k && l[0][0] !== hits.frame[k])) {
       l = [];
@@ -418,15 +420,16 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const chainLen = new Int32Array(cap.tasks.length);
   let vanished = 0;
   const chains = new ChainCache(cap);
-  cap.tasks.forEach((task, index) => {
-    if (task.stackStatus === "vanished") {
+  const stackStatusCode = cap.tasks.stackStatusCode;
+  for (let index = 0; index < cap.tasks.length; index++) {
+    if (stackStatusCode[index] === VANISHED) {
       vanished++;
-      return;
+      continue;
     }
-    const chain = chains.chain(task);
-    kinds[index] = chains.kind(task, chain);
+    const chain = chains.chain(index);
+    kinds[index] = chains.kind(index, chain);
     chainLen[index] = chain.length;
-  });
+  }
   const NO_HITS: [number, number][] = [];
   // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
   // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
@@ -477,13 +480,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   for (let index = 0; index < kinds.length; index++) {
     const kind = kinds[index];
     if (kind === undefined) continue;
-    const task = cap.tasks[index];
     const hits = byTask[index] ?? NO_HITS;
     const rep = memo === null ? null : memo.find(index, kind, hits);
     if (rep !== null && rep.status !== null) {
       // Same stack and facts as an earlier task: its matches, moved to this task's frames (the
       // same list when the rows are shared: matches are read-only once made), and its outcome.
-      const delta = task.frameStart - cap.tasks[rep.index].frameStart;
+      const delta = cap.tasks.frameStart[index] - cap.tasks.frameStart[rep.index];
       const matches = delta === 0 ? rep.matches : rep.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
       outcomes.push(index, kind, rep.status, matches);
       if (rep.status === "excluded") partialExcluded++;
@@ -495,7 +497,8 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       }
       continue;
     }
-    const chain = chains.chain(task);
+    const task = cap.tasks.get(index);
+    const chain = chains.chain(index);
     const c: TaskContext = { cap, task, index, kind, chain, hits, input, opts, hiddenOverlap };
     const matches: RuleMatch[] = [];
     for (const rule of rules) {
@@ -626,22 +629,30 @@ class ChainCache {
     this.chains = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : [];
   }
 
-  private entry(t: Task): { count: number; chain: number[]; kind: TaskKind | null } | null {
-    if (!this.cap.sharedRows || t.frameCount === 0) return null;
-    let e = this.chains[t.frameStart];
-    if (e === undefined) this.chains[t.frameStart] = e = { count: t.frameCount, chain: realChain(this.cap, t), kind: null };
-    return e.count === t.frameCount ? e : null;
+  private rows(index: number): { frameStart: number; frameCount: number } {
+    return { frameStart: this.cap.tasks.frameStart[index], frameCount: this.cap.tasks.frameCount[index] };
   }
 
-  chain(t: Task): number[] {
-    return this.entry(t)?.chain ?? realChain(this.cap, t);
+  private entry(index: number): { count: number; chain: number[]; kind: TaskKind | null } | null {
+    const start = this.cap.tasks.frameStart[index];
+    const count = this.cap.tasks.frameCount[index];
+    if (!this.cap.sharedRows || count === 0) return null;
+    let e = this.chains[start];
+    if (e === undefined) this.chains[start] = e = { count, chain: realChain(this.cap, this.rows(index)), kind: null };
+    return e.count === count ? e : null;
   }
 
-  kind(t: Task, chain: number[]): TaskKind {
-    const byChainOnly = (t.pid ?? t.tid) !== 0 && t.flags === null && t.statusKthread !== true;
-    const e = byChainOnly ? this.entry(t) : null;
-    if (e === null) return taskKind(this.cap, t, chain);
-    return (e.kind ??= taskKind(this.cap, t, e.chain));
+  chain(index: number): number[] {
+    return this.entry(index)?.chain ?? realChain(this.cap, this.rows(index));
+  }
+
+  kind(index: number, chain: number[]): TaskKind {
+    const tasks = this.cap.tasks;
+    const pid = tasks.pidOf(index) ?? tasks.tidOf(index);
+    const byChainOnly = pid !== 0 && tasks.flagsOf(index) === null && tasks.statusKthreadOf(index) !== true;
+    const e = byChainOnly ? this.entry(index) : null;
+    if (e === null) return taskKind(this.cap, tasks.get(index), chain);
+    return (e.kind ??= taskKind(this.cap, tasks.get(index), e.chain));
   }
 }
 
@@ -688,22 +699,24 @@ class RuleMemo {
   }
 
   private hash(index: number, kind: string, hits: [number, number][]): number {
-    const t = this.cap.tasks[index];
+    const tasks = this.cap.tasks;
+    const frameStart = tasks.frameStart[index];
+    const frameCount = tasks.frameCount[index];
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
     let h = 0x811c9dc5;
     h = mixHash(h, kind.length + kind.charCodeAt(0) * 31);
-    h = mixHash(h, t.frameCount);
-    h = mixHash(h, t.patchState === null ? 7 : t.patchState);
-    h = mixHash(h, t.running ? 1 : 0);
-    h = mixHash(h, t.state === null ? 0 : t.state.charCodeAt(0));
-    h = mixHash(h, t.stackStatus.length + t.stackStatus.charCodeAt(0));
+    h = mixHash(h, frameCount);
+    h = mixHash(h, tasks.patchStateCode[index]);
+    h = mixHash(h, tasks.bits[index]);
+    h = mixHash(h, tasks.state[index]);
+    h = mixHash(h, tasks.stackStatusCode[index]);
     if (this.cap.sharedRows) {
       // Tasks of one stack share rows: the span names the frames (equal stacks in other rows
       // hash apart and are merely decided again).
-      h = mixHash(h, t.frameStart);
+      h = mixHash(h, frameStart);
     } else {
-      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
+      for (let i = frameStart; i < frameStart + frameCount; i++) {
         h = mixHash(h, f.symbol[i]);
         h = mixHash(h, f.offset[i]);
         h = mixHash(h, f.flags[i]);
@@ -711,7 +724,7 @@ class RuleMemo {
       }
     }
     for (let k = 0; k < hits.length; k++) {
-      h = mixHash(h, hits[k][0] - t.frameStart);
+      h = mixHash(h, hits[k][0] - frameStart);
       h = mixHash(h, hits[k][1]);
     }
     return h >>> 0;
@@ -719,23 +732,26 @@ class RuleMemo {
 
   private same(e: MemoEntry, b: number, kind: string, hits: [number, number][]): boolean {
     const a = e.index;
-    const ta = this.cap.tasks[a];
-    const tb = this.cap.tasks[b];
+    const tasks = this.cap.tasks;
     if (e.kind !== kind) return false;
-    if (ta.frameCount !== tb.frameCount || ta.patchState !== tb.patchState || ta.running !== tb.running || ta.state !== tb.state) return false;
-    if (ta.stackStatus !== tb.stackStatus || ta.errno !== tb.errno) return false;
+    // bits: running, status Kthread, end marker (the rules read the first two; the third only splits more).
+    if (tasks.frameCount[a] !== tasks.frameCount[b] || tasks.patchStateCode[a] !== tasks.patchStateCode[b] || tasks.bits[a] !== tasks.bits[b] || tasks.state[a] !== tasks.state[b]) return false;
+    if (tasks.stackStatusCode[a] !== tasks.stackStatusCode[b] || tasks.errnoOf(a) !== tasks.errnoOf(b)) return false;
     const notes = this.input.notes;
     if (notes !== undefined && notes.size > 0 && (notes.get(a) ?? null) !== (notes.get(b) ?? null)) return false;
     // quiesce: a doubt about the captured stack is per task, even when predicted stacks agree.
     const doubts = this.input.doubts;
     if (doubts !== undefined && doubts.size > 0 && (doubts.get(a) ?? null) !== (doubts.get(b) ?? null)) return false;
-    if (ta.flags !== tb.flags || ta.statusKthread !== tb.statusKthread) return false;
+    if (tasks.flagsOf(a) !== tasks.flagsOf(b)) return false;
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
     const st = this.input.resolved.status;
-    for (let k = ta.frameStart === tb.frameStart ? ta.frameCount : 0; k < ta.frameCount; k++) {
-      const i = ta.frameStart + k;
-      const j = tb.frameStart + k;
+    const sa = tasks.frameStart[a];
+    const sb = tasks.frameStart[b];
+    const count = tasks.frameCount[a];
+    for (let k = sa === sb ? count : 0; k < count; k++) {
+      const i = sa + k;
+      const j = sb + k;
       if (f.symbol[i] !== f.symbol[j] || f.object[i] !== f.object[j] || f.buildId[i] !== f.buildId[j]) return false;
       if (f.offset[i] !== f.offset[j] || f.size[i] !== f.size[j] || f.flags[i] !== f.flags[j]) return false;
       if (f.addrLo[i] !== f.addrLo[j] || f.addrHi[i] !== f.addrHi[j] || st[i] !== st[j]) return false;
@@ -745,7 +761,7 @@ class RuleMemo {
     if (ha === hits) return true;
     if (ha.length !== hits.length) return false;
     for (let k = 0; k < hits.length; k++) {
-      if (ha[k][1] !== hits[k][1] || ha[k][0] - ta.frameStart !== hits[k][0] - tb.frameStart) return false;
+      if (ha[k][1] !== hits[k][1] || ha[k][0] - sa !== hits[k][0] - sb) return false;
     }
     return true;
   }
@@ -753,15 +769,16 @@ class RuleMemo {
   /** A representative with the same signature as task `index`, or null (then call remember()). */
   find(index: number, kind: string, hits: [number, number][]): MemoEntry | null {
     this.pending = null;
-    const t = this.cap.tasks[index];
+    const frameStart = this.cap.tasks.frameStart[index];
+    const frameCount = this.cap.tasks.frameCount[index];
     const f = this.cap.frames;
     // A shared span is checked for unparsed rows once.
-    if (!this.cap.sharedRows || t.frameCount === 0 || this.clean[t.frameStart] !== t.frameCount) {
-      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return null;
-      if (this.cap.sharedRows && t.frameCount > 0) this.clean[t.frameStart] = t.frameCount;
+    if (!this.cap.sharedRows || frameCount === 0 || this.clean[frameStart] !== frameCount) {
+      for (let i = frameStart; i < frameStart + frameCount; i++) if (f.flags[i] & FrameFlag.UNPARSED) return null;
+      if (this.cap.sharedRows && frameCount > 0) this.clean[frameStart] = frameCount;
     }
     // Shared rows: the representatives of this span, by direct index (no hash, no Map).
-    const span = this.cap.sharedRows && t.frameCount > 0 ? this.bySpan[t.frameStart] : undefined;
+    const span = this.cap.sharedRows && frameCount > 0 ? this.bySpan[frameStart] : undefined;
     if (span !== undefined) for (const e of span) if (this.same(e, index, kind, hits)) return e;
     const hash = this.hash(index, kind, hits);
     const list = this.buckets.get(hash);
@@ -779,10 +796,10 @@ class RuleMemo {
     const list = this.buckets.get(p.hash);
     if (list === undefined) this.buckets.set(p.hash, [e]);
     else list.push(e);
-    const t = this.cap.tasks[index];
-    if (this.cap.sharedRows && t.frameCount > 0) {
-      const span = this.bySpan[t.frameStart];
-      if (span === undefined) this.bySpan[t.frameStart] = [e];
+    const frameStart = this.cap.tasks.frameStart[index];
+    if (this.cap.sharedRows && this.cap.tasks.frameCount[index] > 0) {
+      const span = this.bySpan[frameStart];
+      if (span === undefined) this.bySpan[frameStart] = [e];
       else if (span.length < 8) span.push(e);
     }
     this.size++;
@@ -810,10 +827,14 @@ function describeUndecided(code: string): string {
 
 /** Tasks by pid then tid (nulls last), then input order. */
 export function taskOrder(cap: Capture, a: number, b: number): number {
-  const ta = cap.tasks[a];
-  const tb = cap.tasks[b];
-  const k = (v: number | null): number => (v === null ? Number.MAX_SAFE_INTEGER : v);
-  return k(ta.pid) - k(tb.pid) || k(ta.tid) - k(tb.tid) || a - b;
+  const pid = cap.tasks.pid;
+  const tid = cap.tasks.tid;
+  return nullLast(pid[a]) - nullLast(pid[b]) || nullLast(tid[a]) - nullLast(tid[b]) || a - b;
+}
+
+/** A pid or tid column value with null (NaN) ordered after every number. */
+function nullLast(v: number): number {
+  return v === v ? v : Number.MAX_SAFE_INTEGER;
 }
 
 /** Whether the frame's resolved address lies in .sched.text or .spinlock.text. */
@@ -871,7 +892,7 @@ function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Arra
     else {
       const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
       if (visible !== undefined) fail = { task: o.task, func: visible.func };
-      else if (cap.tasks[o.task].stackStatus === "truncated" || chainLen[o.task] >= KPATCH_MAX_REAL_FRAMES) fail = { task: o.task, func: null };
+      else if (cap.tasks.stackStatusCode[o.task] === STACK_STATUS_CODE.truncated || chainLen[o.task] >= KPATCH_MAX_REAL_FRAMES) fail = { task: o.task, func: null };
     }
     if (fail !== null) first = fail;
   }

@@ -9,7 +9,7 @@
  * then one global check): each task's stack is replaced by what freezing/parking would leave.
  * Freezing or parking never unwinds an existing stack: a task frozen in place keeps every frame.
  */
-import { type Capture, FrameColumns, FrameFlag, frameLine, type Task, VMLINUX } from "../model.js";
+import { type Capture, FrameColumns, FrameFlag, frameLine, type Task, TaskTable, VMLINUX } from "../model.js";
 import type { SymbolTable } from "../symbols/table.js";
 import { frameName, isParkable, realChain, taskKind } from "./kinds.js";
 import type { Direction } from "./verdict.js";
@@ -80,7 +80,7 @@ function rebuild(
   extra: { task: Partial<Task>; frames: string[] }[],
 ): Capture {
   const frames = new FrameColumns(cap.frames.length + 64);
-  const tasks: Task[] = [];
+  const tasks = new TaskTable(cap.tasks.length + extra.length);
   const vmlinux = cap.strings.intern(VMLINUX);
   const addNamed = (name: string): void => {
     // Names the symbol table lacks (inlined on this kernel) are left out: a patch cannot name them.

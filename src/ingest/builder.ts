@@ -12,6 +12,7 @@ import {
   newTask,
   StringTable,
   type Task,
+  TaskTable,
   VMLINUX,
 } from "../model.js";
 import { ByteInterner, CH, hexDigit, hexOut, indexOfByte, parseHex64 } from "./bytes.js";
@@ -28,10 +29,13 @@ export type TokenKind = (typeof TokenKind)[keyof typeof TokenKind];
 export class CaptureBuilder {
   readonly strings = new StringTable();
   readonly frames = new FrameColumns();
-  readonly tasks: Task[] = [];
+  /** Tasks; the current task's row is reserved at its start and written when it ends. */
+  readonly tasks = new TaskTable();
   readonly interner: ByteInterner;
   private readonly vmlinuxId: number;
+  /** The task being filled (a scratch object, written into `tasks` by endTask()). */
   current: Task | null = null;
+  private currentIndex = -1;
 
   constructor() {
     this.interner = new ByteInterner(this.strings);
@@ -43,7 +47,7 @@ export class CaptureBuilder {
     partial.frameStart = this.frames.length;
     partial.line = line;
     const t = newTask(partial as Partial<Task> & { frameStart: number });
-    this.tasks.push(t);
+    this.currentIndex = this.tasks.pushIds(null, null, t.frameStart, 0, line, "ok");
     this.current = t;
     return t;
   }
@@ -70,17 +74,43 @@ export class CaptureBuilder {
       frameCount: 0,
       line,
     };
-    this.tasks.push(t);
+    this.currentIndex = this.tasks.pushIds(pid, tid, t.frameStart, 0, line, "ok");
     this.current = t;
     return t;
   }
 
-  endTask(): void {
+  /**
+   * Ends the current task: its rows run to the end of the frame columns, or are `rows` (shared
+   * rows placed elsewhere). `adjust` may change the task (its final counts known) before it is
+   * written.
+   */
+  endTask(rows?: { start: number; count: number }, adjust?: (t: Task) => void): void {
     const t = this.current;
     if (t === null) return;
-    t.frameCount = this.frames.length - t.frameStart;
+    if (rows !== undefined) {
+      t.frameStart = rows.start;
+      t.frameCount = rows.count;
+    } else t.frameCount = this.frames.length - t.frameStart;
     if (t.frameCount === 0 && t.stackStatus === "ok") t.stackStatus = "empty";
+    adjust?.(t);
+    this.tasks.set(this.currentIndex, t);
     this.current = null;
+    this.currentIndex = -1;
+  }
+
+  /** Drops the current task (it vanished while read). */
+  dropTask(): void {
+    if (this.current === null) return;
+    this.current = null;
+    this.currentIndex = -1;
+    this.tasks.pop();
+  }
+
+  /** The index of the first ended task (not the current one) that `pred` accepts, or -1. */
+  findTask(pred: (t: Task) => boolean): number {
+    const n = this.current === null ? this.tasks.length : this.currentIndex;
+    for (let i = 0; i < n; i++) if (pred(this.tasks.get(i))) return i;
+    return -1;
   }
 
   /** A line of the task's block that could not be read: it may have been a frame. */

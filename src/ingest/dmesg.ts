@@ -558,13 +558,14 @@ export class DmesgParser {
     const b = sec.b;
     const cur = b.current;
     if (cur === null) return;
-    const from = b.tasks.find((t) => t !== cur && t.tid === pid);
+    const fromIndex = b.findTask((t) => t.tid === pid);
+    const from = fromIndex < 0 ? undefined : b.tasks.get(fromIndex);
     if (from === undefined) {
       b.addUnparsed(line);
       return;
     }
     const f = b.frames;
-    const n = from.frameStart + (from === b.current ? 0 : from.frameCount);
+    const n = from.frameStart + from.frameCount;
     for (let i = from.frameStart; i < n; i++) f.pushCopy(f, i, line);
     this.endTrace();
   }

@@ -161,9 +161,10 @@ export function parseNativeJson(text: string, file = "<input>"): Capture {
       if (kind === TokenKind.EndMarker) started.endMarker = true;
       else if (kind === TokenKind.Bad) fail(fp, `not a frame token: ${JSON.stringify(text)}`);
     });
-    b.endTask();
     // endTask turns an "ok" task without frames into "empty"; keep what the file said otherwise.
-    if (status !== "ok") started.stackStatus = status as StackStatus;
+    b.endTask(undefined, (t) => {
+      if (status !== "ok") t.stackStatus = status as StackStatus;
+    });
   });
   const cap = b.finish({ name: file, format: NATIVE_FORMAT, section: 0, firstLine: null, lastLine: null });
   cap.host = host;

@@ -69,6 +69,11 @@ function readProcPath(buf: Uint8Array, p: number, end: number, requireStack: boo
   return true;
 }
 
+/** /proc prints at most 64 entries: a full trace without the end marker may have been cut. */
+function markTruncated(t: Task): void {
+  if (t.stackStatus === "ok" && t.frameCount >= PROC_STACK_MAX && !t.endMarker) t.stackStatus = "truncated";
+}
+
 export class ProcTextParser {
   private readonly b = new CaptureBuilder();
   private readonly splitter: LineSplitter;
@@ -186,9 +191,8 @@ export class ProcTextParser {
   private closeTask(): void {
     const t = this.b.current;
     if (t === null) return;
-    if (this.pendingStack >= 0) this.placePending(t);
-    this.b.endTask();
-    if (t.stackStatus === "ok" && t.frameCount >= PROC_STACK_MAX && !t.endMarker) t.stackStatus = "truncated";
+    const rows = this.pendingStack >= 0 ? this.placePending(t) : undefined;
+    this.b.endTask(rows, markTruncated);
   }
 
   /**
@@ -196,7 +200,7 @@ export class ProcTextParser {
    * every line gave exactly one clean frame (an end marker may close it), they become the stack's
    * shared rows; later tasks of that stack point at them. frameLine() gives each task's lines.
    */
-  private placePending(t: Task): void {
+  private placePending(t: Task): { start: number; count: number } | undefined {
     const stack = this.pendingStack;
     const known = this.shared[stack];
     if (known === undefined) {
@@ -207,21 +211,17 @@ export class ProcTextParser {
       for (let i = t.frameStart; clean && i < f.length; i++) if (f.flags[i] & FrameFlag.UNPARSED) clean = false;
       this.shared[stack] = clean ? { start: t.frameStart, count, endMarker: t.endMarker } : null;
       if (clean) for (let i = t.frameStart; i < f.length; i++) f.flags[i] |= FrameFlag.SHARED;
-      return;
+      return undefined;
     }
     if (known === null) {
       this.unpend();
-      return;
+      return undefined;
     }
-    // The builder's endTask() derives the count from the columns' length: point the task at the
-    // shared rows by giving it an empty own range first, then the shared one.
+    // The task's rows are the stack's shared ones (endTask() is told so; its own range is empty).
     this.pendingStack = -1;
-    this.b.endTask();
-    t.frameStart = known.start;
-    t.frameCount = known.count;
     t.endMarker = known.endMarker;
-    if (known.count > 0) t.stackStatus = "ok";
     this.sharedUsed = true;
+    return { start: known.start, count: known.count };
   }
 
   private startTask(pid: number | null, tid: number | null, line: number, comm: Uint8Array | null = null): void {

@@ -415,8 +415,7 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
         );
         if (!stackR.ok) {
           if (stackR.errno === "ENOENT" || stackR.errno === "ESRCH") {
-            b.endTask();
-            b.tasks.pop();
+            b.dropTask();
             vanished++;
             continue;
           }
@@ -438,8 +437,9 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
           }
           pos = nl + 1;
         }
-        b.endTask();
-        if (task.frameCount >= 64 && !task.endMarker) task.stackStatus = "truncated";
+        b.endTask(undefined, (t) => {
+          if (t.frameCount >= 64 && !t.endMarker) t.stackStatus = "truncated";
+        });
       }
     }
   } finally {

@@ -43,7 +43,7 @@ export function predict(series: CheckResult[], times: (string | null)[], kpatchS
     const cap = r.capture;
     const outcomes = r.verdict.outcomes.toArray().sort((a, b) => taskOrder(cap, a.task, b.task));
     for (const o of outcomes) {
-      const t = cap.tasks[o.task];
+      const t = cap.tasks.get(o.task);
       if (isKpatchAddedTask(r.notes.get(o.task))) continue; // kpatch's stopper and loader: not host tasks
       const k = key(t.tid, t.startTime, t.pid, o.task);
       let p = tasks.get(k);
@@ -129,7 +129,7 @@ export function predict(series: CheckResult[], times: (string | null)[], kpatchS
         fkey.set(k, e);
         functions.push(e);
       }
-      const tid = r.capture.tasks[b.task].tid;
+      const tid = r.capture.tasks.get(b.task).tid;
       if (!e.tids[c].includes(tid)) e.tids[c].push(tid);
     }
   });

@@ -10,7 +10,7 @@ export function filterReport(r: CheckResult, tids?: string[], comms?: string[], 
   if (tids === undefined && comms === undefined && states === undefined) return r;
   const wantTid = new Set((tids ?? []).map(Number));
   const keep = (task: number): boolean => {
-    const t = r.capture.tasks[task];
+    const t = r.capture.tasks.get(task);
     if (tids !== undefined && (t.tid === null || !wantTid.has(t.tid))) return false;
     if (comms !== undefined && !comms.some((c) => (escapeComm(t.comm) ?? "").includes(c))) return false;
     if (states !== undefined && (t.state === null || !states.includes(t.state))) return false;

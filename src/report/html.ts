@@ -74,7 +74,7 @@ export function blockingStacks(r: CheckResult): StackSample[] {
   const patchedRows = new Set(r.verdict.blockers.map((b) => b.frame));
   const unique = [...new Set(r.verdict.blockers.map((b) => b.task))].sort((a, b) => taskOrder(cap, a, b));
   return unique.map((ti) => {
-    const t = cap.tasks[ti];
+    const t = cap.tasks.get(ti);
     const rows = new Set(realChain(cap, t));
     for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (patchedRows.has(i)) rows.add(i);
     const frames = [...rows]

@@ -95,7 +95,7 @@ export function buildInventory(cap: Capture, table: SymbolTable | null = null, t
     const stalled = [...v.outcomes.withStatus("blocked"), ...v.outcomes.withStatus("undecided")]
       .sort((a, b) => taskOrder(c, a.task, b.task))
       .map((o) => {
-        const t = c.tasks[o.task];
+        const t = c.tasks.get(o.task);
         const b = v.blockers.find((x) => x.task === o.task);
         return {
           pid: t.pid,

@@ -58,7 +58,7 @@ type Lazy<R> = { [K in keyof R]: R[K] extends (infer T)[] ? (K extends "blockers
 function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<JsonReport> {
   const { capture: cap, verdict: v, ranges } = r;
   const order = (a: number, b: number): number => taskOrder(cap, a, b);
-  const task = (i: number) => cap.tasks[i];
+  const task = (i: number) => cap.tasks.get(i);
   const keyOf = (i: number): bigint => (BigInt(r.resolved.keys[2 * i + 1]) << 32n) | BigInt(r.resolved.keys[2 * i]);
   // task index -> its outcome's kind (a find() per blocker is quadratic on a 1M-task capture)
   const kindOf = v.outcomes.kindsByTask(cap.tasks.length);

@@ -30,7 +30,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   out.push(`  tasks: ${c.clean} clean, ${c.blocked} blocked, ${c.undecided} undecided, ${c.done} done, ${c.idle} idle, ${c.excluded} excluded`);
   const kc = v.kernelCheck;
   if (kc.result === "fail" && kc.first !== null) {
-    const t = cap.tasks[kc.first.task];
+    const t = cap.tasks.get(kc.first.task);
     out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.tid ?? t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${ranges.functions[kc.first.func].name ?? "a range"}`})`);
   } else if (kc.result === "pass" && v.verdict !== "safe") {
     out.push("  kernel's own check: would pass, but patchsafe cannot call it safe (see the reasons above)");
@@ -40,7 +40,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   if (q !== null) {
     const eff = Object.entries(q.effects).map(([k, n]) => `${n} ${k}`).join(", ");
     out.push(`  quiesce: ${eff}; clears ${q.cleared.length} of the ${q.cleared.length + q.notCleared.length} task(s) that block or are undecided as captured`);
-    const who = (list: number[]) => list.slice(0, limit).map((i) => `${escapeComm(cap.tasks[i].comm) ?? "?"}:${cap.tasks[i].tid ?? "?"}`).join(", ");
+    const who = (list: number[]) => list.slice(0, limit).map((i) => `${escapeComm(cap.tasks.get(i).comm) ?? "?"}:${cap.tasks.get(i).tid ?? "?"}`).join(", ");
     if (q.cleared.length > 0) out.push(`  cleared by quiescing: ${who(q.cleared)}${q.cleared.length > limit ? ", …" : ""}`);
     if (q.notCleared.length > 0) out.push(`  not cleared: ${who(q.notCleared)}${q.notCleared.length > limit ? ", …" : ""}`);
     if (q.freezeFails.length > 0) out.push(`  the freeze would fail on: ${who(q.freezeFails)}`);
@@ -62,7 +62,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push(`Blocked in ${f.name ?? "range"} [${f.object}${f.sympos ? `,${f.sympos}` : ""}]: ${list.length} task(s)`);
     const remedies = new Map<string, string>();
     for (const b of firstInOrder(list, limit, (a, b) => taskOrder(cap, a.task, b.task))) {
-      const t = cap.tasks[b.task];
+      const t = cap.tasks.get(b.task);
       const kind = kindOf[b.task]!; // every blocker is a decided task
       const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
@@ -86,7 +86,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push("");
     out.push(`Undecided (${code}): ${list.length} task(s)`);
     for (const o of firstInOrder(list, limit, (a, b) => taskOrder(cap, a.task, b.task))) {
-      const t = cap.tasks[o.task];
+      const t = cap.tasks.get(o.task);
       out.push(`  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${o.kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} ${terminalSafe(o.matches[0].message)}`);
       if (opts.verbosity >= 2) {
         for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) out.push(`            ${terminalSafe(frameText(cap, i))}`);

@@ -19,7 +19,7 @@ import { PatchsafeError } from "../errors.js";
 import { encodeLatin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import { frameText } from "../ingest/nativeJson.js";
-import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
+import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, hex64, type Reason, type StackStatus, type Task, TaskTable, type TriState, u64 } from "../model.js";
 import { finishTable, type SymbolTable } from "../symbols/table.js";
 import { type DecodedSnapshot, prepareExport, validatePatches } from "./psnap.js";
 import { type EncodeOptions, SECTION_NAMES, type SectionRows, SNAPSHOT_FORMAT, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, type SnapshotHeader } from "./model.js";
@@ -369,7 +369,7 @@ export function shareRows(cap: Capture, taskStack: Int32Array): Capture {
   let stacks = 0;
   for (let t = 0; t < T; t++) {
     stacks = Math.max(stacks, taskStack[t] + 1);
-    const task = cap.tasks[t];
+    const task = cap.tasks.get(t);
     if (task.frameCount === 0) continue;
     let zero = true;
     let follows = task.line > 0;
@@ -382,7 +382,7 @@ export function shareRows(cap: Capture, taskStack: Int32Array): Capture {
   }
   const blocks = [new Int32Array(stacks).fill(-1), new Int32Array(stacks).fill(-1)];
   const out = new FrameColumns(Math.max(16, f.length));
-  const tasks = mapPacked(cap.tasks, (task, t) => {
+  const tasks = TaskTable.from(cap.tasks.map((task, t) => {
     const m = mode[t];
     const b = m === 0 ? null : blocks[m - 1];
     const s = taskStack[t];
@@ -395,7 +395,7 @@ export function shareRows(cap: Capture, taskStack: Int32Array): Capture {
     }
     if (b !== null) b[s] = start;
     return { ...task, frameStart: task.frameCount === 0 ? out.length : start };
-  });
+  }));
   return { ...cap, tasks, frames: out, sharedRows: true };
 }
 

@@ -50,6 +50,7 @@ import {
   type StackStatus,
   StringTable,
   type Task,
+  TaskTable,
   type TriState,
 } from "../model.js";
 import { finishTable, nameBlobFromFrontCoding, type SymbolSource, type SymbolTable } from "../symbols/table.js";
@@ -253,7 +254,7 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
   // Tasks that share frame rows (Capture.sharedRows) share their stack id too: rows looked up once.
   const byRows = capture.sharedRows ? new Map<string, number>() : null;
   for (let ti = 0; ti < T; ti++) {
-    const t = tasks[ti];
+    const t = tasks.get(ti);
     if (t.frameCount > 0 && (t.frameStart < 0 || t.frameStart + t.frameCount > f.length)) {
       throw new RangeError(`task ${ti}: frames ${t.frameStart}..${t.frameStart + t.frameCount} outside the frame columns`);
     }
@@ -1138,7 +1139,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
 
   // Assemble (everything above is validated: nothing below can fail half-way).
   const frames = new FrameColumns(rowsNeeded);
-  const tasks: Task[] = new Array(T);
+  const tasks = new TaskTable(T);
   let fi = 0;
   let li = 0;
   const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
@@ -1178,27 +1179,16 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
     const e = errno[t];
     const cm = comm[t];
     const sk = statusKthread[t];
-    // Field order as newTask's: one hidden class for every task. Comm bytes are shared by the
-    // tasks of one comm (read-only, like frame rows).
-    tasks[t] = {
-      pid: pid[t] === 0 ? null : pid[t] - 1,
-      tid: tid[t] === 0 ? null : tid[t] - 1,
-      comm: cm === 0 ? null : comms[cm - 1],
-      state: ch === 0 ? null : String.fromCharCode(ch),
-      flags: flagsCol[t] === 0 ? null : flagsCol[t] - 1,
-      ppid: ppid[t] === 0 ? null : ppid[t] - 1,
-      startTime: startTime[t] === 0 ? null : startTime[t] - 1,
-      cpu: cpu[t] === 0 ? null : cpu[t] - 1,
-      patchState: ps === 0 ? null : ((ps - 2) as -1 | 0 | 1),
-      stackStatus: STACK_STATUSES[stackStatus[t]],
-      errno: e === 0 ? null : strings[e - 1],
-      running: running[t] !== 0,
-      statusKthread: sk === 0 ? null : sk === 2,
-      endMarker: endMarker[t] !== 0,
-      frameStart: n === 0 ? fi : start,
-      frameCount: n,
-      line: lineCol[t],
-    };
+    // Straight into the task columns: no object per task.
+    const i = tasks.pushIds(pid[t] === 0 ? null : pid[t] - 1, tid[t] === 0 ? null : tid[t] - 1, n === 0 ? fi : start, n, lineCol[t], STACK_STATUSES[stackStatus[t]]);
+    if (ch !== 0 || ps !== 0 || running[t] !== 0 || sk !== 0 || endMarker[t] !== 0) {
+      tasks.setFacts(i, ch === 0 ? null : String.fromCharCode(ch), ps === 0 ? null : ((ps - 2) as -1 | 0 | 1), running[t] !== 0, sk === 0 ? null : sk === 2, endMarker[t] !== 0);
+    }
+    if (flagsCol[t] !== 0 || ppid[t] !== 0 || startTime[t] !== 0 || cpu[t] !== 0) {
+      tasks.setNumbers(i, ppid[t] === 0 ? null : ppid[t] - 1, cpu[t] === 0 ? null : cpu[t] - 1, startTime[t] === 0 ? null : startTime[t] - 1, flagsCol[t] === 0 ? null : flagsCol[t] - 1);
+    }
+    if (e !== 0) tasks.setErrno(i, strings[e - 1]);
+    if (cm !== 0) tasks.setComm(i, comms[cm - 1]);
   }
   frames.length = fi;
 

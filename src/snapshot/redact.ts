@@ -3,7 +3,7 @@
  * (frames, symbol addresses, section bounds, `_text`), keeping names, types, sizes and order so
  * a check by name and size still works; and optional salted hashing of user tasks' comms.
  */
-import { type Capture, FrameColumns, FrameFlag, type Task } from "../model.js";
+import { type Capture, FrameColumns, FrameFlag, type Task, TaskTable } from "../model.js";
 import { type SymbolTable, symbolAddress } from "../symbols/table.js";
 import { SECTION_NAMES, type SectionRows } from "./model.js";
 
@@ -79,11 +79,11 @@ const PF_KTHREAD = 0x00200000;
 export function hashComms(cap: Capture): Capture {
   const salt = new Uint8Array(16);
   globalThis.crypto.getRandomValues(salt);
-  const tasks: Task[] = cap.tasks.map((t) => {
+  const tasks = TaskTable.from(cap.tasks.map((t) => {
     if (t.comm === null) return t;
     if ((t.flags !== null && (t.flags & PF_KTHREAD) !== 0) || t.statusKthread === true) return t;
     const label = `~${fnv1a(t.comm, salt).toString(16).padStart(8, "0")}`;
     return { ...t, comm: Uint8Array.from(label, (c) => c.charCodeAt(0)) };
-  });
+  }));
   return { ...cap, tasks };
 }
