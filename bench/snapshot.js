@@ -352,5 +352,13 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
   }
 }
 md.push("Regenerate: `npm run build && node --expose-gc bench/snapshot.js` (parts: `--only size,check,fleet`; `--quick` for a smaller run; `--runs N`); from a private copy of dist/ on a shared machine (see the head of bench/snapshot.js).", "");
-writeFileSync(here("SNAPSHOT-RESULTS.md"), md.join("\n"));
+// Notes written by hand below the generated part are kept (they explain the figures).
+const HAND = "## What these figures say (hand-written";
+let kept = "";
+try {
+  const old = readFileSync(here("SNAPSHOT-RESULTS.md"), "utf8");
+  const at = old.indexOf(HAND);
+  if (at >= 0) kept = old.slice(at);
+} catch {}
+writeFileSync(here("SNAPSHOT-RESULTS.md"), md.join("\n") + (kept === "" ? "" : `\n${kept}`));
 console.log("wrote bench/snapshot-results.json and bench/SNAPSHOT-RESULTS.md");

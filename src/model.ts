@@ -223,6 +223,15 @@ export class TaskTable implements Iterable<Task> {
     return i;
   }
 
+  /** Appends a row to be written later with set() (a builder's current task); returns its index. */
+  reserve(): number {
+    if (this.length === this.capacity) this.grow(this.length < 1 << 20 ? this.length * 2 : Math.ceil(this.length * 1.5));
+    const i = this.length++;
+    this.pid[i] = Number.NaN;
+    this.tid[i] = Number.NaN;
+    return i;
+  }
+
   /** Removes the last task. */
   pop(): void {
     if (this.length === 0) return;
@@ -239,9 +248,12 @@ export class TaskTable implements Iterable<Task> {
     this.line[i] = t.line;
     this.stackStatusCode[i] = STACK_STATUS_CODE[t.stackStatus];
     this.setFacts(i, t.state, t.patchState, t.running, t.statusKthread, t.endMarker);
-    this.setNumbers(i, t.ppid, t.cpu, t.startTime, t.flags);
-    this.setErrno(i, t.errno);
-    this.setComm(i, t.comm);
+    // The rare fields only when present or already held (a million /proc text tasks have none).
+    if (t.ppid !== null || t.cpu !== null || t.startTime !== null || t.flags !== null || this.ppidCol !== null || this.cpuCol !== null || this.startTimeCol !== null || this.flagsCol !== null) {
+      this.setNumbers(i, t.ppid, t.cpu, t.startTime, t.flags);
+    }
+    if (t.errno !== null || this.errnos.size > 0) this.setErrno(i, t.errno);
+    if (t.comm !== null || this.commLen !== null) this.setComm(i, t.comm);
   }
 
   /** The rarely present numbers of row i (null: absent). */

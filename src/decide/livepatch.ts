@@ -24,7 +24,7 @@ import {
   taskKind,
   TRAMPOLINES,
 } from "./kinds.js";
-import { type Blocker, type Direction, type Model, Outcomes, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
+import { type Blocker, type Direction, type Model, Outcomes, TASK_KINDS, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
 
 export interface DecideOptions {
   model: Model;
@@ -305,6 +305,9 @@ export const APPLIED_STACK_UNKNOWN = new Set(["livepatch-unreadable", "kpatch-un
 const EVERY_TASK_MIN = 10;
 
 const VANISHED = STACK_STATUS_CODE.vanished;
+/** kinds[] code of a task that has no outcome (vanished). */
+const NO_KIND = 255;
+const KIND_CODE: Record<TaskKind, number> = { user: 0, kthread: 1, "user-worker": 2, idle: 3 };
 
 const UNDECIDED_BEFORE_BLOCKED = new Set(["no-reliable-stacktrace", "running", "unreadable", "truncated", "unreliable", "freeze-would-fail"]);
 
@@ -416,19 +419,24 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // Tasks: kinds (chains are recomputed per task below rather than kept: a 1M-task capture
   // would hold a million context objects and chain arrays at once).
-  const kinds: (TaskKind | undefined)[] = new Array(cap.tasks.length);
-  const chainLen = new Int32Array(cap.tasks.length);
+  // Kind codes (TASK_KINDS index; NO_KIND for a vanished task) and counts by kind.
+  const T = cap.tasks.length;
+  const kinds = new Uint8Array(T);
+  const chainLen = new Int32Array(T);
+  const kindCount = new Float64Array(TASK_KINDS.length);
   let vanished = 0;
   const chains = new ChainCache(cap);
   const stackStatusCode = cap.tasks.stackStatusCode;
-  for (let index = 0; index < cap.tasks.length; index++) {
+  for (let index = 0; index < T; index++) {
     if (stackStatusCode[index] === VANISHED) {
+      kinds[index] = NO_KIND;
       vanished++;
       continue;
     }
-    const chain = chains.chain(index);
-    kinds[index] = chains.kind(index, chain);
-    chainLen[index] = chain.length;
+    const k = chains.classify(index);
+    kinds[index] = k;
+    chainLen[index] = chains.lastChainLength;
+    kindCount[k]++;
   }
   const NO_HITS: [number, number][] = [];
   // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
@@ -443,14 +451,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
   const everyTaskOfKind = new Set<number>();
-  const kindCount: Record<TaskKind, number> = { user: 0, kthread: 0, "user-worker": 0, idle: 0 };
   // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
-  const kindFunc = new Map<string, Map<number, number>>();
+  const kindFunc = new Map<number, Map<number, number>>();
   const funcsOf = new Map<[number, number][], number[]>();
-  for (let index = 0; index < kinds.length; index++) {
+  for (let index = 0; index < T; index++) {
     const kind = kinds[index];
-    if (kind === undefined) continue;
-    kindCount[kind]++;
+    if (kind === NO_KIND) continue;
     const hits = byTask[index];
     if (hits === undefined) continue;
     let funcs = funcsOf.get(hits);
@@ -461,11 +467,11 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
   for (const [kind, perFunc] of kindFunc) {
     // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
-    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindCount[kind as TaskKind]) everyTaskOfKind.add(fi);
+    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindCount[kind]) everyTaskOfKind.add(fi);
   }
 
   // Sized up front: growing a million-element array by push copies it ~20 times.
-  const outcomes = new Outcomes(Math.max(kinds.length - vanished, 1));
+  const outcomes = new Outcomes(Math.max(T - vanished, 1));
   const blockers: Blocker[] = [];
   const functionBlocking = ranges.functions.map(() => 0);
   let partialExcluded = 0;
@@ -477,17 +483,19 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       if (!seen) functionBlocking[mine[j].func]++;
     }
   };
-  for (let index = 0; index < kinds.length; index++) {
-    const kind = kinds[index];
-    if (kind === undefined) continue;
+  const frameStartOf = cap.tasks.frameStart;
+  for (let index = 0; index < T; index++) {
+    const kindCode = kinds[index];
+    if (kindCode === NO_KIND) continue;
+    const kind = TASK_KINDS[kindCode];
     const hits = byTask[index] ?? NO_HITS;
-    const rep = memo === null ? null : memo.find(index, kind, hits);
+    const rep = memo === null ? null : memo.find(index, kindCode, hits);
     if (rep !== null && rep.status !== null) {
       // Same stack and facts as an earlier task: its matches, moved to this task's frames (the
       // same list when the rows are shared: matches are read-only once made), and its outcome.
-      const delta = cap.tasks.frameStart[index] - cap.tasks.frameStart[rep.index];
+      const delta = frameStartOf[index] - frameStartOf[rep.index];
       const matches = delta === 0 ? rep.matches : rep.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
-      outcomes.push(index, kind, rep.status, matches);
+      outcomes.pushCodes(index, kindCode, rep.statusCode, matches);
       if (rep.status === "excluded") partialExcluded++;
       if (rep.blockers !== null) {
         // A literal in the same field order as below, not a spread: blockers of one hidden class
@@ -546,6 +554,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     // A remedy depends on the frames, kind and state, which the memo's signature covers.
     if (entry !== null) {
       entry.status = status;
+      entry.statusCode = TASK_STATUSES.indexOf(status);
       entry.blockers = mine;
     }
   }
@@ -623,7 +632,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 class ChainCache {
   // Indexed by the span's first row; the count is checked too (an empty task's frameStart is
   // just where the next rows would go, and a snapshot may share a prefix).
-  private readonly chains: ({ count: number; chain: number[]; kind: TaskKind | null } | undefined)[];
+  private readonly chains: ({ count: number; chain: number[]; kindCode: number } | undefined)[];
 
   constructor(private readonly cap: Capture) {
     this.chains = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : [];
@@ -633,12 +642,12 @@ class ChainCache {
     return { frameStart: this.cap.tasks.frameStart[index], frameCount: this.cap.tasks.frameCount[index] };
   }
 
-  private entry(index: number): { count: number; chain: number[]; kind: TaskKind | null } | null {
+  private entry(index: number): { count: number; chain: number[]; kindCode: number } | null {
     const start = this.cap.tasks.frameStart[index];
     const count = this.cap.tasks.frameCount[index];
     if (!this.cap.sharedRows || count === 0) return null;
     let e = this.chains[start];
-    if (e === undefined) this.chains[start] = e = { count, chain: realChain(this.cap, this.rows(index)), kind: null };
+    if (e === undefined) this.chains[start] = e = { count, chain: realChain(this.cap, this.rows(index)), kindCode: -1 };
     return e.count === count ? e : null;
   }
 
@@ -646,13 +655,20 @@ class ChainCache {
     return this.entry(index)?.chain ?? realChain(this.cap, this.rows(index));
   }
 
-  kind(index: number, chain: number[]): TaskKind {
+  /** The chain length of the task last given to classify(). */
+  lastChainLength = 0;
+
+  /** Task `index`'s kind as a TASK_KINDS code; sets lastChainLength. */
+  classify(index: number): number {
+    const e = this.entry(index);
+    const chain = e?.chain ?? realChain(this.cap, this.rows(index));
+    this.lastChainLength = chain.length;
     const tasks = this.cap.tasks;
     const pid = tasks.pidOf(index) ?? tasks.tidOf(index);
-    const byChainOnly = pid !== 0 && tasks.flagsOf(index) === null && tasks.statusKthreadOf(index) !== true;
-    const e = byChainOnly ? this.entry(index) : null;
-    if (e === null) return taskKind(this.cap, tasks.get(index), chain);
-    return (e.kind ??= taskKind(this.cap, tasks.get(index), e.chain));
+    const byChainOnly = e !== null && pid !== 0 && tasks.flagsOf(index) === null && tasks.statusKthreadOf(index) !== true;
+    if (!byChainOnly) return KIND_CODE[taskKind(this.cap, tasks.get(index), chain)];
+    if (e.kindCode < 0) e.kindCode = KIND_CODE[taskKind(this.cap, tasks.get(index), e.chain)];
+    return e.kindCode;
   }
 }
 
@@ -664,10 +680,12 @@ function mixHash(h: number, v: number): number {
 /** A memo representative: the first task of a signature and what deciding it produced. */
 interface MemoEntry {
   index: number;
-  kind: string;
+  /** TASK_KINDS index. */
+  kind: number;
   hits: [number, number][];
   matches: RuleMatch[];
   status: TaskOutcome["status"] | null;
+  statusCode: number;
   /** Its blockers (status blocked), to copy with this task's index and frames. */
   blockers: Blocker[] | null;
 }
@@ -682,7 +700,7 @@ interface MemoEntry {
 class RuleMemo {
   private readonly buckets = new Map<number, MemoEntry[]>();
   private size = 0;
-  private pending: { index: number; hash: number; kind: string; hits: [number, number][] } | null = null;
+  private pending: { index: number; hash: number; kind: number; hits: [number, number][] } | null = null;
   /** Shared row spans known to hold no unparsed row: by first row, the row count (0: unknown). */
   private readonly clean: Int32Array;
   /** Shared rows: representatives by their span's first row (same() checks the count and facts). */
@@ -698,14 +716,14 @@ class RuleMemo {
     this.bySpan = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : [];
   }
 
-  private hash(index: number, kind: string, hits: [number, number][]): number {
+  private hash(index: number, kind: number, hits: [number, number][]): number {
     const tasks = this.cap.tasks;
     const frameStart = tasks.frameStart[index];
     const frameCount = tasks.frameCount[index];
     const f = this.cap.frames;
     const keys = this.input.resolved.keys;
     let h = 0x811c9dc5;
-    h = mixHash(h, kind.length + kind.charCodeAt(0) * 31);
+    h = mixHash(h, kind);
     h = mixHash(h, frameCount);
     h = mixHash(h, tasks.patchStateCode[index]);
     h = mixHash(h, tasks.bits[index]);
@@ -730,7 +748,7 @@ class RuleMemo {
     return h >>> 0;
   }
 
-  private same(e: MemoEntry, b: number, kind: string, hits: [number, number][]): boolean {
+  private same(e: MemoEntry, b: number, kind: number, hits: [number, number][]): boolean {
     const a = e.index;
     const tasks = this.cap.tasks;
     if (e.kind !== kind) return false;
@@ -767,7 +785,7 @@ class RuleMemo {
   }
 
   /** A representative with the same signature as task `index`, or null (then call remember()). */
-  find(index: number, kind: string, hits: [number, number][]): MemoEntry | null {
+  find(index: number, kind: number, hits: [number, number][]): MemoEntry | null {
     this.pending = null;
     const frameStart = this.cap.tasks.frameStart[index];
     const frameCount = this.cap.tasks.frameCount[index];
@@ -792,7 +810,7 @@ class RuleMemo {
     const p = this.pending;
     if (p === null || p.index !== index) return null;
     this.pending = null;
-    const e: MemoEntry = { index, kind: p.kind, hits: p.hits, matches: matches.map((x) => ({ ...x })), status: null, blockers: null };
+    const e: MemoEntry = { index, kind: p.kind, hits: p.hits, matches: matches.map((x) => ({ ...x })), status: null, statusCode: 0, blockers: null };
     const list = this.buckets.get(p.hash);
     if (list === undefined) this.buckets.set(p.hash, [e]);
     else list.push(e);

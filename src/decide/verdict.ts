@@ -103,11 +103,16 @@ export class Outcomes implements Iterable<TaskOutcome> {
   }
 
   push(task: number, kind: TaskKind, status: TaskStatus, matches: RuleMatch[]): void {
+    this.pushCodes(task, KIND_CODE[kind], STATUS_CODE[status], matches);
+  }
+
+  /** push() with the kind and status as TASK_KINDS / TASK_STATUSES indices. */
+  pushCodes(task: number, kindCode: number, statusCode: number, matches: RuleMatch[]): void {
     if (this.length === this.task.length) this.grow(this.length * 2);
     const i = this.length++;
     this.task[i] = task;
-    this.kindCode[i] = KIND_CODE[kind];
-    this.statusCode[i] = STATUS_CODE[status];
+    this.kindCode[i] = kindCode;
+    this.statusCode[i] = statusCode;
     this.matchList[i] = matches;
   }
 

@@ -47,7 +47,7 @@ export class CaptureBuilder {
     partial.frameStart = this.frames.length;
     partial.line = line;
     const t = newTask(partial as Partial<Task> & { frameStart: number });
-    this.currentIndex = this.tasks.pushIds(null, null, t.frameStart, 0, line, "ok");
+    this.currentIndex = this.tasks.reserve();
     this.current = t;
     return t;
   }
@@ -74,7 +74,7 @@ export class CaptureBuilder {
       frameCount: 0,
       line,
     };
-    this.currentIndex = this.tasks.pushIds(pid, tid, t.frameStart, 0, line, "ok");
+    this.currentIndex = this.tasks.reserve();
     this.current = t;
     return t;
   }

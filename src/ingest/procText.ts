@@ -95,6 +95,15 @@ export class ProcTextParser {
    */
   private pendingStack = -1;
   private pendingCount = 0;
+  /**
+   * The current task exists only as these fields (fastRun() started it; nothing else touched it):
+   * when its stack's rows are already shared it goes into the task columns without ever being a
+   * builder task. materialize() makes it one.
+   */
+  private lean = false;
+  private leanPid = 0;
+  private leanTid = 0;
+  private leanLine = 0;
   private pendingSource: RunSource | null = null;
   /** Per tokenizer stack id: its shared rows, null when it cannot be shared, undefined unseen. */
   private readonly shared: (SharedStack | null | undefined)[] = [];
@@ -135,10 +144,13 @@ export class ProcTextParser {
   fastRun(pid: number, tid: number, line: number, count: number, stack: number, source: RunSource): void {
     const last = line + count - 1;
     if (last > this.lastNumbered) this.lastNumbered = last;
-    const t = this.b.current;
-    if (t === null || t.pid !== pid || t.tid !== tid || t.stackStatus !== "ok") {
-      this.startTask(pid, tid, line);
+    if (this.lean ? this.leanPid !== pid || this.leanTid !== tid : this.startsTask(pid, tid)) {
+      this.closeTask();
       // Fields, not an object: one run per task, a million tasks.
+      this.lean = true;
+      this.leanPid = pid;
+      this.leanTid = tid;
+      this.leanLine = line;
       this.pendingStack = stack;
       this.pendingCount = count;
       this.pendingSource = source;
@@ -157,9 +169,23 @@ export class ProcTextParser {
     }
   }
 
+  /** Whether a run of (pid, tid) starts a new task rather than continuing the builder's current one. */
+  private startsTask(pid: number, tid: number): boolean {
+    const t = this.b.current;
+    return t === null || t.pid !== pid || t.tid !== tid || t.stackStatus !== "ok";
+  }
+
+  /** Makes a lean current task a builder task (its rows still pending). */
+  private materialize(): void {
+    if (!this.lean) return;
+    this.lean = false;
+    this.b.startTaskIds(this.leanPid, this.leanTid, null, this.leanLine);
+  }
+
   /** Gives a pending task its own rows (something other than its run touches it). */
   private unpend(): void {
     if (this.pendingStack < 0) return;
+    this.materialize();
     const stack = this.pendingStack;
     this.pendingStack = -1;
     this.replay(this.pendingSource!.stack(stack), this.pendingSource!, this.b.current!.line);
@@ -189,6 +215,21 @@ export class ProcTextParser {
   }
 
   private closeTask(): void {
+    if (this.lean) {
+      const known = this.shared[this.pendingStack];
+      if (known === undefined || known === null) this.materialize();
+      else {
+        // A repeat of a shared stack: straight into the task columns (what placePending() and
+        // endTask() would make of it, without the builder task).
+        this.lean = false;
+        this.pendingStack = -1;
+        this.sharedUsed = true;
+        const status = known.count === 0 ? "empty" : known.count >= PROC_STACK_MAX && !known.endMarker ? "truncated" : "ok";
+        const i = this.b.tasks.pushIds(this.leanPid, this.leanTid, known.start, known.count, this.leanLine, status);
+        if (known.endMarker) this.b.tasks.setFacts(i, null, null, false, null, true);
+        return;
+      }
+    }
     const t = this.b.current;
     if (t === null) return;
     const rows = this.pendingStack >= 0 ? this.placePending(t) : undefined;
@@ -230,6 +271,7 @@ export class ProcTextParser {
   }
 
   private frame(buf: Uint8Array, s: number, e: number, line: number): void {
+    this.materialize();
     if (this.b.current === null) this.startTask(null, null, line);
     const t = this.b.current!;
     const f = this.b.frames;
@@ -322,6 +364,7 @@ export class ProcTextParser {
   }
 
   private other(line: number): void {
+    this.materialize();
     if (this.b.current !== null) {
       this.b.addUnparsed(line);
       return;
