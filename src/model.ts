@@ -139,7 +139,7 @@ const PATCH_STATE_NULL = -2;
  * (set() does). Hot loops read the columns; the array-like helpers (map, filter, …) are for
  * code that looks at a few tasks or reads better with objects.
  */
-export class TaskTable implements Iterable<Task> {
+export class TaskTable implements Iterable<Readonly<Task>> {
   length = 0;
   /** null as NaN (Float64: pids and tids are identities, never truncated to 32 bits). */
   pid: Float64Array;
@@ -390,7 +390,7 @@ export class TaskTable implements Iterable<Task> {
     return this.commLen !== null || this.flagsCol !== null;
   }
 
-  get(i: number): Task {
+  get(i: number): Readonly<Task> {
     if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`task ${i} of ${this.length}`);
     return {
       pid: this.pidOf(i),
@@ -413,28 +413,29 @@ export class TaskTable implements Iterable<Task> {
     };
   }
 
-  *[Symbol.iterator](): Iterator<Task> {
+  *[Symbol.iterator](): Iterator<Readonly<Task>> {
     for (let i = 0; i < this.length; i++) yield this.get(i);
   }
 
+  /** Copies of every row (mutable: changing one changes nothing here). */
   toArray(): Task[] {
     const out: Task[] = new Array(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
+    for (let i = 0; i < this.length; i++) out[i] = { ...this.get(i) };
     return out;
   }
 
-  map<T>(fn: (t: Task, i: number) => T): T[] {
+  map<T>(fn: (t: Readonly<Task>, i: number) => T): T[] {
     const out: T[] = new Array(this.length);
     for (let i = 0; i < this.length; i++) out[i] = fn(this.get(i), i);
     return out;
   }
 
-  forEach(fn: (t: Task, i: number) => void): void {
+  forEach(fn: (t: Readonly<Task>, i: number) => void): void {
     for (let i = 0; i < this.length; i++) fn(this.get(i), i);
   }
 
-  filter(pred: (t: Task, i: number) => boolean): Task[] {
-    const out: Task[] = [];
+  filter(pred: (t: Readonly<Task>, i: number) => boolean): Readonly<Task>[] {
+    const out: Readonly<Task>[] = [];
     for (let i = 0; i < this.length; i++) {
       const t = this.get(i);
       if (pred(t, i)) out.push(t);
@@ -442,7 +443,7 @@ export class TaskTable implements Iterable<Task> {
     return out;
   }
 
-  find(pred: (t: Task, i: number) => boolean): Task | undefined {
+  find(pred: (t: Readonly<Task>, i: number) => boolean): Readonly<Task> | undefined {
     for (let i = 0; i < this.length; i++) {
       const t = this.get(i);
       if (pred(t, i)) return t;
@@ -450,16 +451,16 @@ export class TaskTable implements Iterable<Task> {
     return undefined;
   }
 
-  findIndex(pred: (t: Task, i: number) => boolean): number {
+  findIndex(pred: (t: Readonly<Task>, i: number) => boolean): number {
     for (let i = 0; i < this.length; i++) if (pred(this.get(i), i)) return i;
     return -1;
   }
 
-  some(pred: (t: Task, i: number) => boolean): boolean {
+  some(pred: (t: Readonly<Task>, i: number) => boolean): boolean {
     return this.findIndex(pred) >= 0;
   }
 
-  every(pred: (t: Task, i: number) => boolean): boolean {
+  every(pred: (t: Readonly<Task>, i: number) => boolean): boolean {
     return this.findIndex((t, i) => !pred(t, i)) < 0;
   }
 }

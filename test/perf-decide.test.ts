@@ -18,14 +18,15 @@ function capture(): Capture {
   // Vary the facts the rules read on tasks that share stacks.
   const rnd = prng(99);
   const states = ["S", "D", "R", "I", null] as const;
-  for (const t of cap.tasks) {
+  cap.tasks.toArray().forEach((t, i) => {
     const r = rnd();
     if (r < 0.1) t.state = states[Math.floor(rnd() * states.length)];
     else if (r < 0.15) t.running = true;
     else if (r < 0.2) t.patchState = rnd() < 0.5 ? 0 : 1;
     else if (r < 0.22) t.pid = 0;
     else t.state = "S";
-  }
+    cap.tasks.set(i, t);
+  });
   return cap;
 }
 

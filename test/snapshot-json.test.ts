@@ -33,3 +33,24 @@ test("the schema and the parser both reject a broken document", () => {
   expect(() => parseSnapshotJson(JSON.stringify(doc), "bad.json")).toThrow(PatchsafeError);
   expect(() => parseSnapshotJson(JSON.stringify(doc), "bad.json")).toThrow(/stackStatus/);
 });
+
+test("every stack status survives the JSON form (a task's own status, not the builder's 'empty')", async () => {
+  const { parseProcText } = await import("../src/ingest/procText.js");
+  const cap = parseProcText(
+    [
+      "/proc/10/task/10/stack:[<0>] do_epoll_wait+0x588/0x5e0",
+      "grep: /proc/11/task/11/stack: Operation not permitted",
+      "grep: /proc/12/task/12/stack: No such file or directory",
+      "",
+    ].join("\n"),
+    "t.txt",
+  );
+  const before = cap.tasks.map((t) => [t.tid, t.stackStatus, t.errno]);
+  expect(before).toEqual([
+    [10, "ok", null],
+    [11, "unreadable", "EPERM"],
+    [12, "vanished", "ENOENT"],
+  ]);
+  const back = parseSnapshotJson(snapshotToJson(cap, null), "t.json").capture;
+  expect(back.tasks.map((t) => [t.tid, t.stackStatus, t.errno])).toEqual(before);
+});

@@ -256,8 +256,10 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
       const kind = b.addToken(bytes, 0, bytes.length, fline, addr !== null, addr === null ? 0 : Number(addr & 0xffffffffn), addr === null ? 0 : Number(addr >> 32n), extra);
       if (kind !== TokenKind.Frame) bad(fp, `not a frame token: ${JSON.stringify(text)}`);
     });
-    b.endTask();
-    started.stackStatus = status;
+    // The file's status wins over endTask()'s "empty" for a task without frames.
+    b.endTask(undefined, (t) => {
+      t.stackStatus = status;
+    });
   });
   const capture = b.finish({
     name: str(so.name, "$.capture.source.name"),
