@@ -53,4 +53,13 @@ test("every stack status survives the JSON form (a task's own status, not the bu
   ]);
   const back = parseSnapshotJson(snapshotToJson(cap, null), "t.json").capture;
   expect(back.tasks.map((t) => [t.tid, t.stackStatus, t.errno])).toEqual(before);
+  // The document's status is the model's, even where the builder would have said "empty" (a
+  // psnap may hold an "ok" task without frames; JSON and psnap must give the same model).
+  const doc = JSON.parse(snapshotToJson(cap, null)) as { header: { frames: number }; tasks: { stackStatus: string; frames: unknown[] }[] };
+  expect(doc.tasks[0].stackStatus).toBe("ok");
+  doc.header.frames -= doc.tasks[0].frames.length;
+  doc.tasks[0].frames = [];
+  const okEmpty = parseSnapshotJson(JSON.stringify(doc), "t.json").capture;
+  expect(okEmpty.tasks.get(0).frameCount).toBe(0);
+  expect(okEmpty.tasks.get(0).stackStatus).toBe("ok");
 });
