@@ -73,11 +73,16 @@ function rangeColumns(ranges: RangeTable): { rangeStart: Uint32Array; rangeLast:
  * Scans the capture's frames against the ranges and returns hits per task. With shared rows
  * (Capture.sharedRows) each row is scanned once and the hits are handed to every task that
  * points at it: ordered by task, then frame (not by frame as a scan of owned rows is).
+ * The result belongs to the caller (CheckResult.hits): owned rows take scan()'s own arrays;
+ * shared rows read the row hits as a borrowed view (scanView(): no copy out of the kernel) and
+ * copy them into new per-task arrays before anything else calls the scanner.
  */
 export function scanCapture(scanner: Scanner, capture: Capture, resolved: ResolvedFrames, ranges: RangeTable): ScanHits {
   if (!capture.sharedRows) return scanner.scan(scanInputFor(capture, resolved, ranges));
   const rows = capture.frames.length;
-  const rowHits = scanner.scan({ keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), ...rangeColumns(ranges) });
+  const rowInput: ScanInput = { keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), ...rangeColumns(ranges) };
+  // Valid until the scanner's next call: only read below, never kept.
+  const rowHits = scanner.scanView !== undefined ? scanner.scanView(rowInput) : scanner.scan(rowInput);
   // Hits of each distinct row span, found once (rowHits is sorted by frame), kept by first row
   // and checked by row count (a snapshot may share a stack's prefix).
   const spanFirst = new Int32Array(rows + 1).fill(-1);

@@ -1,5 +1,5 @@
 /** The range scan: shared types, the BigInt reference, and the wasm kernel's host side. */
-export type { ScanHits, ScanInput, Scanner } from "./types.js";
+export type { ScanHits, ScanHitsView, ScanInput, Scanner, ViewScanner } from "./types.js";
 export { referenceScanner, validateScanInput } from "./reference.js";
 export { tsScanner } from "./tsScan.js";
 export {

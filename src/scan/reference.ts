@@ -4,7 +4,7 @@
  * production use. Also home of the input validation every scanner runs first.
  */
 import { PatchsafeError } from "../errors.js";
-import type { ScanHits, ScanInput, Scanner } from "./types.js";
+import type { ScanHits, ScanHitsView, ScanInput, ViewScanner } from "./types.js";
 
 function u64At(pairs: Uint32Array, i: number): bigint {
   return (BigInt(pairs[2 * i + 1]!) << 32n) | BigInt(pairs[2 * i]!);
@@ -75,8 +75,12 @@ export function validateScanRanges(rangeStart: Uint32Array, rangeLast: Uint32Arr
   }
 }
 
-export const referenceScanner: Scanner = {
+export const referenceScanner: ViewScanner = {
   kind: "reference",
+  /** scan() itself: its arrays are new per call (it has no memory to lend). */
+  scanView(input: ScanInput): ScanHitsView {
+    return referenceScanner.scan(input);
+  },
   scan(input: ScanInput): ScanHits {
     validateScanInput(input);
     const ranges = input.rangeStart.length / 2;

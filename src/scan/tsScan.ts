@@ -21,7 +21,7 @@
  * all live at 0xffffffff_xxxxxxxx) the search runs on the low halves alone.
  */
 import { validateScanInput } from "./reference.js";
-import type { ScanHits, ScanInput, Scanner } from "./types.js";
+import type { ScanHits, ScanHitsView, ScanInput, ViewScanner } from "./types.js";
 
 const BLOCK_LOG = 6;
 const BLOCK = 1 << BLOCK_LOG;
@@ -390,23 +390,38 @@ function sameRanges(a: Uint32Array, b: Uint32Array): boolean {
   return true;
 }
 
-/** Pure-TypeScript scanner with the kernel's algorithm; results equal the reference's. */
-export const tsScanner: Scanner = {
+/** Validates `input` and scans it into new hit columns (with spare room past `count`). */
+function scanAll(input: ScanInput): Hits {
+  validateScanInput(input);
+  const out = new Hits();
+  const n = input.rangeStart.length >>> 1;
+  if (n > 0 && input.keys.length > 0) {
+    let c = cached;
+    if (c === null || !sameRanges(c.start, input.rangeStart) || !sameRanges(c.last, input.rangeLast)) {
+      cached = null;
+      c = { start: input.rangeStart.slice(), last: input.rangeLast.slice(), prepared: prepare(input.rangeStart, input.rangeLast), memo: new Memo() };
+      cached = c;
+    }
+    scanKeys(c.prepared, c.memo, input.keys, out);
+  }
+  return out;
+}
+
+/**
+ * Pure-TypeScript scanner with the kernel's algorithm; results equal the reference's. Its
+ * scanView() returns subarrays of the columns the scan filled (new per call, so they even
+ * outlive the next call; the ScanHitsView contract does not promise that).
+ */
+export const tsScanner: ViewScanner = {
   kind: "typescript",
   scan(input: ScanInput): ScanHits {
-    validateScanInput(input);
-    const out = new Hits();
-    const n = input.rangeStart.length >>> 1;
-    if (n > 0 && input.keys.length > 0) {
-      let c = cached;
-      if (c === null || !sameRanges(c.start, input.rangeStart) || !sameRanges(c.last, input.rangeLast)) {
-        cached = null;
-        c = { start: input.rangeStart.slice(), last: input.rangeLast.slice(), prepared: prepare(input.rangeStart, input.rangeLast), memo: new Memo() };
-        cached = c;
-      }
-      scanKeys(c.prepared, c.memo, input.keys, out);
-    }
+    const out = scanAll(input);
     const frame = out.frame.slice(0, out.count);
     return { count: out.count, task: tasksOfFrames(input.taskFrameStart, frame), frame, range: out.range.slice(0, out.count) };
+  },
+  scanView(input: ScanInput): ScanHitsView {
+    const out = scanAll(input);
+    const frame = out.frame.subarray(0, out.count);
+    return { count: out.count, task: tasksOfFrames(input.taskFrameStart, frame), frame, range: out.range.subarray(0, out.count) };
   },
 };

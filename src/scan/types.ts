@@ -32,8 +32,36 @@ export interface ScanHits {
   range: Uint32Array;
 }
 
+/**
+ * The same hits as ScanHits (same order, `count` elements per array), BORROWED from the scanner
+ * that returned them: the arrays may be views on the scanner's own memory (the wasm kernel's
+ * output columns) or on scratch it reuses. They are valid until the next call of any method of
+ * that scanner (scan, scanView, or a benchmark baseline), which may overwrite them, or detach
+ * them (length 0) when wasm memory grows. Read them right away, or copy what must outlive the
+ * next call (`view.frame.slice()`); never keep a view itself. Writing into them does not affect
+ * the scanner's later results, only what this view reads.
+ */
+export interface ScanHitsView {
+  readonly count: number;
+  readonly task: Uint32Array;
+  readonly frame: Uint32Array;
+  readonly range: Uint32Array;
+}
+
 export interface Scanner {
   readonly kind: "wasm-release" | "wasm-debug" | "reference" | "typescript";
   /** Validates `input` (PatchsafeError E_SCAN_INPUT) and returns every hit. Does not keep `input`. */
   scan(input: ScanInput): ScanHits;
+  /**
+   * scan() without copying the hits out: the same validation and hits, as a ScanHitsView that
+   * the next call on this scanner may overwrite. For callers that consume the hits at once (the
+   * pipeline's scan of shared frame rows). Optional for scanners written outside patchsafe;
+   * patchsafe's own (wasm release and debug, the TypeScript port, the reference) all have it.
+   */
+  scanView?(input: ScanInput): ScanHitsView;
+}
+
+/** A Scanner whose scanView() is present (every scanner patchsafe creates). */
+export interface ViewScanner extends Scanner {
+  scanView(input: ScanInput): ScanHitsView;
 }

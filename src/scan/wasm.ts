@@ -8,10 +8,15 @@
  * of keys: copy, then scan until the chunk is consumed; hits accumulate in the kernel's output
  * columns across chunks and are copied out in bulk (typed-array slices) only when the columns
  * are full and at the end -> map frames to tasks.
+ *
+ * scanView() is the same scan without the final copy: when every hit is still in the kernel's
+ * columns (the common case: they hold up to the frame count, at most DEFAULT_HIT_CAPACITY) it
+ * returns subarrays of linear memory; hits that had to be drained mid-scan go to scratch
+ * arrays the scanner reuses. Either way the next call overwrites them (ScanHitsView).
  */
 import { PatchsafeError } from "../errors.js";
 import { validateScanRanges, validateScanShape } from "./reference.js";
-import type { ScanHits, ScanInput, Scanner } from "./types.js";
+import type { ScanHits, ScanHitsView, ScanInput, ViewScanner } from "./types.js";
 
 /** The kernel ABI this loader speaks (assembly/index.ts ABI_VERSION). */
 export const SCAN_ABI_VERSION = 2;
@@ -89,7 +94,7 @@ export class WasmAbortError extends Error {
  * same chunked copies into linear memory, one export call per chunk) but do no lookup:
  * interopOnly() calls an empty export per chunk, memoryFloor() sums the chunk inside wasm.
  */
-export interface WasmScanner extends Scanner {
+export interface WasmScanner extends ViewScanner {
   interopOnly(keys: Uint32Array): number;
   memoryFloor(keys: Uint32Array): number;
 }
@@ -180,16 +185,35 @@ function concat(pieces: readonly Uint32Array[], count: number): Uint32Array {
 
 /** Maps ascending global frame indexes to task indexes with one forward cursor. */
 function tasksOfFrames(taskFrameStart: Uint32Array, frame: Uint32Array): Uint32Array {
-  const task = new Uint32Array(frame.length);
+  return tasksInto(taskFrameStart, frame, new Uint32Array(frame.length), true);
+}
+
+/**
+ * Writes the task of each frame into task[0, frame.length) (task has room). `zeroed`: task is
+ * known to be all zero (a new array), so a single-task scan writes nothing.
+ */
+function tasksInto(taskFrameStart: Uint32Array, frame: Uint32Array, task: Uint32Array, zeroed: boolean): Uint32Array {
+  const n = frame.length;
   // one task (a scan of shared rows, the common case): every hit is task 0
-  if (taskFrameStart.length === 2) return task;
+  if (taskFrameStart.length === 2) {
+    if (!zeroed) task.fill(0, 0, n);
+    return task;
+  }
   let t = 0;
-  for (let i = 0; i < frame.length; i++) {
+  for (let i = 0; i < n; i++) {
     const f = frame[i]!;
     while (taskFrameStart[t + 1]! <= f) t++;
     task[i] = t;
   }
   return task;
+}
+
+/** `a` if it holds `need` elements, else a larger array with a's first `keep` elements. */
+function atLeast(a: Uint32Array, need: number, keep: number): Uint32Array {
+  if (need <= a.length) return a;
+  const b = new Uint32Array(Math.max(need, Math.min(a.length * 2, 0x4000_0000)));
+  b.set(a.subarray(0, keep));
+  return b;
 }
 
 /**
@@ -232,7 +256,17 @@ export function createWasmScanner(
     return heap32;
   };
 
-  function scan(input: ScanInput): ScanHits {
+  // scanView()'s scratch: hits drained from the kernel's columns mid-scan, and the task column.
+  // Kept between calls (a view is valid until the next call); they grow to the largest scan's hits.
+  let scratchFrame: Uint32Array = new Uint32Array(0);
+  let scratchRange: Uint32Array = new Uint32Array(0);
+  let scratchTask: Uint32Array = new Uint32Array(0);
+
+  /**
+   * scan() (`borrow` false: owned arrays) and scanView() (`borrow` true: views on the kernel's
+   * columns when every hit is still there, else on the scratch arrays).
+   */
+  function run(input: ScanInput, borrow: boolean): ScanHits {
     // The ranges' own check (last >= start) runs in the kernel's setRanges(), which compares
     // them with the installed ones first; validateScanRanges() names the offending range, and
     // runs here wherever the kernel does not see the ranges.
@@ -282,8 +316,15 @@ export function createWasmScanner(
     const rangeWord = ex.hitRangePtr() >>> 2;
     const drain = (): void => {
       mem = view();
-      frameCols.push(mem.slice(frameWord, frameWord + pending));
-      rangeCols.push(mem.slice(rangeWord, rangeWord + pending));
+      if (borrow) {
+        scratchFrame = atLeast(scratchFrame, count + pending, count);
+        scratchRange = atLeast(scratchRange, count + pending, count);
+        scratchFrame.set(mem.subarray(frameWord, frameWord + pending), count);
+        scratchRange.set(mem.subarray(rangeWord, rangeWord + pending), count);
+      } else {
+        frameCols.push(mem.slice(frameWord, frameWord + pending));
+        rangeCols.push(mem.slice(rangeWord, rangeWord + pending));
+      }
       count += pending;
       pending = 0;
     };
@@ -301,6 +342,23 @@ export function createWasmScanner(
         if (done === n) break;
         drain(); // stopped early: the columns are full
       }
+    }
+    if (borrow) {
+      let frame: Uint32Array;
+      let range: Uint32Array;
+      if (count === 0) {
+        // every hit is still in the kernel's columns: hand them out where they are
+        mem = view();
+        frame = mem.subarray(frameWord, frameWord + pending);
+        range = mem.subarray(rangeWord, rangeWord + pending);
+        count = pending;
+      } else {
+        if (pending > 0) drain();
+        frame = scratchFrame.subarray(0, count);
+        range = scratchRange.subarray(0, count);
+      }
+      scratchTask = atLeast(scratchTask, count, 0);
+      return { count, task: tasksInto(taskFrameStart, frame, scratchTask, false).subarray(0, count), frame, range };
     }
     if (pending > 0 || frameCols.length === 0) drain();
     const frame = frameCols.length === 1 ? frameCols[0]! : concat(frameCols, count);
@@ -325,7 +383,8 @@ export function createWasmScanner(
 
   return {
     kind,
-    scan,
+    scan: (input: ScanInput): ScanHits => run(input, false),
+    scanView: (input: ScanInput): ScanHitsView => run(input, true),
     interopOnly: (keys) => chunked(keys, (n) => ex.hitCount() + n),
     memoryFloor: (keys) => chunked(keys, (n) => ex.sumKeys(0, n)),
   };
