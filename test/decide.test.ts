@@ -116,19 +116,19 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     const r = runCheck(cap, ["do_epoll_wait"]);
     expect(r.verdict.verdict).toBe("blocked");
     expect(r.verdict.blockers.map((b) => b.remedy.code)).toEqual(["signal", "wait"]);
-    expect(r.verdict.blockers[0].remedy.message).toMatch(/fake signal/);
+    expect(r.verdict.blockers.get(0).remedy.message).toMatch(/fake signal/);
   });
 
   it("park-offline-cpu: an smpboot thread blocked below smpboot_thread_fn", () => {
     const cap = nativeCapture([kth([fr("run_ksoftirqd", 0x20), fr("smpboot_thread_fn", 0x18c)], { comm: "ksoftirqd/1", state: "S" })]);
     const r = runCheck(cap, ["run_ksoftirqd"]);
-    expect(r.verdict.blockers[0].remedy.code).toBe("park-offline-cpu");
+    expect(r.verdict.blockers.get(0).remedy.code).toBe("park-offline-cpu");
   });
 
   it("never-leaves names the callees to patch instead", () => {
     const cap = nativeCapture([kth([fr("msleep", 0x10), fr("rescuer_thread", 0x2fd)])]);
     const r = runCheck(cap, ["rescuer_thread"]);
-    expect(r.verdict.blockers[0].remedy).toMatchObject({ code: "never-leaves", callees: ["msleep"] });
+    expect(r.verdict.blockers.get(0).remedy).toMatchObject({ code: "never-leaves", callees: ["msleep"] });
   });
 
   it("running: state R is undecided even when inside the patched function", () => {
@@ -212,10 +212,10 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     const cap = nativeCapture([user([atEnd, ...USER_EPOLL.slice(1)])]);
     const r = runCheck(cap, ["do_epoll_wait"]);
     expect(outcome(r).status).toBe("blocked");
-    expect(r.verdict.blockers[0]).toMatchObject({ kernelSees: false, role: "conservative-extra" });
+    expect(r.verdict.blockers.get(0)).toMatchObject({ kernelSees: false, role: "conservative-extra" });
     expect(r.verdict.kernelCheck.result).toBe("pass");
     const next = runCheck(cap, [after[0]]);
-    expect(next.verdict.blockers[0]).toMatchObject({ kernelSees: true, role: "original" });
+    expect(next.verdict.blockers.get(0)).toMatchObject({ kernelSees: true, role: "original" });
   });
 
   it("idle tasks in the idle loop never hold the transition", () => {

@@ -10,6 +10,7 @@ import { generateProcDump, prng } from "../src/generate/procDump.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import type { Capture } from "../src/model.js";
 import { referenceScanner } from "../src/scan/reference.js";
+import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { hostCapture, hostTable, patchOf } from "./helpers.js";
 
 function capture(): Capture {
@@ -48,5 +49,56 @@ describe("rule memo: same verdict as running every rule on every task", () => {
         expect(memoized.counts.blocked).toBeGreaterThan(100);
       });
     }
+  }
+});
+
+describe("span classes (shared rows): same verdict as running every rule on every task", () => {
+  // A decoded snapshot shares rows between tasks of one stack (Capture.sharedRows), which is
+  // what turns SpanClasses on; vary every fact a class is keyed on, and the ones that keep a
+  // task out of any class (pid 0, PF flags, errno).
+  function sharedCapture(): Capture {
+    // grep -H shape: a task's frames are on its own consecutive lines, so the snapshot shares them.
+    const source = hostCapture("capture.json");
+    const base = parseProcText(generateProcDump(source, { tasks: 1500, seed: 4, shape: "grep", in: [{ object: "vmlinux", name: "do_epoll_wait", share: 0.3 }] }).text);
+    const rnd = prng(7);
+    const states = ["S", "D", "R", "I", null] as const;
+    base.tasks.toArray().forEach((t, i) => {
+      const r = rnd();
+      if (r < 0.1) t.state = states[Math.floor(rnd() * states.length)];
+      else if (r < 0.15) t.running = true;
+      else if (r < 0.2) t.patchState = rnd() < 0.5 ? 0 : 1;
+      else if (r < 0.22) t.pid = 0;
+      else if (r < 0.25) t.flags = rnd() < 0.5 ? 0x00200000 : 0x40;
+      else if (r < 0.27) {
+        t.stackStatus = "unreadable";
+        t.errno = "EPERM";
+      } else if (r < 0.29) t.statusKthread = true;
+      else if (r < 0.3) t.endMarker = true;
+      else t.state = "S";
+      base.tasks.set(i, t);
+    });
+    const d = decodeSnapshot(encodeSnapshot(base, null), "shared.psnap");
+    const c = d.capture;
+    // Rows really are shared: far fewer rows than frames over the tasks.
+    let frames = 0;
+    for (let i = 0; i < c.tasks.length; i++) frames += c.tasks.frameCount[i];
+    expect(c.frames.length * 5).toBeLessThan(frames);
+    return c;
+  }
+  const cap = sharedCapture();
+  const table = hostTable();
+  for (const partialOk of [false, true]) {
+    test(`livepatch apply${partialOk ? " --partial-ok" : ""}`, () => {
+      const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk, strict: false };
+      const r = check({ capture: cap, symbols: table, patch: patchOf("do_epoll_wait", "worker_thread", "futex_wait"), scanner: referenceScanner, options: opts });
+      const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, hits: r.hits, notes: r.notes, traceable: null };
+      const classed = decideLivepatch(input, opts);
+      const plain = decideLivepatch(input, opts, [...LIVEPATCH_RULES]);
+      expect(classed.outcomes.toArray()).toEqual(plain.outcomes.toArray());
+      expect(classed.blockers).toEqual(plain.blockers);
+      expect(classed).toEqual(plain);
+      expect(classed.counts.blocked).toBeGreaterThan(100);
+      expect(classed.counts.undecided).toBeGreaterThan(10);
+    });
   }
 });

@@ -76,7 +76,7 @@ describe("E1–E3: a busy work function (selftest test_klp_callbacks_busy)", () 
     for (const model of ["livepatch", "kpatch", "quiesce"] as const) {
       const r = run(nativeCapture([busy()]), p, { model });
       expect([model, r.verdict.verdict]).toEqual([model, "blocked"]);
-      expect(r.verdict.blockers[0].remedy.code).toBe("wait");
+      expect(r.verdict.blockers.get(0).remedy.code).toBe("wait");
       expect(r.verdict.kernelCheck.result).toBe("fail");
     }
   });
@@ -100,7 +100,7 @@ describe("E1–E3: a busy work function (selftest test_klp_callbacks_busy)", () 
     expect(run(nativeCapture([inNew]), p, { direction: "revert" }, stack).verdict.verdict).toBe("blocked");
     // While stalled, applying again offers the safe way out: reverse.
     const again = run(nativeCapture([{ ...busy(), patchState: 0 }]), p, {}, stack);
-    expect(again.verdict.blockers[0]?.remedy.code).toBe("reverse");
+    expect(again.verdict.blockers.at(0)?.remedy.code).toBe("reverse");
   });
 });
 
@@ -125,7 +125,7 @@ describe("E4–E6: replacements, atomic replace and stacks", () => {
       expect(nop.name).toBe("cmdline_proc_show");
       expect(nop.blockingName).toBe("livepatch_cmdline_proc_show");
       expect(r.verdict.outcomes.toArray().slice(0, 2).map((o) => o.status)).toEqual(["clean", "blocked"]);
-      expect(r.verdict.blockers[0].role).toBe("nop");
+      expect(r.verdict.blockers.get(0).role).toBe("nop");
     }
   });
 
@@ -135,7 +135,7 @@ describe("E4–E6: replacements, atomic replace and stacks", () => {
     const p2 = patch("p2", [["vmlinux", "cmdline_proc_show"]]);
     const r = run(nativeCapture([inOriginal(), inTop]), p2, {}, stack);
     expect(status(r)).toEqual(["clean", "blocked"]);
-    expect(r.verdict.blockers[0].role).toBe("previous-replacement");
+    expect(r.verdict.blockers.get(0).role).toBe("previous-replacement");
     expect(r.verdict.warnings.map((w) => w.message).join(" ")).not.toMatch(/forced/);
     // stack_order decides the top when the applied list is not in order.
     const both = [applied("p2", [["vmlinux", "cmdline_proc_show"]], { stackOrder: 2 }), applied("p1", [["vmlinux", "cmdline_proc_show"]], { stackOrder: 1 })];
@@ -152,21 +152,21 @@ describe("E7–E12: sleepers, main loops, running, parked and frozen tasks", () 
   it("E7: a sleeping nanosleep: blocked now, the fake signal resolves it (kpatch: wait)", () => {
     const sleeper = user([fr("do_nanosleep", 0x67), fr("hrtimer_nanosleep", 0x80), fr("common_nsleep", 0x40), fr("__x64_sys_clock_nanosleep", 0xb0)], { comm: "irqbalance" });
     const p = patch("p", [["vmlinux", "hrtimer_nanosleep"]]);
-    expect(run(nativeCapture([sleeper]), p).verdict.blockers[0].remedy.code).toBe("signal");
-    expect(run(nativeCapture([sleeper]), p, { model: "kpatch" }).verdict.blockers[0].remedy.code).toBe("wait");
+    expect(run(nativeCapture([sleeper]), p).verdict.blockers.get(0).remedy.code).toBe("signal");
+    expect(run(nativeCapture([sleeper]), p, { model: "kpatch" }).verdict.blockers.get(0).remedy.code).toBe("wait");
   });
 
   it("E8: a tty reader in n_tty_read blocks until signalled", () => {
     const agetty = user([fr("n_tty_read", 0x200), fr("tty_read", 0xd0), fr("vfs_read", 0x170), fr("ksys_read", 0x70)], { comm: "agetty" });
     const r = run(nativeCapture([agetty]), patch("p", [["vmlinux", "n_tty_read"]]));
     expect(r.verdict.verdict).toBe("blocked");
-    expect(r.verdict.blockers[0].remedy.code).toBe("signal");
+    expect(r.verdict.blockers.get(0).remedy.code).toBe("signal");
   });
 
   it("E9: a kthread main loop never leaves; the hint names the callees", () => {
     const k = kthread("khugepaged", [fr("msleep", 0x20), fr("khugepaged", 0x3c2)], { state: "S" });
     const r = run(nativeCapture([k]), patch("p", [["vmlinux", "khugepaged"]]));
-    expect(r.verdict.blockers[0].remedy).toMatchObject({ code: "never-leaves", callees: ["msleep"] });
+    expect(r.verdict.blockers.get(0).remedy).toMatchObject({ code: "never-leaves", callees: ["msleep"] });
   });
 
   it("E10: a running task in the patched syscall is undecided, not blocked; kpatch does not care", () => {
@@ -182,7 +182,7 @@ describe("E7–E12: sleepers, main loops, running, parked and frozen tasks", () 
     const parked = kthread("ksoftirqd/3", [fr("__kthread_parkme", 0x50), fr("smpboot_thread_fn", 0x18c)], { state: "P" });
     expect(run(nativeCapture([parked]), patch("p", [["vmlinux", "run_ksoftirqd"]])).verdict.verdict).toBe("safe");
     const r = run(nativeCapture([parked]), patch("p", [["vmlinux", "smpboot_thread_fn"]]));
-    expect(r.verdict.blockers[0].remedy.code).toBe("never-leaves");
+    expect(r.verdict.blockers.get(0).remedy.code).toBe("never-leaves");
   });
 
   it("E12: a frozen task under get_signal blocks a get_signal patch, not an epoll one", () => {
@@ -239,7 +239,7 @@ describe("E14–E15 and kpatch's own limits", () => {
     worker.frames = [fr("io_wq_worker", 0x100), fr("ret_from_fork", 0x166), fr("ret_from_fork_asm", 0x1a)];
     const r = run(nativeCapture([worker]), patch("p", [["vmlinux", "io_wq_worker"]]));
     expect(r.verdict.outcomes.get(0).kind).toBe("user-worker");
-    expect(r.verdict.blockers[0].remedy.code).toBe("never-leaves");
+    expect(r.verdict.blockers.get(0).remedy.code).toBe("never-leaves");
     const idle = (frames: string[]) => ({ pid: 0, tid: 0, comm: "swapper/1", state: "S", flags: 0x00200042, frames });
     const inIdle = idle([fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("start_secondary", 0x30)]);
     const inPanic = idle([fr("panic", 0x10), fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("start_secondary", 0x30)]);
@@ -303,7 +303,7 @@ describe("sympos as sysfs shows it", () => {
     stack[0].funcs[0].oldSympos = 1;
     const inTop = user([fr("cmdline_proc_show", 0x10, "p1"), fr("vfs_read", 0x30)]);
     const r = run(nativeCapture([inTop]), patch("p2", [["vmlinux", "cmdline_proc_show"]]), {}, stack);
-    expect(r.verdict.blockers[0]?.role).toBe("previous-replacement");
+    expect(r.verdict.blockers.at(0)?.role).toBe("previous-replacement");
   });
 });
 

@@ -6,7 +6,7 @@
  * explain with them; a mutation test drops one rule at a time); the first decides the outcome.
  * The host verdict is then bounded by what the capture can prove (completeness, hidden frames).
  */
-import { FrameFlag, STACK_STATUS_CODE, type Capture, type Reason, type Task } from "../model.js";
+import { FrameFlag, STACK_STATUS_CODE, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
 import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
 import type { ScanHits } from "../scan/types.js";
 import { FrameStatus, type ResolvedFrames } from "../symbols/resolve.js";
@@ -24,7 +24,7 @@ import {
   taskKind,
   TRAMPOLINES,
 } from "./kinds.js";
-import { type Blocker, type Direction, type Model, Outcomes, TASK_KINDS, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
+import { type Blocker, Blockers, type Direction, type Model, Outcomes, roleCode, TASK_KINDS, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
 
 export interface DecideOptions {
   model: Model;
@@ -427,22 +427,34 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   let vanished = 0;
   const chains = new ChainCache(cap);
   const stackStatusCode = cap.tasks.stackStatusCode;
+  // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
+  // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
+  // the built-in table, whose inputs are known (a custom rule may read anything).
+  const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
+  // With shared rows, most tasks are a span already met with the same facts: a class, found
+  // with a few typed-array reads, decided once (see SpanClasses).
+  const classes = memo !== null && cap.sharedRows === true && (input.notes?.size ?? 0) === 0 && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap) : null;
+  const taskClass = new Int32Array(classes === null ? 0 : T);
   for (let index = 0; index < T; index++) {
     if (stackStatusCode[index] === VANISHED) {
       kinds[index] = NO_KIND;
       vanished++;
       continue;
     }
-    const k = chains.classify(index);
+    let k: number;
+    const known = classes === null ? -1 : classes.find(index);
+    if (known >= 0) {
+      k = classes!.kind[known];
+      chainLen[index] = classes!.chainLength[known];
+    } else {
+      k = chains.classify(index);
+      chainLen[index] = chains.lastChainLength;
+    }
+    if (classes !== null) taskClass[index] = known >= 0 ? known : classes.add(index, k, chains.lastChainLength);
     kinds[index] = k;
-    chainLen[index] = chains.lastChainLength;
     kindCount[k]++;
   }
   const NO_HITS: [number, number][] = [];
-  // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
-  // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
-  // the built-in table, whose inputs are known (a custom rule may read anything).
-  const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
 
   if (cap.excluded.length > 0) {
     warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
@@ -472,7 +484,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // Sized up front: growing a million-element array by push copies it ~20 times.
   const outcomes = new Outcomes(Math.max(T - vanished, 1));
-  const blockers: Blocker[] = [];
+  const blockers = new Blockers(1024);
   const functionBlocking = ranges.functions.map(() => 0);
   let partialExcluded = 0;
   /** functionBlocking counts a task once per function it is blocked in. */
@@ -487,6 +499,22 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   for (let index = 0; index < T; index++) {
     const kindCode = kinds[index];
     if (kindCode === NO_KIND) continue;
+    const cls = classes === null ? -1 : taskClass[index];
+    const decided = cls >= 0 ? classes!.entry[cls] : null;
+    if (decided !== null && decided.status !== null) {
+      // A class met before: same rows, so the representative's matches and blockers as they are.
+      outcomes.pushCodes(index, kindCode, decided.statusCode, decided.matches);
+      if (decided.status === "excluded") partialExcluded++;
+      const bl = decided.blockers;
+      if (bl !== null) {
+        for (let j = 0; j < bl.length; j++) {
+          const b = bl[j];
+          blockers.pushFields(index, b.func, b.frame, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
+        }
+        countBlocking(bl);
+      }
+      continue;
+    }
     const kind = TASK_KINDS[kindCode];
     const hits = byTask[index] ?? NO_HITS;
     const rep = memo === null ? null : memo.find(index, kindCode, hits);
@@ -496,11 +524,10 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       const delta = frameStartOf[index] - frameStartOf[rep.index];
       const matches = delta === 0 ? rep.matches : rep.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
       outcomes.pushCodes(index, kindCode, rep.statusCode, matches);
+      if (cls >= 0 && delta === 0) classes!.entry[cls] = rep;
       if (rep.status === "excluded") partialExcluded++;
       if (rep.blockers !== null) {
-        // A literal in the same field order as below, not a spread: blockers of one hidden class
-        // (a spread copy took another map and deoptimised this loop over and over in fleet runs).
-        for (const b of rep.blockers) blockers.push({ task: index, func: b.func, frame: b.frame + delta, frameIndex: b.frameIndex, kernelSees: b.kernelSees, role: b.role, remedy: b.remedy });
+        for (const b of rep.blockers) blockers.pushFields(index, b.func, b.frame + delta, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
         countBlocking(rep.blockers);
       }
       continue;
@@ -556,6 +583,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
       entry.status = status;
       entry.statusCode = TASK_STATUSES.indexOf(status);
       entry.blockers = mine;
+      if (cls >= 0 && entry.index === index) classes!.entry[cls] = entry;
     }
   }
   const counts = { tasks: outcomes.length, clean: 0, done: 0, blocked: 0, undecided: 0, idle: 0, excluded: cap.excluded.length + partialExcluded };
@@ -669,6 +697,64 @@ class ChainCache {
     if (!byChainOnly) return KIND_CODE[taskKind(this.cap, tasks.get(index), chain)];
     if (e.kindCode < 0) e.kindCode = KIND_CODE[taskKind(this.cap, tasks.get(index), e.chain)];
     return e.kindCode;
+  }
+}
+
+/**
+ * Tasks of a capture with shared rows (Capture.sharedRows) in classes: one span of rows (so the
+ * same frames and hits) and the same facts the rules read (patch state, running / Kthread / end
+ * marker bits, state letter, stack status), with no errno, no PF flags and a pid other than 0
+ * (those decide the kind by themselves, and go the slower way). Such tasks get the same kind,
+ * chain and rule results as the class's first task: RuleMemo's equality, found with a few
+ * typed-array reads per task instead of a memo lookup. Spans holding an unparsed row are never
+ * classed (their messages carry line numbers).
+ */
+class SpanClasses {
+  /** Per class: its kind code, chain length, row count, facts signature, and decided entry. */
+  readonly kind: number[] = [];
+  readonly chainLength: number[] = [];
+  private readonly count: number[] = [];
+  private readonly sig: number[] = [];
+  readonly entry: (MemoEntry | null)[] = [];
+  /** The last class made for a span, by its first row (-1: none). */
+  private readonly bySpan: Int32Array;
+  private readonly tasks: TaskTable;
+
+  constructor(private readonly cap: Capture) {
+    this.tasks = cap.tasks;
+    this.bySpan = new Int32Array(cap.frames.length + 1).fill(-1);
+  }
+
+  /** -1 when the task cannot be classed at all (see above). */
+  private signature(i: number): number {
+    const t = this.tasks;
+    if (t.frameCount[i] === 0 || t.pid[i] === 0 || t.tid[i] === 0 || t.flagsOf(i) !== null || t.errnoOf(i) !== null) return -1;
+    return ((t.patchStateCode[i] + 2) | (t.bits[i] << 4) | (t.state[i] << 12) | (t.stackStatusCode[i] << 20)) >>> 0;
+  }
+
+  /** The class of task i, or -1 (then classify it and call add()). */
+  find(i: number): number {
+    const c = this.bySpan[this.tasks.frameStart[i]];
+    if (c < 0 || this.count[c] !== this.tasks.frameCount[i]) return -1;
+    return this.sig[c] === this.signature(i) ? c : -1;
+  }
+
+  /** Makes task i (kind `kind`, chain length `chainLength`) the first of a new class; -1 when it cannot be classed. */
+  add(i: number, kind: number, chainLength: number): number {
+    const sig = this.signature(i);
+    if (sig < 0) return -1;
+    const start = this.tasks.frameStart[i];
+    const n = this.tasks.frameCount[i];
+    const f = this.cap.frames;
+    for (let r = start; r < start + n; r++) if (f.flags[r] & FrameFlag.UNPARSED) return -1;
+    const c = this.kind.length;
+    this.kind.push(kind);
+    this.chainLength.push(chainLength);
+    this.count.push(n);
+    this.sig.push(sig);
+    this.entry.push(null);
+    this.bySpan[start] = c;
+    return c;
   }
 }
 
@@ -876,6 +962,7 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
   for (let i = 0; i < outcomes.length; i++) {
     if (outcomes.statusCode[i] === DONE) continue;
     const list = outcomes.matchList[i];
+    if (list.length === 0) continue; // clean
     if (list !== lastList) {
       lastList = list;
       lastVisible = list.find((x) => x.code === "blocked" && x.kernelSees);

@@ -64,9 +64,150 @@ export interface TaskOutcome {
   matches: RuleMatch[];
 }
 
+const ROLES: readonly RangeRole[] = ["original", "previous-replacement", "own-replacement", "nop", "conservative-extra"];
+const ROLE_CODE: Record<RangeRole, number> = { original: 0, "previous-replacement": 1, "own-replacement": 2, nop: 3, "conservative-extra": 4 };
+
+/** A range role as Blockers.roleCode stores it. */
+export function roleCode(role: RangeRole): number {
+  return ROLE_CODE[role];
+}
+
+/**
+ * Blockers as columns (a 1M-task host can have a few hundred thousand: as objects they were most
+ * of what the young-generation GC copied). Remedy objects are shared between the blockers of one
+ * stack: read-only. get(), iteration and the array-like helpers make Blocker objects on demand.
+ */
+export class Blockers implements Iterable<Blocker> {
+  length = 0;
+  task: Uint32Array;
+  func: Uint32Array;
+  frame: Uint32Array;
+  frameIndex: Uint32Array;
+  /** 1 when the kernel's walk sees the frame. */
+  kernelSees: Uint8Array;
+  roleCode: Uint8Array;
+  remedy: Remedy[];
+
+  constructor(capacity = 16) {
+    capacity = Math.max(capacity, 1);
+    this.task = new Uint32Array(capacity);
+    this.func = new Uint32Array(capacity);
+    this.frame = new Uint32Array(capacity);
+    this.frameIndex = new Uint32Array(capacity);
+    this.kernelSees = new Uint8Array(capacity);
+    this.roleCode = new Uint8Array(capacity);
+    this.remedy = new Array(capacity);
+  }
+
+  static from(list: Iterable<Blocker>): Blockers {
+    const arr = [...list];
+    const out = new Blockers(arr.length);
+    for (const b of arr) out.push(b);
+    return out;
+  }
+
+  push(b: Blocker): void {
+    this.pushFields(b.task, b.func, b.frame, b.frameIndex, b.kernelSees, ROLE_CODE[b.role], b.remedy);
+  }
+
+  /** Appends blocker j of `from` for task `task` (the blockers of a task met before, moved by `delta` rows). */
+  pushCopy(from: Blockers, j: number, task: number, delta: number): void {
+    this.pushFields(task, from.func[j], from.frame[j] + delta, from.frameIndex[j], from.kernelSees[j] === 1, from.roleCode[j], from.remedy[j]);
+  }
+
+  pushFields(task: number, func: number, frame: number, frameIndex: number, kernelSees: boolean, roleCode: number, remedy: Remedy): void {
+    if (this.length === this.task.length) this.grow(this.length * 2);
+    const i = this.length++;
+    this.task[i] = task;
+    this.func[i] = func;
+    this.frame[i] = frame;
+    this.frameIndex[i] = frameIndex;
+    this.kernelSees[i] = kernelSees ? 1 : 0;
+    this.roleCode[i] = roleCode;
+    this.remedy[i] = remedy;
+  }
+
+  private grow(capacity: number): void {
+    const u32 = (a: Uint32Array): Uint32Array => {
+      const b = new Uint32Array(capacity);
+      b.set(a);
+      return b;
+    };
+    const u8 = (a: Uint8Array): Uint8Array => {
+      const b = new Uint8Array(capacity);
+      b.set(a);
+      return b;
+    };
+    this.task = u32(this.task);
+    this.func = u32(this.func);
+    this.frame = u32(this.frame);
+    this.frameIndex = u32(this.frameIndex);
+    this.kernelSees = u8(this.kernelSees);
+    this.roleCode = u8(this.roleCode);
+    this.remedy.length = capacity;
+  }
+
+  role(i: number): RangeRole {
+    return ROLES[this.roleCode[i]];
+  }
+
+  get(i: number): Blocker {
+    if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`blocker ${i} of ${this.length}`);
+    return { task: this.task[i], func: this.func[i], frame: this.frame[i], frameIndex: this.frameIndex[i], kernelSees: this.kernelSees[i] === 1, role: this.role(i), remedy: this.remedy[i] };
+  }
+
+  /** get(i), or undefined past the end (as an array's at()). */
+  at(i: number): Blocker | undefined {
+    return i >= 0 && i < this.length ? this.get(i) : undefined;
+  }
+
+  *[Symbol.iterator](): Iterator<Blocker> {
+    for (let i = 0; i < this.length; i++) yield this.get(i);
+  }
+
+  toArray(): Blocker[] {
+    const out: Blocker[] = new Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
+    return out;
+  }
+
+  filter(pred: (b: Blocker) => boolean): Blocker[] {
+    return this.toArray().filter(pred);
+  }
+
+  find(pred: (b: Blocker) => boolean): Blocker | undefined {
+    for (const b of this) if (pred(b)) return b;
+    return undefined;
+  }
+
+  some(pred: (b: Blocker) => boolean): boolean {
+    return this.find(pred) !== undefined;
+  }
+
+  every(pred: (b: Blocker) => boolean): boolean {
+    for (const b of this) if (!pred(b)) return false;
+    return true;
+  }
+
+  map<T>(fn: (b: Blocker, i: number) => T): T[] {
+    return this.toArray().map(fn);
+  }
+
+  /** Equality of the blockers, not of spare capacity (tests compare verdicts). */
+  equals(other: Blockers): boolean {
+    if (other.length !== this.length) return false;
+    for (let i = 0; i < this.length; i++) {
+      if (this.task[i] !== other.task[i] || this.func[i] !== other.func[i] || this.frame[i] !== other.frame[i] || this.frameIndex[i] !== other.frameIndex[i]) return false;
+      if (this.kernelSees[i] !== other.kernelSees[i] || this.roleCode[i] !== other.roleCode[i]) return false;
+    }
+    return true;
+  }
+}
+
 export const TASK_STATUSES: readonly TaskStatus[] = ["clean", "done", "blocked", "undecided", "idle", "excluded"];
 export const TASK_KINDS: readonly TaskKind[] = ["user", "kthread", "user-worker", "idle"];
 const STATUS_CODE: Record<TaskStatus, number> = { clean: 0, done: 1, blocked: 2, undecided: 3, idle: 4, excluded: 5 };
+const NO_KIND_CODE = 255;
 const KIND_CODE: Record<TaskKind, number> = { user: 0, kthread: 1, "user-worker": 2, idle: 3 };
 
 /**
@@ -158,11 +299,21 @@ export class Outcomes implements Iterable<TaskOutcome> {
     return out;
   }
 
-  /** Per task index (0 … taskCount−1): the kind of its outcome, undefined for a task without one. */
-  kindsByTask(taskCount: number): (TaskKind | undefined)[] {
-    const out: (TaskKind | undefined)[] = new Array(taskCount).fill(undefined);
-    for (let i = 0; i < this.length; i++) if (out[this.task[i]] === undefined) out[this.task[i]] = TASK_KINDS[this.kindCode[i]];
+  /**
+   * Per task index (0 … taskCount−1): the kind of its (first) outcome as a TASK_KINDS index, 255
+   * for a task without one. A typed array: a million-element array of strings is what a report
+   * on a big capture does not need.
+   */
+  kindCodesByTask(taskCount: number): Uint8Array {
+    const out = new Uint8Array(taskCount).fill(NO_KIND_CODE);
+    for (let i = this.length - 1; i >= 0; i--) out[this.task[i]] = this.kindCode[i];
     return out;
+  }
+
+  /** Per task index: the kind of its outcome, undefined for a task without one. */
+  kindsByTask(taskCount: number): (TaskKind | undefined)[] {
+    const codes = this.kindCodesByTask(taskCount);
+    return Array.from(codes, (c) => (c === NO_KIND_CODE ? undefined : TASK_KINDS[c]));
   }
 
   filter(pred: (o: TaskOutcome) => boolean): TaskOutcome[] {
@@ -192,7 +343,7 @@ export interface Verdict {
   complete: TriState;
   completeness: Reason[];
   outcomes: Outcomes;
-  blockers: Blocker[];
+  blockers: Blockers;
   /** Blocking task count per function. */
   functionBlocking: number[];
   warnings: Reason[];

@@ -77,7 +77,8 @@ export function checkSnapshotFile(
     base.reasons = v.reasons;
     base.warnings = v.warnings;
     const byFunc = new Map<number, number>();
-    for (const b of v.blockers) byFunc.set(b.func, (byFunc.get(b.func) ?? 0) + 1);
+    const bl = v.blockers;
+    for (let i = 0; i < bl.length; i++) byFunc.set(bl.func[i], (byFunc.get(bl.func[i]) ?? 0) + 1);
     base.blockers = [...byFunc].map(([fi, tasks]) => ({ object: r.ranges.functions[fi].object, name: r.ranges.functions[fi].name, tasks }));
   } catch (e) {
     base.error = e instanceof PatchsafeError ? { code: String(e.code), message: e.describe() } : { code: "E_INTERNAL", message: `${file}: internal error: ${e instanceof Error ? e.message : String(e)}` };

@@ -3,7 +3,7 @@
  * The verdict, counts and kernel check still cover every task; the output says it was filtered.
  */
 import type { CheckResult } from "../check.js";
-import { Outcomes } from "../decide/verdict.js";
+import { Blockers, Outcomes } from "../decide/verdict.js";
 import { escapeComm } from "./escape.js";
 
 export function filterReport(r: CheckResult, tids?: string[], comms?: string[], states?: string): CheckResult {
@@ -17,7 +17,7 @@ export function filterReport(r: CheckResult, tids?: string[], comms?: string[], 
     return true;
   };
   const outcomes = Outcomes.from(r.verdict.outcomes.filter((o) => keep(o.task)));
-  const blockers = r.verdict.blockers.filter((b) => keep(b.task));
+  const blockers = Blockers.from(r.verdict.blockers.filter((b) => keep(b.task)));
   const what = [tids && `--tid ${tids.join(",")}`, comms && `--comm ${comms.join(",")}`, states && `--state ${states}`].filter(Boolean).join(" ");
   return {
     ...r,

@@ -5,6 +5,7 @@
  */
 import type { CheckResult } from "../check.js";
 import { taskOrder } from "../decide/livepatch.js";
+import { TASK_KINDS } from "../decide/verdict.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { framesInTasks, hex64, type Reason } from "../model.js";
 import type { Prediction } from "../predict/types.js";
@@ -61,7 +62,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
   const task = (i: number) => cap.tasks.get(i);
   const keyOf = (i: number): bigint => (BigInt(r.resolved.keys[2 * i + 1]) << 32n) | BigInt(r.resolved.keys[2 * i]);
   // task index -> its outcome's kind (a find() per blocker is quadratic on a 1M-task capture)
-  const kindOf = v.outcomes.kindsByTask(cap.tasks.length);
+  const kindOf = v.outcomes.kindCodesByTask(cap.tasks.length);
   const sortedBlockers = [...v.blockers].sort((a, b) => order(a.task, b.task) || a.frameIndex - b.frameIndex);
   const blocker = (b: (typeof sortedBlockers)[number]): JsonReport["blockers"][number] => {
     const t = task(b.task);
@@ -71,7 +72,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
       pid: t.pid,
       tid: t.tid,
       comm: escapeComm(t.comm),
-      kind: kindOf[b.task]!, // every blocker is a decided task
+      kind: TASK_KINDS[kindOf[b.task]], // every blocker is a decided task
       state: t.state,
       function: f.name,
       object: f.object,

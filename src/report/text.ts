@@ -6,6 +6,7 @@
 import type { CheckResult } from "../check.js";
 import { realChain, stateLabels } from "../decide/kinds.js";
 import { taskOrder } from "../decide/livepatch.js";
+import { TASK_KINDS } from "../decide/verdict.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { quiesceSummary } from "./json.js";
 import { escapeComm, terminalSafe } from "./escape.js";
@@ -49,21 +50,24 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     out.push("  the global check also covers two tasks no capture shows: kpatch's stopper thread and the task loading (or disabling) the patch");
   }
   // task index -> its outcome's kind (a find() per listed blocker is quadratic with -v)
-  const kindOf = v.outcomes.kindsByTask(cap.tasks.length);
-  const byFunc = new Map<number, typeof v.blockers>();
-  for (const b of v.blockers) {
-    let l = byFunc.get(b.func);
-    if (l === undefined) byFunc.set(b.func, (l = []));
-    l.push(b);
+  const kindOf = v.outcomes.kindCodesByTask(cap.tasks.length);
+  // Blockers (as indices into the columns) by function, the biggest group first.
+  const bl = v.blockers;
+  const byFunc = new Map<number, number[]>();
+  for (let i = 0; i < bl.length; i++) {
+    let l = byFunc.get(bl.func[i]);
+    if (l === undefined) byFunc.set(bl.func[i], (l = []));
+    l.push(i);
   }
   for (const [fi, list] of [...byFunc].sort((a, b) => b[1].length - a[1].length)) {
     const f = ranges.functions[fi];
     out.push("");
     out.push(`Blocked in ${f.name ?? "range"} [${f.object}${f.sympos ? `,${f.sympos}` : ""}]: ${list.length} task(s)`);
     const remedies = new Map<string, string>();
-    for (const b of firstInOrder(list, limit, (a, b) => taskOrder(cap, a.task, b.task))) {
+    for (const bi of firstInOrder(list, limit, (a, b) => taskOrder(cap, bl.task[a], bl.task[b]) || a - b)) {
+      const b = bl.get(bi);
       const t = cap.tasks.get(b.task);
-      const kind = kindOf[b.task]!; // every blocker is a decided task
+      const kind = TASK_KINDS[kindOf[b.task]]; // every blocker is a decided task
       const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
         `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}${labels.length > 0 ? `  [${labels.join(", ")}]` : ""}`,
