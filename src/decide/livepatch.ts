@@ -305,6 +305,7 @@ export const APPLIED_STACK_UNKNOWN = new Set(["livepatch-unreadable", "kpatch-un
 const EVERY_TASK_MIN = 10;
 
 const VANISHED = STACK_STATUS_CODE.vanished;
+const EXCLUDED = TASK_STATUSES.indexOf("excluded");
 /** kinds[] code of a task that has no outcome (vanished). */
 const NO_KIND = 255;
 const KIND_CODE: Record<TaskKind, number> = { user: 0, kthread: 1, "user-worker": 2, idle: 3 };
@@ -364,26 +365,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const bounds: Reason[] = [];
   const warnings: Reason[] = [...cap.warnings, ...ranges.warnings.map((message) => ({ code: "patch", message })), ...input.resolved.warnings.map((message) => ({ code: "resolve", message }))];
 
-  // Hits grouped by task. Tasks that share rows (Capture.sharedRows) have equal hits: they share
-  // one read-only list.
-  // An array, not a Map: a million lookups by dense task index.
-  const byTask: ([number, number][] | undefined)[] = new Array(cap.tasks.length).fill(undefined);
-  const byRows: ([number, number][] | undefined)[] | null = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : null;
-  for (let k = 0; k < hits.count; ) {
-    const t = hits.task[k];
-    let end = k + 1;
-    while (end < hits.count && hits.task[end] === t) end++;
-    const start = cap.tasks.frameStart[t];
-    let l = byRows?.[start];
-    if (l === undefined || l.length !== end - k || (end > k && l[0][0] !== hits.frame[k])) {
-      l = [];
-      for (let j = k; j < end; j++) l.push([hits.frame[j], hits.range[j]]);
-      if (byRows !== null) byRows[start] = l;
-    }
-    const prev = byTask[t];
-    byTask[t] = prev === undefined ? l : [...prev, ...l];
-    k = end;
-  }
+  const byTask = groupHitsByTask(cap, hits);
 
   // Rule 5 precondition: a blocking range inside the sections /proc hides.
   let hiddenOverlap: string | null = null;
@@ -417,16 +399,6 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     }
   }
 
-  // Tasks: kinds (chains are recomputed per task below rather than kept: a 1M-task capture
-  // would hold a million context objects and chain arrays at once).
-  // Kind codes (TASK_KINDS index; NO_KIND for a vanished task) and counts by kind.
-  const T = cap.tasks.length;
-  const kinds = new Uint8Array(T);
-  const chainLen = new Int32Array(T);
-  const kindCount = new Float64Array(TASK_KINDS.length);
-  let vanished = 0;
-  const chains = new ChainCache(cap);
-  const stackStatusCode = cap.tasks.stackStatusCode;
   // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
   // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
   // the built-in table, whose inputs are known (a custom rule may read anything).
@@ -434,161 +406,21 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // With shared rows, most tasks are a span already met with the same facts: a class, found
   // with a few typed-array reads, decided once (see SpanClasses).
   const classes = memo !== null && cap.sharedRows === true && (input.notes?.size ?? 0) === 0 && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap) : null;
-  const taskClass = new Int32Array(classes === null ? 0 : T);
-  for (let index = 0; index < T; index++) {
-    if (stackStatusCode[index] === VANISHED) {
-      kinds[index] = NO_KIND;
-      vanished++;
-      continue;
-    }
-    let k: number;
-    const known = classes === null ? -1 : classes.find(index);
-    if (known >= 0) {
-      k = classes!.kind[known];
-      chainLen[index] = classes!.chainLength[known];
-    } else {
-      k = chains.classify(index);
-      chainLen[index] = chains.lastChainLength;
-    }
-    if (classes !== null) taskClass[index] = known >= 0 ? known : classes.add(index, k, chains.lastChainLength);
-    kinds[index] = k;
-    kindCount[k]++;
-  }
-  const NO_HITS: [number, number][] = [];
+  const chains = new ChainCache(cap);
+  const k = classifyTasks(cap, chains, classes);
+  const { kinds, chainLen, vanished } = k;
 
   if (cap.excluded.length > 0) {
     warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
   }
   if (vanished > 0) warnings.push({ code: "vanished", message: `${vanished} task(s) exited while the input was captured: they are gone and hold nothing` });
 
-  // "On the stack of every task of some kind": such a function never leaves (SPEC §5).
-  const everyTaskOfKind = new Set<number>();
-  // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
-  const kindFunc = new Map<number, Map<number, number>>();
-  const funcsOf = new Map<[number, number][], number[]>();
-  for (let index = 0; index < T; index++) {
-    const kind = kinds[index];
-    if (kind === NO_KIND) continue;
-    const hits = byTask[index];
-    if (hits === undefined) continue;
-    let funcs = funcsOf.get(hits);
-    if (funcs === undefined) funcsOf.set(hits, (funcs = [...new Set(hits.map(([, ri]) => ranges.ranges[ri].func))]));
-    let perFunc = kindFunc.get(kind);
-    if (perFunc === undefined) kindFunc.set(kind, (perFunc = new Map()));
-    for (const fi of funcs) perFunc.set(fi, (perFunc.get(fi) ?? 0) + 1);
-  }
-  for (const [kind, perFunc] of kindFunc) {
-    // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
-    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === kindCount[kind]) everyTaskOfKind.add(fi);
-  }
-
-  // Sized up front: growing a million-element array by push copies it ~20 times.
-  const outcomes = new Outcomes(Math.max(T - vanished, 1));
-  const blockers = new Blockers(1024);
-  const functionBlocking = ranges.functions.map(() => 0);
-  let partialExcluded = 0;
-  /** functionBlocking counts a task once per function it is blocked in. */
-  const countBlocking = (mine: Blocker[]): void => {
-    for (let j = 0; j < mine.length; j++) {
-      let seen = false;
-      for (let i = 0; i < j && !seen; i++) seen = mine[i].func === mine[j].func;
-      if (!seen) functionBlocking[mine[j].func]++;
-    }
-  };
-  const frameStartOf = cap.tasks.frameStart;
-  for (let index = 0; index < T; index++) {
-    const kindCode = kinds[index];
-    if (kindCode === NO_KIND) continue;
-    const cls = classes === null ? -1 : taskClass[index];
-    const decided = cls >= 0 ? classes!.entry[cls] : null;
-    if (decided !== null && decided.status !== null) {
-      // A class met before: same rows, so the representative's matches and blockers as they are.
-      outcomes.pushCodes(index, kindCode, decided.statusCode, decided.matches);
-      if (decided.status === "excluded") partialExcluded++;
-      const bl = decided.blockers;
-      if (bl !== null) {
-        for (let j = 0; j < bl.length; j++) {
-          const b = bl[j];
-          blockers.pushFields(index, b.func, b.frame, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
-        }
-        countBlocking(bl);
-      }
-      continue;
-    }
-    const kind = TASK_KINDS[kindCode];
-    const hits = byTask[index] ?? NO_HITS;
-    const rep = memo === null ? null : memo.find(index, kindCode, hits);
-    if (rep !== null && rep.status !== null) {
-      // Same stack and facts as an earlier task: its matches, moved to this task's frames (the
-      // same list when the rows are shared: matches are read-only once made), and its outcome.
-      const delta = frameStartOf[index] - frameStartOf[rep.index];
-      const matches = delta === 0 ? rep.matches : rep.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
-      outcomes.pushCodes(index, kindCode, rep.statusCode, matches);
-      if (cls >= 0 && delta === 0) classes!.entry[cls] = rep;
-      if (rep.status === "excluded") partialExcluded++;
-      if (rep.blockers !== null) {
-        for (const b of rep.blockers) blockers.pushFields(index, b.func, b.frame + delta, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
-        countBlocking(rep.blockers);
-      }
-      continue;
-    }
-    const task = cap.tasks.get(index);
-    const chain = chains.chain(index);
-    const c: TaskContext = { cap, task, index, kind, chain, hits, input, opts, hiddenOverlap };
-    const matches: RuleMatch[] = [];
-    for (const rule of rules) {
-      const r = rule.test(c);
-      for (let k = 0; k < r.length; k++) matches.push(r[k]);
-    }
-    const entry = memo?.remember(index, matches) ?? null;
-    let status: TaskOutcome["status"];
-    // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
-    // without a stack check; one elsewhere (in panic, say) is checked like any task.
-    const idleLoop = c.kind === "idle" && c.chain.length > 0 && IDLE_LOOP.has(frameName(cap, c.chain[0]) ?? "");
-    const first = matches[0];
-    if (first?.code === "done") status = "done";
-    else if (c.kind === "idle" && opts.model === "kpatch") status = "idle"; // kpatch never checks idle tasks
-    else if (idleLoop && opts.model === "livepatch") status = "idle";
-    else if (first === undefined) status = "clean";
-    else if (first.code === "unreadable" && opts.partialOk) {
-      status = "excluded";
-      partialExcluded++;
-    } else if (first.code === "blocked") status = "blocked";
-    else status = "undecided";
-    // Blocked wins over undecided causes that come after it in the table.
-    if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
-    outcomes.push(c.index, c.kind, status, matches);
-    let mine: Blocker[] | null = null;
-    if (status === "blocked") {
-      mine = [];
-      for (const x of matches) {
-        if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
-        const frameIndex = x.frame - c.task.frameStart;
-        const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
-        mine.push({
-          task: c.index,
-          func: x.func,
-          frame: x.frame,
-          frameIndex,
-          kernelSees: x.kernelSees,
-          role: ranges.ranges[hit[1]].role,
-          remedy: remedyFor(c, x.frame, x.func, everyTaskOfKind, unpatchable),
-        });
-      }
-      for (const b of mine) blockers.push(b);
-      countBlocking(mine);
-    }
-    // A remedy depends on the frames, kind and state, which the memo's signature covers.
-    if (entry !== null) {
-      entry.status = status;
-      entry.statusCode = TASK_STATUSES.indexOf(status);
-      entry.blockers = mine;
-      if (cls >= 0 && entry.index === index) classes!.entry[cls] = entry;
-    }
-  }
+  const everyTaskOfKind = neverLeavingFunctions(k, byTask, ranges);
+  const decider = new TaskDecider(input, opts, rules, memo, classes, chains, k, byTask, hiddenOverlap, everyTaskOfKind, unpatchable);
+  decider.run();
+  const { outcomes, blockers, functionBlocking, partialExcluded } = decider;
   const counts = { tasks: outcomes.length, clean: 0, done: 0, blocked: 0, undecided: 0, idle: 0, excluded: cap.excluded.length + partialExcluded };
-  const byStatus = new Float64Array(TASK_STATUSES.length);
-  for (let i = 0; i < outcomes.length; i++) byStatus[outcomes.statusCode[i]]++;
+  const byStatus = outcomes.countByStatus();
   TASK_STATUSES.forEach((s, code) => {
     if (s !== "excluded") counts[s] += byStatus[code];
   });
@@ -650,6 +482,241 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     warnings,
     counts,
   };
+}
+
+/**
+ * Hits grouped by task: per task index, [frame, range index] pairs or undefined. Tasks that share
+ * rows (Capture.sharedRows) have equal hits: they share one read-only list. An array, not a Map:
+ * a million lookups by dense task index. (Each phase of decide is its own function: V8 optimises
+ * and deoptimises a function as a whole, and one long function of many loops kept falling back
+ * to the interpreter whenever a loop met code the earlier ones had not warmed.)
+ */
+function groupHitsByTask(cap: Capture, hits: ScanHits): ([number, number][] | undefined)[] {
+  const byTask: ([number, number][] | undefined)[] = new Array(cap.tasks.length).fill(undefined);
+  const byRows: ([number, number][] | undefined)[] | null = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : null;
+  for (let k = 0; k < hits.count; ) {
+    const t = hits.task[k];
+    let end = k + 1;
+    while (end < hits.count && hits.task[end] === t) end++;
+    const start = cap.tasks.frameStart[t];
+    let l = byRows?.[start];
+    if (l === undefined || l.length !== end - k || (end > k && l[0][0] !== hits.frame[k])) {
+      l = [];
+      for (let j = k; j < end; j++) l.push([hits.frame[j], hits.range[j]]);
+      if (byRows !== null) byRows[start] = l;
+    }
+    const prev = byTask[t];
+    byTask[t] = prev === undefined ? l : [...prev, ...l];
+    k = end;
+  }
+  return byTask;
+}
+
+/** Per task: kind code (TASK_KINDS index; NO_KIND for a vanished task), chain length, class. */
+interface TaskKinds {
+  kinds: Uint8Array;
+  chainLen: Int32Array;
+  kindCount: Float64Array;
+  /** SpanClasses class per task (-1: none); empty without classes. */
+  taskClass: Int32Array;
+  vanished: number;
+}
+
+function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | null): TaskKinds {
+  const T = cap.tasks.length;
+  const kinds = new Uint8Array(T);
+  const chainLen = new Int32Array(T);
+  const kindCount = new Float64Array(TASK_KINDS.length);
+  const taskClass = new Int32Array(classes === null ? 0 : T);
+  const stackStatusCode = cap.tasks.stackStatusCode;
+  let vanished = 0;
+  for (let index = 0; index < T; index++) {
+    if (stackStatusCode[index] === VANISHED) {
+      kinds[index] = NO_KIND;
+      if (classes !== null) taskClass[index] = -1;
+      vanished++;
+      continue;
+    }
+    let k: number;
+    const known = classes === null ? -1 : classes.find(index);
+    if (known >= 0) {
+      k = classes!.kind[known];
+      chainLen[index] = classes!.chainLength[known];
+      taskClass[index] = known;
+    } else {
+      k = chains.classify(index);
+      chainLen[index] = chains.lastChainLength;
+      if (classes !== null) taskClass[index] = classes.add(index, k, chains.lastChainLength);
+    }
+    kinds[index] = k;
+    kindCount[k]++;
+  }
+  return { kinds, chainLen, kindCount, taskClass, vanished };
+}
+
+/** "On the stack of every task of some kind": such a function never leaves (SPEC §5). */
+function neverLeavingFunctions(k: TaskKinds, byTask: ([number, number][] | undefined)[], ranges: RangeTable): Set<number> {
+  const everyTaskOfKind = new Set<number>();
+  // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
+  const kindFunc = new Map<number, Map<number, number>>();
+  const funcsOf = new Map<[number, number][], number[]>();
+  for (let index = 0; index < k.kinds.length; index++) {
+    const kind = k.kinds[index];
+    if (kind === NO_KIND) continue;
+    const hits = byTask[index];
+    if (hits === undefined) continue;
+    let funcs = funcsOf.get(hits);
+    if (funcs === undefined) funcsOf.set(hits, (funcs = [...new Set(hits.map(([, ri]) => ranges.ranges[ri].func))]));
+    let perFunc = kindFunc.get(kind);
+    if (perFunc === undefined) kindFunc.set(kind, (perFunc = new Map()));
+    for (const fi of funcs) perFunc.set(fi, (perFunc.get(fi) ?? 0) + 1);
+  }
+  for (const [kind, perFunc] of kindFunc) {
+    // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
+    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === k.kindCount[kind]) everyTaskOfKind.add(fi);
+  }
+  return everyTaskOfKind;
+}
+
+const NO_HITS: [number, number][] = [];
+
+/**
+ * The per-task loop: a task of a decided class or memo signature copies that outcome; any other
+ * runs the rule table (decideOne, out of the hot loop: it runs once per distinct stack).
+ */
+class TaskDecider {
+  readonly outcomes: Outcomes;
+  readonly blockers = new Blockers(1024);
+  readonly functionBlocking: number[];
+  partialExcluded = 0;
+  private readonly cap: Capture;
+
+  constructor(
+    private readonly input: DecideInput,
+    private readonly opts: DecideOptions,
+    private readonly rules: Rule[],
+    private readonly memo: RuleMemo | null,
+    private readonly classes: SpanClasses | null,
+    private readonly chains: ChainCache,
+    private readonly k: TaskKinds,
+    private readonly byTask: ([number, number][] | undefined)[],
+    private readonly hiddenOverlap: string | null,
+    private readonly everyTaskOfKind: Set<number>,
+    private readonly unpatchable: Set<number>,
+  ) {
+    this.cap = input.capture;
+    // Sized up front: growing a million-element column by doubling copies it ~20 times.
+    this.outcomes = new Outcomes(Math.max(this.cap.tasks.length - k.vanished, 1));
+    this.functionBlocking = input.ranges.functions.map(() => 0);
+  }
+
+  run(): void {
+    const kinds = this.k.kinds;
+    const taskClass = this.k.taskClass;
+    const entries = this.classes === null ? null : this.classes.entry;
+    for (let index = 0; index < kinds.length; index++) {
+      const kindCode = kinds[index];
+      if (kindCode === NO_KIND) continue;
+      const cls = entries === null ? -1 : taskClass[index];
+      const decided = cls >= 0 ? entries![cls] : null;
+      // A class met before: same rows, so the representative's matches and blockers as they are.
+      if (decided !== null && decided.status !== null) this.emit(index, kindCode, decided, 0);
+      else this.decideOne(index, kindCode, cls);
+    }
+  }
+
+  /** Task `index` gets representative `e`'s outcome, its frames moved by `delta` rows. */
+  private emit(index: number, kindCode: number, e: MemoEntry, delta: number): void {
+    // Matches are read-only once made: the same list when the rows are the same.
+    const matches = delta === 0 ? e.matches : e.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
+    this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
+    if (e.statusCode === EXCLUDED) this.partialExcluded++;
+    const bl = e.blockers;
+    if (bl !== null) {
+      for (let j = 0; j < bl.length; j++) {
+        const b = bl[j];
+        this.blockers.pushFields(index, b.func, b.frame + delta, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
+      }
+      this.countBlocking(bl);
+    }
+  }
+
+  /** functionBlocking counts a task once per function it is blocked in. */
+  private countBlocking(mine: Blocker[]): void {
+    for (let j = 0; j < mine.length; j++) {
+      let seen = false;
+      for (let i = 0; i < j && !seen; i++) seen = mine[i].func === mine[j].func;
+      if (!seen) this.functionBlocking[mine[j].func]++;
+    }
+  }
+
+  private decideOne(index: number, kindCode: number, cls: number): void {
+    const { cap, input, opts, memo, classes } = this;
+    const ranges = input.ranges;
+    const kind = TASK_KINDS[kindCode];
+    const hits = this.byTask[index] ?? NO_HITS;
+    const rep = memo === null ? null : memo.find(index, kindCode, hits);
+    if (rep !== null && rep.status !== null) {
+      // Same stack and facts as an earlier task.
+      const delta = cap.tasks.frameStart[index] - cap.tasks.frameStart[rep.index];
+      if (cls >= 0 && delta === 0) classes!.entry[cls] = rep;
+      this.emit(index, kindCode, rep, delta);
+      return;
+    }
+    const task = cap.tasks.get(index);
+    const chain = this.chains.chain(index);
+    const c: TaskContext = { cap, task, index, kind, chain, hits, input, opts, hiddenOverlap: this.hiddenOverlap };
+    const matches: RuleMatch[] = [];
+    for (const rule of this.rules) {
+      const r = rule.test(c);
+      for (let k = 0; k < r.length; k++) matches.push(r[k]);
+    }
+    const entry = memo?.remember(index, matches) ?? null;
+    let status: TaskOutcome["status"];
+    // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
+    // without a stack check; one elsewhere (in panic, say) is checked like any task.
+    const idleLoop = c.kind === "idle" && c.chain.length > 0 && IDLE_LOOP.has(frameName(cap, c.chain[0]) ?? "");
+    const first = matches[0];
+    if (first?.code === "done") status = "done";
+    else if (c.kind === "idle" && opts.model === "kpatch") status = "idle"; // kpatch never checks idle tasks
+    else if (idleLoop && opts.model === "livepatch") status = "idle";
+    else if (first === undefined) status = "clean";
+    else if (first.code === "unreadable" && opts.partialOk) {
+      status = "excluded";
+      this.partialExcluded++;
+    } else if (first.code === "blocked") status = "blocked";
+    else status = "undecided";
+    // Blocked wins over undecided causes that come after it in the table.
+    if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
+    this.outcomes.push(c.index, c.kind, status, matches);
+    let mine: Blocker[] | null = null;
+    if (status === "blocked") {
+      mine = [];
+      for (const x of matches) {
+        if (x.code !== "blocked" || x.func === null || x.frame === null) continue;
+        const frameIndex = x.frame - c.task.frameStart;
+        const hit = c.hits.find(([fr, ri]) => fr === x.frame && ranges.ranges[ri].func === x.func)!;
+        mine.push({
+          task: c.index,
+          func: x.func,
+          frame: x.frame,
+          frameIndex,
+          kernelSees: x.kernelSees,
+          role: ranges.ranges[hit[1]].role,
+          remedy: remedyFor(c, x.frame, x.func, this.everyTaskOfKind, this.unpatchable),
+        });
+      }
+      for (const b of mine) this.blockers.push(b);
+      this.countBlocking(mine);
+    }
+    // A remedy depends on the frames, kind and state, which the memo's signature covers.
+    if (entry !== null) {
+      entry.status = status;
+      entry.statusCode = TASK_STATUSES.indexOf(status);
+      entry.blockers = mine;
+      if (cls >= 0) classes!.entry[cls] = entry;
+    }
+  }
 }
 
 /**

@@ -77,6 +77,9 @@ export function roleCode(role: RangeRole): number {
  * of what the young-generation GC copied). Remedy objects are shared between the blockers of one
  * stack: read-only. get(), iteration and the array-like helpers make Blocker objects on demand.
  */
+/** Fills spare Blockers.remedy slots (never read: slots past length). */
+const NO_REMEDY: Remedy = { code: "wait", message: "" };
+
 export class Blockers implements Iterable<Blocker> {
   length = 0;
   task: Uint32Array;
@@ -96,7 +99,7 @@ export class Blockers implements Iterable<Blocker> {
     this.frameIndex = new Uint32Array(capacity);
     this.kernelSees = new Uint8Array(capacity);
     this.roleCode = new Uint8Array(capacity);
-    this.remedy = new Array(capacity);
+    this.remedy = new Array(capacity).fill(NO_REMEDY);
   }
 
   static from(list: Iterable<Blocker>): Blockers {
@@ -144,7 +147,9 @@ export class Blockers implements Iterable<Blocker> {
     this.frameIndex = u32(this.frameIndex);
     this.kernelSees = u8(this.kernelSees);
     this.roleCode = u8(this.roleCode);
+    const old = this.remedy.length;
     this.remedy.length = capacity;
+    this.remedy.fill(NO_REMEDY, old);
   }
 
   role(i: number): RangeRole {
@@ -218,6 +223,8 @@ const KIND_CODE: Record<TaskKind, number> = { user: 0, kthread: 1, "user-worker"
  * get(), iteration and the array-like helpers make TaskOutcome objects on demand, for the
  * places that look at a few outcomes or need readable code more than speed.
  */
+const NO_MATCHES: RuleMatch[] = [];
+
 export class Outcomes implements Iterable<TaskOutcome> {
   length = 0;
   /** Task index of each outcome. */
@@ -233,7 +240,9 @@ export class Outcomes implements Iterable<TaskOutcome> {
     this.task = new Uint32Array(capacity);
     this.statusCode = new Uint8Array(capacity);
     this.kindCode = new Uint8Array(capacity);
-    this.matchList = new Array(capacity);
+    // Filled, not holey: one elements kind from the first push on (a holey array turning into one
+    // of objects deoptimised push() on first use).
+    this.matchList = new Array(capacity).fill(NO_MATCHES);
   }
 
   static from(list: Iterable<TaskOutcome>): Outcomes {
@@ -267,10 +276,19 @@ export class Outcomes implements Iterable<TaskOutcome> {
     const k = new Uint8Array(capacity);
     k.set(this.kindCode);
     this.kindCode = k;
+    const old = this.matchList.length;
     this.matchList.length = capacity;
+    this.matchList.fill(NO_MATCHES, old);
   }
 
-  status(i: number): TaskStatus {
+  /** Outcomes per status code (TASK_STATUSES index). */
+  countByStatus(): Float64Array {
+    const out = new Float64Array(TASK_STATUSES.length);
+    for (let i = 0; i < this.length; i++) out[this.statusCode[i]]++;
+    return out;
+  }
+
+    status(i: number): TaskStatus {
     return TASK_STATUSES[this.statusCode[i]];
   }
 
