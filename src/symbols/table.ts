@@ -460,6 +460,18 @@ function startsWithPfx(chars: Uint8Array | Uint16Array, a: number): boolean {
   return true;
 }
 
+/** The name index's hash chains: bucket heads (hash & (head.length - 1)) and the next row of each row. */
+export interface NameIndexArrays {
+  head: Int32Array;
+  next: Int32Array;
+}
+
+function indexCapacity(n: number): number {
+  let cap = 16;
+  while (cap < 2 * n) cap *= 2;
+  return cap;
+}
+
 /**
  * name -> rows in table order, as a Map. get() and has() use a hash index over the names built
  * on first use (typed arrays: no string or array per row); iteration, size and mutation turn it
@@ -472,14 +484,31 @@ export class NameIndex extends Map<string, number[]> {
   private full = false;
   private readonly memo = new Map<string, number[] | undefined>();
 
-  constructor(private readonly src: NameSource) {
+  /** `built`: head and next as indexArrays() gave them for the same names (a table cache), else built on first use. */
+  constructor(
+    private readonly src: NameSource,
+    built: NameIndexArrays | null = null,
+  ) {
     super();
+    if (built !== null) {
+      const cap = built.head.length;
+      if (built.next.length !== src.count || cap !== indexCapacity(src.count)) throw new RangeError("name index arrays do not fit the names");
+      this.head = built.head;
+      this.next = built.next;
+      this.mask = cap - 1;
+    }
+  }
+
+  /** The names' blob and the built index (built now if need be) when the index is over a NameBlob. */
+  blobIndex(): { blob: NameBlob; index: NameIndexArrays } | null {
+    if (!(this.src instanceof BlobNames)) return null;
+    if (this.head === null) this.build();
+    return { blob: this.src.blob, index: { head: this.head!, next: this.next! } };
   }
 
   private build(): void {
     const n = this.src.count;
-    let cap = 16;
-    while (cap < 2 * n) cap *= 2;
+    const cap = indexCapacity(n);
     const head = new Int32Array(cap).fill(-1);
     const next = new Int32Array(n);
     const mask = cap - 1;
@@ -688,6 +717,8 @@ export interface TableBase {
   addrHi: Uint32Array;
   /** Sizes as data (a table without addresses); computed from the addresses when absent. */
   size?: Float64Array | null;
+  /** With a NameBlob: the name index tableNameBlob() gave for the same blob (not rebuilt). */
+  nameIndex?: NameIndexArrays | null;
 }
 
 /**
@@ -703,7 +734,7 @@ export function finishTable(base: TableBase): SymbolTable {
   let hasAddresses = false;
   for (let i = 0; i < n && !hasAddresses; i++) if (base.addrLo[i] !== 0 || base.addrHi[i] !== 0) hasAddresses = true;
   const size = base.size ?? computeSizes(n, base.objects.length, base.object, base);
-  const byName = new NameIndex(src);
+  const byName = new NameIndex(src, blob === null ? null : (base.nameIndex ?? null));
   const t = {
     source: base.source,
     coverage: "full",
@@ -751,6 +782,15 @@ export function finishTable(base: TableBase): SymbolTable {
   }));
   lazy(t, "text", () => find("_text") ?? find("_stext"));
   return t;
+}
+
+/**
+ * A table's names as a NameBlob plus its built name index (built now if need be), or null when
+ * the names are strings: what a cache of built tables stores, and finishTable takes back
+ * (`names`, `nameIndex`) without hashing every name again.
+ */
+export function tableNameBlob(t: SymbolTable): { blob: NameBlob; index: NameIndexArrays } | null {
+  return t.byName instanceof NameIndex ? t.byName.blobIndex() : null;
 }
 
 export type LookupResult =
