@@ -1,10 +1,11 @@
 /** File input for the CLI: streamed in 1 MiB chunks into the byte-level parsers. */
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { PatchsafeError } from "../errors.js";
 import { createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
 import { parseKallsymsBytes } from "../symbols/kallsymsFast.js";
 import type { SymbolTable } from "../symbols/table.js";
+import { cachedSymbolTable } from "./symbolCache.js";
 import { loadProcTokenizer, loadTokenizerModuleSync } from "./wasm.js";
 
 const CHUNK = 1 << 20;
@@ -71,16 +72,38 @@ export function readCaptureFile(file: string, format: InputFormat = "auto"): { c
   return { capture: captures[0], detected: detected[0] };
 }
 
-export function readSymbolFile(file: string): SymbolTable {
+export interface ReadSymbolsOptions {
+  /**
+   * Use the on-disk cache of built tables (src/node/symbolCache.ts, keyed by the file's content);
+   * default true. PATCHSAFE_NO_CACHE=1 and `check --no-cache` turn it off too.
+   */
+  cache?: boolean;
+}
+
+/**
+ * A kallsyms or System.map file as a symbol table. A regular file is looked up in the table cache
+ * by its content first; /proc/kallsyms (size 0: the kernel makes it on each read, which costs
+ * more than parsing it) and pipes are always parsed.
+ */
+export function readSymbolFile(file: string, opts: ReadSymbolsOptions = {}): SymbolTable {
   let bytes: Uint8Array;
+  let cacheable = false;
+  let fd: number | null = null;
   try {
-    bytes = readFileSync(file);
+    fd = openSync(file, "r");
+    const st = fstatSync(fd);
+    cacheable = st.isFile() && st.size > 0;
+    bytes = readFileSync(fd);
   } catch (e) {
     throw ioError(file, e);
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
   const base = file.split("/").pop() ?? file;
+  const source = /system\.map/i.test(base) ? "system.map" : "kallsyms";
   // kallsyms through the wasm parser (same table; anything unusual goes to parseSymbolTable).
-  return parseKallsymsBytes(loadTokenizerModuleSync(), bytes, { file, source: /system\.map/i.test(base) ? "system.map" : "kallsyms" });
+  const parse = (): SymbolTable => parseKallsymsBytes(loadTokenizerModuleSync(), bytes, { file, source });
+  return cacheable && opts.cache !== false ? cachedSymbolTable(bytes, source, parse) : parse();
 }
 
 export function readTextFile(file: string): string {
