@@ -33,6 +33,7 @@ import { readBinaryFile, readCaptureFiles, readSymbolFile, readTextFile } from "
 import { captureLive } from "../node/capture.js";
 import { loadedKpatchModules, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
+import { setSymbolCacheDisabled } from "../node/symbolCache.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 import { runCapture } from "./capture.js";
 import { runConvert } from "./convert.js";
@@ -80,6 +81,8 @@ Patch (check):
 Input (check):
   --kallsyms FILE                   /proc/kallsyms or System.map of the same boot
                                     (default for the live host: /proc/kallsyms)
+  --no-cache                        parse --kallsyms FILE, not its cached table (also
+                                    PATCHSAFE_NO_CACHE=1)
   --format NAME                     force the input format (default auto: detected per file and
                                     per dmesg section): auto, json, proc, dmesg, sysrq-t, sysrq-w,
                                     hung-task, crash, perf, bpftrace, bcc, bcc-folded, drgn
@@ -141,6 +144,7 @@ function runCheck(args: string[], o: Output): number {
       "no-applied": { type: "boolean" },
       applied: { type: "string", multiple: true },
       kallsyms: { type: "string" },
+      "no-cache": { type: "boolean" },
       model: { type: "string" },
       revert: { type: "boolean" },
       format: { type: "string" },
@@ -159,6 +163,7 @@ function runCheck(args: string[], o: Output): number {
     o.out.push(HELP);
     return 0;
   }
+  setSymbolCacheDisabled(values["no-cache"] === true);
   const model = values.model ?? "livepatch";
   if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
   let applied = values.applied === undefined ? undefined : values.applied.map((f) => parseAppliedFile(readTextFile(f), f));
