@@ -43,6 +43,10 @@ export interface ScanHits {
  */
 export interface ScanHitsView {
   readonly count: number;
+  /**
+   * May be computed when first read (from the input's taskFrameStart, which the view keeps
+   * until then: do not change it in between); a caller that scanned one task need not read it.
+   */
   readonly task: Uint32Array;
   readonly frame: Uint32Array;
   readonly range: Uint32Array;
