@@ -56,10 +56,10 @@ describe("span classes (shared rows): same verdict as running every rule on ever
   // A decoded snapshot shares rows between tasks of one stack (Capture.sharedRows), which is
   // what turns SpanClasses on; vary every fact a class is keyed on, and the ones that keep a
   // task out of any class (pid 0, PF flags, errno).
-  function sharedCapture(): Capture {
+  function sharedCapture(share = 0.3): Capture {
     // grep -H shape: a task's frames are on its own consecutive lines, so the snapshot shares them.
     const source = hostCapture("capture.json");
-    const base = parseProcText(generateProcDump(source, { tasks: 1500, seed: 4, shape: "grep", in: [{ object: "vmlinux", name: "do_epoll_wait", share: 0.3 }] }).text);
+    const base = parseProcText(generateProcDump(source, { tasks: 1500, seed: 4, shape: "grep", in: [{ object: "vmlinux", name: "do_epoll_wait", share }] }).text);
     const rnd = prng(7);
     const states = ["S", "D", "R", "I", null] as const;
     base.tasks.toArray().forEach((t, i) => {
@@ -87,6 +87,18 @@ describe("span classes (shared rows): same verdict as running every rule on ever
   }
   const cap = sharedCapture();
   const table = hostTable();
+  test("a function on every task of a kind (never leaves), counted over classes", () => {
+    // Every task in do_epoll_wait: "on the stack of every task of its kind" is a count over all
+    // tasks, which classes make per class.
+    const all = sharedCapture(1);
+    const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk: false, strict: false };
+    const r = check({ capture: all, symbols: table, patch: patchOf("do_epoll_wait"), scanner: referenceScanner, options: opts });
+    const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, hits: r.hits, notes: r.notes, traceable: null };
+    const classed = decideLivepatch(input, opts);
+    const plain = decideLivepatch(input, opts, [...LIVEPATCH_RULES]);
+    expect(classed).toEqual(plain);
+    expect(classed.blockers.some((b) => b.remedy.code === "never-leaves" && /every user task/.test(b.remedy.message))).toBe(true);
+  });
   for (const partialOk of [false, true]) {
     test(`livepatch apply${partialOk ? " --partial-ok" : ""}`, () => {
       const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk, strict: false };

@@ -163,6 +163,17 @@ describe("E7–E12: sleepers, main loops, running, parked and frozen tasks", () 
     expect(r.verdict.blockers.get(0).remedy.code).toBe("signal");
   });
 
+  it("a function on every kthread's stack never leaves for kthreads, but says nothing of a user task in it", () => {
+    // 12 kthreads all sleeping in schedule_timeout's caller msleep, and one user task in msleep.
+    const ks = Array.from({ length: 12 }, (_, i) => kthread(`worker${i}`, [fr("msleep", 0x20), fr("khugepaged", 0x3c2)], { state: "S" }));
+    const u = user([fr("msleep", 0x20), fr("vfs_read", 0x170)], { comm: "reader" });
+    const r = run(nativeCapture([...ks, u]), patch("p", [["vmlinux", "msleep"]]));
+    const remedyOf = (comm: string) => r.verdict.blockers.find((b) => new TextDecoder().decode(r.capture.tasks.get(b.task).comm!) === comm)!.remedy;
+    expect(remedyOf("worker0")).toMatchObject({ code: "never-leaves" });
+    expect(remedyOf("worker0").message).toMatch(/every kthread task/);
+    expect(remedyOf("reader").code).toBe("signal");
+  });
+
   it("E9: a kthread main loop never leaves; the hint names the callees", () => {
     const k = kthread("khugepaged", [fr("msleep", 0x20), fr("khugepaged", 0x3c2)], { state: "S" });
     const r = run(nativeCapture([k]), patch("p", [["vmlinux", "khugepaged"]]));

@@ -306,6 +306,7 @@ const EVERY_TASK_MIN = 10;
 
 const VANISHED = STACK_STATUS_CODE.vanished;
 const EXCLUDED = TASK_STATUSES.indexOf("excluded");
+const DONE = TASK_STATUSES.indexOf("done");
 /** kinds[] code of a task that has no outcome (vanished). */
 const NO_KIND = 255;
 const KIND_CODE: Record<TaskKind, number> = { user: 0, kthread: 1, "user-worker": 2, idle: 3 };
@@ -322,8 +323,10 @@ function remedyFor(ctx: TaskContext, frame: number, func: number, everyTaskOfKin
   if (unpatchable.has(func)) {
     return { code: "unpatchable", message: `${name} cannot be live-patched at all (entry, noinstr or notrace code): change the patch` };
   }
-  if (NEVER_RETURNS.has(name) || aboveKthread || everyTaskOfKind.has(func)) {
-    const why = everyTaskOfKind.has(func) && !NEVER_RETURNS.has(name) && !aboveKthread ? `${name} is on the stack of every ${kind} task` : `${name} is a thread's main loop`;
+  // Every task of *this* task's kind: a function all kthreads sleep in says nothing of a user task.
+  const onEveryTask = everyTaskOfKind.has(kindFuncKey(KIND_CODE[kind], func));
+  if (NEVER_RETURNS.has(name) || aboveKthread || onEveryTask) {
+    const why = onEveryTask && !NEVER_RETURNS.has(name) && !aboveKthread ? `${name} is on the stack of every ${kind} task` : `${name} is a thread's main loop`;
     const r: Remedy = {
       code: "never-leaves",
       message: `${why}: the task never leaves it and the ${opts.model === "livepatch" ? "transition" : "check"} will never pass; patch a callee instead${callees.length > 0 ? " (the frames below it are listed)" : ""}; forcing is the last word (it pins the module for ever)`,
@@ -415,7 +418,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
   if (vanished > 0) warnings.push({ code: "vanished", message: `${vanished} task(s) exited while the input was captured: they are gone and hold nothing` });
 
-  const everyTaskOfKind = neverLeavingFunctions(k, byTask, ranges);
+  const everyTaskOfKind = neverLeavingFunctions(k, byTask, ranges, classes);
   const decider = new TaskDecider(input, opts, rules, memo, classes, chains, k, byTask, hiddenOverlap, everyTaskOfKind, unpatchable);
   decider.run();
   const { outcomes, blockers, functionBlocking, partialExcluded } = decider;
@@ -466,7 +469,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // What the kernel's own check would do now.
   const { result: kernelResult, first: firstFail } =
-    opts.model === "livepatch" ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap) : kpatchKernelCheck(cap, outcomes, chainLen, input.notes);
+    opts.model === "livepatch" ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap, decider.firstVisible) : kpatchKernelCheck(cap, outcomes, chainLen, input.notes);
 
   return {
     verdict,
@@ -554,26 +557,44 @@ function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | 
   return { kinds, chainLen, kindCount, taskClass, vanished };
 }
 
-/** "On the stack of every task of some kind": such a function never leaves (SPEC §5). */
-function neverLeavingFunctions(k: TaskKinds, byTask: ([number, number][] | undefined)[], ranges: RangeTable): Set<number> {
+/** everyTaskOfKind's key for (TASK_KINDS index, function index). */
+function kindFuncKey(kind: number, func: number): number {
+  return func * TASK_KINDS.length + kind;
+}
+
+/**
+ * "On the stack of every task of some kind": such a function never leaves (SPEC §5), for tasks of
+ * that kind. Keys are kindFuncKey(kind, function).
+ */
+function neverLeavingFunctions(k: TaskKinds, byTask: ([number, number][] | undefined)[], ranges: RangeTable, classes: SpanClasses | null): Set<number> {
   const everyTaskOfKind = new Set<number>();
   // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
   const kindFunc = new Map<number, Map<number, number>>();
   const funcsOf = new Map<[number, number][], number[]>();
-  for (let index = 0; index < k.kinds.length; index++) {
-    const kind = k.kinds[index];
-    if (kind === NO_KIND) continue;
-    const hits = byTask[index];
-    if (hits === undefined) continue;
+  const add = (kind: number, hits: [number, number][], tasks: number): void => {
     let funcs = funcsOf.get(hits);
     if (funcs === undefined) funcsOf.set(hits, (funcs = [...new Set(hits.map(([, ri]) => ranges.ranges[ri].func))]));
     let perFunc = kindFunc.get(kind);
     if (perFunc === undefined) kindFunc.set(kind, (perFunc = new Map()));
-    for (const fi of funcs) perFunc.set(fi, (perFunc.get(fi) ?? 0) + 1);
+    for (const fi of funcs) perFunc.set(fi, (perFunc.get(fi) ?? 0) + tasks);
+  };
+  // Tasks of a class have its first task's kind and hits: counted per class.
+  const classed = k.taskClass;
+  for (let index = 0; index < k.kinds.length; index++) {
+    const kind = k.kinds[index];
+    if (kind === NO_KIND || (classed.length > 0 && classed[index] >= 0)) continue;
+    const hits = byTask[index];
+    if (hits !== undefined) add(kind, hits, 1);
+  }
+  if (classes !== null) {
+    for (let c = 0; c < classes.kind.length; c++) {
+      const hits = byTask[classes.first[c]];
+      if (hits !== undefined) add(classes.kind[c], hits, classes.size[c]);
+    }
   }
   for (const [kind, perFunc] of kindFunc) {
     // Only meaningful over a real host: a handful of tasks sharing a frame is a coincidence.
-    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === k.kindCount[kind]) everyTaskOfKind.add(fi);
+    for (const [fi, n] of perFunc) if (n >= EVERY_TASK_MIN && n === k.kindCount[kind]) everyTaskOfKind.add(kindFuncKey(kind, fi));
   }
   return everyTaskOfKind;
 }
@@ -589,7 +610,14 @@ class TaskDecider {
   readonly blockers = new Blockers(1024);
   readonly functionBlocking: number[];
   partialExcluded = 0;
+  /**
+   * The kernel's own livepatch check fails on the first task in taskOrder (not done) whose matches
+   * hold a blocking frame the kernel sees: that task and function, or null.
+   */
+  firstVisible: { task: number; func: number | null } | null = null;
   private readonly cap: Capture;
+  /** Per match list (shared by the tasks of one stack): its kernel-visible blocking match, or null. */
+  private readonly visibleOf = new Map<RuleMatch[], RuleMatch | null>();
 
   constructor(
     private readonly input: DecideInput,
@@ -631,6 +659,7 @@ class TaskDecider {
     const matches = delta === 0 ? e.matches : e.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
     this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
     if (e.statusCode === EXCLUDED) this.partialExcluded++;
+    if (e.statusCode !== DONE && e.matches.length > 0) this.noteVisible(index, e.matches);
     const bl = e.blockers;
     if (bl !== null) {
       for (let j = 0; j < bl.length; j++) {
@@ -639,6 +668,15 @@ class TaskDecider {
       }
       this.countBlocking(bl);
     }
+  }
+
+  /** Keeps task `index` as firstVisible when its matches block where the kernel looks and it comes first. */
+  private noteVisible(index: number, matches: RuleMatch[]): void {
+    let visible = this.visibleOf.get(matches);
+    if (visible === undefined) this.visibleOf.set(matches, (visible = matches.find((x) => x.code === "blocked" && x.kernelSees) ?? null));
+    if (visible === null) return;
+    const first = this.firstVisible;
+    if (first === null || taskOrder(this.cap, index, first.task) < 0) this.firstVisible = { task: index, func: visible.func };
   }
 
   /** functionBlocking counts a task once per function it is blocked in. */
@@ -689,6 +727,7 @@ class TaskDecider {
     // Blocked wins over undecided causes that come after it in the table.
     if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
     this.outcomes.push(c.index, c.kind, status, matches);
+    if (status !== "done" && matches.length > 0) this.noteVisible(index, matches);
     let mine: Blocker[] | null = null;
     if (status === "blocked") {
       mine = [];
@@ -780,6 +819,9 @@ class SpanClasses {
   /** Per class: its kind code, chain length, row count, facts signature, and decided entry. */
   readonly kind: number[] = [];
   readonly chainLength: number[] = [];
+  /** Per class: its first task and how many tasks it holds. */
+  readonly first: number[] = [];
+  readonly size: number[] = [];
   private readonly count: number[] = [];
   private readonly sig: number[] = [];
   readonly entry: (MemoEntry | null)[] = [];
@@ -802,8 +844,9 @@ class SpanClasses {
   /** The class of task i, or -1 (then classify it and call add()). */
   find(i: number): number {
     const c = this.bySpan[this.tasks.frameStart[i]];
-    if (c < 0 || this.count[c] !== this.tasks.frameCount[i]) return -1;
-    return this.sig[c] === this.signature(i) ? c : -1;
+    if (c < 0 || this.count[c] !== this.tasks.frameCount[i] || this.sig[c] !== this.signature(i)) return -1;
+    this.size[c]++;
+    return c;
   }
 
   /** Makes task i (kind `kind`, chain length `chainLength`) the first of a new class; -1 when it cannot be classed. */
@@ -820,6 +863,8 @@ class SpanClasses {
     this.count.push(n);
     this.sig.push(sig);
     this.entry.push(null);
+    this.first.push(i);
+    this.size.push(1);
     this.bySpan[start] = c;
     return c;
   }
@@ -1018,26 +1063,12 @@ function inSchedText(input: DecideInput, frame: number): boolean {
 }
 
 /** livepatch: per task; fails on the first task with a kernel-visible blocking frame. */
-function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes: Outcomes, hiddenOverlap: string | null): Verdict["kernelCheck"] {
-  // The first failing task in taskOrder: a minimum over the failing ones (no sort of every task).
-  let first: { task: number; func: number | null } | null = null;
-  const DONE = TASK_STATUSES.indexOf("done");
+/**
+ * livepatch: per task; fails on the first task (in taskOrder) with a kernel-visible blocking
+ * frame, which TaskDecider found while it decided (`first`).
+ */
+function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes: Outcomes, hiddenOverlap: string | null, first: { task: number; func: number | null } | null): Verdict["kernelCheck"] {
   const UNDECIDED = TASK_STATUSES.indexOf("undecided");
-  // Tasks of one stack share their match list: the visible blocking match is looked up once per list.
-  let lastList: RuleMatch[] | null = null;
-  let lastVisible: RuleMatch | undefined;
-  for (let i = 0; i < outcomes.length; i++) {
-    if (outcomes.statusCode[i] === DONE) continue;
-    const list = outcomes.matchList[i];
-    if (list.length === 0) continue; // clean
-    if (list !== lastList) {
-      lastList = list;
-      lastVisible = list.find((x) => x.code === "blocked" && x.kernelSees);
-    }
-    if (lastVisible === undefined) continue;
-    const task = outcomes.task[i];
-    if (first === null || taskOrder(cap, task, first.task) < 0) first = { task, func: lastVisible.func };
-  }
   if (first !== null) return { result: "fail", first };
   const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
   for (let i = 0; i < outcomes.length; i++) {
