@@ -102,6 +102,17 @@ let curN: u32 = 0;
 let pathPtr: usize = 0;
 let pathLen: u32 = 0; // 0: no remembered path
 
+// Stack prediction: a dump repeats a few hundred stacks, so once a run's first text is known, the
+// stack most recently seen starting with it is a good guess for the rest. Each further line is
+// then checked against the guess's text by one compare (no hash, no table probe); the first
+// mismatch drops the guess and the run goes on through the tables. A run that matched its guess
+// to the end is that stack (stacks are unique by their text ids).
+/** Per text id: 1 + the last stack that started with it (0: none). ftCap entries. */
+let firstStack: usize = 0;
+let predStack: i32 = -1;
+let predOff: u32 = 0;
+let predLen: u32 = 0;
+
 export function abiVersion(): u32 {
   return ABI_VERSION;
 }
@@ -116,6 +127,8 @@ export function init(inputCapacity: u32): void {
   ftOff = alloc(<usize>ftCap * 4);
   ftLen = alloc(<usize>ftCap * 4);
   ftHash = alloc(<usize>ftCap * 4);
+  firstStack = alloc(<usize>ftCap * 4);
+  memory.fill(firstStack, 0, <usize>ftCap * 4);
   ftSlotCap = 4096;
   ftSlots = alloc(<usize>ftSlotCap * 4);
   memory.fill(ftSlots, 0, <usize>ftSlotCap * 4);
@@ -186,6 +199,11 @@ export function stackCount(): u32 {
 /** Bytes [a, a+n) == [b, b+n), 8 at a time (std's memory.compare goes byte by byte). */
 @inline function equalBytes(a: usize, b: usize, n: usize): bool {
   let i: usize = 0;
+  // 16 bytes per step (wasm SIMD), then 8, then bytes.
+  while (i + 16 <= n) {
+    if (!i8x16.all_true(i8x16.eq(v128.load(a + i), v128.load(b + i)))) return false;
+    i += 16;
+  }
   while (i + 8 <= n) {
     if (load<u64>(a + i) != load<u64>(b + i)) return false;
     i += 8;
@@ -256,6 +274,8 @@ function internText(p: usize, n: u32): u32 {
     ftOff = realloc(ftOff, <usize>ftCap * 4, <usize>c * 4);
     ftLen = realloc(ftLen, <usize>ftCap * 4, <usize>c * 4);
     ftHash = realloc(ftHash, <usize>ftCap * 4, <usize>c * 4);
+    firstStack = realloc(firstStack, <usize>ftCap * 4, <usize>c * 4);
+    memory.fill(firstStack + <usize>ftCap * 4, 0, <usize>(c - ftCap) * 4);
     ftCap = c;
   }
   const id = ftN++;
@@ -339,11 +359,36 @@ function internStack(): u32 {
 
 function closeRun(): void {
   if (!runOpen) return;
-  const id = internStack();
+  const id: u32 = predStack >= 0 && curN == predLen ? <u32>predStack : internStack();
+  if (curN > 0) store<u32>(firstStack + (<usize>load<u32>(curPtr) << 2), id + 1);
   event(EV_RUN, runPid, runTid, runLine, curN, id);
   runOpen = false;
   curN = 0;
   runHash = 0x811c9dc5;
+  predStack = -1;
+}
+
+/** The text id of line `curN` of the open run, text [p, p+n): the guessed stack's when it matches. */
+@inline function runText(p: usize, n: u32): u32 {
+  if (predStack >= 0) {
+    if (curN < predLen) {
+      const cand = load<u32>(swPtr + (<usize>(predOff + curN) << 2));
+      const a = <usize>cand << 2;
+      if (load<u32>(ftLen + a) == n && equalBytes(txPtr + load<u32>(ftOff + a), p, n)) return cand;
+    }
+    predStack = -1;
+    return internText(p, n);
+  }
+  const id = internText(p, n);
+  if (curN == 0) {
+    const s = load<u32>(firstStack + (<usize>id << 2));
+    if (s != 0) {
+      predStack = <i32>(s - 1);
+      predOff = load<u32>(stOff + (<usize>(s - 1) << 2));
+      predLen = load<u32>(stLen + (<usize>(s - 1) << 2));
+    }
+  }
+  return id;
 }
 
 @inline function pushFrame(id: u32): void {
@@ -362,6 +407,12 @@ function closeRun(): void {
 /** Offset of the first LF in [p, end) (8 bytes per step), or -1. */
 @inline function findLF(p: usize, end: usize): isize {
   const start = p;
+  const lf = i8x16.splat(10);
+  while (p + 16 <= end) {
+    const m = i8x16.bitmask(i8x16.eq(v128.load(p), lf));
+    if (m != 0) return <isize>(p - start) + <isize>ctz(m);
+    p += 16;
+  }
   while (p + 8 <= end) {
     const v = load<u64>(p) ^ 0x0a0a0a0a0a0a0a0a;
     const t = (v - 0x0101010101010101) & ~v & 0x8080808080808080;
@@ -471,7 +522,7 @@ export function run(start: u32, len: u32): u32 {
       }
     }
     if (colon != 0) {
-      pushFrame(internText(colon + 1, <u32>(e - colon - 1)));
+      pushFrame(runText(colon + 1, <u32>(e - colon - 1)));
     } else {
       closeRun();
       pathLen = 0;

@@ -122,6 +122,25 @@ describe("tokenizer path = line path", () => {
     );
   });
 
+  // The tokenizer guesses a run's stack from its first text (the last stack that began with it)
+  // and checks the guess line by line: stacks over a tiny alphabet, so first texts are shared by
+  // stacks that then differ, end early or go on longer than the guess.
+  test.each(BUILDS)("stacks that share first frames and then differ, end early or run longer (%s)", (build) => {
+    const texts = ["[<0>] a+0x1/0x2", "[<0>] b+0x1/0x2", "[<0>] c+0x1/0x2", "[<0>] a+0x1/0x3"];
+    const stack = fc.array(fc.integer({ min: 0, max: texts.length - 1 }), { minLength: 1, maxLength: 6 });
+    fc.assert(
+      fc.property(fc.array(stack, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { minLength: 1, maxLength: 200 }), (stacks, picks) => {
+        const lines: string[] = [];
+        picks.forEach((p, task) => {
+          for (const t of stacks[p % stacks.length]) lines.push(`/proc/${task + 1}/task/${task + 1}/stack:${texts[t]}`);
+        });
+        const bytes = encodeLatin1(`${lines.join("\n")}\n`);
+        expect(viaTokenizer(bytes, build, [], 4096)).toEqual(viaLines(bytes));
+      }),
+      { seed: 7, numRuns: build === "release" ? 300 : 100 },
+    );
+  });
+
   test("more runs than one event buffer holds, and a line longer than the input buffer", () => {
     const lines: string[] = [];
     for (let i = 0; i < 20000; i++) lines.push(`/proc/${i}/task/${i}/stack:[<0>] f${i % 7}+0x1/0x2`);
