@@ -1087,15 +1087,18 @@ function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Arra
   // The first failing task in taskOrder (a minimum over the failing ones, not a sort), with the
   // cause checked in the same order as the kernel meets it on that task.
   let first: { task: number; func: number | null } | null = null;
-  for (const o of outcomes) {
-    if (o.kind === "idle" || o.status === "excluded") continue;
-    if (first !== null && taskOrder(cap, o.task, first.task) > 0) continue;
+  const IDLE_KIND = TASK_KINDS.indexOf("idle");
+  // Columns, not outcome objects: kpatch and quiesce checks see a million tasks too.
+  for (let i = 0; i < outcomes.length; i++) {
+    if (outcomes.kindCode[i] === IDLE_KIND || outcomes.statusCode[i] === EXCLUDED) continue;
+    const task = outcomes.task[i];
+    if (first !== null && taskOrder(cap, task, first.task) > 0) continue;
     let fail: { task: number; func: number | null } | null = null;
-    if (notes?.get(o.task) === "freeze-fails") fail = { task: o.task, func: null };
+    if (notes?.get(task) === "freeze-fails") fail = { task, func: null };
     else {
-      const visible = o.matches.find((x) => x.code === "blocked" && x.kernelSees);
-      if (visible !== undefined) fail = { task: o.task, func: visible.func };
-      else if (cap.tasks.stackStatusCode[o.task] === STACK_STATUS_CODE.truncated || chainLen[o.task] >= KPATCH_MAX_REAL_FRAMES) fail = { task: o.task, func: null };
+      const visible = outcomes.matchList[i].find((x) => x.code === "blocked" && x.kernelSees);
+      if (visible !== undefined) fail = { task, func: visible.func };
+      else if (cap.tasks.stackStatusCode[task] === STACK_STATUS_CODE.truncated || chainLen[task] >= KPATCH_MAX_REAL_FRAMES) fail = { task, func: null };
     }
     if (fail !== null) first = fail;
   }
