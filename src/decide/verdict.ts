@@ -328,6 +328,14 @@ export class Outcomes implements Iterable<TaskOutcome> {
     return out;
   }
 
+  /** The task indices of the outcomes with status `s`, in outcome order (no object per outcome). */
+  tasksWithStatus(s: TaskStatus): number[] {
+    const code = STATUS_CODE[s];
+    const out: number[] = [];
+    for (let i = 0; i < this.length; i++) if (this.statusCode[i] === code) out.push(this.task[i]);
+    return out;
+  }
+
   /** Per task index: the kind of its outcome, undefined for a task without one. */
   kindsByTask(taskCount: number): (TaskKind | undefined)[] {
     const codes = this.kindCodesByTask(taskCount);

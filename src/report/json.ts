@@ -84,7 +84,8 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
   };
   const undecided = v.outcomes.withStatus("undecided").sort((a, b) => order(a.task, b.task));
   // Per-task switching exists only in livepatch; kpatch and quiesce are all-or-nothing.
-  const switchable = v.model === "livepatch" ? v.outcomes.withStatus("clean").sort((a, b) => order(a.task, b.task)) : [];
+  // Task indices, not outcome objects: most of a million tasks are clean.
+  const switchable = v.model === "livepatch" ? v.outcomes.tasksWithStatus("clean").sort(order) : [];
   const functions = ranges.functions
     .map((f, i) => ({
       object: f.object,
@@ -122,7 +123,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
         return { pid: t.pid, tid: t.tid, comm: escapeComm(t.comm), reason: { code: o.matches[0].code, message: o.matches[0].message } };
       },
     },
-    switchable: { count: switchable.length, item: (i) => task(switchable[i].task).tid },
+    switchable: { count: switchable.length, item: (i) => cap.tasks.tidOf(switchable[i]) },
     functions,
     warnings: v.warnings,
     prediction,
