@@ -5,7 +5,9 @@
  * soups of every shape the line path knows, pushed in random chunks through tiny buffers (so
  * partial lines, a full event buffer and growInput all happen). Release and debug wasm.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { generateProcDump } from "../src/generate/procDump.js";
@@ -13,6 +15,7 @@ import { parseCaptures } from "../src/ingest/detect.js";
 import { encodeLatin1 } from "../src/ingest/bytes.js";
 import { ProcTokenizer } from "../src/ingest/procTokenizer.js";
 import type { Capture } from "../src/model.js";
+import { readCaptureFiles } from "../src/node/io.js";
 import { loadTokenizerModuleSync } from "../src/node/wasm.js";
 import { toJsonReport, writeJsonReport } from "../src/report/json.js";
 import { FIXTURES, hostCapture, normalize, runCheck } from "./helpers.js";
@@ -147,6 +150,26 @@ describe("tokenizer path = line path", () => {
     lines.push(`/proc/9/task/9/stack:[<0>] ${"x".repeat(5000)}+0x1/0x2`);
     const bytes = encodeLatin1(lines.join("\n"));
     expect(viaTokenizer(bytes, "release", [], 64)).toEqual(viaLines(bytes));
+  });
+});
+
+describe("files read straight into the tokenizer's buffer (readCaptureFiles) = the line path", () => {
+  test("a generated dump over many reads, with a line longer than the input buffer in it", () => {
+    const { text } = generateProcDump(source, { tasks: 6000, seed: 11, shape: "grep" });
+    const lines = text.split("\n");
+    // A 5 MiB frame line (more than the 4 MiB input buffer: it grows while reading in place).
+    lines.splice(lines.length >> 1, 0, `/proc/77/task/77/stack:[<0>] ${"y".repeat(5 << 20)}+0x1/0x2`);
+    const bytes = encodeLatin1(lines.join("\n"));
+    const dir = mkdtempSync(join(tmpdir(), "patchsafe-tok-"));
+    try {
+      const file = join(dir, "dump.txt");
+      writeFileSync(file, bytes);
+      const direct = readCaptureFiles(file).captures;
+      expect(direct[0].sharedRows).toBe(true);
+      expect(direct.map(facts)).toEqual(parseCaptures(bytes, file, "proc").map(facts));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -88,6 +88,13 @@ export function detectFormat(head: Uint8Array): Exclude<FormatName, "auto" | "sy
 export interface CaptureParser {
   push(chunk: Uint8Array): void;
   finish(): Capture[];
+  /**
+   * Feeding without a copy, where the parser has a buffer of its own: calls `read(dst)` once with
+   * a region of that buffer, takes the bytes it reports writing (as push() of them would), and
+   * returns that count (0: the end of the input). null when not offered (or not yet: before the
+   * format is detected): use push().
+   */
+  readFrom?(read: (dst: Uint8Array) => number): number | null;
 }
 
 /**
@@ -125,6 +132,10 @@ class ProcWrapper implements CaptureParser {
   push(chunk: Uint8Array): void {
     if (this.tokenizer !== null) this.tokenizer.push(chunk, this.sink);
     else this.splitter!.push(chunk);
+  }
+
+  readFrom(read: (dst: Uint8Array) => number): number | null {
+    return this.tokenizer === null ? null : this.tokenizer.fill(read, this.sink);
   }
 
   private line(buf: Uint8Array, s: number, e: number, lineNo: number): void {
@@ -246,6 +257,9 @@ export function createCaptureParser(name: string, format: FormatName = "auto", o
       headLen += chunk.length;
       if (headLen >= DETECT_BYTES) inner = decide();
     },
+    readFrom(read: (dst: Uint8Array) => number): number | null {
+      return inner === null ? null : (inner.readFrom?.(read) ?? null);
+    },
     finish(): Capture[] {
       inner ??= decide();
       return inner.finish();
@@ -257,6 +271,7 @@ export function createCaptureParser(name: string, format: FormatName = "auto", o
 function checked(p: CaptureParser, name: string, format: string): CaptureParser {
   return {
     push: (c) => p.push(c),
+    readFrom: (read) => p.readFrom?.(read) ?? null,
     finish: () => {
       const caps = p.finish().filter((c) => c.tasks.length > 0);
       if (caps.length === 0) throw new PatchsafeError("E_INPUT", `no task stack found in ${format} format`, { file: name });

@@ -16,6 +16,8 @@ const EV_OTHER = 2;
 export const DEFAULT_TOKENIZER_INPUT = 4 << 20;
 /** A line longer than this is not a stack dump line: an error, not a buffer the size of the file. */
 export const MAX_TOKENIZER_LINE = 64 << 20;
+/** Bytes fill() lets its reader write per call. */
+const FILL_BYTES = 1 << 20;
 
 interface TokenizerExports {
   memory: WebAssembly.Memory;
@@ -123,19 +125,40 @@ export class ProcTokenizer {
     if (this.finished) throw new PatchsafeError("E_INTERNAL", "tokenizer: push after finish");
     let off = 0;
     while (off < chunk.length) {
-      const cap = this.x.inputCapacity();
-      if (this.filled === cap) {
-        // One line longer than the buffer: make room (the partial line is kept).
-        if (cap >= this.maxLine) throw new PatchsafeError("E_INPUT", `line ${this.x.lineCount() + 1} is longer than ${this.maxLine} bytes: not a stack dump`, { file: this.name, line: this.x.lineCount() + 1 });
-        this.guard(() => this.x.growInput(cap * 2, this.filled));
-        continue;
-      }
+      const cap = this.room();
       const n = Math.min(chunk.length - off, cap - this.filled);
       new Uint8Array(this.x.memory.buffer, this.x.inputPtr() + this.filled, n).set(chunk.subarray(off, off + n));
       this.filled += n;
       off += n;
       this.drain(sink);
     }
+  }
+
+  /**
+   * Lets `read` write the next bytes straight into the input buffer (no copy), then tokenizes them
+   * as push() would; returns what `read` returned (0: the end of the input; nothing is done).
+   */
+  fill(read: (dst: Uint8Array) => number, sink: TokenSink): number {
+    if (this.finished) throw new PatchsafeError("E_INTERNAL", "tokenizer: fill after finish");
+    const cap = this.room();
+    // At most FILL_BYTES per call: what was just read is tokenized while it is still in cache.
+    const n = read(new Uint8Array(this.x.memory.buffer, this.x.inputPtr() + this.filled, Math.min(cap - this.filled, FILL_BYTES)));
+    if (n <= 0) return 0;
+    this.filled += n;
+    this.drain(sink);
+    return n;
+  }
+
+  /**
+   * The input buffer's capacity, doubled first when it is full (one line longer than the buffer:
+   * the partial line is kept), up to maxLine.
+   */
+  private room(): number {
+    const cap = this.x.inputCapacity();
+    if (this.filled < cap) return cap;
+    if (cap >= this.maxLine) throw new PatchsafeError("E_INPUT", `line ${this.x.lineCount() + 1} is longer than ${this.maxLine} bytes: not a stack dump`, { file: this.name, line: this.x.lineCount() + 1 });
+    this.guard(() => this.x.growInput(cap * 2, this.filled));
+    return this.x.inputCapacity();
   }
 
   /** End of input: a last line without LF counts as a line (as LineSplitter.end does). */

@@ -1,7 +1,7 @@
 /** File input for the CLI: streamed in 1 MiB chunks into the byte-level parsers. */
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import { PatchsafeError } from "../errors.js";
-import { createCaptureParser, type FormatName } from "../ingest/detect.js";
+import { type CaptureParser, createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
 import { parseKallsymsBytes } from "../symbols/kallsymsFast.js";
 import type { SymbolTable } from "../symbols/table.js";
@@ -18,24 +18,45 @@ function ioError(file: string, e: unknown): PatchsafeError {
 
 /** Calls onChunk with successive chunks of the file ('-' = stdin). The chunk is reused. */
 export function streamFile(file: string, onChunk: (chunk: Uint8Array) => void): void {
+  streamInto(file, null, onChunk);
+}
+
+/**
+ * Reads the file ('-' = stdin) into `parser`: straight into the parser's own buffer where it
+ * offers one (CaptureParser.readFrom: the /proc tokenizer's wasm memory, which saves a copy of
+ * every byte and reads into memory the tokenizer then finds in cache), else in CHUNK pieces
+ * through onChunk.
+ */
+function streamInto(file: string, parser: CaptureParser | null, onChunk: (chunk: Uint8Array) => void): void {
   let fd: number;
   try {
     fd = file === "-" ? 0 : openSync(file, "r");
   } catch (e) {
     throw ioError(file, e);
   }
-  const buf = new Uint8Array(CHUNK);
-  try {
+  /** readSync into dst; 0 at the end of input. */
+  const readInto = (dst: Uint8Array): number => {
     for (;;) {
-      let n: number;
       try {
-        n = readSync(fd, buf, 0, CHUNK, null);
+        return readSync(fd, dst, 0, dst.length, null);
       } catch (e) {
         const code = (e as { code?: string }).code;
         if (code === "EAGAIN") continue;
-        if (code === "EOF") break;
+        if (code === "EOF") return 0;
         throw ioError(file, e);
       }
+    }
+  };
+  let buf: Uint8Array | null = null;
+  try {
+    for (;;) {
+      const direct = parser?.readFrom?.(readInto) ?? null;
+      if (direct !== null) {
+        if (direct === 0) break;
+        continue;
+      }
+      buf ??= new Uint8Array(CHUNK);
+      const n = readInto(buf);
       if (n === 0) break;
       onChunk(buf.subarray(0, n));
     }
@@ -54,7 +75,7 @@ export type InputFormat = FormatName;
  */
 export function readCaptureFiles(file: string, format: InputFormat = "auto"): { captures: Capture[]; detected: string[] } {
   const parser = createCaptureParser(file, format, { procTokenizer: (name) => loadProcTokenizer("release", name) });
-  streamFile(file, (chunk) => parser.push(chunk));
+  streamInto(file, parser, (chunk) => parser.push(chunk));
   const captures = parser.finish();
   return { captures, detected: captures.map((c) => c.source.format) };
 }
