@@ -30,14 +30,15 @@ export class CaptureBuilder {
   readonly strings = new StringTable();
   readonly frames = new FrameColumns();
   /** Tasks; the current task's row is reserved at its start and written when it ends. */
-  readonly tasks = new TaskTable();
+  readonly tasks: TaskTable;
   readonly interner: ByteInterner;
   private readonly vmlinuxId: number;
   /** The task being filled (a scratch object, written into `tasks` by endTask()). */
   current: Task | null = null;
   private currentIndex = -1;
 
-  constructor() {
+  constructor(expectedTasks = 64) {
+    this.tasks = new TaskTable(expectedTasks);
     this.interner = new ByteInterner(this.strings);
     this.vmlinuxId = this.strings.intern(VMLINUX);
   }

@@ -115,8 +115,9 @@ class ProcWrapper implements CaptureParser {
   constructor(
     name: string,
     private readonly tokenizer: ProcTokenizer | null = null,
+    expectedTasks = 64,
   ) {
-    this.inner = new ProcTextParser(name);
+    this.inner = new ProcTextParser(name, expectedTasks);
     this.splitter = tokenizer === null ? new LineSplitter((buf, s, e, n) => this.line(buf, s, e, n)) : null;
   }
 
@@ -205,6 +206,20 @@ export interface IngestOptions {
    * without one the TypeScript line path reads everything (same captures, slower).
    */
   procTokenizer?: (file: string) => ProcTokenizer;
+  /**
+   * The input's size in bytes, when known (a regular file): the /proc parser sizes its task
+   * columns from it instead of growing them by doubling (a million tasks copied them ~20 times).
+   */
+  sizeHint?: number;
+}
+
+/**
+ * Tasks a /proc dump of `bytes` bytes holds at most, about: a task is at least a few lines of
+ * ~60 bytes (grep -H), so bytes / 250 over-counts typical dumps (~330 bytes a task) by ~1.3x and is only a start:
+ * the columns still grow past it.
+ */
+function procTasksHint(bytes: number | undefined): number {
+  return bytes === undefined ? 64 : Math.max(64, Math.min(Math.ceil(bytes / 250), 16 << 20));
 }
 
 function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: boolean, options: IngestOptions): CaptureParser {
@@ -212,7 +227,7 @@ function parserFor(format: Exclude<FormatName, "auto">, name: string, detected: 
     case "json":
       return new JsonCollector(name, detected);
     case "proc":
-      return new ProcWrapper(name, options.procTokenizer?.(name) ?? null);
+      return new ProcWrapper(name, options.procTokenizer?.(name) ?? null, procTasksHint(options.sizeHint));
     case "dmesg":
       return new DmesgParser(name);
     case "sysrq-t":

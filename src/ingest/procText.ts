@@ -75,7 +75,7 @@ function markTruncated(t: Task): void {
 }
 
 export class ProcTextParser {
-  private readonly b = new CaptureBuilder();
+  private readonly b: CaptureBuilder;
   private readonly splitter: LineSplitter;
   private ignoredOutside = 0;
   private firstIgnored = 0;
@@ -109,7 +109,12 @@ export class ProcTextParser {
   private readonly shared: (SharedStack | null | undefined)[] = [];
   private sharedUsed = false;
 
-  constructor(private readonly name: string) {
+  /** expectedTasks: the task columns' first capacity (they grow past it). */
+  constructor(
+    private readonly name: string,
+    expectedTasks = 64,
+  ) {
+    this.b = new CaptureBuilder(expectedTasks);
     this.splitter = new LineSplitter((buf, s, e, line) => this.line(buf, s, e, line));
   }
 

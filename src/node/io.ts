@@ -1,5 +1,5 @@
 /** File input for the CLI: streamed in 1 MiB chunks into the byte-level parsers. */
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { PatchsafeError } from "../errors.js";
 import { type CaptureParser, createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
@@ -9,6 +9,17 @@ import { cachedSymbolTable } from "./symbolCache.js";
 import { loadProcTokenizer, loadTokenizerModuleSync } from "./wasm.js";
 
 const CHUNK = 1 << 20;
+
+/** The size of a regular file, else undefined (stdin, a pipe, an unreadable path: the read reports that). */
+function regularFileSize(file: string): number | undefined {
+  if (file === "-") return undefined;
+  try {
+    const st = statSync(file);
+    return st.isFile() ? st.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function ioError(file: string, e: unknown): PatchsafeError {
   const code = typeof e === "object" && e !== null && "code" in e ? String((e as { code: unknown }).code) : "";
@@ -74,7 +85,7 @@ export type InputFormat = FormatName;
  * per section; `detected` names each capture's format, in order.
  */
 export function readCaptureFiles(file: string, format: InputFormat = "auto"): { captures: Capture[]; detected: string[] } {
-  const parser = createCaptureParser(file, format, { procTokenizer: (name) => loadProcTokenizer("release", name) });
+  const parser = createCaptureParser(file, format, { procTokenizer: (name) => loadProcTokenizer("release", name), sizeHint: regularFileSize(file) });
   streamInto(file, parser, (chunk) => parser.push(chunk));
   const captures = parser.finish();
   return { captures, detected: captures.map((c) => c.source.format) };
