@@ -616,8 +616,6 @@ class TaskDecider {
    */
   firstVisible: { task: number; func: number | null } | null = null;
   private readonly cap: Capture;
-  /** Per match list (shared by the tasks of one stack): its kernel-visible blocking match, or null. */
-  private readonly visibleOf = new Map<RuleMatch[], RuleMatch | null>();
 
   constructor(
     private readonly input: DecideInput,
@@ -659,7 +657,10 @@ class TaskDecider {
     const matches = delta === 0 ? e.matches : e.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
     this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
     if (e.statusCode === EXCLUDED) this.partialExcluded++;
-    if (e.statusCode !== DONE && e.matches.length > 0) this.noteVisible(index, e.matches);
+    if (e.statusCode !== DONE && e.matches.length > 0) {
+      if (e.visible === undefined) e.visible = visibleMatch(e.matches);
+      if (e.visible !== null) this.noteVisible(index, e.visible);
+    }
     const bl = e.blockers;
     if (bl !== null) {
       for (let j = 0; j < bl.length; j++) {
@@ -671,10 +672,7 @@ class TaskDecider {
   }
 
   /** Keeps task `index` as firstVisible when its matches block where the kernel looks and it comes first. */
-  private noteVisible(index: number, matches: RuleMatch[]): void {
-    let visible = this.visibleOf.get(matches);
-    if (visible === undefined) this.visibleOf.set(matches, (visible = matches.find((x) => x.code === "blocked" && x.kernelSees) ?? null));
-    if (visible === null) return;
+  private noteVisible(index: number, visible: RuleMatch): void {
     const first = this.firstVisible;
     if (first === null || taskOrder(this.cap, index, first.task) < 0) this.firstVisible = { task: index, func: visible.func };
   }
@@ -727,7 +725,8 @@ class TaskDecider {
     // Blocked wins over undecided causes that come after it in the table.
     if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
     this.outcomes.push(c.index, c.kind, status, matches);
-    if (status !== "done" && matches.length > 0) this.noteVisible(index, matches);
+    const visible = status === "done" ? null : visibleMatch(matches);
+    if (visible !== null) this.noteVisible(index, visible);
     let mine: Blocker[] | null = null;
     if (status === "blocked") {
       mine = [];
@@ -870,6 +869,11 @@ class SpanClasses {
   }
 }
 
+/** The match the kernel's own check fails on: a blocking frame it sees, or null. */
+function visibleMatch(matches: RuleMatch[]): RuleMatch | null {
+  return matches.find((x) => x.code === "blocked" && x.kernelSees) ?? null;
+}
+
 /** One FNV-1a step (a function, not a closure: the memo hashes a million tasks). */
 function mixHash(h: number, v: number): number {
   return Math.imul(h ^ (v | 0), 0x01000193);
@@ -884,6 +888,8 @@ interface MemoEntry {
   matches: RuleMatch[];
   status: TaskOutcome["status"] | null;
   statusCode: number;
+  /** Its kernel-visible blocking match (visibleMatch), once asked; undefined before. */
+  visible: RuleMatch | null | undefined;
   /** Its blockers (status blocked), to copy with this task's index and frames. */
   blockers: Blocker[] | null;
 }
@@ -1008,7 +1014,7 @@ class RuleMemo {
     const p = this.pending;
     if (p === null || p.index !== index) return null;
     this.pending = null;
-    const e: MemoEntry = { index, kind: p.kind, hits: p.hits, matches: matches.map((x) => ({ ...x })), status: null, statusCode: 0, blockers: null };
+    const e: MemoEntry = { index, kind: p.kind, hits: p.hits, matches: matches.map((x) => ({ ...x })), status: null, statusCode: 0, visible: undefined, blockers: null };
     const list = this.buckets.get(p.hash);
     if (list === undefined) this.buckets.set(p.hash, [e]);
     else list.push(e);
