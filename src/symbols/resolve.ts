@@ -9,7 +9,7 @@
  * Without a symbol table: a synthetic, stable key space, one block per distinct
  * (object, name, printed size), so the same wasm scan serves every input (SPEC §9).
  */
-import { type Capture, FrameFlag, u64 } from "../model.js";
+import { type Capture, FrameFlag, type StringTable, u64 } from "../model.js";
 import { type SymbolTable, symbolAddress } from "./table.js";
 
 export const FrameStatus = {
@@ -50,6 +50,53 @@ export interface ResolvedFrames {
   warnings: string[];
 }
 
+/**
+ * What resolve makes of a symbolic frame (name, object, printed size or none) with a table:
+ * the symbol row, or -FrameStatus (UNRESOLVED, AMBIGUOUS, SIZE_MISMATCH). The rule of SPEC §2:
+ * the one symbol of that name in the object whose size equals the printed size; without a
+ * printed size, the only symbol of that name in the object.
+ */
+export function symbolicRow(table: SymbolTable, name: string, object: string, hasSize: boolean, size: number): number {
+  const candidates = (table.byName.get(name) ?? []).filter((r) => table.objects[table.object[r]] === object);
+  if (candidates.length === 0) return -FrameStatus.UNRESOLVED;
+  if (!hasSize) return candidates.length === 1 ? candidates[0] : -FrameStatus.AMBIGUOUS;
+  const bySize = candidates.filter((r) => table.size[r] === size);
+  if (bySize.length === 1) return bySize[0];
+  if (bySize.length > 1) return -FrameStatus.AMBIGUOUS;
+  return candidates.length === 1 ? -FrameStatus.SIZE_MISMATCH : -FrameStatus.AMBIGUOUS;
+}
+
+/**
+ * symbolicRow() answers known in advance for the frames of captures using one string table,
+ * with one symbol table: what a snapshot stores with its frame rows (it was written with that
+ * table), so resolving its frames needs no name index. Keys are string ids of `strings`, which
+ * only ever grows, so the answers stay valid for every capture sharing it (a model's derived
+ * captures too).
+ */
+export interface SymbolHints {
+  /** Frame symbol name ids. */
+  name: Int32Array;
+  /** Frame object name ids. */
+  object: Int32Array;
+  /** Printed size, -1 when none. */
+  size: Float64Array;
+  /** symbolicRow() of that name, object and size with `table`. */
+  row: Int32Array;
+}
+
+const hintsOf = new WeakMap<StringTable, { table: SymbolTable; hints: SymbolHints }>();
+
+/** Registers the answers for frames naming ids of `strings`, valid with `table` only (one set per string table). */
+export function setSymbolHints(strings: StringTable, table: SymbolTable, hints: SymbolHints): void {
+  hintsOf.set(strings, { table, hints });
+}
+
+/** The hints registered for `strings` with exactly `table`, if any. */
+export function symbolHints(strings: StringTable, table: SymbolTable): SymbolHints | null {
+  const h = hintsOf.get(strings);
+  return h !== undefined && h.table === table ? h.hints : null;
+}
+
 /** Start of the synthetic key space; blocks are spaced with a gap so `off == size` has room. */
 const SYNTHETIC_BASE = 0x1_0000n;
 const SYNTHETIC_GAP = 0x1000n;
@@ -77,6 +124,36 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   let nextBase = SYNTHETIC_BASE;
   let addressMismatch = 0;
   let firstMismatchLine = 0;
+  const addEntry = (slot: number, obj: number, sizeKey: number, row: number, block: SyntheticBlock | null): void => {
+    if (entries === eRow.length) {
+      const m = entries * 2;
+      const i32 = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+        const b = new Int32Array(m);
+        b.set(a);
+        return b;
+      };
+      eObj = i32(eObj);
+      eRow = i32(eRow);
+      eNext = i32(eNext);
+      const s2 = new Float64Array(m);
+      s2.set(eSize);
+      eSize = s2;
+    }
+    eObj[entries] = obj;
+    eSize[entries] = sizeKey;
+    eRow[entries] = row;
+    eNext[entries] = head[slot];
+    eBlock[entries] = block;
+    head[slot] = entries++;
+  };
+  // Answers a snapshot brought along for this table: the cache starts with them.
+  const hints = useTable ? symbolHints(cap.strings, table) : null;
+  if (hints !== null) {
+    for (let k = 0; k < hints.row.length; k++) {
+      const sym = hints.name[k];
+      if (sym >= 0 && sym < nameCount) addEntry(sym, hints.object[k], hints.size[k], hints.row[k], null);
+    }
+  }
 
   // Only bare addresses need the objects' spans (a BigInt per symbol): built on first use.
   let spans: [bigint, bigint][] | null = null;
@@ -140,17 +217,8 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
     } else {
       const name = cap.strings.get(sym);
       const object = cap.strings.get(obj);
-      if (useTable) {
-        const candidates = (table.byName.get(name) ?? []).filter((r) => table.objects[table.object[r]] === object);
-        if (candidates.length === 0) row = -FrameStatus.UNRESOLVED;
-        else if (!hasSize) row = candidates.length === 1 ? candidates[0] : -FrameStatus.AMBIGUOUS;
-        else {
-          const bySize = candidates.filter((r) => table.size[r] === size);
-          if (bySize.length === 1) row = bySize[0];
-          else if (bySize.length > 1) row = -FrameStatus.AMBIGUOUS;
-          else row = candidates.length === 1 ? -FrameStatus.SIZE_MISMATCH : -FrameStatus.AMBIGUOUS;
-        }
-      } else {
+      if (useTable) row = symbolicRow(table, name, object, hasSize, size);
+      else {
         // Synthetic block of [base, base + span) with span = printed size (1 when none printed).
         const span = hasSize ? BigInt(Math.max(size, 1)) : 1n;
         const k = `${object}\u0000${name}`;
@@ -161,28 +229,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
         row = -(1000 + blocks.length - 1);
         nextBase += span + SYNTHETIC_GAP;
       }
-      {
-        if (entries === eRow.length) {
-          const m = entries * 2;
-          const i32 = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
-            const b = new Int32Array(m);
-            b.set(a);
-            return b;
-          };
-          eObj = i32(eObj);
-          eRow = i32(eRow);
-          eNext = i32(eNext);
-          const s2 = new Float64Array(m);
-          s2.set(eSize);
-          eSize = s2;
-        }
-        eObj[entries] = obj;
-        eSize[entries] = sizeKey;
-        eRow[entries] = row;
-        eNext[entries] = head[slot];
-        eBlock[entries] = block;
-        head[slot] = entries++;
-      }
+      addEntry(slot, obj, sizeKey, row, block);
     }
     if (row >= 0) {
       const t = table!;

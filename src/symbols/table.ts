@@ -260,6 +260,22 @@ interface NameSource {
   hashQuery(s: string): number;
   equals(i: number, s: string): boolean;
   name(i: number): string;
+  /**
+   * Rows of each query name, in table order (undefined: none), found by one pass over the rows:
+   * for a few lookups on a table whose index is not built yet (hashing every name costs ~10-20
+   * passes).
+   */
+  scan(queries: readonly string[]): (number[] | undefined)[];
+}
+
+/** Query indices by name length (the first filter of a scan: one array read per row). */
+function queriesByLength(lengths: number[]): (number[] | undefined)[] {
+  const byLen: (number[] | undefined)[] = [];
+  lengths.forEach((l, q) => {
+    while (byLen.length <= l) byLen.push(undefined);
+    (byLen[l] ??= []).push(q);
+  });
+  return byLen;
 }
 
 class ArrayNames implements NameSource {
@@ -280,6 +296,18 @@ class ArrayNames implements NameSource {
   }
   name(i: number): string {
     return this.names[i];
+  }
+  scan(queries: readonly string[]): (number[] | undefined)[] {
+    const out: (number[] | undefined)[] = queries.map(() => undefined);
+    const byLen = queriesByLength(queries.map((q) => q.length));
+    const names = this.names;
+    for (let i = 0; i < names.length; i++) {
+      const s = names[i];
+      const qs = s.length < byLen.length ? byLen[s.length] : undefined;
+      if (qs === undefined) continue;
+      for (const q of qs) if (queries[q] === s) (out[q] ??= []).push(i);
+    }
+    return out;
   }
 }
 
@@ -337,6 +365,43 @@ class BlobNames implements NameSource {
   name(i: number): string {
     const { chars, start, len, pfx } = this.blob;
     return PFX.repeat(pfx[i]) + charsToString(chars, start[i], start[i] + len[i]);
+  }
+  scan(queries: readonly string[]): (number[] | undefined)[] {
+    const { chars, start, len, pfx } = this.blob;
+    const Q = queries.length;
+    const out: (number[] | undefined)[] = queries.map(() => undefined);
+    // Each query as the blob stores it (pfxDepth: the canonical split the blob builder makes):
+    // `__pfx_` depth and the code units after it. A row matches on length, depth and code units.
+    const depth = new Int32Array(Q);
+    const code = queries.map((q, k) => {
+      const d = pfxDepth(q);
+      depth[k] = d;
+      const rest = new Uint16Array(q.length - d * PFX.length);
+      for (let j = 0; j < rest.length; j++) rest[j] = q.charCodeAt(d * PFX.length + j);
+      return rest;
+    });
+    // Queries by length: the first (headByLen) and the next of the same length (nextQ).
+    let maxLen = 1;
+    for (const c of code) maxLen = Math.max(maxLen, c.length + 1);
+    const headByLen = new Int32Array(maxLen).fill(-1);
+    const nextQ = new Int32Array(Q).fill(-1);
+    for (let q = Q - 1; q >= 0; q--) {
+      nextQ[q] = headByLen[code[q].length];
+      headByLen[code[q].length] = q;
+    }
+    for (let i = 0, n = this.count; i < n; i++) {
+      const l = len[i];
+      if (l >= maxLen) continue;
+      for (let q = headByLen[l]; q >= 0; q = nextQ[q]) {
+        if (pfx[i] !== depth[q]) continue;
+        const r = code[q];
+        const a = start[i];
+        let k = 0;
+        while (k < l && r[k] === chars[a + k]) k++;
+        if (k === l) (out[q] ??= []).push(i);
+      }
+    }
+    return out;
   }
 }
 
@@ -422,7 +487,22 @@ export function nameBlobFromFrontCoding(
     }
     chars = cu;
   }
-  // Fold leading `__pfx_` of stored names (those with no function row after them) into pfx.
+  return foldPadding(n, pfxMark, chars, start, lenOut, pfx);
+}
+
+/**
+ * The blob's per-row view from stored names: leading `__pfx_` of stored names (those with no
+ * function row after them) folded into pfx, and each marked row pointed at the next row's code
+ * units with one more prefix.
+ */
+function foldPadding(
+  n: number,
+  pfxMark: ArrayLike<number>,
+  chars: Uint8Array | Uint16Array,
+  start: Uint32Array,
+  lenOut: Uint32Array,
+  pfx: Uint8Array,
+): NameBlob | { error: string; tooLarge?: boolean } {
   for (let i = 0; i < n; i++) {
     if (pfxMark[i] !== 0) continue;
     while (lenOut[i] > PFX.length && chars[start[i]] === 95 && startsWithPfx(chars, start[i])) {
@@ -439,6 +519,62 @@ export function nameBlobFromFrontCoding(
     start[i] = start[i + 1];
     lenOut[i] = lenOut[i + 1];
   }
+  return { chars, start, len: lenOut, pfx };
+}
+
+/**
+ * Builds a NameBlob from stored names back to back (`chars`, code units; `len` per stored name,
+ * in table order) and padding marks (`pad`: bit i & 7 of byte i >> 3 set for a row that is
+ * `__pfx_` + the next row's name and stores nothing): format 1.2 of the snapshot. One pass; the
+ * blob keeps `chars` itself (no copy). Returns an error string instead of throwing.
+ */
+export function nameBlobFromStored(n: number, pad: Uint8Array, len: ArrayLike<number>, chars: Uint8Array | Uint16Array): NameBlob | { error: string; tooLarge?: boolean } {
+  if (pad.length < (n + 7) >> 3) return { error: "symbols.pad: shorter than the rows" };
+  const start = new Uint32Array(n);
+  const lenOut = new Uint32Array(n);
+  const pfx = new Uint8Array(n);
+  const total = chars.length;
+  const stored = len.length;
+  let k = 0;
+  let at = 0;
+  // Marked rows before the current one: they take its code units with one more prefix each.
+  let pending = 0;
+  for (let i = 0; i < n; i++) {
+    if ((pad[i >> 3] >> (i & 7)) & 1) {
+      pending++;
+      continue;
+    }
+    if (k >= stored) return { error: "symbols.nameLen: fewer lengths than stored names" };
+    let l = len[k++];
+    if (!(l >= 1) || at + l > total) return { error: `symbols.names[${i}]: ${l === 0 ? "empty name" : "length out of range"}` };
+    let a = at;
+    at += l;
+    // Leading `__pfx_` of a stored name (one with no function row after it) folded into pfx.
+    let d = 0;
+    if (chars[a] === 95) {
+      while (l > PFX.length && startsWithPfx(chars, a)) {
+        if (d === 255) return { error: `symbols.names[${i}]: too many __pfx_ prefixes` };
+        d++;
+        a += PFX.length;
+        l -= PFX.length;
+      }
+    }
+    start[i] = a;
+    lenOut[i] = l;
+    pfx[i] = d;
+    if (pending > 0) {
+      if (d + pending > 16) return { error: `symbols.pad[${i - pending}]: padding marks chained too deep` };
+      for (let j = 1; j <= pending; j++) {
+        start[i - j] = a;
+        lenOut[i - j] = l;
+        pfx[i - j] = d + j;
+      }
+      pending = 0;
+    }
+  }
+  if (pending > 0) return { error: `symbols.pad[${n - 1}]: bad padding mark` };
+  if (k !== stored) return { error: "symbols.nameLen: more lengths than stored names" };
+  if (at !== total) return { error: "symbols.names: trailing code units" };
   return { chars, start, len: lenOut, pfx };
 }
 
@@ -537,6 +673,50 @@ export class NameIndex extends Map<string, number[]> {
     }
     this.memo.clear();
   }
+
+  /**
+   * Rows named `name` (as get()), but while the index is not built, the first few lookups scan
+   * the rows instead of building it: a check of a decoded snapshot looks up only the patched
+   * functions and the section markers (its frames carry their rows), and hashing every name
+   * costs as much as 10-20 scans. Callers that look up many names use get(), which builds.
+   */
+  lookup(name: string): number[] | undefined {
+    return this.lookupMany([name])[0];
+  }
+
+  /** lookup() for several names: one scan answers them all. */
+  lookupMany(names: readonly string[]): (number[] | undefined)[] {
+    if (this.full || this.head !== null || this.scans >= NameIndex.SCANS) return names.map((n) => this.get(n));
+    const out = names.map((n) => (typeof n === "string" ? this.memo.get(n) : undefined));
+    const todo: number[] = [];
+    names.forEach((n, k) => {
+      if (typeof n === "string" && !this.memo.has(n)) todo.push(k);
+    });
+    if (todo.length > 0) {
+      this.scans++;
+      const found = this.src.scan(todo.map((k) => names[k]));
+      if (this.memo.size > 4096) this.memo.clear();
+      todo.forEach((k, j) => {
+        out[k] = found[j];
+        this.memo.set(names[k], found[j]);
+      });
+    }
+    return out;
+  }
+
+  /** Whether the hash index (or the full Map) has been built: false while lookups only scanned. */
+  get indexed(): boolean {
+    return this.head !== null || this.full;
+  }
+
+  /** Whether row i is named `name` (no index, no string made). */
+  rowIs(i: number, name: string): boolean {
+    return i >= 0 && i < this.src.count && this.src.equals(i, name);
+  }
+
+  /** Scans answered before get() builds the index anyway. */
+  static readonly SCANS = 8;
+  private scans = 0;
 
   override get(name: string): number[] | undefined {
     if (this.full) return super.get(name);
@@ -706,6 +886,22 @@ function occurrenceColumns(t: SymbolTable): { sympos: Uint32Array; dupCount: Uin
   return { sympos, dupCount, padding };
 }
 
+/** Start and end symbols of the SectionBounds sections, in their order. */
+const SECTION_MARKERS = [
+  "__sched_text_start",
+  "__sched_text_end",
+  "__lock_text_start",
+  "__lock_text_end",
+  "__entry_text_start",
+  "__entry_text_end",
+  "__noinstr_text_start",
+  "__noinstr_text_end",
+  "__cpuidle_text_start",
+  "__cpuidle_text_end",
+  "_sinittext",
+  "_einittext",
+];
+
 export interface TableBase {
   source: SymbolSource;
   /** One string per row, or one block of code units (decoded snapshots). */
@@ -761,26 +957,25 @@ export function finishTable(base: TableBase): SymbolTable {
   lazy(t, "sympos", () => occurrences().sympos);
   lazy(t, "dupCount", () => occurrences().dupCount);
   lazy(t, "padding", () => occurrences().padding);
-  const find = (name: string): bigint | null => {
-    const rows = byName.get(name);
-    if (rows === undefined) return null;
-    for (const i of rows) if (base.object[i] === 0) return (BigInt(base.addrHi[i]) << 32n) | BigInt(base.addrLo[i]);
-    return null;
-  };
-  const bounds = (a: string, b: string): [bigint, bigint] | null => {
-    const lo = find(a);
-    const hi = find(b);
-    return lo !== null && hi !== null && hi > lo ? [lo, hi] : null;
-  };
-  lazy(t, "sections", () => ({
-    sched: bounds("__sched_text_start", "__sched_text_end"),
-    lock: bounds("__lock_text_start", "__lock_text_end"),
-    entry: bounds("__entry_text_start", "__entry_text_end"),
-    noinstr: bounds("__noinstr_text_start", "__noinstr_text_end"),
-    cpuidle: bounds("__cpuidle_text_start", "__cpuidle_text_end"),
-    init: bounds("_sinittext", "_einittext"),
-  }));
-  lazy(t, "text", () => find("_text") ?? find("_stext"));
+  // The first vmlinux row of each name, all looked up at once (one scan when the index is not built).
+  const findAll = (names: string[]): (bigint | null)[] =>
+    byName.lookupMany(names).map((rows) => {
+      for (const i of rows ?? []) if (base.object[i] === 0) return (BigInt(base.addrHi[i]) << 32n) | BigInt(base.addrLo[i]);
+      return null;
+    });
+  lazy(t, "sections", () => {
+    const a = findAll(SECTION_MARKERS);
+    const bounds = (k: number): [bigint, bigint] | null => {
+      const lo = a[2 * k];
+      const hi = a[2 * k + 1];
+      return lo !== null && hi !== null && hi > lo ? [lo, hi] : null;
+    };
+    return { sched: bounds(0), lock: bounds(1), entry: bounds(2), noinstr: bounds(3), cpuidle: bounds(4), init: bounds(5) };
+  });
+  lazy(t, "text", () => {
+    const [text, stext] = findAll(["_text", "_stext"]);
+    return text ?? stext;
+  });
   return t;
 }
 
@@ -793,6 +988,20 @@ export function tableNameBlob(t: SymbolTable): { blob: NameBlob; index: NameInde
   return t.byName instanceof NameIndex ? t.byName.blobIndex() : null;
 }
 
+/**
+ * t.byName.get(name) for a caller that looks up a few names: a table's name index is then not
+ * built for them (NameIndex.lookup scans for the first few). Same rows, same order.
+ */
+export function rowsNamed(t: SymbolTable, name: string): number[] | undefined {
+  return t.byName instanceof NameIndex ? t.byName.lookup(name) : t.byName.get(name);
+}
+
+/** Whether row i of t is named `name`, without materializing the names. */
+export function rowHasName(t: SymbolTable, i: number, name: string): boolean {
+  if (!(i >= 0 && i < t.count)) return false;
+  return t.byName instanceof NameIndex ? t.byName.rowIs(i, name) : t.names[i] === name;
+}
+
 export type LookupResult =
   | { ok: true; index: number }
   | { ok: false; code: "E_SYMBOL_NOT_FOUND" | "E_SYMBOL_AMBIGUOUS" | "E_SYMPOS_NOT_FOUND"; message: string };
@@ -802,7 +1011,7 @@ export type LookupResult =
  * Messages are the kernel's.
  */
 export function findObjectSymbol(t: SymbolTable, object: string, name: string, sympos: number): LookupResult {
-  const rows = (t.byName.get(name) ?? []).filter((i) => t.objects[t.object[i]] === object);
+  const rows = (rowsNamed(t, name) ?? []).filter((i) => t.objects[t.object[i]] === object);
   if (rows.length === 0) return { ok: false, code: "E_SYMBOL_NOT_FOUND", message: `symbol '${name}' not found in symbol table` };
   if (sympos === 0) {
     if (rows.length > 1) {
