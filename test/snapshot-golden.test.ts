@@ -8,9 +8,11 @@
  *   markers, every init_once), written by format 1.0 (the encoder of commit 70afd7c).
  * - v1.1-capture.psnap / .json: the same capture and subset written by format 1.1 (symbol
  *   section last, `symbolsAt` in the header).
+ * - v1.2-capture.psnap / .json: the same capture and subset written by format 1.2 (names as one
+ *   byte string, frame rows with their resolved symbol rows).
  *
  * Regenerate only the current format's files, and only for a new format version:
- * `PATCHSAFE_WRITE_GOLDEN=1 npx vitest run test/snapshot-golden.test.ts` writes v1.1-capture.*
+ * `PATCHSAFE_WRITE_GOLDEN=1 npx vitest run test/snapshot-golden.test.ts` writes v1.2-capture.*
  * when missing or when asked (older versions' files are never rewritten: they are what released
  * writers produced).
  */
@@ -22,13 +24,15 @@ import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
 import { SNAPSHOT_MINOR } from "../src/snapshot/model.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
-import { fixturePath, fixtureText, hostCapture } from "./helpers.js";
+import { fixturePath, fixtureText, hostCapture, runCheck } from "./helpers.js";
 
 const BIN = fixturePath("snapshot/v1-capture.psnap");
 const JSONF = fixturePath("snapshot/v1-capture.json");
 const BIN10S = fixturePath("snapshot/v1.0-symbols.psnap");
 const BIN11 = fixturePath("snapshot/v1.1-capture.psnap");
 const JSON11 = fixturePath("snapshot/v1.1-capture.json");
+const BIN12 = fixturePath("snapshot/v1.2-capture.psnap");
+const JSON12 = fixturePath("snapshot/v1.2-capture.json");
 
 const subset = () => parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "kallsyms-subset.txt" });
 
@@ -54,10 +58,6 @@ test("format 1.0 golden with a symbol table: the same table as from kallsyms", (
 test("format 1.1 golden files: same capture and table; the body is still one map a 1.0 reader reads", () => {
   const cap = hostCapture("capture.json");
   const table = subset();
-  if (process.env.PATCHSAFE_WRITE_GOLDEN === "1" || !existsSync(BIN11)) {
-    writeFileSync(BIN11, encodeSnapshot(cap, table, { producer: "patchsafe 0.1.0" }));
-    writeFileSync(JSON11, snapshotToJson(cap, table, { producer: "patchsafe 0.1.0" }));
-  }
   const bytes = new Uint8Array(readFileSync(BIN11));
   const d = decodeSnapshot(bytes, BIN11);
   expect(d.header).toMatchObject({ major: 1, minor: 1, producer: "patchsafe 0.1.0", symbols: table.count });
@@ -78,5 +78,37 @@ test("format 1.1 golden files: same capture and table; the body is still one map
   expect(Object.keys(body)).toEqual(["capture", "tasks", "frames", "symbols"]);
   expect(header.symbolsAt[0] + header.symbolsAt[1]).toBe(bodyBytes.length);
   expect(p.unpack(bodyBytes.subarray(header.symbolsAt[0]))).toEqual(body.symbols);
-  expect(SNAPSHOT_MINOR).toBe(1);
+  // A 1.1 file's names are front-coded text: the same table, through the old layout, with no resolved rows.
+  expect(Object.keys(body.symbols as object)).toEqual(expect.arrayContaining(["pfx", "pre", "len", "text"]));
+  expect((body.frames as Record<string, unknown>).symRow).toBeUndefined();
+  expect(runCheck(d.capture, ["smpboot_thread_fn", "init_once,3"], { symbols: d.symbols }).verdict.counts).toEqual(runCheck(cap, ["smpboot_thread_fn", "init_once,3"], { symbols: table }).verdict.counts);
+});
+
+test("format 1.2 golden files: same capture and table; names as bytes; frame rows carry their symbol rows", () => {
+  const cap = hostCapture("capture.json");
+  const table = subset();
+  if (process.env.PATCHSAFE_WRITE_GOLDEN === "1" || !existsSync(BIN12)) {
+    writeFileSync(BIN12, encodeSnapshot(cap, table, { producer: "patchsafe 0.1.0" }));
+    writeFileSync(JSON12, snapshotToJson(cap, table, { producer: "patchsafe 0.1.0" }));
+  }
+  const bytes = new Uint8Array(readFileSync(BIN12));
+  const d = decodeSnapshot(bytes, BIN12);
+  expect(d.header).toMatchObject({ major: 1, minor: 2, producer: "patchsafe 0.1.0", symbols: table.count });
+  expect(captureModel(d.capture)).toEqual(captureModel(cap));
+  expect(symbolsModel(d.symbols!)).toEqual(symbolsModel(table));
+  const j = parseSnapshotJson(readFileSync(JSON12, "utf8"), JSON12);
+  expect(j.header.minor).toBe(2);
+  expect(captureModel(j.capture)).toEqual(captureModel(cap));
+  expect(symbolsModel(j.symbols!)).toEqual(symbolsModel(table));
+  const p = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true, copyBuffers: true });
+  const hl = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true);
+  const body = p.unpack(bytes.subarray(32 + hl)) as { symbols: Record<string, unknown>; frames: Record<string, unknown> };
+  expect(body.symbols.names).toBeInstanceOf(Uint8Array);
+  expect(body.symbols.text).toBeUndefined();
+  expect(body.frames.symRow).toBeInstanceOf(Int32Array);
+  // The same verdicts as the table read from kallsyms, duplicates (init_once ×12) included.
+  for (const funcs of [["smpboot_thread_fn", "do_epoll_wait"], ["init_once,3"]]) {
+    expect(runCheck(d.capture, funcs, { symbols: d.symbols }).verdict.counts, funcs.join()).toEqual(runCheck(cap, funcs, { symbols: table }).verdict.counts);
+  }
+  expect(SNAPSHOT_MINOR).toBe(2);
 });

@@ -13,7 +13,8 @@ import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
 import { crc32Combine, decodeSnapshot, encodeSnapshot, SymbolSectionCache } from "../src/snapshot/psnap.js";
-import { isPaddingName, parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
+import { resolveFrames } from "../src/symbols/resolve.js";
+import { isPaddingName, NameIndex, parseSymbolTable, rowsNamed, type SymbolTable } from "../src/symbols/table.js";
 import { hostCapture, hostTable, runCheck } from "./helpers.js";
 
 function codeOf(fn: () => unknown): string {
@@ -265,3 +266,72 @@ function hostCaptureKallsymsVariant(): string {
   }
   return lines.join("\n");
 }
+
+/** Per task and frame (a decoded capture shares rows): status, symbol row and key. */
+function resolvedView(c: Capture, r: ReturnType<typeof resolveFrames>): number[][][] {
+  return c.tasks.map((t) =>
+    Array.from({ length: t.frameCount }, (_, k) => {
+      const i = t.frameStart + k;
+      return [r.status[i], r.symbol[i], r.keys[2 * i], r.keys[2 * i + 1]];
+    }),
+  );
+}
+
+describe("format 1.2: a snapshot's frames carry their symbol rows", () => {
+  test("resolving a decoded capture builds no name index and gives the original's rows and keys", () => {
+    const cap = hostCapture("capture.json");
+    const d = decodeSnapshot(encodeSnapshot(cap, table), "r");
+    const idx = d.symbols!.byName as NameIndex;
+    const mine = resolveFrames(d.capture, d.symbols);
+    expect(idx.indexed).toBe(false);
+    const theirs = resolveFrames(cap, table);
+    expect(resolvedView(d.capture, mine)).toEqual(resolvedView(cap, theirs));
+    // A check with the patch's functions and the section bounds still only scans.
+    const funcs = ["smpboot_thread_fn", "do_epoll_wait", "init_once,2"];
+    const a = runCheck(cap, funcs).verdict;
+    const b = runCheck(d.capture, funcs, { symbols: d.symbols }).verdict;
+    expect(idx.indexed).toBe(false);
+    expect(b.counts).toEqual(a.counts);
+    expect(b.kernelCheck).toEqual(a.kernelCheck);
+    expect(b.reasons).toEqual(a.reasons);
+  });
+
+  test("the rows are used only with the snapshot's own table; derived captures keep them", () => {
+    const cap = hostCapture("capture.json");
+    const d = decodeSnapshot(encodeSnapshot(cap, table), "r");
+    // Another table (a copy): resolved by name, the same answer.
+    const other = parseSymbolTable(hostCaptureKallsymsVariant(), { file: "variant" });
+    const byName = resolveFrames(d.capture, other);
+    expect((other.byName as NameIndex).indexed).toBe(true);
+    expect(resolvedView(d.capture, byName)).toEqual(resolvedView(cap, resolveFrames(cap, other)));
+    // The kpatch model checks a derived capture (added tasks): same verdict as the original's.
+    for (const model of ["kpatch", "quiesce"] as const) {
+      const a = runCheck(cap, ["do_epoll_wait"], { options: { model } }).verdict;
+      const b = runCheck(d.capture, ["do_epoll_wait"], { symbols: d.symbols, options: { model } }).verdict;
+      expect(b.counts, model).toEqual(a.counts);
+    }
+  });
+
+  test("lookups before the index is built scan; their answers equal the index's; enough of them build it", () => {
+    const d = decodeSnapshot(encodeSnapshot(hostCapture("capture.json"), table), "l").symbols!;
+    const idx = d.byName as NameIndex;
+    const ref = referenceColumns(table).byName;
+    const names = ["schedule", "init_once", "__pfx_init_once", "_text", "no_such_symbol", "__pfx_", "", "__pfx___pfx_x", "__sched_text_start", "_einittext"];
+    const many = idx.lookupMany(names);
+    expect(idx.indexed).toBe(false);
+    names.forEach((n, k) => expect(many[k], n).toEqual(ref.get(n)));
+    expect(d.sections).toEqual(table.sections);
+    expect(d.text).toBe(table.text);
+    for (const n of ["do_epoll_wait", "worker_thread", "__pfx_worker_thread", "kthread"]) expect(rowsNamed(d, n), n).toEqual(ref.get(n));
+    expect(idx.indexed).toBe(false);
+    // A string-named table scans the same way.
+    const strs = parseSymbolTable(hostCaptureKallsymsVariant(), { file: "variant" });
+    const sIdx = strs.byName as NameIndex;
+    expect(sIdx.lookupMany(names)).toEqual(names.map((n) => ref.get(n)));
+    expect(sIdx.indexed).toBe(false);
+    // Past NameIndex.SCANS scans, lookups build the index (a caller that looks up many names).
+    for (let k = 0; k <= NameIndex.SCANS; k++) rowsNamed(d, `missing_${k}`);
+    expect(idx.indexed).toBe(true);
+    for (const n of names) expect(rowsNamed(d, n), n).toEqual(ref.get(n));
+  });
+});

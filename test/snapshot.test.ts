@@ -13,7 +13,7 @@ import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
 import { decodeSnapshot, encodeSnapshot, isSnapshot, readSnapshotHeader, SNAPSHOT_MAGIC } from "../src/snapshot/psnap.js";
-import type { SymbolTable } from "../src/symbols/table.js";
+import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
 import { hostCapture, hostTable, runCheck } from "./helpers.js";
 
 function codeOf(fn: () => unknown): string {
@@ -282,5 +282,73 @@ describe("corruption is rejected with its code, never a partial load", () => {
     ];
     for (const b of bad) expect(codeOf(() => decodeSnapshot(rebuild(header, b), "bad"))).toBe("E_SNAPSHOT_CORRUPT");
     expect(process.memoryUsage().heapUsed - before).toBeLessThan(256 * 1024 * 1024);
+  });
+
+  test("format 1.2 fields: names, lengths, padding bits, resolved rows and line steps are checked", () => {
+    const { header, body } = parts(small);
+    const sy = body.symbols as Record<string, any>;
+    const fr = body.frames as Record<string, any>;
+    const tk = body.tasks as Record<string, any>;
+    expect(sy.names).toBeInstanceOf(Uint8Array);
+    expect(fr.symRow).toBeInstanceOf(Int32Array);
+    expect(tk.lineStep).toBeDefined();
+    // Well-formed as is (the rebuilt body is read whole: its symbolsAt no longer fits).
+    expect(decodeSnapshot(rebuild(header, body), "ok").capture.tasks.length).toBe(cap.tasks.length);
+    const n: number = sy.n;
+    const lens = sy.nameLen as Uint8Array;
+    const withSymbols = (o: Record<string, unknown>) => ({ ...body, symbols: { ...sy, ...o } });
+    const withFrames = (o: Record<string, unknown>) => ({ ...body, frames: { ...fr, ...o } });
+    const withTasks = (o: Record<string, unknown>) => ({ ...body, tasks: { ...tk, ...o } });
+    const flipPad = (i: number) => {
+      const p = (sy.pad as Uint8Array).slice();
+      p[i >> 3] ^= 1 << (i & 7);
+      return p;
+    };
+    const firstResolved = Array.from(fr.symRow as Int32Array).findIndex((r) => r >= 0);
+    const otherRow = (fr.symRow as Int32Array).slice();
+    otherRow[firstResolved] = (otherRow[firstResolved] + 2) % n;
+    const sizedFirst = Array.from(fr.symRow as Int32Array).findIndex((r, i) => r >= 0 && (fr.flags[i] & FrameFlag.HAS_SIZE) !== 0);
+    const otherSize = (fr.size as Uint32Array).slice();
+    otherSize[sizedFirst] += 1;
+    const cases: [string, unknown][] = [
+      ["names as a string", withSymbols({ names: "abc" })],
+      ["names one byte short", withSymbols({ names: (sy.names as Uint8Array).subarray(1) })],
+      ["names one byte long", withSymbols({ names: Uint8Array.from([...sy.names, 0x41]) })],
+      ["a zero length", withSymbols({ nameLen: Uint8Array.from(lens, (l, i) => (i === 5 ? 0 : l)) })],
+      ["a huge length", withSymbols({ nameLen: Uint32Array.from(lens, (l, i) => (i === 5 ? 0xffffffff : l)) })],
+      ["lengths as a column", withSymbols({ nameLen: encodeInts(Array.from(lens)) })],
+      ["one length short", withSymbols({ nameLen: lens.subarray(1) })],
+      ["padding bitset short", withSymbols({ pad: (sy.pad as Uint8Array).subarray(1) })],
+      ["padding bitset long", withSymbols({ pad: Uint8Array.from([...sy.pad, 0]) })],
+      ...(n % 8 === 0 ? [] : ([["padding bit past the rows", withSymbols({ pad: flipPad(n) })]] as [string, unknown][])),
+      ["last row marked", withSymbols({ pad: flipPad(n - 1) })],
+      ["a mark moved", withSymbols({ pad: flipPad(1) })],
+      ["front coding and bytes mixed", withSymbols({ text: "x", names: undefined })],
+      ["symRow of the wrong length", withFrames({ symRow: (fr.symRow as Int32Array).subarray(1) })],
+      ["symRow out of range", withFrames({ symRow: (fr.symRow as Int32Array).map((r) => (r >= 0 ? n + 5 : r)) })],
+      ["symRow naming another symbol", withFrames({ symRow: otherRow })],
+      ["symRow not a status", withFrames({ symRow: (fr.symRow as Int32Array).map((r) => (r >= 0 ? -4 : r)) })],
+      ["symRow with another printed size", withFrames({ size: otherSize })],
+      ["symRow without a symbol table", { ...withFrames({}), symbols: null }],
+      ["line step out of range", withTasks({ lineStep: encodeInts(new Array(tk.n).fill(-5)) })],
+      ["first line out of range", withTasks({ firstLine: encodeInts(new Array(tk.n).fill(2 ** 40)) })],
+      ["stack id out of range", withTasks({ stack: encodeInts(new Array(tk.n).fill(fr.stacks)) })],
+    ];
+    for (const [what, b] of cases) expect(codeOf(() => decodeSnapshot(rebuild(what === "symRow without a symbol table" ? { ...header, symbols: null } : header, b), what)), what).toBe("E_SNAPSHOT_CORRUPT");
+    // A table whose rows do not fill the last padding byte: a bit past the rows is corrupt.
+    const odd = parseSymbolTable(["ffffffff81000000 T _text", "ffffffff81000010 t __pfx_a", "ffffffff81000020 t a", "ffffffff81000030 T _etext"].join("\n"), { file: "odd" });
+    const o = parts(encodeSnapshot(cap, odd));
+    expect(decodeSnapshot(rebuild(o.header, o.body), "odd").symbols!.names).toEqual(odd.names);
+    const pad = (o.body.symbols.pad as Uint8Array).slice();
+    expect(pad).toEqual(Uint8Array.of(0b0010));
+    for (const bit of [4, 7]) {
+      pad[0] = 0b0010 | (1 << bit);
+      expect(codeOf(() => decodeSnapshot(rebuild(o.header, { ...o.body, symbols: { ...o.body.symbols, pad } }), "odd")), `bit ${bit}`).toBe("E_SNAPSHOT_CORRUPT");
+    }
+    // A bin32 names field declaring 4 GiB inside a checksummed body: corrupt, not an allocation.
+    const before = process.memoryUsage().heapUsed;
+    const bin = Uint8Array.of(0x81, 0xa5, 0x6e, 0x61, 0x6d, 0x65, 0x73, 0xc6, 0xff, 0xff, 0xff, 0xff, 0x41); // {names: bin32(4 GiB)}
+    expect(codeOf(() => decodeSnapshot(rebuild(header, bin), "bin"))).toBe("E_SNAPSHOT_CORRUPT");
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 1024 * 1024);
   });
 });

@@ -205,6 +205,25 @@ export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32
   if (pos.p !== b.length) throw new ColumnError(`${what}: ${b.length - pos.p} trailing bytes`);
 }
 
+/**
+ * The one value of a run-length column holding `n` copies of it (most task columns: states,
+ * flags and counters nobody captured), else null: the caller then decodes it. Never throws.
+ */
+export function constantOf(c: unknown, n: number): number | null {
+  if (!isColumn(c) || c.m !== "r" || c.n !== n || n === 0) return null;
+  const pos = { p: 0 };
+  try {
+    const v = unzig(readVarint(c.b, pos));
+    return readVarint(c.b, pos) === n && pos.p === c.b.length ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Zigzag of a safe integer (non-negative result), and back. */
+export const zigzag = zig;
+export const unzigzag = unzig;
+
 /** Nullable twin of decodeInts: 0 = null, v + 1 = v; negative stored values are corrupt. */
 export function decodeNullable(c: unknown, expected: number, what: string): (number | null)[] {
   const a = decodeInts(c, expected, what);

@@ -14,8 +14,15 @@ export const SNAPSHOT_MAJOR = 1;
  *   ([offset, length] within the body) says where, so a reader can reuse a section whose exact
  *   bytes it decoded before; padding marks never chain. The body is still one msgpack map that a
  *   1.0 reader reads unchanged.
+ * - 1.2: the symbol section's names are one byte string of the stored names (`names`, with
+ *   `nameLen` and the padding bitset `pad`) instead of a text with front coding (`pfx`, `pre`,
+ *   `len`, `text`), so a reader looks names up in the file's own bytes; frame rows carry the
+ *   symbol row resolve gives them with that table (`frames.symRow`), so a check needs no name
+ *   index. Unlike 1.1 this is not an addition: a 1.0/1.1 reader reports a 1.2 file with a symbol
+ *   table as damaged (E_SNAPSHOT_CORRUPT at symbols.pfx) rather than as too new; files without
+ *   a symbol table still read. This build reads 1.0, 1.1 and 1.2.
  */
-export const SNAPSHOT_MINOR = 1;
+export const SNAPSHOT_MINOR = 2;
 export const SNAPSHOT_FORMAT = "patchsafe-snapshot";
 
 /** The snapshot header: the first msgpack value of a .psnap, and `header` of the JSON form. */

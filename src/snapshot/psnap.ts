@@ -21,8 +21,10 @@
  * delta or run-length varints), comm bytes interned. Frames: the distinct frame rows as typed
  * arrays (symbol, object, build id, offset, size, flags, address halves), the distinct stacks as
  * lists of row ids, and one stack id per task; source lines are stored as "consecutive from L"
- * per task with explicit exceptions. The symbol table: names in table (kallsyms) order as one
- * text (front-coded up to format 1.0; `__pfx_` padding names derived, not stored), object, type,
+ * per task with explicit exceptions; since format 1.2 each distinct row also carries the symbol
+ * row resolve gives it with the file's table (`symRow`). The symbol table: names in table
+ * (kallsyms) order, since format 1.2 as one byte string of code units with a length per stored
+ * name (before: one text, front-coded up to 1.0; `__pfx_` padding names derived, not stored), object, type,
  * address halves (absent when redacted), sizes (only when redacted: with addresses they are
  * recomputed exactly as for a kallsyms file), and for a redacted table the rows inside each
  * special section. Since format 1.1 the symbol section is the body's last value and the header's
@@ -53,9 +55,10 @@ import {
   TaskTable,
   type TriState,
 } from "../model.js";
-import { finishTable, nameBlobFromFrontCoding, type SymbolSource, type SymbolTable } from "../symbols/table.js";
+import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
+import { finishTable, nameBlobFromFrontCoding, nameBlobFromStored, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn } from "./columns.js";
+import { ColumnError, constantOf, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, unzigzag, zigzag } from "./columns.js";
 import { crc32 } from "./crc32.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
@@ -134,34 +137,47 @@ export function isSnapshot(bytes: Uint8Array): boolean {
 // Encoding
 
 /**
- * Symbol names in table order, in the front-coded layout of format 1.0 (each stored name is `pre`
- * characters of the previous one plus `len` characters of `text`) with no prefix shared. A
- * `__pfx_NAME` row directly followed by NAME (x86 function padding: about half of a modern
- * kallsyms) is not stored at all: `pfx` marks it and the decoder derives it from the next row.
+ * Symbol names in table order (format 1.2): the stored names' code units back to back as one
+ * byte string (`names`; a Uint16Array when a code unit is above 0xff), their lengths as a typed
+ * array (`nameLen`), and a bitset (`pad`, bit i & 7 of byte i >> 3) of the rows not stored at
+ * all: a `__pfx_NAME` row directly followed by NAME (x86 function padding: about half of a
+ * modern kallsyms), which the decoder derives from the next row. A decoder takes `names` as the
+ * blob it looks names up in, with no string made and no varint read.
  */
-function encodeNames(names: string[]): { pfx: IntColumn; pre: IntColumn; len: IntColumn; text: string } {
+function encodeNames(names: string[]): { pad: Uint8Array; nameLen: Uint8Array | Uint16Array | Uint32Array; names: Uint8Array | Uint16Array } {
   const n = names.length;
-  const pfx = new Uint8Array(n);
-  const pre: number[] = [];
-  const len: number[] = [];
-  const parts: string[] = [];
+  const mark = new Uint8Array(n);
   // Backwards, so a mark never points at a marked row (a chain would cost the reader depth).
   for (let i = n - 2; i >= 0; i--) {
     const s = names[i];
-    if (pfx[i + 1] === 0 && s.length > 6 && s.startsWith("__pfx_") && s.length === names[i + 1].length + 6 && s.endsWith(names[i + 1])) pfx[i] = 1;
+    if (mark[i + 1] === 0 && s.length > 6 && s.startsWith("__pfx_") && s.length === names[i + 1].length + 6 && s.endsWith(names[i + 1])) mark[i] = 1;
   }
-  // Since format 1.1 no prefix is shared (pre is all 0): the text is then the stored names back
-  // to back, which a reader takes as one block (a few hundred KiB more than front coding saved,
-  // for a decode without a loop over every character). A 1.0 reader reads it as before.
+  const pad = new Uint8Array((n + 7) >> 3);
+  let stored = 0;
+  let total = 0;
+  let maxLen = 0;
+  let maxUnit = 0;
   for (let i = 0; i < n; i++) {
+    if (mark[i] === 1) {
+      pad[i >> 3] |= 1 << (i & 7);
+      continue;
+    }
     const s = names[i];
-    if (pfx[i] === 1) continue;
-    pre.push(0);
-    len.push(s.length);
-    parts.push(s);
+    stored++;
+    total += s.length;
+    if (s.length > maxLen) maxLen = s.length;
+    for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) > maxUnit) maxUnit = s.charCodeAt(k);
   }
-  // Prefix lengths always as deltas: at least one byte per stored name bounds the count by the bytes.
-  return { pfx: encodeInts(pfx, "r"), pre: encodeInts(pre, "d"), len: encodeInts(len), text: parts.join("") };
+  const nameLen = maxLen <= 0xff ? new Uint8Array(stored) : maxLen <= 0xffff ? new Uint16Array(stored) : new Uint32Array(stored);
+  const units = maxUnit <= 0xff ? new Uint8Array(total) : new Uint16Array(total);
+  for (let i = 0, k = 0, at = 0; i < n; i++) {
+    if (mark[i] === 1) continue;
+    const s = names[i];
+    nameLen[k++] = s.length;
+    for (let j = 0; j < s.length; j++) units[at + j] = s.charCodeAt(j);
+    at += s.length;
+  }
+  return { pad, nameLen, names: units };
 }
 
 function encodeSymbols(t: SymbolTable, sectionRows: SectionRows | null): Record<string, unknown> {
@@ -188,10 +204,9 @@ function encodeSymbols(t: SymbolTable, sectionRows: SectionRows | null): Record<
     objects: t.objects,
     object: encodeInts(t.object),
     type: encodeInts(t.type),
-    pfx: names.pfx,
-    pre: names.pre,
-    len: names.len,
-    text: names.text,
+    pad: names.pad,
+    nameLen: names.nameLen,
+    names: names.names,
     addrHi: hasAddr ? encodeInts(hi) : null,
     addrLo: hasAddr ? encodeInts(lo) : null,
     // With addresses, sizes are recomputed on load exactly as for a kallsyms file; without them
@@ -329,6 +344,19 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
     }
   });
 
+  // What resolve makes of each row's symbol with this table (symbolicRow), so a reader resolves
+  // the frames without building the table's name index; -1 where resolve does not look by name.
+  let symRow: Int32Array | null = null;
+  if (symbols !== null && symbols.hasAddresses) {
+    symRow = new Int32Array(R).fill(-1);
+    for (let r = 0; r < R; r++) {
+      const fl = col.flags[r];
+      if (fl & (FrameFlag.UNPARSED | FrameFlag.INLINE | FrameFlag.BARE_HEX) || col.symbol[r] < 0 || col.object[r] < 0) continue;
+      const hasSize = (fl & FrameFlag.HAS_SIZE) !== 0;
+      symRow[r] = symbolicRow(symbols, capture.strings.get(col.symbol[r]), capture.strings.get(col.object[r]), hasSize, hasSize ? col.size[r] : 0);
+    }
+  }
+
   // Comms: distinct byte strings, one id per task.
   const commIds = new Map<string, number>();
   const comms: Uint8Array[] = [];
@@ -361,6 +389,18 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
     commOf[ti] = id;
   });
   const tri = (v: boolean | null): number => (v === null ? 0 : v ? 2 : 1);
+  // Each task's line as the step from where the previous task's frames end, and its first
+  // frame's line relative to its own (1 + zigzag; 0: lines stored one by one).
+  const lineStep = new Float64Array(T);
+  const firstLine = new Float64Array(T);
+  let lineEnd = 0;
+  for (let ti = 0; ti < T; ti++) {
+    const line = tasks.line[ti];
+    lineStep[ti] = line - lineEnd;
+    lineEnd = line + tasks.frameCount[ti];
+    const fl = frameLine[ti];
+    firstLine[ti] = fl === null ? 0 : 1 + zigzag(fl - line);
+  }
   const body = {
     capture: {
       source: capture.source,
@@ -389,11 +429,12 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
       running: encodeInts(tasks.map((t) => (t.running ? 1 : 0))),
       statusKthread: encodeInts(tasks.map((t) => tri(t.statusKthread))),
       endMarker: encodeInts(tasks.map((t) => (t.endMarker ? 1 : 0))),
-      line: encodeInts(tasks.map((t) => t.line)),
+      // Lines as steps (format 1.2): a /proc text dump's are one constant each.
+      lineStep: encodeInts(lineStep),
       comms,
       comm: encodeNullable(commOf),
       stack: encodeInts(taskStack),
-      frameLine: encodeNullable(frameLine),
+      firstLine: encodeInts(firstLine),
     },
     frames: {
       n: frames,
@@ -406,6 +447,7 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
       flags: col.flags,
       addrLo: anyAddr ? col.addrLo : null,
       addrHi: anyAddr ? col.addrHi : null,
+      symRow,
       stacks: stackLen.length,
       stackLen: encodeInts(stackLen, "d"),
       stackRows: encodeInts(stackRows, "d"),
@@ -696,6 +738,33 @@ interface DecodedSymbols {
   sectionRows: SectionRows | null;
 }
 
+/** Format 1.0/1.1 names: front-coded text (a string) with padding marks as a run-length column. */
+function frontCodedNames(v: V, o: Obj, n: number, bodyLen: number): ReturnType<typeof nameBlobFromFrontCoding> {
+  const pfx = new Uint8Array(n);
+  v.col(() => decodeIntsInto(o.pfx, pfx, 0, 255, "symbols.pfx"));
+  let stored = 0;
+  for (let i = 0; i < n; i++) if (pfx[i] === 0) stored++;
+  const { pre, len } = v.col(() => ({ pre: decodeInts(o.pre, stored, "symbols.pre"), len: decodeInts(o.len, stored, "symbols.len") }));
+  const text = v.str(o.text, "symbols.text");
+  return nameBlobFromFrontCoding(n, pfx, pre, len, text, MAX_NAME_CHARS_PER_BYTE * bodyLen + 4096);
+}
+
+/** Format 1.2 names: the stored code units as one byte string, lengths as a typed array, padding marks as a bitset. */
+function storedNames(v: V, o: Obj, n: number): ReturnType<typeof nameBlobFromStored> {
+  const pad = o.pad;
+  if (!(pad instanceof Uint8Array)) return v.bad("symbols.pad", "expected bytes");
+  if (pad.length !== (n + 7) >> 3) v.bad("symbols.pad", `${pad.length} bytes for ${n} rows`);
+  if (n % 8 !== 0 && pad[pad.length - 1] >> n % 8 !== 0) v.bad("symbols.pad", "bits past the last row");
+  const len = o.nameLen;
+  if (!(len instanceof Uint8Array || len instanceof Uint16Array || len instanceof Uint32Array)) return v.bad("symbols.nameLen", "expected an unsigned typed array");
+  const chars = o.names;
+  if (!(chars instanceof Uint8Array || chars instanceof Uint16Array)) return v.bad("symbols.names", "expected bytes or a Uint16Array");
+  // A Buffer (what msgpackr gives for bytes in Node) as a plain Uint8Array: one shape for the
+  // lookups, whatever the runtime.
+  const units = chars instanceof Uint8Array && chars.constructor !== Uint8Array ? new Uint8Array(chars.buffer, chars.byteOffset, chars.length) : chars;
+  return nameBlobFromStored(n, pad, len, units);
+}
+
 function decodeSymbols(v: V, x: unknown, bodyLen: number): DecodedSymbols {
   const o = v.obj(x, "symbols");
   const n = v.int(o.n, "symbols.n");
@@ -706,13 +775,7 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): DecodedSymbols {
   if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") v.bad("symbols.coverage", "expected full, subset or names-only");
   const objects = v.strs(o.objects, "symbols.objects", n + 1);
   if (objects.length === 0) v.bad("symbols.objects", "empty");
-  const pfx = new Uint8Array(n);
-  v.col(() => decodeIntsInto(o.pfx, pfx, 0, 255, "symbols.pfx"));
-  let stored = 0;
-  for (let i = 0; i < n; i++) if (pfx[i] === 0) stored++;
-  const { pre, len } = v.col(() => ({ pre: decodeInts(o.pre, stored, "symbols.pre"), len: decodeInts(o.len, stored, "symbols.len") }));
-  const text = v.str(o.text, "symbols.text");
-  const blob = nameBlobFromFrontCoding(n, pfx, pre, len, text, MAX_NAME_CHARS_PER_BYTE * bodyLen + 4096);
+  const blob = o.names !== undefined ? storedNames(v, o, n) : frontCodedNames(v, o, n, bodyLen);
   if ("error" in blob) {
     if (blob.tooLarge) fail(SnapshotError.TOO_LARGE, `damaged snapshot: ${blob.error}`, v.file);
     v.bad(blob.error.split(":")[0], blob.error.slice(blob.error.indexOf(":") + 2));
@@ -768,6 +831,55 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): DecodedSymbols {
     table.sections = { sched: null, lock: null, entry: null, noinstr: null, cpuidle: null, init: null };
   } else table.coverage = coverage as SymbolTable["coverage"];
   return { table, sectionRows };
+}
+
+/**
+ * frames.symRow (format 1.2): per frame row, what resolve's symbolicRow() gave with the file's
+ * own table when it was written (-1: not looked up by name), as SymbolHints keyed by (name id,
+ * object id, printed size). Each resolved row is checked against the table (its name, object
+ * and, when printed, size); rows of one key must agree. An answer of "unresolved", "ambiguous" or
+ * "size mismatch" is taken as given: it only makes a task undecided.
+ */
+function symbolHintsOf(
+  v: V,
+  x: unknown,
+  rows: { symbol: Int32Array; object: Int32Array; size: Uint32Array; flags: Uint16Array },
+  R: number,
+  strings: string[],
+  table: SymbolTable | null,
+): SymbolHints {
+  const symRow = v.typed(x, Int32Array, R, "frames.symRow");
+  if (table === null || !table.hasAddresses) v.bad("frames.symRow", "resolved rows without a symbol table with addresses");
+  const seen = new Map<string, number>();
+  const name: number[] = [];
+  const object: number[] = [];
+  const size: number[] = [];
+  const row: number[] = [];
+  for (let r = 0; r < R; r++) {
+    const h = symRow[r];
+    if (h === -1) continue;
+    const fl = rows.flags[r];
+    if (fl & (FrameFlag.UNPARSED | FrameFlag.INLINE | FrameFlag.BARE_HEX) || rows.symbol[r] < 0 || rows.object[r] < 0) v.bad(`frames.symRow[${r}]`, "a resolved row for a frame resolve does not look up by name");
+    const hasSize = (fl & FrameFlag.HAS_SIZE) !== 0;
+    if (h >= 0) {
+      if (h >= table.count) v.bad(`frames.symRow[${r}]`, "symbol row out of range");
+      if (table.objects[table.object[h]] !== strings[rows.object[r]] || !rowHasName(table, h, strings[rows.symbol[r]])) v.bad(`frames.symRow[${r}]`, "the symbol row names another symbol");
+      if (hasSize && table.size[h] !== rows.size[r]) v.bad(`frames.symRow[${r}]`, "the symbol row's size differs from the printed size");
+    } else if (h !== -FrameStatus.UNRESOLVED && h !== -FrameStatus.AMBIGUOUS && h !== -FrameStatus.SIZE_MISMATCH) v.bad(`frames.symRow[${r}]`, "not a row or a resolve status");
+    const sizeKey = hasSize ? rows.size[r] : -1;
+    const key = `${rows.symbol[r]},${rows.object[r]},${sizeKey}`;
+    const before = seen.get(key);
+    if (before !== undefined) {
+      if (before !== h) v.bad(`frames.symRow[${r}]`, "rows of one symbol resolve differently");
+      continue;
+    }
+    seen.set(key, h);
+    name.push(rows.symbol[r]);
+    object.push(rows.object[r]);
+    size.push(sizeKey);
+    row.push(h);
+  }
+  return { name: Int32Array.from(name), object: Int32Array.from(object), size: Float64Array.from(size), row: Int32Array.from(row) };
 }
 
 /** Byte-wise equality (the Node reader passes a native one). */
@@ -923,6 +1035,177 @@ function scratchColumns(n: number): (Float64Array | undefined)[] {
   return scratch;
 }
 
+/** A decoded task column: its one value when every task has it, else the values. */
+type TaskCol = number | Float64Array;
+
+/** Decodes and range-checks a task column (one check for a constant column). */
+function taskCol(v: V, c: unknown, T: number, what: string, min: number, max: number, message: string, into: Float64Array | undefined): TaskCol {
+  const k = constantOf(c, T);
+  if (k !== null) {
+    if (!(k >= min && k <= max)) v.bad(`tasks.${what}[0]`, message);
+    return k;
+  }
+  const a = v.col(() => decodeInts(c, T, `tasks.${what}`, into));
+  for (let t = 0; t < a.length; t++) if (!(a[t] >= min && a[t] <= max)) v.bad(`tasks.${what}[${t}]`, message);
+  return a;
+}
+
+/** A column as values (a constant written out into `into` when it is large enough). */
+function expandCol(c: TaskCol, T: number, into: Float64Array | undefined): Float64Array {
+  if (typeof c !== "number") return c;
+  const out = into !== undefined && into.length >= T ? into.subarray(0, T) : new Float64Array(T);
+  return out.fill(c);
+}
+
+function isLetter(ch: number): boolean {
+  return ch === 0 || (ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122);
+}
+
+function checkStates(v: V, c: TaskCol): void {
+  if (typeof c === "number") {
+    if (!isLetter(c)) v.bad("tasks.state[0]", "not a state letter");
+    return;
+  }
+  for (let t = 0; t < c.length; t++) if (!isLetter(c[t])) v.bad(`tasks.state[${t}]`, "not a state letter");
+}
+
+/**
+ * Checks each task's lines and counts frames: with format 1.2 lines (`steps`) first turns them,
+ * in place, into what 1.0/1.1 store: `line` holds each task's step from where the previous
+ * task's frames end and becomes the line; `frameLine` holds the first frame's line relative to
+ * the task's as 1 + zigzag and becomes that line + 1 (0 stays 0: lines stored one by one).
+ */
+function taskLines(v: V, steps: boolean, stack: Int32Array, stackLen: Float64Array, line: Float64Array, frameLine: Float64Array): { total: number; explicitLines: number } {
+  let total = 0;
+  let explicitLines = 0;
+  let end = 0;
+  for (let t = 0; t < stack.length; t++) {
+    const n = stackLen[stack[t]];
+    total += n;
+    if (steps) {
+      const l = end + line[t];
+      if (!(l >= 0 && l <= 0xffffffff)) v.bad(`tasks.lineStep[${t}]`, "line out of range");
+      line[t] = l;
+      end = l + n;
+      const m = frameLine[t];
+      if (m !== 0) {
+        const first = l + unzigzag(m - 1);
+        if (!(first >= 0 && first <= 0xffffffff)) v.bad(`tasks.firstLine[${t}]`, "line out of range");
+        frameLine[t] = first + 1;
+      }
+    }
+    const fl = frameLine[t];
+    if (fl === 0) explicitLines += n;
+    // Lines fl - 1, fl, … (the column stores v + 1).
+    else if (n > 0 && fl - 1 + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
+  }
+  return { total, explicitLines };
+}
+
+const SHARE_LINES = 1;
+const SHARE_ZERO = 2;
+
+/**
+ * Per task: SHARE_LINES (frames on consecutive lines from its own), SHARE_ZERO (all on line 0)
+ * or 0 (owns its rows); and the rows needed: one block per (stack, sharing kind) plus each
+ * other task's own.
+ */
+function sharing(S: number, stack: Int32Array, stackLen: Float64Array, line: Float64Array, frameLine: Float64Array, lines: Float64Array): { mode: Uint8Array; rowsNeeded: number } {
+  const T = stack.length;
+  const mode = new Uint8Array(T);
+  // Bit 1: a SHARE_LINES block of the stack is counted; bit 2: a SHARE_ZERO block.
+  const counted = new Uint8Array(S);
+  let rowsNeeded = 0;
+  for (let t = 0, li = 0; t < T; t++) {
+    const s = stack[t];
+    const n = stackLen[s];
+    const fl = frameLine[t];
+    let m = 0;
+    if (fl !== 0) {
+      const first = fl - 1;
+      const ln = line[t];
+      if (n > 0 && first === ln && ln > 0) m = SHARE_LINES;
+      else if (n === 1 && first === 0) m = SHARE_ZERO;
+    } else {
+      let zero = n > 0;
+      for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
+      li += n;
+      if (zero) m = SHARE_ZERO;
+    }
+    mode[t] = m;
+    if (m !== 0) {
+      if (counted[s] & m) continue;
+      counted[s] |= m;
+    }
+    rowsNeeded += n;
+  }
+  return { mode, rowsNeeded };
+}
+
+/**
+ * Copies each needed block of rows into `frames` and appends every task to `tasks` (ids, rows,
+ * line, stack status; the rarer facts are set afterwards). Returns the rows written.
+ */
+function assemble(
+  frames: FrameColumns,
+  tasks: TaskTable,
+  rows: { symbol: Int32Array; object: Int32Array; buildId: Int32Array; offset: Uint32Array; size: Uint32Array; flags: Uint16Array; addrLo: Uint32Array | null; addrHi: Uint32Array | null },
+  stack: Int32Array,
+  stackLen: Float64Array,
+  stackStart: Float64Array,
+  stackRows: Float64Array,
+  line: Float64Array,
+  frameLine: Float64Array,
+  lines: Float64Array,
+  mode: Uint8Array,
+  S: number,
+  pid: Float64Array,
+  tid: Float64Array,
+  stackStatus: TaskCol,
+): number {
+  const blockLines = new Int32Array(S).fill(-1);
+  const blockZero = new Int32Array(S).fill(-1);
+  const statusK = typeof stackStatus === "number" ? STACK_STATUSES[stackStatus] : null;
+  let fi = 0;
+  let li = 0;
+  const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
+  for (let t = 0; t < stack.length; t++) {
+    const s = stack[t];
+    const n = stackLen[s];
+    const fl = frameLine[t];
+    const m = mode[t];
+    const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
+    let start = blocks === null ? -1 : blocks[s];
+    if (start < 0) {
+      start = fi;
+      if (blocks !== null) blocks[s] = start;
+      const mark = m === SHARE_LINES ? FrameFlag.SHARED : 0;
+      const k0 = stackStart[s];
+      for (let k = 0; k < n; k++) {
+        const r = stackRows[k0 + k];
+        frames.symbol[fi] = rows.symbol[r];
+        frames.object[fi] = rows.object[r];
+        frames.buildId[fi] = rows.buildId[r];
+        frames.offset[fi] = rows.offset[r];
+        frames.size[fi] = rows.size[r];
+        const flags = rows.flags[r];
+        frames.flags[fi] = flags | mark;
+        if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
+          frames.addrLo[fi] = rows.addrLo![r];
+          frames.addrHi[fi] = rows.addrHi![r];
+        }
+        frames.line[fi] = fl === 0 ? lines[li + k] : fl - 1 + k;
+        fi++;
+      }
+    }
+    if (fl === 0) li += n;
+    const p = pid[t];
+    const q = tid[t];
+    tasks.pushIds(p === 0 ? null : p - 1, q === 0 ? null : q - 1, start, n, line[t], statusK ?? STACK_STATUSES[(stackStatus as Float64Array)[t]]);
+  }
+  return fi;
+}
+
 /**
  * Decodes a .psnap file. Throws PatchsafeError with one of the SnapshotError codes; never returns
  * a partial model. Tasks with the same stack share frame rows (Capture.sharedRows) wherever their
@@ -997,50 +1280,37 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const livepatches = c.livepatches === null || c.livepatches === undefined ? null : validatePatches(v, c.livepatches, "capture.livepatches");
   const modules = c.modules === null || c.modules === undefined ? null : v.strs(c.modules, "capture.modules", B);
 
-  // Tasks: one Float64Array per column (nullable columns hold v + 1, 0 = null).
+  // Tasks: one integer column per field (nullable ones hold v + 1, 0 = null), each checked on
+  // its own; a column with one value for every task (most of them: facts nobody captured) is
+  // one check and no array. The tasks are then built from them in one pass.
   const tc = v.obj(body.tasks, "tasks");
   const T = v.int(tc.n, "tasks.n");
   if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
   if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
   const comms = mapPacked(v.arr(tc.comms, "tasks.comms", T), (x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
-  // One Float64Array per column (nullable columns hold v + 1, 0 = null), each checked in a loop
-  // of its own; the tasks are then built from them in one pass.
   const sc = scratchColumns(T);
-  const cols = v.col(() => ({
-    pid: decodeInts(tc.pid, T, "tasks.pid", sc[0]),
-    tid: decodeInts(tc.tid, T, "tasks.tid", sc[1]),
-    ppid: decodeInts(tc.ppid, T, "tasks.ppid", sc[2]),
-    startTime: decodeInts(tc.startTime, T, "tasks.startTime", sc[3]),
-    cpu: decodeInts(tc.cpu, T, "tasks.cpu", sc[4]),
-    flags: decodeInts(tc.flags, T, "tasks.flags", sc[5]),
-    state: decodeInts(tc.state, T, "tasks.state", sc[6]),
-    patchState: decodeInts(tc.patchState, T, "tasks.patchState", sc[7]),
-    stackStatus: decodeInts(tc.stackStatus, T, "tasks.stackStatus", sc[8]),
-    errno: decodeInts(tc.errno, T, "tasks.errno", sc[9]),
-    running: decodeInts(tc.running, T, "tasks.running", sc[10]),
-    statusKthread: decodeInts(tc.statusKthread, T, "tasks.statusKthread", sc[11]),
-    endMarker: decodeInts(tc.endMarker, T, "tasks.endMarker", sc[12]),
-    line: decodeInts(tc.line, T, "tasks.line", sc[13]),
-    comm: decodeInts(tc.comm, T, "tasks.comm", sc[14]),
-    // Kept: taskStack is built from it after the scratch space may be reused.
-    stack: decodeInts(tc.stack, T, "tasks.stack"),
-    frameLine: decodeInts(tc.frameLine, T, "tasks.frameLine", sc[15]),
-  }));
-  const within = (a: Float64Array, what: string, min: number, max: number, message: string): void => {
-    for (let t = 0; t < a.length; t++) if (!(a[t] >= min && a[t] <= max)) v.bad(`tasks.${what}[${t}]`, message);
-  };
-  for (const k of ["pid", "tid", "ppid", "startTime", "cpu"] as const) within(cols[k], k, 0, Number.MAX_SAFE_INTEGER, "negative value");
-  within(cols.flags, "flags", 0, 0x100000000, "out of range");
-  within(cols.patchState, "patchState", 0, 3, "out of range");
-  within(cols.stackStatus, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range");
-  within(cols.errno, "errno", 0, strings.length, "string id out of range");
-  within(cols.comm, "comm", 0, comms.length, "comm id out of range");
-  within(cols.line, "line", 0, 0xffffffff, "out of range");
-  within(cols.frameLine, "frameLine", 0, Number.MAX_SAFE_INTEGER, "negative value");
-  for (let t = 0; t < T; t++) {
-    const ch = cols.state[t];
-    if (ch !== 0 && !((ch >= 65 && ch <= 90) || (ch >= 97 && ch <= 122))) v.bad(`tasks.state[${t}]`, "not a state letter");
-  }
+  const MAXS = Number.MAX_SAFE_INTEGER;
+  const pidCol = taskCol(v, tc.pid, T, "pid", 0, MAXS, "negative value", sc[0]);
+  const tidCol = taskCol(v, tc.tid, T, "tid", 0, MAXS, "negative value", sc[1]);
+  const ppidCol = taskCol(v, tc.ppid, T, "ppid", 0, MAXS, "negative value", sc[2]);
+  const startTimeCol = taskCol(v, tc.startTime, T, "startTime", 0, MAXS, "negative value", sc[3]);
+  const cpuCol = taskCol(v, tc.cpu, T, "cpu", 0, MAXS, "negative value", sc[4]);
+  const flagsCol = taskCol(v, tc.flags, T, "flags", 0, 0x100000000, "out of range", sc[5]);
+  const stateCol = taskCol(v, tc.state, T, "state", 0, 122, "not a state letter", sc[6]);
+  const patchStateCol = taskCol(v, tc.patchState, T, "patchState", 0, 3, "out of range", sc[7]);
+  const stackStatusCol = taskCol(v, tc.stackStatus, T, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range", sc[8]);
+  const errnoCol = taskCol(v, tc.errno, T, "errno", 0, strings.length, "string id out of range", sc[9]);
+  const runningCol = taskCol(v, tc.running, T, "running", -MAXS, MAXS, "out of range", sc[10]);
+  const statusKthreadCol = taskCol(v, tc.statusKthread, T, "statusKthread", -MAXS, MAXS, "out of range", sc[11]);
+  const endMarkerCol = taskCol(v, tc.endMarker, T, "endMarker", -MAXS, MAXS, "out of range", sc[12]);
+  const commCol = taskCol(v, tc.comm, T, "comm", 0, comms.length, "comm id out of range", sc[13]);
+  checkStates(v, stateCol);
+  // Lines: since format 1.2 as the step from where the previous task's frames end (`lineStep`)
+  // and the first frame's line relative to the task's (`firstLine`), both constant for a /proc
+  // text dump; before, as the lines themselves (`line`, `frameLine`: first frame line + 1).
+  const v12Lines = tc.lineStep !== undefined || tc.firstLine !== undefined;
+  const lineCol = v12Lines ? taskCol(v, tc.lineStep, T, "lineStep", -0xffffffff, 0xffffffff, "out of range", sc[14]) : taskCol(v, tc.line, T, "line", 0, 0xffffffff, "out of range", sc[14]);
+  const frameLineCol = v12Lines ? taskCol(v, tc.firstLine, T, "firstLine", 0, MAXS, "negative value", sc[15]) : taskCol(v, tc.frameLine, T, "frameLine", 0, MAXS, "negative value", sc[15]);
 
   // Frame rows and stacks.
   const fc = v.obj(body.frames, "frames");
@@ -1070,6 +1340,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
     if (fl & FrameFlag.HAS_ADDRESS && rows.addrLo === null) v.bad(`frames.flags[${r}]`, "an address flag without an address column");
     if (header.redacted && fl & FrameFlag.HAS_ADDRESS) v.bad(`frames.flags[${r}]`, "an address in a redacted snapshot");
   }
+  const hints = fc.symRow === null || fc.symRow === undefined ? null : symbolHintsOf(v, fc.symRow, rows, R, strings, sym?.table ?? null);
   const { stackLen, stackRows } = v.col(() => {
     const stackLen = decodeInts(fc.stackLen, S, "frames.stackLen");
     let total = 0;
@@ -1084,14 +1355,12 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const stackStart = new Float64Array(S + 1);
   for (let s = 0; s < S; s++) stackStart[s + 1] = stackStart[s] + stackLen[s];
   for (let k = 0; k < stackRows.length; k++) if (stackRows[k] < 0 || stackRows[k] >= R) v.bad("frames.stackRows", "row id out of range");
-  let total = 0;
-  let explicitLines = 0;
-  for (let t = 0; t < T; t++) {
-    const s = cols.stack[t];
-    if (s < 0 || s >= S) v.bad(`tasks.stack[${t}]`, "stack id out of range");
-    total += stackLen[s];
-    if (cols.frameLine[t] === 0) explicitLines += stackLen[s];
-  }
+  // Each task's stack id, checked against the stacks as it is read (and returned: taskStack).
+  const stack = new Int32Array(T);
+  v.col(() => decodeIntsInto(tc.stack, stack, 0, S - 1, "tasks.stack"));
+  const line = expandCol(lineCol, T, sc[14]);
+  const frameLine = expandCol(frameLineCol, T, sc[15]);
+  const { total, explicitLines } = taskLines(v, v12Lines, stack, stackLen, line, frameLine);
   if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
   const lines = v.col(() => decodeInts(fc.lines, explicitLines, "frames.lines"));
   for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
@@ -1099,100 +1368,53 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   // Row sharing (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at
   // its stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's
   // lines); tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
-  const SHARE_LINES = 1;
-  const SHARE_ZERO = 2;
-  const mode = new Uint8Array(T);
-  for (let t = 0, li = 0; t < T; t++) {
-    const n = stackLen[cols.stack[t]];
-    const fl = cols.frameLine[t];
-    const line = cols.line[t];
-    if (line < 0 || line > 0xffffffff) v.bad(`tasks.line[${t}]`, "out of range");
-    if (fl !== 0) {
-      // Lines fl - 1, fl, … (the column stores v + 1).
-      const first = fl - 1;
-      if (n > 0 && first + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
-      if (n > 0 && first === line && line > 0) mode[t] = SHARE_LINES;
-      else if (n === 1 && first === 0) mode[t] = SHARE_ZERO;
-    } else {
-      let zero = n > 0;
-      for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
-      li += n;
-      if (zero) mode[t] = SHARE_ZERO;
-    }
-  }
-  // Rows needed: one block per (stack, sharing kind) plus each other task's own.
-  const blockLines = new Int32Array(S).fill(-1);
-  const blockZero = new Int32Array(S).fill(-1);
-  let rowsNeeded = 0;
-  for (let t = 0; t < T; t++) {
-    const s = cols.stack[t];
-    const m = mode[t];
-    const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
-    if (blocks !== null) {
-      if (blocks[s] >= 0) continue;
-      blocks[s] = 0;
-    }
-    rowsNeeded += stackLen[s];
-  }
-  blockLines.fill(-1);
-  blockZero.fill(-1);
+  const { mode, rowsNeeded } = sharing(S, stack, stackLen, line, frameLine, lines);
 
   // Assemble (everything above is validated: nothing below can fail half-way).
   const frames = new FrameColumns(rowsNeeded);
   const tasks = new TaskTable(T);
-  let fi = 0;
-  let li = 0;
-  const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
-  const { pid, tid, ppid, startTime, cpu, flags: flagsCol, state, patchState, stackStatus, errno, running, statusKthread, endMarker, comm, line: lineCol, stack, frameLine } = cols;
-  for (let t = 0; t < T; t++) {
-    const s = stack[t];
-    const n = stackLen[s];
-    const fl = frameLine[t];
-    const m = mode[t];
-    const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
-    let start = blocks === null ? -1 : blocks[s];
-    if (start < 0) {
-      start = fi;
-      if (blocks !== null) blocks[s] = start;
-      const mark = m === SHARE_LINES ? FrameFlag.SHARED : 0;
-      const k0 = stackStart[s];
-      for (let k = 0; k < n; k++) {
-        const r = stackRows[k0 + k];
-        frames.symbol[fi] = rows.symbol[r];
-        frames.object[fi] = rows.object[r];
-        frames.buildId[fi] = rows.buildId[r];
-        frames.offset[fi] = rows.offset[r];
-        frames.size[fi] = rows.size[r];
-        const flags = rows.flags[r];
-        frames.flags[fi] = flags | mark;
-        if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
-          frames.addrLo[fi] = rows.addrLo![r];
-          frames.addrHi[fi] = rows.addrHi![r];
-        }
-        frames.line[fi] = fl === 0 ? lines[li + k] : fl - 1 + k;
-        fi++;
+  const pid = expandCol(pidCol, T, sc[0]);
+  const tid = expandCol(tidCol, T, sc[1]);
+  const fi = assemble(frames, tasks, rows, stack, stackLen, stackStart, stackRows, line, frameLine, lines, mode, S, pid, tid, stackStatusCol);
+  // The facts most snapshots hold for no task (/proc text) or for every task (live captures).
+  if (stateCol !== 0 || patchStateCol !== 0 || runningCol !== 0 || statusKthreadCol !== 0 || endMarkerCol !== 0) {
+    const state = expandCol(stateCol, T, sc[6]);
+    const patchState = expandCol(patchStateCol, T, sc[7]);
+    const running = expandCol(runningCol, T, sc[10]);
+    const statusKthread = expandCol(statusKthreadCol, T, sc[11]);
+    const endMarker = expandCol(endMarkerCol, T, sc[12]);
+    for (let t = 0; t < T; t++) {
+      const ch = state[t];
+      const ps = patchState[t];
+      const sk = statusKthread[t];
+      if (ch !== 0 || ps !== 0 || running[t] !== 0 || sk !== 0 || endMarker[t] !== 0) {
+        tasks.setFacts(t, ch === 0 ? null : String.fromCharCode(ch), ps === 0 ? null : ((ps - 2) as -1 | 0 | 1), running[t] !== 0, sk === 0 ? null : sk === 2, endMarker[t] !== 0);
       }
     }
-    if (fl === 0) li += n;
-    const ch = state[t];
-    const ps = patchState[t];
-    const e = errno[t];
-    const cm = comm[t];
-    const sk = statusKthread[t];
-    // Straight into the task columns: no object per task.
-    const i = tasks.pushIds(pid[t] === 0 ? null : pid[t] - 1, tid[t] === 0 ? null : tid[t] - 1, n === 0 ? fi : start, n, lineCol[t], STACK_STATUSES[stackStatus[t]]);
-    if (ch !== 0 || ps !== 0 || running[t] !== 0 || sk !== 0 || endMarker[t] !== 0) {
-      tasks.setFacts(i, ch === 0 ? null : String.fromCharCode(ch), ps === 0 ? null : ((ps - 2) as -1 | 0 | 1), running[t] !== 0, sk === 0 ? null : sk === 2, endMarker[t] !== 0);
+  }
+  if (flagsCol !== 0 || ppidCol !== 0 || startTimeCol !== 0 || cpuCol !== 0) {
+    const flagsA = expandCol(flagsCol, T, sc[5]);
+    const ppid = expandCol(ppidCol, T, sc[2]);
+    const startTime = expandCol(startTimeCol, T, sc[3]);
+    const cpu = expandCol(cpuCol, T, sc[4]);
+    for (let t = 0; t < T; t++) {
+      if (flagsA[t] !== 0 || ppid[t] !== 0 || startTime[t] !== 0 || cpu[t] !== 0) {
+        tasks.setNumbers(t, ppid[t] === 0 ? null : ppid[t] - 1, cpu[t] === 0 ? null : cpu[t] - 1, startTime[t] === 0 ? null : startTime[t] - 1, flagsA[t] === 0 ? null : flagsA[t] - 1);
+      }
     }
-    if (flagsCol[t] !== 0 || ppid[t] !== 0 || startTime[t] !== 0 || cpu[t] !== 0) {
-      tasks.setNumbers(i, ppid[t] === 0 ? null : ppid[t] - 1, cpu[t] === 0 ? null : cpu[t] - 1, startTime[t] === 0 ? null : startTime[t] - 1, flagsCol[t] === 0 ? null : flagsCol[t] - 1);
-    }
-    if (e !== 0) tasks.setErrno(i, strings[e - 1]);
-    if (cm !== 0) tasks.setComm(i, comms[cm - 1]);
+  }
+  if (errnoCol !== 0) {
+    const errno = expandCol(errnoCol, T, sc[9]);
+    for (let t = 0; t < T; t++) if (errno[t] !== 0) tasks.setErrno(t, strings[errno[t] - 1]);
+  }
+  if (commCol !== 0) {
+    const comm = expandCol(commCol, T, sc[13]);
+    for (let t = 0; t < T; t++) if (comm[t] !== 0) tasks.setComm(t, comms[comm[t] - 1]);
   }
   frames.length = fi;
 
   if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
+  if (hints !== null) setSymbolHints(st, sym!.table, hints);
   const capture: Capture = {
     source,
     host: host(v, v.obj(c.host, "capture.host")),
@@ -1208,7 +1430,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
     livepatches,
     modules,
   };
-  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: new Int32Array(cols.stack) };
+  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: stack };
 }
 
 export type { SymbolSource };
