@@ -160,7 +160,9 @@ if (only.has("check")) {
     return [a, b, c];
   };
   const snapshotPath = () => {
-    const [d, snap] = time(() => decodeSnapshot(psnap, "synth.psnap"));
+    // As readSnapshotFile calls it for a file read into a buffer of its own (keepBytes: the
+    // names may stay a view into the bytes; psnap is never changed).
+    const [d, snap] = time(() => decodeSnapshot(psnap, "synth.psnap", null, true));
     const [e, r2] = time(() => check({ capture: snap.capture, symbols: snap.symbols, patch: patch(), scanner }));
     verdicts.add(`${r2.verdict.verdict}/${r2.verdict.counts.blocked}`);
     return [d, e];

@@ -246,6 +246,20 @@ describe("symbol sections reused by exact bytes", () => {
     }
   });
 
+  test("decoded names never point into bytes the caller may reuse (a fleet worker's read buffer)", () => {
+    const a = encodeSnapshot(hostCapture("capture.json"), table);
+    const want = symbolsModel(table);
+    // Plain decode: a copy. Through a cache: a view into the cache's own copy.
+    for (const opts of [{}, { cache: new SymbolSectionCache(2) }]) {
+      const b = a.slice();
+      const d = decodeSnapshot(b, "reused", opts);
+      b.fill(0x41);
+      expect(symbolsModel(d.symbols!)).toEqual(want);
+    }
+    // keepBytes: the caller promises the bytes stay; same table.
+    expect(symbolsModel(decodeSnapshot(a.slice(), "kept", { keepBytes: true }).symbols!)).toEqual(want);
+  });
+
   test("CRC-32 combine equals the CRC of the concatenation", () => {
     const b = new Uint8Array(70_001).map((_, i) => (i * 7919 + 13) & 0xff);
     for (const cut of [0, 1, 3, 4096, 65_536, 70_000, 70_001]) {

@@ -85,9 +85,13 @@ export function newSymbolSectionCache(capacity = 4): SymbolSectionCache {
   return new SymbolSectionCache(capacity, nativeEqual);
 }
 
-/** decodeSnapshot with Node's native CRC-32 (what every Node reader of .psnap bytes uses). */
-export function decodeSnapshotBytes(bytes: Uint8Array, file = "<snapshot>", cache: SymbolSectionCache | null = null): DecodedSnapshot {
-  return decodeSnapshot(bytes, file, { crc32: nativeCrc32, cache });
+/**
+ * decodeSnapshot with Node's native CRC-32 (what every Node reader of .psnap bytes uses).
+ * `keepBytes`: the caller never changes `bytes` afterwards, so the symbol names may stay a view
+ * into them (DecodeOptions.keepBytes; readSnapshotFile passes it for a file in its own buffer).
+ */
+export function decodeSnapshotBytes(bytes: Uint8Array, file = "<snapshot>", cache: SymbolSectionCache | null = null, keepBytes = false): DecodedSnapshot {
+  return decodeSnapshot(bytes, file, { crc32: nativeCrc32, cache, keepBytes });
 }
 
 export interface ReadSnapshotOptions {
@@ -102,8 +106,10 @@ export interface ReadSnapshotOptions {
  * E_INPUT for a JSON snapshot that does not parse. Never returns a partial model.
  */
 export function readSnapshotFile(file: string, opts: ReadSnapshotOptions = {}): DecodedSnapshot {
-  const bytes = readWholeFile(file, MAX_SNAPSHOT_FILE, opts.buffer ?? null);
-  if (isSnapshot(bytes)) return decodeSnapshotBytes(bytes, file, opts.cache ?? null);
+  const buffer = opts.buffer ?? null;
+  const bytes = readWholeFile(file, MAX_SNAPSHOT_FILE, buffer);
+  // A file in a buffer of its own is never changed again: the decoded names may point into it.
+  if (isSnapshot(bytes)) return decodeSnapshotBytes(bytes, file, opts.cache ?? null, buffer === null);
   const kind = sniffSnapshot(bytes);
   if (kind === "json") return parseSnapshotJson(new TextDecoder("utf-8").decode(bytes), file);
   throw new PatchsafeError(SnapshotError.MAGIC, "not a patchsafe snapshot (neither .psnap nor a JSON snapshot)", { file });

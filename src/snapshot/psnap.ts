@@ -98,6 +98,22 @@ const packr = new Packr({
   int64AsType: "number",
 });
 
+/**
+ * The same options but copyBuffers: false (byte strings decode as views into the input): for a
+ * symbol section whose bytes outlive its table (DecodeOptions.keepBytes, or the section cache's
+ * own copy), so the names' bytes are not copied again.
+ */
+const viewPackr = new Packr({
+  moreTypes: true,
+  useRecords: false,
+  bundleStrings: false,
+  structuredClone: false,
+  useToJSON: false,
+  mapsAsObjects: true,
+  copyBuffers: false,
+  int64AsType: "number",
+});
+
 export const SNAPSHOT_MAGIC = Uint8Array.of(0x89, 0x50, 0x53, 0x4e, 0x41, 0x50, 0x0d, 0x0a);
 const PREFIX = 32;
 const MAX_HEADER = 1 << 20;
@@ -924,9 +940,10 @@ export class SymbolSectionCache {
     this.misses++;
     return null;
   }
-  add(bytes: Uint8Array, crc: number, d: DecodedSymbols): void {
+  /** `owned`: `bytes` is a copy no one else changes (the table may point into it), kept as is. */
+  add(bytes: Uint8Array, crc: number, d: DecodedSymbols, owned = false): void {
     if (this.capacity <= 0) return;
-    this.entries.unshift({ bytes: bytes.slice(), crc, table: d.table, sectionRows: d.sectionRows });
+    this.entries.unshift({ bytes: owned ? bytes : bytes.slice(), crc, table: d.table, sectionRows: d.sectionRows });
     if (this.entries.length > this.capacity) this.entries.length = this.capacity;
   }
   get size(): number {
@@ -939,6 +956,12 @@ export interface DecodeOptions {
   crc32?: (bytes: Uint8Array) => number;
   /** Symbol sections decoded before, reused when the bytes are identical (fleet workers). */
   cache?: SymbolSectionCache | null;
+  /**
+   * The caller never changes `bytes` after the call (a file read into a buffer of its own): the
+   * decoded symbol names may then stay a view into them instead of a copy. Default false (a
+   * reused read buffer, or bytes the caller edits).
+   */
+  keepBytes?: boolean;
 }
 
 /** msgpack fixstr "symbols": the key right before the symbol section of a 1.1 body. */
@@ -1069,69 +1092,75 @@ function checkStates(v: V, c: TaskCol): void {
   for (let t = 0; t < c.length; t++) if (!isLetter(c[t])) v.bad(`tasks.state[${t}]`, "not a state letter");
 }
 
-/**
- * Checks each task's lines and counts frames: with format 1.2 lines (`steps`) first turns them,
- * in place, into what 1.0/1.1 store: `line` holds each task's step from where the previous
- * task's frames end and becomes the line; `frameLine` holds the first frame's line relative to
- * the task's as 1 + zigzag and becomes that line + 1 (0 stays 0: lines stored one by one).
- */
-function taskLines(v: V, steps: boolean, stack: Int32Array, stackLen: Float64Array, line: Float64Array, frameLine: Float64Array): { total: number; explicitLines: number } {
-  let total = 0;
-  let explicitLines = 0;
-  let end = 0;
-  for (let t = 0; t < stack.length; t++) {
-    const n = stackLen[stack[t]];
-    total += n;
-    if (steps) {
-      const l = end + line[t];
-      if (!(l >= 0 && l <= 0xffffffff)) v.bad(`tasks.lineStep[${t}]`, "line out of range");
-      line[t] = l;
-      end = l + n;
-      const m = frameLine[t];
-      if (m !== 0) {
-        const first = l + unzigzag(m - 1);
-        if (!(first >= 0 && first <= 0xffffffff)) v.bad(`tasks.firstLine[${t}]`, "line out of range");
-        frameLine[t] = first + 1;
-      }
-    }
-    const fl = frameLine[t];
-    if (fl === 0) explicitLines += n;
-    // Lines fl - 1, fl, … (the column stores v + 1).
-    else if (n > 0 && fl - 1 + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
-  }
-  return { total, explicitLines };
-}
-
 const SHARE_LINES = 1;
 const SHARE_ZERO = 2;
 
+interface TaskRows {
+  /** Frames the tasks reference. */
+  total: number;
+  /** Frames whose lines are stored one by one (frames.lines). */
+  explicitLines: number;
+  /**
+   * Per task: SHARE_LINES (frames on consecutive lines from its own: the stack's one marked
+   * block), SHARE_ZERO (all on line 0: the stack's one unmarked block) or 0 (rows of its own).
+   */
+  mode: Uint8Array;
+  /** Rows the frame columns need: one block per (stack, sharing kind) plus each other task's own. */
+  rowsNeeded: number;
+  /** Per stack: bit SHARE_LINES, SHARE_ZERO once that block is counted. */
+  counted: Uint8Array;
+}
+
 /**
- * Per task: SHARE_LINES (frames on consecutive lines from its own), SHARE_ZERO (all on line 0)
- * or 0 (owns its rows); and the rows needed: one block per (stack, sharing kind) plus each
- * other task's own.
+ * One pass over the tasks: checks their lines, counts frames and rows, and finds how each task
+ * shares rows. With format 1.2 lines (`steps`) it first turns them, in place, into what 1.0/1.1
+ * store: `line` holds each task's step from where the previous task's frames end and becomes
+ * the line; `frameLine` holds the first frame's line relative to the task's as 1 + zigzag and
+ * becomes that line + 1 (0 stays 0: lines stored one by one, in `frames.lines`; explicitRows
+ * then finishes those tasks).
  */
-function sharing(S: number, stack: Int32Array, stackLen: Float64Array, line: Float64Array, frameLine: Float64Array, lines: Float64Array): { mode: Uint8Array; rowsNeeded: number } {
+function taskRows(
+  v: V,
+  steps: boolean,
+  S: number,
+  stack: Int32Array,
+  stackLen: Float64Array,
+  line: Float64Array,
+  frameLine: Float64Array,
+): TaskRows {
   const T = stack.length;
   const mode = new Uint8Array(T);
-  // Bit 1: a SHARE_LINES block of the stack is counted; bit 2: a SHARE_ZERO block.
+  // Per stack: bit SHARE_LINES, SHARE_ZERO once that block is counted.
   const counted = new Uint8Array(S);
+  let total = 0;
+  let explicitLines = 0;
   let rowsNeeded = 0;
-  for (let t = 0, li = 0; t < T; t++) {
+  let end = 0;
+  for (let t = 0; t < T; t++) {
     const s = stack[t];
     const n = stackLen[s];
-    const fl = frameLine[t];
-    let m = 0;
-    if (fl !== 0) {
-      const first = fl - 1;
-      const ln = line[t];
-      if (n > 0 && first === ln && ln > 0) m = SHARE_LINES;
-      else if (n === 1 && first === 0) m = SHARE_ZERO;
-    } else {
-      let zero = n > 0;
-      for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
-      li += n;
-      if (zero) m = SHARE_ZERO;
+    total += n;
+    let ln = line[t];
+    let fl = frameLine[t];
+    if (steps) {
+      ln += end;
+      if (!(ln >= 0 && ln <= 0xffffffff)) v.bad(`tasks.lineStep[${t}]`, "line out of range");
+      line[t] = ln;
+      end = ln + n;
+      if (fl !== 0) {
+        const first = ln + unzigzag(fl - 1);
+        if (!(first >= 0 && first <= 0xffffffff)) v.bad(`tasks.firstLine[${t}]`, "line out of range");
+        fl = frameLine[t] = first + 1;
+      }
     }
+    if (fl === 0) {
+      explicitLines += n;
+      continue; // its mode and rows once the lines are read (explicitRows)
+    }
+    // Lines fl - 1, fl, … (the column stores v + 1).
+    const first = fl - 1;
+    if (n > 0 && first + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
+    const m = n > 0 && first === ln && ln > 0 ? SHARE_LINES : n === 1 && first === 0 ? SHARE_ZERO : 0;
     mode[t] = m;
     if (m !== 0) {
       if (counted[s] & m) continue;
@@ -1139,7 +1168,28 @@ function sharing(S: number, stack: Int32Array, stackLen: Float64Array, line: Flo
     }
     rowsNeeded += n;
   }
-  return { mode, rowsNeeded };
+  return { total, explicitLines, mode, rowsNeeded, counted };
+}
+
+/** The sharing of tasks whose frame lines are stored one by one (taskRows left them out), once `lines` is read. */
+function explicitRows(r: TaskRows, stack: Int32Array, stackLen: Float64Array, frameLine: Float64Array, lines: Float64Array): void {
+  const { mode, counted } = r;
+  let rowsNeeded = r.rowsNeeded;
+  for (let t = 0, li = 0; t < stack.length; t++) {
+    if (frameLine[t] !== 0) continue;
+    const s = stack[t];
+    const n = stackLen[s];
+    let zero = n > 0;
+    for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
+    li += n;
+    if (zero) {
+      mode[t] = SHARE_ZERO;
+      if (counted[s] & SHARE_ZERO) continue;
+      counted[s] |= SHARE_ZERO;
+    }
+    rowsNeeded += n;
+  }
+  r.rowsNeeded = rowsNeeded;
 }
 
 /**
@@ -1240,15 +1290,20 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
     if (body !== null) {
       if (hit !== null) sym = hit;
       else {
+        // The table's names stay a view into the section's bytes when those outlive it: the
+        // cache's own copy, or the caller's bytes when it keeps them unchanged (keepBytes).
+        const cache = opts.cache !== null && opts.cache !== undefined && opts.cache.capacity > 0 ? opts.cache : null;
+        const src = cache !== null ? section.slice() : section;
+        const views = cache !== null || opts.keepBytes === true;
         let x: unknown;
         try {
-          x = packr.unpack(section);
+          x = (views ? viewPackr : packr).unpack(src);
         } catch {
           body = null; // the whole body decides (and names the error)
         }
         if (body !== null) {
           sym = decodeSymbols(v, x, B);
-          opts.cache?.add(section, symCrc, sym);
+          cache?.add(src, symCrc, sym, true);
         }
       }
     }
@@ -1360,15 +1415,16 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   v.col(() => decodeIntsInto(tc.stack, stack, 0, S - 1, "tasks.stack"));
   const line = expandCol(lineCol, T, sc[14]);
   const frameLine = expandCol(frameLineCol, T, sc[15]);
-  const { total, explicitLines } = taskLines(v, v12Lines, stack, stackLen, line, frameLine);
-  if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
-  const lines = v.col(() => decodeInts(fc.lines, explicitLines, "frames.lines"));
-  for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
-
   // Row sharing (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at
   // its stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's
   // lines); tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
-  const { mode, rowsNeeded } = sharing(S, stack, stackLen, line, frameLine, lines);
+  const tr = taskRows(v, v12Lines, S, stack, stackLen, line, frameLine);
+  if (tr.total !== N) v.bad("frames.n", `tasks reference ${tr.total} frames, the body declares ${N}`);
+  // Frames on lines of their own (not consecutive from the task's).
+  const lines = v.col(() => decodeInts(fc.lines, tr.explicitLines, "frames.lines"));
+  for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
+  if (tr.explicitLines > 0) explicitRows(tr, stack, stackLen, frameLine, lines);
+  const { mode, rowsNeeded } = tr;
 
   // Assemble (everything above is validated: nothing below can fail half-way).
   const frames = new FrameColumns(rowsNeeded);

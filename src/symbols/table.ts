@@ -380,22 +380,26 @@ class BlobNames implements NameSource {
       for (let j = 0; j < rest.length; j++) rest[j] = q.charCodeAt(d * PFX.length + j);
       return rest;
     });
-    // Queries by length: the first (headByLen) and the next of the same length (nextQ).
+    // Queries by (length, low byte of the last code unit): one typed-array read per row finds
+    // the few queries worth comparing (kernel names share prefixes far more than last bytes).
     let maxLen = 1;
     for (const c of code) maxLen = Math.max(maxLen, c.length + 1);
-    const headByLen = new Int32Array(maxLen).fill(-1);
+    const head = new Int32Array(maxLen << 8).fill(-1);
     const nextQ = new Int32Array(Q).fill(-1);
     for (let q = Q - 1; q >= 0; q--) {
-      nextQ[q] = headByLen[code[q].length];
-      headByLen[code[q].length] = q;
+      const c = code[q];
+      if (c.length === 0) continue; // no row has an empty name
+      const key = (c.length << 8) | (c[c.length - 1] & 0xff);
+      nextQ[q] = head[key];
+      head[key] = q;
     }
     for (let i = 0, n = this.count; i < n; i++) {
       const l = len[i];
       if (l >= maxLen) continue;
-      for (let q = headByLen[l]; q >= 0; q = nextQ[q]) {
+      const a = start[i];
+      for (let q = head[(l << 8) | (chars[a + l - 1] & 0xff)]; q >= 0; q = nextQ[q]) {
         if (pfx[i] !== depth[q]) continue;
         const r = code[q];
-        const a = start[i];
         let k = 0;
         while (k < l && r[k] === chars[a + k]) k++;
         if (k === l) (out[q] ??= []).push(i);
@@ -694,15 +698,23 @@ export class NameIndex extends Map<string, number[]> {
     });
     if (todo.length > 0) {
       this.scans++;
-      const found = this.src.scan(todo.map((k) => names[k]));
+      const queries = todo.map((k) => names[k]);
+      // Names the table reads anyway (section bounds, _text) ride along with the first scan.
+      const extra = this.prefetch.filter((n) => !this.memo.has(n) && !queries.includes(n));
+      this.prefetch = [];
+      const found = this.src.scan(queries.concat(extra));
       if (this.memo.size > 4096) this.memo.clear();
       todo.forEach((k, j) => {
         out[k] = found[j];
         this.memo.set(names[k], found[j]);
       });
+      extra.forEach((n, j) => this.memo.set(n, found[queries.length + j]));
     }
     return out;
   }
+
+  /** Names the first scan also looks up (finishTable: the section markers and `_text`). */
+  prefetch: readonly string[] = [];
 
   /** Whether the hash index (or the full Map) has been built: false while lookups only scanned. */
   get indexed(): boolean {
@@ -931,6 +943,7 @@ export function finishTable(base: TableBase): SymbolTable {
   for (let i = 0; i < n && !hasAddresses; i++) if (base.addrLo[i] !== 0 || base.addrHi[i] !== 0) hasAddresses = true;
   const size = base.size ?? computeSizes(n, base.objects.length, base.object, base);
   const byName = new NameIndex(src, blob === null ? null : (base.nameIndex ?? null));
+  byName.prefetch = [...SECTION_MARKERS, "_text", "_stext"];
   const t = {
     source: base.source,
     coverage: "full",
