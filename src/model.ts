@@ -385,11 +385,6 @@ export class TaskTable implements Iterable<Readonly<Task>> {
     const n = this.commLen[i];
     return n < 0 ? null : this.commBlob.subarray(this.commOff![i], this.commOff![i] + n);
   }
-  /** No task has a comm, PF flags or a status Kthread line (kinds then follow from the stacks). */
-  get hasCommOrFlags(): boolean {
-    return this.commLen !== null || this.flagsCol !== null;
-  }
-
   get(i: number): Readonly<Task> {
     if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`task ${i} of ${this.length}`);
     return {

@@ -113,11 +113,6 @@ export class Blockers implements Iterable<Blocker> {
     this.pushFields(b.task, b.func, b.frame, b.frameIndex, b.kernelSees, ROLE_CODE[b.role], b.remedy);
   }
 
-  /** Appends blocker j of `from` for task `task` (the blockers of a task met before, moved by `delta` rows). */
-  pushCopy(from: Blockers, j: number, task: number, delta: number): void {
-    this.pushFields(task, from.func[j], from.frame[j] + delta, from.frameIndex[j], from.kernelSees[j] === 1, from.roleCode[j], from.remedy[j]);
-  }
-
   pushFields(task: number, func: number, frame: number, frameIndex: number, kernelSees: boolean, roleCode: number, remedy: Remedy): void {
     if (this.length === this.task.length) this.grow(this.length * 2);
     const i = this.length++;
@@ -196,16 +191,6 @@ export class Blockers implements Iterable<Blocker> {
 
   map<T>(fn: (b: Blocker, i: number) => T): T[] {
     return this.toArray().map(fn);
-  }
-
-  /** Equality of the blockers, not of spare capacity (tests compare verdicts). */
-  equals(other: Blockers): boolean {
-    if (other.length !== this.length) return false;
-    for (let i = 0; i < this.length; i++) {
-      if (this.task[i] !== other.task[i] || this.func[i] !== other.func[i] || this.frame[i] !== other.frame[i] || this.frameIndex[i] !== other.frameIndex[i]) return false;
-      if (this.kernelSees[i] !== other.kernelSees[i] || this.roleCode[i] !== other.roleCode[i]) return false;
-    }
-    return true;
   }
 }
 
@@ -334,12 +319,6 @@ export class Outcomes implements Iterable<TaskOutcome> {
     const out: number[] = [];
     for (let i = 0; i < this.length; i++) if (this.statusCode[i] === code) out.push(this.task[i]);
     return out;
-  }
-
-  /** Per task index: the kind of its outcome, undefined for a task without one. */
-  kindsByTask(taskCount: number): (TaskKind | undefined)[] {
-    const codes = this.kindCodesByTask(taskCount);
-    return Array.from(codes, (c) => (c === NO_KIND_CODE ? undefined : TASK_KINDS[c]));
   }
 
   filter(pred: (o: TaskOutcome) => boolean): TaskOutcome[] {
