@@ -28,6 +28,8 @@
 //   | KEYS     keyCap   x u64             scan keys of the current chunk (host writes)
 //   | HIT_FRAME hitCap  x u32             output column: frame of hit h (host reads)
 //   | HIT_RANGE hitCap  x u32             output column: caller range index of hit h
+//   |                                     (hitCap is STRIDE_HITS whenever the hit limit fits in it,
+//   |                                     so HIT_RANGE[h] is at the constant HIT_FRAME[h] + STRIDE)
 //   | IN_START rangeCap x u64             range starts, caller order (host writes)
 //   | IN_LAST  rangeCap x u64             range lasts (inclusive), caller order (host writes)
 //   | PREV_START, PREV_LAST rangeCap x u64  the installed ranges, caller order
@@ -123,6 +125,18 @@ let keyCap: u32 = 0;
 let hitCap: u32 = 0;
 let rangeCap: u32 = 0;
 
+/**
+ * Hit columns of this many entries (the host's default cap, DEFAULT_HIT_CAPACITY) are what
+ * reserve() allocates for any hit limit up to it: HIT_RANGE then sits at the compile-time
+ * distance STRIDE after HIT_FRAME, and memoRunFixed() writes the range with a store offset
+ * instead of adding the column distance (V8 rematerialised that with two more instructions per
+ * key): the whole scan ~7% faster, 1M realistic frames against 10k ranges (bench/KERNEL-NOTES.md).
+ * 8 MiB of linear memory even for small scans, but untouched pages cost nothing; larger limits
+ * get columns of their own size (headroom included) and the general loop, memoRun().
+ */
+const STRIDE_HITS: u32 = 1 << 20;
+const STRIDE: usize = <usize>STRIDE_HITS << 2;
+
 // ---- scan state -------------------------------------------------------------------------------
 let rangeN: u32 = 0; // ranges installed by setRanges()
 let hitLimit: u32 = 0; // hits one scan() call may emit; always >= rangeN, so any one key fits
@@ -175,7 +189,8 @@ export function abiVersion(): u32 {
  * Ensures capacity for `rangeCount` ranges, a chunk of `keyCount` keys and `hitCount` hits per
  * scan() call (the effective hit limit is max(hitCount, rangeCount, 1) so that the hits of any
  * single key always fit). May grow memory: every host view of `memory.buffer` must be re-taken.
- * Discards installed ranges when it reallocates. Returns the effective hit limit.
+ * Discards installed ranges when it reallocates. Returns the effective hit limit. Hit columns
+ * for a limit up to STRIDE_HITS are always STRIDE_HITS long (memoRunFixed()'s layout).
  */
 export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
   let limit = max<u32>(max<u32>(hitCount, rangeCount), 1);
@@ -183,7 +198,7 @@ export function reserve(rangeCount: u32, keyCount: u32, hitCount: u32): u32 {
   let rc = max<u32>(rangeCount, 1);
   if (kc > keyCap || limit > hitCap || rc > rangeCap) {
     let newKeyCap = kc > keyCap ? grow(keyCap, kc) : keyCap;
-    let newHitCap = limit > hitCap ? grow(hitCap, limit) : hitCap;
+    let newHitCap = limit > hitCap ? (limit <= STRIDE_HITS ? STRIDE_HITS : grow(hitCap, limit)) : hitCap;
     let newRangeCap = rc > rangeCap ? grow(rangeCap, rc) : rangeCap;
     if (rc > 0x4000_0000) throw new Error("scan buffers exceed the wasm32 arena limit");
     if (arenaBytes(newKeyCap, newHitCap, newRangeCap) > MAX_ARENA_BYTES) {
@@ -587,6 +602,7 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32, hitOffset: u
   if (rangeN == 0) return keyCount;
 
   let hf = hitFrameBuf;
+  let fixed = hitRangeBuf - hitFrameBuf == STRIDE;
   let limit = hitLimit;
   let out = hitOffset;
   let p = keysPtr + (<usize>keyOffset << 3);
@@ -598,7 +614,9 @@ export function scan(keyOffset: u32, keyCount: u32, frameBase: u32, hitOffset: u
     let room = min<usize>(<usize>(limit - out), (end - p) >> 3);
     if (room == 0) break; // full
     let stop = p + (room << 3);
-    p = memoRun(p, stop, hf + (<usize>out << 2), frameAt + <u32>(p >> 3));
+    p = fixed
+      ? memoRunFixed(p, stop, hf + (<usize>out << 2), frameAt + <u32>(p >> 3))
+      : memoRun(p, stop, hf + (<usize>out << 2), frameAt + <u32>(p >> 3));
     out = <u32>((runOut - hf) >> 2);
     if (p >= stop) continue;
     // a key the memo cannot answer, and the ones right after it that it cannot answer either
@@ -659,6 +677,28 @@ function memoRun(p: usize, stop: usize, o: usize, frame: u32): usize {
     let v = load<u64>(e, 8);
     store<u32>(o, frame);
     store<u32>(o + delta, <u32>v);
+    o += <usize>(v >> 32);
+    frame++;
+    p += 8;
+  }
+  runOut = o;
+  return p;
+}
+
+/**
+ * memoRun() for the usual layout, HIT_RANGE at HIT_FRAME + STRIDE (a store offset, so no column
+ * distance to keep in a register and add per key). The same steps otherwise; scan() picks it
+ * when the columns are laid out that way.
+ */
+function memoRunFixed(p: usize, stop: usize, o: usize, frame: u32): usize {
+  let memo = memoPtr;
+  while (p < stop) {
+    let key = load<u64>(p);
+    let e = memo + (<usize>((key * 0x9E37_79B9_7F4A_7C15) >> (64 - MEMO_LOG)) << MEMO_ENTRY_LOG);
+    if (load<u64>(e) != key) break;
+    let v = load<u64>(e, 8);
+    store<u32>(o, frame);
+    store<u32>(o, <u32>v, STRIDE);
     o += <usize>(v >> 32);
     frame++;
     p += 8;

@@ -296,6 +296,71 @@ test("ranges changed in place, or invalid after valid ones, are never answered f
   }
 });
 
+describe("hit column layout: the fixed stride (hit limits up to 2^20) and the general one", () => {
+  const STRIDE_HITS = 1 << 20;
+  // Raw exports: the layout is not visible through the Scanner.
+  const instance = (build: "release" | "debug") =>
+    new WebAssembly.Instance(loadScanModuleSync(build), { env: { abort: () => { throw new Error("abort"); } } }).exports as unknown as {
+      reserve(r: number, k: number, h: number): number;
+      hitFramePtr(): number;
+      hitRangePtr(): number;
+    };
+
+  test.each(["release", "debug"] as const)("%s: HIT_RANGE sits 4 MiB after HIT_FRAME until a limit above 2^20 needs columns of its own", (build) => {
+    const ex = instance(build);
+    for (const [ranges, hits] of [[1, 1], [10, 65536], [300_000, 5], [1, STRIDE_HITS]]) {
+      ex.reserve(ranges, 1024, hits);
+      expect(ex.hitRangePtr() - ex.hitFramePtr(), `${ranges} ranges, ${hits} hits`).toBe(4 * STRIDE_HITS);
+    }
+    expect(ex.reserve(1, 1024, STRIDE_HITS + 1)).toBe(STRIDE_HITS + 1);
+    expect(ex.hitRangePtr() - ex.hitFramePtr()).toBeGreaterThanOrEqual(4 * (STRIDE_HITS + 1));
+    expect(ex.hitRangePtr() - ex.hitFramePtr()).not.toBe(4 * STRIDE_HITS);
+  });
+
+  test.each(["release", "debug"] as const)("%s: scans before, across and after the switch to the general layout", (build) => {
+    // 10k ranges [K + 32r, K + 32r + 15] in reverse order; key f = K + 16 (f mod 20000), so a
+    // frame with even f mod 20000 hits range (f mod 20000) / 2 (caller index 9999 - that).
+    // 20k distinct keys cycle through the 4096-slot memo: most keys are memo misses too.
+    const R = 10_000;
+    const kLo = Number(K & 0xffffffffn);
+    const rangeStart = new Uint32Array(2 * R);
+    const rangeLast = new Uint32Array(2 * R);
+    for (let r = 0; r < R; r++) {
+      const c = R - 1 - r;
+      rangeStart[2 * c] = kLo + 32 * r;
+      rangeStart[2 * c + 1] = 0xffffffff;
+      rangeLast[2 * c] = kLo + 32 * r + 15;
+      rangeLast[2 * c + 1] = 0xffffffff;
+    }
+    const inputOf = (frames: number, tasks: number[]): { input: ScanInput; expected: { count: number; task: number[]; frame: number[]; range: number[] } } => {
+      const keys = new Uint32Array(2 * frames);
+      const exp = { count: 0, task: [] as number[], frame: [] as number[], range: [] as number[] };
+      const taskFrameStart = [0, ...tasks, frames];
+      let t = 0;
+      for (let f = 0; f < frames; f++) {
+        const m = f % 20_000;
+        keys[2 * f] = kLo + 16 * m;
+        keys[2 * f + 1] = 0xffffffff;
+        while (taskFrameStart[t + 1]! <= f) t++;
+        if (m % 2 === 0) {
+          exp.task.push(t);
+          exp.frame.push(f);
+          exp.range.push(R - 1 - m / 2);
+        }
+      }
+      exp.count = exp.frame.length;
+      return { input: { keys, taskFrameStart: Uint32Array.from(taskFrameStart), rangeStart, rangeLast }, expected: exp };
+    };
+    const small = inputOf(30_000, [7, 20_001]);
+    const big = inputOf(STRIDE_HITS + 50_000, [1, STRIDE_HITS]); // the hit limit asked for: the frame count
+    const s = createWasmScanner(loadScanModuleSync(build), build === "release" ? "wasm-release" : "wasm-debug", { hitCapacity: STRIDE_HITS + 4096 });
+    expectSameHits(s.scanView(small.input), small.expected, "small, fixed layout");
+    expectSameHits(s.scanView(big.input), big.expected, "big, general layout (view)");
+    expectSameHits(s.scan(small.input), small.expected, "small, general layout kept");
+    expectSameHits(s.scan(big.input), big.expected, "big, general layout (owned)");
+  });
+});
+
 test("hit columns: hits of several chunks accumulate; a key with several hits that does not fit is redone after the drain", () => {
   // 6 ranges nest around K+0x100..K+0x1ff, so keys there have up to 6 hits; with hitCapacity 6
   // (the range count) the columns fill mid-key whenever earlier keys left hits in them.

@@ -10,7 +10,7 @@
  * are full and at the end -> map frames to tasks.
  *
  * scanView() is the same scan without the final copy: when every hit is still in the kernel's
- * columns (the common case: they hold up to the frame count, at most DEFAULT_HIT_CAPACITY) it
+ * columns (the common case: they hold max(frame count, 2^20) hits, at most hitCapacity) it
  * returns subarrays of linear memory; hits that had to be drained mid-scan go to scratch
  * arrays the scanner reuses. Either way the next call overwrites them (ScanHitsView). Its task
  * column is filled into reused scratch when first read.
@@ -25,16 +25,18 @@ export const SCAN_ABI_VERSION = 2;
 /** Default number of keys copied into wasm per chunk (512 KiB of u64). */
 export const DEFAULT_KEY_CHUNK = 65536;
 /**
- * Default cap on the kernel's hit columns (8 MiB): hits accumulate there across key chunks and
- * are copied out once at the end unless they fill the columns. A scan asks for its frame count
- * (at least 65536, at most this; the kernel raises it to the range count), so small scans keep
- * small buffers and a scan whose frames hit at most once each needs no intermediate copy.
+ * Default cap on the kernel's hit columns (2^20 hits, 8 MiB): hits accumulate there across key
+ * chunks and are copied out once at the end unless they fill the columns. A scan asks for
+ * max(frame count, 2^20) hits, at most its hitCapacity (the kernel raises the limit to the range
+ * count). The kernel lays out columns for any limit up to 2^20 at a fixed stride its hot loop
+ * is compiled for (assembly/index.ts STRIDE_HITS), so asking for less would save only
+ * untouched pages; a scan whose frames hit at most once each needs no intermediate copy.
  */
 export const DEFAULT_HIT_CAPACITY = 1 << 20;
 /** setRanges() result: some range has last < start (nothing installed). */
 const RANGES_INVALID = 2;
-/** Smallest hit-column size a scan asks for. */
-const MIN_HIT_ASK = 65536;
+/** Smallest hit limit a scan asks for (within its hitCapacity): the kernel's STRIDE_HITS. */
+const MIN_HIT_ASK = 1 << 20;
 /** Ranges the wasm32 arena is allowed to hold (64 B each: inputs, installed copies, sorted copies, prefix max, indexes; plus the tree). */
 export const MAX_WASM_RANGES = 1 << 25;
 
