@@ -220,9 +220,8 @@ export function constantOf(c: unknown, n: number): number | null {
   }
 }
 
-/** Zigzag of a safe integer (non-negative result), and back. */
+/** Zigzag of a safe integer (a non-negative result). */
 export const zigzag = zig;
-export const unzigzag = unzig;
 
 /** Nullable twin of decodeInts: 0 = null, v + 1 = v; negative stored values are corrupt. */
 export function decodeNullable(c: unknown, expected: number, what: string): (number | null)[] {

@@ -58,7 +58,7 @@ import {
 import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
 import { finishTable, nameBlobFromFrontCoding, nameBlobFromStored, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, constantOf, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, unzigzag, zigzag } from "./columns.js";
+import { ColumnError, constantOf, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
 import { crc32 } from "./crc32.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
@@ -534,14 +534,14 @@ interface Frame {
 }
 
 /** Checks magic, prefix, version and lengths; the checksums are checked by the callers. */
-function readPrefix(bytes: Uint8Array, file: string): Frame {
+function readPrefix(bytes: Uint8Array, file: string, crcOf: (b: Uint8Array) => number = (b) => crc32(b)): Frame {
   const n = Math.min(bytes.length, SNAPSHOT_MAGIC.length);
   for (let i = 0; i < n; i++) {
     if (bytes[i] !== SNAPSHOT_MAGIC[i]) fail(SnapshotError.MAGIC, "not a patchsafe snapshot (wrong magic)", file);
   }
   if (bytes.length < PREFIX) fail(SnapshotError.TRUNCATED, `truncated snapshot: ${bytes.length} bytes, shorter than its ${PREFIX}-byte prefix`, file);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
-  if (crc32(bytes, 0, 28) !== dv.getUint32(28, true)) fail(SnapshotError.CORRUPT, "damaged snapshot: the prefix (version, lengths, checksums) fails its CRC-32", file);
+  if (crcOf(bytes.subarray(0, 28)) !== dv.getUint32(28, true)) fail(SnapshotError.CORRUPT, "damaged snapshot: the prefix (version, lengths, checksums) fails its CRC-32", file);
   const major = dv.getUint16(8, true);
   const minor = dv.getUint16(10, true);
   if (major > SNAPSHOT_MAJOR) {
@@ -866,36 +866,42 @@ function symbolHintsOf(
 ): SymbolHints {
   const symRow = v.typed(x, Int32Array, R, "frames.symRow");
   if (table === null || !table.hasAddresses) v.bad("frames.symRow", "resolved rows without a symbol table with addresses");
-  const seen = new Map<string, number>();
-  const name: number[] = [];
-  const object: number[] = [];
-  const size: number[] = [];
-  const row: number[] = [];
+  // Distinct keys, chained per name id: rows of one function differ in offsets, not in the key.
+  const head = new Int32Array(strings.length).fill(-1);
+  const next = new Int32Array(R);
+  const name = new Int32Array(R);
+  const object = new Int32Array(R);
+  const size = new Float64Array(R);
+  const row = new Int32Array(R);
+  let m = 0;
   for (let r = 0; r < R; r++) {
     const h = symRow[r];
     if (h === -1) continue;
     const fl = rows.flags[r];
-    if (fl & (FrameFlag.UNPARSED | FrameFlag.INLINE | FrameFlag.BARE_HEX) || rows.symbol[r] < 0 || rows.object[r] < 0) v.bad(`frames.symRow[${r}]`, "a resolved row for a frame resolve does not look up by name");
+    const sym = rows.symbol[r];
+    const obj = rows.object[r];
+    if (fl & (FrameFlag.UNPARSED | FrameFlag.INLINE | FrameFlag.BARE_HEX) || sym < 0 || obj < 0) v.bad(`frames.symRow[${r}]`, "a resolved row for a frame resolve does not look up by name");
     const hasSize = (fl & FrameFlag.HAS_SIZE) !== 0;
-    if (h >= 0) {
-      if (h >= table.count) v.bad(`frames.symRow[${r}]`, "symbol row out of range");
-      if (table.objects[table.object[h]] !== strings[rows.object[r]] || !rowHasName(table, h, strings[rows.symbol[r]])) v.bad(`frames.symRow[${r}]`, "the symbol row names another symbol");
-      if (hasSize && table.size[h] !== rows.size[r]) v.bad(`frames.symRow[${r}]`, "the symbol row's size differs from the printed size");
-    } else if (h !== -FrameStatus.UNRESOLVED && h !== -FrameStatus.AMBIGUOUS && h !== -FrameStatus.SIZE_MISMATCH) v.bad(`frames.symRow[${r}]`, "not a row or a resolve status");
     const sizeKey = hasSize ? rows.size[r] : -1;
-    const key = `${rows.symbol[r]},${rows.object[r]},${sizeKey}`;
-    const before = seen.get(key);
-    if (before !== undefined) {
-      if (before !== h) v.bad(`frames.symRow[${r}]`, "rows of one symbol resolve differently");
+    let e = head[sym];
+    while (e >= 0 && (object[e] !== obj || size[e] !== sizeKey)) e = next[e];
+    if (e >= 0) {
+      if (row[e] !== h) v.bad(`frames.symRow[${r}]`, "rows of one symbol resolve differently");
       continue;
     }
-    seen.set(key, h);
-    name.push(rows.symbol[r]);
-    object.push(rows.object[r]);
-    size.push(sizeKey);
-    row.push(h);
+    if (h >= 0) {
+      if (h >= table.count) v.bad(`frames.symRow[${r}]`, "symbol row out of range");
+      if (table.objects[table.object[h]] !== strings[obj] || !rowHasName(table, h, strings[sym])) v.bad(`frames.symRow[${r}]`, "the symbol row names another symbol");
+      if (hasSize && table.size[h] !== rows.size[r]) v.bad(`frames.symRow[${r}]`, "the symbol row's size differs from the printed size");
+    } else if (h !== -FrameStatus.UNRESOLVED && h !== -FrameStatus.AMBIGUOUS && h !== -FrameStatus.SIZE_MISMATCH) v.bad(`frames.symRow[${r}]`, "not a row or a resolve status");
+    name[m] = sym;
+    object[m] = obj;
+    size[m] = sizeKey;
+    row[m] = h;
+    next[m] = head[sym];
+    head[sym] = m++;
   }
-  return { name: Int32Array.from(name), object: Int32Array.from(object), size: Float64Array.from(size), row: Int32Array.from(row) };
+  return { name: name.subarray(0, m), object: object.subarray(0, m), size: size.subarray(0, m), row: row.subarray(0, m) };
 }
 
 /** Byte-wise equality (the Node reader passes a native one). */
@@ -1011,35 +1017,59 @@ function bodyBeforeSymbols(body: Uint8Array, off: number): Obj | null {
   return out;
 }
 
-/** zlib's crc32_combine: the CRC-32 of A‖B from crc(A), crc(B) and B's length. */
-export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
-  if (lenB <= 0) return crcA >>> 0;
-  const times = (mat: Uint32Array, vec: number): number => {
-    let sum = 0;
-    for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i];
-    return sum >>> 0;
-  };
-  const square = (sq: Uint32Array, mat: Uint32Array): void => {
-    for (let i = 0; i < 32; i++) sq[i] = times(mat, mat[i]);
-  };
+/** GF(2) matrix (32 columns) times a 32-bit vector. */
+function gf2Times(mat: Uint32Array, vec: number): number {
+  let sum = 0;
+  for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i];
+  return sum >>> 0;
+}
+
+function gf2Square(sq: Uint32Array, mat: Uint32Array): void {
+  for (let i = 0; i < 32; i++) sq[i] = gf2Times(mat, mat[i]);
+}
+
+/**
+ * The operator that appends `len` zero bytes to a CRC-32 register (zlib's crc32_combine, with
+ * the operators it applies to the CRC multiplied into one matrix instead).
+ */
+function zerosOperator(len: number): Uint32Array {
   const even = new Uint32Array(32);
   const odd = new Uint32Array(32);
   odd[0] = 0xedb88320;
   for (let i = 1, row = 1; i < 32; i++, row <<= 1) odd[i] = row >>> 0;
-  square(even, odd);
-  square(odd, even);
-  let c = crcA >>> 0;
-  let len = lenB;
+  gf2Square(even, odd);
+  gf2Square(odd, even);
+  let p = new Uint32Array(32);
+  for (let i = 0; i < 32; i++) p[i] = (1 << i) >>> 0;
+  const apply = (op: Uint32Array): void => {
+    const next = new Uint32Array(32);
+    for (let i = 0; i < 32; i++) next[i] = gf2Times(op, p[i]);
+    p = next;
+  };
   do {
-    square(even, odd);
-    if (len % 2 === 1) c = times(even, c);
+    gf2Square(even, odd);
+    if (len % 2 === 1) apply(even);
     len = Math.floor(len / 2);
     if (len === 0) break;
-    square(odd, even);
-    if (len % 2 === 1) c = times(odd, c);
+    gf2Square(odd, even);
+    if (len % 2 === 1) apply(odd);
     len = Math.floor(len / 2);
   } while (len !== 0);
-  return (c ^ crcB) >>> 0;
+  return p;
+}
+
+/** The last length's operator: the hosts of a fleet have sections of one length (one kernel build). */
+let zerosLen = -1;
+let zerosOp: Uint32Array = new Uint32Array(32);
+
+/** zlib's crc32_combine: the CRC-32 of A‖B from crc(A), crc(B) and B's length. */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  if (lenB <= 0) return crcA >>> 0;
+  if (lenB !== zerosLen) {
+    zerosOp = zerosOperator(lenB);
+    zerosLen = lenB;
+  }
+  return (gf2Times(zerosOp, crcA >>> 0) ^ crcB) >>> 0;
 }
 
 /**
@@ -1148,7 +1178,8 @@ function taskRows(
       line[t] = ln;
       end = ln + n;
       if (fl !== 0) {
-        const first = ln + unzigzag(fl - 1);
+        const z = fl - 1; // zigzag of (first line - line)
+        const first = ln + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
         if (!(first >= 0 && first <= 0xffffffff)) v.bad(`tasks.firstLine[${t}]`, "line out of range");
         fl = frameLine[t] = first + 1;
       }
@@ -1263,7 +1294,7 @@ function assemble(
  */
 export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: DecodeOptions = {}): DecodedSnapshot {
   const crcOf = opts.crc32 ?? ((b: Uint8Array) => crc32(b));
-  const p = readPrefix(bytes, file);
+  const p = readPrefix(bytes, file, crcOf);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
   const hBytes = bytes.subarray(PREFIX, PREFIX + p.hLen);
   const bBytes = bytes.subarray(PREFIX + p.hLen, PREFIX + p.hLen + p.bLen);
