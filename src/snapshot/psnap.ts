@@ -1083,7 +1083,7 @@ function scratchColumns(n: number): (Float64Array | undefined)[] {
   if (n > SCRATCH_MAX) return [];
   if (scratch.length === 0 || scratch[0].length < n) {
     const size = Math.min(SCRATCH_MAX, Math.max(1024, 2 ** Math.ceil(Math.log2(n))));
-    scratch = Array.from({ length: 16 }, () => new Float64Array(size));
+    scratch = Array.from({ length: 17 }, () => new Float64Array(size));
   }
   return scratch;
 }
@@ -1230,7 +1230,7 @@ function explicitRows(r: TaskRows, stack: Int32Array, stackLen: Float64Array, fr
 function assemble(
   frames: FrameColumns,
   tasks: TaskTable,
-  rows: { symbol: Int32Array; object: Int32Array; buildId: Int32Array; offset: Uint32Array; size: Uint32Array; flags: Uint16Array; addrLo: Uint32Array | null; addrHi: Uint32Array | null },
+  rows: FrameRows,
   stack: Int32Array,
   stackLen: Float64Array,
   stackStart: Float64Array,
@@ -1303,18 +1303,93 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const rawHeader = unpackOrFail(hBytes, "header", file);
   const header = checkHeader(v, rawHeader);
   const B = p.bLen;
+  // (Each part below is a function of its own: one function of all of them was a large
+  // optimizing compile in every fleet worker, paid again on each deoptimization.)
+  const { body, sym } = readBody(v, bBytes, (rawHeader as Obj).symbolsAt, dv.getUint32(24, true), opts, crcOf);
+  const c = v.obj(body.capture, "capture");
+  const meta = captureMeta(v, c, B);
+  const strings = meta.strings;
 
-  // Body: checksum (the symbol section's part from the cache on a hit), then the entries.
-  const symOff = symbolsOffset(bBytes, (rawHeader as Obj).symbolsAt);
-  let hit: CachedSection | null = null;
-  let symCrc = 0;
+  // Tasks: one integer column per field (taskColumns), then frame rows and stacks.
+  const tc = v.obj(body.tasks, "tasks");
+  const T = v.int(tc.n, "tasks.n");
+  if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
+  if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
+  const sc = scratchColumns(T);
+  const cols = taskColumns(v, tc, T, strings.length, sc);
+  const fc = v.obj(body.frames, "frames");
+  const R = v.int(fc.rows, "frames.rows", B);
+  const S = v.int(fc.stacks, "frames.stacks", B);
+  const N = v.int(fc.n, "frames.n");
+  if (N > MAX_FRAMES_PER_BYTE * B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: frames.n declares ${N} frames in a ${B}-byte body`, file);
+  if (N !== header.frames) v.bad("frames.n", "differs from the header");
+  const rows = frameRows(v, fc, R, strings.length, header.redacted);
+  const hints = fc.symRow === null || fc.symRow === undefined ? null : symbolHintsOf(v, fc.symRow, rows, R, strings, sym?.table ?? null);
+  const { stackLen, stackRows, stackStart } = stacksOf(v, fc, S, R);
+  // Each task's stack id (returned: taskStack).
+  const stack = stackIds(v, tc.stack, T, S, sc[16]);
+  const line = expandCol(cols.line, T, sc[14]);
+  const frameLine = expandCol(cols.frameLine, T, sc[15]);
+  // Row sharing (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at
+  // its stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's
+  // lines); tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
+  const tr = taskRows(v, cols.v12Lines, S, stack, stackLen, line, frameLine);
+  if (tr.total !== N) v.bad("frames.n", `tasks reference ${tr.total} frames, the body declares ${N}`);
+  // Frames on lines of their own (not consecutive from the task's).
+  const lines = v.col(() => decodeInts(fc.lines, tr.explicitLines, "frames.lines"));
+  for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
+  if (tr.explicitLines > 0) explicitRows(tr, stack, stackLen, frameLine, lines);
+
+  // Assemble (everything above is validated: nothing below can fail half-way).
+  const frames = new FrameColumns(tr.rowsNeeded);
+  const tasks = new TaskTable(T);
+  const pid = expandCol(cols.pid, T, sc[0]);
+  const tid = expandCol(cols.tid, T, sc[1]);
+  frames.length = assemble(frames, tasks, rows, stack, stackLen, stackStart, stackRows, line, frameLine, lines, tr.mode, S, pid, tid, cols.stackStatus);
+  rareFacts(tasks, cols, T, strings, sc);
+
+  if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
+  const capture: Capture = {
+    source: meta.source,
+    host: host(v, v.obj(c.host, "capture.host")),
+    complete: v.tri(c.complete, "capture.complete"),
+    completeness: v.reasons(c.completeness, "capture.completeness"),
+    hidesSchedFrames: v.bool(c.hidesSchedFrames, "capture.hidesSchedFrames"),
+    tasks,
+    frames,
+    sharedRows: true,
+    strings: meta.st,
+    excluded: meta.excluded,
+    warnings: v.reasons(c.warnings, "capture.warnings"),
+    livepatches: meta.livepatches,
+    modules: meta.modules,
+  };
+  if (hints !== null) setSymbolHints(meta.st, sym!.table, hints);
+  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: stack };
+}
+
+/**
+ * The body's checksum and entries, and its symbol section: since format 1.1 checked and decoded
+ * on its own (from the cache on a hit: its CRC too), else as part of the whole body.
+ */
+function readBody(
+  v: V,
+  bBytes: Uint8Array,
+  symbolsAt: unknown,
+  bodyCrc: number,
+  opts: DecodeOptions,
+  crcOf: (b: Uint8Array) => number,
+): { body: Obj; sym: DecodedSymbols | null } {
+  const file = v.file;
+  const B = bBytes.length;
+  const symOff = symbolsOffset(bBytes, symbolsAt);
   let body: Obj | null = null;
-  let sym: DecodedSymbols | null | undefined;
+  let sym: DecodedSymbols | null = null;
   if (symOff !== null) {
     const section = bBytes.subarray(symOff);
-    hit = opts.cache?.find(section) ?? null;
-    symCrc = hit !== null ? hit.crc : crcOf(section);
-    if (crc32Combine(crcOf(bBytes.subarray(0, symOff)), symCrc, section.length) !== dv.getUint32(24, true)) {
+    const hit = opts.cache?.find(section) ?? null;
+    const symCrc = hit !== null ? hit.crc : crcOf(section);
+    if (crc32Combine(crcOf(bBytes.subarray(0, symOff)), symCrc, section.length) !== bodyCrc) {
       fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
     }
     body = bodyBeforeSymbols(bBytes, symOff);
@@ -1338,15 +1413,20 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
         }
       }
     }
-  } else if (crcOf(bBytes) !== dv.getUint32(24, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
+  } else if (crcOf(bBytes) !== bodyCrc) fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
   if (body === null) {
     body = v.obj(unpackOrFail(bBytes, "body", file), "body");
     sym = body.symbols === null || body.symbols === undefined ? null : decodeSymbols(v, body.symbols, B);
   }
-  if (sym === undefined) sym = null;
+  return { body, sym };
+}
 
-  // Capture metadata.
-  const c = v.obj(body.capture, "capture");
+/** The capture's source, string table, excluded threads, enabled patches and modules. */
+function captureMeta(
+  v: V,
+  c: Obj,
+  B: number,
+): { source: CaptureSource; strings: string[]; st: StringTable; excluded: Capture["excluded"]; livepatches: AppliedPatch[] | null; modules: string[] | null } {
   const so = v.obj(c.source, "capture.source");
   const source: CaptureSource = {
     name: v.str(so.name, "capture.source.name"),
@@ -1357,7 +1437,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   };
   const strings = v.strs(c.strings, "capture.strings", B);
   const st = new StringTable();
-  for (const s of strings) st.intern(s);
+  for (let i = 0; i < strings.length; i++) st.intern(strings[i]);
   if (st.values.length !== strings.length) v.bad("capture.strings", "duplicate strings");
   const excluded = mapPacked(v.arr(c.excluded, "capture.excluded", B), (e, i) => {
     const o = v.obj(e, `capture.excluded[${i}]`);
@@ -1365,46 +1445,70 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   });
   const livepatches = c.livepatches === null || c.livepatches === undefined ? null : validatePatches(v, c.livepatches, "capture.livepatches");
   const modules = c.modules === null || c.modules === undefined ? null : v.strs(c.modules, "capture.modules", B);
+  return { source, strings, st, excluded, livepatches, modules };
+}
 
-  // Tasks: one integer column per field (nullable ones hold v + 1, 0 = null), each checked on
-  // its own; a column with one value for every task (most of them: facts nobody captured) is
-  // one check and no array. The tasks are then built from them in one pass.
-  const tc = v.obj(body.tasks, "tasks");
-  const T = v.int(tc.n, "tasks.n");
-  if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
-  if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
+interface TaskColumns {
+  comms: Uint8Array[];
+  pid: TaskCol;
+  tid: TaskCol;
+  ppid: TaskCol;
+  startTime: TaskCol;
+  cpu: TaskCol;
+  flags: TaskCol;
+  state: TaskCol;
+  patchState: TaskCol;
+  stackStatus: TaskCol;
+  errno: TaskCol;
+  running: TaskCol;
+  statusKthread: TaskCol;
+  endMarker: TaskCol;
+  comm: TaskCol;
+  /** Format 1.2 lines: `line` holds steps, `frameLine` first lines relative to the task's (taskRows). */
+  v12Lines: boolean;
+  line: TaskCol;
+  frameLine: TaskCol;
+}
+
+/**
+ * The task columns (nullable ones hold v + 1, 0 = null), each checked on its own; a column with
+ * one value for every task (most of them: facts nobody captured) is one check and no array.
+ */
+function taskColumns(v: V, tc: Obj, T: number, nStrings: number, sc: (Float64Array | undefined)[]): TaskColumns {
   const comms = mapPacked(v.arr(tc.comms, "tasks.comms", T), (x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
-  const sc = scratchColumns(T);
   const MAXS = Number.MAX_SAFE_INTEGER;
-  const pidCol = taskCol(v, tc.pid, T, "pid", 0, MAXS, "negative value", sc[0]);
-  const tidCol = taskCol(v, tc.tid, T, "tid", 0, MAXS, "negative value", sc[1]);
-  const ppidCol = taskCol(v, tc.ppid, T, "ppid", 0, MAXS, "negative value", sc[2]);
-  const startTimeCol = taskCol(v, tc.startTime, T, "startTime", 0, MAXS, "negative value", sc[3]);
-  const cpuCol = taskCol(v, tc.cpu, T, "cpu", 0, MAXS, "negative value", sc[4]);
-  const flagsCol = taskCol(v, tc.flags, T, "flags", 0, 0x100000000, "out of range", sc[5]);
-  const stateCol = taskCol(v, tc.state, T, "state", 0, 122, "not a state letter", sc[6]);
-  const patchStateCol = taskCol(v, tc.patchState, T, "patchState", 0, 3, "out of range", sc[7]);
-  const stackStatusCol = taskCol(v, tc.stackStatus, T, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range", sc[8]);
-  const errnoCol = taskCol(v, tc.errno, T, "errno", 0, strings.length, "string id out of range", sc[9]);
-  const runningCol = taskCol(v, tc.running, T, "running", -MAXS, MAXS, "out of range", sc[10]);
-  const statusKthreadCol = taskCol(v, tc.statusKthread, T, "statusKthread", -MAXS, MAXS, "out of range", sc[11]);
-  const endMarkerCol = taskCol(v, tc.endMarker, T, "endMarker", -MAXS, MAXS, "out of range", sc[12]);
-  const commCol = taskCol(v, tc.comm, T, "comm", 0, comms.length, "comm id out of range", sc[13]);
-  checkStates(v, stateCol);
+  const state = taskCol(v, tc.state, T, "state", 0, 122, "not a state letter", sc[6]);
+  checkStates(v, state);
   // Lines: since format 1.2 as the step from where the previous task's frames end (`lineStep`)
   // and the first frame's line relative to the task's (`firstLine`), both constant for a /proc
   // text dump; before, as the lines themselves (`line`, `frameLine`: first frame line + 1).
   const v12Lines = tc.lineStep !== undefined || tc.firstLine !== undefined;
-  const lineCol = v12Lines ? taskCol(v, tc.lineStep, T, "lineStep", -0xffffffff, 0xffffffff, "out of range", sc[14]) : taskCol(v, tc.line, T, "line", 0, 0xffffffff, "out of range", sc[14]);
-  const frameLineCol = v12Lines ? taskCol(v, tc.firstLine, T, "firstLine", 0, MAXS, "negative value", sc[15]) : taskCol(v, tc.frameLine, T, "frameLine", 0, MAXS, "negative value", sc[15]);
+  return {
+    comms,
+    pid: taskCol(v, tc.pid, T, "pid", 0, MAXS, "negative value", sc[0]),
+    tid: taskCol(v, tc.tid, T, "tid", 0, MAXS, "negative value", sc[1]),
+    ppid: taskCol(v, tc.ppid, T, "ppid", 0, MAXS, "negative value", sc[2]),
+    startTime: taskCol(v, tc.startTime, T, "startTime", 0, MAXS, "negative value", sc[3]),
+    cpu: taskCol(v, tc.cpu, T, "cpu", 0, MAXS, "negative value", sc[4]),
+    flags: taskCol(v, tc.flags, T, "flags", 0, 0x100000000, "out of range", sc[5]),
+    state,
+    patchState: taskCol(v, tc.patchState, T, "patchState", 0, 3, "out of range", sc[7]),
+    stackStatus: taskCol(v, tc.stackStatus, T, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range", sc[8]),
+    errno: taskCol(v, tc.errno, T, "errno", 0, nStrings, "string id out of range", sc[9]),
+    running: taskCol(v, tc.running, T, "running", -MAXS, MAXS, "out of range", sc[10]),
+    statusKthread: taskCol(v, tc.statusKthread, T, "statusKthread", -MAXS, MAXS, "out of range", sc[11]),
+    endMarker: taskCol(v, tc.endMarker, T, "endMarker", -MAXS, MAXS, "out of range", sc[12]),
+    comm: taskCol(v, tc.comm, T, "comm", 0, comms.length, "comm id out of range", sc[13]),
+    v12Lines,
+    line: v12Lines ? taskCol(v, tc.lineStep, T, "lineStep", -0xffffffff, 0xffffffff, "out of range", sc[14]) : taskCol(v, tc.line, T, "line", 0, 0xffffffff, "out of range", sc[14]),
+    frameLine: v12Lines ? taskCol(v, tc.firstLine, T, "firstLine", 0, MAXS, "negative value", sc[15]) : taskCol(v, tc.frameLine, T, "frameLine", 0, MAXS, "negative value", sc[15]),
+  };
+}
 
-  // Frame rows and stacks.
-  const fc = v.obj(body.frames, "frames");
-  const R = v.int(fc.rows, "frames.rows", B);
-  const S = v.int(fc.stacks, "frames.stacks", B);
-  const N = v.int(fc.n, "frames.n");
-  if (N > MAX_FRAMES_PER_BYTE * B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: frames.n declares ${N} frames in a ${B}-byte body`, file);
-  if (N !== header.frames) v.bad("frames.n", "differs from the header");
+type FrameRows = { symbol: Int32Array; object: Int32Array; buildId: Int32Array; offset: Uint32Array; size: Uint32Array; flags: Uint16Array; addrLo: Uint32Array | null; addrHi: Uint32Array | null };
+
+/** The distinct frame rows, their string ids and flags checked. */
+function frameRows(v: V, fc: Obj, R: number, nStr: number, redacted: boolean): FrameRows {
   const rows = {
     symbol: v.typed(fc.symbol, Int32Array, R, "frames.symbol"),
     object: v.typed(fc.object, Int32Array, R, "frames.object"),
@@ -1416,7 +1520,6 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
     addrHi: fc.addrHi === null ? null : v.typed(fc.addrHi, Uint32Array, R, "frames.addrHi"),
   };
   if ((rows.addrLo === null) !== (rows.addrHi === null)) v.bad("frames.addrLo", "address halves must both be present or both absent");
-  const nStr = strings.length;
   for (let r = 0; r < R; r++) {
     // FrameFlag.SHARED describes rows in memory, never a file: the decoder sets it itself.
     rows.flags[r] &= ~FrameFlag.SHARED;
@@ -1424,9 +1527,13 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
     if (fl & FrameFlag.SYMBOLIC && (rows.symbol[r] < 0 || rows.symbol[r] >= nStr || rows.object[r] < 0 || rows.object[r] >= nStr)) v.bad(`frames.symbol[${r}]`, "string id out of range");
     if (rows.symbol[r] < -1 || rows.symbol[r] >= nStr || rows.object[r] < -1 || rows.object[r] >= nStr || rows.buildId[r] < -1 || rows.buildId[r] >= nStr) v.bad(`frames[${r}]`, "string id out of range");
     if (fl & FrameFlag.HAS_ADDRESS && rows.addrLo === null) v.bad(`frames.flags[${r}]`, "an address flag without an address column");
-    if (header.redacted && fl & FrameFlag.HAS_ADDRESS) v.bad(`frames.flags[${r}]`, "an address in a redacted snapshot");
+    if (redacted && fl & FrameFlag.HAS_ADDRESS) v.bad(`frames.flags[${r}]`, "an address in a redacted snapshot");
   }
-  const hints = fc.symRow === null || fc.symRow === undefined ? null : symbolHintsOf(v, fc.symRow, rows, R, strings, sym?.table ?? null);
+  return rows;
+}
+
+/** The distinct stacks: each one's length, rows (checked against R) and first entry. */
+function stacksOf(v: V, fc: Obj, S: number, R: number): { stackLen: Float64Array; stackRows: Float64Array; stackStart: Float64Array } {
   const { stackLen, stackRows } = v.col(() => {
     const stackLen = decodeInts(fc.stackLen, S, "frames.stackLen");
     let total = 0;
@@ -1441,35 +1548,29 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const stackStart = new Float64Array(S + 1);
   for (let s = 0; s < S; s++) stackStart[s + 1] = stackStart[s] + stackLen[s];
   for (let k = 0; k < stackRows.length; k++) if (stackRows[k] < 0 || stackRows[k] >= R) v.bad("frames.stackRows", "row id out of range");
-  // Each task's stack id, checked against the stacks as it is read (and returned: taskStack).
-  const stack = new Int32Array(T);
-  v.col(() => decodeIntsInto(tc.stack, stack, 0, S - 1, "tasks.stack"));
-  const line = expandCol(lineCol, T, sc[14]);
-  const frameLine = expandCol(frameLineCol, T, sc[15]);
-  // Row sharing (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at
-  // its stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's
-  // lines); tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
-  const tr = taskRows(v, v12Lines, S, stack, stackLen, line, frameLine);
-  if (tr.total !== N) v.bad("frames.n", `tasks reference ${tr.total} frames, the body declares ${N}`);
-  // Frames on lines of their own (not consecutive from the task's).
-  const lines = v.col(() => decodeInts(fc.lines, tr.explicitLines, "frames.lines"));
-  for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
-  if (tr.explicitLines > 0) explicitRows(tr, stack, stackLen, frameLine, lines);
-  const { mode, rowsNeeded } = tr;
+  return { stackLen, stackRows, stackStart };
+}
 
-  // Assemble (everything above is validated: nothing below can fail half-way).
-  const frames = new FrameColumns(rowsNeeded);
-  const tasks = new TaskTable(T);
-  const pid = expandCol(pidCol, T, sc[0]);
-  const tid = expandCol(tidCol, T, sc[1]);
-  const fi = assemble(frames, tasks, rows, stack, stackLen, stackStart, stackRows, line, frameLine, lines, mode, S, pid, tid, stackStatusCol);
-  // The facts most snapshots hold for no task (/proc text) or for every task (live captures).
-  if (stateCol !== 0 || patchStateCol !== 0 || runningCol !== 0 || statusKthreadCol !== 0 || endMarkerCol !== 0) {
-    const state = expandCol(stateCol, T, sc[6]);
-    const patchState = expandCol(patchStateCol, T, sc[7]);
-    const running = expandCol(runningCol, T, sc[10]);
-    const statusKthread = expandCol(statusKthreadCol, T, sc[11]);
-    const endMarker = expandCol(endMarkerCol, T, sc[12]);
+/** Each task's stack id as an Int32Array, every id checked against the S stacks. */
+function stackIds(v: V, c: unknown, T: number, S: number, into: Float64Array | undefined): Int32Array {
+  const a = v.col(() => decodeInts(c, T, "tasks.stack", into));
+  const stack = new Int32Array(T);
+  for (let t = 0; t < T; t++) {
+    const s = a[t];
+    if (!(s >= 0 && s < S)) v.bad(`tasks.stack[${t}]`, "stack id out of range");
+    stack[t] = s;
+  }
+  return stack;
+}
+
+/** The facts most snapshots hold for no task (/proc text) or for every task (live captures). */
+function rareFacts(tasks: TaskTable, cols: TaskColumns, T: number, strings: string[], sc: (Float64Array | undefined)[]): void {
+  if (cols.state !== 0 || cols.patchState !== 0 || cols.running !== 0 || cols.statusKthread !== 0 || cols.endMarker !== 0) {
+    const state = expandCol(cols.state, T, sc[6]);
+    const patchState = expandCol(cols.patchState, T, sc[7]);
+    const running = expandCol(cols.running, T, sc[10]);
+    const statusKthread = expandCol(cols.statusKthread, T, sc[11]);
+    const endMarker = expandCol(cols.endMarker, T, sc[12]);
     for (let t = 0; t < T; t++) {
       const ch = state[t];
       const ps = patchState[t];
@@ -1479,45 +1580,26 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
       }
     }
   }
-  if (flagsCol !== 0 || ppidCol !== 0 || startTimeCol !== 0 || cpuCol !== 0) {
-    const flagsA = expandCol(flagsCol, T, sc[5]);
-    const ppid = expandCol(ppidCol, T, sc[2]);
-    const startTime = expandCol(startTimeCol, T, sc[3]);
-    const cpu = expandCol(cpuCol, T, sc[4]);
+  if (cols.flags !== 0 || cols.ppid !== 0 || cols.startTime !== 0 || cols.cpu !== 0) {
+    const flags = expandCol(cols.flags, T, sc[5]);
+    const ppid = expandCol(cols.ppid, T, sc[2]);
+    const startTime = expandCol(cols.startTime, T, sc[3]);
+    const cpu = expandCol(cols.cpu, T, sc[4]);
     for (let t = 0; t < T; t++) {
-      if (flagsA[t] !== 0 || ppid[t] !== 0 || startTime[t] !== 0 || cpu[t] !== 0) {
-        tasks.setNumbers(t, ppid[t] === 0 ? null : ppid[t] - 1, cpu[t] === 0 ? null : cpu[t] - 1, startTime[t] === 0 ? null : startTime[t] - 1, flagsA[t] === 0 ? null : flagsA[t] - 1);
+      if (flags[t] !== 0 || ppid[t] !== 0 || startTime[t] !== 0 || cpu[t] !== 0) {
+        tasks.setNumbers(t, ppid[t] === 0 ? null : ppid[t] - 1, cpu[t] === 0 ? null : cpu[t] - 1, startTime[t] === 0 ? null : startTime[t] - 1, flags[t] === 0 ? null : flags[t] - 1);
       }
     }
   }
-  if (errnoCol !== 0) {
-    const errno = expandCol(errnoCol, T, sc[9]);
+  if (cols.errno !== 0) {
+    const errno = expandCol(cols.errno, T, sc[9]);
     for (let t = 0; t < T; t++) if (errno[t] !== 0) tasks.setErrno(t, strings[errno[t] - 1]);
   }
-  if (commCol !== 0) {
-    const comm = expandCol(commCol, T, sc[13]);
+  if (cols.comm !== 0) {
+    const comm = expandCol(cols.comm, T, sc[13]);
+    const comms = cols.comms;
     for (let t = 0; t < T; t++) if (comm[t] !== 0) tasks.setComm(t, comms[comm[t] - 1]);
   }
-  frames.length = fi;
-
-  if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
-  if (hints !== null) setSymbolHints(st, sym!.table, hints);
-  const capture: Capture = {
-    source,
-    host: host(v, v.obj(c.host, "capture.host")),
-    complete: v.tri(c.complete, "capture.complete"),
-    completeness: v.reasons(c.completeness, "capture.completeness"),
-    hidesSchedFrames: v.bool(c.hidesSchedFrames, "capture.hidesSchedFrames"),
-    tasks,
-    frames,
-    sharedRows: true,
-    strings: st,
-    excluded,
-    warnings: v.reasons(c.warnings, "capture.warnings"),
-    livepatches,
-    modules,
-  };
-  return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: stack };
 }
 
 export type { SymbolSource };
