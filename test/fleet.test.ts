@@ -2,7 +2,7 @@
  * fleet: several snapshots checked in parallel on worker threads, one of them corrupt (reported,
  * the others still checked), text and --json output, exit statuses.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -114,4 +114,27 @@ test("a reused read buffer: a decoded snapshot never points into the bytes it wa
   buffer.buf!.fill(0xa5);
   expect(JSON.stringify([captureModel(da.capture), symbolsModel(da.symbols!)])).toBe(before);
   expect(readSnapshotFile(a, { buffer, cache }).symbols).toBe(da.symbols);
+});
+
+test("workers claim files from a shared index: every file is checked once, results in file order", () => {
+  const cap = hostCapture("capture.json");
+  const sub = join(dir, "many");
+  mkdirSync(sub);
+  const names: string[] = [];
+  for (let h = 0; h < 11; h++) {
+    const name = `host-${String(h).padStart(2, "0")}.psnap`;
+    // No symbol table (small and quick); each host its own number of tasks.
+    writeFileSync(join(sub, name), encodeSnapshot({ ...cap, host: { ...cap.host, hostname: `m${h}` }, tasks: TaskTable.from(cap.tasks.toArray().slice(h)) }, null));
+    names.push(name);
+  }
+  writeFileSync(join(sub, "host-05x.psnap"), "broken");
+  const o = { out: [] as string[], err: [] as string[] };
+  runFleet([sub, "--func", "smpboot_thread_fn", "--jobs", "3", "--json"], o, rt);
+  const doc = JSON.parse(o.out.join("")) as { jobs: number; hosts: HostResult[] };
+  expect(doc.jobs).toBe(3);
+  const want = [...names.slice(0, 6), "host-05x.psnap", ...names.slice(6)];
+  expect(doc.hosts.map((h) => h.file.split("/").pop())).toEqual(want);
+  expect(doc.hosts.map((h) => h.hostname)).toEqual(want.map((n) => (n === "host-05x.psnap" ? null : `m${Number(n.slice(5, 7))}`)));
+  expect(doc.hosts.map((h) => h.counts?.tasks ?? null)).toEqual(want.map((n) => (n === "host-05x.psnap" ? null : cap.tasks.length - Number(n.slice(5, 7)))));
+  expect(doc.hosts.filter((h) => h.error !== null).map((h) => h.error!.code)).toEqual(["E_SNAPSHOT_MAGIC"]);
 });

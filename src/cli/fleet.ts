@@ -1,9 +1,10 @@
 /**
  * `patchsafe fleet DIR|FILES… (--func … | --range … | --patch FILE) [--jobs N] [--json]`:
  * check many snapshots (one per host) against one patch in parallel on worker_threads. Each
- * worker instantiates the wasm kernel once and reads its own files (src/node/fleetWorker.ts);
- * this thread hands out files and collects results synchronously (Atomics.wait on a shared
- * counter + receiveMessageOnPort), so runFleet stays a plain function like the other commands.
+ * worker instantiates the wasm kernel once, claims files from a shared index and reads them
+ * itself (src/node/fleetWorker.ts); this thread collects results synchronously (Atomics.wait on
+ * a shared counter + receiveMessageOnPort), so runFleet stays a plain function like the other
+ * commands.
  * One unreadable snapshot is reported and the others are still checked.
  *
  * Exit: 0 every host safe, 1 any host blocked, 3 otherwise (undecided or unreadable hosts),
@@ -76,76 +77,68 @@ function defaultWorkerUrl(): URL {
   return existsSync(bundled) ? bundled : new URL("../node/fleetWorker.js", import.meta.url);
 }
 
-interface Slot {
-  worker: Worker;
-  port: MessagePort;
-  /** Files sent and not yet answered. */
-  inflight: number;
-}
+/** Slots of the shared control array (Int32Array over a SharedArrayBuffer, see fleetWorker.ts). */
+export const FleetControl = {
+  /** Results posted so far (the main thread waits on it). */
+  RESULTS: 0,
+  /** Workers ready. */
+  READY: 1,
+  /** The next file index to claim: each worker takes files with Atomics.add until none is left. */
+  NEXT: 2,
+  /** Slots. */
+  LENGTH: 3,
+} as const;
 
 /**
- * Files queued per worker: one being checked and one waiting in its port, so a worker never
- * idles while this thread wakes, collects a result and sends the next file.
+ * Checks every file on `jobs` workers; results in file order. Workers claim files themselves
+ * (an atomic index into the list): no worker waits for this thread to hand it the next file,
+ * and none idles while another still has a queue. This thread only collects results.
  */
-const QUEUE_DEPTH = 2;
-
-/** Checks every file on `jobs` workers; results in file order. */
 export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<DecideOptions>, jobs: number, rt: FleetRuntime = {}, onProgress?: (done: number) => void): HostResult[] {
   const url = rt.workerUrl ?? defaultWorkerUrl();
   if (!existsSync(url)) throw new PatchsafeError("E_UNSUPPORTED", `the fleet worker ${url.pathname} is missing: run npm run build`);
-  const counter = new SharedArrayBuffer(8);
-  const seq = new Int32Array(counter);
+  const control = new SharedArrayBuffer(4 * FleetControl.LENGTH);
+  const seq = new Int32Array(control);
   const results: (HostResult | undefined)[] = new Array(files.length);
-  const slots: Slot[] = [];
+  const workers: { worker: Worker; port: MessagePort }[] = [];
   const n = Math.max(1, Math.min(jobs, files.length));
-  let next = 0;
   let done = 0;
   let seen = 0;
-  const assign = (s: Slot): void => {
-    while (s.inflight < QUEUE_DEPTH && next < files.length) {
-      s.port.postMessage({ id: next, file: files[next] });
-      s.inflight++;
-      next++;
-    }
-  };
   try {
     for (let i = 0; i < n; i++) {
       const { port1, port2 } = new MessageChannel();
-      const worker = new Worker(url, { workerData: { port: port2, counter, patch, options }, transferList: [port2], execArgv: rt.execArgv ?? [] });
+      const worker = new Worker(url, { workerData: { port: port2, control, files, patch, options }, transferList: [port2], execArgv: rt.execArgv ?? [] });
       worker.unref();
       port1.unref();
-      const s: Slot = { worker, port: port1, inflight: 0 };
-      slots.push(s);
-      assign(s);
+      workers.push({ worker, port: port1 });
     }
     const stallMs = (rt.stallSeconds ?? 120) * 1000;
     let lastProgress = Date.now();
     while (done < files.length) {
-      if (Atomics.load(seq, 0) === seen) {
-        Atomics.wait(seq, 0, seen, 100);
-        if (Atomics.load(seq, 0) === seen) {
+      if (Atomics.load(seq, FleetControl.RESULTS) === seen) {
+        Atomics.wait(seq, FleetControl.RESULTS, seen, 100);
+        if (Atomics.load(seq, FleetControl.RESULTS) === seen) {
           if (Date.now() - lastProgress > stallMs) break;
           continue;
         }
       }
-      for (const s of slots) {
-        for (let m = receiveMessageOnPort(s.port); m !== undefined; m = receiveMessageOnPort(s.port)) {
+      for (const w of workers) {
+        for (let m = receiveMessageOnPort(w.port); m !== undefined; m = receiveMessageOnPort(w.port)) {
           const msg = m.message as { id: number; result: HostResult };
+          if (results[msg.id] === undefined) done++;
           results[msg.id] = msg.result;
-          done++;
           seen++;
-          s.inflight--;
-          assign(s);
         }
       }
       lastProgress = Date.now();
       onProgress?.(done);
     }
   } finally {
-    for (const s of slots) {
-      s.port.postMessage({ close: true });
-      s.port.close();
-      void s.worker.terminate();
+    // Nothing left to claim (a stalled run): workers stop after the file they are checking.
+    Atomics.store(seq, FleetControl.NEXT, files.length);
+    for (const w of workers) {
+      w.port.close();
+      void w.worker.terminate();
     }
   }
   return files.map(
