@@ -41,9 +41,29 @@ function parseKallsymsLikeCli() {
 }
 
 function parseDumpLikeCli(bytes, name) {
-  const opts = typeof nodeWasm.loadProcTokenizer === "function" ? { procTokenizer: () => nodeWasm.loadProcTokenizer() } : {};
+  // src/node/io.ts readCaptureFiles: the parser sized from the file's size, and the bytes read
+  // straight into the parser's own buffer where it offers one (readFrom: a read() there, a copy
+  // from memory here), else pushed in 1 MiB chunks.
+  const opts = { sizeHint: bytes.length, ...(typeof nodeWasm.loadProcTokenizer === "function" ? { procTokenizer: () => nodeWasm.loadProcTokenizer() } : {}) };
   const parser = createCaptureParser(name, "auto", opts);
-  for (let o = 0; o < bytes.length; o += 1 << 20) parser.push(bytes.subarray(o, Math.min(bytes.length, o + (1 << 20))));
+  let off = 0;
+  const readInto = (dst) => {
+    const n = Math.min(dst.length, bytes.length - off);
+    dst.set(bytes.subarray(off, off + n));
+    off += n;
+    return n;
+  };
+  for (;;) {
+    const direct = parser.readFrom?.(readInto) ?? null;
+    if (direct !== null) {
+      if (direct === 0) break;
+      continue;
+    }
+    const n = Math.min(1 << 20, bytes.length - off);
+    if (n === 0) break;
+    parser.push(bytes.subarray(off, off + n));
+    off += n;
+  }
   const caps = parser.finish();
   if (caps.length !== 1) throw new Error(`${name}: ${caps.length} captures`);
   return caps[0];
@@ -321,7 +341,7 @@ if (f.check) {
   md.push(
     "## In-process check time (after start-up, median of " + f.check.runs + ")",
     "",
-    "Text: the dump parsed as `patchsafe check dump.txt` parses it (format detection, 1 MiB chunks, the wasm tokenizer), kallsyms as `--kallsyms` reads it (the wasm kallsyms parser), then the check. Snapshot: `decodeSnapshotBytes` (what `readSnapshotFile` runs after reading the file), then the check. Both from bytes in memory.",
+    "Text: the dump parsed as `patchsafe check dump.txt` parses it (format detection, the parser sized from the file size, bytes read into the wasm tokenizer's own buffer), kallsyms as `--kallsyms` reads it (the wasm kallsyms parser), then the check. Snapshot: `decodeSnapshotBytes` (what `readSnapshotFile` runs after reading the file), then the check. Both from bytes in memory.",
     "",
     "| path | total ms | parts (ms) |",
     "|---|---:|---|",
