@@ -2,7 +2,12 @@
 // Scan-kernel benchmark: section 1 of bench/run.js, and runnable on its own (needs `npm run build`):
 //
 //   node bench/kernel.js [--quick] [--runs N] [--frames 10000,1000000] [--ranges 10,10000]
-//                        [--dist realistic,uniform,overlap] [--json FILE]
+//                        [--dist realistic,uniform,overlap] [--json FILE] [--compare DIR]
+//
+// --compare DIR: another built checkout (its dist/ and build/scan.wasm, e.g. `git archive` of an
+// older commit with node_modules linked, then asc + tsc there) timed in the same process and the
+// same Bench as this one, as "compared" (its scanView() if it has one, else scan()) and
+// "compared-floor": an A/B that sees the same machine load, for kernel changes.
 //
 // frames/s of the scan: wasm vs the pure-TS port of the same algorithm vs a naive
 // every-frame-every-range loop (and the BigInt reference on small inputs), with an interop-only
@@ -106,6 +111,7 @@ function distinctKeys(keys) {
 export async function kernelBench(ctx) {
   const { kallsyms, source, funcNames, textFuncs, quick, log } = ctx;
   const wasm = createWasmScanner(loadScanModuleSync("release"), "wasm-release");
+  const compared = ctx.compared ?? null;
   const rows = [];
 
   /** Ranges [start, start + size - 1] of the named functions as the scan's u32 pairs. */
@@ -187,6 +193,10 @@ export async function kernelBench(ctx) {
         add("typescript", frames, () => tsScanner.scanView(input).count);
         add("interop-only", frames, () => wasm.interopOnly(keysAll));
         add("memory-floor", frames, () => wasm.memoryFloor(keysAll));
+        if (compared !== null) {
+          add("compared", frames, compared.scanView ? () => compared.scanView(input).count : () => compared.scan(input).count);
+          add("compared-floor", frames, () => compared.memoryFloor(keysAll));
+        }
         if (R <= 1000 && !(quick && R > 10 && dist === "uniform")) add("naive", small, () => naiveScan(smallInput.keys, rangeStart, rangeLast));
         if (R <= 10 && !quick) add("bigint-reference", Math.min(small, 5000), () => referenceScanner.scan({ ...smallInput, keys: keysAll.subarray(0, 2 * Math.min(small, 5000)), taskFrameStart: Uint32Array.from([0, Math.min(small, 5000)]) }).count);
         // Same answers before timing anything.
@@ -238,7 +248,14 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     frameSizes: list("frames")?.map(Number),
     rangeSizes: list("ranges")?.map(Number),
     dists: list("dist"),
+    compared: null,
   };
+  const compareDir = opt("compare");
+  if (compareDir !== undefined) {
+    const dir = new URL(`${compareDir.replace(/\/$/, "")}/`, `file://${process.cwd()}/`);
+    const mod = await import(new URL("dist/scan/wasm.js", dir).href);
+    ctx.compared = mod.createWasmScanner(new WebAssembly.Module(readFileSync(new URL("build/scan.wasm", dir))), "wasm-release");
+  }
   const load = [loadavg()[0]];
   const all = [];
   for (let r = 0; r < runs; r++) {
@@ -257,14 +274,15 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   const out = [];
   out.push(`${new Date().toISOString()} · Node ${process.version} · ${runs} run(s), median of tinybench p50 · load average (1 min) ${load.map((x) => x.toFixed(2)).join(" → ")}`);
   out.push("");
-  out.push("| frames | dist | ranges | distinct keys | hits | wasm | wasm-owned | typescript | naive | bigint | interop-only | memory-floor | wasm / floor | wasm-owned / floor | TS / wasm | naive / wasm |");
-  out.push("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  const cmp = ctx.compared !== null;
+  out.push(`| frames | dist | ranges | distinct keys | hits | wasm | wasm-owned | typescript | naive | bigint | interop-only | memory-floor | wasm / floor | wasm-owned / floor | TS / wasm | naive / wasm |${cmp ? " compared | compared-floor | compared / its floor |" : ""}`);
+  out.push(`|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${cmp ? "---:|---:|---:|" : ""}`);
   const summary = [];
   for (const g of groups.values()) {
     const m = Object.fromEntries(Object.entries(g.ns).map(([k, v]) => [k, median(v)]));
     const ratio = (a, b) => (m[a] === undefined || m[b] === undefined ? undefined : m[a] / m[b]);
     summary.push({ dist: g.dist, frames: g.frames, ranges: g.ranges, hits: g.hits, distinctKeys: g.distinctKeys, nsPerFrame: m, runs: g.ns });
-    out.push(`| ${g.frames} | ${g.dist} | ${g.ranges} | ${g.distinctKeys} | ${g.hits} | ${f2(m.wasm)} | ${f2(m["wasm-owned"])} | ${f2(m.typescript)} | ${f2(m.naive, 1)} | ${f2(m["bigint-reference"], 0)} | ${f2(m["interop-only"])} | ${f2(m["memory-floor"])} | ${f2(ratio("wasm", "memory-floor"))}× | ${f2(ratio("wasm-owned", "memory-floor"))}× | ${f2(ratio("typescript", "wasm"))}× | ${f2(ratio("naive", "wasm"), 0)}× |`);
+    out.push(`| ${g.frames} | ${g.dist} | ${g.ranges} | ${g.distinctKeys} | ${g.hits} | ${f2(m.wasm)} | ${f2(m["wasm-owned"])} | ${f2(m.typescript)} | ${f2(m.naive, 1)} | ${f2(m["bigint-reference"], 0)} | ${f2(m["interop-only"])} | ${f2(m["memory-floor"])} | ${f2(ratio("wasm", "memory-floor"))}× | ${f2(ratio("wasm-owned", "memory-floor"))}× | ${f2(ratio("typescript", "wasm"))}× | ${f2(ratio("naive", "wasm"), 0)}× |${cmp ? ` ${f2(m.compared)} | ${f2(m["compared-floor"])} | ${f2(ratio("compared", "compared-floor"))}× |` : ""}`);
   }
   console.log(out.join("\n"));
   const json = opt("json");
