@@ -259,6 +259,18 @@ describe("corruption is rejected with its code, never a partial load", () => {
       ["tasks.n", rebuild({ ...header, tasks: 2 ** 40 }, { ...body, tasks: { ...body.tasks, n: 2 ** 40 } })],
       ["frames.n", rebuild({ ...header, frames: 2 ** 45 }, { ...body, frames: { ...body.frames, n: 2 ** 45 } })],
       ["symbols.n", rebuild({ ...header, symbols: 2 ** 33 }, { ...body, symbols: { ...body.symbols, n: 2 ** 33 } })],
+      // Run-length stack lengths declaring 2^40 entries each, with a stackRows column to match.
+      [
+        "frames.stackLen",
+        rebuild(header, {
+          ...body,
+          frames: { ...body.frames, stackLen: encodeInts(new Array(body.frames.stacks).fill(2 ** 40), "r"), stackRows: { m: "r", n: 2 ** 40 * body.frames.stacks, b: Uint8Array.of(0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01) } },
+        }),
+      ],
+      [
+        "frames.stackLen (within the safe-integer range, 400 MB of entries)",
+        rebuild(header, { ...body, frames: { ...body.frames, stackLen: encodeInts(new Array(body.frames.stacks).fill(2 ** 26), "r"), stackRows: encodeInts(new Array(1).fill(0), "r") } }),
+      ],
     ];
     for (const [what, b] of cases) expect(codeOf(() => decodeSnapshot(b, what)), what).toBe("E_SNAPSHOT_TOO_LARGE");
     // Declared within limits but beyond the file: truncated.

@@ -1325,7 +1325,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   if (N !== header.frames) v.bad("frames.n", "differs from the header");
   const rows = frameRows(v, fc, R, strings.length, header.redacted);
   const hints = fc.symRow === null || fc.symRow === undefined ? null : symbolHintsOf(v, fc.symRow, rows, R, strings, sym?.table ?? null);
-  const { stackLen, stackRows, stackStart } = stacksOf(v, fc, S, R);
+  const { stackLen, stackRows, stackStart } = stacksOf(v, fc, S, R, B);
   // Each task's stack id (returned: taskStack).
   const stack = stackIds(v, tc.stack, T, S, sc[16]);
   const line = expandCol(cols.line, T, sc[14]);
@@ -1532,8 +1532,12 @@ function frameRows(v: V, fc: Obj, R: number, nStr: number, redacted: boolean): F
   return rows;
 }
 
-/** The distinct stacks: each one's length, rows (checked against R) and first entry. */
-function stacksOf(v: V, fc: Obj, S: number, R: number): { stackLen: Float64Array; stackRows: Float64Array; stackStart: Float64Array } {
+/**
+ * The distinct stacks: each one's length, rows (checked against R) and first entry. Their total
+ * length is bounded like the frame count (a run-length column can declare any length in a few
+ * bytes: it must not become an allocation).
+ */
+function stacksOf(v: V, fc: Obj, S: number, R: number, B: number): { stackLen: Float64Array; stackRows: Float64Array; stackStart: Float64Array } {
   const { stackLen, stackRows } = v.col(() => {
     const stackLen = decodeInts(fc.stackLen, S, "frames.stackLen");
     let total = 0;
@@ -1541,6 +1545,7 @@ function stacksOf(v: V, fc: Obj, S: number, R: number): { stackLen: Float64Array
       if (stackLen[s] < 0) throw new ColumnError("frames.stackLen: negative length");
       total += stackLen[s];
     }
+    if (total > MAX_FRAMES_PER_BYTE * B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: frames.stackLen declares ${total} stack entries in a ${B}-byte body`, v.file);
     const srn = isObj(fc.stackRows) && typeof fc.stackRows.n === "number" ? fc.stackRows.n : -1;
     if (total !== srn) throw new ColumnError(`frames.stackRows: ${srn} entries for stacks totalling ${total}`);
     return { stackLen, stackRows: decodeInts(fc.stackRows, total, "frames.stackRows") };
