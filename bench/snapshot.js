@@ -311,13 +311,20 @@ let previous = {};
 try {
   previous = JSON.parse(readFileSync(outJson, "utf8"));
 } catch {}
-// Parts run separately (--only) keep the other parts' last figures.
+// Parts run separately (--only) keep the other parts' last figures; each figure says which
+// commit and when it was measured (the header names this run's).
+for (const fig of Object.values(results.figures)) {
+  fig.measuredAt = results.date;
+  fig.commit = results.machine.commit;
+}
 const merged = { ...results, figures: { ...(previous.figures ?? {}), ...results.figures } };
 writeFileSync(outJson, `${JSON.stringify(merged, null, 2)}\n`);
 
 const f = merged.figures;
 const m = merged.machine;
 const mb = (n) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+/** A line naming an earlier run when a figure was kept from one (--only ran other parts). */
+const earlier = (fig) => (fig.commit === m.commit && fig.measuredAt === merged.date ? [] : [`(Kept from an earlier run: ${fig.commit ?? "commit not recorded"}${fig.measuredAt ? `, ${fig.measuredAt}` : ""}.)`, ""]);
 const md = [
   "# Snapshot benchmark results (issue 5)",
   "",
@@ -330,6 +337,7 @@ if (f.size) {
   md.push(
     "## Size (psnap vs text)",
     "",
+    ...earlier(f.size),
     "| tasks | frames | grep -H text | .psnap (with symbols) | of which symbols | ratio | target ≤ 10% |",
     "|---:|---:|---:|---:|---:|---:|:---:|",
     `| ${f.size.tasks} | ${f.size.frames} | ${mb(f.size.textBytes)} | ${mb(f.size.psnapBytes)} | ${mb(f.size.symbolsInPsnapBytes)} | ${(f.size.ratio * 100).toFixed(1)}% | ${f.size.met ? "met" : "not met"} |`,
@@ -341,6 +349,7 @@ if (f.check) {
   md.push(
     "## In-process check time (after start-up, median of " + f.check.runs + ")",
     "",
+    ...earlier(f.check),
     "Text: the dump parsed as `patchsafe check dump.txt` parses it (format detection, the parser sized from the file size, bytes read into the wasm tokenizer's own buffer), kallsyms as `--kallsyms` reads it (the wasm kallsyms parser), then the check. Snapshot: `decodeSnapshotBytes` (what `readSnapshotFile` runs after reading the file), then the check. Both from bytes in memory.",
     "",
     "| path | total ms | parts (ms) |",
@@ -358,6 +367,7 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
   md.push(
     `## Fleet: ${fleet.hosts} snapshots × ${fleet.tasksPerHost} tasks (each ${mb(fleet.snapshotBytesEach)} with its symbol table), median of ${fleet.runs}`,
     "",
+    ...earlier(fleet),
     "| --jobs | median s | runs (s) | workers busy on average | process CPU s | cores used by other processes | load average before each |",
     "|---:|---:|---|---|---|---|---|",
     ...[1, 2].map((j) => {
@@ -372,7 +382,7 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
     const cpu1 = median(fleet.jobs1.cpuMs);
     const cpu2 = median(fleet.jobs2.cpuMs);
     md.push(
-      `Per host: ${(fleet.jobs1.medianMs / fleet.hosts).toFixed(2)} ms of wall time with one worker. Process CPU (all threads, medians): ${(cpu1 / 1000).toFixed(2)} s with one worker, ${(cpu2 / 1000).toFixed(2)} s with two: the difference is what each worker pays once (thread start-up, loading the modules, V8 compiling the same hot code in each isolate on background threads, decoding the first snapshot's symbol table).`,
+      `Per host: ${(fleet.jobs1.medianMs / fleet.hosts).toFixed(2)} ms of wall time with one worker. Process CPU (all threads, medians): ${(cpu1 / 1000).toFixed(2)} s with one worker, ${(cpu2 / 1000).toFixed(2)} s with two: the difference is what each worker pays once (thread start-up, loading the modules, decoding the first snapshot's symbol table, V8 compiling the same hot code in each isolate on background threads: with one worker those compiles run on the idle second core, with two they take turns with the workers).`,
       "",
     );
   }
