@@ -307,31 +307,21 @@ export class TaskTable implements Iterable<Readonly<Task>> {
   }
 
   private grow(capacity: number): void {
-    const f64 = (a: Float64Array): Float64Array => {
-      const b = new Float64Array(capacity);
-      b.set(a);
-      return b;
-    };
-    const re = <T extends Uint32Array | Uint8Array | Int8Array | Int32Array>(a: T, make: (n: number) => T): T => {
-      const b = make(capacity);
-      b.set(a);
-      return b;
-    };
-    this.pid = f64(this.pid);
-    this.tid = f64(this.tid);
-    this.frameStart = re(this.frameStart, (n) => new Uint32Array(n));
-    this.frameCount = re(this.frameCount, (n) => new Uint32Array(n));
-    this.line = re(this.line, (n) => new Uint32Array(n));
-    this.state = re(this.state, (n) => new Uint8Array(n));
-    this.stackStatusCode = re(this.stackStatusCode, (n) => new Uint8Array(n));
-    this.patchStateCode = re(this.patchStateCode, (n) => new Int8Array(n));
-    this.bits = re(this.bits, (n) => new Uint8Array(n));
-    if (this.ppidCol !== null) this.ppidCol = f64(this.ppidCol);
-    if (this.cpuCol !== null) this.cpuCol = f64(this.cpuCol);
-    if (this.startTimeCol !== null) this.startTimeCol = f64(this.startTimeCol);
-    if (this.flagsCol !== null) this.flagsCol = f64(this.flagsCol);
-    if (this.commOff !== null) this.commOff = re(this.commOff, (n) => new Uint32Array(n));
-    if (this.commLen !== null) this.commLen = re(this.commLen, (n) => new Int32Array(n));
+    this.pid = grown(this.pid, capacity);
+    this.tid = grown(this.tid, capacity);
+    this.frameStart = grown(this.frameStart, capacity);
+    this.frameCount = grown(this.frameCount, capacity);
+    this.line = grown(this.line, capacity);
+    this.state = grown(this.state, capacity);
+    this.stackStatusCode = grown(this.stackStatusCode, capacity);
+    this.patchStateCode = grown(this.patchStateCode, capacity);
+    this.bits = grown(this.bits, capacity);
+    if (this.ppidCol !== null) this.ppidCol = grown(this.ppidCol, capacity);
+    if (this.cpuCol !== null) this.cpuCol = grown(this.cpuCol, capacity);
+    if (this.startTimeCol !== null) this.startTimeCol = grown(this.startTimeCol, capacity);
+    if (this.flagsCol !== null) this.flagsCol = grown(this.flagsCol, capacity);
+    if (this.commOff !== null) this.commOff = grown(this.commOff, capacity);
+    if (this.commLen !== null) this.commLen = grown(this.commLen, capacity);
   }
 
   // Single fields, for code that reads one or two of them per task.
@@ -458,6 +448,15 @@ export class TaskTable implements Iterable<Readonly<Task>> {
   every(pred: (t: Readonly<Task>, i: number) => boolean): boolean {
     return this.findIndex((t, i) => !pred(t, i)) < 0;
   }
+}
+
+type Column = Float64Array | Int32Array | Uint32Array | Uint16Array | Uint8Array | Int8Array;
+
+/** A copy of column `a` with room for `capacity` rows (the columns' one way to grow). */
+export function grown<T extends Column>(a: T, capacity: number): T {
+  const b = new (a.constructor as new (n: number) => T)(capacity);
+  b.set(a);
+  return b;
 }
 
 /** One-letter strings by char code (no string made per task read). */
@@ -592,20 +591,15 @@ export class FrameColumns {
   }
 
   private grow(capacity: number): void {
-    const grow = <T extends Int32Array | Uint32Array | Uint16Array>(a: T, make: (n: number) => T): T => {
-      const b = make(capacity);
-      b.set(a);
-      return b;
-    };
-    this.symbol = grow(this.symbol, (n) => new Int32Array(n));
-    this.object = grow(this.object, (n) => new Int32Array(n));
-    this.buildId = grow(this.buildId, (n) => new Int32Array(n));
-    this.offset = grow(this.offset, (n) => new Uint32Array(n));
-    this.size = grow(this.size, (n) => new Uint32Array(n));
-    this.addrLo = grow(this.addrLo, (n) => new Uint32Array(n));
-    this.addrHi = grow(this.addrHi, (n) => new Uint32Array(n));
-    this.flags = grow(this.flags, (n) => new Uint16Array(n));
-    this.line = grow(this.line, (n) => new Uint32Array(n));
+    this.symbol = grown(this.symbol, capacity);
+    this.object = grown(this.object, capacity);
+    this.buildId = grown(this.buildId, capacity);
+    this.offset = grown(this.offset, capacity);
+    this.size = grown(this.size, capacity);
+    this.addrLo = grown(this.addrLo, capacity);
+    this.addrHi = grown(this.addrHi, capacity);
+    this.flags = grown(this.flags, capacity);
+    this.line = grown(this.line, capacity);
   }
 
   address(i: number): bigint | null {

@@ -1,5 +1,5 @@
 /** The decision's output: per-task outcomes and the host verdict (SPEC §3, §7). */
-import type { Reason, TriState } from "../model.js";
+import { grown, type Reason, type TriState } from "../model.js";
 import type { RangeRole } from "../patch/ranges.js";
 import type { TaskKind } from "./kinds.js";
 
@@ -126,22 +126,12 @@ export class Blockers implements Iterable<Blocker> {
   }
 
   private grow(capacity: number): void {
-    const u32 = (a: Uint32Array): Uint32Array => {
-      const b = new Uint32Array(capacity);
-      b.set(a);
-      return b;
-    };
-    const u8 = (a: Uint8Array): Uint8Array => {
-      const b = new Uint8Array(capacity);
-      b.set(a);
-      return b;
-    };
-    this.task = u32(this.task);
-    this.func = u32(this.func);
-    this.frame = u32(this.frame);
-    this.frameIndex = u32(this.frameIndex);
-    this.kernelSees = u8(this.kernelSees);
-    this.roleCode = u8(this.roleCode);
+    this.task = grown(this.task, capacity);
+    this.func = grown(this.func, capacity);
+    this.frame = grown(this.frame, capacity);
+    this.frameIndex = grown(this.frameIndex, capacity);
+    this.kernelSees = grown(this.kernelSees, capacity);
+    this.roleCode = grown(this.roleCode, capacity);
     const old = this.remedy.length;
     this.remedy.length = capacity;
     this.remedy.fill(NO_REMEDY, old);
@@ -252,15 +242,9 @@ export class Outcomes implements Iterable<TaskOutcome> {
   }
 
   private grow(capacity: number): void {
-    const t = new Uint32Array(capacity);
-    t.set(this.task);
-    this.task = t;
-    const s = new Uint8Array(capacity);
-    s.set(this.statusCode);
-    this.statusCode = s;
-    const k = new Uint8Array(capacity);
-    k.set(this.kindCode);
-    this.kindCode = k;
+    this.task = grown(this.task, capacity);
+    this.statusCode = grown(this.statusCode, capacity);
+    this.kindCode = grown(this.kindCode, capacity);
     const old = this.matchList.length;
     this.matchList.length = capacity;
     this.matchList.fill(NO_MATCHES, old);
