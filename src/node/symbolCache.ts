@@ -32,9 +32,9 @@
  * addrHi, size, the name blob (start, len, pfx; chars unless they are the input file's own bytes,
  * the wasm reader's case) and the built name index (head, next: Int32). Every conversion back is a
  * typed array constructor: per-row loops of ours would run cold (~60 ns a row), once per process.
- * The snapshot's symbol section (src/snapshot/psnap.ts) is not reused: its varint columns decode
- * in ~20 ms warm and ~90 ms in a fresh process, then sizes and the index are rebuilt; this layout
- * is read straight into typed arrays.
+ * The snapshot's symbol section (src/snapshot/psnap.ts) is not reused: it is made small (it
+ * travels with every capture) and keeps no name index, while this layout is read straight into
+ * typed arrays, index included.
  */
 import { hash, randomBytes } from "node:crypto";
 import {
