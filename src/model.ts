@@ -122,6 +122,63 @@ export function newTask(p: Partial<Task> & { frameStart: number }): Task {
   };
 }
 
+/**
+ * The array-like reading the column classes share (TaskTable, Outcomes, Blockers): rows are
+ * columns, read as objects made on demand by get(i), for code that looks at a few rows or reads
+ * better with objects. Hot loops read the columns.
+ */
+export abstract class Rows<T> implements Iterable<T> {
+  abstract length: number;
+  abstract get(i: number): T;
+
+  *[Symbol.iterator](): Iterator<T> {
+    for (let i = 0; i < this.length; i++) yield this.get(i);
+  }
+
+  toArray(): T[] {
+    const out: T[] = new Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
+    return out;
+  }
+
+  map<U>(fn: (row: T, i: number) => U): U[] {
+    const out: U[] = new Array(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = fn(this.get(i), i);
+    return out;
+  }
+
+  forEach(fn: (row: T, i: number) => void): void {
+    for (let i = 0; i < this.length; i++) fn(this.get(i), i);
+  }
+
+  filter(pred: (row: T, i: number) => boolean): T[] {
+    const out: T[] = [];
+    for (let i = 0; i < this.length; i++) {
+      const r = this.get(i);
+      if (pred(r, i)) out.push(r);
+    }
+    return out;
+  }
+
+  findIndex(pred: (row: T, i: number) => boolean): number {
+    for (let i = 0; i < this.length; i++) if (pred(this.get(i), i)) return i;
+    return -1;
+  }
+
+  find(pred: (row: T, i: number) => boolean): T | undefined {
+    const i = this.findIndex(pred);
+    return i < 0 ? undefined : this.get(i);
+  }
+
+  some(pred: (row: T, i: number) => boolean): boolean {
+    return this.findIndex(pred) >= 0;
+  }
+
+  every(pred: (row: T, i: number) => boolean): boolean {
+    return this.findIndex((r, i) => !pred(r, i)) < 0;
+  }
+}
+
 export const STACK_STATUSES: readonly StackStatus[] = ["ok", "empty", "unreadable", "truncated", "vanished"];
 export const STACK_STATUS_CODE: Record<StackStatus, number> = { ok: 0, empty: 1, unreadable: 2, truncated: 3, vanished: 4 };
 /** TaskTable.bits */
@@ -139,7 +196,7 @@ const PATCH_STATE_NULL = -2;
  * (set() does). Hot loops read the columns; the array-like helpers (map, filter, …) are for
  * code that looks at a few tasks or reads better with objects.
  */
-export class TaskTable implements Iterable<Readonly<Task>> {
+export class TaskTable extends Rows<Readonly<Task>> {
   length = 0;
   /** null as NaN (Float64: pids and tids are identities, never truncated to 32 bits). */
   pid: Float64Array;
@@ -168,6 +225,7 @@ export class TaskTable implements Iterable<Readonly<Task>> {
   private readonly errnos = new Map<number, string>();
 
   constructor(capacity = 64) {
+    super();
     capacity = Math.max(capacity, 1);
     this.pid = new Float64Array(capacity);
     this.tid = new Float64Array(capacity);
@@ -375,7 +433,7 @@ export class TaskTable implements Iterable<Readonly<Task>> {
     const n = this.commLen[i];
     return n < 0 ? null : this.commBlob.subarray(this.commOff![i], this.commOff![i] + n);
   }
-  get(i: number): Readonly<Task> {
+  override get(i: number): Readonly<Task> {
     if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`task ${i} of ${this.length}`);
     return {
       pid: this.pidOf(i),
@@ -398,55 +456,11 @@ export class TaskTable implements Iterable<Readonly<Task>> {
     };
   }
 
-  *[Symbol.iterator](): Iterator<Readonly<Task>> {
-    for (let i = 0; i < this.length; i++) yield this.get(i);
-  }
-
   /** Copies of every row (mutable: changing one changes nothing here). */
-  toArray(): Task[] {
+  override toArray(): Task[] {
     const out: Task[] = new Array(this.length);
     for (let i = 0; i < this.length; i++) out[i] = { ...this.get(i) };
     return out;
-  }
-
-  map<T>(fn: (t: Readonly<Task>, i: number) => T): T[] {
-    const out: T[] = new Array(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = fn(this.get(i), i);
-    return out;
-  }
-
-  forEach(fn: (t: Readonly<Task>, i: number) => void): void {
-    for (let i = 0; i < this.length; i++) fn(this.get(i), i);
-  }
-
-  filter(pred: (t: Readonly<Task>, i: number) => boolean): Readonly<Task>[] {
-    const out: Readonly<Task>[] = [];
-    for (let i = 0; i < this.length; i++) {
-      const t = this.get(i);
-      if (pred(t, i)) out.push(t);
-    }
-    return out;
-  }
-
-  find(pred: (t: Readonly<Task>, i: number) => boolean): Readonly<Task> | undefined {
-    for (let i = 0; i < this.length; i++) {
-      const t = this.get(i);
-      if (pred(t, i)) return t;
-    }
-    return undefined;
-  }
-
-  findIndex(pred: (t: Readonly<Task>, i: number) => boolean): number {
-    for (let i = 0; i < this.length; i++) if (pred(this.get(i), i)) return i;
-    return -1;
-  }
-
-  some(pred: (t: Readonly<Task>, i: number) => boolean): boolean {
-    return this.findIndex(pred) >= 0;
-  }
-
-  every(pred: (t: Readonly<Task>, i: number) => boolean): boolean {
-    return this.findIndex((t, i) => !pred(t, i)) < 0;
   }
 }
 

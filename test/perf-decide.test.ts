@@ -17,7 +17,16 @@ function capture(): Capture {
   const source = hostCapture("capture.json");
   const cap = parseProcText(generateProcDump(source, { tasks: 1500, seed: 4, shape: "header", in: [{ object: "vmlinux", name: "do_epoll_wait", share: 0.3 }] }).text);
   // Vary the facts the rules read on tasks that share stacks.
-  const rnd = prng(99);
+  varyFacts(cap, 99, false);
+  return cap;
+}
+
+/**
+ * Varies the facts the rules read (state, running, patch state, pid 0), and with `all` also those
+ * that keep a task out of any span class (PF flags, an errno, status Kthread, an end marker).
+ */
+function varyFacts(cap: Capture, seed: number, all: boolean): void {
+  const rnd = prng(seed);
   const states = ["S", "D", "R", "I", null] as const;
   cap.tasks.toArray().forEach((t, i) => {
     const r = rnd();
@@ -25,10 +34,15 @@ function capture(): Capture {
     else if (r < 0.15) t.running = true;
     else if (r < 0.2) t.patchState = rnd() < 0.5 ? 0 : 1;
     else if (r < 0.22) t.pid = 0;
+    else if (all && r < 0.25) t.flags = rnd() < 0.5 ? 0x00200000 : 0x40;
+    else if (all && r < 0.27) {
+      t.stackStatus = "unreadable";
+      t.errno = "EPERM";
+    } else if (all && r < 0.29) t.statusKthread = true;
+    else if (all && r < 0.3) t.endMarker = true;
     else t.state = "S";
     cap.tasks.set(i, t);
   });
-  return cap;
 }
 
 describe("rule memo: same verdict as running every rule on every task", () => {
@@ -60,23 +74,7 @@ describe("span classes (shared rows): same verdict as running every rule on ever
     // grep -H shape: a task's frames are on its own consecutive lines, so the snapshot shares them.
     const source = hostCapture("capture.json");
     const base = parseProcText(generateProcDump(source, { tasks: 1500, seed: 4, shape: "grep", in: [{ object: "vmlinux", name: "do_epoll_wait", share }] }).text);
-    const rnd = prng(7);
-    const states = ["S", "D", "R", "I", null] as const;
-    base.tasks.toArray().forEach((t, i) => {
-      const r = rnd();
-      if (r < 0.1) t.state = states[Math.floor(rnd() * states.length)];
-      else if (r < 0.15) t.running = true;
-      else if (r < 0.2) t.patchState = rnd() < 0.5 ? 0 : 1;
-      else if (r < 0.22) t.pid = 0;
-      else if (r < 0.25) t.flags = rnd() < 0.5 ? 0x00200000 : 0x40;
-      else if (r < 0.27) {
-        t.stackStatus = "unreadable";
-        t.errno = "EPERM";
-      } else if (r < 0.29) t.statusKthread = true;
-      else if (r < 0.3) t.endMarker = true;
-      else t.state = "S";
-      base.tasks.set(i, t);
-    });
+    varyFacts(base, 7, true);
     const d = decodeSnapshot(encodeSnapshot(base, null), "shared.psnap");
     const c = d.capture;
     // Rows really are shared: far fewer rows than frames over the tasks.

@@ -1,5 +1,5 @@
 /** The decision's output: per-task outcomes and the host verdict (SPEC §3, §7). */
-import { grown, type Reason, type TriState } from "../model.js";
+import { grown, type Reason, Rows, type TriState } from "../model.js";
 import type { RangeRole } from "../patch/ranges.js";
 import type { TaskKind } from "./kinds.js";
 
@@ -80,7 +80,7 @@ export function roleCode(role: RangeRole): number {
 /** Fills spare Blockers.remedy slots (never read: slots past length). */
 const NO_REMEDY: Remedy = { code: "wait", message: "" };
 
-export class Blockers implements Iterable<Blocker> {
+export class Blockers extends Rows<Blocker> {
   length = 0;
   task: Uint32Array;
   func: Uint32Array;
@@ -92,6 +92,7 @@ export class Blockers implements Iterable<Blocker> {
   remedy: Remedy[];
 
   constructor(capacity = 16) {
+    super();
     capacity = Math.max(capacity, 1);
     this.task = new Uint32Array(capacity);
     this.func = new Uint32Array(capacity);
@@ -141,7 +142,7 @@ export class Blockers implements Iterable<Blocker> {
     return ROLES[this.roleCode[i]];
   }
 
-  get(i: number): Blocker {
+  override get(i: number): Blocker {
     if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`blocker ${i} of ${this.length}`);
     return { task: this.task[i], func: this.func[i], frame: this.frame[i], frameIndex: this.frameIndex[i], kernelSees: this.kernelSees[i] === 1, role: this.role(i), remedy: this.remedy[i] };
   }
@@ -149,38 +150,6 @@ export class Blockers implements Iterable<Blocker> {
   /** get(i), or undefined past the end (as an array's at()). */
   at(i: number): Blocker | undefined {
     return i >= 0 && i < this.length ? this.get(i) : undefined;
-  }
-
-  *[Symbol.iterator](): Iterator<Blocker> {
-    for (let i = 0; i < this.length; i++) yield this.get(i);
-  }
-
-  toArray(): Blocker[] {
-    const out: Blocker[] = new Array(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = this.get(i);
-    return out;
-  }
-
-  filter(pred: (b: Blocker) => boolean): Blocker[] {
-    return this.toArray().filter(pred);
-  }
-
-  find(pred: (b: Blocker) => boolean): Blocker | undefined {
-    for (const b of this) if (pred(b)) return b;
-    return undefined;
-  }
-
-  some(pred: (b: Blocker) => boolean): boolean {
-    return this.find(pred) !== undefined;
-  }
-
-  every(pred: (b: Blocker) => boolean): boolean {
-    for (const b of this) if (!pred(b)) return false;
-    return true;
-  }
-
-  map<T>(fn: (b: Blocker, i: number) => T): T[] {
-    return this.toArray().map(fn);
   }
 }
 
@@ -200,7 +169,7 @@ const KIND_CODE: Record<TaskKind, number> = { user: 0, kthread: 1, "user-worker"
  */
 const NO_MATCHES: RuleMatch[] = [];
 
-export class Outcomes implements Iterable<TaskOutcome> {
+export class Outcomes extends Rows<TaskOutcome> {
   length = 0;
   /** Task index of each outcome. */
   task: Uint32Array;
@@ -212,6 +181,7 @@ export class Outcomes implements Iterable<TaskOutcome> {
   matchList: RuleMatch[][];
 
   constructor(capacity = 16) {
+    super();
     this.task = new Uint32Array(capacity);
     this.statusCode = new Uint8Array(capacity);
     this.kindCode = new Uint8Array(capacity);
@@ -265,17 +235,9 @@ export class Outcomes implements Iterable<TaskOutcome> {
     return TASK_KINDS[this.kindCode[i]];
   }
 
-  get(i: number): TaskOutcome {
+  override get(i: number): TaskOutcome {
     if (i < 0 || i >= this.length) throw new RangeError(`outcome ${i} of ${this.length}`);
     return { task: this.task[i], kind: this.kind(i), status: this.status(i), matches: this.matchList[i] };
-  }
-
-  *[Symbol.iterator](): Iterator<TaskOutcome> {
-    for (let i = 0; i < this.length; i++) yield this.get(i);
-  }
-
-  toArray(): TaskOutcome[] {
-    return [...this];
   }
 
   /** The outcomes with status `s`, as objects (only those are made). */
@@ -303,23 +265,6 @@ export class Outcomes implements Iterable<TaskOutcome> {
     const out: number[] = [];
     for (let i = 0; i < this.length; i++) if (this.statusCode[i] === code) out.push(this.task[i]);
     return out;
-  }
-
-  filter(pred: (o: TaskOutcome) => boolean): TaskOutcome[] {
-    return this.toArray().filter(pred);
-  }
-
-  find(pred: (o: TaskOutcome) => boolean): TaskOutcome | undefined {
-    for (const o of this) if (pred(o)) return o;
-    return undefined;
-  }
-
-  some(pred: (o: TaskOutcome) => boolean): boolean {
-    return this.find(pred) !== undefined;
-  }
-
-  map<T>(fn: (o: TaskOutcome, i: number) => T): T[] {
-    return this.toArray().map(fn);
   }
 }
 

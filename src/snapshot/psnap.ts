@@ -87,7 +87,7 @@ import {
  * Files are decoded whole with unpack() on an exact slice (length-prefixed and checksummed), so
  * the 64 MB maxIncompleteBufferSize of the streaming reader never applies.
  */
-const packr = new Packr({
+const PACKR_OPTIONS = {
   moreTypes: true,
   useRecords: false,
   bundleStrings: false,
@@ -96,23 +96,15 @@ const packr = new Packr({
   mapsAsObjects: true,
   copyBuffers: true,
   int64AsType: "number",
-});
+} as const;
+const packr = new Packr(PACKR_OPTIONS);
 
 /**
  * The same options but copyBuffers: false (byte strings decode as views into the input): for a
  * symbol section whose bytes outlive its table (DecodeOptions.keepBytes, or the section cache's
  * own copy), so the names' bytes are not copied again.
  */
-const viewPackr = new Packr({
-  moreTypes: true,
-  useRecords: false,
-  bundleStrings: false,
-  structuredClone: false,
-  useToJSON: false,
-  mapsAsObjects: true,
-  copyBuffers: false,
-  int64AsType: "number",
-});
+const viewPackr = new Packr({ ...PACKR_OPTIONS, copyBuffers: false });
 
 export const SNAPSHOT_MAGIC = Uint8Array.of(0x89, 0x50, 0x53, 0x4e, 0x41, 0x50, 0x0d, 0x0a);
 const PREFIX = 32;
