@@ -424,6 +424,14 @@ export class TaskTable extends Rows<Readonly<Task>> {
   startTimeOf(i: number): number | null {
     return optional(this.startTimeCol, i);
   }
+  /** The PF flags column (NaN: none), or null when no task has flags: for loops that read it per task. */
+  flagsColumn(): Float64Array | null {
+    return this.flagsCol;
+  }
+  /** How many tasks have an errno. */
+  errnoCount(): number {
+    return this.errnos.size;
+  }
   errnoOf(i: number): string | null {
     return this.errnos.size === 0 ? null : (this.errnos.get(i) ?? null);
   }

@@ -540,8 +540,8 @@ function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | 
       vanished++;
       continue;
     }
-    let k: number;
     const known = classes === null ? -1 : classes.find(index);
+    let k: number;
     if (known >= 0) {
       k = classes!.kind[known];
       chainLen[index] = classes!.chainLength[known];
@@ -639,15 +639,43 @@ class TaskDecider {
   run(): void {
     const kinds = this.k.kinds;
     const taskClass = this.k.taskClass;
-    const entries = this.classes === null ? null : this.classes.entry;
+    const classes = this.classes;
+    if (classes === null) {
+      for (let index = 0; index < kinds.length; index++) if (kinds[index] !== NO_KIND) this.decideOne(index, kinds[index], -1);
+      return;
+    }
+    // Tasks of a decided class take its outcome here, in a loop small enough for V8 to compile
+    // while a 100k-task check still runs (one that also holds the rule table's code is not ready
+    // before the loop ends). What sums per task (blocking counts, excluded tasks) is added per
+    // class afterwards.
+    const entries = classes.entry;
+    const copied = new Float64Array(entries.length);
+    const out = this.outcomes;
+    const DONE_CODE = DONE;
     for (let index = 0; index < kinds.length; index++) {
       const kindCode = kinds[index];
       if (kindCode === NO_KIND) continue;
-      const cls = entries === null ? -1 : taskClass[index];
-      const decided = cls >= 0 ? entries![cls] : null;
-      // A class met before: same rows, so the representative's matches and blockers as they are.
-      if (decided !== null && decided.status !== null) this.emit(index, kindCode, decided, 0);
-      else this.decideOne(index, kindCode, cls);
+      const cls = taskClass[index];
+      const e = cls >= 0 ? entries[cls] : null;
+      if (e === null || e.status === null) {
+        this.decideOne(index, kindCode, cls);
+        continue;
+      }
+      if (out.length === out.task.length) out.grow(out.length * 2);
+      const i = out.length++;
+      out.task[i] = index;
+      out.kindCode[i] = kindCode;
+      out.statusCode[i] = e.statusCode;
+      out.matchList[i] = e.matches;
+      copied[cls]++;
+      if (e.blockers !== null) this.pushBlockers(index, e.blockers, 0);
+      if (e.visible !== null && e.visible !== undefined && e.statusCode !== DONE_CODE) this.noteVisible(index, e.visible);
+    }
+    for (let c = 0; c < entries.length; c++) {
+      const e = entries[c];
+      if (copied[c] === 0 || e === null) continue;
+      if (e.statusCode === EXCLUDED) this.partialExcluded += copied[c];
+      if (e.blockers !== null) this.countBlocking(e.blockers, copied[c]);
     }
   }
 
@@ -657,17 +685,19 @@ class TaskDecider {
     const matches = delta === 0 ? e.matches : e.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
     this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
     if (e.statusCode === EXCLUDED) this.partialExcluded++;
-    if (e.statusCode !== DONE && e.matches.length > 0) {
-      if (e.visible === undefined) e.visible = visibleMatch(e.matches);
-      if (e.visible !== null) this.noteVisible(index, e.visible);
-    }
+    if (e.visible === undefined) e.visible = e.statusCode === DONE ? null : visibleMatch(e.matches);
+    if (e.visible !== null && e.statusCode !== DONE) this.noteVisible(index, e.visible);
     const bl = e.blockers;
     if (bl !== null) {
-      for (let j = 0; j < bl.length; j++) {
-        const b = bl[j];
-        this.blockers.pushFields(index, b.func, b.frame + delta, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
-      }
-      this.countBlocking(bl);
+      this.pushBlockers(index, bl, delta);
+      this.countBlocking(bl, 1);
+    }
+  }
+
+  private pushBlockers(index: number, bl: Blocker[], delta: number): void {
+    for (let j = 0; j < bl.length; j++) {
+      const b = bl[j];
+      this.blockers.pushFields(index, b.func, b.frame + delta, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
     }
   }
 
@@ -677,12 +707,12 @@ class TaskDecider {
     if (first === null || taskOrder(this.cap, index, first.task) < 0) this.firstVisible = { task: index, func: visible.func };
   }
 
-  /** functionBlocking counts a task once per function it is blocked in. */
-  private countBlocking(mine: Blocker[]): void {
+  /** functionBlocking counts a task once per function it is blocked in (`tasks` tasks with these blockers). */
+  private countBlocking(mine: Blocker[], tasks: number): void {
     for (let j = 0; j < mine.length; j++) {
       let seen = false;
       for (let i = 0; i < j && !seen; i++) seen = mine[i].func === mine[j].func;
-      if (!seen) this.functionBlocking[mine[j].func]++;
+      if (!seen) this.functionBlocking[mine[j].func] += tasks;
     }
   }
 
@@ -707,7 +737,6 @@ class TaskDecider {
       const r = rule.test(c);
       for (let k = 0; k < r.length; k++) matches.push(r[k]);
     }
-    const entry = memo?.remember(index, matches) ?? null;
     let status: TaskOutcome["status"];
     // An idle task *in* the idle loop (its innermost frame) switches at the idle-loop switch point
     // without a stack check; one elsewhere (in panic, say) is checked like any task.
@@ -717,16 +746,11 @@ class TaskDecider {
     else if (c.kind === "idle" && opts.model === "kpatch") status = "idle"; // kpatch never checks idle tasks
     else if (idleLoop && opts.model === "livepatch") status = "idle";
     else if (first === undefined) status = "clean";
-    else if (first.code === "unreadable" && opts.partialOk) {
-      status = "excluded";
-      this.partialExcluded++;
-    } else if (first.code === "blocked") status = "blocked";
+    else if (first.code === "unreadable" && opts.partialOk) status = "excluded";
+    else if (first.code === "blocked") status = "blocked";
     else status = "undecided";
     // Blocked wins over undecided causes that come after it in the table.
     if (status === "undecided" && !UNDECIDED_BEFORE_BLOCKED.has(first.code) && matches.some((x) => x.code === "blocked")) status = "blocked";
-    this.outcomes.push(c.index, c.kind, status, matches);
-    const visible = status === "done" ? null : visibleMatch(matches);
-    if (visible !== null) this.noteVisible(index, visible);
     let mine: Blocker[] | null = null;
     if (status === "blocked") {
       mine = [];
@@ -744,16 +768,17 @@ class TaskDecider {
           remedy: remedyFor(c, x.frame, x.func, this.everyTaskOfKind, this.unpatchable),
         });
       }
-      for (const b of mine) this.blockers.push(b);
-      this.countBlocking(mine);
     }
-    // A remedy depends on the frames, kind and state, which the memo's signature covers.
-    if (entry !== null) {
-      entry.status = status;
-      entry.statusCode = TASK_STATUSES.indexOf(status);
-      entry.blockers = mine;
-      if (cls >= 0) classes!.entry[cls] = entry;
-    }
+    // A remedy depends on the frames, kind and state, which the memo's signature covers. A task
+    // the memo does not keep gets an entry of its own, emitted once.
+    const statusCode = TASK_STATUSES.indexOf(status);
+    const entry = memo?.remember(index, matches) ?? { index, kind: kindCode, hits, matches, status: null, statusCode, visible: undefined, blockers: null };
+    entry.status = status;
+    entry.statusCode = statusCode;
+    entry.blockers = mine;
+    entry.visible = status === "done" ? null : visibleMatch(entry.matches);
+    if (cls >= 0) classes!.entry[cls] = entry;
+    this.emit(index, kindCode, entry, 0);
   }
 }
 
@@ -828,22 +853,37 @@ class SpanClasses {
   private readonly bySpan: Int32Array;
   private readonly tasks: TaskTable;
 
+  /** TaskTable.flagsColumn() and whether any task has an errno, read once. */
+  private readonly flags: Float64Array | null;
+  private readonly anyErrno: boolean;
+
   constructor(private readonly cap: Capture) {
     this.tasks = cap.tasks;
     this.bySpan = new Int32Array(cap.frames.length + 1).fill(-1);
+    this.flags = cap.tasks.flagsColumn();
+    this.anyErrno = cap.tasks.errnoCount() > 0;
   }
 
   /** -1 when the task cannot be classed at all (see above). */
   private signature(i: number): number {
     const t = this.tasks;
     if (t.frameCount[i] === 0 || t.pid[i] === 0 || t.tid[i] === 0 || t.flagsOf(i) !== null || t.errnoOf(i) !== null) return -1;
-    return ((t.patchStateCode[i] + 2) | (t.bits[i] << 4) | (t.state[i] << 12) | (t.stackStatusCode[i] << 20)) >>> 0;
+    return factsSignature(t.patchStateCode[i], t.bits[i], t.state[i], t.stackStatusCode[i]);
   }
 
-  /** The class of task i, or -1 (then classify it and call add()). */
+  /**
+   * The class of task i, or -1 (then classify it and call add()). Called once per task: reads
+   * the columns directly (a call per column read costs more than the rest while V8 is still
+   * interpreting a 100k-task loop).
+   */
   find(i: number): number {
-    const c = this.bySpan[this.tasks.frameStart[i]];
-    if (c < 0 || this.count[c] !== this.tasks.frameCount[i] || this.sig[c] !== this.signature(i)) return -1;
+    const t = this.tasks;
+    const c = this.bySpan[t.frameStart[i]];
+    if (c < 0 || this.count[c] !== t.frameCount[i]) return -1;
+    const pid = t.pid[i];
+    const tid = t.tid[i];
+    if (pid === 0 || tid === 0 || (this.flags !== null && this.flags[i] === this.flags[i]) || (this.anyErrno && t.errnoOf(i) !== null)) return -1;
+    if (this.sig[c] !== factsSignature(t.patchStateCode[i], t.bits[i], t.state[i], t.stackStatusCode[i])) return -1;
     this.size[c]++;
     return c;
   }
@@ -870,6 +910,11 @@ class SpanClasses {
 }
 
 /** The match the kernel's own check fails on: a blocking frame it sees, or null. */
+/** SpanClasses' facts signature: patch state, running / Kthread / end-marker bits, state letter, stack status. */
+function factsSignature(patchStateCode: number, bits: number, state: number, stackStatusCode: number): number {
+  return ((patchStateCode + 2) | (bits << 4) | (state << 12) | (stackStatusCode << 20)) >>> 0;
+}
+
 function visibleMatch(matches: RuleMatch[]): RuleMatch | null {
   return matches.find((x) => x.code === "blocked" && x.kernelSees) ?? null;
 }

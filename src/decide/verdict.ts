@@ -211,7 +211,8 @@ export class Outcomes extends Rows<TaskOutcome> {
     this.matchList[i] = matches;
   }
 
-  private grow(capacity: number): void {
+  /** Grows every column to `capacity` (decide's class loop writes the columns directly). */
+  grow(capacity: number): void {
     this.task = grown(this.task, capacity);
     this.statusCode = grown(this.statusCode, capacity);
     this.kindCode = grown(this.kindCode, capacity);
