@@ -532,29 +532,23 @@ function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | 
   const kindCount = new Float64Array(TASK_KINDS.length);
   const taskClass = new Int32Array(classes === null ? 0 : T);
   const stackStatusCode = cap.tasks.stackStatusCode;
-  let vanished = 0;
+  const out = { kinds, chainLen, kindCount, taskClass, vanished: 0 };
   for (let index = 0; index < T; index++) {
+    // Tasks of a known class in a small loop of their own (see TaskDecider.copyDecided).
+    if (classes !== null && (index = classes.classifyKnown(index, out)) >= T) break;
     if (stackStatusCode[index] === VANISHED) {
       kinds[index] = NO_KIND;
       if (classes !== null) taskClass[index] = -1;
-      vanished++;
+      out.vanished++;
       continue;
     }
-    const known = classes === null ? -1 : classes.find(index);
-    let k: number;
-    if (known >= 0) {
-      k = classes!.kind[known];
-      chainLen[index] = classes!.chainLength[known];
-      taskClass[index] = known;
-    } else {
-      k = chains.classify(index);
-      chainLen[index] = chains.lastChainLength;
-      if (classes !== null) taskClass[index] = classes.add(index, k, chains.lastChainLength);
-    }
+    const k = chains.classify(index);
+    chainLen[index] = chains.lastChainLength;
+    if (classes !== null) taskClass[index] = classes.add(index, k, chains.lastChainLength);
     kinds[index] = k;
     kindCount[k]++;
   }
-  return { kinds, chainLen, kindCount, taskClass, vanished };
+  return out;
 }
 
 /** everyTaskOfKind's key for (TASK_KINDS index, function index). */
@@ -607,8 +601,11 @@ const NO_HITS: [number, number][] = [];
  */
 class TaskDecider {
   readonly outcomes: Outcomes;
-  readonly blockers = new Blockers(1024);
+  /** Made by placeBlockers(), at the end of run(). */
+  blockers = new Blockers(1);
   readonly functionBlocking: number[];
+  /** Outcomes emit() made (not copied from a class): outcome index, entry, row delta, in order. */
+  private readonly own = { outcome: [] as number[], entry: [] as MemoEntry[], delta: [] as number[] };
   partialExcluded = 0;
   /**
    * The kernel's own livepatch check fails on the first task in taskOrder (not done) whose matches
@@ -640,27 +637,42 @@ class TaskDecider {
     const kinds = this.k.kinds;
     const taskClass = this.k.taskClass;
     const classes = this.classes;
+    const copied = new Float64Array(classes === null ? 0 : classes.entry.length);
     if (classes === null) {
       for (let index = 0; index < kinds.length; index++) if (kinds[index] !== NO_KIND) this.decideOne(index, kinds[index], -1);
-      return;
+    } else {
+      // Tasks of a decided class take its outcome in copyDecided(), which stops at the first task
+      // that needs the rule table: V8 compiles a loop as a whole (OSR), and one that also held the
+      // rule table's code took ~16 ms to compile and deoptimised whenever a path it had not seen
+      // came up, so a 100k-task check ran it interpreted nearly to the end.
+      for (let index = 0; index < kinds.length; index++) {
+        index = this.copyDecided(index, copied);
+        if (index < kinds.length) this.decideOne(index, kinds[index], taskClass[index]);
+      }
     }
-    // Tasks of a decided class take its outcome here, in a loop small enough for V8 to compile
-    // while a 100k-task check still runs (one that also holds the rule table's code is not ready
-    // before the loop ends). What sums per task (blocking counts, excluded tasks) is added per
-    // class afterwards.
-    const entries = classes.entry;
-    const copied = new Float64Array(entries.length);
+    this.placeBlockers(copied);
+  }
+
+  /**
+   * From task `from` on, each task of a decided class gets the class's outcome (vanished tasks
+   * are skipped); returns the first task that must be decided (the task count at the end).
+   * `copied` counts the tasks copied per class. Only the outcome columns: blockers and the
+   * kernel check's first task come after, in placeBlockers().
+   */
+  private copyDecided(from: number, copied: Float64Array): number {
+    const kinds = this.k.kinds;
+    const taskClass = this.k.taskClass;
+    const entries = this.classes!.entry;
     const out = this.outcomes;
-    const DONE_CODE = DONE;
-    for (let index = 0; index < kinds.length; index++) {
+    const T = kinds.length;
+    let index = from;
+    for (; index < T; index++) {
       const kindCode = kinds[index];
       if (kindCode === NO_KIND) continue;
       const cls = taskClass[index];
-      const e = cls >= 0 ? entries[cls] : null;
-      if (e === null || e.status === null) {
-        this.decideOne(index, kindCode, cls);
-        continue;
-      }
+      if (cls < 0) break;
+      const e = entries[cls];
+      if (e === null || e.status === null) break;
       if (out.length === out.task.length) out.grow(out.length * 2);
       const i = out.length++;
       out.task[i] = index;
@@ -668,29 +680,56 @@ class TaskDecider {
       out.statusCode[i] = e.statusCode;
       out.matchList[i] = e.matches;
       copied[cls]++;
-      if (e.blockers !== null) this.pushBlockers(index, e.blockers, 0);
-      if (e.visible !== null && e.visible !== undefined && e.statusCode !== DONE_CODE) this.noteVisible(index, e.visible);
     }
+    return index;
+  }
+
+  /** Task `index` gets representative `e`'s outcome, its frames moved by `delta` rows (blockers: placeBlockers()). */
+  private emit(index: number, kindCode: number, e: MemoEntry, delta: number): void {
+    // Matches are read-only once made: the same list when the rows are the same.
+    const matches = delta === 0 ? e.matches : e.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
+    this.own.outcome.push(this.outcomes.length);
+    this.own.entry.push(e);
+    this.own.delta.push(delta);
+    this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
+    if (e.statusCode === EXCLUDED) this.partialExcluded++;
+    if (e.blockers !== null) this.countBlocking(e.blockers, 1);
+  }
+
+  /**
+   * Blockers in outcome order, each outcome's from its entry (its own, or its class's); the
+   * per-class sums of copied tasks; the kernel check's first task. Counted first, so the columns
+   * are made once at their size.
+   */
+  private placeBlockers(copied: Float64Array): void {
+    const entries = this.classes === null ? [] : this.classes.entry;
+    const own = this.own;
+    let total = 0;
+    for (let j = 0; j < own.entry.length; j++) total += own.entry[j].blockers?.length ?? 0;
     for (let c = 0; c < entries.length; c++) {
       const e = entries[c];
       if (copied[c] === 0 || e === null) continue;
       if (e.statusCode === EXCLUDED) this.partialExcluded += copied[c];
-      if (e.blockers !== null) this.countBlocking(e.blockers, copied[c]);
+      if (e.blockers !== null) {
+        this.countBlocking(e.blockers, copied[c]);
+        total += copied[c] * e.blockers.length;
+      }
     }
-  }
-
-  /** Task `index` gets representative `e`'s outcome, its frames moved by `delta` rows. */
-  private emit(index: number, kindCode: number, e: MemoEntry, delta: number): void {
-    // Matches are read-only once made: the same list when the rows are the same.
-    const matches = delta === 0 ? e.matches : e.matches.map((x) => ({ ...x, frame: x.frame === null ? null : x.frame + delta }));
-    this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
-    if (e.statusCode === EXCLUDED) this.partialExcluded++;
-    if (e.visible === undefined) e.visible = e.statusCode === DONE ? null : visibleMatch(e.matches);
-    if (e.visible !== null && e.statusCode !== DONE) this.noteVisible(index, e.visible);
-    const bl = e.blockers;
-    if (bl !== null) {
-      this.pushBlockers(index, bl, delta);
-      this.countBlocking(bl, 1);
+    this.blockers = new Blockers(total);
+    const out = this.outcomes;
+    const taskClass = this.k.taskClass;
+    let next = 0;
+    for (let o = 0; o < out.length; o++) {
+      const index = out.task[o];
+      let e: MemoEntry;
+      let delta = 0;
+      if (next < own.outcome.length && own.outcome[next] === o) {
+        e = own.entry[next];
+        delta = own.delta[next++];
+      } else e = entries[taskClass[index]]!;
+      if (e.visible === undefined) e.visible = e.statusCode === DONE ? null : visibleMatch(e.matches);
+      if (e.blockers !== null) this.pushBlockers(index, e.blockers, delta);
+      if (e.visible !== null && e.visible !== undefined && e.statusCode !== DONE) this.noteVisible(index, e.visible);
     }
   }
 
@@ -872,20 +911,31 @@ class SpanClasses {
   }
 
   /**
-   * The class of task i, or -1 (then classify it and call add()). Called once per task: reads
-   * the columns directly (a call per column read costs more than the rest while V8 is still
-   * interpreting a 100k-task loop).
+   * From task `from` on, each task of a class already made gets its class, kind and chain length
+   * in `k`; returns the first task that is not (vanished, unclassable or of a new class: classify
+   * it and call add()), or the task count. One small loop over the columns, read directly.
    */
-  find(i: number): number {
+  classifyKnown(from: number, k: TaskKinds): number {
     const t = this.tasks;
-    const c = this.bySpan[t.frameStart[i]];
-    if (c < 0 || this.count[c] !== t.frameCount[i]) return -1;
-    const pid = t.pid[i];
-    const tid = t.tid[i];
-    if (pid === 0 || tid === 0 || (this.flags !== null && this.flags[i] === this.flags[i]) || (this.anyErrno && t.errnoOf(i) !== null)) return -1;
-    if (this.sig[c] !== factsSignature(t.patchStateCode[i], t.bits[i], t.state[i], t.stackStatusCode[i])) return -1;
-    this.size[c]++;
-    return c;
+    const { frameStart, frameCount, pid, tid, patchStateCode, bits, state, stackStatusCode } = t;
+    const { kinds, chainLen, kindCount, taskClass } = k;
+    const { bySpan, count, sig, kind, chainLength, size, flags, anyErrno } = this;
+    const T = t.length;
+    let i = from;
+    for (; i < T; i++) {
+      const c = bySpan[frameStart[i]];
+      if (c < 0 || count[c] !== frameCount[i] || pid[i] === 0 || tid[i] === 0) break;
+      if ((flags !== null && flags[i] === flags[i]) || (anyErrno && t.errnoOf(i) !== null)) break;
+      const st = stackStatusCode[i];
+      if (st === VANISHED || sig[c] !== factsSignature(patchStateCode[i], bits[i], state[i], st)) break;
+      size[c]++;
+      taskClass[i] = c;
+      const kd = kind[c];
+      kinds[i] = kd;
+      chainLen[i] = chainLength[c];
+      kindCount[kd]++;
+    }
+    return i;
   }
 
   /** Makes task i (kind `kind`, chain length `chainLength`) the first of a new class; -1 when it cannot be classed. */
