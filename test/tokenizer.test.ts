@@ -238,3 +238,22 @@ test("a frame line parsed before as a shared run's row keeps its own line in a l
   expect(shared).toEqual(viaLines(bytes));
   expect((shared as ReturnType<typeof facts>[])[0].tasks[3].frames[0].line).toBe(5);
 });
+
+test("repeats of shared stacks that end in the end marker or hold 64 frames keep their own status (the batched run path)", () => {
+  // TokenSink.runs puts a task that repeats a known shared stack straight into the columns; a
+  // stack closed by the ULONG_MAX end marker and one of PROC_STACK_MAX frames (truncated) must
+  // not take that shortcut unchanged: the line path says what each such task is.
+  const marker = (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<ffffffff8112291c>] pipe_wait+0x61/0x7b`, `/proc/${pid}/task/${pid}/stack:[<ffffffffffffffff>] 0xffffffffffffffff`];
+  const deep = (pid: number) => Array.from({ length: 64 }, (_, k) => `/proc/${pid}/task/${pid}/stack:[<0>] f${k}+0x1/0x10`);
+  const plain = (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<0>] do_epoll_wait+0x1/0x10`];
+  const lines: string[] = [];
+  for (let pid = 10; pid < 40; pid++) lines.push(...[marker, deep, plain][pid % 3](pid));
+  const bytes = encodeLatin1(lines.join("\n") + "\n");
+  for (const build of BUILDS) {
+    const got = viaTokenizer(bytes, build);
+    expect(got).toEqual(viaLines(bytes));
+    const tasks = (got as ReturnType<typeof facts>[])[0].tasks;
+    expect(tasks.filter((t) => t.stackStatus === "truncated").length).toBe(10);
+    expect(tasks.filter((t) => t.endMarker === true).length).toBe(10);
+  }
+});

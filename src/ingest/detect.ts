@@ -123,6 +123,7 @@ class ProcWrapper implements CaptureParser {
 
   private readonly sink: TokenSink = {
     run: (pid, tid, line, count, stack) => this.inner.fastRun(pid, tid, line, count, stack, this.tokenizer!),
+    runs: (ev, from, to) => this.inner.fastRuns(ev, from, to, this.tokenizer!),
     other: (buf, s, e, line) => {
       // As LineSplitter.emit: one CR cut.
       if (e > s && buf[e - 1] === CH.CR) e--;

@@ -15,6 +15,7 @@ import { type Capture, FrameFlag, type Task } from "../model.js";
 import { ByteMap, CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
 import { LineSplitter } from "./bytes.js";
+import { TOKEN_EVENT } from "./procTokenizer.js";
 
 /** Where fastRun() reads a run's frame texts (the wasm tokenizer). */
 export interface RunSource {
@@ -164,6 +165,41 @@ export class ProcTextParser {
     // The run continues the current task (a blank or other line came between): own rows.
     this.unpend();
     this.replay(source.stack(stack), source, line);
+  }
+
+  /**
+   * TokenSink.runs: fastRun() for each run event in ev[from, to) (TOKEN_EVENT layout), up to the
+   * first other event; returns its word index. The common case, a run that starts a new task
+   * while the current one is a whole run of a known shared stack, is handled here without a
+   * call per task: that task goes straight into the task columns (as closeTask() puts it).
+   */
+  fastRuns(ev: Uint32Array, from: number, to: number, source: RunSource): number {
+    const tasks = this.b.tasks;
+    let k = from;
+    for (; k < to && ev[k] === TOKEN_EVENT.RUN; k += TOKEN_EVENT.WORDS) {
+      const pid = ev[k + 1];
+      const tid = ev[k + 2];
+      const line = ev[k + 3];
+      const count = ev[k + 4];
+      const stack = ev[k + 5];
+      const known = this.lean && (this.leanPid !== pid || this.leanTid !== tid) ? this.shared[this.pendingStack] : null;
+      if (known === undefined || known === null || known.endMarker || known.count === 0 || known.count >= PROC_STACK_MAX) {
+        this.fastRun(pid, tid, line, count, stack, source);
+        continue;
+      }
+      // closeTask() of the current lean task, then fastRun()'s start of the next.
+      tasks.pushIds(this.leanPid, this.leanTid, known.start, known.count, this.leanLine, "ok");
+      this.sharedUsed = true;
+      const last = line + count - 1;
+      if (last > this.lastNumbered) this.lastNumbered = last;
+      this.leanPid = pid;
+      this.leanTid = tid;
+      this.leanLine = line;
+      this.pendingStack = stack;
+      this.pendingCount = count;
+      this.pendingSource = source;
+    }
+    return k;
   }
 
   /** The frame lines of a run, through frame() (which parses each distinct text once). */

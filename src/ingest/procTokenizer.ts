@@ -78,7 +78,17 @@ export interface TokenSink {
   run(pid: number, tid: number, line: number, count: number, stack: number): void;
   /** Any other line: raw bytes buf[start, end) without the LF (CRs untouched). */
   other(buf: Uint8Array, start: number, end: number, line: number): void;
+  /**
+   * Optional: the run events from event word `from` on, each EVENT_WORDS words (kind, pid, tid,
+   * line, count, stack), as run() would take them one by one; handles at least the first and
+   * returns the word index of the first event it left (an OTHER event, or `to`). One call per
+   * batch instead of one per task: a 100k-task dump is 100k runs.
+   */
+  runs?(ev: Uint32Array, from: number, to: number): number;
 }
+
+/** Event layout (assembly/tokenize.ts): words per event and the kind in word 0. */
+export const TOKEN_EVENT = { WORDS: EVENT_WORDS, RUN: EV_RUN, OTHER: EV_OTHER } as const;
 
 export function compileTokenizerModule(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
   const module = new WebAssembly.Module(bytes);
@@ -241,9 +251,15 @@ export class ProcTokenizer {
     // cannot grow while these are alive.
     const ev = new Uint32Array(this.x.memory.buffer, this.x.eventPtr(), n * EVENT_WORDS);
     const input = new Uint8Array(this.x.memory.buffer, this.x.inputPtr(), this.filled);
-    for (let k = 0; k < n * EVENT_WORDS; k += EVENT_WORDS) {
+    const end = n * EVENT_WORDS;
+    for (let k = 0; k < end; ) {
+      if (ev[k] === EV_RUN && sink.runs !== undefined) {
+        k = sink.runs(ev, k, end);
+        continue;
+      }
       if (ev[k] === EV_RUN) sink.run(ev[k + 1], ev[k + 2], ev[k + 3], ev[k + 4], ev[k + 5]);
       else if (ev[k] === EV_OTHER) sink.other(input, ev[k + 2], ev[k + 2] + ev[k + 3], ev[k + 1]);
+      k += EVENT_WORDS;
     }
   }
 }
