@@ -60,7 +60,7 @@ const work = mkdtempSync(join(tmpdir(), "patchsafe-bench-"));
 process.env.PATCHSAFE_CACHE_DIR = join(work, "cache");
 const kallsymsFile = join(work, "kallsyms");
 writeFileSync(kallsymsFile, kallsymsText, "latin1");
-const cli = path("../bin/patchsafe.js");
+const cli = path("../bin/patchsafe.cjs");
 
 /** Runs a command; wall, user, sys seconds and peak RSS (MB) from /usr/bin/time -v when present. */
 function timed(cmd, args) {

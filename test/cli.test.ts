@@ -1,7 +1,7 @@
 /**
  * The command line (SPEC §7): exit statuses, one-line errors, --help/--version, the --json
  * contract, hostile task names (SPEC §8), and the live inventory. Mostly in-process through
- * `run()`; a few real runs of bin/patchsafe.js (built into dist/ by `npm run build`).
+ * `run()`; a few real runs of bin/patchsafe.cjs, the package's bin (built into dist/ by `npm run build`).
  */
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,7 +14,7 @@ import { VERSION } from "../src/version.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIX = join(ROOT, "test/fixtures/host");
-const BIN = join(ROOT, "bin/patchsafe.js");
+const BIN = join(ROOT, "bin/patchsafe.cjs");
 
 let dir = "";
 let kallsyms = "";

@@ -487,8 +487,8 @@ describe("where and whether", () => {
   });
 
   test("the built CLI, with neither PATCHSAFE_CACHE_DIR nor XDG_CACHE_HOME, caches under $HOME/.cache/patchsafe", () => {
-    const bin = new URL("../bin/patchsafe.js", import.meta.url).pathname;
-    const bundle = new URL("../dist/cli/patchsafe.mjs", import.meta.url);
+    const bin = new URL("../bin/patchsafe.cjs", import.meta.url).pathname;
+    const bundle = new URL("../dist/cli/patchsafe.cjs", import.meta.url);
     // A dist/ built before the cache existed says nothing about it (npm test builds first).
     if (!existsSync(bundle) || !readFileSync(bundle, "latin1").includes("PSKSYMC")) return;
     const home = join(root, `home-${caseNo}`);
