@@ -14,7 +14,8 @@ import { existsSync, readdirSync, statSync, writeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
+import type { MessagePort, Worker } from "node:worker_threads";
+import { workerThreads } from "../node/lazyBuiltins.js";
 import type { DecideOptions } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import { readTextFile } from "../node/io.js";
@@ -95,6 +96,7 @@ export const FleetControl = {
  * and none idles while another still has a queue. This thread only collects results.
  */
 export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<DecideOptions>, jobs: number, rt: FleetRuntime = {}, onProgress?: (done: number) => void): HostResult[] {
+  const { MessageChannel, Worker, receiveMessageOnPort } = workerThreads();
   const url = rt.workerUrl ?? defaultWorkerUrl();
   if (!existsSync(url)) throw new PatchsafeError("E_UNSUPPORTED", `the fleet worker ${url.pathname} is missing: run npm run build`);
   const control = new SharedArrayBuffer(4 * FleetControl.LENGTH);

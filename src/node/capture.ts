@@ -18,7 +18,8 @@
  * leads out of /proc (or a test's fake tree). Threads that exit mid-walk are simply gone.
  */
 import { readdirSync } from "node:fs";
-import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
+import type { MessageChannel, Worker } from "node:worker_threads";
+import { workerThreads } from "./lazyBuiltins.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import type { AppliedFunction, AppliedPatch, Capture, Reason } from "../model.js";
 import { errnoOf, liveHostFacts, MAX_FILE, parseStat, readKpatchPatches, type ReadResult, readNoFollow } from "./live.js";
@@ -144,6 +145,7 @@ class ProcessReader implements FileReader {
   private start(): boolean {
     const counter = new SharedArrayBuffer(12);
     const seq = new Int32Array(counter);
+    const { MessageChannel, Worker } = workerThreads();
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(BROKER_SOURCE, {
       eval: true,
@@ -172,7 +174,7 @@ class ProcessReader implements FileReader {
     while (Atomics.load(this.seq, 1) < want && Date.now() < deadline) Atomics.wait(this.seq, 1, this.acks, deadline - Date.now());
     this.acks = Atomics.load(this.seq, 1);
     // Results posted before the kill was handled belong to the abandoned batch.
-    while (receiveMessageOnPort(this.port) !== undefined);
+    while (workerThreads().receiveMessageOnPort(this.port) !== undefined);
     this.seen = Atomics.load(this.seq, 0);
     this.fresh = true;
   }
@@ -201,7 +203,7 @@ class ProcessReader implements FileReader {
       }
       this.seen++;
       this.fresh = false;
-      const msg = receiveMessageOnPort(port)?.message as { data?: Uint8Array; errno?: string } | undefined;
+      const msg = workerThreads().receiveMessageOnPort(port)?.message as { data?: Uint8Array; errno?: string } | undefined;
       if (msg === undefined) out.push({ ok: false, errno: "EIO" });
       else if (msg.data !== undefined) out.push({ ok: true, data: msg.data });
       else out.push({ ok: false, errno: msg.errno ?? "EIO" });
