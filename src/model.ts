@@ -281,6 +281,34 @@ export class TaskTable extends Rows<Readonly<Task>> {
     return i;
   }
 
+  /**
+   * Appends `n` tasks at once, each as pushIds(null, null, 0, 0, 0, "ok") would append it (every
+   * field null or default), for a decoder that then writes the columns itself (pid, tid,
+   * frameStart, frameCount, line, stackStatusCode, …) without a call per task. Returns the first
+   * new index.
+   */
+  appendBlank(n: number): number {
+    const i = this.length;
+    const end = i + n;
+    if (end > this.capacity) this.grow(Math.max(end, this.length < 1 << 20 ? this.length * 2 : Math.ceil(this.length * 1.5)));
+    this.length = end;
+    this.pid.fill(Number.NaN, i, end);
+    this.tid.fill(Number.NaN, i, end);
+    this.frameStart.fill(0, i, end);
+    this.frameCount.fill(0, i, end);
+    this.line.fill(0, i, end);
+    this.state.fill(0, i, end);
+    this.stackStatusCode.fill(STACK_STATUS_CODE.ok, i, end);
+    this.patchStateCode.fill(PATCH_STATE_NULL, i, end);
+    this.bits.fill(0, i, end);
+    if (this.ppidCol !== null) this.ppidCol.fill(Number.NaN, i, end);
+    if (this.cpuCol !== null) this.cpuCol.fill(Number.NaN, i, end);
+    if (this.startTimeCol !== null) this.startTimeCol.fill(Number.NaN, i, end);
+    if (this.flagsCol !== null) this.flagsCol.fill(Number.NaN, i, end);
+    if (this.commLen !== null) this.commLen.fill(-1, i, end);
+    return i;
+  }
+
   /** Appends a row to be written later with set() (a builder's current task); returns its index. */
   reserve(): number {
     if (this.length === this.capacity) this.grow(this.length < 1 << 20 ? this.length * 2 : Math.ceil(this.length * 1.5));
@@ -590,6 +618,28 @@ export class FrameColumns {
     this.addrHi[i] = 0;
     this.flags[i] = 0;
     this.line[i] = 0;
+    return i;
+  }
+
+  /**
+   * Appends `n` rows at once, each as push() leaves it (ids -1, everything else 0), for a decoder
+   * that then writes the columns itself; returns the first new row. Read the column fields after
+   * the call: growing replaces them.
+   */
+  appendRows(n: number): number {
+    const i = this.length;
+    const end = i + n;
+    if (end > this.symbol.length) this.grow(Math.max(end, this.length < 1 << 20 ? this.length * 2 || 1024 : Math.ceil(this.length * 1.5)));
+    this.length = end;
+    this.symbol.fill(-1, i, end);
+    this.object.fill(-1, i, end);
+    this.buildId.fill(-1, i, end);
+    this.offset.fill(0, i, end);
+    this.size.fill(0, i, end);
+    this.addrLo.fill(0, i, end);
+    this.addrHi.fill(0, i, end);
+    this.flags.fill(0, i, end);
+    this.line.fill(0, i, end);
     return i;
   }
 

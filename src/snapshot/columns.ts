@@ -152,13 +152,66 @@ export function decodeInts(c: unknown, expected: number, what: string, into?: Fl
       const v = unzig(readVarint(b, pos));
       const run = readVarint(b, pos);
       if (run === 0 || run > expected - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
-      out.fill(v, i, i + run);
+      fillRun(out, v, i, run);
       i += run;
     }
     p = pos.p;
   }
   if (p !== end) throw new ColumnError(`${what}: ${end - p} trailing bytes`);
   return out;
+}
+
+/** out[i, i + run) = v: a loop for a short run (a native fill costs more than a few stores). */
+function fillRun(out: Float64Array | Uint32Array | Uint8Array | Int32Array, v: number, i: number, run: number): void {
+  if (run > 16) out.fill(v, i, i + run);
+  else for (let k = i, end = i + run; k < end; k++) out[k] = v;
+}
+
+/**
+ * A nullable id column (0 = null, v + 1 = v: pids, tids) into out[0, n), null as NaN: one pass,
+ * every value a non-negative safe integer (what the task table stores, without a column of the
+ * stored values first). Throws ColumnError like decodeInts.
+ */
+export function decodeIdsInto(c: unknown, out: Float64Array, n: number, what: string): void {
+  if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
+  if (c.n !== n) throw new ColumnError(`${what}: ${c.n} values where ${n} were expected`);
+  if (out.length < n) throw new RangeError(`${what}: ${n} values into ${out.length}`);
+  const b = c.b;
+  const end = b.length;
+  const MAX = Number.MAX_SAFE_INTEGER;
+  let p = 0;
+  if (c.m === "d") {
+    if (n > end) throw new ColumnError(`${what}: declares ${n} values in ${end} bytes`);
+    let prev = 0;
+    for (let i = 0; i < n; i++) {
+      let z: number;
+      if (p < end && b[p] < 0x80) z = b[p++];
+      else if (p + 1 < end && b[p + 1] < 0x80) {
+        z = (b[p] & 0x7f) | (b[p + 1] << 7);
+        p += 2;
+      } else {
+        const pos = { p };
+        z = readVarint(b, pos);
+        p = pos.p;
+      }
+      prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+      if (!(prev >= 0 && prev <= MAX)) throw new ColumnError(`${what}[${i}]: ${prev} is not an id`);
+      out[i] = prev === 0 ? Number.NaN : prev - 1;
+    }
+  } else {
+    const pos = { p: 0 };
+    let i = 0;
+    while (i < n) {
+      const v = unzig(readVarint(b, pos));
+      const run = readVarint(b, pos);
+      if (run === 0 || run > n - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
+      if (!(v >= 0 && v <= MAX)) throw new ColumnError(`${what}[${i}]: ${v} is not an id`);
+      fillRun(out, v === 0 ? Number.NaN : v - 1, i, run);
+      i += run;
+    }
+    p = pos.p;
+  }
+  if (p !== end) throw new ColumnError(`${what}: ${end - p} trailing bytes`);
 }
 
 /** A column into an existing typed array, every value within [min, max]. */
@@ -198,7 +251,7 @@ export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32
       const run = readVarint(b, pos);
       if (run === 0 || run > n - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
       if (v < min || v > max) bad(i, v);
-      out.fill(v, i, i + run);
+      fillRun(out, v, i, run);
       i += run;
     }
   }

@@ -49,6 +49,7 @@ import {
   type HostFacts,
   newTask,
   type Reason,
+  STACK_STATUS_CODE,
   type StackStatus,
   StringTable,
   type Task,
@@ -58,7 +59,7 @@ import {
 import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
 import { finishTable, nameBlobFromFrontCoding, nameBlobFromStored, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, constantOf, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
+import { ColumnError, constantOf, decodeIdsInto, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
 import { crc32 } from "./crc32.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
@@ -81,7 +82,8 @@ import {
  * - structuredClone: false — no cycles or shared references in a snapshot.
  * - useToJSON: false — a class's toJSON() shape never leaks into a durable file.
  * - mapsAsObjects: true — maps decode to plain objects (keys are always strings here).
- * - copyBuffers: true — decoded byte strings are copies, not views into the file buffer.
+ * - copyBuffers: true — decoded byte strings are copies, not views into the file buffer (see
+ *   viewPackr for the parts read without a copy).
  * - int64AsType: "number" — nothing 64-bit is written (addresses are u32 halves); a hostile
  *   64-bit value decodes as a lossy number that validation then rejects, never a BigInt.
  * Files are decoded whole with unpack() on an exact slice (length-prefixed and checksummed), so
@@ -100,11 +102,43 @@ const PACKR_OPTIONS = {
 const packr = new Packr(PACKR_OPTIONS);
 
 /**
- * The same options but copyBuffers: false (byte strings decode as views into the input): for a
- * symbol section whose bytes outlive its table (DecodeOptions.keepBytes, or the section cache's
- * own copy), so the names' bytes are not copied again.
+ * The same options but copyBuffers: false (byte strings decode as views into the input): for the
+ * body's parts whose byte strings are only read while decoding (the integer columns), and the
+ * symbol section, whose names are copied only when its bytes do not outlive the table
+ * (DecodeOptions.keepBytes, or the section cache's own copy: then they stay a view).
  */
 const viewPackr = new Packr({ ...PACKR_OPTIONS, copyBuffers: false });
+
+/**
+ * msgpackr's own byte array class (Node's Buffer, Uint8Array in browsers: what pack() returns).
+ * It writes an instance of that class as msgpack bin and any other Uint8Array as a typed-array
+ * extension (0x74), which every reader decodes into a fresh copy (msgpackr slices it, for
+ * alignment) and never into a view. Byte strings are therefore packed as this class (binView):
+ * a reader takes bin as a view into the file's bytes (viewPackr) and copies only what it keeps.
+ * Both encodings are the same msgpack byte string to any other reader and decode to the same
+ * model (files written in a browser always held bin; Node wrote the extension up to 0.1.0).
+ */
+const ByteArray = packr.pack(null).constructor as unknown as typeof Uint8Array;
+
+/** `b` as msgpackr's byte array class: the same bytes, no copy. */
+function binView(b: Uint8Array): Uint8Array {
+  if (ByteArray === Uint8Array || b.constructor === ByteArray) return b;
+  return (ByteArray as unknown as { from(a: ArrayBufferLike, off: number, len: number): Uint8Array }).from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * A copy of a body value (plain maps and arrays) with every plain Uint8Array as binView: the
+ * value packs as bin instead of the typed-array extension. Other typed arrays keep their type.
+ */
+function withBin(x: unknown): unknown {
+  if (x === null || typeof x !== "object") return x;
+  if (x instanceof Uint8Array) return x.constructor === Uint8Array ? binView(x) : x;
+  if (ArrayBuffer.isView(x)) return x;
+  if (Array.isArray(x)) return x.map(withBin);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(x)) out[k] = withBin(v);
+  return out;
+}
 
 export const SNAPSHOT_MAGIC = Uint8Array.of(0x89, 0x50, 0x53, 0x4e, 0x41, 0x50, 0x0d, 0x0a);
 const PREFIX = 32;
@@ -487,12 +521,12 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
   // ordinary msgpack map, so a format 1.0 reader reads it as before; a 1.1 reader can skip a
   // section whose exact bytes it has decoded already (hosts of one kernel build, in a fleet).
   // pack() reuses its buffer: copy each result before the next call.
-  const head = packr.pack({ ...body, symbols: null }).slice();
+  const head = packr.pack(withBin({ ...body, symbols: null })).slice();
   if (head[head.length - 1] !== 0xc0) throw new RangeError("snapshot body: the symbol placeholder is not the last byte");
   let b: Uint8Array = head;
   let symbolsAt: [number, number] | null = null;
   if (body.symbols !== null) {
-    const sec = packr.pack(body.symbols).slice();
+    const sec = packr.pack(withBin(body.symbols)).slice();
     b = new Uint8Array(head.length - 1 + sec.length);
     b.set(head.subarray(0, head.length - 1));
     b.set(sec, head.length - 1);
@@ -758,7 +792,7 @@ function frontCodedNames(v: V, o: Obj, n: number, bodyLen: number): ReturnType<t
 }
 
 /** Format 1.2 names: the stored code units as one byte string, lengths as a typed array, padding marks as a bitset. */
-function storedNames(v: V, o: Obj, n: number): ReturnType<typeof nameBlobFromStored> {
+function storedNames(v: V, o: Obj, n: number, borrowed: ArrayBufferLike | null): ReturnType<typeof nameBlobFromStored> {
   const pad = o.pad;
   if (!(pad instanceof Uint8Array)) return v.bad("symbols.pad", "expected bytes");
   if (pad.length !== (n + 7) >> 3) v.bad("symbols.pad", `${pad.length} bytes for ${n} rows`);
@@ -767,13 +801,22 @@ function storedNames(v: V, o: Obj, n: number): ReturnType<typeof nameBlobFromSto
   if (!(len instanceof Uint8Array || len instanceof Uint16Array || len instanceof Uint32Array)) return v.bad("symbols.nameLen", "expected an unsigned typed array");
   const chars = o.names;
   if (!(chars instanceof Uint8Array || chars instanceof Uint16Array)) return v.bad("symbols.names", "expected bytes or a Uint16Array");
-  // A Buffer (what msgpackr gives for bytes in Node) as a plain Uint8Array: one shape for the
-  // lookups, whatever the runtime.
-  const units = chars instanceof Uint8Array && chars.constructor !== Uint8Array ? new Uint8Array(chars.buffer, chars.byteOffset, chars.length) : chars;
+  // A view into bytes the caller may change: a copy. A Buffer (what msgpackr gives for bytes in
+  // Node) as a plain Uint8Array: one shape for the lookups, whatever the runtime.
+  const units =
+    borrowed !== null && chars.buffer === borrowed
+      ? Uint8Array.prototype.slice.call(chars)
+      : chars instanceof Uint8Array && chars.constructor !== Uint8Array
+        ? new Uint8Array(chars.buffer, chars.byteOffset, chars.length)
+        : chars;
   return nameBlobFromStored(n, pad, len, units);
 }
 
-function decodeSymbols(v: V, x: unknown, bodyLen: number): DecodedSymbols {
+/**
+ * `borrowed`: the buffer of bytes the caller may change after the call (null: none): names that
+ * are a view into it are copied.
+ */
+function decodeSymbols(v: V, x: unknown, bodyLen: number, borrowed: ArrayBufferLike | null = null): DecodedSymbols {
   const o = v.obj(x, "symbols");
   const n = v.int(o.n, "symbols.n");
   if (n > bodyLen) fail(SnapshotError.TOO_LARGE, `damaged snapshot: symbols.n declares ${n} symbols in a ${bodyLen}-byte body`, v.file);
@@ -783,7 +826,7 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number): DecodedSymbols {
   if (coverage !== "full" && coverage !== "subset" && coverage !== "names-only") v.bad("symbols.coverage", "expected full, subset or names-only");
   const objects = v.strs(o.objects, "symbols.objects", n + 1);
   if (objects.length === 0) v.bad("symbols.objects", "empty");
-  const blob = o.names !== undefined ? storedNames(v, o, n) : frontCodedNames(v, o, n, bodyLen);
+  const blob = o.names !== undefined ? storedNames(v, o, n, borrowed) : frontCodedNames(v, o, n, bodyLen);
   if ("error" in blob) {
     if (blob.tooLarge) fail(SnapshotError.TOO_LARGE, `damaged snapshot: ${blob.error}`, v.file);
     v.bad(blob.error.split(":")[0], blob.error.slice(blob.error.indexOf(":") + 2));
@@ -987,7 +1030,10 @@ function mapHeader(body: Uint8Array): { entries: number; at: number } | null {
 /**
  * The body's entries before the symbol section, decoded on their own: exactly the map's other
  * keys and values, then the key "symbols" ending at the section. null when the bytes are not
- * that shape (the caller then decodes the whole body, as a 1.0 reader would).
+ * that shape (the caller then decodes the whole body, as a 1.0 reader would). Byte strings
+ * decode as views into `body` (no copy of the ~100 KB columns of a 100k-task body): nothing the
+ * decoder returns keeps one (comms are copied into the task table, typed arrays are always
+ * copies), so the caller's bytes may change after the call.
  */
 function bodyBeforeSymbols(body: Uint8Array, off: number): Obj | null {
   const map = mapHeader(body);
@@ -995,7 +1041,7 @@ function bodyBeforeSymbols(body: Uint8Array, off: number): Obj | null {
   const entries = map.entries;
   let values: unknown[];
   try {
-    values = packr.unpackMultiple(body.subarray(map.at, off)) as unknown[];
+    values = viewPackr.unpackMultiple(body.subarray(map.at, off)) as unknown[];
   } catch {
     return null;
   }
@@ -1065,41 +1111,53 @@ export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
 }
 
 /**
- * Scratch space for the task columns, reused by every decode in this thread (decoding is
- * synchronous and never nested): a 100k-task snapshot otherwise allocates ~13 MB of
- * short-lived typed arrays per decode, which is what makes V8 collect. Kept up to 256k tasks (32 MB).
+ * Scratch space for the task columns that hold more than one value, reused by every decode in
+ * this thread (decoding is synchronous and never nested): a 100k-task snapshot otherwise
+ * allocates a short-lived typed array per such column, which is what makes V8 collect. A slot is
+ * allocated the first time a column needs it (a /proc text dump needs none: its columns are
+ * constants, and pids, tids and stack ids are decoded straight into the task table). Kept up to
+ * 256k tasks (2 MB a slot).
  */
 const SCRATCH_MAX = 1 << 18;
-let scratch: Float64Array[] = [];
-function scratchColumns(n: number): (Float64Array | undefined)[] {
-  if (n > SCRATCH_MAX) return [];
-  if (scratch.length === 0 || scratch[0].length < n) {
-    const size = Math.min(SCRATCH_MAX, Math.max(1024, 2 ** Math.ceil(Math.log2(n))));
-    scratch = Array.from({ length: 17 }, () => new Float64Array(size));
-  }
-  return scratch;
+const scratchSlots: Float64Array[] = [];
+/** Slots of the task columns (one per column that can use one). */
+const SLOT = { ppid: 0, startTime: 1, cpu: 2, flags: 3, state: 4, patchState: 5, stackStatus: 6, errno: 7, running: 8, statusKthread: 9, endMarker: 10, comm: 11, line: 12, frameLine: 13 } as const;
+function scratch(slot: number, n: number): Float64Array | undefined {
+  if (n > SCRATCH_MAX) return undefined;
+  let a = scratchSlots[slot];
+  if (a === undefined || a.length < n) a = scratchSlots[slot] = new Float64Array(Math.min(SCRATCH_MAX, Math.max(1024, 2 ** Math.ceil(Math.log2(n)))));
+  return a;
 }
 
 /** A decoded task column: its one value when every task has it, else the values. */
 type TaskCol = number | Float64Array;
 
 /** Decodes and range-checks a task column (one check for a constant column). */
-function taskCol(v: V, c: unknown, T: number, what: string, min: number, max: number, message: string, into: Float64Array | undefined): TaskCol {
+function taskCol(v: V, c: unknown, T: number, what: string, min: number, max: number, message: string, slot: number): TaskCol {
   const k = constantOf(c, T);
   if (k !== null) {
     if (!(k >= min && k <= max)) v.bad(`tasks.${what}[0]`, message);
     return k;
   }
-  const a = v.col(() => decodeInts(c, T, `tasks.${what}`, into));
+  const a = v.col(() => decodeInts(c, T, `tasks.${what}`, scratch(slot, T)));
   for (let t = 0; t < a.length; t++) if (!(a[t] >= min && a[t] <= max)) v.bad(`tasks.${what}[${t}]`, message);
   return a;
 }
 
-/** A column as values (a constant written out into `into` when it is large enough). */
-function expandCol(c: TaskCol, T: number, into: Float64Array | undefined): Float64Array {
+/** A column as values (a constant written out into its scratch slot). */
+function expandCol(c: TaskCol, T: number, slot: number): Float64Array {
   if (typeof c !== "number") return c;
-  const out = into !== undefined && into.length >= T ? into.subarray(0, T) : new Float64Array(T);
+  const into = scratch(slot, T);
+  const out = into !== undefined ? into.subarray(0, T) : new Float64Array(T);
   return out.fill(c);
+}
+
+/**
+ * A column read as `a[t & mask]`: the values with mask -1, or a constant as one value with mask
+ * 0 (one loop for both shapes, and no column written out).
+ */
+function indexed(c: TaskCol): { a: Float64Array; mask: number } {
+  return typeof c === "number" ? { a: Float64Array.of(c), mask: 0 } : { a: c, mask: -1 };
 }
 
 function isLetter(ch: number): boolean {
@@ -1117,166 +1175,135 @@ function checkStates(v: V, c: TaskCol): void {
 const SHARE_LINES = 1;
 const SHARE_ZERO = 2;
 
-interface TaskRows {
-  /** Frames the tasks reference. */
-  total: number;
-  /** Frames whose lines are stored one by one (frames.lines). */
-  explicitLines: number;
-  /**
-   * Per task: SHARE_LINES (frames on consecutive lines from its own: the stack's one marked
-   * block), SHARE_ZERO (all on line 0: the stack's one unmarked block) or 0 (rows of its own).
-   */
-  mode: Uint8Array;
-  /** Rows the frame columns need: one block per (stack, sharing kind) plus each other task's own. */
-  rowsNeeded: number;
-  /** Per stack: bit SHARE_LINES, SHARE_ZERO once that block is counted. */
-  counted: Uint8Array;
-}
+/** Stack status code of the model (TaskTable.stackStatusCode) per code of the file. */
+const STATUS_CODE = Uint8Array.from(STACK_STATUSES, (s) => STACK_STATUS_CODE[s]);
 
 /**
- * One pass over the tasks: checks their lines, counts frames and rows, and finds how each task
- * shares rows. With format 1.2 lines (`steps`) it first turns them, in place, into what 1.0/1.1
- * store: `line` holds each task's step from where the previous task's frames end and becomes
- * the line; `frameLine` holds the first frame's line relative to the task's as 1 + zigzag and
- * becomes that line + 1 (0 stays 0: lines stored one by one, in `frames.lines`; explicitRows
- * then finishes those tasks).
+ * One pass over the tasks: checks their lines and frame counts, and writes each task's frame
+ * count, line and rows into `tasks` (already holding T blank rows) and `frames`. Tasks share
+ * rows (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at its
+ * stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's lines);
+ * tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
+ *
+ * With format 1.2 lines (`steps`), `line` holds each task's step from where the previous task's
+ * frames end, and `frameLine` the first frame's line relative to the task's as 1 + zigzag (0:
+ * lines stored one by one, in `lines`); before, the lines themselves (`frameLine`: first frame
+ * line + 1, or 0). Rows are copied only up to the N frames the body declares (checked as the
+ * tasks are read), so a hostile file cannot make the rows outgrow its size.
  */
-function taskRows(
+function placeTasks(
   v: V,
+  tasks: TaskTable,
+  frames: FrameColumns,
+  rows: FrameRows,
   steps: boolean,
-  S: number,
   stack: Int32Array,
   stackLen: Float64Array,
-  line: Float64Array,
-  frameLine: Float64Array,
-): TaskRows {
+  stackStart: Float64Array,
+  stackRows: Float64Array,
+  lineCol: TaskCol,
+  frameLineCol: TaskCol,
+  lines: Float64Array,
+  N: number,
+): void {
   const T = stack.length;
-  const mode = new Uint8Array(T);
-  // Per stack: bit SHARE_LINES, SHARE_ZERO once that block is counted.
-  const counted = new Uint8Array(S);
+  const S = stackLen.length;
+  const { a: lineA, mask: lineM } = indexed(lineCol);
+  // The first frame's line, relative to the task's line (steps) or absolute: NaN for a task
+  // whose lines are stored one by one (the column's 0).
+  const { a: firstA, mask: firstM } = indexed(firstLines(frameLineCol, steps));
+  // Per stack: the start of its shared block of each kind (-1: none yet).
+  const blockLines = new Int32Array(S).fill(-1);
+  const blockZero = new Int32Array(S).fill(-1);
+  const frameStart = tasks.frameStart;
+  const frameCount = tasks.frameCount;
+  const taskLine = tasks.line;
+  const L = lines.length;
   let total = 0;
-  let explicitLines = 0;
-  let rowsNeeded = 0;
+  let li = 0;
   let end = 0;
   for (let t = 0; t < T; t++) {
     const s = stack[t];
     const n = stackLen[s];
     total += n;
-    let ln = line[t];
-    let fl = frameLine[t];
+    if (total > N) v.bad("frames.n", `tasks reference more than the ${N} frames the body declares`);
+    let ln = lineA[t & lineM];
+    let first = firstA[t & firstM];
     if (steps) {
       ln += end;
       if (!(ln >= 0 && ln <= 0xffffffff)) v.bad(`tasks.lineStep[${t}]`, "line out of range");
-      line[t] = ln;
       end = ln + n;
-      if (fl !== 0) {
-        const z = fl - 1; // zigzag of (first line - line)
-        const first = ln + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
-        if (!(first >= 0 && first <= 0xffffffff)) v.bad(`tasks.firstLine[${t}]`, "line out of range");
-        fl = frameLine[t] = first + 1;
-      }
+      first += ln;
+      if (first < 0 || first > 0xffffffff) v.bad(`tasks.firstLine[${t}]`, "line out of range");
     }
-    if (fl === 0) {
-      explicitLines += n;
-      continue; // its mode and rows once the lines are read (explicitRows)
+    let m: number;
+    if (first !== first) {
+      // Lines stored one by one: shared (unmarked) when all are 0.
+      if (li + n > L) v.bad("frames.lines", `fewer lines (${L}) than frames on lines of their own`);
+      let zero = n > 0;
+      for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
+      m = zero ? SHARE_ZERO : 0;
+    } else {
+      // Lines first, first + 1, …
+      if (n > 0 && first + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
+      m = n > 0 && first === ln && ln > 0 ? SHARE_LINES : n === 1 && first === 0 ? SHARE_ZERO : 0;
     }
-    // Lines fl - 1, fl, … (the column stores v + 1).
-    const first = fl - 1;
-    if (n > 0 && first + n - 1 > 0xffffffff) v.bad(`tasks.frameLine[${t}]`, "out of range");
-    const m = n > 0 && first === ln && ln > 0 ? SHARE_LINES : n === 1 && first === 0 ? SHARE_ZERO : 0;
-    mode[t] = m;
-    if (m !== 0) {
-      if (counted[s] & m) continue;
-      counted[s] |= m;
-    }
-    rowsNeeded += n;
-  }
-  return { total, explicitLines, mode, rowsNeeded, counted };
-}
-
-/** The sharing of tasks whose frame lines are stored one by one (taskRows left them out), once `lines` is read. */
-function explicitRows(r: TaskRows, stack: Int32Array, stackLen: Float64Array, frameLine: Float64Array, lines: Float64Array): void {
-  const { mode, counted } = r;
-  let rowsNeeded = r.rowsNeeded;
-  for (let t = 0, li = 0; t < stack.length; t++) {
-    if (frameLine[t] !== 0) continue;
-    const s = stack[t];
-    const n = stackLen[s];
-    let zero = n > 0;
-    for (let k = 0; k < n && zero; k++) if (lines[li + k] !== 0) zero = false;
-    li += n;
-    if (zero) {
-      mode[t] = SHARE_ZERO;
-      if (counted[s] & SHARE_ZERO) continue;
-      counted[s] |= SHARE_ZERO;
-    }
-    rowsNeeded += n;
-  }
-  r.rowsNeeded = rowsNeeded;
-}
-
-/**
- * Copies each needed block of rows into `frames` and appends every task to `tasks` (ids, rows,
- * line, stack status; the rarer facts are set afterwards). Returns the rows written.
- */
-function assemble(
-  frames: FrameColumns,
-  tasks: TaskTable,
-  rows: FrameRows,
-  stack: Int32Array,
-  stackLen: Float64Array,
-  stackStart: Float64Array,
-  stackRows: Float64Array,
-  line: Float64Array,
-  frameLine: Float64Array,
-  lines: Float64Array,
-  mode: Uint8Array,
-  S: number,
-  pid: Float64Array,
-  tid: Float64Array,
-  stackStatus: TaskCol,
-): number {
-  const blockLines = new Int32Array(S).fill(-1);
-  const blockZero = new Int32Array(S).fill(-1);
-  const statusK = typeof stackStatus === "number" ? STACK_STATUSES[stackStatus] : null;
-  let fi = 0;
-  let li = 0;
-  const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
-  for (let t = 0; t < stack.length; t++) {
-    const s = stack[t];
-    const n = stackLen[s];
-    const fl = frameLine[t];
-    const m = mode[t];
     const blocks = m === SHARE_LINES ? blockLines : m === SHARE_ZERO ? blockZero : null;
     let start = blocks === null ? -1 : blocks[s];
     if (start < 0) {
-      start = fi;
+      start = copyRows(frames, rows, stackRows, stackStart[s], n, m === SHARE_LINES ? FrameFlag.SHARED : 0, first, lines, li);
       if (blocks !== null) blocks[s] = start;
-      const mark = m === SHARE_LINES ? FrameFlag.SHARED : 0;
-      const k0 = stackStart[s];
-      for (let k = 0; k < n; k++) {
-        const r = stackRows[k0 + k];
-        frames.symbol[fi] = rows.symbol[r];
-        frames.object[fi] = rows.object[r];
-        frames.buildId[fi] = rows.buildId[r];
-        frames.offset[fi] = rows.offset[r];
-        frames.size[fi] = rows.size[r];
-        const flags = rows.flags[r];
-        frames.flags[fi] = flags | mark;
-        if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
-          frames.addrLo[fi] = rows.addrLo![r];
-          frames.addrHi[fi] = rows.addrHi![r];
-        }
-        frames.line[fi] = fl === 0 ? lines[li + k] : fl - 1 + k;
-        fi++;
-      }
     }
-    if (fl === 0) li += n;
-    const p = pid[t];
-    const q = tid[t];
-    tasks.pushIds(p === 0 ? null : p - 1, q === 0 ? null : q - 1, start, n, line[t], statusK ?? STACK_STATUSES[(stackStatus as Float64Array)[t]]);
+    if (first !== first) li += n;
+    frameStart[t] = start;
+    frameCount[t] = n;
+    taskLine[t] = ln;
   }
-  return fi;
+  if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
+  if (li !== L) v.bad("frames.lines", `${L} lines for ${li} frames on lines of their own`);
+}
+
+/**
+ * The first-line column as placeTasks reads it: 1 + zigzag of the first frame's line relative
+ * to the task's (steps) or the first line + 1, as the line (relative or absolute), NaN for 0
+ * (lines stored one by one). A column of values is rewritten in place (its scratch slot).
+ */
+function firstLines(c: TaskCol, steps: boolean): TaskCol {
+  const one = (x: number): number => {
+    if (x === 0) return Number.NaN;
+    if (!steps) return x - 1;
+    const z = x - 1;
+    const h = Math.floor(z / 2);
+    return h * 2 === z ? h : -(h + 1);
+  };
+  if (typeof c === "number") return one(c);
+  for (let t = 0; t < c.length; t++) c[t] = one(c[t]);
+  return c;
+}
+
+/**
+ * Appends one block of a stack's rows (stackRows[k0 .. k0 + n)) to `frames`, flags | mark, on
+ * lines first, first + 1, … or (first NaN) lines[li ..]; returns the block's first row.
+ */
+function copyRows(frames: FrameColumns, rows: FrameRows, stackRows: Float64Array, k0: number, n: number, mark: number, first: number, lines: Float64Array, li: number): number {
+  const start = frames.appendRows(n);
+  const hasAddrCols = rows.addrLo !== null && rows.addrHi !== null;
+  for (let k = 0, fi = start; k < n; k++, fi++) {
+    const r = stackRows[k0 + k];
+    frames.symbol[fi] = rows.symbol[r];
+    frames.object[fi] = rows.object[r];
+    frames.buildId[fi] = rows.buildId[r];
+    frames.offset[fi] = rows.offset[r];
+    frames.size[fi] = rows.size[r];
+    const flags = rows.flags[r];
+    frames.flags[fi] = flags | mark;
+    if (hasAddrCols && flags & FrameFlag.HAS_ADDRESS) {
+      frames.addrLo[fi] = rows.addrLo![r];
+      frames.addrHi[fi] = rows.addrHi![r];
+    }
+    frames.line[fi] = first !== first ? lines[li + k] : first + k;
+  }
+  return start;
 }
 
 /**
@@ -1307,8 +1334,7 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const T = v.int(tc.n, "tasks.n");
   if (T > B) fail(SnapshotError.TOO_LARGE, `damaged snapshot: tasks.n declares ${T} tasks in a ${B}-byte body`, file);
   if (T !== header.tasks) v.bad("tasks.n", "differs from the header");
-  const sc = scratchColumns(T);
-  const cols = taskColumns(v, tc, T, strings.length, sc);
+  const cols = taskColumns(v, tc, T, strings.length);
   const fc = v.obj(body.frames, "frames");
   const R = v.int(fc.rows, "frames.rows", B);
   const S = v.int(fc.stacks, "frames.stacks", B);
@@ -1319,26 +1345,26 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   const hints = fc.symRow === null || fc.symRow === undefined ? null : symbolHintsOf(v, fc.symRow, rows, R, strings, sym?.table ?? null);
   const { stackLen, stackRows, stackStart } = stacksOf(v, fc, S, R, B);
   // Each task's stack id (returned: taskStack).
-  const stack = stackIds(v, tc.stack, T, S, sc[16]);
-  const line = expandCol(cols.line, T, sc[14]);
-  const frameLine = expandCol(cols.frameLine, T, sc[15]);
-  // Row sharing (Capture.sharedRows): a task whose frames sit on lines line, line+1, … points at
-  // its stack's one copy of the rows, marked FrameFlag.SHARED (frameLine() derives each task's
-  // lines); tasks whose frames are all on line 0 share unmarked rows; any other task owns its rows.
-  const tr = taskRows(v, cols.v12Lines, S, stack, stackLen, line, frameLine);
-  if (tr.total !== N) v.bad("frames.n", `tasks reference ${tr.total} frames, the body declares ${N}`);
-  // Frames on lines of their own (not consecutive from the task's).
-  const lines = v.col(() => decodeInts(fc.lines, tr.explicitLines, "frames.lines"));
+  const stack = stackIds(v, tc.stack, T, S);
+  // Frames on lines of their own (not consecutive from the task's): at most the N frames.
+  const nLines = isObj(fc.lines) && typeof fc.lines.n === "number" ? fc.lines.n : -1;
+  if (!(nLines >= 0 && nLines <= N)) v.bad("frames.lines", `${nLines} lines for ${N} frames`);
+  const lines = v.col(() => decodeInts(fc.lines, nLines, "frames.lines"));
   for (let k = 0; k < lines.length; k++) if (lines[k] < 0 || lines[k] > 0xffffffff) v.bad("frames.lines", "line out of range");
-  if (tr.explicitLines > 0) explicitRows(tr, stack, stackLen, frameLine, lines);
 
-  // Assemble (everything above is validated: nothing below can fail half-way).
-  const frames = new FrameColumns(tr.rowsNeeded);
+  // The task table and its frame rows, written column by column (nothing is returned before
+  // every check below has passed).
   const tasks = new TaskTable(T);
-  const pid = expandCol(cols.pid, T, sc[0]);
-  const tid = expandCol(cols.tid, T, sc[1]);
-  frames.length = assemble(frames, tasks, rows, stack, stackLen, stackStart, stackRows, line, frameLine, lines, tr.mode, S, pid, tid, cols.stackStatus);
-  rareFacts(tasks, cols, T, strings, sc);
+  tasks.appendBlank(T);
+  idColumn(v, tc.pid, T, tasks.pid, "pid");
+  idColumn(v, tc.tid, T, tasks.tid, "tid");
+  const frames = new FrameColumns(Math.max(1, Math.min(N, 2 * stackStart[S])));
+  placeTasks(v, tasks, frames, rows, cols.v12Lines, stack, stackLen, stackStart, stackRows, cols.line, cols.frameLine, lines, N);
+  const ss = cols.stackStatus;
+  if (typeof ss === "number") {
+    if (STATUS_CODE[ss] !== STACK_STATUS_CODE.ok) tasks.stackStatusCode.fill(STATUS_CODE[ss], 0, T);
+  } else for (let t = 0; t < T; t++) tasks.stackStatusCode[t] = STATUS_CODE[ss[t]];
+  rareFacts(tasks, cols, T, strings);
 
   if ((sym === null ? null : sym.table.count) !== header.symbols) v.bad("symbols.n", "differs from the header");
   const capture: Capture = {
@@ -1388,19 +1414,20 @@ function readBody(
     if (body !== null) {
       if (hit !== null) sym = hit;
       else {
-        // The table's names stay a view into the section's bytes when those outlive it: the
-        // cache's own copy, or the caller's bytes when it keeps them unchanged (keepBytes).
+        // Byte strings decode as views into the section's bytes; the table's names stay one when
+        // those bytes outlive it (the cache's own copy, or the caller's bytes when it keeps them
+        // unchanged: keepBytes), else they are copied (nothing else of the section is kept).
         const cache = opts.cache !== null && opts.cache !== undefined && opts.cache.capacity > 0 ? opts.cache : null;
         const src = cache !== null ? section.slice() : section;
-        const views = cache !== null || opts.keepBytes === true;
+        const keep = cache !== null || opts.keepBytes === true;
         let x: unknown;
         try {
-          x = (views ? viewPackr : packr).unpack(src);
+          x = viewPackr.unpack(src);
         } catch {
           body = null; // the whole body decides (and names the error)
         }
         if (body !== null) {
-          sym = decodeSymbols(v, x, B);
+          sym = decodeSymbols(v, x, B, keep ? null : src.buffer);
           cache?.add(src, symCrc, sym, true);
         }
       }
@@ -1442,8 +1469,6 @@ function captureMeta(
 
 interface TaskColumns {
   comms: Uint8Array[];
-  pid: TaskCol;
-  tid: TaskCol;
   ppid: TaskCol;
   startTime: TaskCol;
   cpu: TaskCol;
@@ -1465,11 +1490,13 @@ interface TaskColumns {
 /**
  * The task columns (nullable ones hold v + 1, 0 = null), each checked on its own; a column with
  * one value for every task (most of them: facts nobody captured) is one check and no array.
+ * Pids, tids and stack ids are decoded later, straight into the task table (idColumn) and the
+ * stack id array.
  */
-function taskColumns(v: V, tc: Obj, T: number, nStrings: number, sc: (Float64Array | undefined)[]): TaskColumns {
+function taskColumns(v: V, tc: Obj, T: number, nStrings: number): TaskColumns {
   const comms = mapPacked(v.arr(tc.comms, "tasks.comms", T), (x, i) => (x instanceof Uint8Array ? x : v.bad(`tasks.comms[${i}]`, "expected bytes")));
   const MAXS = Number.MAX_SAFE_INTEGER;
-  const state = taskCol(v, tc.state, T, "state", 0, 122, "not a state letter", sc[6]);
+  const state = taskCol(v, tc.state, T, "state", 0, 122, "not a state letter", SLOT.state);
   checkStates(v, state);
   // Lines: since format 1.2 as the step from where the previous task's frames end (`lineStep`)
   // and the first frame's line relative to the task's (`firstLine`), both constant for a /proc
@@ -1477,23 +1504,21 @@ function taskColumns(v: V, tc: Obj, T: number, nStrings: number, sc: (Float64Arr
   const v12Lines = tc.lineStep !== undefined || tc.firstLine !== undefined;
   return {
     comms,
-    pid: taskCol(v, tc.pid, T, "pid", 0, MAXS, "negative value", sc[0]),
-    tid: taskCol(v, tc.tid, T, "tid", 0, MAXS, "negative value", sc[1]),
-    ppid: taskCol(v, tc.ppid, T, "ppid", 0, MAXS, "negative value", sc[2]),
-    startTime: taskCol(v, tc.startTime, T, "startTime", 0, MAXS, "negative value", sc[3]),
-    cpu: taskCol(v, tc.cpu, T, "cpu", 0, MAXS, "negative value", sc[4]),
-    flags: taskCol(v, tc.flags, T, "flags", 0, 0x100000000, "out of range", sc[5]),
+    ppid: taskCol(v, tc.ppid, T, "ppid", 0, MAXS, "negative value", SLOT.ppid),
+    startTime: taskCol(v, tc.startTime, T, "startTime", 0, MAXS, "negative value", SLOT.startTime),
+    cpu: taskCol(v, tc.cpu, T, "cpu", 0, MAXS, "negative value", SLOT.cpu),
+    flags: taskCol(v, tc.flags, T, "flags", 0, 0x100000000, "out of range", SLOT.flags),
     state,
-    patchState: taskCol(v, tc.patchState, T, "patchState", 0, 3, "out of range", sc[7]),
-    stackStatus: taskCol(v, tc.stackStatus, T, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range", sc[8]),
-    errno: taskCol(v, tc.errno, T, "errno", 0, nStrings, "string id out of range", sc[9]),
-    running: taskCol(v, tc.running, T, "running", -MAXS, MAXS, "out of range", sc[10]),
-    statusKthread: taskCol(v, tc.statusKthread, T, "statusKthread", -MAXS, MAXS, "out of range", sc[11]),
-    endMarker: taskCol(v, tc.endMarker, T, "endMarker", -MAXS, MAXS, "out of range", sc[12]),
-    comm: taskCol(v, tc.comm, T, "comm", 0, comms.length, "comm id out of range", sc[13]),
+    patchState: taskCol(v, tc.patchState, T, "patchState", 0, 3, "out of range", SLOT.patchState),
+    stackStatus: taskCol(v, tc.stackStatus, T, "stackStatus", 0, STACK_STATUSES.length - 1, "out of range", SLOT.stackStatus),
+    errno: taskCol(v, tc.errno, T, "errno", 0, nStrings, "string id out of range", SLOT.errno),
+    running: taskCol(v, tc.running, T, "running", -MAXS, MAXS, "out of range", SLOT.running),
+    statusKthread: taskCol(v, tc.statusKthread, T, "statusKthread", -MAXS, MAXS, "out of range", SLOT.statusKthread),
+    endMarker: taskCol(v, tc.endMarker, T, "endMarker", -MAXS, MAXS, "out of range", SLOT.endMarker),
+    comm: taskCol(v, tc.comm, T, "comm", 0, comms.length, "comm id out of range", SLOT.comm),
     v12Lines,
-    line: v12Lines ? taskCol(v, tc.lineStep, T, "lineStep", -0xffffffff, 0xffffffff, "out of range", sc[14]) : taskCol(v, tc.line, T, "line", 0, 0xffffffff, "out of range", sc[14]),
-    frameLine: v12Lines ? taskCol(v, tc.firstLine, T, "firstLine", 0, MAXS, "negative value", sc[15]) : taskCol(v, tc.frameLine, T, "frameLine", 0, MAXS, "negative value", sc[15]),
+    line: v12Lines ? taskCol(v, tc.lineStep, T, "lineStep", -0xffffffff, 0xffffffff, "out of range", SLOT.line) : taskCol(v, tc.line, T, "line", 0, 0xffffffff, "out of range", SLOT.line),
+    frameLine: v12Lines ? taskCol(v, tc.firstLine, T, "firstLine", 0, MAXS, "negative value", SLOT.frameLine) : taskCol(v, tc.frameLine, T, "frameLine", 0, MAXS, "negative value", SLOT.frameLine),
   };
 }
 
@@ -1548,26 +1573,29 @@ function stacksOf(v: V, fc: Obj, S: number, R: number, B: number): { stackLen: F
   return { stackLen, stackRows, stackStart };
 }
 
-/** Each task's stack id as an Int32Array, every id checked against the S stacks. */
-function stackIds(v: V, c: unknown, T: number, S: number, into: Float64Array | undefined): Int32Array {
-  const a = v.col(() => decodeInts(c, T, "tasks.stack", into));
+/** Each task's stack id as an Int32Array, every id checked against the S stacks (one pass). */
+function stackIds(v: V, c: unknown, T: number, S: number): Int32Array {
   const stack = new Int32Array(T);
-  for (let t = 0; t < T; t++) {
-    const s = a[t];
-    if (!(s >= 0 && s < S)) v.bad(`tasks.stack[${t}]`, "stack id out of range");
-    stack[t] = s;
-  }
+  v.col(() => decodeIntsInto(c, stack, 0, S - 1, "tasks.stack"));
   return stack;
 }
 
+/**
+ * A pid or tid column (v + 1, 0 = null) decoded straight into the task table's column (null as
+ * NaN), each value checked.
+ */
+function idColumn(v: V, c: unknown, T: number, out: Float64Array, what: string): void {
+  v.col(() => decodeIdsInto(c, out, T, `tasks.${what}`));
+}
+
 /** The facts most snapshots hold for no task (/proc text) or for every task (live captures). */
-function rareFacts(tasks: TaskTable, cols: TaskColumns, T: number, strings: string[], sc: (Float64Array | undefined)[]): void {
+function rareFacts(tasks: TaskTable, cols: TaskColumns, T: number, strings: string[]): void {
   if (cols.state !== 0 || cols.patchState !== 0 || cols.running !== 0 || cols.statusKthread !== 0 || cols.endMarker !== 0) {
-    const state = expandCol(cols.state, T, sc[6]);
-    const patchState = expandCol(cols.patchState, T, sc[7]);
-    const running = expandCol(cols.running, T, sc[10]);
-    const statusKthread = expandCol(cols.statusKthread, T, sc[11]);
-    const endMarker = expandCol(cols.endMarker, T, sc[12]);
+    const state = expandCol(cols.state, T, SLOT.state);
+    const patchState = expandCol(cols.patchState, T, SLOT.patchState);
+    const running = expandCol(cols.running, T, SLOT.running);
+    const statusKthread = expandCol(cols.statusKthread, T, SLOT.statusKthread);
+    const endMarker = expandCol(cols.endMarker, T, SLOT.endMarker);
     for (let t = 0; t < T; t++) {
       const ch = state[t];
       const ps = patchState[t];
@@ -1578,10 +1606,10 @@ function rareFacts(tasks: TaskTable, cols: TaskColumns, T: number, strings: stri
     }
   }
   if (cols.flags !== 0 || cols.ppid !== 0 || cols.startTime !== 0 || cols.cpu !== 0) {
-    const flags = expandCol(cols.flags, T, sc[5]);
-    const ppid = expandCol(cols.ppid, T, sc[2]);
-    const startTime = expandCol(cols.startTime, T, sc[3]);
-    const cpu = expandCol(cols.cpu, T, sc[4]);
+    const flags = expandCol(cols.flags, T, SLOT.flags);
+    const ppid = expandCol(cols.ppid, T, SLOT.ppid);
+    const startTime = expandCol(cols.startTime, T, SLOT.startTime);
+    const cpu = expandCol(cols.cpu, T, SLOT.cpu);
     for (let t = 0; t < T; t++) {
       if (flags[t] !== 0 || ppid[t] !== 0 || startTime[t] !== 0 || cpu[t] !== 0) {
         tasks.setNumbers(t, ppid[t] === 0 ? null : ppid[t] - 1, cpu[t] === 0 ? null : cpu[t] - 1, startTime[t] === 0 ? null : startTime[t] - 1, flags[t] === 0 ? null : flags[t] - 1);
@@ -1589,11 +1617,11 @@ function rareFacts(tasks: TaskTable, cols: TaskColumns, T: number, strings: stri
     }
   }
   if (cols.errno !== 0) {
-    const errno = expandCol(cols.errno, T, sc[9]);
+    const errno = expandCol(cols.errno, T, SLOT.errno);
     for (let t = 0; t < T; t++) if (errno[t] !== 0) tasks.setErrno(t, strings[errno[t] - 1]);
   }
   if (cols.comm !== 0) {
-    const comm = expandCol(cols.comm, T, sc[13]);
+    const comm = expandCol(cols.comm, T, SLOT.comm);
     const comms = cols.comms;
     for (let t = 0; t < T; t++) if (comm[t] !== 0) tasks.setComm(t, comms[comm[t] - 1]);
   }
