@@ -9,6 +9,7 @@ import { predictQuiesce, withKpatchTasks } from "./decide/models.js";
 import type { AppliedPatch, Capture } from "./model.js";
 import { buildRanges, type RangeTable } from "./patch/ranges.js";
 import type { PatchSpec } from "./patch/spec.js";
+import { SpanScanHits } from "./scan/spanHits.js";
 import type { ScanHits, ScanInput, Scanner } from "./scan/types.js";
 import { type ResolvedFrames, resolveFrames } from "./symbols/resolve.js";
 import type { SymbolTable } from "./symbols/table.js";
@@ -74,64 +75,19 @@ function rangeColumns(ranges: RangeTable): { rangeStart: Uint32Array; rangeLast:
  * (Capture.sharedRows) each row is scanned once and the hits are handed to every task that
  * points at it: ordered by task, then frame (not by frame as a scan of owned rows is).
  * The result belongs to the caller (CheckResult.hits): owned rows take scan()'s own arrays;
- * shared rows read the row hits as a borrowed view (scanView(): no copy out of the kernel) and
- * copy them into new per-task arrays before anything else calls the scanner.
+ * shared rows read the row hits as a borrowed view (scanView(): no copy out of the kernel),
+ * copy them before anything else calls the scanner, and lay them out per task when first read
+ * (SpanScanHits).
  */
 export function scanCapture(scanner: Scanner, capture: Capture, resolved: ResolvedFrames, ranges: RangeTable): ScanHits {
   if (!capture.sharedRows) return scanner.scan(scanInputFor(capture, resolved, ranges));
   const rows = capture.frames.length;
   const rowInput: ScanInput = { keys: resolved.keys.subarray(0, rows * 2), taskFrameStart: Uint32Array.of(0, rows), ...rangeColumns(ranges) };
-  // Valid until the scanner's next call: only read below, never kept.
+  // A view is valid until the scanner's next call: the row hits (a few per distinct stack) are
+  // copied out; the per-task layout is made only if someone reads it (SpanScanHits).
   const rowHits = scanner.scanView !== undefined ? scanner.scanView(rowInput) : scanner.scan(rowInput);
-  // Hits of each distinct row span, found once (rowHits is sorted by frame), kept by first row
-  // and checked by row count (a snapshot may share a stack's prefix).
-  const spanFirst = new Int32Array(rows + 1).fill(-1);
-  const spanHits = new Int32Array(rows + 1);
-  const spanRows = new Int32Array(rows + 1);
-  const lowerBound = (frame: number): number => {
-    let lo = 0;
-    let hi = rowHits.count;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (rowHits.frame[mid] < frame) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-  let total = 0;
-  const tasks = capture.tasks;
-  const first = new Int32Array(tasks.length);
-  const count = new Int32Array(tasks.length);
-  for (let t = 0; t < tasks.length; t++) {
-    const frameStart = tasks.frameStart[t];
-    const frameCount = tasks.frameCount[t];
-    if (frameCount === 0 || rowHits.count === 0) continue;
-    if (spanFirst[frameStart] >= 0 && spanRows[frameStart] === frameCount) {
-      first[t] = spanFirst[frameStart];
-      count[t] = spanHits[frameStart];
-    } else {
-      const a = lowerBound(frameStart);
-      first[t] = a;
-      count[t] = lowerBound(frameStart + frameCount) - a;
-      if (spanFirst[frameStart] < 0) {
-        spanFirst[frameStart] = a;
-        spanHits[frameStart] = count[t];
-        spanRows[frameStart] = frameCount;
-      }
-    }
-    total += count[t];
-  }
-  const out: ScanHits = { count: total, task: new Uint32Array(total), frame: new Uint32Array(total), range: new Uint32Array(total) };
-  let k = 0;
-  for (let t = 0; t < tasks.length; t++) {
-    for (let j = first[t]; j < first[t] + count[t]; j++) {
-      out.task[k] = t;
-      out.frame[k] = rowHits.frame[j];
-      out.range[k] = rowHits.range[j];
-      k++;
-    }
-  }
-  return out;
+  const n = capture.tasks.length;
+  return new SpanScanHits(rowHits.frame.slice(0, rowHits.count), rowHits.range.slice(0, rowHits.count), capture.tasks.frameStart.subarray(0, n), capture.tasks.frameCount.subarray(0, n));
 }
 
 export function check(req: CheckRequest): CheckResult {

@@ -10,6 +10,7 @@ import { generateProcDump, prng } from "../src/generate/procDump.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import type { Capture } from "../src/model.js";
 import { referenceScanner } from "../src/scan/reference.js";
+import { SpanScanHits } from "../src/scan/spanHits.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { hostCapture, hostTable, patchOf } from "./helpers.js";
 
@@ -97,6 +98,15 @@ describe("span classes (shared rows): same verdict as running every rule on ever
     const plain = decideLivepatch(input, opts, [...LIVEPATCH_RULES]);
     expect(classed).toEqual(plain);
     expect(classed.blockers.some((b) => b.remedy.code === "never-leaves" && /every user task/.test(b.remedy.message))).toBe(true);
+  });
+  test("hits found per span when a task asks (SpanScanHits) decide as the same hits laid out per task", () => {
+    const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk: false, strict: false };
+    const r = check({ capture: cap, symbols: table, patch: patchOf("do_epoll_wait", "worker_thread", "futex_wait"), scanner: referenceScanner, options: opts });
+    expect(r.hits).toBeInstanceOf(SpanScanHits);
+    const laidOut = { count: r.hits.count, task: r.hits.task.slice(), frame: r.hits.frame.slice(), range: r.hits.range.slice() };
+    expect(laidOut.count).toBeGreaterThan(100);
+    const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, notes: r.notes, traceable: null };
+    expect(decideLivepatch({ ...input, hits: laidOut }, opts)).toEqual(decideLivepatch({ ...input, hits: r.hits }, opts));
   });
   for (const partialOk of [false, true]) {
     test(`livepatch apply${partialOk ? " --partial-ok" : ""}`, () => {

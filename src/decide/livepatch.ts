@@ -8,6 +8,7 @@
  */
 import { FrameFlag, STACK_STATUS_CODE, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
 import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
+import { SpanScanHits, type TaskHits } from "../scan/spanHits.js";
 import type { ScanHits } from "../scan/types.js";
 import { FrameStatus, type ResolvedFrames } from "../symbols/resolve.js";
 import type { SymbolTable } from "../symbols/table.js";
@@ -487,16 +488,22 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   };
 }
 
+/** Per task index: its hits as [frame, range index] pairs (read-only, shared), or undefined. */
+interface HitsByTask {
+  of(task: number): TaskHits | undefined;
+}
+
 /**
- * Hits grouped by task: per task index, [frame, range index] pairs or undefined. Tasks that share
- * rows (Capture.sharedRows) have equal hits: they share one read-only list. An array, not a Map:
- * a million lookups by dense task index. (Each phase of decide is its own function: V8 optimises
- * and deoptimises a function as a whole, and one long function of many loops kept falling back
- * to the interpreter whenever a loop met code the earlier ones had not warmed.)
+ * Hits grouped by task. Hits of shared rows (SpanScanHits) are found per span when a task asks;
+ * others are grouped here in one pass (tasks that share rows get one read-only list). An array,
+ * not a Map: a million lookups by dense task index. (Each phase of decide is its own function:
+ * V8 optimises and deoptimises a function as a whole, and one long function of many loops kept
+ * falling back to the interpreter whenever a loop met code the earlier ones had not warmed.)
  */
-function groupHitsByTask(cap: Capture, hits: ScanHits): ([number, number][] | undefined)[] {
-  const byTask: ([number, number][] | undefined)[] = new Array(cap.tasks.length).fill(undefined);
-  const byRows: ([number, number][] | undefined)[] | null = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : null;
+function groupHitsByTask(cap: Capture, hits: ScanHits): HitsByTask {
+  if (hits instanceof SpanScanHits) return hits;
+  const byTask: (TaskHits | undefined)[] = new Array(cap.tasks.length).fill(undefined);
+  const byRows: (TaskHits | undefined)[] | null = cap.sharedRows ? new Array(cap.frames.length + 1).fill(undefined) : null;
   for (let k = 0; k < hits.count; ) {
     const t = hits.task[k];
     let end = k + 1;
@@ -512,7 +519,7 @@ function groupHitsByTask(cap: Capture, hits: ScanHits): ([number, number][] | un
     byTask[t] = prev === undefined ? l : [...prev, ...l];
     k = end;
   }
-  return byTask;
+  return { of: (t) => byTask[t] };
 }
 
 /** Per task: kind code (TASK_KINDS index; NO_KIND for a vanished task), chain length, class. */
@@ -560,7 +567,7 @@ function kindFuncKey(kind: number, func: number): number {
  * "On the stack of every task of some kind": such a function never leaves (SPEC §5), for tasks of
  * that kind. Keys are kindFuncKey(kind, function).
  */
-function neverLeavingFunctions(k: TaskKinds, byTask: ([number, number][] | undefined)[], ranges: RangeTable, classes: SpanClasses | null): Set<number> {
+function neverLeavingFunctions(k: TaskKinds, byTask: HitsByTask, ranges: RangeTable, classes: SpanClasses | null): Set<number> {
   const everyTaskOfKind = new Set<number>();
   // (kind, function) -> tasks of that kind with a hit in it; per list of hits, its functions.
   const kindFunc = new Map<number, Map<number, number>>();
@@ -577,12 +584,12 @@ function neverLeavingFunctions(k: TaskKinds, byTask: ([number, number][] | undef
   for (let index = 0; index < k.kinds.length; index++) {
     const kind = k.kinds[index];
     if (kind === NO_KIND || (classed.length > 0 && classed[index] >= 0)) continue;
-    const hits = byTask[index];
+    const hits = byTask.of(index);
     if (hits !== undefined) add(kind, hits, 1);
   }
   if (classes !== null) {
     for (let c = 0; c < classes.kind.length; c++) {
-      const hits = byTask[classes.first[c]];
+      const hits = byTask.of(classes.first[c]);
       if (hits !== undefined) add(classes.kind[c], hits, classes.size[c]);
     }
   }
@@ -622,7 +629,7 @@ class TaskDecider {
     private readonly classes: SpanClasses | null,
     private readonly chains: ChainCache,
     private readonly k: TaskKinds,
-    private readonly byTask: ([number, number][] | undefined)[],
+    private readonly byTask: HitsByTask,
     private readonly hiddenOverlap: string | null,
     private readonly everyTaskOfKind: Set<number>,
     private readonly unpatchable: Set<number>,
@@ -759,7 +766,7 @@ class TaskDecider {
     const { cap, input, opts, memo, classes } = this;
     const ranges = input.ranges;
     const kind = TASK_KINDS[kindCode];
-    const hits = this.byTask[index] ?? NO_HITS;
+    const hits = this.byTask.of(index) ?? NO_HITS;
     const rep = memo === null ? null : memo.find(index, kindCode, hits);
     if (rep !== null && rep.status !== null) {
       // Same stack and facts as an earlier task.
