@@ -14,7 +14,8 @@ import { decodeIdsInto, decodeInts, encodeInts, encodeNullable } from "../src/sn
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_MAGIC, SymbolSectionCache } from "../src/snapshot/psnap.js";
-import type { SymbolTable } from "../src/symbols/table.js";
+import { symbolSizes } from "../src/snapshot/sizes.js";
+import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
 import { hostCapture, hostTable } from "./helpers.js";
 
 function codeOf(fn: () => unknown): string {
@@ -333,6 +334,51 @@ describe("tasks placed column by column", () => {
     expect(() => decodeIdsInto(bad, new Float64Array(3), 3, "pid")).toThrow(/pid\[2\]/);
     expect(() => decodeIdsInto(encodeInts([1, 2], "d"), new Float64Array(3), 3, "pid")).toThrow(/expected/);
     expect(() => decodeIdsInto({ m: "d", n: 2 ** 40, b: new Uint8Array(4) }, new Float64Array(4), 2 ** 40, "pid")).toThrow(/declares|expected|values into/);
+  });
+});
+
+describe("symbol sizes of a decoded table", () => {
+  /** A kallsyms text: objects interleaved or not, addresses in order or not, runs of equal addresses, 64-bit gaps. */
+  const tableArb = fc
+    .array(
+      fc.record({
+        object: fc.constantFrom("", "", "", "kvm", "xfs", "nf_tables"),
+        hi: fc.constantFrom(0xffffffff, 0xffffffff, 0xffffffff, 0xfffffffe, 0),
+        step: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 64 }), fc.integer({ min: -64, max: 4096 }), fc.constant(2 ** 31)),
+        type: fc.constantFrom("t", "T", "d", "D", "b", "r"),
+      }),
+      { minLength: 1, maxLength: 300 },
+    )
+    .map((rows) => {
+      const at = new Map<string, number>();
+      return rows
+        .map((r, i) => {
+          const lo = (((at.get(r.object) ?? 0x81000000) + r.step) % 2 ** 32) >>> 0;
+          at.set(r.object, lo);
+          const addr = `${r.hi.toString(16).padStart(8, "0")}${lo.toString(16).padStart(8, "0")}`;
+          return `${addr} ${r.type} s${i % 37}${r.object === "" ? "" : `\t[${r.object}]`}`;
+        })
+        .join("\n");
+    });
+
+  test("equal table.ts's sizes for every order of addresses and objects; a decoded table carries them", () => {
+    const real = hostTable();
+    expect(Array.from(symbolSizes(real.addrLo, real.addrHi, real.object, real.objects.length))).toEqual(Array.from(real.size));
+    fc.assert(
+      fc.property(tableArb, (text) => {
+        let t: SymbolTable;
+        try {
+          t = parseSymbolTable(text, { file: "random" });
+        } catch {
+          return; // a table parse refuses (all-zero addresses)
+        }
+        expect(Array.from(symbolSizes(t.addrLo, t.addrHi, t.object, t.objects.length))).toEqual(Array.from(t.size));
+        const d = decodeSnapshot(encodeSnapshot(cap, t), "sizes");
+        expect(symbolsModel(d.symbols!)).toEqual(symbolsModel(t));
+        expect(Array.from(d.symbols!.size)).toEqual(Array.from(t.size));
+      }),
+      { numRuns: 300, seed: 11 },
+    );
   });
 });
 

@@ -93,14 +93,30 @@ export function encodeNullable(values: (number | null)[], mode?: "d" | "r"): Int
   return encodeInts(a, mode);
 }
 
-function readVarint(b: Uint8Array, pos: { p: number }): number {
+// Decoding. Each column is read by a kernel: a function that is nothing but the loop over the
+// bytes (no object made, no call per value, nothing after the loop that the loop's first run
+// left without type feedback), so V8 compiles it while it runs (on-stack replacement) and the
+// compiled code stays valid for the next decode. Every check that needs more than the loop's
+// own state is made by the caller: a kernel returns where it stopped. Decoding is synchronous
+// and never nested, so kernels leave extra results in module variables.
+
+/** Where the last varintAt() ended. */
+let varintEnd = 0;
+/** The value a kernel stopped at (out of range). */
+let kernelValue = 0;
+
+/** The varint at b[p] (at most 8 bytes: below 2^56); varintEnd is where it ends. */
+function varintAt(b: Uint8Array, p: number): number {
   let v = 0;
   let mul = 1;
   for (let k = 0; k < 8; k++) {
-    if (pos.p >= b.length) throw new ColumnError("column ends inside a varint");
-    const byte = b[pos.p++];
+    if (p >= b.length) throw new ColumnError("column ends inside a varint");
+    const byte = b[p++];
     v += (byte & 0x7f) * mul;
-    if ((byte & 0x80) === 0) return v;
+    if ((byte & 0x80) === 0) {
+      varintEnd = p;
+      return v;
+    }
     mul *= 0x80;
   }
   throw new ColumnError("varint longer than 8 bytes (above 2^56)");
@@ -112,59 +128,172 @@ function isColumn(c: unknown): c is IntColumn {
   return (o.m === "d" || o.m === "r") && typeof o.n === "number" && Number.isSafeInteger(o.n) && o.n >= 0 && o.b instanceof Uint8Array;
 }
 
-/**
- * Decodes a column into a Float64Array of exactly `expected` elements (a view of `into` when it
- * is large enough). Throws ColumnError when
- * the column is malformed, declares another count, or does not consume its bytes exactly.
- */
-export function decodeInts(c: unknown, expected: number, what: string, into?: Float64Array): Float64Array {
+/** Checks a column's shape and count (`n`); a delta column must hold at least a byte per value. */
+function checkColumn(c: unknown, n: number, what: string): IntColumn {
   if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
-  if (c.n !== expected) throw new ColumnError(`${what}: ${c.n} values where ${expected} were expected`);
+  if (c.n !== n) throw new ColumnError(`${what}: ${c.n} values where ${n} were expected`);
   // Delta columns hold at least one byte per value: a count beyond the bytes is a lie.
-  if (c.m === "d" && c.n > c.b.length) throw new ColumnError(`${what}: declares ${c.n} values in ${c.b.length} bytes`);
-  // `into`: scratch space of at least `expected` elements (the caller's, reused across calls).
-  const out = into !== undefined && into.length >= expected ? into.subarray(0, expected) : new Float64Array(expected);
-  const b = c.b;
-  const end = b.length;
-  let p = 0;
-  if (c.m === "d") {
-    let prev = 0;
-    for (let i = 0; i < expected; i++) {
-      let z: number;
-      // One- and two-byte varints (small deltas: most of them) without the general loop.
-      if (p < end && b[p] < 0x80) z = b[p++];
-      else if (p + 1 < end && b[p + 1] < 0x80) {
-        z = (b[p] & 0x7f) | (b[p + 1] << 7);
-        p += 2;
-      } else {
-        const pos = { p };
-        z = readVarint(b, pos);
-        p = pos.p;
-      }
-      prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
-      if (!Number.isSafeInteger(prev)) throw new ColumnError(`${what}: value out of range`);
-      out[i] = prev;
-    }
-  } else {
-    const pos = { p: 0 };
-    let i = 0;
-    while (i < expected) {
-      const v = unzig(readVarint(b, pos));
-      const run = readVarint(b, pos);
-      if (run === 0 || run > expected - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
-      fillRun(out, v, i, run);
-      i += run;
-    }
-    p = pos.p;
-  }
-  if (p !== end) throw new ColumnError(`${what}: ${end - p} trailing bytes`);
-  return out;
+  if (c.m === "d" && n > c.b.length) throw new ColumnError(`${what}: declares ${n} values in ${c.b.length} bytes`);
+  return c;
 }
 
-/** out[i, i + run) = v: a loop for a short run (a native fill costs more than a few stores). */
-function fillRun(out: Float64Array | Uint32Array | Uint8Array | Int32Array, v: number, i: number, run: number): void {
-  if (run > 16) out.fill(v, i, i + run);
-  else for (let k = i, end = i + run; k < end; k++) out[k] = v;
+function checkEnd(b: Uint8Array, p: number, what: string): void {
+  if (p !== b.length) throw new ColumnError(`${what}: ${b.length - p} trailing bytes`);
+}
+
+/**
+ * Kernel of delta columns into a Float64Array: out[0, n) from b, every value a safe integer.
+ * Returns the end position, or -1 - i when value i is out of range (kernelValue).
+ */
+function deltasF64(b: Uint8Array, out: Float64Array, n: number): number {
+  const end = b.length;
+  let p = 0;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    let z: number;
+    // One- and two-byte varints (small deltas: most of them) without the general loop.
+    if (p < end && b[p] < 0x80) z = b[p++];
+    else if (p + 1 < end && b[p + 1] < 0x80) {
+      z = (b[p] & 0x7f) | (b[p + 1] << 7);
+      p += 2;
+    } else {
+      z = varintAt(b, p);
+      p = varintEnd;
+    }
+    prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    if (!(prev >= -Number.MAX_SAFE_INTEGER && prev <= Number.MAX_SAFE_INTEGER)) {
+      kernelValue = prev;
+      return -1 - i;
+    }
+    out[i] = prev;
+  }
+  return p;
+}
+
+/** deltasF64 for nullable ids (0 = null, v + 1 = v): NaN or the id; a negative value stops it. */
+function deltasIds(b: Uint8Array, out: Float64Array, n: number): number {
+  const end = b.length;
+  let p = 0;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    let z: number;
+    if (p < end && b[p] < 0x80) z = b[p++];
+    else if (p + 1 < end && b[p + 1] < 0x80) {
+      z = (b[p] & 0x7f) | (b[p + 1] << 7);
+      p += 2;
+    } else {
+      z = varintAt(b, p);
+      p = varintEnd;
+    }
+    prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    if (!(prev >= 0 && prev <= Number.MAX_SAFE_INTEGER)) {
+      kernelValue = prev;
+      return -1 - i;
+    }
+    out[i] = prev === 0 ? Number.NaN : prev - 1;
+  }
+  return p;
+}
+
+/** Kernel of delta columns into unsigned typed arrays, every value within [min, max]. */
+function deltasU(b: Uint8Array, out: Uint32Array | Uint8Array, n: number, min: number, max: number): number {
+  const end = b.length;
+  let p = 0;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    let z: number;
+    if (p < end && b[p] < 0x80) z = b[p++];
+    else if (p + 1 < end && b[p + 1] < 0x80) {
+      z = (b[p] & 0x7f) | (b[p + 1] << 7);
+      p += 2;
+    } else {
+      z = varintAt(b, p);
+      p = varintEnd;
+    }
+    prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    if (!(prev >= min && prev <= max)) {
+      kernelValue = prev;
+      return -1 - i;
+    }
+    out[i] = prev;
+  }
+  return p;
+}
+
+/** Kernel of delta columns of indexes 0..max into an Int32Array (stack ids). */
+function deltasIndex(b: Uint8Array, out: Int32Array, n: number, max: number): number {
+  const end = b.length;
+  let p = 0;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    let z: number;
+    if (p < end && b[p] < 0x80) z = b[p++];
+    else if (p + 1 < end && b[p + 1] < 0x80) {
+      z = (b[p] & 0x7f) | (b[p + 1] << 7);
+      p += 2;
+    } else {
+      z = varintAt(b, p);
+      p = varintEnd;
+    }
+    prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    if (!(prev >= 0 && prev <= max)) {
+      kernelValue = prev;
+      return -1 - i;
+    }
+    out[i] = prev;
+  }
+  return p;
+}
+
+/**
+ * Kernel of run-length columns: (zigzag value, length) pairs filling out[0, n), each value
+ * within [min, max] (ids: `ids`, v as NaN for 0 and v - 1 otherwise). Returns the end position,
+ * -1 - i for a value out of range at i (kernelValue), or -1 - n for a run that overflows.
+ */
+function runsInto(b: Uint8Array, out: Float64Array | Uint32Array | Uint8Array | Int32Array, n: number, min: number, max: number, ids: boolean): number {
+  let p = 0;
+  let i = 0;
+  while (i < n) {
+    const z = varintAt(b, p);
+    const run = varintAt(b, varintEnd);
+    p = varintEnd;
+    if (run === 0 || run > n - i) {
+      kernelValue = run;
+      return -1 - n;
+    }
+    const v = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    if (!(v >= min && v <= max)) {
+      kernelValue = v;
+      return -1 - i;
+    }
+    const x = ids ? (v === 0 ? Number.NaN : v - 1) : v;
+    // A loop for a short run: a native fill costs more than a few stores.
+    if (run > 16) out.fill(x, i, i + run);
+    else for (let k = i, e = i + run; k < e; k++) out[k] = x;
+    i += run;
+  }
+  return p;
+}
+
+/** The caller's side of a kernel's result: an error for a stop, else the end check. */
+function finish(b: Uint8Array, r: number, n: number, what: string, range: string): void {
+  if (r >= 0) return checkEnd(b, r, what);
+  if (r === -1 - n) throw new ColumnError(`${what}: run of ${kernelValue} overflows the column`);
+  throw new ColumnError(`${what}[${-1 - r}]: ${kernelValue} ${range}`);
+}
+
+/**
+ * Decodes a column into a Float64Array of exactly `expected` elements (a view of `into` when it
+ * is large enough). Throws ColumnError when the column is malformed, declares another count, or
+ * does not consume its bytes exactly.
+ */
+export function decodeInts(c: unknown, expected: number, what: string, into?: Float64Array): Float64Array {
+  const col = checkColumn(c, expected, what);
+  // `into`: scratch space of at least `expected` elements (the caller's, reused across calls).
+  const out = into !== undefined && into.length >= expected ? into.subarray(0, expected) : new Float64Array(expected);
+  const S = Number.MAX_SAFE_INTEGER;
+  finish(col.b, col.m === "d" ? deltasF64(col.b, out, expected) : runsInto(col.b, out, expected, -S, S, false), expected, what, "out of range");
+  return out;
 }
 
 /**
@@ -173,89 +302,23 @@ function fillRun(out: Float64Array | Uint32Array | Uint8Array | Int32Array, v: n
  * stored values first). Throws ColumnError like decodeInts.
  */
 export function decodeIdsInto(c: unknown, out: Float64Array, n: number, what: string): void {
-  if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
-  if (c.n !== n) throw new ColumnError(`${what}: ${c.n} values where ${n} were expected`);
+  const col = checkColumn(c, n, what);
   if (out.length < n) throw new RangeError(`${what}: ${n} values into ${out.length}`);
-  const b = c.b;
-  const end = b.length;
-  const MAX = Number.MAX_SAFE_INTEGER;
-  let p = 0;
-  if (c.m === "d") {
-    if (n > end) throw new ColumnError(`${what}: declares ${n} values in ${end} bytes`);
-    let prev = 0;
-    for (let i = 0; i < n; i++) {
-      let z: number;
-      if (p < end && b[p] < 0x80) z = b[p++];
-      else if (p + 1 < end && b[p + 1] < 0x80) {
-        z = (b[p] & 0x7f) | (b[p + 1] << 7);
-        p += 2;
-      } else {
-        const pos = { p };
-        z = readVarint(b, pos);
-        p = pos.p;
-      }
-      prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
-      if (!(prev >= 0 && prev <= MAX)) throw new ColumnError(`${what}[${i}]: ${prev} is not an id`);
-      out[i] = prev === 0 ? Number.NaN : prev - 1;
-    }
-  } else {
-    const pos = { p: 0 };
-    let i = 0;
-    while (i < n) {
-      const v = unzig(readVarint(b, pos));
-      const run = readVarint(b, pos);
-      if (run === 0 || run > n - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
-      if (!(v >= 0 && v <= MAX)) throw new ColumnError(`${what}[${i}]: ${v} is not an id`);
-      fillRun(out, v === 0 ? Number.NaN : v - 1, i, run);
-      i += run;
-    }
-    p = pos.p;
-  }
-  if (p !== end) throw new ColumnError(`${what}: ${end - p} trailing bytes`);
+  finish(col.b, col.m === "d" ? deltasIds(col.b, out, n) : runsInto(col.b, out, n, 0, Number.MAX_SAFE_INTEGER, true), n, what, "is not an id");
 }
 
 /** A column into an existing typed array, every value within [min, max]. */
-export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32Array, min: number, max: number, what: string): void {
+export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array, min: number, max: number, what: string): void {
   const n = out.length;
-  if (!isColumn(c)) throw new ColumnError(`${what}: not an integer column`);
-  if (c.n !== n) throw new ColumnError(`${what}: ${c.n} values where ${n} were expected`);
-  const bad = (i: number, x: number): never => {
-    throw new ColumnError(`${what}[${i}]: ${x} outside ${min}..${max}`);
-  };
-  const b = c.b;
-  const pos = { p: 0 };
-  if (c.m === "d") {
-    if (n > b.length) throw new ColumnError(`${what}: declares ${n} values in ${b.length} bytes`);
-    let p = 0;
-    let prev = 0;
-    for (let i = 0; i < n; i++) {
-      let z: number;
-      if (p < b.length && b[p] < 0x80) z = b[p++];
-      else if (p + 1 < b.length && b[p + 1] < 0x80) {
-        z = (b[p] & 0x7f) | (b[p + 1] << 7);
-        p += 2;
-      } else {
-        pos.p = p;
-        z = readVarint(b, pos);
-        p = pos.p;
-      }
-      prev += z <= 0x7fffffff ? (z >>> 1) ^ -(z & 1) : z % 2 === 0 ? z / 2 : -(z + 1) / 2;
-      if (prev < min || prev > max) bad(i, prev);
-      out[i] = prev;
-    }
-    pos.p = p;
-  } else {
-    let i = 0;
-    while (i < n) {
-      const v = unzig(readVarint(b, pos));
-      const run = readVarint(b, pos);
-      if (run === 0 || run > n - i) throw new ColumnError(`${what}: run of ${run} overflows the column`);
-      if (v < min || v > max) bad(i, v);
-      fillRun(out, v, i, run);
-      i += run;
-    }
-  }
-  if (pos.p !== b.length) throw new ColumnError(`${what}: ${b.length - pos.p} trailing bytes`);
+  const col = checkColumn(c, n, what);
+  finish(col.b, col.m === "d" ? deltasU(col.b, out, n, min, max) : runsInto(col.b, out, n, min, max, false), n, what, `outside ${min}..${max}`);
+}
+
+/** A column of indexes 0..max into an Int32Array (a task's stack id). */
+export function decodeIndexesInto(c: unknown, out: Int32Array, max: number, what: string): void {
+  const n = out.length;
+  const col = checkColumn(c, n, what);
+  finish(col.b, col.m === "d" ? deltasIndex(col.b, out, n, max) : runsInto(col.b, out, n, 0, max, false), n, what, `outside 0..${max}`);
 }
 
 /**
@@ -264,10 +327,9 @@ export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array | Int32
  */
 export function constantOf(c: unknown, n: number): number | null {
   if (!isColumn(c) || c.m !== "r" || c.n !== n || n === 0) return null;
-  const pos = { p: 0 };
   try {
-    const v = unzig(readVarint(c.b, pos));
-    return readVarint(c.b, pos) === n && pos.p === c.b.length ? v : null;
+    const v = unzig(varintAt(c.b, 0));
+    return varintAt(c.b, varintEnd) === n && varintEnd === c.b.length ? v : null;
   } catch {
     return null;
   }

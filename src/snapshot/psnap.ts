@@ -59,8 +59,9 @@ import {
 import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
 import { finishTable, nameBlobFromFrontCoding, nameBlobFromStored, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, constantOf, decodeIdsInto, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
+import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
 import { crc32 } from "./crc32.js";
+import { symbolSizes } from "./sizes.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
   type EncodeOptions,
@@ -846,7 +847,8 @@ function decodeSymbols(v: V, x: unknown, bodyLen: number, borrowed: ArrayBufferL
       decodeIntsInto(o.addrLo, addrLo, 0, 0xffffffff, "symbols.addrLo");
     }
   });
-  let size: Float64Array | null = null;
+  // With addresses, sizes are computed as for a kallsyms file (here: one pass, no link column).
+  let size: Float64Array | null = hasAddr ? symbolSizes(addrLo, addrHi, objectCol, nObj) : null;
   if (!hasAddr) {
     if (o.size === null || o.size === undefined) v.bad("symbols.size", "a table without addresses must carry sizes");
     size = v.col(() => decodeInts(o.size, n, "symbols.size"));
@@ -1175,6 +1177,10 @@ function checkStates(v: V, c: TaskCol): void {
 const SHARE_LINES = 1;
 const SHARE_ZERO = 2;
 
+/** What the last placeTasks() counted: frames referenced, lines read from `frames.lines`. */
+let placedFrames = 0;
+let placedLines = 0;
+
 /** Stack status code of the model (TaskTable.stackStatusCode) per code of the file. */
 const STATUS_CODE = Uint8Array.from(STACK_STATUSES, (s) => STACK_STATUS_CODE[s]);
 
@@ -1189,7 +1195,9 @@ const STATUS_CODE = Uint8Array.from(STACK_STATUSES, (s) => STACK_STATUS_CODE[s])
  * frames end, and `frameLine` the first frame's line relative to the task's as 1 + zigzag (0:
  * lines stored one by one, in `lines`); before, the lines themselves (`frameLine`: first frame
  * line + 1, or 0). Rows are copied only up to the N frames the body declares (checked as the
- * tasks are read), so a hostile file cannot make the rows outgrow its size.
+ * tasks are read), so a hostile file cannot make the rows outgrow its size. The caller checks
+ * the totals (placedFrames, placedLines): this function is the loop, so the code V8 compiles for
+ * it while it runs stays valid for the next decode (see columns.ts).
  */
 function placeTasks(
   v: V,
@@ -1259,9 +1267,10 @@ function placeTasks(
     frameCount[t] = n;
     taskLine[t] = ln;
   }
-  if (total !== N) v.bad("frames.n", `tasks reference ${total} frames, the body declares ${N}`);
-  if (li !== L) v.bad("frames.lines", `${L} lines for ${li} frames on lines of their own`);
+  placedFrames = total;
+  placedLines = li;
 }
+
 
 /**
  * The first-line column as placeTasks reads it: 1 + zigzag of the first frame's line relative
@@ -1360,6 +1369,8 @@ export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: Dec
   idColumn(v, tc.tid, T, tasks.tid, "tid");
   const frames = new FrameColumns(Math.max(1, Math.min(N, 2 * stackStart[S])));
   placeTasks(v, tasks, frames, rows, cols.v12Lines, stack, stackLen, stackStart, stackRows, cols.line, cols.frameLine, lines, N);
+  if (placedFrames !== N) v.bad("frames.n", `tasks reference ${placedFrames} frames, the body declares ${N}`);
+  if (placedLines !== lines.length) v.bad("frames.lines", `${lines.length} lines for ${placedLines} frames on lines of their own`);
   const ss = cols.stackStatus;
   if (typeof ss === "number") {
     if (STATUS_CODE[ss] !== STACK_STATUS_CODE.ok) tasks.stackStatusCode.fill(STATUS_CODE[ss], 0, T);
@@ -1576,7 +1587,7 @@ function stacksOf(v: V, fc: Obj, S: number, R: number, B: number): { stackLen: F
 /** Each task's stack id as an Int32Array, every id checked against the S stacks (one pass). */
 function stackIds(v: V, c: unknown, T: number, S: number): Int32Array {
   const stack = new Int32Array(T);
-  v.col(() => decodeIntsInto(c, stack, 0, S - 1, "tasks.stack"));
+  v.col(() => decodeIndexesInto(c, stack, S - 1, "tasks.stack"));
   return stack;
 }
 
