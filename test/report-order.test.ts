@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import { expect, test } from "vitest";
 import { taskOrder } from "../src/decide/livepatch.js";
-import { Blockers } from "../src/decide/verdict.js";
+import { Blockers, Outcomes, TASK_KINDS } from "../src/decide/verdict.js";
 import { type Capture, TaskTable } from "../src/model.js";
 import { blockersByFunction } from "../src/report/text.js";
 
@@ -34,5 +34,18 @@ test("blockersByFunction = group, sort by taskOrder, take the first N (seeded)",
       },
     ),
     { seed: 42, numRuns: 400 },
+  );
+});
+
+test("Outcomes.kindCodeOfTask = kindCodesByTask, in task order (binary search) or not (scan), seeded", () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 50 }), fc.integer({ min: 0, max: TASK_KINDS.length - 1 })), { maxLength: 40 }), fc.boolean(), (rows, sort) => {
+      const list = sort ? [...new Map(rows.map((r) => [r[0], r])).values()].sort((a, b) => a[0] - b[0]) : rows;
+      const o = new Outcomes(1);
+      for (const [task, kind] of list) o.push(task, TASK_KINDS[kind], "clean", []);
+      const byTask = o.kindCodesByTask(52);
+      for (let t = 0; t < 52; t++) expect(o.kindCodeOfTask(t)).toBe(byTask[t]);
+    }),
+    { seed: 11, numRuns: 300 },
   );
 });

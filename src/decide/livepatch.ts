@@ -459,7 +459,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   if (counts.blocked > 0) reasons.push({ code: "blocked", message: `${counts.blocked} task(s) are inside a patched function` });
   const byCode = new Map<string, number>();
   const UNDECIDED = TASK_STATUSES.indexOf("undecided");
-  for (let i = 0; i < outcomes.length; i++) {
+  for (let i = 0; counts.undecided > 0 && i < outcomes.length; i++) {
     if (outcomes.statusCode[i] !== UNDECIDED) continue;
     const code = outcomes.matchList[i][0].code;
     byCode.set(code, (byCode.get(code) ?? 0) + 1);
@@ -616,7 +616,7 @@ class TaskDecider {
   partialExcluded = 0;
   /**
    * The kernel's own livepatch check fails on the first task in taskOrder (not done) whose matches
-   * hold a blocking frame the kernel sees: that task and function, or null.
+   * hold a blocking frame the kernel sees: that task and function, or null. Set by placeBlockers().
    */
   firstVisible: { task: number; func: number | null } | null = null;
   private readonly cap: Capture;
@@ -725,6 +725,11 @@ class TaskDecider {
     this.blockers = new Blockers(total);
     const out = this.outcomes;
     const taskClass = this.k.taskClass;
+    const { pid, tid } = this.cap.tasks;
+    let first = -1;
+    let firstPid = 0;
+    let firstTid = 0;
+    let firstMatch: RuleMatch | null = null;
     let next = 0;
     for (let o = 0; o < out.length; o++) {
       const index = out.task[o];
@@ -736,8 +741,20 @@ class TaskDecider {
       } else e = entries[taskClass[index]]!;
       if (e.visible === undefined) e.visible = e.statusCode === DONE ? null : visibleMatch(e.matches);
       if (e.blockers !== null) this.pushBlockers(index, e.blockers, delta);
-      if (e.visible !== null && e.visible !== undefined && e.statusCode !== DONE) this.noteVisible(index, e.visible);
+      if (e.visible === null || e.statusCode === DONE) continue;
+      // The first in taskOrder (pid, then tid, null last; then index: outcomes come in index
+      // order, so an equal pid and tid never replaces), compared here: a call per blocked task
+      // was most of this loop while V8 still interprets it.
+      const p = pid[index] === pid[index] ? pid[index] : Number.MAX_SAFE_INTEGER;
+      const q = tid[index] === tid[index] ? tid[index] : Number.MAX_SAFE_INTEGER;
+      if (first < 0 || p < firstPid || (p === firstPid && q < firstTid)) {
+        first = index;
+        firstPid = p;
+        firstTid = q;
+        firstMatch = e.visible;
+      }
     }
+    this.firstVisible = firstMatch === null ? null : { task: first, func: firstMatch.func };
   }
 
   private pushBlockers(index: number, bl: Blocker[], delta: number): void {
@@ -745,12 +762,6 @@ class TaskDecider {
       const b = bl[j];
       this.blockers.pushFields(index, b.func, b.frame + delta, b.frameIndex, b.kernelSees, roleCode(b.role), b.remedy);
     }
-  }
-
-  /** Keeps task `index` as firstVisible when its matches block where the kernel looks and it comes first. */
-  private noteVisible(index: number, visible: RuleMatch): void {
-    const first = this.firstVisible;
-    if (first === null || taskOrder(this.cap, index, first.task) < 0) this.firstVisible = { task: index, func: visible.func };
   }
 
   /** functionBlocking counts a task once per function it is blocked in (`tasks` tasks with these blockers). */

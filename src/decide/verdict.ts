@@ -179,6 +179,8 @@ export class Outcomes extends Rows<TaskOutcome> {
   kindCode: Uint8Array;
   /** Every rule that matched, in order; lists may be shared between outcomes: never mutate one. */
   matchList: RuleMatch[][];
+  /** Tasks strictly ascending so far (push() keeps it; a writer of the columns keeps the order). */
+  ordered = true;
 
   constructor(capacity = 16) {
     super();
@@ -205,6 +207,7 @@ export class Outcomes extends Rows<TaskOutcome> {
   pushCodes(task: number, kindCode: number, statusCode: number, matches: RuleMatch[]): void {
     if (this.length === this.task.length) this.grow(this.length * 2);
     const i = this.length++;
+    if (i > 0 && task <= this.task[i - 1]) this.ordered = false;
     this.task[i] = task;
     this.kindCode[i] = kindCode;
     this.statusCode[i] = statusCode;
@@ -258,6 +261,25 @@ export class Outcomes extends Rows<TaskOutcome> {
     const out = new Uint8Array(taskCount).fill(NO_KIND_CODE);
     for (let i = this.length - 1; i >= 0; i--) out[this.task[i]] = this.kindCode[i];
     return out;
+  }
+
+  /**
+   * The kind (TASK_KINDS index) of task `task`'s first outcome, 255 for none: a binary search
+   * while the outcomes are in ascending task order (decide makes them so), else a scan.
+   */
+  kindCodeOfTask(task: number): number {
+    if (!this.ordered) {
+      for (let i = 0; i < this.length; i++) if (this.task[i] === task) return this.kindCode[i];
+      return NO_KIND_CODE;
+    }
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.task[mid] < task) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.length && this.task[lo] === task ? this.kindCode[lo] : NO_KIND_CODE;
   }
 
   /** The task indices of the outcomes with status `s`, in outcome order (no object per outcome). */

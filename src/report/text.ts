@@ -49,8 +49,6 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   if (v.model !== "livepatch") {
     out.push("  the global check also covers two tasks no capture shows: kpatch's stopper thread and the task loading (or disabling) the patch");
   }
-  // task index -> its outcome's kind (a find() per listed blocker is quadratic with -v)
-  const kindOf = v.outcomes.kindCodesByTask(cap.tasks.length);
   const bl = v.blockers;
   for (const { func: fi, count, first } of blockersByFunction(cap, bl, ranges.functions.length, limit)) {
     const f = ranges.functions[fi];
@@ -60,7 +58,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     for (const bi of first) {
       const b = bl.get(bi);
       const t = cap.tasks.get(b.task);
-      const kind = TASK_KINDS[kindOf[b.task]]; // every blocker is a decided task
+      const kind = TASK_KINDS[v.outcomes.kindCodeOfTask(b.task)]; // every blocker is a decided task
       const labels = stateLabels(cap, t, realChain(cap, t), kind);
       out.push(
         `  ${String(t.tid ?? "-").padStart(7)} ${(escapeComm(t.comm) ?? "-").padEnd(16)} ${kind.padEnd(11)} ${(t.state ?? "-").padEnd(2)} #${b.frameIndex} ${terminalSafe(frameText(cap, b.frame))}${b.kernelSees ? "" : "  (kernel does not see this frame)"}${labels.length > 0 ? `  [${labels.join(", ")}]` : ""}`,
@@ -71,7 +69,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
     for (const [code, msg] of remedies) out.push(`  remedy ${code}: ${terminalSafe(msg)}`);
   }
 
-  const undecided = v.outcomes.withStatus("undecided");
+  const undecided = v.counts.undecided > 0 ? v.outcomes.withStatus("undecided") : [];
   const byReason = new Map<string, typeof undecided>();
   for (const o of undecided) {
     const code = o.matches[0].code;
