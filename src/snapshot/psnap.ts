@@ -57,10 +57,11 @@ import {
   type TriState,
 } from "../model.js";
 import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
-import { finishTable, nameBlobFromFrontCoding, nameBlobFromStored, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
+import { finishTable, nameBlobFromFrontCoding, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
 import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
 import { crc32 } from "./crc32.js";
+import { storedNameBlob } from "./names.js";
 import { symbolSizes } from "./sizes.js";
 import { hashComms, redactCapture, redactSymbols } from "./redact.js";
 import {
@@ -793,7 +794,7 @@ function frontCodedNames(v: V, o: Obj, n: number, bodyLen: number): ReturnType<t
 }
 
 /** Format 1.2 names: the stored code units as one byte string, lengths as a typed array, padding marks as a bitset. */
-function storedNames(v: V, o: Obj, n: number, borrowed: ArrayBufferLike | null): ReturnType<typeof nameBlobFromStored> {
+function storedNames(v: V, o: Obj, n: number, borrowed: ArrayBufferLike | null): ReturnType<typeof storedNameBlob> {
   const pad = o.pad;
   if (!(pad instanceof Uint8Array)) return v.bad("symbols.pad", "expected bytes");
   if (pad.length !== (n + 7) >> 3) v.bad("symbols.pad", `${pad.length} bytes for ${n} rows`);
@@ -810,7 +811,7 @@ function storedNames(v: V, o: Obj, n: number, borrowed: ArrayBufferLike | null):
       : chars instanceof Uint8Array && chars.constructor !== Uint8Array
         ? new Uint8Array(chars.buffer, chars.byteOffset, chars.length)
         : chars;
-  return nameBlobFromStored(n, pad, len, units);
+  return storedNameBlob(n, pad, len, units);
 }
 
 /**
