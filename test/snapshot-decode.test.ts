@@ -287,6 +287,33 @@ describe("tasks placed column by column", () => {
     );
   });
 
+  test("captures whose tasks all start on their own line (a /proc dump's shape), with empty stacks and line 0 anywhere", () => {
+    const src = hostCapture("proc-grep.txt");
+    const stacks = stacksOf(src);
+    const ownArb = taskArb.chain((t) => fc.record({ line: fc.oneof(fc.constant(0), fc.nat(3), fc.nat(1 << 20)) }).map((o) => ({ ...t, ...o, lines: "own" as const })));
+    fc.assert(
+      fc.property(fc.array(ownArb, { minLength: 1, maxLength: 40 }), (specs) => {
+        const c = build(src, stacks, specs);
+        const d = decodeSnapshot(encodeSnapshot(c, null), "own");
+        expect(captureModel(d.capture)).toEqual(captureModel(c));
+        expect(taskLines(d.capture)).toEqual(taskLines(c));
+        // Shared blocks: one per stack for the tasks with frames above line 0.
+        const starts = new Map<number, number>();
+        d.capture.tasks.forEach((t, i) => {
+          if (t.frameCount === 0 || t.line === 0) return;
+          const s = d.taskStack[i];
+          if (!starts.has(s)) starts.set(s, t.frameStart);
+          expect(t.frameStart).toBe(starts.get(s));
+        });
+      }),
+      { numRuns: 200, seed: 7 },
+    );
+    // The dev host's dump: every task shares its stack's block.
+    const d = decodeSnapshot(encodeSnapshot(src, null), "grep");
+    expect(captureModel(d.capture)).toEqual(captureModel(src));
+    expect(d.capture.frames.length).toBeLessThanOrEqual(new Set(d.taskStack).size * 64);
+  });
+
   test("lines, frame counts and ids that do not add up are corrupt, and rows never outgrow the file", () => {
     // capture.json: native JSON, every frame on line 0 (stored one by one in frames.lines).
     const { header, body } = parts(encodeSnapshot(cap, table));

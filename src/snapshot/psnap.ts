@@ -1195,10 +1195,11 @@ const STATUS_CODE = Uint8Array.from(STACK_STATUSES, (s) => STACK_STATUS_CODE[s])
  * With format 1.2 lines (`steps`), `line` holds each task's step from where the previous task's
  * frames end, and `frameLine` the first frame's line relative to the task's as 1 + zigzag (0:
  * lines stored one by one, in `lines`); before, the lines themselves (`frameLine`: first frame
- * line + 1, or 0). Rows are copied only up to the N frames the body declares (checked as the
- * tasks are read), so a hostile file cannot make the rows outgrow its size. The caller checks
- * the totals (placedFrames, placedLines): this function is the loop, so the code V8 compiles for
- * it while it runs stays valid for the next decode (see columns.ts).
+ * line + 1, or 0). Rows are copied once per shared block, and for other tasks only up to the N
+ * frames the body declares (checked as the tasks are read), so a hostile file cannot make the
+ * rows outgrow its size. The caller checks the totals (placedFrames, placedLines): the loops are
+ * functions that end with their loop, so the code V8 compiles for them while they run stays
+ * valid for the next decode (see columns.ts).
  */
 function placeTasks(
   v: V,
@@ -1215,23 +1216,107 @@ function placeTasks(
   lines: Float64Array,
   N: number,
 ): void {
-  const T = stack.length;
   const S = stackLen.length;
   const { a: lineA, mask: lineM } = indexed(lineCol);
-  // The first frame's line, relative to the task's line (steps) or absolute: NaN for a task
-  // whose lines are stored one by one (the column's 0).
-  const { a: firstA, mask: firstM } = indexed(firstLines(frameLineCol, steps));
   // Per stack: the start of its shared block of each kind (-1: none yet).
   const blockLines = new Int32Array(S).fill(-1);
   const blockZero = new Int32Array(S).fill(-1);
+  placedFrames = 0;
+  placedLines = 0;
+  placedEnd = 0;
+  let t = 0;
+  // The shape of a /proc text dump (format 1.2 steps, every task's first frame on the task's own
+  // line, no line stored one by one) first: the tasks it fits cost a few reads and writes each.
+  if (steps && frameLineCol === 1 && lines.length === 0) t = placeOwnLines(tasks, frames, rows, stack, stackLen, stackStart, stackRows, lineA, lineM, blockLines);
+  if (t < stack.length) placeAny(v, t, tasks, frames, rows, steps, stack, stackLen, stackStart, stackRows, lineA, lineM, frameLineCol, lines, N, blockLines, blockZero);
+}
+
+/** Where placeOwnLines stopped: the end of the last task's lines (placedFrames: the frames so far). */
+let placedEnd = 0;
+const NO_LINES = new Float64Array(0);
+
+/**
+ * placeAny for tasks whose first frame is on their own line (firstLine 1 + zigzag 0) and no line
+ * stored one by one, while each task is one placeAny shares through its stack's marked block
+ * (frames, line > 0) or one without frames; returns the first task it did not place (placeAny
+ * goes on from there, from placedFrames and placedEnd). Rows are copied once per stack, so the
+ * frame total is checked by the caller.
+ */
+function placeOwnLines(
+  tasks: TaskTable,
+  frames: FrameColumns,
+  rows: FrameRows,
+  stack: Int32Array,
+  stackLen: Float64Array,
+  stackStart: Float64Array,
+  stackRows: Float64Array,
+  lineA: Float64Array,
+  lineM: number,
+  blockLines: Int32Array,
+): number {
+  const T = stack.length;
+  const frameStart = tasks.frameStart;
+  const frameCount = tasks.frameCount;
+  const taskLine = tasks.line;
+  let total = 0;
+  let end = 0;
+  let t = 0;
+  for (; t < T; t++) {
+    const s = stack[t];
+    const n = stackLen[s];
+    const ln = end + lineA[t & lineM];
+    // placeAny's checks and its choice of a shared block: line and lines in range, and a task
+    // with frames on a line above 0 (else placeAny decides).
+    if (!(ln >= 0 && ln + n <= 0x100000000 && ln <= 0xffffffff && (n === 0 || ln > 0))) break;
+    let start: number;
+    if (n === 0) start = frames.length;
+    else {
+      start = blockLines[s];
+      if (start < 0) start = blockLines[s] = copyRows(frames, rows, stackRows, stackStart[s], n, FrameFlag.SHARED, ln, NO_LINES, 0);
+    }
+    total += n;
+    end = ln + n;
+    frameStart[t] = start;
+    frameCount[t] = n;
+    taskLine[t] = ln;
+  }
+  placedFrames = total;
+  placedEnd = end;
+  return t;
+}
+
+/** Every shape of lines, from task t0 on (placedFrames and placedEnd: the state before it). */
+function placeAny(
+  v: V,
+  t0: number,
+  tasks: TaskTable,
+  frames: FrameColumns,
+  rows: FrameRows,
+  steps: boolean,
+  stack: Int32Array,
+  stackLen: Float64Array,
+  stackStart: Float64Array,
+  stackRows: Float64Array,
+  lineA: Float64Array,
+  lineM: number,
+  frameLineCol: TaskCol,
+  lines: Float64Array,
+  N: number,
+  blockLines: Int32Array,
+  blockZero: Int32Array,
+): void {
+  const T = stack.length;
+  // The first frame's line, relative to the task's line (steps) or absolute: NaN for a task
+  // whose lines are stored one by one (the column's 0).
+  const { a: firstA, mask: firstM } = indexed(firstLines(frameLineCol, steps));
   const frameStart = tasks.frameStart;
   const frameCount = tasks.frameCount;
   const taskLine = tasks.line;
   const L = lines.length;
-  let total = 0;
+  let total = placedFrames;
   let li = 0;
-  let end = 0;
-  for (let t = 0; t < T; t++) {
+  let end = placedEnd;
+  for (let t = t0; t < T; t++) {
     const s = stack[t];
     const n = stackLen[s];
     total += n;
