@@ -2,8 +2,10 @@
 // Issue 5's figures: .psnap size vs /proc text at 100k tasks, in-process check time from a
 // snapshot vs from text, and fleet throughput with --jobs 1 vs 2. Needs `npm run build` first.
 // Writes snapshot-results.json and SNAPSHOT-RESULTS.md next to this script.
-//   node --expose-gc bench/snapshot.js [--quick] [--only size,check,fleet] [--runs N] [--wait-idle]
+//   node --expose-gc bench/snapshot.js [--quick] [--only size,check,first,fleet] [--runs N] [--wait-idle]
 //        [--fleet-hosts N] [--fleet-tasks M]   (default 1000 × 1000, issue 5's workload)
+// `first`: each path once in a fresh process (what one `patchsafe check FILE` pays in-process:
+// code not yet compiled by V8), measured in child processes of this script (--child).
 // On a shared machine, run it from a private copy so a concurrent rebuild cannot change the code
 // under test (BENCH_COMMIT names the commit the copy was built from):
 //   D=$(mktemp -d) && npx tsc -p tsconfig.build.json --outDir $D/dist && cp -r build $D/ &&
@@ -69,9 +71,45 @@ function parseDumpLikeCli(bytes, name) {
   return caps[0];
 }
 
+/**
+ * --child text DUMP KALLSYMS | --child snapshot PSNAP: one path once, in this fresh process, after
+ * start-up (modules imported, the wasm modules compiled and the scanner instantiated, the files
+ * read into memory); prints the parts in ms as JSON and exits. Nothing of the path ran before.
+ */
+const childAt = process.argv.indexOf("--child");
+if (childAt > 0) {
+  const [kind, file, ksFile] = process.argv.slice(childAt + 1);
+  const sc = loadWasmScannerSync("release");
+  if (typeof nodeWasm.loadTokenizerModuleSync === "function") nodeWasm.loadTokenizerModuleSync();
+  const p = { ...emptyPatch(), funcs: ["worker_thread", "do_epoll_wait"].map((f) => parseFuncArg(f)) };
+  const out = {};
+  if (kind === "text") {
+    const bytes = readFileSync(file);
+    const ks = readFileSync(ksFile);
+    const t0 = performance.now();
+    const cap = parseDumpLikeCli(bytes, "synth");
+    const t1 = performance.now();
+    const syms = fastKallsyms !== null && typeof nodeWasm.loadTokenizerModuleSync === "function" ? fastKallsyms(nodeWasm.loadTokenizerModuleSync(), ks, { file: "kallsyms" }) : parseSymbolTable(ks.toString("latin1"), { file: "kallsyms" });
+    const t2 = performance.now();
+    const r = check({ capture: cap, symbols: syms, patch: p, scanner: sc });
+    const t3 = performance.now();
+    Object.assign(out, { parse: t1 - t0, kallsyms: t2 - t1, check: t3 - t2, total: t3 - t0, verdict: `${r.verdict.verdict}/${r.verdict.counts.blocked}` });
+  } else {
+    const bytes = new Uint8Array(readFileSync(file));
+    const t0 = performance.now();
+    const snap = decodeSnapshot(bytes, "synth.psnap", null, true);
+    const t1 = performance.now();
+    const r = check({ capture: snap.capture, symbols: snap.symbols, patch: p, scanner: sc });
+    const t2 = performance.now();
+    Object.assign(out, { decode: t1 - t0, check: t2 - t1, total: t2 - t0, verdict: `${r.verdict.verdict}/${r.verdict.counts.blocked}` });
+  }
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}
+
 const quick = process.argv.includes("--quick");
 const onlyArg = process.argv.indexOf("--only");
-const only = new Set(onlyArg > 0 ? process.argv[onlyArg + 1].split(",") : ["size", "check", "fleet"]);
+const only = new Set(onlyArg > 0 ? process.argv[onlyArg + 1].split(",") : ["size", "check", "first", "fleet"]);
 const runsArg = process.argv.indexOf("--runs");
 const runsOverride = runsArg > 0 ? Number(process.argv[runsArg + 1]) : null;
 const here = (p) => new URL(p, import.meta.url);
@@ -140,7 +178,7 @@ const TASKS = quick ? 20_000 : 100_000;
 let text = null;
 let psnap = null;
 
-if (only.has("size") || only.has("check")) {
+if (only.has("size") || only.has("check") || only.has("first")) {
   text = dumpText(TASKS, 1);
   const cap = parseProcText(text, "synth");
   psnap = encodeSnapshot(cap, symbols);
@@ -226,6 +264,45 @@ if (only.has("check")) {
     met: mt / ms >= 5,
   };
   console.log("check", results.figures.check);
+}
+
+if (only.has("first")) {
+  // Each path once per fresh process, processes alternating text / snapshot.
+  const runs = runsOverride ?? (quick ? 3 : 5);
+  const dir = mkdtempSync(join(tmpdir(), "patchsafe-bench-first-"));
+  try {
+    const files = { dump: join(dir, "dump.txt"), kallsyms: join(dir, "kallsyms"), psnap: join(dir, "synth.psnap") };
+    writeFileSync(files.dump, text);
+    writeFileSync(files.kallsyms, kallsymsText, "latin1");
+    writeFileSync(files.psnap, psnap);
+    const script = new URL(import.meta.url).pathname;
+    const child = (args) => JSON.parse(execFileSync(process.execPath, [script, "--child", ...args], { stdio: ["ignore", "pipe", "inherit"] }).toString().trim().split("\n").pop());
+    const textRuns = [];
+    const snapRuns = [];
+    for (let r = 0; r < runs; r++) {
+      for (const kind of r % 2 === 0 ? ["text", "snapshot"] : ["snapshot", "text"]) {
+        if (kind === "text") textRuns.push(child(["text", files.dump, files.kallsyms]));
+        else snapRuns.push(child(["snapshot", files.psnap]));
+      }
+    }
+    const med = (rs, k) => median(rs.map((x) => x[k]));
+    results.figures.first = {
+      tasks: TASKS,
+      funcs: FUNCS,
+      runs,
+      fromTextMs: med(textRuns, "total"),
+      fromSnapshotMs: med(snapRuns, "total"),
+      speedup: med(textRuns, "total") / med(snapRuns, "total"),
+      breakdownMedianMs: { parseText: med(textRuns, "parse"), parseKallsyms: med(textRuns, "kallsyms"), checkAfterText: med(textRuns, "check"), decode: med(snapRuns, "decode"), checkAfterSnapshot: med(snapRuns, "check") },
+      textRunsMs: textRuns.map((x) => x.total),
+      snapshotRunsMs: snapRuns.map((x) => x.total),
+      sameVerdict: new Set([...textRuns, ...snapRuns].map((x) => x.verdict)).size === 1,
+      method: "each path once per fresh process (after start-up: modules imported, wasm compiled, files in memory), processes alternating",
+    };
+    console.log("first", results.figures.first);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 if (only.has("fleet")) {
@@ -362,6 +439,23 @@ if (f.check) {
     "",
   );
 }
+if (f.first) {
+  const b = f.first.breakdownMedianMs;
+  md.push(
+    "## The first check in a process (median of " + f.first.runs + " fresh processes per path)",
+    "",
+    ...earlier(f.first),
+    "What one `patchsafe check FILE` pays in-process after start-up: each path run once in a fresh process (modules imported, the wasm modules compiled and the scanner instantiated, the files already in memory), so no JavaScript of the path has been compiled by V8 yet; processes alternate between the paths. Not the issue's figure (that one is the section above); the CLI's.",
+    "",
+    "| path | total ms | parts (ms) | runs (ms) |",
+    "|---|---:|---|---|",
+    `| text: parse dump + parse kallsyms + check | ${f.first.fromTextMs.toFixed(0)} | parse ${b.parseText.toFixed(0)}, kallsyms ${b.parseKallsyms.toFixed(0)}, check ${b.checkAfterText.toFixed(0)} | ${f.first.textRunsMs.map((x) => x.toFixed(0)).join(", ")} |`,
+    `| snapshot: decode + check | ${f.first.fromSnapshotMs.toFixed(0)} | decode ${b.decode.toFixed(0)}, check ${b.checkAfterSnapshot.toFixed(0)} | ${f.first.snapshotRunsMs.map((x) => x.toFixed(0)).join(", ")} |`,
+    "",
+    `Ratio ${f.first.speedup.toFixed(2)}×; same verdict both ways: ${f.first.sameVerdict}.`,
+    "",
+  );
+}
 for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
   const fleet = f[fk];
   md.push(
@@ -387,7 +481,7 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
     );
   }
 }
-md.push("Regenerate: `npm run build && node --expose-gc bench/snapshot.js` (parts: `--only size,check,fleet`; `--quick` for a smaller run; `--runs N`); from a private copy of dist/ on a shared machine (see the head of bench/snapshot.js).", "");
+md.push("Regenerate: `npm run build && node --expose-gc bench/snapshot.js` (parts: `--only size,check,first,fleet`; `--quick` for a smaller run; `--runs N`); from a private copy of dist/ on a shared machine (see the head of bench/snapshot.js).", "");
 // Notes written by hand below the generated part are kept (they explain the figures).
 const HAND = "## What these figures say (hand-written";
 let kept = "";
