@@ -6,6 +6,8 @@
 //        [--fleet-hosts N] [--fleet-tasks M]   (default 1000 × 1000, issue 5's workload)
 // `first`: each path once in a fresh process (what one `patchsafe check FILE` pays in-process:
 // code not yet compiled by V8), measured in child processes of this script (--child).
+// `decode` (not in the default set): decodeSnapshotBytes alone, 40 times in a row (--runs N),
+// the steady state of the decoder (median and fastest), for work on the decoder itself.
 // On a shared machine, run it from a private copy so a concurrent rebuild cannot change the code
 // under test (BENCH_COMMIT names the commit the copy was built from):
 //   D=$(mktemp -d) && npx tsc -p tsconfig.build.json --outDir $D/dist && cp -r build $D/ &&
@@ -178,7 +180,7 @@ const TASKS = quick ? 20_000 : 100_000;
 let text = null;
 let psnap = null;
 
-if (only.has("size") || only.has("check") || only.has("first")) {
+if (only.has("size") || only.has("check") || only.has("first") || only.has("decode")) {
   text = dumpText(TASKS, 1);
   const cap = parseProcText(text, "synth");
   psnap = encodeSnapshot(cap, symbols);
@@ -264,6 +266,18 @@ if (only.has("check")) {
     met: mt / ms >= 5,
   };
   console.log("check", results.figures.check);
+}
+
+if (only.has("decode")) {
+  const runs = runsOverride ?? 40;
+  const ms = [];
+  if (typeof globalThis.gc === "function") globalThis.gc();
+  for (let i = 0; i < runs; i++) {
+    const [d] = time(() => decodeSnapshot(psnap, "synth.psnap", null, true));
+    ms.push(d);
+  }
+  results.figures.decode = { tasks: TASKS, runs, medianMs: median(ms), fastestMs: Math.min(...ms), firstMs: ms[0], runsMs: ms, method: "decodeSnapshotBytes(psnap, name, null, keepBytes) `runs` times in a row in this process" };
+  console.log("decode", results.figures.decode);
 }
 
 if (only.has("first")) {
@@ -436,6 +450,15 @@ if (f.check) {
     "",
     `Speed-up ${f.check.speedup.toFixed(2)}× (target ≥ 5×: ${f.check.met ? "met" : "not met"}); same verdict both ways: ${f.check.sameVerdict}.` +
       (f.check.speedupOfMins === undefined ? "" : ` Fastest runs: text ${f.check.fromTextMinMs.toFixed(0)} ms, snapshot ${f.check.fromSnapshotMinMs.toFixed(0)} ms (${f.check.speedupOfMins.toFixed(2)}×); load average after: ${f.check.loadAverageAfter.map((x) => x.toFixed(2)).join(" ")}${f.check.gcBetweenPaths ? "; each path measured in its own series, heap collected between them (--expose-gc)" : ""}.`),
+    "",
+  );
+}
+if (f.decode) {
+  md.push(
+    `## Decode alone (${f.decode.runs} decodes in a row)`,
+    "",
+    ...earlier(f.decode),
+    `\`decodeSnapshotBytes\` of the ${f.decode.tasks}-task psnap, ${f.decode.runs} times in one process (\`--only decode\`): median ${f.decode.medianMs.toFixed(1)} ms, fastest ${f.decode.fastestMs.toFixed(1)} ms, first ${f.decode.firstMs.toFixed(1)} ms.`,
     "",
   );
 }
