@@ -11,10 +11,28 @@ import { compileTokenizerModule, ProcTokenizer } from "../ingest/procTokenizer.j
 
 const modules = new Map<"release" | "debug", WebAssembly.Module>();
 
+let detachSettled = false;
+/**
+ * Detaches one throwaway buffer, once per isolate, when a kernel is first loaded. V8 compiles
+ * typed-array code without detach checks until the first ArrayBuffer is ever detached, and then
+ * throws all of that code away (its "ArrayBufferDetaching" protector); a wasm memory that grows
+ * detaches its old buffer. Without this, that happened at the first memory.grow, mid-check: in a
+ * fleet worker or a snapshot check, after the decoder's loops had been compiled, so each worker
+ * compiled them twice. Detaching first costs the later code nothing measurable.
+ */
+function settleDetachProtector(): void {
+  if (detachSettled) return;
+  detachSettled = true;
+  const m = new WebAssembly.Memory({ initial: 0 });
+  void m.buffer;
+  m.grow(0);
+}
+
 /** The compiled kernel for `build`, read and compiled synchronously on first use. */
 export function loadScanModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
   let module = modules.get(build);
   if (module === undefined) {
+    settleDetachProtector();
     const url = scanWasmUrl(build);
     let bytes: Uint8Array<ArrayBuffer>;
     try {
@@ -39,6 +57,7 @@ const tokenizerModules = new Map<"release" | "debug", WebAssembly.Module>();
 export function loadTokenizerModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
   let module = tokenizerModules.get(build);
   if (module === undefined) {
+    settleDetachProtector();
     const url = new URL(build === "release" ? "../../build/tokenize.wasm" : "../../build/tokenize.debug.wasm", import.meta.url);
     let bytes: Uint8Array<ArrayBuffer>;
     try {
