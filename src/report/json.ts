@@ -5,7 +5,7 @@
  */
 import type { CheckResult } from "../check.js";
 import { taskOrder } from "../decide/livepatch.js";
-import { TASK_KINDS } from "../decide/verdict.js";
+import { type Blocker, type Remedy, TASK_KINDS } from "../decide/verdict.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { framesInTasks, hex64, type Reason } from "../model.js";
 import type { Prediction } from "../predict/types.js";
@@ -51,11 +51,60 @@ export interface JsonReport {
 interface LazyArray<T> {
   count: number;
   item(i: number): T;
+  /**
+   * Optional: item i as the exact text JSON.stringify(report, null, 2) gives it inside its array
+   * (4 spaces deep), written directly: a 1M-task report lists ~200k blockers, and building an
+   * object per item for a pretty-printing stringify was most of --json's time.
+   */
+  text?(i: number): string;
 }
 
 type Lazy<R> = { [K in keyof R]: R[K] extends (infer T)[] ? (K extends "blockers" | "undecided" | "switchable" ? LazyArray<T> : R[K]) : R[K] };
 
 /** The report with its three per-task arrays left lazy (toJsonReport materialises them, writeJsonReport streams them). */
+/**
+ * LazyArray.text for the blockers: the text JSON.stringify gives blocker() of each, put together
+ * from pieces made once per function, remedy, frame row and state (strings through
+ * JSON.stringify, so escaping is the same; numbers as String(), which JSON.stringify gives for
+ * every finite number). test/json-text.test.ts and test/tokenizer.test.ts compare it with the
+ * stringified report.
+ */
+function blockerText(r: CheckResult, sorted: Blocker[], kindOf: Uint8Array): (i: number) => string {
+  const { capture: cap, ranges } = r;
+  const q = JSON.stringify;
+  const funcPart = new Map<number, string>();
+  const remedyPart = new Map<Remedy, string>();
+  const rowPart = new Map<number, string>();
+  const keyOf = (i: number): bigint => (BigInt(r.resolved.keys[2 * i + 1]) << 32n) | BigInt(r.resolved.keys[2 * i]);
+  return (i) => {
+    const b = sorted[i];
+    const t = cap.tasks;
+    let fn = funcPart.get(b.func);
+    if (fn === undefined) {
+      const f = ranges.functions[b.func];
+      funcPart.set(b.func, (fn = `      "function": ${q(f.name)},\n      "object": ${q(f.object)},\n      "sympos": ${q(f.sympos)},\n`));
+    }
+    let row = rowPart.get(b.frame);
+    if (row === undefined) {
+      const addr = cap.frames.address(b.frame) ?? (r.resolved.keySpace === "addresses" ? keyOf(b.frame) : null);
+      rowPart.set(b.frame, (row = `,\n        "text": ${q(frameText(cap, b.frame))},\n        "address": ${addr === null ? "null" : q(hex64(addr))}\n      },\n`));
+    }
+    let rem = remedyPart.get(b.remedy);
+    if (rem === undefined) {
+      const value = b.remedy.callees === undefined ? { code: b.remedy.code, message: b.remedy.message } : { ...b.remedy };
+      remedyPart.set(b.remedy, (rem = JSON.stringify(value, null, 2).replace(/\n/g, "\n      ")));
+    }
+    const pid = t.pidOf(b.task);
+    const tid = t.tidOf(b.task);
+    const state = t.stateOf(b.task);
+    return (
+      `    {\n      "pid": ${pid === null ? "null" : String(pid)},\n      "tid": ${tid === null ? "null" : String(tid)},\n      "comm": ${q(escapeComm(t.commOf(b.task)))},\n` +
+      `      "kind": ${q(TASK_KINDS[kindOf[b.task]])},\n      "state": ${q(state)},\n${fn}      "frame": {\n        "index": ${String(b.frameIndex)}${row}` +
+      `      "kernelSees": ${b.kernelSees ? "true" : "false"},\n      "remedy": ${rem}\n    }`
+    );
+  };
+}
+
 function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<JsonReport> {
   const { capture: cap, verdict: v, ranges } = r;
   const order = (a: number, b: number): number => taskOrder(cap, a, b);
@@ -114,7 +163,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
     complete: v.complete,
     completeness: v.completeness,
     counts: v.counts,
-    blockers: { count: sortedBlockers.length, item: (i) => blocker(sortedBlockers[i]) },
+    blockers: { count: sortedBlockers.length, item: (i) => blocker(sortedBlockers[i]), text: blockerText(r, sortedBlockers, kindOf) },
     undecided: {
       count: undecided.length,
       item: (i) => {
@@ -123,7 +172,7 @@ function lazyJsonReport(r: CheckResult, prediction: Prediction | null): Lazy<Jso
         return { pid: t.pid, tid: t.tid, comm: escapeComm(t.comm), reason: { code: o.matches[0].code, message: o.matches[0].message } };
       },
     },
-    switchable: { count: switchable.length, item: (i) => cap.tasks.tidOf(switchable[i]) },
+    switchable: { count: switchable.length, item: (i) => cap.tasks.tidOf(switchable[i]), text: (i) => `    ${String(cap.tasks.tidOf(switchable[i]))}` },
     functions,
     warnings: v.warnings,
     prediction,
@@ -178,6 +227,17 @@ export function writeJsonReport(r: CheckResult, prediction: Prediction | null, e
     }
     emit(`  ${JSON.stringify(k)}: [\n`);
     const BLOCK = 4096;
+    const text = v.text;
+    if (text !== undefined) {
+      for (let i = 0; i < v.count; i += BLOCK) {
+        const end = Math.min(v.count, i + BLOCK);
+        const parts: string[] = [];
+        for (let j = i; j < end; j++) parts.push(text(j));
+        emit(parts.join(",\n") + (end < v.count ? ",\n" : "\n"));
+      }
+      emit(`  ]${comma}\n`);
+      return;
+    }
     for (let i = 0; i < v.count; i += BLOCK) {
       const block: unknown[] = [];
       for (let j = i; j < Math.min(v.count, i + BLOCK); j++) block.push(v.item(j));
