@@ -25,7 +25,7 @@ import { loadWasmScannerSync } from "../dist/node/index.js";
 import { encodeSnapshot } from "../dist/snapshot/index.js";
 // What `patchsafe check FILE.psnap` decodes with (Node: zlib's CRC-32), from bytes in memory.
 import { decodeSnapshotBytes as decodeSnapshot } from "../dist/node/snapshotFile.js";
-import { runFleet } from "../dist/cli/fleet.js";
+import { fleetCheck, fleetFiles, runFleet } from "../dist/cli/fleet.js";
 import { createCaptureParser } from "../dist/ingest/detect.js";
 import * as nodeWasm from "../dist/node/wasm.js";
 
@@ -374,6 +374,34 @@ if (only.has("fleet")) {
       }
     }
     for (const jobs of [1, 2]) perJobs[jobs].medianMs = median(perJobs[jobs].wallMs);
+    // The same runs through fleetCheck (what runFleet calls), with the time each quarter of the
+    // hosts was done: the first quarter holds each worker's start-up and JIT warm-up (paid once
+    // per worker; with two workers their background compiles take turns with the workers), the
+    // last three quarters the steady state.
+    const files = fleetFiles([dir]);
+    const patch = emptyPatch();
+    for (const fn of FUNCS) patch.funcs.push(parseFuncArg(fn));
+    const quarter = Math.floor(files.length / 4);
+    const phases = { 1: { firstQuarterMs: [], restMs: [] }, 2: { firstQuarterMs: [], restMs: [] } };
+    for (let r = 0; r < runs; r++) {
+      for (const jobs of r % 2 === 0 ? [1, 2] : [2, 1]) {
+        if (typeof globalThis.gc === "function") globalThis.gc();
+        await untilIdle();
+        let atQuarter = 0;
+        const t0 = performance.now();
+        fleetCheck(files, patch, {}, jobs, {}, (done) => {
+          if (atQuarter === 0 && done >= quarter) atQuarter = performance.now();
+        });
+        const end = performance.now();
+        phases[jobs].firstQuarterMs.push(atQuarter - t0);
+        phases[jobs].restMs.push(end - atQuarter);
+        await sleep(200);
+      }
+    }
+    for (const jobs of [1, 2]) {
+      phases[jobs].firstQuarterMedianMs = median(phases[jobs].firstQuarterMs);
+      phases[jobs].restMedianMs = median(phases[jobs].restMs);
+    }
     // Issue 5's workload is "fleet"; other sizes keep their own entry.
     const key = HOSTS === 1000 && PER === 1000 ? "fleet" : `fleet-${HOSTS}x${PER}`;
     results.figures[key] = {
@@ -385,6 +413,8 @@ if (only.has("fleet")) {
       jobs1: perJobs[1],
       jobs2: perJobs[2],
       speedup: perJobs[1].medianMs / perJobs[2].medianMs,
+      phases,
+      steadySpeedup: phases[1].restMedianMs / phases[2].restMedianMs,
       summaryLine: perJobs.firstOutput1,
       target: "--jobs 2 ≥ 1.7× faster than --jobs 1 (median of 5), workers reading their own files",
       interleaved: true,
@@ -495,6 +525,13 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
     `Speed-up ${fleet.speedup.toFixed(2)}× (target ≥ 1.7×: ${fleet.met ? "met" : "not met"}); runs interleaved 1,2 / 2,1 / … so drifting load favours neither${fleet.waitedForIdle ? "; each run started once the machine had been nearly idle for 3 s (--wait-idle)" : ""}. Summary line: \`${fleet.summaryLine}\``,
     "",
   );
+  if (fleet.phases) {
+    const p = fleet.phases;
+    md.push(
+      `By phase (fleetCheck in this process, ${fleet.runs} more runs each, interleaved): the first quarter of the hosts took ${p[1].firstQuarterMedianMs.toFixed(0)} ms with one worker and ${p[2].firstQuarterMedianMs.toFixed(0)} ms with two (each worker's start-up and JIT warm-up); the other three quarters ${p[1].restMedianMs.toFixed(0)} ms and ${p[2].restMedianMs.toFixed(0)} ms: **${fleet.steadySpeedup.toFixed(2)}× in the steady state**.`,
+      "",
+    );
+  }
   if (fleet.jobs1.cpuMs && fleet.jobs2.cpuMs) {
     const cpu1 = median(fleet.jobs1.cpuMs);
     const cpu2 = median(fleet.jobs2.cpuMs);
