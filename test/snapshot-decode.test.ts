@@ -16,7 +16,8 @@ import { crc32 } from "../src/snapshot/crc32.js";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_MAGIC, SymbolSectionCache } from "../src/snapshot/psnap.js";
 import { storedNameBlob } from "../src/snapshot/names.js";
 import { symbolSizes } from "../src/snapshot/sizes.js";
-import { nameBlobFromStored, parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
+import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
+import { nameBlobFromStored } from "./name-blob-reference.js";
 import { hostCapture, hostTable } from "./helpers.js";
 
 function codeOf(fn: () => unknown): string {

@@ -2,9 +2,9 @@
  * Format 1.2 symbol names to the decoded table's NameBlob: the stored names' code units back to
  * back (`chars`), a length per stored name (`len`, table order) and padding marks (`pad`, bit
  * i & 7 of byte i >> 3: row i is `__pfx_` + the next row's name and stores nothing). The same
- * blob, checks and messages as src/symbols/table.ts nameBlobFromStored, with the pass over the
- * rows as a kernel (a function that is only the loop, see columns.ts): a decode's first runs
- * are then not spent in code V8 has thrown away. Browser-clean.
+ * blob, checks and messages as test/name-blob-reference.ts (the reference, once table.ts's),
+ * with the pass over the rows as a kernel (a function that is only the loop, see columns.ts):
+ * a decode's first runs are then not spent in code V8 has thrown away. Browser-clean.
  */
 import type { NameBlob } from "../symbols/table.js";
 
