@@ -8,6 +8,7 @@ import { parseProcText } from "../src/ingest/procText.js";
 import { type Capture, FrameFlag, frameLine } from "../src/model.js";
 import type { RefTask } from "../src/ingest/procTextReference.js";
 import { latin1 } from "../src/ingest/bytes.js";
+import { PatchsafeError } from "../src/errors.js";
 import { emptyPatch, parseFuncArg, type PatchSpec } from "../src/patch/spec.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import type { Scanner } from "../src/scan/types.js";
@@ -112,4 +113,20 @@ export function normalize(cap: Capture): RefTask[] {
       frames,
     };
   });
+}
+
+/** The PatchsafeError code `fn` throws, or "no error" (any other exception is rethrown). */
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof PatchsafeError) return e.code;
+    throw e;
+  }
+  return "no error";
+}
+
+/** Lines per task as frameLine() gives them. */
+export function taskLines(cap: Capture): number[][] {
+  return cap.tasks.map((t) => Array.from({ length: t.frameCount }, (_, k) => frameLine(cap, t, t.frameStart + k)));
 }

@@ -8,8 +8,7 @@
 import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { beforeAll, describe, expect, test } from "vitest";
-import { PatchsafeError } from "../src/errors.js";
-import { type Capture, FrameColumns, FrameFlag, frameLine, newTask, TaskTable } from "../src/model.js";
+import { type Capture, FrameColumns, FrameFlag, newTask, TaskTable } from "../src/model.js";
 import { decodeIdsInto, decodeInts, encodeInts, encodeNullable } from "../src/snapshot/columns.js";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { crc32 } from "../src/snapshot/crc32.js";
@@ -18,22 +17,7 @@ import { storedNameBlob } from "../src/snapshot/names.js";
 import { symbolSizes } from "../src/snapshot/sizes.js";
 import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
 import { nameBlobFromStored } from "./name-blob-reference.js";
-import { hostCapture, hostTable } from "./helpers.js";
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PatchsafeError) return e.code;
-    throw e;
-  }
-  return "no error";
-}
-
-/** Lines per task as frameLine() gives them. */
-function taskLines(cap: Capture): number[][] {
-  return cap.tasks.map((t) => Array.from({ length: t.frameCount }, (_, k) => frameLine(cap, t, t.frameStart + k)));
-}
+import { codeOf, hostCapture, hostTable, taskLines } from "./helpers.js";
 
 const OPTS = { moreTypes: true, useRecords: false, mapsAsObjects: true, useToJSON: false, copyBuffers: true } as const;
 

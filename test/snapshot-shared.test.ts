@@ -7,30 +7,14 @@
 import { crc32 as zcrc32 } from "node:zlib";
 import { Packr } from "msgpackr";
 import { beforeAll, describe, expect, test } from "vitest";
-import { PatchsafeError } from "../src/errors.js";
-import { type Capture, FrameFlag, frameLine, TaskTable } from "../src/model.js";
+import { type Capture, FrameFlag, TaskTable } from "../src/model.js";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
 import { crc32Combine, decodeSnapshot, encodeSnapshot, SymbolSectionCache } from "../src/snapshot/psnap.js";
 import { resolveFrames } from "../src/symbols/resolve.js";
 import { isPaddingName, NameIndex, parseSymbolTable, rowsNamed, type SymbolTable } from "../src/symbols/table.js";
-import { hostCapture, hostTable, runCheck } from "./helpers.js";
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PatchsafeError) return e.code;
-    throw e;
-  }
-  return "no error";
-}
-
-/** Lines per task as frameLine() gives them. */
-function taskLines(cap: Capture): number[][] {
-  return cap.tasks.map((t) => Array.from({ length: t.frameCount }, (_, k) => frameLine(cap, t, t.frameStart + k)));
-}
+import { codeOf, hostCapture, hostTable, runCheck, taskLines } from "./helpers.js";
 
 /** What finishTable computed before it became lazy: the reference for byName, sympos, dupCount, padding. */
 function referenceColumns(t: SymbolTable): { byName: Map<string, number[]>; sympos: number[]; dupCount: number[]; padding: number[] } {

@@ -6,7 +6,6 @@
 import { crc32 as zcrc32 } from "node:zlib";
 import { Packr } from "msgpackr";
 import { beforeAll, describe, expect, test } from "vitest";
-import { PatchsafeError } from "../src/errors.js";
 import { type Capture, FrameFlag } from "../src/model.js";
 import { decodeInts, encodeInts } from "../src/snapshot/columns.js";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
@@ -14,17 +13,7 @@ import { crc32 } from "../src/snapshot/crc32.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
 import { decodeSnapshot, encodeSnapshot, isSnapshot, readSnapshotHeader, SNAPSHOT_MAGIC } from "../src/snapshot/psnap.js";
 import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
-import { hostCapture, hostTable, runCheck } from "./helpers.js";
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PatchsafeError) return e.code;
-    throw e;
-  }
-  return "no error";
-}
+import { codeOf, hostCapture, hostTable, runCheck } from "./helpers.js";
 
 let cap: Capture;
 let table: SymbolTable;
