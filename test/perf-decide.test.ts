@@ -108,6 +108,35 @@ describe("span classes (shared rows): same verdict as running every rule on ever
     const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, notes: r.notes, traceable: null };
     expect(decideLivepatch({ ...input, hits: laidOut }, opts)).toEqual(decideLivepatch({ ...input, hits: r.hits }, opts));
   });
+  test("a task the model has a note on is never classed with the others of its stack", () => {
+    const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk: false, strict: false };
+    const r = check({ capture: cap, symbols: table, patch: patchOf("do_epoll_wait", "worker_thread", "futex_wait"), scanner: referenceScanner, options: opts });
+    // Notes on every 7th task: each shares its rows with unnoted tasks of its class.
+    const notes = new Map<number, string>();
+    for (let i = 0; i < r.capture.tasks.length; i += 7) notes.set(i, "freeze-fails");
+    const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, hits: r.hits, notes, traceable: null };
+    const classed = decideLivepatch(input, opts);
+    const plain = decideLivepatch(input, opts, [...LIVEPATCH_RULES]);
+    expect(classed).toEqual(plain);
+    const without = decideLivepatch({ ...input, notes: new Map() }, opts);
+    expect(classed.outcomes.toArray()).not.toEqual(without.outcomes.toArray());
+  });
+  // kpatch adds tasks with a note (its stopper and the loading task): those are never classed,
+  // the others still are; quiesce notes every task.
+  for (const model of ["kpatch", "quiesce"] as const) {
+    test(`${model} apply (notes on some or all tasks)`, () => {
+      const opts = { model, direction: "apply" as const, partialOk: false, strict: false };
+      const r = check({ capture: cap, symbols: table, patch: patchOf("do_epoll_wait", "worker_thread", "futex_wait"), scanner: referenceScanner, options: opts });
+      expect(r.capture.sharedRows).toBe(true);
+      expect(r.notes.size).toBeGreaterThan(0);
+      const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, hits: r.hits, notes: r.notes, doubts: undefined, traceable: null };
+      const classed = decideLivepatch(input, opts);
+      const plain = decideLivepatch(input, opts, [...LIVEPATCH_RULES]);
+      expect(classed.outcomes.toArray()).toEqual(plain.outcomes.toArray());
+      expect(classed).toEqual(plain);
+      expect(classed.counts.blocked).toBeGreaterThan(100);
+    });
+  }
   for (const partialOk of [false, true]) {
     test(`livepatch apply${partialOk ? " --partial-ok" : ""}`, () => {
       const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk, strict: false };

@@ -410,7 +410,11 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
   // With shared rows, most tasks are a span already met with the same facts: a class, found
   // with a few typed-array reads, decided once (see SpanClasses).
-  const classes = memo !== null && cap.sharedRows === true && (input.notes?.size ?? 0) === 0 && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap) : null;
+  // Tasks with a note of the model's (kpatch's stopper and loader tasks) are never classed; when
+  // most tasks have one (quiesce's predicted stacks) or a doubt, classes would not pay.
+  const notes = input.notes ?? null;
+  const fewNotes = notes === null || notes.size < cap.tasks.length / 2;
+  const classes = memo !== null && cap.sharedRows === true && fewNotes && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap, notes) : null;
   const chains = new ChainCache(cap);
   const k = classifyTasks(cap, chains, classes);
   const { kinds, chainLen, vanished } = k;
@@ -909,7 +913,7 @@ class ChainCache {
  * (those decide the kind by themselves, and go the slower way). Such tasks get the same kind,
  * chain and rule results as the class's first task: RuleMemo's equality, found with a few
  * typed-array reads per task instead of a memo lookup. Spans holding an unparsed row are never
- * classed (their messages carry line numbers).
+ * classed (their messages carry line numbers), nor are tasks the model has a note on.
  */
 class SpanClasses {
   /** Per class: its kind code, chain length, row count, facts signature, and decided entry. */
@@ -929,17 +933,25 @@ class SpanClasses {
   private readonly flags: Float64Array | null;
   private readonly anyErrno: boolean;
 
-  constructor(private readonly cap: Capture) {
+  /** The model's notes by task (null: none): a task with one is never classed. */
+  private readonly notes: Map<number, string> | null;
+
+  constructor(
+    private readonly cap: Capture,
+    notes: Map<number, string> | null = null,
+  ) {
     this.tasks = cap.tasks;
     this.bySpan = new Int32Array(cap.frames.length + 1).fill(-1);
     this.flags = cap.tasks.flagsColumn();
     this.anyErrno = cap.tasks.errnoCount() > 0;
+    this.notes = notes !== null && notes.size > 0 ? notes : null;
   }
 
   /** -1 when the task cannot be classed at all (see above). */
   private signature(i: number): number {
     const t = this.tasks;
     if (t.frameCount[i] === 0 || t.pid[i] === 0 || t.tid[i] === 0 || t.flagsOf(i) !== null || t.errnoOf(i) !== null) return -1;
+    if (this.notes !== null && this.notes.has(i)) return -1;
     return factsSignature(t.patchStateCode[i], t.bits[i], t.state[i], t.stackStatusCode[i]);
   }
 
@@ -952,13 +964,13 @@ class SpanClasses {
     const t = this.tasks;
     const { frameStart, frameCount, pid, tid, patchStateCode, bits, state, stackStatusCode } = t;
     const { kinds, chainLen, kindCount, taskClass } = k;
-    const { bySpan, count, sig, kind, chainLength, size, flags, anyErrno } = this;
+    const { bySpan, count, sig, kind, chainLength, size, flags, anyErrno, notes } = this;
     const T = t.length;
     let i = from;
     for (; i < T; i++) {
       const c = bySpan[frameStart[i]];
       if (c < 0 || count[c] !== frameCount[i] || pid[i] === 0 || tid[i] === 0) break;
-      if ((flags !== null && flags[i] === flags[i]) || (anyErrno && t.errnoOf(i) !== null)) break;
+      if ((flags !== null && flags[i] === flags[i]) || (anyErrno && t.errnoOf(i) !== null) || (notes !== null && notes.has(i))) break;
       const st = stackStatusCode[i];
       if (st === VANISHED || sig[c] !== factsSignature(patchStateCode[i], bits[i], state[i], st)) break;
       size[c]++;
