@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// The package's bin is bin/patchsafe.cjs: the same CLI as a CommonJS bundle started with a V8
-// code cache, ~20 ms faster per run (no ESM loader bootstrap, no compile of the bundle). This ESM
-// entry is kept for scripts that run `node bin/patchsafe.js`; it behaves the same
-// (test/cli-startup.test.ts).
-// Thin shim: the CLI lives in dist/ (built by `npm ci` through the prepare script), bundled
-// into one module by `npm run bundle:cli`: loading ~80 ES modules one by one cost ~50 ms of
-// every run's start-up. msgpackr is bundled too, as its pure-JS build: its Node entry loads ten
-// modules and probes the native msgpackr-extract addon, ~25 ms on every run, snapshot or not
-// (the addon speeds up decoding strings; a snapshot's strings are one small table).
-// Whitespace and syntax are minified (names are not): V8 pre-parses the whole bundle on every run,
-// ~7 ms less at 440 KB than at 610 KB.
-import { main } from "../dist/cli/patchsafe.mjs";
+// The ESM path to the CLI, for scripts that run `node bin/patchsafe.js`: it starts the package's
+// bin, bin/patchsafe.cjs (the CommonJS bundle with its build-time V8 code cache; see there), the
+// same way. Through this file a run also pays Node's ESM loader bootstrap (~5 ms), so the bin is
+// the .cjs one.
+import { createRequire } from "node:module";
 
-main();
+const { loadCli } = createRequire(import.meta.url)("./patchsafe.cjs");
+let cli;
+try {
+  cli = loadCli().exports;
+} catch (e) {
+  if (e.code !== "E_NO_BUNDLE") throw e;
+  // The CLI's one-line error form (exit 2, as for any input error), not a stack trace.
+  process.stderr.write(`patchsafe: ${e.message}\n`);
+  process.exitCode = 2;
+}
+if (cli !== undefined) cli.main();
