@@ -249,6 +249,36 @@ export class TaskTable extends Rows<Readonly<Task>> {
     return this.pid.length;
   }
 
+  /**
+   * A copy of every row, with room for at least `capacity` rows: each column copied whole, no
+   * Task object per row (a model that adds tasks to a million-task capture copies it first).
+   */
+  copy(capacity = this.length): TaskTable {
+    const cap = Math.max(capacity, this.length, 1);
+    const out = new TaskTable(1);
+    const fit = <T extends Column>(a: T): T => grown(a.length > cap ? (a.subarray(0, cap) as T) : a, cap);
+    out.pid = fit(this.pid);
+    out.tid = fit(this.tid);
+    out.frameStart = fit(this.frameStart);
+    out.frameCount = fit(this.frameCount);
+    out.line = fit(this.line);
+    out.state = fit(this.state);
+    out.stackStatusCode = fit(this.stackStatusCode);
+    out.patchStateCode = fit(this.patchStateCode);
+    out.bits = fit(this.bits);
+    out.ppidCol = this.ppidCol === null ? null : fit(this.ppidCol);
+    out.cpuCol = this.cpuCol === null ? null : fit(this.cpuCol);
+    out.startTimeCol = this.startTimeCol === null ? null : fit(this.startTimeCol);
+    out.flagsCol = this.flagsCol === null ? null : fit(this.flagsCol);
+    out.commOff = this.commOff === null ? null : fit(this.commOff);
+    out.commLen = this.commLen === null ? null : fit(this.commLen);
+    out.commBlob = this.commBlob.slice(0, this.commUsed);
+    out.commUsed = this.commUsed;
+    for (const [i, e] of this.errnos) out.errnos.set(i, e);
+    out.length = this.length;
+    return out;
+  }
+
   /** Appends a task (missing fields as newTask fills them); returns its index. */
   push(p: Partial<Task> & { frameStart: number }): number {
     if (this.length === this.capacity) this.grow(this.length < 1 << 20 ? this.length * 2 : Math.ceil(this.length * 1.5));

@@ -108,7 +108,7 @@ describe("span classes (shared rows): same verdict as running every rule on ever
     const input = { capture: r.capture, table, resolved: r.resolved, ranges: r.ranges, notes: r.notes, traceable: null };
     expect(decideLivepatch({ ...input, hits: laidOut }, opts)).toEqual(decideLivepatch({ ...input, hits: r.hits }, opts));
   });
-  test("a task the model has a note on is never classed with the others of its stack", () => {
+  test("a task the model has a note on is classed only with tasks of the same note", () => {
     const opts = { model: "livepatch" as const, direction: "apply" as const, partialOk: false, strict: false };
     const r = check({ capture: cap, symbols: table, patch: patchOf("do_epoll_wait", "worker_thread", "futex_wait"), scanner: referenceScanner, options: opts });
     // Notes on every 7th task: each shares its rows with unnoted tasks of its class.

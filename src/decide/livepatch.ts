@@ -410,11 +410,9 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const memo = rules === LIVEPATCH_RULES ? new RuleMemo(cap, input) : null;
   // With shared rows, most tasks are a span already met with the same facts: a class, found
   // with a few typed-array reads, decided once (see SpanClasses).
-  // Tasks with a note of the model's (kpatch's stopper and loader tasks) are never classed; when
-  // most tasks have one (quiesce's predicted stacks) or a doubt, classes would not pay.
-  const notes = input.notes ?? null;
-  const fewNotes = notes === null || notes.size < cap.tasks.length / 2;
-  const classes = memo !== null && cap.sharedRows === true && fewNotes && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap, notes) : null;
+  // The model's notes on tasks (kpatch's stopper and loader, quiesce's effect on each task) are
+  // part of a class: its tasks have the same note, or none.
+  const classes = memo !== null && cap.sharedRows === true && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap, input.notes ?? null) : null;
   const chains = new ChainCache(cap);
   const k = classifyTasks(cap, chains, classes);
   const { kinds, chainLen, vanished } = k;
@@ -913,7 +911,8 @@ class ChainCache {
  * (those decide the kind by themselves, and go the slower way). Such tasks get the same kind,
  * chain and rule results as the class's first task: RuleMemo's equality, found with a few
  * typed-array reads per task instead of a memo lookup. Spans holding an unparsed row are never
- * classed (their messages carry line numbers), nor are tasks the model has a note on.
+ * classed (their messages carry line numbers). A note of the model's on a task is one more fact:
+ * a class's tasks have the same note, or none.
  */
 class SpanClasses {
   /** Per class: its kind code, chain length, row count, facts signature, and decided entry. */
@@ -933,8 +932,9 @@ class SpanClasses {
   private readonly flags: Float64Array | null;
   private readonly anyErrno: boolean;
 
-  /** The model's notes by task (null: none): a task with one is never classed. */
+  /** The model's notes by task (null: none), and each class's note (undefined: none). */
   private readonly notes: Map<number, string> | null;
+  private readonly note: (string | undefined)[] = [];
 
   constructor(
     private readonly cap: Capture,
@@ -951,7 +951,6 @@ class SpanClasses {
   private signature(i: number): number {
     const t = this.tasks;
     if (t.frameCount[i] === 0 || t.pid[i] === 0 || t.tid[i] === 0 || t.flagsOf(i) !== null || t.errnoOf(i) !== null) return -1;
-    if (this.notes !== null && this.notes.has(i)) return -1;
     return factsSignature(t.patchStateCode[i], t.bits[i], t.state[i], t.stackStatusCode[i]);
   }
 
@@ -964,13 +963,13 @@ class SpanClasses {
     const t = this.tasks;
     const { frameStart, frameCount, pid, tid, patchStateCode, bits, state, stackStatusCode } = t;
     const { kinds, chainLen, kindCount, taskClass } = k;
-    const { bySpan, count, sig, kind, chainLength, size, flags, anyErrno, notes } = this;
+    const { bySpan, count, sig, kind, chainLength, size, flags, anyErrno, notes, note } = this;
     const T = t.length;
     let i = from;
     for (; i < T; i++) {
       const c = bySpan[frameStart[i]];
       if (c < 0 || count[c] !== frameCount[i] || pid[i] === 0 || tid[i] === 0) break;
-      if ((flags !== null && flags[i] === flags[i]) || (anyErrno && t.errnoOf(i) !== null) || (notes !== null && notes.has(i))) break;
+      if ((flags !== null && flags[i] === flags[i]) || (anyErrno && t.errnoOf(i) !== null) || (notes !== null && notes.get(i) !== note[c])) break;
       const st = stackStatusCode[i];
       if (st === VANISHED || sig[c] !== factsSignature(patchStateCode[i], bits[i], state[i], st)) break;
       size[c]++;
@@ -999,6 +998,7 @@ class SpanClasses {
     this.entry.push(null);
     this.first.push(i);
     this.size.push(1);
+    this.note.push(this.notes === null ? undefined : this.notes.get(i));
     this.bySpan[start] = c;
     return c;
   }

@@ -72,15 +72,22 @@ export interface Transformed {
   notes: Map<number, string>;
 }
 
-/** Copies the capture with some tasks' stacks replaced and tasks appended; strings are shared. */
+/**
+ * Copies the capture with some tasks' stacks replaced and tasks appended; strings are shared.
+ * `replace` null: no stack is replaced, and every row is copied as it is (same index, line and
+ * flags), so tasks keep their rows and whatever sharing the capture had (kpatch's task list on
+ * top of quiesce's predicted stacks keeps them shared). Tasks that get the same replacement
+ * names share one copy of those rows (quiesce predicts a few hundred distinct stacks for a
+ * million tasks); such rows carry no FrameFlag.SHARED, and their line is their own.
+ */
 function rebuild(
   cap: Capture,
   table: SymbolTable | null,
-  replace: (t: Task, index: number) => string[] | null,
+  replace: ((t: Task, index: number) => string[] | null) | null,
   extra: { task: Partial<Task>; frames: string[] }[],
 ): Capture {
   const frames = new FrameColumns(cap.frames.length + 64);
-  const tasks = new TaskTable(cap.tasks.length + extra.length);
+  const tasks = replace === null ? cap.tasks.copy(cap.tasks.length + extra.length) : new TaskTable(cap.tasks.length + extra.length);
   const vmlinux = cap.strings.intern(VMLINUX);
   const addNamed = (name: string): void => {
     // Names the symbol table lacks (inlined on this kernel) are left out: a patch cannot name them.
@@ -95,9 +102,13 @@ function rebuild(
   const copyRow = (j: number, line: number, flagsOff = 0): void => {
     frames.pushCopy(cap.frames, j, line, cap.frames.flags[j] & ~flagsOff);
   };
+  if (replace === null) for (let j = 0; j < cap.frames.length; j++) frames.pushCopy(cap.frames, j, cap.frames.line[j]);
   // Shared spans (Capture.sharedRows) stay shared: copied once, pointed at by every task of the span.
   const copiedSpans = new Map<number, number>();
+  // Replacement stacks by their names (joined), for the tasks that get the same one.
+  const replaced = new Map<string, { start: number; count: number }>();
   cap.tasks.forEach((t, idx) => {
+    if (replace === null) return;
     const start = frames.length;
     const names = replace(t, idx);
     if (names === null && cap.sharedRows && t.frameCount > 0 && cap.frames.flags[t.frameStart] & FrameFlag.SHARED) {
@@ -111,7 +122,17 @@ function rebuild(
       return;
     }
     if (names === null) for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, frameLine(cap, t, j), FrameFlag.SHARED);
-    else for (const n of names) addNamed(n);
+    else if (cap.sharedRows === true) {
+      // Rows shared by tasks need a capture that says rows may be shared.
+      const key = names.join("\n");
+      const known = replaced.get(key);
+      if (known !== undefined) {
+        tasks.push({ ...t, frameStart: known.start, frameCount: known.count });
+        return;
+      }
+      for (const n of names) addNamed(n);
+      replaced.set(key, { start, count: frames.length - start });
+    } else for (const n of names) addNamed(n);
     tasks.push({ ...t, frameStart: start, frameCount: frames.length - start });
   });
   for (const e of extra) {
@@ -132,7 +153,7 @@ function rebuild(
 export function withKpatchTasks(cap: Capture, table: SymbolTable | null, direction: Direction): Transformed {
   const enc = (s: string) => new Uint8Array([...s].map((c) => c.charCodeAt(0)));
   const n = cap.tasks.length;
-  const out = rebuild(cap, table, () => null, [
+  const out = rebuild(cap, table, null, [
     { task: { comm: enc("migration/0"), state: null, flags: 0x00200040 }, frames: KPATCH_STOPPER_STACK },
     { task: { comm: enc(direction === "apply" ? "insmod" : "sh"), state: null, flags: 0x00400000 }, frames: kpatchCallerStack(direction) },
   ]);
