@@ -107,9 +107,8 @@ function loadCli({ bundleFile = BUNDLE, cacheFile = `${bundleFile}.cache` } = {}
   return { exports: bundleModule.exports, script, bundleBytes, cache: status };
 }
 
-module.exports = { loadCli, encodeCodeCache, BUNDLE, CODE_CACHE_HEADER_BYTES: HEADER };
-
-if (require.main === module) {
+/** Runs the CLI on process.argv (this file as the bin, or bin/patchsafe.js). */
+function runMain() {
   let cli;
   try {
     cli = loadCli().exports;
@@ -121,3 +120,7 @@ if (require.main === module) {
   }
   if (cli !== undefined) cli.main();
 }
+
+module.exports = { loadCli, encodeCodeCache, runMain, BUNDLE, CODE_CACHE_HEADER_BYTES: HEADER };
+
+if (require.main === module) runMain();

@@ -5,14 +5,4 @@
 // the .cjs one.
 import { createRequire } from "node:module";
 
-const { loadCli } = createRequire(import.meta.url)("./patchsafe.cjs");
-let cli;
-try {
-  cli = loadCli().exports;
-} catch (e) {
-  if (e.code !== "E_NO_BUNDLE") throw e;
-  // The CLI's one-line error form (exit 2, as for any input error), not a stack trace.
-  process.stderr.write(`patchsafe: ${e.message}\n`);
-  process.exitCode = 2;
-}
-if (cli !== undefined) cli.main();
+createRequire(import.meta.url)("./patchsafe.cjs").runMain();
