@@ -102,39 +102,41 @@ function rebuild(
   const copyRow = (j: number, line: number, flagsOff = 0): void => {
     frames.pushCopy(cap.frames, j, line, cap.frames.flags[j] & ~flagsOff);
   };
-  if (replace === null) for (let j = 0; j < cap.frames.length; j++) frames.pushCopy(cap.frames, j, cap.frames.line[j]);
-  // Shared spans (Capture.sharedRows) stay shared: copied once, pointed at by every task of the span.
-  const copiedSpans = new Map<number, number>();
-  // Replacement stacks by their names (joined), for the tasks that get the same one.
-  const replaced = new Map<string, { start: number; count: number }>();
-  cap.tasks.forEach((t, idx) => {
-    if (replace === null) return;
-    const start = frames.length;
-    const names = replace(t, idx);
-    if (names === null && cap.sharedRows && t.frameCount > 0 && cap.frames.flags[t.frameStart] & FrameFlag.SHARED) {
-      let shared = copiedSpans.get(t.frameStart);
-      if (shared === undefined) {
-        shared = start;
-        for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, cap.frames.line[j]);
-        copiedSpans.set(t.frameStart, shared);
-      }
-      tasks.push({ ...t, frameStart: shared, frameCount: t.frameCount });
-      return;
-    }
-    if (names === null) for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, frameLine(cap, t, j), FrameFlag.SHARED);
-    else if (cap.sharedRows === true) {
-      // Rows shared by tasks need a capture that says rows may be shared.
-      const key = names.join("\n");
-      const known = replaced.get(key);
-      if (known !== undefined) {
-        tasks.push({ ...t, frameStart: known.start, frameCount: known.count });
+  if (replace === null) {
+    for (let j = 0; j < cap.frames.length; j++) frames.pushCopy(cap.frames, j, cap.frames.line[j]);
+  } else {
+    // Shared spans (Capture.sharedRows) stay shared: copied once, pointed at by every task of the span.
+    const copiedSpans = new Map<number, number>();
+    // Replacement stacks by their names (joined), for the tasks that get the same one.
+    const replaced = new Map<string, { start: number; count: number }>();
+    cap.tasks.forEach((t, idx) => {
+      const start = frames.length;
+      const names = replace(t, idx);
+      if (names === null && cap.sharedRows && t.frameCount > 0 && cap.frames.flags[t.frameStart] & FrameFlag.SHARED) {
+        let shared = copiedSpans.get(t.frameStart);
+        if (shared === undefined) {
+          shared = start;
+          for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, cap.frames.line[j]);
+          copiedSpans.set(t.frameStart, shared);
+        }
+        tasks.push({ ...t, frameStart: shared, frameCount: t.frameCount });
         return;
       }
-      for (const n of names) addNamed(n);
-      replaced.set(key, { start, count: frames.length - start });
-    } else for (const n of names) addNamed(n);
-    tasks.push({ ...t, frameStart: start, frameCount: frames.length - start });
-  });
+      if (names === null) for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, frameLine(cap, t, j), FrameFlag.SHARED);
+      else if (cap.sharedRows === true) {
+        // Rows shared by tasks need a capture that says rows may be shared.
+        const key = names.join("\n");
+        const known = replaced.get(key);
+        if (known !== undefined) {
+          tasks.push({ ...t, frameStart: known.start, frameCount: known.count });
+          return;
+        }
+        for (const n of names) addNamed(n);
+        replaced.set(key, { start, count: frames.length - start });
+      } else for (const n of names) addNamed(n);
+      tasks.push({ ...t, frameStart: start, frameCount: frames.length - start });
+    });
+  }
   for (const e of extra) {
     const start = frames.length;
     for (const n of e.frames) addNamed(n);
