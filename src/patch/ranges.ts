@@ -23,7 +23,7 @@ import type { Direction, Model } from "../decide/verdict.js";
 import { PatchsafeError } from "../errors.js";
 import { type AppliedFunction, type AppliedPatch, VMLINUX } from "../model.js";
 import type { ResolvedFrames } from "../symbols/resolve.js";
-import { findObjectSymbol, type SymbolTable, symbolAddress } from "../symbols/table.js";
+import { findObjectSymbol, prefetchNames, type SymbolTable, symbolAddress } from "../symbols/table.js";
 import type { PatchSpec } from "./spec.js";
 
 export type RangeRole = "original" | "previous-replacement" | "own-replacement" | "nop" | "conservative-extra";
@@ -196,6 +196,9 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     functions[fi].blockingObject = top.patch.name;
     addSymbol(fi, top.patch.name, newName, 0, roleIfReplaced, false, top.func.newSize);
   };
+
+  // Every name this function may look up, in one scan of the table (see prefetchNames).
+  if (useTable) prefetchNames(table, [...new Set([...patch.funcs.map((f) => f.oldName), ...ordered.flatMap((p) => p.funcs.map((f) => f.newName ?? f.oldName))])]);
 
   const isLoaded = (object: string): boolean => object === VMLINUX || !useTable || table.objects.includes(object);
 

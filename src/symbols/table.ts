@@ -953,6 +953,15 @@ export function rowsNamed(t: SymbolTable, name: string): number[] | undefined {
   return t.byName instanceof NameIndex ? t.byName.lookup(name) : t.byName.get(name);
 }
 
+/**
+ * Looks up `names` now, in one scan of the rows while the name index is not built: the lookups
+ * that follow (rowsNamed, findObjectSymbol) are then answered from its memo. A check looks up
+ * each patched function by itself; without this, each one was a scan of every row.
+ */
+export function prefetchNames(t: SymbolTable, names: readonly string[]): void {
+  if (t.byName instanceof NameIndex && names.length > 0) t.byName.lookupMany(names);
+}
+
 /** Whether row i of t is named `name`, without materializing the names. */
 export function rowHasName(t: SymbolTable, i: number, name: string): boolean {
   if (!(i >= 0 && i < t.count)) return false;
