@@ -24,7 +24,7 @@ import { check, emptyPatch, generateProcDumpTo, parseFuncArg, parseNativeJson, p
 import { loadWasmScannerSync } from "../dist/node/index.js";
 import { encodeSnapshot } from "../dist/snapshot/index.js";
 // What `patchsafe check FILE.psnap` decodes with (Node: zlib's CRC-32), from bytes in memory.
-import { decodeSnapshotBytes as decodeSnapshot } from "../dist/node/snapshotFile.js";
+import { decodeSnapshotBytes as decodeSnapshot, nativeSha256 } from "../dist/node/snapshotFile.js";
 import { fleetCheck, fleetFiles, runFleet } from "../dist/cli/fleet.js";
 import { createCaptureParser } from "../dist/ingest/detect.js";
 import * as nodeWasm from "../dist/node/wasm.js";
@@ -334,7 +334,7 @@ if (only.has("fleet")) {
       const cap = parseProcText(dumpText(PER, 1000 + h), `host-${h}`);
       cap.host = { ...source.host, hostname: `host-${String(h).padStart(4, "0")}` };
       cap.complete = true;
-      writeFileSync(join(dir, `host-${String(h).padStart(4, "0")}.psnap`), encodeSnapshot(cap, symbols), { mode: 0o600 });
+      writeFileSync(join(dir, `host-${String(h).padStart(4, "0")}.psnap`), encodeSnapshot(cap, symbols, { sha256: nativeSha256 }), { mode: 0o600 });
     }
     const genMs = performance.now() - tg;
     const perJobs = { 1: { wallMs: [], loadAverageBefore: [], parallelism: [] }, 2: { wallMs: [], loadAverageBefore: [], parallelism: [] } };

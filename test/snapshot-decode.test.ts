@@ -11,6 +11,7 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { type Capture, FrameColumns, FrameFlag, newTask, TaskTable } from "../src/model.js";
 import { decodeIdsInto, decodeInts, encodeInts, encodeNullable } from "../src/snapshot/columns.js";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
+import { sha256 } from "../src/sha256.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_MAGIC, SymbolSectionCache } from "../src/snapshot/psnap.js";
 import { storedNameBlob } from "../src/snapshot/names.js";
@@ -78,7 +79,8 @@ function rebuildSectioned(header: Record<string, unknown>, body: Record<string, 
   const b = new Uint8Array(head.length - 1 + sec.length);
   b.set(head.subarray(0, head.length - 1));
   b.set(sec, head.length - 1);
-  const h = p.pack({ ...header, symbolsAt: [head.length - 1, sec.length] }).slice();
+  // As the writer does: the section's digest (format 1.3) is that of the bytes written.
+  const h = p.pack({ ...header, symbolsAt: [head.length - 1, sec.length], ...(header.symbolsSha256 === undefined ? {} : { symbolsSha256: sha256(sec) }) }).slice();
   return frame(h, b);
 }
 

@@ -10,19 +10,22 @@
  *   section last, `symbolsAt` in the header).
  * - v1.2-capture.psnap / .json: the same capture and subset written by format 1.2 (names as one
  *   byte string, frame rows with their resolved symbol rows).
+ * - v1.3-capture.psnap / .json: the same capture and subset written by format 1.3 (the header
+ *   states the symbol section's SHA-256).
  *
  * Regenerate only the current format's files, and only for a new format version:
- * `PATCHSAFE_WRITE_GOLDEN=1 npx vitest run test/snapshot-golden.test.ts` writes v1.2-capture.*
+ * `PATCHSAFE_WRITE_GOLDEN=1 npx vitest run test/snapshot-golden.test.ts` writes v1.3-capture.*
  * when missing or when asked (older versions' files are never rewritten: they are what released
  * writers produced).
  */
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Packr } from "msgpackr";
 import { expect, test } from "vitest";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
 import { parseSnapshotJson, snapshotToJson } from "../src/snapshot/json.js";
 import { SNAPSHOT_MINOR } from "../src/snapshot/model.js";
-import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
+import { decodeSnapshot, encodeSnapshot, readSnapshotPrefix } from "../src/snapshot/psnap.js";
 import { parseSymbolTable } from "../src/symbols/table.js";
 import { fixturePath, fixtureText, hostCapture, runCheck } from "./helpers.js";
 
@@ -33,6 +36,8 @@ const BIN11 = fixturePath("snapshot/v1.1-capture.psnap");
 const JSON11 = fixturePath("snapshot/v1.1-capture.json");
 const BIN12 = fixturePath("snapshot/v1.2-capture.psnap");
 const JSON12 = fixturePath("snapshot/v1.2-capture.json");
+const BIN13 = fixturePath("snapshot/v1.3-capture.psnap");
+const JSON13 = fixturePath("snapshot/v1.3-capture.json");
 
 const subset = () => parseSymbolTable(fixtureText("snapshot/kallsyms-subset.txt"), { file: "kallsyms-subset.txt" });
 
@@ -87,10 +92,6 @@ test("format 1.1 golden files: same capture and table; the body is still one map
 test("format 1.2 golden files: same capture and table; names as bytes; frame rows carry their symbol rows", () => {
   const cap = hostCapture("capture.json");
   const table = subset();
-  if (process.env.PATCHSAFE_WRITE_GOLDEN === "1" || !existsSync(BIN12)) {
-    writeFileSync(BIN12, encodeSnapshot(cap, table, { producer: "patchsafe 0.1.0" }));
-    writeFileSync(JSON12, snapshotToJson(cap, table, { producer: "patchsafe 0.1.0" }));
-  }
   const bytes = new Uint8Array(readFileSync(BIN12));
   const d = decodeSnapshot(bytes, BIN12);
   expect(d.header).toMatchObject({ major: 1, minor: 2, producer: "patchsafe 0.1.0", symbols: table.count });
@@ -110,5 +111,35 @@ test("format 1.2 golden files: same capture and table; names as bytes; frame row
   for (const funcs of [["smpboot_thread_fn", "do_epoll_wait"], ["init_once,3"]]) {
     expect(runCheck(d.capture, funcs, { symbols: d.symbols }).verdict.counts, funcs.join()).toEqual(runCheck(cap, funcs, { symbols: table }).verdict.counts);
   }
-  expect(SNAPSHOT_MINOR).toBe(2);
+  expect(d.header.minor).toBe(2);
+  expect(readSnapshotPrefix(bytes, BIN12)).toBeNull(); // no digest: a cache reader reads it whole
+});
+
+test("format 1.3 golden files: the header states the symbol section's SHA-256; a 1.2 reader's view of the body is unchanged", () => {
+  const cap = hostCapture("capture.json");
+  const table = subset();
+  if (process.env.PATCHSAFE_WRITE_GOLDEN === "1" || !existsSync(BIN13)) {
+    writeFileSync(BIN13, encodeSnapshot(cap, table, { producer: "patchsafe 0.1.0" }));
+    writeFileSync(JSON13, snapshotToJson(cap, table, { producer: "patchsafe 0.1.0" }));
+  }
+  const bytes = new Uint8Array(readFileSync(BIN13));
+  const d = decodeSnapshot(bytes, BIN13);
+  expect(d.header).toMatchObject({ major: 1, minor: 3, producer: "patchsafe 0.1.0", symbols: table.count });
+  expect(captureModel(d.capture)).toEqual(captureModel(cap));
+  expect(symbolsModel(d.symbols!)).toEqual(symbolsModel(table));
+  const j = parseSnapshotJson(readFileSync(JSON13, "utf8"), JSON13);
+  expect(j.header.minor).toBe(3);
+  expect(captureModel(j.capture)).toEqual(captureModel(cap));
+  const p = new Packr({ moreTypes: true, useRecords: false, mapsAsObjects: true, copyBuffers: true });
+  const hl = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true);
+  const header = p.unpack(bytes.subarray(32, 32 + hl)) as { symbolsAt: [number, number]; symbolsSha256: Uint8Array };
+  const section = bytes.subarray(32 + hl + header.symbolsAt[0]);
+  expect(section.length).toBe(header.symbolsAt[1]);
+  expect(Buffer.from(header.symbolsSha256).toString("hex")).toBe(createHash("sha256").update(section).digest("hex"));
+  expect(readSnapshotPrefix(bytes.subarray(0, 32 + hl), BIN13)).toMatchObject({ start: 32 + hl + header.symbolsAt[0], length: header.symbolsAt[1], total: bytes.length });
+  // The body is laid out as in 1.2: a 1.2 reader (which ignores symbolsSha256) reads it unchanged.
+  const body = p.unpack(bytes.subarray(32 + hl)) as { symbols: Record<string, unknown>; frames: Record<string, unknown> };
+  expect(body.symbols.names).toBeInstanceOf(Uint8Array);
+  expect(body.frames.symRow).toBeInstanceOf(Int32Array);
+  expect(SNAPSHOT_MINOR).toBe(3);
 });

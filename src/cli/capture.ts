@@ -9,7 +9,7 @@ import { PatchsafeError } from "../errors.js";
 import { type Capture, framesInTasks } from "../model.js";
 import { captureHost } from "../node/capture.js";
 import { readSymbolFile } from "../node/io.js";
-import { writePrivateFile } from "../node/snapshotFile.js";
+import { nativeSha256, writePrivateFile } from "../node/snapshotFile.js";
 import { snapshotToJson } from "../snapshot/json.js";
 import { encodeSnapshot } from "../snapshot/psnap.js";
 import type { SymbolTable } from "../symbols/table.js";
@@ -85,7 +85,7 @@ export function runCapture(args: string[], o: { out: string[]; err: string[] }):
     }
   }
   const opts = { redact: values.redact === true, hashComms: values["hash-comms"] === true };
-  const data = values.json ? snapshotToJson(cap, symbols, opts) : encodeSnapshot(cap, symbols, opts);
+  const data = values.json ? snapshotToJson(cap, symbols, opts) : encodeSnapshot(cap, symbols, { ...opts, sha256: nativeSha256 });
   const out = values.output ?? defaultSnapshotName(cap, values.json === true);
   writePrivateFile(out, data, values.kallsyms === undefined ? [] : [values.kallsyms]);
   const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;

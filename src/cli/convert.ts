@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
 import { FORMAT_NAMES, isFormatName } from "../ingest/detect.js";
 import { readSymbolFile } from "../node/io.js";
-import { readAnyCapture, writePrivateFile } from "../node/snapshotFile.js";
+import { nativeSha256, readAnyCapture, writePrivateFile } from "../node/snapshotFile.js";
 import { snapshotToJson } from "../snapshot/json.js";
 import { encodeSnapshot } from "../snapshot/psnap.js";
 import type { SymbolTable } from "../symbols/table.js";
@@ -76,7 +76,7 @@ export function runConvert(args: string[], o: { out: string[]; err: string[] }):
       commsHashed: snap?.header.commsHashed === true,
       sectionRows: extra === null ? (snap?.sectionRows ?? null) : null,
     };
-    const data = json ? snapshotToJson(any.capture, symbols, opts) : encodeSnapshot(any.capture, symbols, opts);
+    const data = json ? snapshotToJson(any.capture, symbols, opts) : encodeSnapshot(any.capture, symbols, { ...opts, sha256: nativeSha256 });
     writePrivateFile(out, data, inputs);
     const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
     o.err.push(

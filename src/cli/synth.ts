@@ -11,7 +11,7 @@
  * through a symlink.
  */
 import { closeSync, constants as fsc, lstatSync, openSync, writeSync } from "node:fs";
-import { writePrivateFile } from "../node/snapshotFile.js";
+import { nativeSha256, writePrivateFile } from "../node/snapshotFile.js";
 import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
 import { generateProcDumpTo, type GenerateStats, type ShareSpec } from "../generate/procDump.js";
@@ -137,7 +137,7 @@ export function runSynth(args: string[], o: { out: string[]; err: string[] }): n
       const parser = new ProcTextParser(values.output);
       stats = generate(source, opts, (piece) => parser.push(encodeLatin1(piece)));
       const cap = parser.finish();
-      const snap = encodeSnapshot(cap, symbols);
+      const snap = encodeSnapshot(cap, symbols, { sha256: nativeSha256 });
       writeAll(fd, snap);
       bytes = snap.length;
     }

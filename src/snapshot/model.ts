@@ -20,9 +20,15 @@ export const SNAPSHOT_MAJOR = 1;
  *   symbol row resolve gives them with that table (`frames.symRow`), so a check needs no name
  *   index. Unlike 1.1 this is not an addition: a 1.0/1.1 reader reports a 1.2 file with a symbol
  *   table as damaged (E_SNAPSHOT_CORRUPT at symbols.pfx) rather than as too new; files without
- *   a symbol table still read. This build reads 1.0, 1.1 and 1.2.
+ *   a symbol table still read.
+ * - 1.3: the binary header's `symbolsSha256` is the SHA-256 of the symbol section's bytes (the
+ *   `symbolsAt` range). A reader that holds a section it decoded and verified against that
+ *   digest (a fleet worker: hosts of one kernel build) reads only the bytes before the section
+ *   and checks the body's CRC-32 with the section's (crc32Combine). An addition: 1.1 and 1.2
+ *   readers ignore it.
+ * This build reads 1.0 to 1.3.
  */
-export const SNAPSHOT_MINOR = 2;
+export const SNAPSHOT_MINOR = 3;
 export const SNAPSHOT_FORMAT = "patchsafe-snapshot";
 
 /** The snapshot header: the first msgpack value of a .psnap, and `header` of the JSON form. */
@@ -75,6 +81,8 @@ export interface EncodeOptions {
   redacted?: boolean;
   /** Section rows of a names-only table (re-encoding a redacted snapshot). */
   sectionRows?: SectionRows | null;
+  /** SHA-256 of the symbol section (default: src/sha256.ts; Node passes node:crypto's: the same digest, faster). */
+  sha256?: (bytes: Uint8Array) => Uint8Array;
   /** Override the producer string (tests). */
   producer?: string;
 }

@@ -29,7 +29,10 @@
  * recomputed exactly as for a kallsyms file), and for a redacted table the rows inside each
  * special section. Since format 1.1 the symbol section is the body's last value and the header's
  * `symbolsAt` gives its [offset, length] within the body, so a reader can recognise a section it
- * has decoded before by its bytes.
+ * has decoded before by its bytes; since format 1.3 the header's `symbolsSha256` names it by its
+ * SHA-256, so such a reader need not even read it (readSnapshotPrefix, DecodeOptions
+ * symbolsOmitted): it checks the body's CRC-32 as that of the bytes it read followed by the
+ * cached section's.
  *
  * Decoding never returns a partial model, and never allocates by a count it has not checked
  * against the bytes that carry it: every task costs at least one byte of the tid column, every
@@ -60,6 +63,7 @@ import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../s
 import { finishTable, nameBlobFromFrontCoding, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
 import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
+import { sha256 as sha256Ts } from "../sha256.js";
 import { crc32 } from "./crc32.js";
 import { storedNameBlob } from "./names.js";
 import { symbolSizes } from "./sizes.js";
@@ -527,14 +531,18 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
   if (head[head.length - 1] !== 0xc0) throw new RangeError("snapshot body: the symbol placeholder is not the last byte");
   let b: Uint8Array = head;
   let symbolsAt: [number, number] | null = null;
+  // Since 1.3 the header also names the section by its SHA-256: a fleet reader that holds a
+  // section verified against that digest skips reading it again (see readSnapshotPrefix).
+  let symbolsSha256: Uint8Array | null = null;
   if (body.symbols !== null) {
     const sec = packr.pack(withBin(body.symbols)).slice();
     b = new Uint8Array(head.length - 1 + sec.length);
     b.set(head.subarray(0, head.length - 1));
     b.set(sec, head.length - 1);
     symbolsAt = [head.length - 1, sec.length];
+    symbolsSha256 = binView((opts.sha256 ?? sha256Ts)(sec));
   }
-  const h = packr.pack({ ...header, symbolsAt }).slice();
+  const h = packr.pack({ ...header, symbolsAt, symbolsSha256 }).slice();
   if (h.length > MAX_HEADER || b.length > MAX_BODY) throw new RangeError("snapshot too large for the format's length fields");
   const out = new Uint8Array(PREFIX + h.length + b.length);
   out.set(SNAPSHOT_MAGIC, 0);
@@ -562,7 +570,7 @@ interface Frame {
 }
 
 /** Checks magic, prefix, version and lengths; the checksums are checked by the callers. */
-function readPrefix(bytes: Uint8Array, file: string, crcOf: (b: Uint8Array) => number = (b) => crc32(b)): Frame {
+function readPrefix(bytes: Uint8Array, file: string, crcOf: (b: Uint8Array) => number = (b) => crc32(b), short = false): Frame {
   const n = Math.min(bytes.length, SNAPSHOT_MAGIC.length);
   for (let i = 0; i < n; i++) {
     if (bytes[i] !== SNAPSHOT_MAGIC[i]) fail(SnapshotError.MAGIC, "not a patchsafe snapshot (wrong magic)", file);
@@ -581,6 +589,8 @@ function readPrefix(bytes: Uint8Array, file: string, crcOf: (b: Uint8Array) => n
   if (hLen > MAX_HEADER) fail(SnapshotError.TOO_LARGE, `snapshot header declares ${hLen} bytes (limit ${MAX_HEADER})`, file);
   if (bLen > MAX_BODY) fail(SnapshotError.TOO_LARGE, `snapshot body declares ${bLen} bytes (limit ${MAX_BODY})`, file);
   const total = PREFIX + hLen + bLen;
+  // `short`: the caller left the symbol section out on purpose (decodeSnapshot checks the rest).
+  if (short && bytes.length >= PREFIX + hLen && bytes.length < total) return { hLen, bLen, major, minor };
   if (bytes.length < total) fail(SnapshotError.TRUNCATED, `truncated snapshot: ${bytes.length} of ${total} bytes`, file);
   if (bytes.length > total) fail(SnapshotError.CORRUPT, `${bytes.length - total} bytes after the end of the snapshot`, file);
   return { hLen, bLen, major, minor };
@@ -748,6 +758,42 @@ function checkHeader(v: V, x: unknown): SnapshotHeader {
     commsHashed: v.bool(o.commsHashed, "header.commsHashed"),
     source: { name: v.str(src.name, "header.source.name"), format: v.str(src.format, "header.source.format") },
   };
+}
+
+/** Where a snapshot's symbol section lies and the digest its header states (format 1.3). */
+export interface SymbolSectionPlace {
+  /** File offset of the section's first byte; it runs to the end of the file. */
+  start: number;
+  length: number;
+  /** The file's whole length. */
+  total: number;
+  sha256: Uint8Array;
+}
+
+/**
+ * From the first bytes of a file (`head`: at least its prefix and header), where its symbol
+ * section lies and the SHA-256 its header states, or null when `head` does not hold all of the
+ * header or the file states no digest (before 1.3, no symbol table, anything malformed: the
+ * whole file is then read and decodeSnapshot names the error). Prefix and header are checked
+ * against their CRC-32s; nothing here is trusted beyond choosing how much of the file to read.
+ */
+export function readSnapshotPrefix(head: Uint8Array, file = "<snapshot>", crcOf: (b: Uint8Array) => number = (b) => crc32(b)): SymbolSectionPlace | null {
+  if (head.length < PREFIX || !isSnapshot(head)) return null;
+  try {
+    const p = readPrefix(head, file, crcOf, true);
+    const dv = new DataView(head.buffer, head.byteOffset, PREFIX);
+    const h = head.subarray(PREFIX, PREFIX + p.hLen);
+    if (crcOf(h) !== dv.getUint32(20, true)) return null;
+    const raw = packr.unpack(h) as Obj;
+    const at = raw.symbolsAt;
+    const digest = raw.symbolsSha256;
+    if (!Array.isArray(at) || at.length !== 2 || !(digest instanceof Uint8Array) || digest.length !== 32) return null;
+    const [off, len] = at as unknown[];
+    if (typeof off !== "number" || typeof len !== "number" || !Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 1 || len < 1 || off + len !== p.bLen) return null;
+    return { start: PREFIX + p.hLen + off, length: len, total: PREFIX + p.hLen + p.bLen, sha256: Uint8Array.prototype.slice.call(digest) };
+  } catch {
+    return null;
+  }
 }
 
 /** Reads and verifies only the prefix and header (cheap: fleet listings, `capture` summaries). */
@@ -952,14 +998,18 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 interface CachedSection extends DecodedSymbols {
   bytes: Uint8Array;
   crc: number;
+  /** SHA-256 of `bytes`, once computed (a 1.3 header stated it, or a file asked by digest). */
+  digest: Uint8Array | null;
 }
 
 /**
- * Decoded symbol sections by their exact bytes, reused across decodeSnapshot calls: the hosts of a
- * fleet often share a kernel build, and decoding its 100k-symbol table is most of a small host's
- * cost. Keyed by content (length, then every byte), never by release string or a hash the file
- * states. A hit also skips the section's CRC: the bytes are those that passed it before. Tables
- * from a cache are shared by every snapshot that hit it: read-only.
+ * Decoded symbol sections, reused across decodeSnapshot calls: the hosts of a fleet often share a
+ * kernel build, and decoding its 100k-symbol table is most of a small host's cost. Found by
+ * content (length, then every byte), or since format 1.3 by the SHA-256 the header states, but
+ * only for an entry whose bytes were hashed and matched that digest here: never by a release
+ * string, a CRC or a digest no one checked. A hit also skips the section's CRC: the bytes are
+ * those that passed it before. Tables from a cache are shared by every snapshot that hit it:
+ * read-only.
  */
 export class SymbolSectionCache {
   private entries: CachedSection[] = [];
@@ -972,22 +1022,36 @@ export class SymbolSectionCache {
   find(bytes: Uint8Array): CachedSection | null {
     for (let i = 0; i < this.entries.length; i++) {
       const e = this.entries[i];
-      if (e.bytes.length === bytes.length && this.equal(e.bytes, bytes)) {
-        if (i > 0) {
-          this.entries.splice(i, 1);
-          this.entries.unshift(e);
-        }
-        this.hits++;
-        return e;
-      }
+      if (e.bytes.length === bytes.length && this.equal(e.bytes, bytes)) return this.hit(i);
     }
     this.misses++;
     return null;
   }
-  /** `owned`: `bytes` is a copy no one else changes (the table may point into it), kept as is. */
-  add(bytes: Uint8Array, crc: number, d: DecodedSymbols, owned = false): void {
+  /** The section of `length` bytes whose SHA-256 was checked to be `digest`, or null (not counted as a miss). */
+  findDigest(digest: Uint8Array, length: number): CachedSection | null {
+    for (let i = 0; i < this.entries.length; i++) {
+      const e = this.entries[i];
+      if (e.digest !== null && e.bytes.length === length && bytesEqual(e.digest, digest)) return this.hit(i);
+    }
+    return null;
+  }
+  /** Whether findDigest(digest, length) would find a section (nothing counted or reordered). */
+  holds(digest: Uint8Array, length: number): boolean {
+    return this.entries.some((e) => e.digest !== null && e.bytes.length === length && bytesEqual(e.digest, digest));
+  }
+  private hit(i: number): CachedSection {
+    const e = this.entries[i];
+    if (i > 0) {
+      this.entries.splice(i, 1);
+      this.entries.unshift(e);
+    }
+    this.hits++;
+    return e;
+  }
+  /** `owned`: `bytes` is a copy no one else changes (the table may point into it), kept as is. `digest`: checked against `bytes`. */
+  add(bytes: Uint8Array, crc: number, d: DecodedSymbols, owned = false, digest: Uint8Array | null = null): void {
     if (this.capacity <= 0) return;
-    this.entries.unshift({ bytes: owned ? bytes : bytes.slice(), crc, table: d.table, sectionRows: d.sectionRows });
+    this.entries.unshift({ bytes: owned ? bytes : bytes.slice(), crc, table: d.table, sectionRows: d.sectionRows, digest });
     if (this.entries.length > this.capacity) this.entries.length = this.capacity;
   }
   get size(): number {
@@ -1000,6 +1064,13 @@ export interface DecodeOptions {
   crc32?: (bytes: Uint8Array) => number;
   /** Symbol sections decoded before, reused when the bytes are identical (fleet workers). */
   cache?: SymbolSectionCache | null;
+  /** SHA-256 (default src/sha256.ts; Node: node:crypto's), for a 1.3 header's symbolsSha256. */
+  sha256?: (bytes: Uint8Array) => Uint8Array;
+  /**
+   * `bytes` end where the symbol section starts (readSnapshotPrefix said so): the section is the
+   * one `cache` holds under the digest the header states (E_SNAPSHOT_CORRUPT if it holds none).
+   */
+  symbolsOmitted?: boolean;
   /**
    * The caller never changes `bytes` after the call (a file read into a buffer of its own): the
    * decoded symbol names may then stay a view into them instead of a copy. Default false (a
@@ -1408,18 +1479,23 @@ function copyRows(frames: FrameColumns, rows: FrameRows, stackRows: Float64Array
  */
 export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: DecodeOptions = {}): DecodedSnapshot {
   const crcOf = opts.crc32 ?? ((b: Uint8Array) => crc32(b));
-  const p = readPrefix(bytes, file, crcOf);
+  const omitted = opts.symbolsOmitted === true;
+  const p = readPrefix(bytes, file, crcOf, omitted);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, PREFIX);
   const hBytes = bytes.subarray(PREFIX, PREFIX + p.hLen);
   const bBytes = bytes.subarray(PREFIX + p.hLen, PREFIX + p.hLen + p.bLen);
   if (crcOf(hBytes) !== dv.getUint32(20, true)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the header fails its CRC-32", file);
   const v = new V(file);
-  const rawHeader = unpackOrFail(hBytes, "header", file);
+  const rawHeader = unpackOrFail(hBytes, "header", file) as Obj;
   const header = checkHeader(v, rawHeader);
   const B = p.bLen;
+  const digest = rawHeader.symbolsSha256;
+  if (digest !== undefined && digest !== null && !(digest instanceof Uint8Array && digest.length === 32)) v.bad("header.symbolsSha256", "expected 32 bytes");
   // (Each part below is a function of its own: one function of all of them was a large
   // optimizing compile in every fleet worker, paid again on each deoptimization.)
-  const { body, sym } = readBody(v, bBytes, (rawHeader as Obj).symbolsAt, dv.getUint32(24, true), opts, crcOf);
+  const { body, sym } = omitted
+    ? readBodyWithoutSymbols(v, bBytes, B, rawHeader.symbolsAt, (digest as Uint8Array | null | undefined) ?? null, dv.getUint32(24, true), opts, crcOf)
+    : readBody(v, bBytes, rawHeader.symbolsAt, (digest as Uint8Array | null | undefined) ?? null, dv.getUint32(24, true), opts, crcOf);
   const c = v.obj(body.capture, "capture");
   const meta = captureMeta(v, c, B);
   const strings = meta.strings;
@@ -1491,6 +1567,7 @@ function readBody(
   v: V,
   bBytes: Uint8Array,
   symbolsAt: unknown,
+  digest: Uint8Array | null,
   bodyCrc: number,
   opts: DecodeOptions,
   crcOf: (b: Uint8Array) => number,
@@ -1503,6 +1580,12 @@ function readBody(
   if (symOff !== null) {
     const section = bBytes.subarray(symOff);
     const hit = opts.cache?.find(section) ?? null;
+    // A cached section takes a digest only once its bytes were hashed and matched it: a header
+    // stating another digest for the same bytes is damaged (or forged), not believed.
+    if (hit !== null && digest !== null) {
+      if (hit.digest === null && bytesEqual(sha256Of(opts, hit.bytes), digest)) hit.digest = digest.slice();
+      if (hit.digest === null || !bytesEqual(hit.digest, digest)) fail(SnapshotError.CHECKSUM, "damaged snapshot: the symbol section does not match the SHA-256 its header states", file);
+    }
     const symCrc = hit !== null ? hit.crc : crcOf(section);
     if (crc32Combine(crcOf(bBytes.subarray(0, symOff)), symCrc, section.length) !== bodyCrc) {
       fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
@@ -1515,6 +1598,11 @@ function readBody(
         // those bytes outlive it (the cache's own copy, or the caller's bytes when it keeps them
         // unchanged: keepBytes), else they are copied (nothing else of the section is kept).
         const cache = opts.cache !== null && opts.cache !== undefined && opts.cache.capacity > 0 ? opts.cache : null;
+        // The digest is what later files are found by (readBodyWithoutSymbols): checked here, once
+        // per distinct section, before anything can be found by it.
+        if (cache !== null && digest !== null && !bytesEqual(sha256Of(opts, section), digest)) {
+          fail(SnapshotError.CHECKSUM, "damaged snapshot: the symbol section does not match the SHA-256 its header states", file);
+        }
         const src = cache !== null ? section.slice() : section;
         const keep = cache !== null || opts.keepBytes === true;
         let x: unknown;
@@ -1525,7 +1613,7 @@ function readBody(
         }
         if (body !== null) {
           sym = decodeSymbols(v, x, B, keep ? null : src.buffer);
-          cache?.add(src, symCrc, sym, true);
+          cache?.add(src, symCrc, sym, true, digest === null ? null : digest.slice());
         }
       }
     }
@@ -1535,6 +1623,44 @@ function readBody(
     sym = body.symbols === null || body.symbols === undefined ? null : decodeSymbols(v, body.symbols, B);
   }
   return { body, sym };
+}
+
+function sha256Of(opts: DecodeOptions, bytes: Uint8Array): Uint8Array {
+  return (opts.sha256 ?? sha256Ts)(bytes);
+}
+
+/**
+ * readBody for bytes that end where the symbol section starts (DecodeOptions.symbolsOmitted):
+ * the section is the cached one whose bytes were checked against the digest the header states,
+ * and the body's CRC-32 is checked as that of the bytes read followed by the cached section's.
+ * Every byte the model is decoded from is thus covered by a checksum; the bytes not read are
+ * not used.
+ */
+function readBodyWithoutSymbols(
+  v: V,
+  before: Uint8Array,
+  B: number,
+  symbolsAt: unknown,
+  digest: Uint8Array | null,
+  bodyCrc: number,
+  opts: DecodeOptions,
+  crcOf: (b: Uint8Array) => number,
+): { body: Obj; sym: DecodedSymbols | null } {
+  const file = v.file;
+  const at = Array.isArray(symbolsAt) && symbolsAt.length === 2 ? (symbolsAt as unknown[]) : null;
+  const off = at !== null && typeof at[0] === "number" ? at[0] : -1;
+  const len = at !== null && typeof at[1] === "number" ? at[1] : -1;
+  if (digest === null || off !== before.length || off + len !== B) v.bad("header.symbolsAt", "the bytes given do not end where the header's symbol section starts");
+  const hit = opts.cache?.findDigest(digest, len) ?? null;
+  if (hit === null) v.bad("header.symbolsSha256", "no symbol section with this digest was decoded before (read the whole file)");
+  if (crc32Combine(crcOf(before), hit.crc, len) !== bodyCrc) fail(SnapshotError.CHECKSUM, "damaged snapshot: the body fails its CRC-32", file);
+  // symbolsOffset's checks, on the bytes before the section: the key "symbols" right before it.
+  const map = mapHeader(before);
+  let ok = map !== null && off >= map.at + SYMBOLS_KEY.length;
+  for (let k = 0; ok && k < SYMBOLS_KEY.length; k++) ok = before[off - SYMBOLS_KEY.length + k] === SYMBOLS_KEY[k];
+  const body = ok ? bodyBeforeSymbols(before, off) : null;
+  if (body === null) v.bad("body", "the entries before the symbol section do not decode on their own");
+  return { body, sym: hit };
 }
 
 /** The capture's source, string table, excluded threads, enabled patches and modules. */
