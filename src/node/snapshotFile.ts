@@ -4,9 +4,9 @@
  * never through a symlink, never over an input, no temporary files).
  */
 import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
-import { createHash } from "node:crypto";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { PatchsafeError } from "../errors.js";
+import { nodeCrypto } from "./lazyBuiltins.js";
 import type { Capture } from "../model.js";
 import { looksLikeSnapshotJson, parseSnapshotJson } from "../snapshot/json.js";
 import { decodeSnapshot, type DecodedSnapshot, isSnapshot, readSnapshotPrefix, SnapshotError, SymbolSectionCache } from "../snapshot/psnap.js";
@@ -78,7 +78,7 @@ const nativeCrc32 = typeof zlibCrc32 === "function" ? (b: Uint8Array): number =>
 
 /** node:crypto's SHA-256 (native; the same digest as src/sha256.ts). */
 export function nativeSha256(bytes: Uint8Array): Uint8Array {
-  const d = createHash("sha256").update(bytes).digest();
+  const d = nodeCrypto().createHash("sha256").update(bytes).digest();
   return new Uint8Array(d.buffer, d.byteOffset, d.length);
 }
 
