@@ -5,7 +5,11 @@
  * itself (src/node/fleetWorker.ts); this thread collects results synchronously (Atomics.wait on
  * a shared counter + receiveMessageOnPort), so runFleet stays a plain function like the other
  * commands.
- * One unreadable snapshot is reported and the others are still checked.
+ * One unreadable snapshot is reported and the others are still checked. So is a snapshot whose
+ * worker thread stops while checking it (out of memory, a crash, process.exit): each worker
+ * keeps the index of the file in hand in its slot of the shared array, this thread notices the
+ * stop within ~100 ms (fleetCheck says how), reports that file as E_FLEET_WORKER and starts a
+ * replacement while files are left. A worker alive but stuck is given up after `stallSeconds`.
  *
  * Exit: 0 every host safe, 1 any host blocked, 3 otherwise (undecided or unreadable hosts),
  * 2 usage errors (thrown as PatchsafeError E_USAGE).
@@ -42,6 +46,8 @@ export interface FleetRuntime {
   progress?: ((line: string) => void) | null;
   /** Seconds without any result before the remaining hosts are given up (default 120). */
   stallSeconds?: number;
+  /** Heap limits of each worker (new Worker's resourceLimits; tests give a tiny heap to make one die). */
+  resourceLimits?: import("node:worker_threads").ResourceLimits;
 }
 
 function usage(msg: string): never {
@@ -78,89 +84,177 @@ function defaultWorkerUrl(): URL {
   return existsSync(bundled) ? bundled : new URL("../node/fleetWorker.js", import.meta.url);
 }
 
-/** Slots of the shared control array (Int32Array over a SharedArrayBuffer, see fleetWorker.ts). */
+/**
+ * Slots of the shared control array (Int32Array over a SharedArrayBuffer; fleetWorker.ts keeps a
+ * copy of these numbers): RESULTS and NEXT, then one WORKERS slot per worker.
+ */
 export const FleetControl = {
   /** Results posted so far (the main thread waits on it). */
   RESULTS: 0,
-  /** Workers ready. */
-  READY: 1,
   /** The next file index to claim: each worker takes files with Atomics.add until none is left. */
-  NEXT: 2,
-  /** Slots. */
-  LENGTH: 3,
+  NEXT: 1,
+  /**
+   * The first per-worker slot: what worker k is doing, in slot WORKERS + k. STARTING (set by
+   * this thread before it starts the worker), IDLE (loaded, no file in hand), or the index of
+   * the file it claimed and has not yet posted a result for. A replacement takes over the slot.
+   */
+  WORKERS: 2,
+  STARTING: -2,
+  IDLE: -1,
 } as const;
+
+/** Atomics.wait's timeout: how long this thread sleeps without results before it looks at the workers. */
+const WAIT_MS = 100;
+
+/**
+ * Whether the other end of `port` is still open, by posting a null to it: Node's
+ * MessagePort.postMessage returns true when the message had a destination (typed void: it is
+ * not documented; see fleetCheck).
+ */
+function peerOpen(port: MessagePort): boolean {
+  return (port.postMessage(null) as unknown) === true;
+}
+
+/** The result of a file that no worker checked. */
+function notChecked(file: string, why: string): HostResult {
+  return { file, hostname: null, bootId: null, release: null, capturedAt: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: not checked: ${why}` }, ms: 0 };
+}
 
 /**
  * Checks every file on `jobs` workers; results in file order. Workers claim files themselves
  * (an atomic index into the list): no worker waits for this thread to hand it the next file,
- * and none idles while another still has a queue. This thread only collects results.
+ * and none idles while another still has a queue. This thread collects results and watches the
+ * workers: one that stops (out of memory, a crash, process.exit) costs only the file it was
+ * checking (an E_FLEET_WORKER result naming it) and is replaced while files are left to claim.
+ *
+ * A worker's exit event needs this thread's event loop, which the synchronous collection blocks
+ * (worker.threadId, too, changes only in that event). What is visible at once is the worker's end
+ * of its MessageChannel going away with the thread: from then on port.postMessage returns false
+ * (Node's MessagePort returns whether the message had a destination; `undefined` once this end
+ * has read the peer's close). So a wait that times out, and otherwise every WAIT_MS, posts a null
+ * to each worker (which never reads its port: the probes are dropped with it). Node does not
+ * document that return value: when a fresh channel does not answer `true`, the probes are off and
+ * the stall timeout is the only guard, as before.
  */
 export function fleetCheck(files: string[], patch: PatchSpec, options: Partial<DecideOptions>, jobs: number, rt: FleetRuntime = {}, onProgress?: (done: number) => void): HostResult[] {
   const { MessageChannel, Worker, receiveMessageOnPort } = workerThreads();
   const url = rt.workerUrl ?? defaultWorkerUrl();
   if (!existsSync(url)) throw new PatchsafeError("E_UNSUPPORTED", `the fleet worker ${url.pathname} is missing: run npm run build`);
-  const control = new SharedArrayBuffer(4 * FleetControl.LENGTH);
+  const n = Math.max(1, Math.min(jobs, files.length));
+  const control = new SharedArrayBuffer(4 * (FleetControl.WORKERS + n));
   const seq = new Int32Array(control);
   const results: (HostResult | undefined)[] = new Array(files.length);
-  const workers: { worker: Worker; port: MessagePort }[] = [];
-  const n = Math.max(1, Math.min(jobs, files.length));
+  /** Worker k in slot WORKERS + k; null once it stopped and was not replaced. */
+  const workers: ({ worker: Worker; port: MessagePort } | null)[] = [];
+  const everyWorker: Worker[] = [];
   let done = 0;
-  let seen = 0;
-  try {
-    for (let i = 0; i < n; i++) {
-      const { port1, port2 } = new MessageChannel();
-      const worker = new Worker(url, { workerData: { port: port2, control, files, patch, options }, transferList: [port2], execArgv: rt.execArgv ?? [] });
-      worker.unref();
-      port1.unref();
-      workers.push({ worker, port: port1 });
+  const probe = new MessageChannel();
+  const probes = peerOpen(probe.port1);
+  probe.port1.close();
+  probe.port2.close();
+
+  const start = (k: number): { worker: Worker; port: MessagePort } => {
+    Atomics.store(seq, FleetControl.WORKERS + k, FleetControl.STARTING);
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(url, {
+      workerData: { port: port2, control, slot: k, files, patch, options },
+      transferList: [port2],
+      execArgv: rt.execArgv ?? [],
+      resourceLimits: rt.resourceLimits,
+    });
+    // A worker that dies of an error (out of memory, an uncaught exception, a module that does
+    // not load) emits 'error' on this thread after the run; unhandled, it would end the process.
+    // The run has reported it already, as the file that worker was checking.
+    worker.on("error", () => {});
+    worker.unref();
+    port1.unref();
+    everyWorker.push(worker);
+    return { worker, port: port1 };
+  };
+  const drain = (port: MessagePort): void => {
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+      const msg = m.message as { id: number; result: HostResult };
+      if (results[msg.id] === undefined) done++;
+      results[msg.id] = msg.result;
     }
+  };
+
+  // Why the files no worker is left for were not checked (when a worker stopped unreplaced).
+  let noReplacement = "no worker reported a result for it and none is left";
+  // Workers that stopped with no file in hand although files were left: replaced at most n
+  // times (such a stop repeats, and costs no file that would bound the replacements).
+  let idleStopsLeft = n;
+  let startFailed = false;
+  /** Looks at every worker; true when a stopped one was found (its file then has a result). */
+  const reap = (): boolean => {
+    let found = false;
+    for (let k = 0; k < workers.length; k++) {
+      const w = workers[k];
+      if (w === null || peerOpen(w.port)) continue;
+      found = true;
+      // Its thread is gone: what it posted before it stopped is on the port already.
+      drain(w.port);
+      w.port.close();
+      workers[k] = null;
+      const state = Atomics.load(seq, FleetControl.WORKERS + k);
+      if (state >= 0 && results[state] === undefined) {
+        results[state] = notChecked(files[state], "the worker thread checking it stopped before it reported a result (the file may be what stopped it: it is not checked again)");
+        done++;
+      }
+      if (Atomics.load(seq, FleetControl.NEXT) >= files.length) continue;
+      if (state === FleetControl.STARTING) {
+        // The worker could not even load: a replacement would fail the same way.
+        startFailed = true;
+        noReplacement = "a fleet worker thread stopped while it was starting (before it could check any file), so no replacement was started";
+        continue;
+      }
+      if (startFailed) continue;
+      if (state === FleetControl.IDLE && idleStopsLeft-- <= 0) {
+        noReplacement = `${n + 1} fleet worker threads stopped between files; no further replacement was started`;
+        continue;
+      }
+      try {
+        workers[k] = start(k);
+      } catch (e) {
+        noReplacement = `a replacement worker could not be started: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    }
+    return found;
+  };
+
+  try {
+    for (let k = 0; k < n; k++) workers.push(start(k));
     const stallMs = (rt.stallSeconds ?? 120) * 1000;
     let lastProgress = Date.now();
+    let lastProbe = lastProgress;
+    let signal = 0;
     while (done < files.length) {
-      if (Atomics.load(seq, FleetControl.RESULTS) === seen) {
-        Atomics.wait(seq, FleetControl.RESULTS, seen, 100);
-        if (Atomics.load(seq, FleetControl.RESULTS) === seen) {
-          if (Date.now() - lastProgress > stallMs) break;
-          continue;
-        }
+      if (Atomics.load(seq, FleetControl.RESULTS) === signal) Atomics.wait(seq, FleetControl.RESULTS, signal, WAIT_MS);
+      const now = Date.now();
+      const posted = Atomics.load(seq, FleetControl.RESULTS);
+      const timedOut = posted === signal;
+      const before = done;
+      if (!timedOut) {
+        signal = posted;
+        for (const w of workers) if (w !== null) drain(w.port);
+        lastProgress = now;
       }
-      for (const w of workers) {
-        for (let m = receiveMessageOnPort(w.port); m !== undefined; m = receiveMessageOnPort(w.port)) {
-          const msg = m.message as { id: number; result: HostResult };
-          if (results[msg.id] === undefined) done++;
-          results[msg.id] = msg.result;
-          seen++;
-        }
+      if (probes && (timedOut || now - lastProbe >= WAIT_MS)) {
+        lastProbe = now;
+        if (reap()) lastProgress = now;
+        if (workers.every((w) => w === null)) break;
       }
-      lastProgress = Date.now();
-      onProgress?.(done);
+      if (done !== before) onProgress?.(done);
+      if (timedOut && now - lastProgress > stallMs) break;
     }
   } finally {
     // Nothing left to claim (a stalled run): workers stop after the file they are checking.
     Atomics.store(seq, FleetControl.NEXT, files.length);
-    for (const w of workers) {
-      w.port.close();
-      void w.worker.terminate();
-    }
+    for (const w of workers) w?.port.close();
+    for (const w of everyWorker) void w.terminate();
   }
-  return files.map(
-    (file, i) =>
-      results[i] ?? {
-        file,
-        hostname: null,
-        bootId: null,
-        release: null,
-        capturedAt: null,
-        verdict: null,
-        exit: 2,
-        counts: null,
-        blockers: [],
-        reasons: [],
-        warnings: [],
-        error: { code: "E_FLEET_WORKER", message: `${file}: no result (a worker did not start or stopped responding)` },
-        ms: 0,
-      },
-  );
+  const left = workers.some((w) => w !== null) ? `no result from any worker for ${rt.stallSeconds ?? 120} s (a worker hangs${probes ? "" : ", did not start or stopped"})` : noReplacement;
+  return files.map((file, i) => results[i] ?? notChecked(file, left));
 }
 
 export interface FleetSummary {
