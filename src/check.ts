@@ -5,7 +5,7 @@
 import { decideLivepatch, type DecideOptions, type Rule } from "./decide/livepatch.js";
 import type { RuleMatch } from "./decide/verdict.js";
 import type { Verdict } from "./decide/verdict.js";
-import { predictQuiesce, withKpatchTasks } from "./decide/models.js";
+import { predictQuiesce, TaskNotes, withKpatchTasks } from "./decide/models.js";
 import type { AppliedPatch, Capture } from "./model.js";
 import { buildRanges, type RangeTable } from "./patch/ranges.js";
 import type { PatchSpec } from "./patch/spec.js";
@@ -37,7 +37,8 @@ export interface CheckResult {
   hits: ScanHits;
   verdict: Verdict;
   /** Per task of `capture`: what the model's transformation did (quiesce effects, kpatch's added tasks). */
-  notes: Map<number, string>;
+  /** The model's note per task (quiesce's effect on each task, kpatch's added tasks). */
+  notes: ReadonlyMap<number, string>;
   /** quiesce only: the kpatch-model verdict over the stacks as captured (same task indices). */
   baseline?: Verdict;
 }
@@ -94,7 +95,7 @@ export function check(req: CheckRequest): CheckResult {
   const options: DecideOptions = { ...DEFAULT_OPTIONS, ...req.options };
   const applied = req.applied ?? req.capture.livepatches ?? [];
   let capture = req.capture;
-  let notes: Map<number, string> | undefined;
+  let notes: ReadonlyMap<number, string> | undefined;
   // quiesce predicts stacks from the captured ones: a doubt about a captured stack (unresolved,
   // unreliable, …) carries over to the prediction instead of being unwound away.
   let baseline: Verdict | undefined;
@@ -108,7 +109,7 @@ export function check(req: CheckRequest): CheckResult {
     const q = predictQuiesce(capture, req.symbols);
     const k = withKpatchTasks(q.capture, req.symbols, options.direction);
     capture = k.capture;
-    notes = new Map([...q.notes, ...k.notes]);
+    notes = TaskNotes.merged(q.notes, k.notes);
   } else if (options.model === "kpatch") {
     ({ capture, notes } = withKpatchTasks(capture, req.symbols, options.direction));
   }
@@ -118,5 +119,5 @@ export function check(req: CheckRequest): CheckResult {
   const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
   const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, traceable: req.traceable ?? null, doubts, appliedGiven: req.applied !== undefined }, options, req.rules);
   // For quiesce, `baseline` is what quiescing buys: the same global check over the stacks as captured.
-  return { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new Map(), baseline };
+  return { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new TaskNotes(), baseline };
 }

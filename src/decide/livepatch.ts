@@ -44,7 +44,7 @@ export interface DecideInput {
   ranges: RangeTable;
   hits: ScanHits;
   /** Per task: what the model's transformation did (quiesce effect, kpatch's added tasks). */
-  notes?: Map<number, string>;
+  notes?: ReadonlyMap<number, string>;
   /** The patch being applied is already in an unfinished transition (a stalled apply). */
   inTransition?: boolean;
   /** available_filter_functions, when known. */
@@ -933,12 +933,12 @@ class SpanClasses {
   private readonly anyErrno: boolean;
 
   /** The model's notes by task (null: none), and each class's note (undefined: none). */
-  private readonly notes: Map<number, string> | null;
+  private readonly notes: ReadonlyMap<number, string> | null;
   private readonly note: (string | undefined)[] = [];
 
   constructor(
     private readonly cap: Capture,
-    notes: Map<number, string> | null = null,
+    notes: ReadonlyMap<number, string> | null = null,
   ) {
     this.tasks = cap.tasks;
     this.bySpan = new Int32Array(cap.frames.length + 1).fill(-1);
@@ -1231,7 +1231,7 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
  * the nosched walker; -EBUSY on the first task with a visible blocking frame or a walk that fills
  * its 64 slots (63 real frames plus the end marker). It knows nothing of running or unreliable.
  */
-function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Array, notes: Map<number, string> | undefined): Verdict["kernelCheck"] {
+function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Array, notes: ReadonlyMap<number, string> | undefined): Verdict["kernelCheck"] {
   // The first failing task in taskOrder (a minimum over the failing ones, not a sort), with the
   // cause checked in the same order as the kernel meets it on that task.
   let first: { task: number; func: number | null } | null = null;

@@ -9,9 +9,9 @@
  * then one global check): each task's stack is replaced by what freezing/parking would leave.
  * Freezing or parking never unwinds an existing stack: a task frozen in place keeps every frame.
  */
-import { type Capture, FrameColumns, FrameFlag, frameLine, type Task, TaskTable, VMLINUX } from "../model.js";
+import { type Capture, FrameColumns, FrameFlag, type Task, TaskTable, VMLINUX } from "../model.js";
 import type { SymbolTable } from "../symbols/table.js";
-import { frameName, isParkable, realChain, taskKind } from "./kinds.js";
+import { frameName, isParkable, realChain, type TaskKind, taskKind } from "./kinds.js";
 import type { Direction } from "./verdict.js";
 
 /** Notes marking the two tasks kpatch's check always has and no capture shows. */
@@ -69,25 +69,106 @@ export type QuiesceEffect = "frozen-in-place" | "unwound" | "parked" | "unchange
 export interface Transformed {
   capture: Capture;
   /** Per task of the new capture: the effect (quiesce) or why it was added (kpatch). */
-  notes: Map<number, string>;
+  notes: TaskNotes;
+}
+
+/**
+ * A model's note per task, read as a ReadonlyMap from task index to note. quiesce notes every
+ * task with one of six effects: a Map of a million entries was ~60 MB and most of a 1M-task
+ * quiesce check's GC; here a note is a byte per task. Iterates in task order.
+ */
+export class TaskNotes implements ReadonlyMap<number, string> {
+  private codes: Uint8Array;
+  private readonly labels: string[] = [""];
+  private count = 0;
+
+  constructor(capacity = 0) {
+    this.codes = new Uint8Array(capacity);
+  }
+
+  /** A copy with the other notes added (they win where both note a task). */
+  static merged(a: ReadonlyMap<number, string>, b: ReadonlyMap<number, string>): TaskNotes {
+    const out = new TaskNotes(a instanceof TaskNotes ? a.codes.length : 0);
+    for (const [i, n] of a) out.set(i, n);
+    for (const [i, n] of b) out.set(i, n);
+    return out;
+  }
+
+  set(task: number, note: string): this {
+    if (!Number.isSafeInteger(task) || task < 0) throw new RangeError(`note for task ${task}`);
+    let code = this.labels.indexOf(note, 1);
+    if (code < 0) {
+      if (this.labels.length > 255) throw new RangeError("more than 255 distinct notes");
+      code = this.labels.push(note) - 1;
+    }
+    if (task >= this.codes.length) {
+      const grown = new Uint8Array(Math.max(task + 1, this.codes.length * 2, 16));
+      grown.set(this.codes);
+      this.codes = grown;
+    }
+    if (this.codes[task] === 0) this.count++;
+    this.codes[task] = code;
+    return this;
+  }
+
+  get(task: number): string | undefined {
+    const c = this.codes[task];
+    return c === undefined || c === 0 ? undefined : this.labels[c];
+  }
+
+  has(task: number): boolean {
+    return this.get(task) !== undefined;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  *entries(): MapIterator<[number, string]> {
+    const { codes, labels } = this;
+    for (let i = 0; i < codes.length; i++) if (codes[i] !== 0) yield [i, labels[codes[i]]];
+  }
+
+  *keys(): MapIterator<number> {
+    for (const [i] of this.entries()) yield i;
+  }
+
+  *values(): MapIterator<string> {
+    for (const [, n] of this.entries()) yield n;
+  }
+
+  forEach(fn: (note: string, task: number, map: ReadonlyMap<number, string>) => void): void {
+    for (const [i, n] of this.entries()) fn(n, i, this);
+  }
+
+  [Symbol.iterator](): MapIterator<[number, string]> {
+    return this.entries();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "TaskNotes";
+  }
 }
 
 /**
  * Copies the capture with some tasks' stacks replaced and tasks appended; strings are shared.
  * `replace` null: no stack is replaced, and every row is copied as it is (same index, line and
  * flags), so tasks keep their rows and whatever sharing the capture had (kpatch's task list on
- * top of quiesce's predicted stacks keeps them shared). Tasks that get the same replacement
- * names share one copy of those rows (quiesce predicts a few hundred distinct stacks for a
- * million tasks); such rows carry no FrameFlag.SHARED, and their line is their own.
+ * top of quiesce's predicted stacks keeps them shared). Otherwise `replace(i)` gives task i's new
+ * stack by function names, or null to keep its own; it may return the same array for many tasks.
+ * Tasks that get the same replacement names share one copy of those rows (quiesce predicts a few
+ * hundred distinct stacks for a million tasks); such rows carry no FrameFlag.SHARED, and their
+ * line is their own. The task table is copied as columns (TaskTable.copy): only the frame
+ * columns of each task change, and no task becomes an object.
  */
 function rebuild(
   cap: Capture,
   table: SymbolTable | null,
-  replace: ((t: Task, index: number) => string[] | null) | null,
+  replace: ((index: number) => string[] | null) | null,
   extra: { task: Partial<Task>; frames: string[] }[],
 ): Capture {
   const frames = new FrameColumns(cap.frames.length + 64);
-  const tasks = replace === null ? cap.tasks.copy(cap.tasks.length + extra.length) : new TaskTable(cap.tasks.length + extra.length);
+  const tasks = cap.tasks.copy(cap.tasks.length + extra.length);
   const vmlinux = cap.strings.intern(VMLINUX);
   const addNamed = (name: string): void => {
     // Names the symbol table lacks (inlined on this kernel) are left out: a patch cannot name them.
@@ -99,43 +180,61 @@ function rebuild(
     frames.offset[i] = 1;
     frames.flags[i] = FrameFlag.SYMBOLIC;
   };
-  const copyRow = (j: number, line: number, flagsOff = 0): void => {
-    frames.pushCopy(cap.frames, j, line, cap.frames.flags[j] & ~flagsOff);
-  };
   if (replace === null) {
     for (let j = 0; j < cap.frames.length; j++) frames.pushCopy(cap.frames, j, cap.frames.line[j]);
   } else {
+    const src = cap.frames;
+    const { frameStart: oldStart, frameCount: oldCount, line: taskLine } = cap.tasks;
+    const { frameStart, frameCount } = tasks;
     // Shared spans (Capture.sharedRows) stay shared: copied once, pointed at by every task of the span.
-    const copiedSpans = new Map<number, number>();
-    // Replacement stacks by their names (joined), for the tasks that get the same one.
-    const replaced = new Map<string, { start: number; count: number }>();
-    cap.tasks.forEach((t, idx) => {
+    // Keyed by first row: a span's first task made the rows, and tasks of a shorter stack that
+    // starts there point into its prefix (a longer one never follows: its rows would not exist).
+    const copiedSpans = new Map<number, { start: number; count: number }>();
+    // Replacement stacks: by the array replace() returned, then by their names (joined).
+    const byArray = new Map<string[], { start: number; count: number }>();
+    const byNames = new Map<string, { start: number; count: number }>();
+    for (let idx = 0; idx < cap.tasks.length; idx++) {
       const start = frames.length;
-      const names = replace(t, idx);
-      if (names === null && cap.sharedRows && t.frameCount > 0 && cap.frames.flags[t.frameStart] & FrameFlag.SHARED) {
-        let shared = copiedSpans.get(t.frameStart);
-        if (shared === undefined) {
-          shared = start;
-          for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, cap.frames.line[j]);
-          copiedSpans.set(t.frameStart, shared);
+      const s0 = oldStart[idx];
+      const n0 = oldCount[idx];
+      const names = replace(idx);
+      if (names === null) {
+        if (cap.sharedRows && n0 > 0 && src.flags[s0] & FrameFlag.SHARED) {
+          let shared = copiedSpans.get(s0);
+          if (shared === undefined || shared.count < n0) {
+            shared = { start, count: n0 };
+            for (let j = s0; j < s0 + n0; j++) frames.pushCopy(src, j, src.line[j], src.flags[j]);
+            copiedSpans.set(s0, shared);
+          }
+          frameStart[idx] = shared.start;
+          frameCount[idx] = n0;
+          continue;
         }
-        tasks.push({ ...t, frameStart: shared, frameCount: t.frameCount });
-        return;
-      }
-      if (names === null) for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, frameLine(cap, t, j), FrameFlag.SHARED);
-      else if (cap.sharedRows === true) {
+        // Own rows: their lines made explicit (frameLine), no longer marked shared.
+        for (let j = s0; j < s0 + n0; j++) {
+          const own = !cap.sharedRows || (src.flags[j] & FrameFlag.SHARED) === 0;
+          frames.pushCopy(src, j, own ? src.line[j] : taskLine[idx] + (j - s0), src.flags[j] & ~FrameFlag.SHARED);
+        }
+      } else if (cap.sharedRows === true) {
         // Rows shared by tasks need a capture that says rows may be shared.
-        const key = names.join("\n");
-        const known = replaced.get(key);
-        if (known !== undefined) {
-          tasks.push({ ...t, frameStart: known.start, frameCount: known.count });
-          return;
+        let known = byArray.get(names);
+        if (known === undefined) {
+          const key = names.join("\n");
+          known = byNames.get(key);
+          if (known === undefined) {
+            for (const n of names) addNamed(n);
+            known = { start, count: frames.length - start };
+            byNames.set(key, known);
+          }
+          byArray.set(names, known);
         }
-        for (const n of names) addNamed(n);
-        replaced.set(key, { start, count: frames.length - start });
+        frameStart[idx] = known.start;
+        frameCount[idx] = known.count;
+        continue;
       } else for (const n of names) addNamed(n);
-      tasks.push({ ...t, frameStart: start, frameCount: frames.length - start });
-    });
+      frameStart[idx] = start;
+      frameCount[idx] = frames.length - start;
+    }
   }
   for (const e of extra) {
     const start = frames.length;
@@ -159,10 +258,7 @@ export function withKpatchTasks(cap: Capture, table: SymbolTable | null, directi
     { task: { comm: enc("migration/0"), state: null, flags: 0x00200040 }, frames: KPATCH_STOPPER_STACK },
     { task: { comm: enc(direction === "apply" ? "insmod" : "sh"), state: null, flags: 0x00400000 }, frames: kpatchCallerStack(direction) },
   ]);
-  const notes = new Map<number, string>([
-    [n, KPATCH_STOPPER_NOTE],
-    [n + 1, KPATCH_CALLER_NOTE],
-  ]);
+  const notes = new TaskNotes(n + 2).set(n, KPATCH_STOPPER_NOTE).set(n + 1, KPATCH_CALLER_NOTE);
   return { capture: out, notes };
 }
 
@@ -172,53 +268,113 @@ function entryTail(names: string[]): string[] {
   return k < 0 ? names.slice(-1) : names.slice(k);
 }
 
-/** Predicts every stack after freeze_processes() and parking the smpboot threads. */
+/** What quiesce needs of a stack, the same for every task of a shared span. */
+interface StackFacts {
+  chain: number[];
+  names: string[];
+  /** Already at a freeze or park point. */
+  atFreezePoint: boolean;
+  parkable: boolean;
+  /** In a sleep the freezer freezes in place. */
+  freezableSleep: boolean;
+  /** taskKind of a task known only by this stack (no PF flags, no Kthread line, pid not 0). */
+  kindByStack: TaskKind;
+  /** The stack an unwound user task is left with (made on first use). */
+  unwound: string[] | null;
+}
+
+const PARKED_STACK = ["__kthread_parkme", "kthread_parkme", "smpboot_thread_fn", "kthread", "ret_from_fork", "ret_from_fork_asm"];
+const UNWOUND_TOP = ["__refrigerator", "get_signal", "arch_do_signal_or_restart", "exit_to_user_mode_loop", "syscall_exit_to_user_mode"];
+const MIGRATION_PREFIX = [..."migration/"].map((c) => c.charCodeAt(0));
+
+function stackFacts(cap: Capture, frameStart: number, frameCount: number): StackFacts {
+  const chain = realChain(cap, { frameStart, frameCount });
+  const names = chain.map((i) => frameName(cap, i) ?? "?");
+  return {
+    chain,
+    names,
+    atFreezePoint: names.includes("__refrigerator") || names.includes("__kthread_parkme"),
+    parkable: isParkable(cap, chain),
+    freezableSleep: names.some((n) => FREEZABLE_SLEEPS.has(n)),
+    kindByStack: taskKind(cap, { pid: 1, tid: 1, flags: null, statusKthread: null }, chain),
+    unwound: null,
+  };
+}
+
+/**
+ * Predicts every stack after freeze_processes() and parking the smpboot threads. A stack's facts
+ * are worked out once per shared span (a million tasks share a few thousand stacks); each task
+ * then reads only its columns. test/quiesce-differential.test.ts holds this to the first,
+ * object-per-task version (test/quiesce-reference.ts).
+ */
 export function predictQuiesce(cap: Capture, table: SymbolTable | null): Transformed {
-  const notes = new Map<number, string>();
+  const T = cap.tasks.length;
+  const notes = new TaskNotes(T);
+  const tasks = cap.tasks;
+  const spans = new Map<number, StackFacts>();
+  const factsOf = (idx: number): StackFacts => {
+    const s0 = tasks.frameStart[idx];
+    const n0 = tasks.frameCount[idx];
+    if (!(cap.sharedRows && n0 > 0 && cap.frames.flags[s0] & FrameFlag.SHARED)) return stackFacts(cap, s0, n0);
+    const key = s0 * 0x200000 + n0;
+    let f = spans.get(key);
+    if (f === undefined) spans.set(key, (f = stackFacts(cap, s0, n0)));
+    return f;
+  };
+  const kindOf = (idx: number, f: StackFacts): TaskKind => {
+    const flags = tasks.flagsOf(idx);
+    const statusKthread = tasks.statusKthreadOf(idx);
+    const pid = tasks.pidOf(idx);
+    // taskKind's own order; only the last step (the stack's shape) is shared per span.
+    if ((pid ?? tasks.tidOf(idx)) === 0 || flags !== null || statusKthread === true) return taskKind(cap, { pid, tid: tasks.tidOf(idx), flags, statusKthread }, f.chain);
+    return f.kindByStack;
+  };
+  const isMigration = (idx: number): boolean => {
+    const comm = tasks.commOf(idx);
+    if (comm === null || comm.length < MIGRATION_PREFIX.length) return false;
+    for (let k = 0; k < MIGRATION_PREFIX.length; k++) if (comm[k] !== MIGRATION_PREFIX[k]) return false;
+    return true;
+  };
   const out = rebuild(
     cap,
     table,
-    (t, idx) => {
-      const chain = realChain(cap, t);
-      const names = chain.map((i) => frameName(cap, i) ?? "?");
-      const kind = taskKind(cap, t, chain);
-      const note = (e: QuiesceEffect): void => {
-        notes.set(idx, e);
-      };
-      if (t.running || t.state === "R") {
-        note("running");
+    (idx) => {
+      const state = tasks.stateOf(idx);
+      if (tasks.runningOf(idx) || state === "R") {
+        notes.set(idx, "running");
         return null;
       }
-      if (names.includes("__refrigerator") || names.includes("__kthread_parkme")) {
-        note("unchanged");
+      const f = factsOf(idx);
+      if (f.atFreezePoint) {
+        notes.set(idx, "unchanged");
         return null;
       }
+      const kind = kindOf(idx, f);
       if (kind === "kthread") {
-        const comm = t.comm === null ? "" : String.fromCharCode(...t.comm);
-        if (isParkable(cap, chain) && !comm.startsWith("migration/")) {
-          note("parked");
-          return ["__kthread_parkme", "kthread_parkme", "smpboot_thread_fn", "kthread", "ret_from_fork", "ret_from_fork_asm"];
+        if (f.parkable && !isMigration(idx)) {
+          notes.set(idx, "parked");
+          return PARKED_STACK;
         }
-        note("unchanged");
+        notes.set(idx, "unchanged");
         return null;
       }
       if (kind !== "user") {
-        note("unchanged");
+        notes.set(idx, "unchanged");
         return null;
       }
-      if (t.state === "T" || t.state === "t" || names.some((n) => FREEZABLE_SLEEPS.has(n))) {
-        note("frozen-in-place");
+      if (state === "T" || state === "t" || f.freezableSleep) {
+        notes.set(idx, "frozen-in-place");
         return null;
       }
-      if (t.state === "S") {
-        note("unwound");
-        return ["__refrigerator", "get_signal", "arch_do_signal_or_restart", "exit_to_user_mode_loop", "syscall_exit_to_user_mode", ...entryTail(names)];
+      if (state === "S") {
+        notes.set(idx, "unwound");
+        return (f.unwound ??= [...UNWOUND_TOP, ...entryTail(f.names)]);
       }
-      if (t.state === "D") {
-        note("freeze-fails");
+      if (state === "D") {
+        notes.set(idx, "freeze-fails");
         return null;
       }
-      note("unchanged");
+      notes.set(idx, "unchanged");
       return null;
     },
     [],

@@ -5,7 +5,7 @@
  */
 import type { CheckResult } from "../check.js";
 import { taskOrder } from "../decide/livepatch.js";
-import { type Blocker, type Remedy, TASK_KINDS } from "../decide/verdict.js";
+import { type Blocker, type Remedy, TASK_KINDS, TASK_STATUSES } from "../decide/verdict.js";
 import { frameText } from "../ingest/nativeJson.js";
 import { framesInTasks, hex64, type Reason } from "../model.js";
 import type { Prediction } from "../predict/types.js";
@@ -252,22 +252,31 @@ export function writeJsonReport(r: CheckResult, prediction: Prediction | null, e
 }
 
 /** quiesce: effect counts, and which tasks not clean as captured become clean once quiesced. */
+const QUIESCE_EFFECTS = new Set(["frozen-in-place", "unwound", "parked", "unchanged", "freeze-fails", "running"]);
+
 export function quiesceSummary(r: CheckResult): { effects: Record<string, number>; cleared: number[]; notCleared: number[]; freezeFails: number[] } | null {
   if (r.verdict.model !== "quiesce" || r.baseline === undefined) return null;
   const effects: Record<string, number> = {};
   const freezeFails: number[] = [];
   for (const [task, e] of r.notes) {
-    if (!["frozen-in-place", "unwound", "parked", "unchanged", "freeze-fails", "running"].includes(e)) continue;
+    if (!QUIESCE_EFFECTS.has(e)) continue;
     effects[e] = (effects[e] ?? 0) + 1;
     if (e === "freeze-fails") freezeFails.push(task);
   }
-  const before = new Map(r.baseline.outcomes.map((o) => [o.task, o.status]));
+  // Columns, not outcome objects: a 1M-task quiesce check made two million of them here.
+  const base = r.baseline.outcomes;
+  const NONE = 255;
+  const before = new Uint8Array(Math.max(r.capture.tasks.length, 1)).fill(NONE);
+  for (let i = 0; i < base.length; i++) if (base.task[i] < before.length) before[base.task[i]] = base.statusCode[i];
+  const [CLEAN, DONE, IDLE] = (["clean", "done", "idle"] as const).map((s) => TASK_STATUSES.indexOf(s));
   const cleared: number[] = [];
   const notCleared: number[] = [];
-  for (const o of r.verdict.outcomes) {
-    const was = before.get(o.task);
-    if (was === undefined || was === "clean" || was === "idle" || was === "done") continue;
-    (o.status === "clean" ? cleared : notCleared).push(o.task);
+  const out = r.verdict.outcomes;
+  for (let i = 0; i < out.length; i++) {
+    const task = out.task[i];
+    const was = task < before.length ? before[task] : NONE;
+    if (was === NONE || was === CLEAN || was === IDLE || was === DONE) continue;
+    (out.statusCode[i] === CLEAN ? cleared : notCleared).push(task);
   }
   const order = (a: number, b: number) => taskOrder(r.capture, a, b);
   return { effects, cleared: cleared.sort(order), notCleared: notCleared.sort(order), freezeFails: freezeFails.sort(order) };
