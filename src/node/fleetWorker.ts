@@ -2,7 +2,8 @@
  * A fleet worker thread: instantiates the wasm scan kernel once, then claims snapshot files from
  * the shared list one at a time (Atomics.add on the control array's NEXT slot: no round trip
  * through the main thread between hosts), reading each file itself and decoding each distinct
- * symbol section (by exact bytes) once. Protocol (workerData): `files`, `control` (Int32Array
+ * symbol section once (known by its exact bytes, or for format 1.3 files by the SHA-256 their
+ * header states: later hosts of that kernel build are read only up to the section). Protocol (workerData): `files`, `control` (Int32Array
  * slots of FleetControl in src/cli/fleet.ts), `slot` (this worker's number k: its state is in
  * slot WORKERS + k), and a MessagePort on which it posts `{ id, result }` for each file, followed
  * by a bump and notify of the RESULTS slot (the main thread waits on it with Atomics.wait). It
