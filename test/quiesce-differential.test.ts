@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from "vitest";
 import { predictQuiesce, TaskNotes } from "../src/decide/models.js";
-import { generateProcDumpTo } from "../src/generate/procDump.js";
+import { generateProcDumpTo, prng } from "../src/generate/procDump.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import type { Capture, Task } from "../src/model.js";
 import { captureModel } from "../src/snapshot/compare.js";
@@ -31,21 +31,9 @@ function expectSamePrediction(cap: Capture, table: SymbolTable | null, what: str
   expect(JSON.stringify(captureModel(got.capture)), `${what}: capture`).toBe(JSON.stringify(captureModel(want.capture)));
 }
 
-/** A seeded PRNG (mulberry32): the same facts on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The capture with varied facts per task (every branch of the prediction gets tasks). */
 function variedFacts(cap: Capture, seed: number): Capture {
-  const r = rng(seed);
+  const r = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const enc = (s: string) => Uint8Array.from([...s].map((c) => c.charCodeAt(0)));
   for (let i = 0; i < cap.tasks.length; i++) {

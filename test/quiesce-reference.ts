@@ -6,29 +6,10 @@
 import { type Capture, FrameColumns, FrameFlag, frameLine, type Task, TaskTable, VMLINUX } from "../src/model.js";
 import type { SymbolTable } from "../src/symbols/table.js";
 import { frameName, isParkable, realChain, taskKind } from "../src/decide/kinds.js";
+// The data (which sleeps freeze in place) is the model's; the algorithm is what this file keeps.
+import { FREEZABLE_SLEEPS } from "../src/decide/models.js";
 
 export type QuiesceEffect = "frozen-in-place" | "unwound" | "parked" | "unchanged" | "freeze-fails" | "running";
-
-const FREEZABLE_SLEEPS = new Set([
-  "futex_wait",
-  "__futex_wait",
-  "futex_do_wait",
-  "futex_wait_queue",
-  "futex_wait_queue_me",
-  "do_nanosleep",
-  "hrtimer_nanosleep",
-  "common_nsleep",
-  "do_sigtimedwait",
-  "__x64_sys_rt_sigtimedwait",
-  "wait_for_vfork_done",
-  "binder_thread_read",
-  "binder_wait_for_work",
-  "rpc_wait_bit_killable",
-  "__rpc_execute",
-  "nfs_wait_bit_killable",
-  "wait_for_response",
-  "cifs_wait_mtu_credits",
-]);
 
 /**
  * Copies the capture with some tasks' stacks replaced and tasks appended; strings are shared.

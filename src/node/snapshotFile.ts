@@ -38,8 +38,11 @@ export class ReadBuffer {
   }
 }
 
-/** Reads a whole regular file, refusing one larger than `max` before allocating. */
-export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE, into: ReadBuffer | null = null): Uint8Array {
+/**
+ * Runs `read` on an open regular file no larger than `max` (checked before anything is
+ * allocated), closing it afterwards; I/O errors become E_IO naming the file.
+ */
+function withRegularFile<T>(file: string, max: number, read: (fd: number, size: number) => T): T {
   let fd: number;
   try {
     fd = openSync(file, "r");
@@ -50,20 +53,22 @@ export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE, into: ReadB
     const st = fstatSync(fd);
     if (!st.isFile()) throw new PatchsafeError("E_IO", "cannot read: not a regular file", { file });
     if (st.size > max) throw new PatchsafeError(SnapshotError.TOO_LARGE, `${st.size} bytes: larger than any snapshot (${max})`, { file });
-    const buf = into === null ? new Uint8Array(st.size) : into.take(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, null);
-      if (n === 0) break;
-      off += n;
-    }
-    return off === buf.length ? buf : buf.subarray(0, off);
+    return read(fd, st.size);
   } catch (e) {
     if (e instanceof PatchsafeError) throw e;
     throw ioError(file, e);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Reads a whole regular file, refusing one larger than `max` before allocating. */
+export function readWholeFile(file: string, max = MAX_SNAPSHOT_FILE, into: ReadBuffer | null = null): Uint8Array {
+  return withRegularFile(file, max, (fd, size) => {
+    const buf = into === null ? new Uint8Array(size) : into.take(size);
+    const got = readFully(fd, buf, 0, size);
+    return got === buf.length ? buf : buf.subarray(0, got);
+  });
 }
 
 /** True when the bytes are a .psnap or the start of a JSON snapshot. */
@@ -168,25 +173,10 @@ export function readSnapshotFile(file: string, opts: ReadSnapshotOptions = {}): 
  * whether they stop before a known symbol section. null: not a .psnap, or read it as any file.
  */
 function readPart(file: string, cache: SymbolSectionCache, buffer: ReadBuffer | null): { bytes: Uint8Array; omitted: boolean } | null {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch (e) {
-    throw ioError(file, e);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new PatchsafeError("E_IO", "cannot read: not a regular file", { file });
-    if (st.size > MAX_SNAPSHOT_FILE) throw new PatchsafeError(SnapshotError.TOO_LARGE, `${st.size} bytes: larger than any snapshot (${MAX_SNAPSHOT_FILE})`, { file });
-    const bytes = readWithoutKnownSection(fd, st.size, file, cache, buffer);
-    if (bytes === null || !isSnapshot(bytes)) return null;
-    return { bytes, omitted: bytes.length < st.size };
-  } catch (e) {
-    if (e instanceof PatchsafeError) throw e;
-    throw ioError(file, e);
-  } finally {
-    closeSync(fd);
-  }
+  return withRegularFile(file, MAX_SNAPSHOT_FILE, (fd, size) => {
+    const bytes = readWithoutKnownSection(fd, size, file, cache, buffer);
+    return bytes === null || !isSnapshot(bytes) ? null : { bytes, omitted: bytes.length < size };
+  });
 }
 
 function readHead(file: string): Uint8Array {
