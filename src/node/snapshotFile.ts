@@ -156,11 +156,9 @@ export interface ReadSnapshotOptions {
 export function readSnapshotFile(file: string, opts: ReadSnapshotOptions = {}): DecodedSnapshot {
   const buffer = opts.buffer ?? null;
   const cache = opts.cache ?? null;
-  if (cache !== null) {
-    const part = readPart(file, cache, buffer);
-    if (part !== null) return decodeSnapshotBytes(part.bytes, file, cache, buffer === null, part.omitted);
-  }
-  const bytes = readWholeFile(file, MAX_SNAPSHOT_FILE, buffer);
+  const part = cache !== null ? readPart(file, cache, buffer) : null;
+  if (part?.omitted === true) return decodeSnapshotBytes(part.bytes, file, cache, buffer === null, true);
+  const bytes = part?.bytes ?? readWholeFile(file, MAX_SNAPSHOT_FILE, buffer);
   // A file in a buffer of its own is never changed again: the decoded names may point into it.
   if (isSnapshot(bytes)) return decodeSnapshotBytes(bytes, file, cache, buffer === null);
   const kind = sniffSnapshot(bytes);
@@ -169,13 +167,14 @@ export function readSnapshotFile(file: string, opts: ReadSnapshotOptions = {}): 
 }
 
 /**
- * A .psnap read for a reader with a section cache (readWithoutKnownSection): the bytes, and
- * whether they stop before a known symbol section. null: not a .psnap, or read it as any file.
+ * A file read for a reader with a section cache (readWithoutKnownSection): its bytes, and
+ * whether they stop before a known symbol section. null: it changed size while being read (read
+ * it again as any file).
  */
 function readPart(file: string, cache: SymbolSectionCache, buffer: ReadBuffer | null): { bytes: Uint8Array; omitted: boolean } | null {
   return withRegularFile(file, MAX_SNAPSHOT_FILE, (fd, size) => {
     const bytes = readWithoutKnownSection(fd, size, file, cache, buffer);
-    return bytes === null || !isSnapshot(bytes) ? null : { bytes, omitted: bytes.length < size };
+    return bytes === null ? null : { bytes, omitted: bytes.length < size };
   });
 }
 
