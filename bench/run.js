@@ -298,6 +298,21 @@ md.push(`| peak RSS of check, ${maxTasks} tasks | ${f2(figures.peakRssLargestMB.
 md.push(`| peak RSS of check --json (streamed), ${maxTasks} tasks | ${f2(figures.peakRssLargestJsonMB.value, 0)} MB | < 600 MB (1M tasks) |`);
 md.push(`| time exponent in input size (tasks ${results.scaling.exponents?.fitOver.tasks.join(", ") ?? ""}) | ${f2(figures.timeExponentTasks.value)} | ≤ 1.1 |`);
 md.push(`| time exponent in patch functions (${results.scaling.exponents?.fitOver.funcs.join(", ") ?? ""}) | ${f2(figures.timeExponentFuncs.value)} | ≤ 0.2 |`);
+// Issue 5's figures (snapshot size, check from a snapshot, fleet) are measured by bench/snapshot.js;
+// the issue asks for them here too: copied from its results file, with its date and command.
+const snapshotResults = here("snapshot-results.json");
+if (existsSync(snapshotResults)) {
+  const s = JSON.parse(readFileSync(snapshotResults, "utf8")).figures ?? {};
+  const when = (x) => (x?.measuredAt ? ` (${x.measuredAt.slice(0, 16)})` : "");
+  md.push("");
+  md.push("Issue 5, from `node --expose-gc bench/snapshot.js` (details and the runs behind each figure: [SNAPSHOT-RESULTS.md](SNAPSHOT-RESULTS.md)):");
+  md.push("");
+  md.push("| figure | measured | target |");
+  md.push("|---|---:|---|");
+  if (s.size) md.push(`| .psnap size / grep -H text size, ${s.size.tasks} tasks${when(s.size)} | ${f2(100 * s.size.ratio, 1)}% | ≤ 10% |`);
+  if (s.check) md.push(`| check from text / from a snapshot, in one process, ${s.check.tasks} tasks, median of ${s.check.runs}${when(s.check)} | ${f2(s.check.speedup, 2)}× | ≥ 5× |`);
+  if (s.fleet) md.push(`| fleet ${s.fleet.hosts} × ${s.fleet.tasksPerHost} tasks, --jobs 1 / --jobs 2 wall, median of ${s.fleet.runs}${when(s.fleet)} | ${f2(s.fleet.speedup, 2)}× | ≥ 1.7× |`);
+}
 md.push("");
 if (results.kernel.length > 0) {
   md.push("## 1. Scan kernel (tinybench p50; ns per frame)");
