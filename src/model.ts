@@ -184,7 +184,7 @@ export const STACK_STATUS_CODE: Record<StackStatus, number> = { ok: 0, empty: 1,
 /** TaskTable.bits */
 const BIT = { RUNNING: 1, END_MARKER: 2, KTHREAD_KNOWN: 4, KTHREAD: 8 } as const;
 /** TaskTable.patchState: a code for null. */
-const PATCH_STATE_NULL = -2;
+export const PATCH_STATE_NULL = -2;
 
 /**
  * The tasks of a capture as columns, one row per task. A 1M-task capture as one object per task
@@ -309,6 +309,14 @@ export class TaskTable extends Rows<Readonly<Task>> {
     if (this.flagsCol !== null) this.flagsCol[i] = Number.NaN;
     if (this.commLen !== null) this.commLen[i] = -1;
     return i;
+  }
+
+  /**
+   * Whether any of the columns most inputs leave null (ppid, cpu, start time, PF flags, comm) is
+   * allocated: code that writes rows into the columns itself must then fill those too (pushIds).
+   */
+  rareColumnsUsed(): boolean {
+    return this.ppidCol !== null || this.cpuCol !== null || this.startTimeCol !== null || this.flagsCol !== null || this.commLen !== null;
   }
 
   /**

@@ -11,7 +11,7 @@
  * A byte-level streaming tokenizer: feed chunks split anywhere; no string per line.
  * procTextReference.ts is the slow string parser it is tested against.
  */
-import { type Capture, FrameFlag, type Task } from "../model.js";
+import { type Capture, FrameFlag, PATCH_STATE_NULL, STACK_STATUS_CODE, type Task } from "../model.js";
 import { ByteMap, CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
 import { LineSplitter } from "./bytes.js";
@@ -29,6 +29,10 @@ interface SharedStack {
   count: number;
   endMarker: boolean;
 }
+
+/** What pushIds(…, "ok") writes, for leanRuns(), which writes the columns itself. */
+const STACK_OK = STACK_STATUS_CODE.ok;
+const NO_PATCH_STATE = PATCH_STATE_NULL;
 
 /** /proc/<pid>/stack prints at most this many entries (MAX_STACK_TRACE_DEPTH). */
 export const PROC_STACK_MAX = 64;
@@ -177,6 +181,9 @@ export class ProcTextParser {
     const tasks = this.b.tasks;
     let k = from;
     for (; k < to && ev[k] === TOKEN_EVENT.RUN; k += TOKEN_EVENT.WORDS) {
+      // Runs of the common case in a small loop of its own (leanRuns); this one takes the rest.
+      k = this.leanRuns(ev, k, to, source);
+      if (k >= to || ev[k] !== TOKEN_EVENT.RUN) break;
       const pid = ev[k + 1];
       const tid = ev[k + 2];
       const line = ev[k + 3];
@@ -198,6 +205,69 @@ export class ProcTextParser {
       this.pendingStack = stack;
       this.pendingCount = count;
       this.pendingSource = source;
+    }
+    return k;
+  }
+
+  /**
+   * fastRuns()'s common case in a loop of its own: while the current task is lean and a whole run
+   * of a known shared stack, and the next run starts another task, the current one is written
+   * straight into the task columns (as pushIds() writes it) and the next becomes the lean one.
+   * Returns the first event it leaves to fastRuns(). V8 compiles a loop as a whole: with the
+   * calls of the other cases inlined into it, this loop took ~13 ms of optimizing compile and ran
+   * interpreted meanwhile (a 100k-task dump: ~15 ms of the check).
+   */
+  private leanRuns(ev: Uint32Array, from: number, to: number, source: RunSource): number {
+    const tasks = this.b.tasks;
+    if (!this.lean || tasks.rareColumnsUsed()) return from;
+    const { pid: pidCol, tid: tidCol, frameStart, frameCount, line: lineCol, state, stackStatusCode, patchStateCode, bits } = tasks;
+    const shared = this.shared;
+    const capacity = tasks.capacity;
+    const first = tasks.length;
+    let n = first;
+    let leanPid = this.leanPid;
+    let leanTid = this.leanTid;
+    let leanLine = this.leanLine;
+    let pending = this.pendingStack;
+    let pendingCount = this.pendingCount;
+    let lastNumbered = this.lastNumbered;
+    let k = from;
+    for (; k < to && ev[k] === TOKEN_EVENT.RUN; k += TOKEN_EVENT.WORDS) {
+      const pid = ev[k + 1];
+      const tid = ev[k + 2];
+      if (pid === leanPid && tid === leanTid) break;
+      const known = shared[pending];
+      if (known === undefined || known === null || known.endMarker || known.count === 0 || known.count >= PROC_STACK_MAX || n === capacity) break;
+      pidCol[n] = leanPid;
+      tidCol[n] = leanTid;
+      frameStart[n] = known.start;
+      frameCount[n] = known.count;
+      lineCol[n] = leanLine;
+      state[n] = 0;
+      stackStatusCode[n] = STACK_OK;
+      patchStateCode[n] = NO_PATCH_STATE;
+      bits[n] = 0;
+      n++;
+      const line = ev[k + 3];
+      const count = ev[k + 4];
+      const last = line + count - 1;
+      if (last > lastNumbered) lastNumbered = last;
+      leanPid = pid;
+      leanTid = tid;
+      leanLine = line;
+      pending = ev[k + 5];
+      pendingCount = count;
+    }
+    if (n > first) {
+      tasks.length = n;
+      this.sharedUsed = true;
+      this.leanPid = leanPid;
+      this.leanTid = leanTid;
+      this.leanLine = leanLine;
+      this.pendingStack = pending;
+      this.pendingCount = pendingCount;
+      this.pendingSource = source;
+      this.lastNumbered = lastNumbered;
     }
     return k;
   }
