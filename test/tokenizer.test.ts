@@ -257,3 +257,20 @@ test("repeats of shared stacks that end in the end marker or hold 64 frames keep
     expect(tasks.filter((t) => t.endMarker === true).length).toBe(10);
   }
 });
+
+test("repeats of a shared stack after a task with a comm (a header line) keep comm null (the batched run path fills the rare columns too)", () => {
+  // A `== /proc/PID/task/TID comm` header allocates the task table's comm column; tasks that the
+  // batched run path then writes straight into the columns must still read as having no comm.
+  const header = ["== /proc/7/task/7 kworker/0:1", "[<0>] worker_thread+0x1/0x10", ""];
+  const plain = (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<0>] do_epoll_wait+0x1/0x10`, `/proc/${pid}/task/${pid}/stack:[<0>] do_syscall_64+0x1/0x10`];
+  const lines = [...header];
+  for (let pid = 100; pid < 400; pid++) lines.push(...plain(pid));
+  const bytes = encodeLatin1(lines.join("\n") + "\n");
+  for (const build of BUILDS) {
+    const got = viaTokenizer(bytes, build);
+    expect(got).toEqual(viaLines(bytes));
+    const tasks = (got as ReturnType<typeof facts>[])[0].tasks;
+    expect(tasks.length).toBe(301);
+    expect(tasks.filter((t) => t.comm !== null).length).toBe(1);
+  }
+});
