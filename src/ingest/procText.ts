@@ -178,33 +178,13 @@ export class ProcTextParser {
    * call per task: that task goes straight into the task columns (as closeTask() puts it).
    */
   fastRuns(ev: Uint32Array, from: number, to: number, source: RunSource): number {
-    const tasks = this.b.tasks;
     let k = from;
     for (; k < to && ev[k] === TOKEN_EVENT.RUN; k += TOKEN_EVENT.WORDS) {
-      // Runs of the common case in a small loop of its own (leanRuns); this one takes the rest.
+      // Runs of the common case in a small loop of its own (leanRuns); fastRun() takes the rest
+      // (closeTask() puts a lean task of a known shared stack into the columns the same way).
       k = this.leanRuns(ev, k, to, source);
       if (k >= to || ev[k] !== TOKEN_EVENT.RUN) break;
-      const pid = ev[k + 1];
-      const tid = ev[k + 2];
-      const line = ev[k + 3];
-      const count = ev[k + 4];
-      const stack = ev[k + 5];
-      const known = this.lean && (this.leanPid !== pid || this.leanTid !== tid) ? this.shared[this.pendingStack] : null;
-      if (known === undefined || known === null || known.endMarker || known.count === 0 || known.count >= PROC_STACK_MAX) {
-        this.fastRun(pid, tid, line, count, stack, source);
-        continue;
-      }
-      // closeTask() of the current lean task, then fastRun()'s start of the next.
-      tasks.pushIds(this.leanPid, this.leanTid, known.start, known.count, this.leanLine, "ok");
-      this.sharedUsed = true;
-      const last = line + count - 1;
-      if (last > this.lastNumbered) this.lastNumbered = last;
-      this.leanPid = pid;
-      this.leanTid = tid;
-      this.leanLine = line;
-      this.pendingStack = stack;
-      this.pendingCount = count;
-      this.pendingSource = source;
+      this.fastRun(ev[k + 1], ev[k + 2], ev[k + 3], ev[k + 4], ev[k + 5], source);
     }
     return k;
   }
