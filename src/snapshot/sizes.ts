@@ -2,9 +2,9 @@
  * Symbol sizes from addresses for a decoded snapshot table: exactly what src/symbols/table.ts
  * computes for a kallsyms file (the distance to the next higher address in the same object, 0
  * for an object's highest address; rows of one address share one size; an object whose rows are
- * not in address order is sorted first), in one pass over the rows with no column per row besides
- * the sizes: the rows of a run of equal addresses are linked through `size` itself (-1 - the
- * previous row of the run) until the next higher address gives the run its size.
+ * not in address order is sorted first), in one pass over the rows from the last to the first,
+ * with per object only the address and size of the run of equal addresses seen last: in address
+ * order, that run is the next higher address of every row before it.
  * Browser-clean.
  */
 
@@ -15,53 +15,49 @@
 export function symbolSizes(lo: Uint32Array, hi: Uint32Array, object: Uint32Array, objectCount: number): Float64Array {
   const n = lo.length;
   const size = new Float64Array(n);
-  // Per object: its last row so far; whether its rows left address order.
-  const last = new Int32Array(objectCount).fill(-1);
+  // Per object: the address halves and size of its lowest run so far (runHi -1: none yet).
+  const runHi = new Float64Array(objectCount).fill(-1);
+  const runLo = new Float64Array(objectCount);
+  const runSize = new Float64Array(objectCount);
   const unsorted = new Uint8Array(objectCount);
-  const anyUnsorted = sizesKernel(lo, hi, object, size, last, unsorted);
-  for (let o = 0; o < objectCount; o++) {
-    if (unsorted[o] !== 0) continue;
-    // The object's last run has no higher address: size 0.
-    for (let r = last[o]; r >= 0; ) {
-      const x = size[r];
-      size[r] = 0;
-      r = x < 0 ? -1 - x : -1;
-    }
+  if (sizesKernel(lo, hi, object, size, runHi, runLo, runSize, unsorted)) {
+    for (let o = 0; o < objectCount; o++) if (unsorted[o] !== 0) sortedSizes(lo, hi, object, o, size);
   }
-  if (anyUnsorted) for (let o = 0; o < objectCount; o++) if (unsorted[o] !== 0) sortedSizes(lo, hi, object, o, size);
   return size;
 }
 
-/** The pass over the rows (nothing but the loop: see columns.ts). Returns whether an object is unsorted. */
-function sizesKernel(lo: Uint32Array, hi: Uint32Array, object: Uint32Array, size: Float64Array, last: Int32Array, unsorted: Uint8Array): boolean {
-  const n = lo.length;
+/**
+ * The pass over the rows, last to first (nothing but the loop: see columns.ts). Returns whether
+ * an object is unsorted (its sizes written here are then rewritten by sortedSizes).
+ */
+function sizesKernel(lo: Uint32Array, hi: Uint32Array, object: Uint32Array, size: Float64Array, runHi: Float64Array, runLo: Float64Array, runSize: Float64Array, unsorted: Uint8Array): boolean {
   let any = false;
-  for (let i = 0; i < n; i++) {
+  for (let i = lo.length - 1; i >= 0; i--) {
     const o = object[i];
-    const l = last[o];
-    last[o] = i;
-    if (l < 0 || unsorted[o] !== 0) continue;
     const h = hi[i];
     const a = lo[i];
-    const lh = hi[l];
-    const la = lo[l];
-    if (h === lh && a === la) {
-      size[i] = -1 - l; // joins the open run
+    const rh = runHi[o];
+    const ra = runLo[o];
+    if (h === rh && a === ra) {
+      size[i] = runSize[o]; // joins the run
       continue;
     }
-    if (h < lh || (h === lh && a < la)) {
+    if (rh < 0) {
+      // The object's last row: no higher address (size 0, as the array starts).
+      runHi[o] = h;
+      runLo[o] = a;
+      continue;
+    }
+    if (h > rh || (h === rh && a > ra)) {
       unsorted[o] = 1;
       any = true;
       continue;
     }
-    // The open run ending at l gets its size.
-    const s = (h - lh) * 0x1_0000_0000 + (a - la);
-    let r = l;
-    do {
-      const x = size[r];
-      size[r] = s;
-      r = x < 0 ? -1 - x : -1;
-    } while (r >= 0);
+    const s = (rh - h) * 0x1_0000_0000 + (ra - a);
+    runHi[o] = h;
+    runLo[o] = a;
+    runSize[o] = s;
+    size[i] = s;
   }
   return any;
 }
