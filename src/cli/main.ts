@@ -63,7 +63,7 @@ Usage:
                                     what a patch module replaces (object, function, sympos, sizes)
   patchsafe fleet DIR|FILE… --func F [--jobs N] [--json]
                                     check many hosts' snapshots against one patch in parallel
-  patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|psnap] [--shape grep|tail|header]
+  patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|sysrq|psnap] [--shape grep|tail|header]
                  [--in [OBJ:]FUNC:SHARE]… -o FILE
                                     generate a large capture by resampling real stacks
 

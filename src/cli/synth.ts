@@ -4,7 +4,7 @@
  * chosen functions. Deterministic for a seed. It reports the share of distinct frame lines,
  * since resampling a small host flatters any cache.
  *
- *   patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|psnap]
+ *   patchsafe synth --tasks N [--seed S] [--from CAPTURE] [--as proc|sysrq|psnap]
  *                   [--shape grep|tail|header] [--in [OBJ:]FUNC:SHARE]… [--kallsyms FILE] -o FILE
  *
  * The dump is written in ~1 MiB pieces (a 1M-task dump is a few hundred MB), mode 0600, never
@@ -29,8 +29,8 @@ export const SYNTH_HELP = `patchsafe synth --tasks N [options] -o FILE
   --tasks N                  number of tasks (threads)
   --seed S                   PRNG seed (default 1)
   --from CAPTURE             resample this capture's stacks (default: capture this host)
-  --as proc|psnap            output: /proc stack text (default) or a .psnap snapshot
-                             (sysrq is not supported yet: no kernel-log writer exists)
+  --as proc|sysrq|psnap      output: /proc stack text (default), the kernel log of
+                             'echo t > /proc/sysrq-trigger' (x86_64 6.16), or a .psnap
   --shape grep|tail|header   /proc text shape: grep -H (default), tail -n +1, or
                              '== /proc/PID/task/TID comm' headers (carries comms)
   --in [OBJ:]FUNC:SHARE      put SHARE (0.2 or 20%) of the tasks in FUNC (repeatable)
@@ -109,10 +109,11 @@ export function runSynth(args: string[], o: { out: string[]; err: string[] }): n
   const seed = values.seed === undefined ? 1 : Number(values.seed);
   if (values.seed !== undefined && !/^-?\d+$/.test(values.seed)) usage("--seed must be an integer");
   const as = values.as ?? "proc";
-  if (as === "sysrq") throw new PatchsafeError("E_UNSUPPORTED", "--as sysrq is not supported yet: there is no kernel-log (sysrq-t) writer; use --as proc or --as psnap");
-  if (as !== "proc" && as !== "psnap") usage(`--as ${as}: expected proc or psnap`);
-  const shape = values.shape ?? "grep";
-  if (shape !== "grep" && shape !== "tail" && shape !== "header") usage(`--shape ${shape}: expected grep, tail or header`);
+  if (as !== "proc" && as !== "sysrq" && as !== "psnap") usage(`--as ${as}: expected proc, sysrq or psnap`);
+  if (as === "sysrq" && values.shape !== undefined) usage("--shape is a /proc text shape: it does not apply to --as sysrq");
+  const textShape = values.shape ?? "grep";
+  if (textShape !== "grep" && textShape !== "tail" && textShape !== "header") usage(`--shape ${textShape}: expected grep, tail or header`);
+  const shape = as === "sysrq" ? "sysrq" : textShape;
   if (values.output === undefined) usage("synth needs -o FILE");
   const specs = (values.in ?? []).map(parseShareArg);
   if (specs.reduce((n, s) => n + s.share, 0) > 1 + 1e-9) usage("the --in shares add up to more than 1");
@@ -127,7 +128,7 @@ export function runSynth(args: string[], o: { out: string[]; err: string[] }): n
   writePrivateFile(values.output, "", values.from === undefined ? [] : [values.from]);
   const fd = openPrivate(values.output);
   try {
-    if (as === "proc") {
+    if (as === "proc" || as === "sysrq") {
       stats = generate(source, opts, (piece) => {
         writeAll(fd, piece);
         bytes += piece.length;

@@ -1,7 +1,9 @@
 /**
  * A seeded generator of large /proc stack dumps (`grep -H . /proc/*\/task/*\/stack` shape) made by
  * resampling real stacks: the benchmarks' and tests' workload. Deterministic for a seed. It reports
- * the share of distinct frame lines, since resampling a small host flatters any cache.
+ * the share of distinct frame lines, since resampling a small host flatters any cache. The same
+ * tasks can be written as the kernel log of `echo t > /proc/sysrq-trigger` instead (shape
+ * `sysrq`): the format the dmesg reader (src/ingest/dmesg.ts) reads, as x86_64 6.16 prints it.
  */
 import { frameText } from "../ingest/nativeJson.js";
 import { FrameFlag, type Capture, VMLINUX } from "../model.js";
@@ -20,9 +22,13 @@ export interface GenerateOptions {
   seed: number;
   /**
    * Shape of the dump (default grep): `grep -H`, `tail -n +1` (`==> path <==`), or per-task
-   * `== /proc/PID/task/TID comm` headers (the only /proc shape that carries comms).
+   * `== /proc/PID/task/TID comm` headers (the only /proc shape that carries comms); or `sysrq`,
+   * a kernel log of SysRq `t` (show_state(): a `task:` header with comm, state, pid, tgid, ppid
+   * and flags per task, then its `Call Trace:`), with the same tasks as the /proc shapes for a
+   * seed. Its frames are the source's frames: a source read from /proc lacks the scheduler
+   * frames (`__schedule`, `schedule`) a real SysRq trace starts with.
    */
-  shape?: "grep" | "tail" | "header";
+  shape?: "grep" | "tail" | "header" | "sysrq";
   /**
    * Tasks in chosen functions: each task is, with probability `share`, given a stack that holds
    * the function (a source stack that has it, else a source stack with the function's frame put
@@ -48,6 +54,12 @@ interface SourceStack {
   /** `object\0name` of every frame */
   funcs: Set<string>;
   comm: string;
+  /** The source task's facts, for the sysrq shape's header (a resampled task keeps its kind). */
+  state: string;
+  flags: number;
+  ppid: number;
+  /** The source task's tid (the sysrq shape's init and kthreadd come from tids 1 and 2). */
+  tid: number | null;
 }
 
 const funcKey = (object: string, name: string): string => `${object}\u0000${name}`;
@@ -97,7 +109,7 @@ export function generateProcDumpTo(source: Capture, opts: GenerateOptions, write
       lines.push(`[<0>] ${frameText(source, i)}`);
       if (source.frames.symbol[i] >= 0) funcs.add(funcKey(source.strings.get(source.frames.object[i]) ?? VMLINUX, source.strings.get(source.frames.symbol[i])));
     }
-    if (lines.length > 0) all.push({ lines, funcs, comm: commText(t.comm) });
+    if (lines.length > 0) all.push({ lines, funcs, comm: commText(t.comm), state: stateLetter(t.state), flags: t.flags ?? 0, ppid: t.ppid ?? 1, tid: t.tid });
   }
   if (all.length === 0) throw new Error("the source capture has no readable stack to resample");
   const specs = opts.in ?? [];
@@ -119,7 +131,7 @@ export function generateProcDumpTo(source: Capture, opts: GenerateOptions, write
     if (size === null) throw new RangeError(`no source stack holds ${sp.name} and its size is unknown: give the symbol table (--kallsyms)`);
     const off = Math.max(1, Math.min(0x10, size - 1));
     const top = `[<0>] ${sp.name}+0x${off.toString(16)}/0x${size.toString(16)}${sp.object === VMLINUX ? "" : ` [${sp.object}]`}`;
-    return stacks.map((st) => ({ lines: [top, ...st.lines], funcs: new Set([...st.funcs, keys[i]]), comm: st.comm }));
+    return stacks.map((st) => ({ ...st, lines: [top, ...st.lines], funcs: new Set([...st.funcs, keys[i]]) }));
   });
   const inCount = specs.map(() => 0);
   const rnd = prng(opts.seed);
@@ -129,6 +141,8 @@ export function generateProcDumpTo(source: Capture, opts: GenerateOptions, write
   let pid = 100;
   let tid = 100;
   let threadsLeft = 0;
+  const sysrq = opts.shape === "sysrq" ? new SysrqWriter() : null;
+  if (sysrq !== null) buf += sysrq.line("sysrq: Show State");
   for (let k = 0; k < opts.tasks; k++) {
     if (threadsLeft === 0) {
       pid = tid + 1 + Math.floor(rnd() * 5);
@@ -148,9 +162,30 @@ export function generateProcDumpTo(source: Capture, opts: GenerateOptions, write
         r -= specs[i].share;
       }
     }
-    const picked = pool[Math.floor(rnd() * pool.length)];
+    let picked = pool[Math.floor(rnd() * pool.length)];
+    if (sysrq !== null && k < 2) {
+      // A SysRq dump that lacks pid 1 or 2 reads as partial (SPEC §3): the first two tasks are
+      // init and kthreadd, with the source's own stacks where it has them. The draws above are
+      // made all the same, so every later task equals the /proc shapes' task of the same seed.
+      picked = all.find((st) => st.tid === k + 1) ?? picked;
+      buf += sysrq.task(picked, k + 1, k + 1, 0); // their parent is the idle task, pid 0
+      for (let i = 0; i < specs.length; i++) if (picked.funcs.has(keys[i])) inCount[i]++;
+      for (const line of picked.lines) if (distinct.size < 1_000_000) distinct.add(line);
+      frames += picked.lines.length;
+      continue;
+    }
     for (let i = 0; i < specs.length; i++) if (picked.funcs.has(keys[i])) inCount[i]++;
     const stack = picked.lines;
+    if (sysrq !== null) {
+      buf += sysrq.task(picked, pid, tid);
+      for (const line of stack) if (distinct.size < 1_000_000) distinct.add(line);
+      frames += stack.length;
+      if (buf.length >= 1 << 20) {
+        write(buf);
+        buf = "";
+      }
+      continue;
+    }
     const path = `/proc/${pid}/task/${tid}/stack`;
     if (opts.shape === "tail") buf += `==> ${path} <==\n`;
     else if (opts.shape === "header") buf += `== /proc/${pid}/task/${tid} ${picked.comm}\n`;
@@ -165,6 +200,8 @@ export function generateProcDumpTo(source: Capture, opts: GenerateOptions, write
       buf = "";
     }
   }
+  // What sysrq's `t` handler prints after show_state() (show_all_workqueues()): the dump's end.
+  if (sysrq !== null) buf += sysrq.line("Showing busy workqueues and worker pools:");
   if (buf.length > 0) write(buf);
   return { distinctFrameShare: frames === 0 ? 0 : distinct.size / frames, frames, tasks: opts.tasks, inShare: inCount.map((n) => (opts.tasks === 0 ? 0 : n / opts.tasks)) };
 }
@@ -175,6 +212,50 @@ function commText(comm: Uint8Array | null): string {
   let s = "";
   for (const b of comm) s += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "_";
   return s;
+}
+
+/** A state letter SysRq can print (task_state_to_char: R S D T t X Z P I), else S. */
+function stateLetter(state: string | null): string {
+  return state !== null && /^[RSDTtXZPI]$/.test(state) ? state : "S";
+}
+
+/**
+ * The sysrq shape's lines: printk's `[seconds.micros] ` prefix on every line (one microsecond
+ * apart, from 100 s on), per task sched_show_task()'s header and show_stack()'s trace as x86_64
+ * 6.16 prints them (the first format with the PF_* flags, `task_flags`, that task kinds are read
+ * from; `flags` are thread_info flags, not captured, written as 0):
+ *
+ *     [  100.000002] task:kworker/0:1     state:I stack:0     pid:12    tgid:12    ppid:2      task_flags:0x4208060 flags:0x00000000
+ *     [  100.000003] Call Trace:
+ *     [  100.000004]  <TASK>
+ *     [  100.000005]  worker_thread+0x1b4/0x3a0
+ *     [  100.000006]  </TASK>
+ *
+ * The kernel prints the comm as it is (`%-15.15s`), so a comm holding ` state:` makes its own
+ * header ambiguous; the written comm (already printable ASCII) has `:` as `_`, so every header
+ * written here reads back as the task it describes.
+ */
+class SysrqWriter {
+  private micros = 100_000_000;
+
+  line(text: string): string {
+    const us = this.micros++;
+    const sec = Math.floor(us / 1_000_000);
+    return `[${String(sec).padStart(5)}.${String(us % 1_000_000).padStart(6, "0")}] ${text}\n`;
+  }
+
+  task(st: SourceStack, pid: number, tid: number, ppid = st.ppid): string {
+    const comm = st.comm.slice(0, 15).replaceAll(":", "_").padEnd(15);
+    // task_flags: PF_* (what task kinds are read from); flags: thread_info TIF_* (not captured: 0).
+    const taskFlags = (st.flags >>> 0).toString(16).padStart(4, "0");
+    let out = this.line(`task:${comm} state:${st.state} stack:${"0".padEnd(5)} pid:${String(tid).padEnd(5)} tgid:${String(pid).padEnd(5)} ppid:${String(ppid).padEnd(6)} task_flags:0x${taskFlags} flags:0x00000000`);
+    out += this.line("Call Trace:");
+    out += this.line(" <TASK>");
+    // Source lines are `[<0>] FRAME` (the /proc shapes' text): the trace prints ` FRAME`.
+    for (const l of st.lines) out += this.line(l.slice(5));
+    out += this.line(" </TASK>");
+    return out;
+  }
 }
 
 /** In-memory variant for small dumps. */
