@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
 import { type Capture, framesInTasks } from "../model.js";
-import { captureHost } from "../node/capture.js";
+import { captureHostAfter } from "../node/capture.js";
 import { readSymbolFile } from "../node/io.js";
 import { nativeSha256, writePrivateFile } from "../node/snapshotFile.js";
 import { snapshotToJson } from "../snapshot/json.js";
@@ -67,23 +67,23 @@ export function runCapture(args: string[], o: { out: string[]; err: string[] }):
   if (!Number.isSafeInteger(timeout) || timeout < 1) usage("--timeout must be a positive number of milliseconds");
   if (values["no-symbols"] && values.kallsyms !== undefined) usage("--kallsyms and --no-symbols exclude each other");
 
-  const report = captureHost({ readTimeoutMs: timeout });
-  const cap = report.capture;
-  let symbols: SymbolTable | null = null;
-  let symbolNote: string;
-  if (values["no-symbols"]) symbolNote = "no symbol table (--no-symbols): a later check matches by name only";
-  else {
+  // The symbols are read first, while the capture's helper process starts.
+  const readSymbols = (): { symbols: SymbolTable | null; symbolNote: string; error: PatchsafeError | null } => {
+    if (values["no-symbols"]) return { symbols: null, symbolNote: "no symbol table (--no-symbols): a later check matches by name only", error: null };
     const file = values.kallsyms ?? "/proc/kallsyms";
     try {
-      symbols = readSymbolFile(file);
-      symbolNote = `${symbols.count} symbols from ${file}${values.redact ? " (addresses dropped)" : ""}`;
+      const symbols = readSymbolFile(file);
+      return { symbols, symbolNote: `${symbols.count} symbols from ${file}${values.redact ? " (addresses dropped)" : ""}`, error: null };
     } catch (e) {
       if (!(e instanceof PatchsafeError)) throw e;
       if (values.kallsyms !== undefined) throw e;
-      symbolNote = `no symbol table: ${e.describe()}`;
-      cap.warnings.push({ code: "no-kallsyms", message: `the snapshot holds no symbol table: ${e.message}` });
+      return { symbols: null, symbolNote: `no symbol table: ${e.describe()}`, error: e };
     }
-  }
+  };
+  const { report, first } = captureHostAfter(readSymbols, { readTimeoutMs: timeout });
+  const cap = report.capture;
+  const { symbols, symbolNote } = first;
+  if (first.error !== null) cap.warnings.push({ code: "no-kallsyms", message: `the snapshot holds no symbol table: ${first.error.message}` });
   const opts = { redact: values.redact === true, hashComms: values["hash-comms"] === true };
   const data = values.json ? snapshotToJson(cap, symbols, opts) : encodeSnapshot(cap, symbols, { ...opts, sha256: nativeSha256 });
   const out = values.output ?? defaultSnapshotName(cap, values.json === true);

@@ -30,7 +30,7 @@ import { filterReport } from "../report/filter.js";
 import { VERSION } from "../version.js";
 import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js";
 import { readBinaryFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
-import { captureLive } from "../node/capture.js";
+import { captureHostAfter } from "../node/capture.js";
 import { loadedKpatchModules, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
 import { setSymbolCacheDisabled } from "../node/symbolCache.js";
@@ -202,10 +202,11 @@ function runCheck(args: string[], o: Output): number {
         `this host runs kpatch.ko, but its patch modules could not be read (${kpatch.join("; ")}): the applied stack is unknown; describe it with --applied FILE`,
       );
     }
-    symbols = readSymbolFile(values.kallsyms ?? "/proc/kallsyms");
-    // The capture records /sys/kernel/livepatch: check() uses it as the applied stack unless
-    // --applied says otherwise.
-    capture = captureLive();
+    // The symbols are read while the capture's helper process starts. The capture records
+    // /sys/kernel/livepatch: check() uses it as the applied stack unless --applied says otherwise.
+    const live = captureHostAfter(() => readSymbolFile(values.kallsyms ?? "/proc/kallsyms"));
+    symbols = live.first;
+    capture = live.report.capture;
   } else {
     // Each file, and each dump section of a dmesg, is one capture (SPEC §6). A snapshot brings
     // its own symbol table and applied patches, used unless --kallsyms / --applied say otherwise.
@@ -340,8 +341,9 @@ function runInventory(args: string[], o: Output): number {
     o.out.push(`patchsafe ${VERSION}\n`);
     return 0;
   }
-  const capture = captureLive();
-  return inventoryOf(capture, liveSymbols(), values.json === true, process.stdout.isTTY === true, o);
+  // /proc/kallsyms is read while the capture's helper process starts.
+  const { report, first: symbols } = captureHostAfter(liveSymbols);
+  return inventoryOf(report.capture, symbols, values.json === true, process.stdout.isTTY === true, o);
 }
 
 /** `30s`, `2m`, `500ms`, or plain seconds. */

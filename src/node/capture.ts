@@ -17,7 +17,7 @@
  * O_NOFOLLOW, and only directory entries that are directories are descended into, so no symlink
  * leads out of /proc (or a test's fake tree). Threads that exit mid-walk are simply gone.
  */
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import type { MessageChannel, Worker } from "node:worker_threads";
 import { workerThreads } from "./lazyBuiltins.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
@@ -32,17 +32,28 @@ export { readNoFollow, type ReadResult };
 export interface FileReader {
   /** Reads the files in order; stops at the first timeout (the rest are reported ETIMEDOUT too). */
   readAll(paths: string[]): ReadResult[];
+  /**
+   * readAll of each group, the groups' files requested together (one round trip for many
+   * threads' files): a timeout ends its group as readAll's ends its files, and the next group
+   * is read on (by a fresh helper). The results equal readAll's group by group.
+   */
+  readGroups?(groups: string[][]): ReadResult[][];
   close(): void;
   /** What this reader guarantees, for the capture's warnings. */
   readonly kind: "helper-process" | "direct";
   /** The deadline per file, ms (null: none). */
   readonly timeoutMs: number | null;
+  /**
+   * Starts what the first read needs (the helper process: a Node start-up, ~50 ms) without
+   * waiting for it, so that it boots while the caller does other work (reading /proc/kallsyms).
+   */
+  prestart?(): void;
 }
 
 
 /** Reads in this thread: no deadline (fallback when a worker cannot start, and for tests). */
 export function directReader(): FileReader {
-  return { kind: "direct", timeoutMs: null, readAll: (paths) => paths.map(readNoFollow), close() {} };
+  return { kind: "direct", timeoutMs: null, readAll: (paths) => paths.map(readNoFollow), readGroups: (groups) => groups.map((g) => g.map(readNoFollow)), close() {} };
 }
 
 // The reader process: reads each requested file (NUL-separated paths, one batch per line) with
@@ -52,31 +63,45 @@ const HELPER_MARKER = "const flags = fs.constants.O_RDONLY | (fs.constants.O_NOF
 const CHILD_SOURCE = `
 const fs = require("node:fs");
 const flags = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW || 0);
-function out(kind, payload) {
-  const h = Buffer.alloc(5); h.writeUInt32LE(payload.length, 0); h[4] = kind;
-  fs.writeSync(1, Buffer.concat([h, payload]));
+const chunk = Buffer.allocUnsafe(65536);
+// Results are written in batches, flushed before and after each stack or cmdline file (the reads
+// that take a lock of the target and can block): a read that never returns then holds back only
+// its own result (or, were another file to block, only its own thread's), so the main thread's
+// deadline lands on that thread.
+let out = [];
+function flush() { if (out.length > 0) { fs.writeSync(1, Buffer.concat(out)); out = []; } }
+function put(kind, payload) {
+  const h = Buffer.allocUnsafe(5); h.writeUInt32LE(payload.length, 0); h[4] = kind;
+  out.push(h, payload);
 }
 function read(path) {
+  const locking = path.endsWith("/stack") || path.endsWith("/cmdline");
+  if (locking) flush();
+  readOne(path);
+  if (locking) flush();
+}
+function readOne(path) {
   let fd;
-  try { fd = fs.openSync(path, flags); } catch (e) { return out(1, Buffer.from(String((e && e.code) || "EIO"))); }
+  try { fd = fs.openSync(path, flags); } catch (e) { return put(1, Buffer.from(String((e && e.code) || "EIO"))); }
   try {
-    const chunks = []; let total = 0; const buf = Buffer.allocUnsafe(65536);
-    for (;;) { const n = fs.readSync(fd, buf, 0, buf.length, null); if (n === 0) break; chunks.push(Buffer.from(buf.subarray(0, n))); total += n; if (total >= ${MAX_FILE}) break; }
-    out(0, Buffer.concat(chunks));
-  } catch (e) { out(1, Buffer.from(String((e && e.code) || "EIO"))); } finally { fs.closeSync(fd); }
+    const parts = []; let total = 0;
+    for (;;) { const n = fs.readSync(fd, chunk, 0, chunk.length, null); if (n === 0) break; parts.push(Buffer.from(chunk.subarray(0, n))); total += n; if (total >= ${MAX_FILE}) break; }
+    put(0, parts.length === 1 ? parts[0] : Buffer.concat(parts));
+  } catch (e) { put(1, Buffer.from(String((e && e.code) || "EIO"))); } finally { fs.closeSync(fd); }
 }
 let pending = "";
 process.stdin.setEncoding("utf8");
 process.stdin.on("data", (d) => {
   pending += d;
   let i;
-  while ((i = pending.indexOf("\\n")) >= 0) { const line = pending.slice(0, i); pending = pending.slice(i + 1); for (const p of line.split("\\0")) read(p); }
+  while ((i = pending.indexOf("\\n")) >= 0) { const line = pending.slice(0, i); pending = pending.slice(i + 1); for (const p of line.split("\\0")) read(p); flush(); }
 });
 process.stdin.on("end", () => process.exit(0));
 `;
 
 // The broker thread: never blocks (asynchronous pipes only), so it can always be joined at exit.
-// It forwards batches to the reader process and each file's result to the main thread, and on
+// It forwards batches to the reader process and the files' results to the main thread (the
+// results complete in each chunk of the pipe as one message; seq[0] counts files), and on
 // request SIGKILLs a stuck reader (the kernel's killable wait then ends) and starts a new one.
 const BROKER_SOURCE = `
 const { workerData } = require("node:worker_threads");
@@ -86,16 +111,31 @@ const seq = new Int32Array(counter);
 let child = null;
 let buf = Buffer.alloc(0);
 function drain() {
+  // Every result complete in the buffer, in one message whose file contents are one transferred
+  // buffer (a message, or an ArrayBuffer, per file cost more than the reads on a host of
+  // thousands of threads). results[i]: the length of file i's bytes, or its errno name.
+  const results = [];
+  const parts = [];
+  let total = 0;
   while (buf.length >= 5) {
     const n = buf.readUInt32LE(0);
     if (buf.length < 5 + n) break;
     const kind = buf[4];
     const payload = buf.subarray(5, 5 + n);
     buf = buf.subarray(5 + n);
-    port.postMessage(kind === 0 ? { data: new Uint8Array(payload) } : { errno: payload.toString("latin1") });
-    Atomics.add(seq, 0, 1);
-    Atomics.notify(seq, 0);
+    if (kind === 0) {
+      results.push(n);
+      parts.push(payload);
+      total += n;
+    } else results.push(payload.toString("latin1"));
   }
+  if (results.length === 0) return;
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) { bytes.set(p, at); at += p.length; }
+  port.postMessage({ results, bytes }, [bytes.buffer]);
+  Atomics.add(seq, 0, results.length);
+  Atomics.notify(seq, 0);
 }
 function start() {
   const c = spawn(execPath, ["-e", childSource], { stdio: ["pipe", "pipe", "ignore"] });
@@ -105,6 +145,10 @@ function start() {
   child = c;
 }
 port.on("message", (m) => {
+  if (m.spawn) {
+    if (child === null) start();
+    return;
+  }
   if (m.kill || m.close) {
     if (child !== null) { child.kill("SIGKILL"); child.stdin.destroy(); child.stdout.destroy(); }
     child = null;
@@ -142,9 +186,9 @@ class ProcessReader implements FileReader {
   private fallback = false;
   constructor(readonly timeoutMs: number) {}
 
-  private start(): boolean {
+  /** Starts the broker thread without waiting for it (messages posted meanwhile wait on its port). */
+  private launch(): void {
     const counter = new SharedArrayBuffer(12);
-    const seq = new Int32Array(counter);
     const { MessageChannel, Worker } = workerThreads();
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(BROKER_SOURCE, {
@@ -154,15 +198,38 @@ class ProcessReader implements FileReader {
     });
     worker.unref();
     port1.unref();
-    Atomics.wait(seq, 2, 0, 10_000);
-    if (Atomics.load(seq, 2) === 0) {
-      void worker.terminate();
-      return false;
-    }
     this.worker = worker;
     this.port = port1;
-    this.seq = seq;
+    this.seq = new Int32Array(counter);
+  }
+
+  /** Launches the broker if need be and waits until it runs; false (and nothing left running) if it does not start. */
+  private start(): boolean {
+    if (this.started) return true;
+    if (this.worker === null) this.launch();
+    Atomics.wait(this.seq!, 2, 0, 10_000);
+    if (Atomics.load(this.seq!, 2) === 0) {
+      void this.worker!.terminate();
+      this.worker = null;
+      this.port = null;
+      this.seq = null;
+      return false;
+    }
+    this.started = true;
     return true;
+  }
+
+  private started = false;
+
+  prestart(): void {
+    if (this.fallback || this.worker !== null) return;
+    try {
+      this.launch();
+    } catch {
+      return; // the first read tries again, and reports what it reports without a prestart
+    }
+    // The broker spawns the helper as soon as it runs: its start-up overlaps the caller's work.
+    this.port!.postMessage({ spawn: true });
   }
 
   /** Kills the reader process (stuck, or at close) and waits for the broker to confirm. */
@@ -176,48 +243,105 @@ class ProcessReader implements FileReader {
     // Results posted before the kill was handled belong to the abandoned batch.
     while (workerThreads().receiveMessageOnPort(this.port) !== undefined);
     this.seen = Atomics.load(this.seq, 0);
+    this.queue = [];
+    this.queueAt = 0;
     this.fresh = true;
   }
 
   readAll(paths: string[]): ReadResult[] {
-    if (this.fallback) return paths.map(readNoFollow);
-    if (this.worker === null && !this.start()) {
+    return this.readGroups([paths])[0];
+  }
+
+  readGroups(groups: string[][]): ReadResult[][] {
+    if (this.fallback) return groups.map((g) => g.map(readNoFollow));
+    if (!this.start()) {
       this.fallback = true;
-      return paths.map(readNoFollow);
+      return groups.map((g) => g.map(readNoFollow));
     }
-    const port = this.port!;
-    const seq = this.seq!;
-    port.postMessage({ paths });
-    const out: ReadResult[] = [];
-    // The first read of a new helper process also waits for it to start (node start-up).
-    for (let i = 0; i < paths.length; i++) {
-      const deadline = Date.now() + this.timeoutMs + (this.fresh && i === 0 ? 10_000 : 0);
+    const out: ReadResult[][] = [];
+    // Groups from `from` on are requested at once; a timeout kills the helper, and the groups
+    // after the stuck one are requested again from its replacement.
+    for (let from = 0; from < groups.length; ) {
+      this.port!.postMessage({ paths: groups.slice(from).flat() });
+      let g = from;
+      for (; g < groups.length; g++) {
+        const paths = groups[g];
+        const got: ReadResult[] = [];
+        let timedOut = false;
+        for (let i = 0; i < paths.length; i++) {
+          const r = this.next();
+          if (r === null) {
+            for (let k = i; k < paths.length; k++) got.push({ ok: false, errno: "ETIMEDOUT" });
+            timedOut = true;
+            break;
+          }
+          got.push(r);
+        }
+        out.push(got);
+        if (timedOut) break;
+      }
+      from = g + 1;
+    }
+    return out;
+  }
+
+  /** Results received and not yet handed out (a message carries several). */
+  private queue: ReadResult[] = [];
+  private queueAt = 0;
+
+  /**
+   * The next file's result, waiting at most the deadline from now (a new helper's first read
+   * also waits for its start-up: a Node start); null when it did not come: the helper is then
+   * killed, and whatever it still had in flight is dropped with it.
+   */
+  private next(): ReadResult | null {
+    if (this.queueAt === this.queue.length) {
+      const seq = this.seq!;
+      const deadline = Date.now() + this.timeoutMs + (this.fresh ? 10_000 : 0);
       while (Atomics.load(seq, 0) === this.seen) {
         const left = deadline - Date.now();
         if (left <= 0 || Atomics.wait(seq, 0, this.seen, left) === "timed-out") break;
       }
       if (Atomics.load(seq, 0) === this.seen) {
         this.kill(false);
-        for (let k = i; k < paths.length; k++) out.push({ ok: false, errno: "ETIMEDOUT" });
-        return out;
+        return null;
       }
-      this.seen++;
+      const msg = workerThreads().receiveMessageOnPort(this.port!)?.message as { results?: (number | string)[]; bytes?: Uint8Array } | undefined;
+      const results = msg?.results ?? [];
+      const bytes = msg?.bytes ?? new Uint8Array(0);
+      const queue: ReadResult[] = [];
+      let at = 0;
+      for (const r of results) {
+        if (typeof r === "string") queue.push({ ok: false, errno: r });
+        else if (typeof r === "number" && at + r <= bytes.length) {
+          queue.push({ ok: true, data: bytes.subarray(at, at + r) });
+          at += r;
+        } else queue.push({ ok: false, errno: "EIO" });
+      }
+      // The counter moves only after the message is posted: a bump with no message is a broken
+      // broker, reported as an I/O error for that one file.
+      this.seen += Math.max(results.length, 1);
+      this.queue = queue.length > 0 ? queue : [{ ok: false, errno: "EIO" }];
+      this.queueAt = 0;
       this.fresh = false;
-      const msg = workerThreads().receiveMessageOnPort(port)?.message as { data?: Uint8Array; errno?: string } | undefined;
-      if (msg === undefined) out.push({ ok: false, errno: "EIO" });
-      else if (msg.data !== undefined) out.push({ ok: true, data: msg.data });
-      else out.push({ ok: false, errno: msg.errno ?? "EIO" });
     }
-    return out;
+    return this.queue[this.queueAt++];
   }
 
   close(): void {
+    // A broker that was prestarted but never read through is told to close too (it may have
+    // spawned the helper): kill() waits for its acknowledgement.
+    if (this.worker !== null && !this.started && !this.start()) return;
     this.kill(true);
     if (this.worker !== null) void this.worker.terminate();
     this.worker = null;
     this.port = null;
+    this.started = false;
   }
 }
+
+/** Threads whose files one request to the reader asks for (captureHost). */
+const THREADS_PER_REQUEST = 256;
 
 /** A reader that reads each file in a helper process and gives up on it after `timeoutMs`. */
 export function timedReader(timeoutMs = 2000): FileReader {
@@ -370,79 +494,102 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   let vanished = 0;
   const pids = numericDirs(procRoot);
   if (pids === null) throw new Error(`cannot list ${procRoot}`);
+  /** One thread's files as read: builds its task (or counts it vanished). */
+  const addThread = (pid: number, tid: number, [statR, commR, statusR, psR, stackR]: ReadResult[]): void => {
+    if (!statR.ok && statR.errno !== "ETIMEDOUT") {
+      vanished++;
+      return;
+    }
+    const stat = statR.ok ? parseStat(new TextDecoder("latin1").decode(statR.data)) : null;
+    let comm: Uint8Array | null = null;
+    if (commR.ok) {
+      const c = commR.data;
+      comm = c.slice(0, c.length > 0 && c[c.length - 1] === 0x0a ? c.length - 1 : c.length);
+    }
+    const statusText = text(statusR);
+    const kt = statusText === null ? null : /^Kthread:\s*([01])$/m.exec(statusText);
+    const ps = text(psR)?.trim();
+    const task = b.startTask(
+      {
+        pid,
+        tid,
+        comm,
+        state: stat?.state ?? null,
+        flags: stat?.flags ?? null,
+        ppid: stat?.ppid ?? null,
+        startTime: stat?.startTime ?? null,
+        cpu: stat?.cpu ?? null,
+        statusKthread: kt === null ? null : kt[1] === "1",
+        patchState: ps === "-1" ? -1 : ps === "0" ? 0 : ps === "1" ? 1 : null,
+      },
+      0,
+    );
+    if (!stackR.ok) {
+      if (stackR.errno === "ENOENT" || stackR.errno === "ESRCH") {
+        b.dropTask();
+        vanished++;
+        return;
+      }
+      task.stackStatus = "unreadable";
+      task.errno = stackR.errno;
+      unreadable.set(stackR.errno, (unreadable.get(stackR.errno) ?? 0) + 1);
+      b.endTask();
+      return;
+    }
+    const stack = stackR.data;
+    let pos = 0;
+    while (pos < stack.length) {
+      let nl = stack.indexOf(0x0a, pos);
+      if (nl < 0) nl = stack.length;
+      if (nl > pos) {
+        const kind = b.addProcFrameLine(stack, pos, nl, 0);
+        if (kind === TokenKind.EndMarker) task.endMarker = true;
+        else if (kind === TokenKind.Bad) b.addUnparsed(0);
+      }
+      pos = nl + 1;
+    }
+    b.endTask(undefined, (t) => {
+      if (t.frameCount >= 64 && !t.endMarker) t.stackStatus = "truncated";
+    });
+  };
   try {
+    // Every process's threads are listed first, then their files are read THREADS_PER_REQUEST
+    // threads at a time: one request to the helper per batch, not a round trip per thread (which
+    // made a 5000-thread host take 2 s).
+    const threads: { pid: number; tid: number }[] = [];
     for (const pid of pids) {
       const tids = numericDirs(`${procRoot}/${pid}/task`);
       if (tids === null) {
         vanished++;
         continue;
       }
-      // patchsafe's own helper process (the reader below) is a child of this process running
-      // our reader script: it is part of patchsafe, not of the host being checked.
-      const helper = pid !== selfPid && isOwnHelper(procRoot, pid, selfPid, reader);
       for (const tid of tids) {
-        if (pid === selfPid || helper) {
-          excluded.push({ pid, tid, reason: helper ? "patchsafe's stack-reading helper process" : "patchsafe's own thread (the capturing thread is always running)" });
-          continue;
-        }
-        const dir = `${procRoot}/${pid}/task/${tid}`;
-        const [statR, commR, statusR, psR, stackR] = reader.readAll([`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/patch_state`, `${dir}/stack`]);
-        if (!statR.ok && statR.errno !== "ETIMEDOUT") {
-          vanished++;
-          continue;
-        }
-        const stat = statR.ok ? parseStat(new TextDecoder("latin1").decode(statR.data)) : null;
-        let comm: Uint8Array | null = null;
-        if (commR.ok) {
-          const c = commR.data;
-          comm = c.slice(0, c.length > 0 && c[c.length - 1] === 0x0a ? c.length - 1 : c.length);
-        }
-        const statusText = text(statusR);
-        const kt = statusText === null ? null : /^Kthread:\s*([01])$/m.exec(statusText);
-        const ps = text(psR)?.trim();
-        const task = b.startTask(
-          {
-            pid,
-            tid,
-            comm,
-            state: stat?.state ?? null,
-            flags: stat?.flags ?? null,
-            ppid: stat?.ppid ?? null,
-            startTime: stat?.startTime ?? null,
-            cpu: stat?.cpu ?? null,
-            statusKthread: kt === null ? null : kt[1] === "1",
-            patchState: ps === "-1" ? -1 : ps === "0" ? 0 : ps === "1" ? 1 : null,
-          },
-          0,
-        );
-        if (!stackR.ok) {
-          if (stackR.errno === "ENOENT" || stackR.errno === "ESRCH") {
-            b.dropTask();
-            vanished++;
-            continue;
-          }
-          task.stackStatus = "unreadable";
-          task.errno = stackR.errno;
-          unreadable.set(stackR.errno, (unreadable.get(stackR.errno) ?? 0) + 1);
-          b.endTask();
-          continue;
-        }
-        const stack = stackR.data;
-        let pos = 0;
-        while (pos < stack.length) {
-          let nl = stack.indexOf(0x0a, pos);
-          if (nl < 0) nl = stack.length;
-          if (nl > pos) {
-            const kind = b.addProcFrameLine(stack, pos, nl, 0);
-            if (kind === TokenKind.EndMarker) task.endMarker = true;
-            else if (kind === TokenKind.Bad) b.addUnparsed(0);
-          }
-          pos = nl + 1;
-        }
-        b.endTask(undefined, (t) => {
-          if (t.frameCount >= 64 && !t.endMarker) t.stackStatus = "truncated";
-        });
+        if (pid === selfPid) excluded.push({ pid, tid, reason: "patchsafe's own thread (the capturing thread is always running)" });
+        else threads.push({ pid, tid });
       }
+    }
+    // patchsafe's own helper process (the reader) is a child of this process running our reader
+    // script: part of patchsafe, not of the host being checked. Decided per process at its
+    // first thread, from that thread's stat (its parent) and, for our children only, cmdline.
+    const helperPid = new Map<number, boolean>();
+    // /proc/PID/patch_state exists for every task or for none (CONFIG_LIVEPATCH): on a kernel
+    // without it, asking for it per thread cost a failed open (an exception in Node) per thread.
+    const patchState = procRoot !== "/proc" || existsSync("/proc/self/patch_state");
+    const noPatchState: ReadResult = { ok: false, errno: "ENOENT" };
+    for (let at = 0; at < threads.length; at += THREADS_PER_REQUEST) {
+      const batch = threads.slice(at, at + THREADS_PER_REQUEST);
+      const groups = batch.map(({ pid, tid }) => {
+        const dir = `${procRoot}/${pid}/task/${tid}`;
+        return patchState ? [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/patch_state`, `${dir}/stack`] : [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/stack`];
+      });
+      const read = reader.readGroups !== undefined ? reader.readGroups(groups) : groups.map((g) => reader.readAll(g));
+      const results = patchState ? read : read.map(([st, c, su, sk]) => [st, c, su, noPatchState, sk]);
+      batch.forEach(({ pid, tid }, k) => {
+        let helper = helperPid.get(pid);
+        if (helper === undefined) helperPid.set(pid, (helper = isOwnHelper(procRoot, pid, selfPid, reader, results[k][0])));
+        if (helper) excluded.push({ pid, tid, reason: "patchsafe's stack-reading helper process" });
+        else addThread(pid, tid, results[k]);
+      });
     }
   } finally {
     if (opts.reader === undefined) reader.close();
@@ -482,10 +629,12 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   return { capture: cap, unreadable, vanished, reader: reader.kind };
 }
 
-/** Whether `pid` is this process's reader helper: a child of ours whose command line is our reader script. */
-function isOwnHelper(procRoot: string, pid: number, selfPid: number, reader: FileReader): boolean {
+/**
+ * Whether `pid` is this process's reader helper: a child of ours (by `statR`, the stat of one of
+ * its threads) whose command line is our reader script.
+ */
+function isOwnHelper(procRoot: string, pid: number, selfPid: number, reader: FileReader, statR: ReadResult): boolean {
   if (reader.kind !== "helper-process") return false;
-  const [statR] = reader.readAll([`${procRoot}/${pid}/stat`]);
   if (!statR.ok || parseStat(new TextDecoder("latin1").decode(statR.data))?.ppid !== selfPid) return false;
   // Only our own children get their command line read (it takes the target's mmap lock).
   const [cmdR] = reader.readAll([`${procRoot}/${pid}/cmdline`]);
@@ -495,4 +644,21 @@ function isOwnHelper(procRoot: string, pid: number, selfPid: number, reader: Fil
 /** The live host as `check` and the inventory see it: captureHost's capture. */
 export function captureLive(opts: CaptureOptions = {}): Capture {
   return captureHost(opts).capture;
+}
+
+/**
+ * captureHost, with `first` run before the walk while the reader's helper process starts (a
+ * Node start-up, ~50 ms, on another core): the CLI reads /proc/kallsyms then, ~40 ms of kernel
+ * time and the parse. Returns the report and what `first` returned; an error of `first` stops
+ * before the walk (the helper is closed either way).
+ */
+export function captureHostAfter<T>(first: () => T, opts: CaptureOptions = {}): { report: CaptureReport; first: T } {
+  const reader = opts.reader ?? timedReader(opts.readTimeoutMs ?? 2000);
+  try {
+    reader.prestart?.();
+    const before = first();
+    return { report: captureHost({ ...opts, reader }), first: before };
+  } finally {
+    if (opts.reader === undefined) reader.close();
+  }
 }
