@@ -63,3 +63,43 @@ test("every stack status survives the JSON form (a task's own status, not the bu
   expect(okEmpty.tasks.get(0).frameCount).toBe(0);
   expect(okEmpty.tasks.get(0).stackStatus).toBe("ok");
 });
+
+test("the JSON form is written in pieces of about 1 MiB that join to snapshotToJson's text, shared stacks' frames made once", async () => {
+  const { snapshotJsonWriter } = await import("../src/snapshot/json.js");
+  const { frameText } = await import("../src/ingest/nativeJson.js");
+  const { generateProcDump } = await import("../src/generate/procDump.js");
+  const { parseProcText } = await import("../src/ingest/procText.js");
+  const { decodeSnapshot, encodeSnapshot } = await import("../src/snapshot/psnap.js");
+  // 30k tasks resampled from the dev host: a few MiB of JSON; decoded from a snapshot, the tasks
+  // of one stack share rows.
+  const parsed = parseProcText(generateProcDump(hostCapture("capture.json"), { tasks: 30_000, seed: 3 }).text, "synth");
+  const cap = decodeSnapshot(encodeSnapshot(parsed, null), "synth.psnap").capture;
+  expect(cap.sharedRows).toBe(true);
+  // A task that sees only a prefix of a span another task saw whole first (the frames text is
+  // shared by first row and count, never by first row alone).
+  const starts = cap.tasks.frameStart;
+  const counts = cap.tasks.frameCount;
+  const later = [...Array(cap.tasks.length).keys()].find((k) => counts[k] >= 2 && [...Array(k).keys()].some((j) => starts[j] === starts[k] && counts[j] === counts[k]))!;
+  counts[later] -= 1;
+  for (const symbols of [null, hostTable()]) {
+    const pieces: string[] = [];
+    snapshotJsonWriter(cap, symbols, { producer: "test" })((p) => pieces.push(p));
+    const whole = snapshotToJson(cap, symbols, { producer: "test" });
+    expect(pieces.join("")).toBe(whole);
+    // Every task piece stops at the first line past 1 MiB (the symbols member comes whole).
+    const taskPieces = pieces.slice(0, pieces.findIndex((p) => p.includes(' ],\n "symbols": ')));
+    expect(taskPieces.length).toBeGreaterThan(2);
+    for (const p of taskPieces) expect(p.length).toBeLessThan((1 << 20) + 4096);
+    // Each task's frames are its own (a frames text shared by span must never be another
+    // span's), on its own lines.
+    const doc = JSON.parse(whole) as { tasks: { tid: number; frames: unknown[]; line: number; frameLine: number | null }[] };
+    expect(doc.tasks).toHaveLength(30_000);
+    const tasks = [...cap.tasks];
+    tasks.forEach((t, k) => {
+      const texts = Array.from({ length: t.frameCount }, (_, j) => frameText(cap, t.frameStart + j));
+      expect(doc.tasks[k].tid).toBe(t.tid);
+      expect(doc.tasks[k].frames).toEqual(texts);
+      expect(doc.tasks[k].frameLine).toBe(t.frameCount > 0 ? t.line : null);
+    });
+  }
+});

@@ -9,8 +9,8 @@ import { PatchsafeError } from "../errors.js";
 import { type Capture, framesInTasks } from "../model.js";
 import { captureHostAfter } from "../node/capture.js";
 import { readSymbolFile } from "../node/io.js";
-import { nativeSha256, writePrivateFile } from "../node/snapshotFile.js";
-import { snapshotToJson } from "../snapshot/json.js";
+import { nativeSha256, writePrivateFileFrom } from "../node/snapshotFile.js";
+import { snapshotJsonWriter } from "../snapshot/json.js";
 import { encodeSnapshot } from "../snapshot/psnap.js";
 import type { SymbolTable } from "../symbols/table.js";
 
@@ -85,10 +85,11 @@ export function runCapture(args: string[], o: { out: string[]; err: string[] }):
   const { symbols, symbolNote } = first;
   if (first.error !== null) cap.warnings.push({ code: "no-kallsyms", message: `the snapshot holds no symbol table: ${first.error.message}` });
   const opts = { redact: values.redact === true, hashComms: values["hash-comms"] === true };
-  const data = values.json ? snapshotToJson(cap, symbols, opts) : encodeSnapshot(cap, symbols, { ...opts, sha256: nativeSha256 });
   const out = values.output ?? defaultSnapshotName(cap, values.json === true);
-  writePrivateFile(out, data, values.kallsyms === undefined ? [] : [values.kallsyms]);
-  const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
+  const inputs = values.kallsyms === undefined ? [] : [values.kallsyms];
+  // Made (or checked, for the JSON form written as it is made) before the file is touched.
+  const data = values.json ? snapshotJsonWriter(cap, symbols, opts) : encodeSnapshot(cap, symbols, { ...opts, sha256: nativeSha256 });
+  const size = writePrivateFileFrom(out, inputs, (write) => (typeof data === "function" ? data(write) : write(data)));
 
   const frames = framesInTasks(cap);
   const lines = [`patchsafe: captured ${cap.tasks.length} thread(s), ${frames} frame(s) on ${cap.host.hostname ?? "this host"} (${cap.host.release ?? "unknown kernel"})`];

@@ -11,8 +11,8 @@ import { parseArgs } from "node:util";
 import { PatchsafeError } from "../errors.js";
 import { FORMAT_NAMES, isFormatName } from "../ingest/detect.js";
 import { readSymbolFile } from "../node/io.js";
-import { nativeSha256, readAnyCapture, writePrivateFile } from "../node/snapshotFile.js";
-import { snapshotToJson } from "../snapshot/json.js";
+import { nativeSha256, readAnyCapture, writePrivateFileFrom } from "../node/snapshotFile.js";
+import { snapshotJsonWriter } from "../snapshot/json.js";
 import { encodeSnapshot } from "../snapshot/psnap.js";
 import type { SymbolTable } from "../symbols/table.js";
 import { humanSize } from "./capture.js";
@@ -76,9 +76,10 @@ export function runConvert(args: string[], o: { out: string[]; err: string[] }):
       commsHashed: snap?.header.commsHashed === true,
       sectionRows: extra === null ? (snap?.sectionRows ?? null) : null,
     };
-    const data = json ? snapshotToJson(any.capture, symbols, opts) : encodeSnapshot(any.capture, symbols, { ...opts, sha256: nativeSha256 });
-    writePrivateFile(out, data, inputs);
-    const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
+    // Made (or, for the JSON form, checked: it is written as it is made, a million tasks being
+    // ~400 MB of it) before the file is touched.
+    const data = json ? snapshotJsonWriter(any.capture, symbols, opts) : encodeSnapshot(any.capture, symbols, { ...opts, sha256: nativeSha256 });
+    const size = writePrivateFileFrom(out, inputs, (write) => (typeof data === "function" ? data(write) : write(data)));
     o.err.push(
       `patchsafe: ${input} (${any.detected}, ${any.capture.tasks.length} task(s)) → ${out} (${json ? "JSON" : "psnap"}, ${humanSize(size)}, mode 0600${symbols === null ? ", no symbol table: a check will match by name only" : `, ${symbols.count} symbols`}${opts.redact || opts.redacted ? ", redacted" : ""})\n`,
     );

@@ -226,6 +226,15 @@ export function readAnyCapture(file: string, format: InputFormat = "auto"): AnyC
  * one of `inputs` (same device and inode). Writes in place: no temporary file to leave behind.
  */
 export function writePrivateFile(path: string, data: Uint8Array | string, inputs: string[] = []): void {
+  writePrivateFileFrom(path, inputs, (write) => write(data));
+}
+
+/**
+ * writePrivateFile for data made in pieces: `produce` hands each piece to `write` (strings as
+ * UTF-8), which writes it at once, so the whole never has to be in memory. Returns the bytes
+ * written. The same refusals as writePrivateFile, before anything is truncated.
+ */
+export function writePrivateFileFrom(path: string, inputs: string[], produce: (write: (piece: Uint8Array | string) => void) => void): number {
   let existing: { dev: number; ino: number } | null = null;
   try {
     const st = lstatSync(path);
@@ -252,14 +261,27 @@ export function writePrivateFile(path: string, data: Uint8Array | string, inputs
   } catch (e) {
     throw ioError(path, e, "write");
   }
-  try {
-    fchmodSync(fd, 0o600);
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  let written = 0;
+  const enc = new TextEncoder();
+  const write = (piece: Uint8Array | string): void => {
+    const bytes = typeof piece === "string" ? enc.encode(piece) : piece;
     let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 24));
-  } catch (e) {
-    throw ioError(path, e, "write");
+    try {
+      while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 24));
+    } catch (e) {
+      throw ioError(path, e, "write");
+    }
+    written += bytes.length;
+  };
+  try {
+    try {
+      fchmodSync(fd, 0o600);
+    } catch (e) {
+      throw ioError(path, e, "write");
+    }
+    produce(write);
   } finally {
     closeSync(fd);
   }
+  return written;
 }

@@ -19,7 +19,7 @@ import { PatchsafeError } from "../errors.js";
 import { encodeLatin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import { frameText } from "../ingest/nativeJson.js";
-import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, hex64, type Reason, type StackStatus, type Task, TaskTable, type TriState, u64 } from "../model.js";
+import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, framesInTasks, hex64, type Reason, type StackStatus, type Task, TaskTable, type TriState, u64 } from "../model.js";
 import { finishTable, type SymbolTable } from "../symbols/table.js";
 import { type DecodedSnapshot, prepareExport, validatePatches } from "./psnap.js";
 import { type EncodeOptions, SECTION_NAMES, type SectionRows, SNAPSHOT_FORMAT, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, type SnapshotHeader } from "./model.js";
@@ -37,14 +37,27 @@ export function looksLikeSnapshotJson(head: string): boolean {
 
 /** Serializes capture + symbols as the JSON form (deterministic key order, one line per task). */
 export function snapshotToJson(original: Capture, originalSymbols: SymbolTable | null, opts: EncodeOptions = {}): string {
-  const { capture: cap, symbols, sectionRows, redacted, commsHashed } = prepareExport(original, originalSymbols, opts);
+  const parts: string[] = [];
+  snapshotJsonWriter(original, originalSymbols, opts)((piece) => parts.push(piece));
+  return parts.join("");
+}
+
+/**
+ * snapshotToJson's text in pieces of about 1 MiB, in order: the returned function hands them to
+ * `write`. A million-task snapshot is ~400 MB of JSON, which as one string (and an object per
+ * task first) took 3.5 GB. Tasks that share rows (Capture.sharedRows) share their frames' JSON,
+ * made once per span. What can fail on the input (prepareExport's checks) fails here, before
+ * anything is written; the returned function does not throw but for `write`'s own errors.
+ */
+export function snapshotJsonWriter(original: Capture, originalSymbols: SymbolTable | null, opts: EncodeOptions = {}): (write: (piece: string) => void) => void {
+  const prepared = prepareExport(original, originalSymbols, opts);
+  return (write) => emitSnapshotJson(prepared, opts, write);
+}
+
+function emitSnapshotJson(prepared: ReturnType<typeof prepareExport>, opts: EncodeOptions, write: (piece: string) => void): void {
+  const { capture: cap, symbols, sectionRows, redacted, commsHashed } = prepared;
   const f = cap.frames;
-  let frames = 0;
-  const tasks = cap.tasks.map((t) => {
-    // Lines as this task saw them: rows may be shared (Capture.sharedRows).
-    const first = t.frameCount > 0 ? frameLine(cap, t, t.frameStart) : 0;
-    let consecutive = t.frameCount > 0;
-    for (let k = 1; k < t.frameCount && consecutive; k++) if (frameLine(cap, t, t.frameStart + k) !== first + k) consecutive = false;
+  const framesJson = (t: Task, consecutive: boolean): string => {
     const list: Json[] = [];
     for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) {
       const flags = f.flags[i];
@@ -63,14 +76,11 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
       const keys = Object.keys(o);
       list.push(keys.length === 1 && keys[0] === "text" ? (o.text as string) : o);
     }
-    frames += t.frameCount;
-    return {
-      ...taskFactsJson(t),
-      line: t.line,
-      frameLine: consecutive ? first : null,
-      frames: list,
-    };
-  });
+    return JSON.stringify(list);
+  };
+  // Frames JSON per first row of a span whose tasks all saw it on consecutive lines (a shared
+  // span's lines are always consecutive: frameLine); keyed by row, checked by count.
+  const bySpan = new Map<number, { count: number; json: string }>();
   const host = cap.host;
   const header: SnapshotHeader = {
     format: SNAPSHOT_FORMAT,
@@ -84,29 +94,12 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
     arch: host.arch,
     complete: cap.complete,
     tasks: cap.tasks.length,
-    frames,
+    frames: framesInTasks(cap),
     symbols: symbols === null ? null : symbols.count,
     redacted,
     commsHashed,
     source: { name: cap.source.name, format: cap.source.format },
   };
-  let sym: JObj | null = null;
-  if (symbols !== null) {
-    const t = symbols;
-    sym = {
-      source: t.source,
-      coverage: t.coverage,
-      objects: t.objects,
-      object: Array.from(t.object),
-      types: Array.from(t.type, (c) => String.fromCharCode(c)).join(""),
-      names: t.names,
-      addresses: t.hasAddresses ? Array.from({ length: t.count }, (_, i) => hex64(u64(t.addrLo[i], t.addrHi[i]))) : null,
-      sizes: t.hasAddresses ? null : Array.from(t.size),
-      sectionRows:
-        t.hasAddresses || sectionRows === null ? null : Object.fromEntries(SECTION_NAMES.map((s) => [s, sectionRows[s] === null ? null : Array.from(sectionRows[s]!)])),
-      warnings: t.warnings,
-    };
-  }
   const capture = {
     source: cap.source,
     host: cap.host,
@@ -120,13 +113,55 @@ export function snapshotToJson(original: Capture, originalSymbols: SymbolTable |
   } as unknown as JObj;
   // Tasks one per line: diffable, and big snapshots stay greppable.
   const head = JSON.stringify({ format: SNAPSHOT_FORMAT, version: SNAPSHOT_MAJOR, minor: SNAPSHOT_MINOR, header, capture } as unknown as JObj, null, 1);
-  const parts = [head.slice(0, head.lastIndexOf("}")).trimEnd(), ',\n "tasks": [\n'];
-  tasks.forEach((t, i) => parts.push(`  ${JSON.stringify(t)}${i + 1 < tasks.length ? "," : ""}\n`));
-  parts.push(` ],\n "symbols": ${JSON.stringify(sym)}\n}\n`);
-  return parts.join("");
+  let buf = `${head.slice(0, head.lastIndexOf("}")).trimEnd()},\n "tasks": [\n`;
+  const n = cap.tasks.length;
+  for (let k = 0; k < n; k++) {
+    const t = cap.tasks.get(k);
+    // Lines as this task saw them: rows may be shared (Capture.sharedRows).
+    const first = t.frameCount > 0 ? frameLine(cap, t, t.frameStart) : 0;
+    let consecutive = t.frameCount > 0;
+    for (let j = 1; j < t.frameCount && consecutive; j++) if (frameLine(cap, t, t.frameStart + j) !== first + j) consecutive = false;
+    let list: string;
+    if (consecutive) {
+      const memo = bySpan.get(t.frameStart);
+      if (memo !== undefined && memo.count === t.frameCount) list = memo.json;
+      else bySpan.set(t.frameStart, { count: t.frameCount, json: (list = framesJson(t, true)) });
+    } else list = framesJson(t, false);
+    // The object's keys in the order they always had: the task's facts, line, frameLine, frames.
+    const facts = JSON.stringify({ ...taskFactsJson(t), line: t.line, frameLine: consecutive ? first : null });
+    buf += `  ${facts.slice(0, -1)},"frames":${list}}${k + 1 < n ? "," : ""}\n`;
+    if (buf.length >= 1 << 20) {
+      write(buf);
+      buf = "";
+    }
+  }
+  write(`${buf} ],\n "symbols": `);
+  writeSymbolsJson(symbols, sectionRows, write);
+  write("\n}\n");
 }
 
-/** Parses the JSON form. Errors: E_SNAPSHOT_VERSION for a newer major, E_INPUT with a JSON path otherwise. */
+/** The symbols member's value (JSON.stringify's text of it), the long columns in pieces. */
+function writeSymbolsJson(t: SymbolTable | null, sectionRows: SectionRows | null, write: (piece: string) => void): void {
+  if (t === null) {
+    write("null");
+    return;
+  }
+  const sym: JObj = {
+    source: t.source,
+    coverage: t.coverage,
+    objects: t.objects,
+    object: Array.from(t.object),
+    types: Array.from(t.type, (c) => String.fromCharCode(c)).join(""),
+    names: t.names,
+    addresses: t.hasAddresses ? Array.from({ length: t.count }, (_, i) => hex64(u64(t.addrLo[i], t.addrHi[i]))) : null,
+    sizes: t.hasAddresses ? null : Array.from(t.size),
+    sectionRows:
+      t.hasAddresses || sectionRows === null ? null : Object.fromEntries(SECTION_NAMES.map((s) => [s, sectionRows[s] === null ? null : Array.from(sectionRows[s]!)])),
+    warnings: t.warnings,
+  };
+  write(JSON.stringify(sym));
+}
+
 export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapshot {
   let doc: Json;
   try {
