@@ -2,7 +2,7 @@
  * Live capture for snapshots: the sysfs livepatch reader and the /proc walk on fake trees
  * (symlinks refused, a read that never returns times out), and the real host where readable.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -182,7 +182,7 @@ test("live capture of this host (skips where /proc stacks are unreadable)", (ctx
   expect(d.capture.tasks.length).toBe(c.tasks.length);
 });
 
-test("a capture whose helper started before the walk leaves the helper out (skips where /proc stacks are unreadable)", (ctx) => {
+test("a capture whose helper started before the walk leaves the helper out, and keeps another child of ours (skips where /proc stacks are unreadable)", (ctx) => {
   try {
     readFileSync(`/proc/${process.pid}/task/${process.pid}/stack`, "latin1");
   } catch (e) {
@@ -204,6 +204,8 @@ test("a capture whose helper started before the walk leaves the helper out (skip
         }
       })
       .map(Number);
+  // A child of ours that is not the helper is part of the host like any other process.
+  const other = spawn("sleep", ["60"], { stdio: "ignore" });
   const { report, first } = captureHostAfter(
     () => {
       const until = Date.now() + 10_000;
@@ -216,8 +218,10 @@ test("a capture whose helper started before the walk leaves the helper out (skip
     },
     { readTimeoutMs: 5000 },
   );
+  other.kill();
   expect(first).toHaveLength(1);
   const c = report.capture;
+  expect([...c.tasks].some((t) => t.pid === other.pid && t.ppid === process.pid && t.stackStatus === "ok")).toBe(true);
   expect(c.excluded.filter((e) => e.pid === first[0]).length).toBeGreaterThan(0);
   expect(c.excluded.filter((e) => e.pid === first[0]).every((e) => e.reason === "patchsafe's stack-reading helper process")).toBe(true);
   expect([...c.tasks].some((t) => t.pid === first[0] || t.pid === process.pid)).toBe(false);

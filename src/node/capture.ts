@@ -35,9 +35,11 @@ export interface FileReader {
   /**
    * readAll of each group, the groups' files requested together (one round trip for many
    * threads' files): a timeout ends its group as readAll's ends its files, and the next group
-   * is read on (by a fresh helper). The results equal readAll's group by group.
+   * is read on (by a fresh helper). The results equal readAll's group by group: returned, or with
+   * `each` handed over group by group as they come (then nothing is kept and [] is returned).
+   * `each` must not read through this reader.
    */
-  readGroups?(groups: string[][]): ReadResult[][];
+  readGroups?(groups: string[][], each?: (group: number, results: ReadResult[]) => void): ReadResult[][];
   close(): void;
   /** What this reader guarantees, for the capture's warnings. */
   readonly kind: "helper-process" | "direct";
@@ -53,7 +55,17 @@ export interface FileReader {
 
 /** Reads in this thread: no deadline (fallback when a worker cannot start, and for tests). */
 export function directReader(): FileReader {
-  return { kind: "direct", timeoutMs: null, readAll: (paths) => paths.map(readNoFollow), readGroups: (groups) => groups.map((g) => g.map(readNoFollow)), close() {} };
+  return {
+    kind: "direct",
+    timeoutMs: null,
+    readAll: (paths) => paths.map(readNoFollow),
+    readGroups: (groups, each) => {
+      if (each === undefined) return groups.map((g) => g.map(readNoFollow));
+      groups.forEach((g, k) => each(k, g.map(readNoFollow)));
+      return [];
+    },
+    close() {},
+  };
 }
 
 // The reader process: reads each requested file (NUL-separated paths, one batch per line) with
@@ -252,22 +264,33 @@ class ProcessReader implements FileReader {
     return this.readGroups([paths])[0];
   }
 
-  readGroups(groups: string[][]): ReadResult[][] {
-    if (this.fallback) return groups.map((g) => g.map(readNoFollow));
-    if (!this.start()) {
-      this.fallback = true;
-      return groups.map((g) => g.map(readNoFollow));
-    }
+  readGroups(groups: string[][], each?: (group: number, results: ReadResult[]) => void): ReadResult[][] {
     const out: ReadResult[][] = [];
-    // Groups from `from` on are requested at once; a timeout kills the helper, and the groups
-    // after the stuck one are requested again from its replacement.
-    for (let from = 0; from < groups.length; ) {
-      this.port!.postMessage({ paths: groups.slice(from).flat() });
-      let g = from;
-      for (; g < groups.length; g++) {
+    const emit = each ?? ((_: number, r: ReadResult[]) => void out.push(r));
+    if (this.fallback || !this.start()) {
+      this.fallback = true;
+      groups.forEach((g, k) => emit(k, g.map(readNoFollow)));
+      return out;
+    }
+    // Requests of GROUPS_PER_REQUEST groups, two ahead of the group being handed out: the helper
+    // reads the next request while the caller handles this one's results, and what is in flight
+    // stays bounded. A timeout kills the helper; the groups after the stuck one are asked again
+    // of its replacement.
+    for (let g = 0; g < groups.length; ) {
+      let posted = g;
+      const topUp = (): void => {
+        while (posted < groups.length && posted - g < 2 * GROUPS_PER_REQUEST) {
+          const end = Math.min(groups.length, posted + GROUPS_PER_REQUEST);
+          this.port!.postMessage({ paths: groups.slice(posted, end).flat() });
+          posted = end;
+        }
+      };
+      topUp();
+      let timedOut = false;
+      for (; g < groups.length && !timedOut; g++) {
+        if (posted - g <= GROUPS_PER_REQUEST) topUp();
         const paths = groups[g];
         const got: ReadResult[] = [];
-        let timedOut = false;
         for (let i = 0; i < paths.length; i++) {
           const r = this.next();
           if (r === null) {
@@ -277,10 +300,8 @@ class ProcessReader implements FileReader {
           }
           got.push(r);
         }
-        out.push(got);
-        if (timedOut) break;
+        emit(g, got);
       }
-      from = g + 1;
     }
     return out;
   }
@@ -340,8 +361,8 @@ class ProcessReader implements FileReader {
   }
 }
 
-/** Threads whose files one request to the reader asks for (captureHost). */
-const THREADS_PER_REQUEST = 256;
+/** Groups (threads, in captureHost) whose files one request to the helper asks for. */
+const GROUPS_PER_REQUEST = 256;
 
 /** A reader that reads each file in a helper process and gives up on it after `timeoutMs`. */
 export function timedReader(timeoutMs = 2000): FileReader {
@@ -553,9 +574,9 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
     });
   };
   try {
-    // Every process's threads are listed first, then their files are read THREADS_PER_REQUEST
-    // threads at a time: one request to the helper per batch, not a round trip per thread (which
-    // made a 5000-thread host take 2 s).
+    // Every process's threads are listed first, then their files are read: requests of many
+    // threads' files (FileReader.readGroups), not a round trip per thread (which made a
+    // 5000-thread host take 2 s).
     const threads: { pid: number; tid: number }[] = [];
     for (const pid of pids) {
       const tids = numericDirs(`${procRoot}/${pid}/task`);
@@ -568,28 +589,38 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
         else threads.push({ pid, tid });
       }
     }
-    // patchsafe's own helper process (the reader) is a child of this process running our reader
-    // script: part of patchsafe, not of the host being checked. Decided per process at its
-    // first thread, from that thread's stat (its parent) and, for our children only, cmdline.
+    /** Per child of this process: whether it is our helper (decided after the walk). */
     const helperPid = new Map<number, boolean>();
     // /proc/PID/patch_state exists for every task or for none (CONFIG_LIVEPATCH): on a kernel
     // without it, asking for it per thread cost a failed open (an exception in Node) per thread.
     const patchState = procRoot !== "/proc" || existsSync("/proc/self/patch_state");
     const noPatchState: ReadResult = { ok: false, errno: "ENOENT" };
-    for (let at = 0; at < threads.length; at += THREADS_PER_REQUEST) {
-      const batch = threads.slice(at, at + THREADS_PER_REQUEST);
-      const groups = batch.map(({ pid, tid }) => {
-        const dir = `${procRoot}/${pid}/task/${tid}`;
-        return patchState ? [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/patch_state`, `${dir}/stack`] : [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/stack`];
-      });
-      const read = reader.readGroups !== undefined ? reader.readGroups(groups) : groups.map((g) => reader.readAll(g));
-      const results = patchState ? read : read.map(([st, c, su, sk]) => [st, c, su, noPatchState, sk]);
-      batch.forEach(({ pid, tid }, k) => {
-        let helper = helperPid.get(pid);
-        if (helper === undefined) helperPid.set(pid, (helper = isOwnHelper(procRoot, pid, selfPid, reader, results[k][0])));
-        if (helper) excluded.push({ pid, tid, reason: "patchsafe's stack-reading helper process" });
-        else addThread(pid, tid, results[k]);
-      });
+    const groups = threads.map(({ pid, tid }) => {
+      const dir = `${procRoot}/${pid}/task/${tid}`;
+      return patchState ? [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/patch_state`, `${dir}/stack`] : [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/stack`];
+    });
+    // Threads are handled as their files come in, in order (the reader asks ahead), except
+    // those of this process's children: whether such a child is our helper needs its cmdline,
+    // read through the reader once the walk is done; their threads are added after the rest.
+    const ours: { pid: number; tid: number; files: ReadResult[] }[] = [];
+    const each = (k: number, read: ReadResult[]): void => {
+      const { pid, tid } = threads[k];
+      const files = patchState ? read : [read[0], read[1], read[2], noPatchState, read[3]];
+      if (reader.kind === "helper-process" && files[0].ok && parseStat(new TextDecoder("latin1").decode(files[0].data))?.ppid === selfPid) ours.push({ pid, tid, files });
+      else addThread(pid, tid, files);
+    };
+    if (reader.readGroups !== undefined) reader.readGroups(groups, each);
+    else groups.forEach((g, k) => each(k, reader.readAll(g)));
+    // patchsafe's own helper process (the reader) is a child of this process running our reader
+    // script: part of patchsafe, not of the host being checked.
+    for (const { pid, tid, files } of ours) {
+      let helper = helperPid.get(pid);
+      if (helper === undefined) {
+        const [cmdR] = reader.readAll([`${procRoot}/${pid}/cmdline`]);
+        helperPid.set(pid, (helper = cmdR.ok && new TextDecoder("latin1").decode(cmdR.data).includes(HELPER_MARKER)));
+      }
+      if (helper) excluded.push({ pid, tid, reason: "patchsafe's stack-reading helper process" });
+      else addThread(pid, tid, files);
     }
   } finally {
     if (opts.reader === undefined) reader.close();
@@ -627,18 +658,6 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   if (reader.kind === "direct") cap.warnings.push({ code: "no-read-timeout", message: "files were read without a deadline (no reader thread)" });
   cap.warnings.push(...lp.warnings, ...kp.warnings);
   return { capture: cap, unreadable, vanished, reader: reader.kind };
-}
-
-/**
- * Whether `pid` is this process's reader helper: a child of ours (by `statR`, the stat of one of
- * its threads) whose command line is our reader script.
- */
-function isOwnHelper(procRoot: string, pid: number, selfPid: number, reader: FileReader, statR: ReadResult): boolean {
-  if (reader.kind !== "helper-process") return false;
-  if (!statR.ok || parseStat(new TextDecoder("latin1").decode(statR.data))?.ppid !== selfPid) return false;
-  // Only our own children get their command line read (it takes the target's mmap lock).
-  const [cmdR] = reader.readAll([`${procRoot}/${pid}/cmdline`]);
-  return cmdR.ok && new TextDecoder("latin1").decode(cmdR.data).includes(HELPER_MARKER);
 }
 
 /** The live host as `check` and the inventory see it: captureHost's capture. */
