@@ -176,3 +176,29 @@ describe("browser-clean", () => {
     }
   });
 });
+
+describe("the page written in pieces (check --html)", () => {
+  it("renders from the report's first rows exactly as from the whole report, and its data block is the whole --json report", async () => {
+    const { writeHtmlReport, HTML_LIMITS } = await import("../src/report/html.js");
+    const { generateProcDump } = await import("../src/generate/procDump.js");
+    const { parseProcText } = await import("../src/ingest/procText.js");
+    // More blocked and undecided tasks than the table draws, so the sections see a cut report.
+    const cap = parseProcText(generateProcDump(hostCapture("capture.json"), { tasks: 20_000, seed: 9, in: [{ object: "vmlinux", name: "do_epoll_wait", share: 0.3 }] }).text, "synth");
+    const r = runCheck(cap, ["do_epoll_wait"]);
+    const full = toJsonReport(r);
+    expect(full.blockers.length).toBeGreaterThan(HTML_LIMITS.tableRows);
+    const pieces: string[] = [];
+    writeHtmlReport(r, {}, (p) => pieces.push(p));
+    const page = pieces.join("");
+    expect(pieces.length).toBeGreaterThan(3);
+    // The sections: the same markup as a page rendered from the whole report.
+    const whole = renderHtmlPage(full, { stacks: blockingStacks(r) });
+    expect(withoutOwnScripts(page)).toBe(withoutOwnScripts(whole));
+    expect(page).toContain(`<b id="ps-blockers">${full.blockers.length}</b>`);
+    expect(page).toContain(`of ${full.blockers.length + full.undecided.length} shown`);
+    // The data block: every blocker, nothing that can end the script element.
+    const block = /<script type="application\/json" id="ps-data">([^<]*)<\/script>/.exec(page)![1];
+    expect(JSON.parse(block)).toEqual(JSON.parse(JSON.stringify({ ...full, prediction: null })));
+    expect(toHtmlReport(r)).toBe(page);
+  });
+});

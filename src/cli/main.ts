@@ -20,7 +20,7 @@ import { PatchsafeError } from "../errors.js";
 import type { Capture } from "../model.js";
 import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
 import { buildInventory, inventoryText } from "../report/inventory.js";
-import { toHtmlReport } from "../report/html.js";
+import { writeHtmlReport } from "../report/html.js";
 import { writeJsonReport } from "../report/json.js";
 import { toTextReport } from "../report/text.js";
 import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
@@ -32,7 +32,7 @@ import { FORMAT_NAMES, type FormatName, isFormatName } from "../ingest/detect.js
 import { readBinaryFile, readCaptureFiles, readSymbolFile, readTextFile } from "../node/io.js";
 import { captureHostAfter } from "../node/capture.js";
 import { loadedKpatchModules, readTraceable } from "../node/live.js";
-import { readSnapshotFile, sniffSnapshot, writePrivateFile } from "../node/snapshotFile.js";
+import { readSnapshotFile, sniffSnapshot, writePrivateFileFrom } from "../node/snapshotFile.js";
 import { setSymbolCacheDisabled } from "../node/symbolCache.js";
 import { loadWasmScannerSync } from "../node/wasm.js";
 import { runCapture } from "./capture.js";
@@ -265,8 +265,9 @@ function runCheck(args: string[], o: Output): number {
   } else full = check({ capture, symbols, patch, scanner, options, applied, traceable });
   const result = filterReport(full, values.tid, values.comm, values.state);
   if (values.html !== undefined) {
-    // The page embeds the --json data (addresses, task names): written like a capture (SPEC §8).
-    writePrivateFile(values.html, toHtmlReport(result, { prediction }), positionals);
+    // The page embeds the --json data (addresses, task names): written like a capture (SPEC §8),
+    // and as it is made (a 1M-task page is ~60 MB).
+    writePrivateFileFrom(values.html, positionals, (write) => writeHtmlReport(result, { prediction }, write));
     o.err.push(`patchsafe: wrote the HTML report to ${values.html} (mode 0600)\n`);
   }
   if (values.json) {

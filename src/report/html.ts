@@ -25,7 +25,7 @@ import { taskOrder } from "../decide/livepatch.js";
 import { frameText } from "../ingest/nativeJson.js";
 import type { Prediction } from "../predict/types.js";
 import { escapeComm, terminalSafe } from "./escape.js";
-import { toJsonReport, type JsonReport } from "./json.js";
+import { type JsonReport, toJsonReportHead, writeJsonReport } from "./json.js";
 import { cspHash } from "./sha256.js";
 
 /** One frame of a blocking stack, as the icicle shows it. */
@@ -53,6 +53,11 @@ export interface HtmlReportOptions {
   stacks?: StackSample[] | null;
   /** Page title; default "patchsafe: VERDICT — source". */
   title?: string;
+  /**
+   * The full lengths of the report's per-task arrays when the report holds only their first
+   * items (toJsonReportHead); default: the arrays' own lengths.
+   */
+  totals?: Partial<Record<"blockers" | "undecided" | "switchable", number>>;
 }
 
 /** Rows drawn at most in the timeline and the table before "n more" (the data block has all). */
@@ -63,26 +68,55 @@ export const HTML_LIMITS = { timelineTasks: 200, tableRows: 5000, chartFunctions
  * plus the blocking stacks taken from result.capture (blockingStacks). This is what `--html FILE`
  * writes: `toHtmlReport(result, { prediction })` with the result and prediction --json prints.
  */
-export function toHtmlReport(result: CheckResult, opts: Omit<HtmlReportOptions, "stacks"> = {}): string {
-  const prediction = opts.prediction ?? null;
-  return renderHtmlPage(toJsonReport(result, prediction), { ...opts, prediction, stacks: blockingStacks(result) });
+export function toHtmlReport(result: CheckResult, opts: Omit<HtmlReportOptions, "stacks" | "totals"> = {}): string {
+  const parts: string[] = [];
+  writeHtmlReport(result, opts, (p) => parts.push(p));
+  return parts.join("");
 }
+
+/**
+ * toHtmlReport's page in pieces, in order, through `write`: the sections are made from the
+ * report's first rows (what they draw) and the data block is the --json report written a block
+ * of items at a time (writeJsonReport), so a 1M-task page never holds the report as one object
+ * graph or one string.
+ */
+export function writeHtmlReport(result: CheckResult, opts: Omit<HtmlReportOptions, "stacks" | "totals">, write: (piece: string) => void): void {
+  const prediction = opts.prediction ?? null;
+  const { report, totals } = toJsonReportHead(result, prediction, HTML_LIMITS.tableRows);
+  const page = renderHtmlPage(report, { ...opts, prediction, stacks: blockingStacks(result), totals }, DATA_BLOCK);
+  const at = page.indexOf(DATA_BLOCK);
+  write(page.slice(0, at));
+  // The data block: the report as --json prints it (prediction included), made safe for a
+  // script element piece by piece (the escape is per character).
+  writeJsonReport(result, prediction, (chunk) => write(chunk.replace(SCRIPT_UNSAFE, scriptEscape)));
+  write(page.slice(at + DATA_BLOCK.length));
+}
+
+/** Where renderHtmlPage puts the data block's JSON when the caller writes it itself. */
+const DATA_BLOCK = "\u0000ps-data\u0000";
 
 /** The blocked tasks' stacks (real frames, outermost first), in report order (pid, tid). */
 export function blockingStacks(r: CheckResult): StackSample[] {
   const cap = r.capture;
   const patchedRows = new Set(r.verdict.blockers.map((b) => b.frame));
   const unique = [...new Set(r.verdict.blockers.map((b) => b.task))].sort((a, b) => taskOrder(cap, a, b));
+  // A sample's frames depend only on the task's rows: tasks that share rows share the list.
+  const bySpan = new Map<string, StackSample["frames"]>();
   return unique.map((ti) => {
     const t = cap.tasks.get(ti);
-    const rows = new Set(realChain(cap, t));
-    for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (patchedRows.has(i)) rows.add(i);
-    const frames = [...rows]
-      .sort((a, b) => b - a)
-      .map((i) => {
-        const o = cap.frames.object[i];
-        return { name: frameName(cap, i) ?? frameText(cap, i), object: o < 0 ? "vmlinux" : cap.strings.get(o), patched: patchedRows.has(i) };
-      });
+    const key = `${t.frameStart}:${t.frameCount}`;
+    let frames = bySpan.get(key);
+    if (frames === undefined) {
+      const rows = new Set(realChain(cap, t));
+      for (let i = t.frameStart; i < t.frameStart + t.frameCount; i++) if (patchedRows.has(i)) rows.add(i);
+      frames = [...rows]
+        .sort((a, b) => b - a)
+        .map((i) => {
+          const o = cap.frames.object[i];
+          return { name: frameName(cap, i) ?? frameText(cap, i), object: o < 0 ? "vmlinux" : cap.strings.get(o), patched: patchedRows.has(i) };
+        });
+      bySpan.set(key, frames);
+    }
     return { pid: t.pid, tid: t.tid, comm: escapeComm(t.comm), frames };
   });
 }
@@ -102,8 +136,11 @@ function text(s: string | null | undefined, dflt = "-"): string {
 
 /** JSON for a `<script type="application/json">` block: nothing in it can end the element. */
 export function jsonForScript(value: unknown): string {
-  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return JSON.stringify(value).replace(SCRIPT_UNSAFE, scriptEscape);
 }
+
+const SCRIPT_UNSAFE = /[<>&\u2028\u2029]/g;
+const scriptEscape = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
 // ---------------------------------------------------------------------------------------------
 // The page
@@ -246,7 +283,7 @@ export function reportScript(): { script: string; csp: string } {
 }
 
 /** A complete HTML document for `report`. */
-export function renderHtmlPage(report: JsonReport, opts: HtmlReportOptions = {}): string {
+export function renderHtmlPage(report: JsonReport, opts: HtmlReportOptions = {}, dataBlock?: string): string {
   const { script, csp } = reportScript();
   const title = opts.title ?? `patchsafe: ${report.verdict.toUpperCase()} — ${terminalSafe(report.input.source)}`;
   return `<!doctype html>
@@ -261,7 +298,7 @@ export function renderHtmlPage(report: JsonReport, opts: HtmlReportOptions = {})
 </head>
 <body>
 <main class="ps-report">
-${renderReportBody(report, opts)}
+${renderReportBody(report, opts, dataBlock)}
 </main>
 <script>${script}</script>
 </body>
@@ -270,17 +307,19 @@ ${renderReportBody(report, opts)}
 }
 
 /** The report's sections (no document, style or script): for embedding in another page. */
-export function renderReportBody(report: JsonReport, opts: HtmlReportOptions = {}): string {
+export function renderReportBody(report: JsonReport, opts: HtmlReportOptions = {}, dataBlock?: string): string {
   const prediction = opts.prediction ?? report.prediction ?? null;
+  const totals = { blockers: report.blockers.length, undecided: report.undecided.length, switchable: report.switchable.length, ...opts.totals };
   const out: string[] = [];
-  out.push(verdictSection(report));
+  out.push(verdictSection(report, totals.blockers));
   out.push(chartSection(report));
   if (prediction !== null) out.push(timelineSection(prediction));
   out.push(icicleSection(report, opts.stacks ?? null));
-  out.push(tableSection(report));
-  out.push(detailsSection(report));
-  // The --json object itself (with the prediction of a series), for whoever wants the data back.
-  out.push(`<script type="application/json" id="ps-data">${jsonForScript({ ...report, prediction })}</script>`);
+  out.push(tableSection(report, totals.blockers + totals.undecided));
+  out.push(detailsSection(report, totals.switchable));
+  // The --json object itself (with the prediction of a series), for whoever wants the data back
+  // (`dataBlock`: a marker the caller replaces with the JSON it writes itself).
+  out.push(`<script type="application/json" id="ps-data">${dataBlock ?? jsonForScript({ ...report, prediction })}</script>`);
   out.push(
     `<p class="muted">patchsafe ${text(report.tool.version)} · made offline; this page loads nothing and sends nothing. The data block <span class="code">#ps-data</span> holds the --json report${prediction ? " with the prediction" : ""}.</p>`,
   );
@@ -290,7 +329,7 @@ export function renderReportBody(report: JsonReport, opts: HtmlReportOptions = {
 // ---------------------------------------------------------------------------------------------
 // Sections
 
-function verdictSection(r: JsonReport): string {
+function verdictSection(r: JsonReport, blockers: number): string {
   const c = r.counts;
   const complete = r.complete === true ? "complete" : r.complete === false ? "partial" : "completeness unknown";
   const reasons = r.reasons.map((x) => `<li>${text(x.message)} <span class="code">[${text(x.code)}]</span></li>`).join("");
@@ -307,7 +346,7 @@ function verdictSection(r: JsonReport): string {
 <div class="meta">${text(r.model)} ${text(r.direction)} over ${c.tasks} task(s) from <span class="mono">${text(r.input.source)}</span> (${text(r.input.format)}, ${complete})</div>
 ${reasons === "" ? "" : `<ul id="ps-reasons">${reasons}</ul>`}
 <div class="counts">${count("blocked")}${count("undecided")}${count("clean")}${count("done")}${count("idle")}${count("excluded")}${count("tasks")}</div>
-<div class="meta">blockers listed: <b id="ps-blockers">${r.blockers.length}</b> · kernel's own check: ${kernel}</div>
+<div class="meta">blockers listed: <b id="ps-blockers">${blockers}</b> · kernel's own check: ${kernel}</div>
 </header>`;
 }
 
@@ -490,7 +529,8 @@ function icicleSection(r: JsonReport, stacks: StackSample[] | null): string {
 <div class="scroll"><svg id="ps-icicle" role="img" aria-label="blocking stacks merged" width="${W}" height="${(depthMax + 1) * rowH + 2}" data-total="${root.count}">${rects.join("")}</svg></div>${dropped > 0 ? `<p class="muted">${dropped} frame group(s) too narrow to draw.</p>` : ""}</section>`;
 }
 
-function tableSection(r: JsonReport): string {
+/** `total`: rows of the full report (r may hold only the first ones). */
+function tableSection(r: JsonReport, total: number): string {
   const rows: string[] = [];
   const td = (v: string | number | null, cls = "", sort?: string) => `<td${cls ? ` class="${cls}"` : ""}${sort !== undefined ? ` data-sort="${text(sort)}"` : ""}>${typeof v === "number" ? v : text(v)}</td>`;
   for (const b of r.blockers) {
@@ -503,7 +543,6 @@ function tableSection(r: JsonReport): string {
       `<tr class="s-undecided">${td(u.tid, "", u.tid === null ? "" : String(u.tid))}${td(u.pid, "", u.pid === null ? "" : String(u.pid))}${td(u.comm, "mono")}${td("")}${td("")}${td("undecided")}${td(u.reason.code, "mono")}${td("")}${td(u.reason.message)}</tr>`,
     );
   }
-  const total = rows.length;
   const drawn = rows.slice(0, HTML_LIMITS.tableRows);
   const heads = ["tid", "pid", "comm", "kind", "state", "status", "function / reason", "frame", "remedy / detail"].map((h) => `<th scope="col">${h}</th>`).join("");
   return `<section id="ps-table-section"><h2>Blocked and undecided tasks</h2>
@@ -512,13 +551,13 @@ ${total > drawn.length ? `<p class="muted">${total - drawn.length} more row(s) a
 <div class="scroll"><table id="ps-tasks" data-ps-table><thead><tr>${heads}</tr></thead><tbody>${drawn.join("")}</tbody></table></div></section>`;
 }
 
-function detailsSection(r: JsonReport): string {
+function detailsSection(r: JsonReport, switchable: number): string {
   const list = (xs: { code: string; message: string }[]) => (xs.length === 0 ? "<p class=\"muted\">none</p>" : `<ul>${xs.map((x) => `<li>${text(x.message)} <span class="code">[${text(x.code)}]</span></li>`).join("")}</ul>`);
   const i = r.input;
   return `<section id="ps-details"><h2>Details</h2>
 <p class="meta">input <span class="mono">${text(i.source)}</span> (${text(i.format)}): ${i.tasks} task(s), ${i.frames} frame(s), keys: ${text(i.keySpace)}, symbols: ${text(i.symbols, "none")}</p>
 <details${r.warnings.length > 0 ? " open" : ""}><summary>Warnings (${r.warnings.length})</summary>${list(r.warnings)}</details>
 <details><summary>Completeness (${r.completeness.length})</summary>${list(r.completeness)}</details>
-<details><summary>Can switch now (${r.switchable.length})</summary><p class="mono">${text(r.switchable.slice(0, 2000).map((x) => String(x ?? "?")).join(" "), "none")}</p></details>
+<details><summary>Can switch now (${switchable})</summary><p class="mono">${text(r.switchable.slice(0, 2000).map((x) => String(x ?? "?")).join(" "), "none")}</p></details>
 </section>`;
 }

@@ -206,6 +206,23 @@ export function toJsonReport(r: CheckResult, prediction: Prediction | null = nul
 }
 
 /**
+ * toJsonReport with the per-task arrays cut to their first `max` items (what a page draws),
+ * and each array's full length: the HTML report's sections, without a 1M-task object graph.
+ */
+export function toJsonReportHead(r: CheckResult, prediction: Prediction | null, max: number): { report: JsonReport; totals: Record<"blockers" | "undecided" | "switchable", number> } {
+  const lazy = lazyJsonReport(r, prediction) as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  const totals = { blockers: 0, undecided: 0, switchable: 0 };
+  for (const [k, v] of Object.entries(lazy)) {
+    if (isLazy(k, v)) {
+      out[k] = Array.from({ length: Math.min(v.count, max) }, (_, i) => v.item(i));
+      totals[k as keyof typeof totals] = v.count;
+    } else out[k] = v;
+  }
+  return { report: out as unknown as JsonReport, totals };
+}
+
+/**
  * The same text as `JSON.stringify(toJsonReport(r, prediction), null, 2) + "\n"`, handed to
  * `emit` in pieces: the per-task arrays are stringified a block of items at a time, so a 1M-task
  * report never exists as one object graph or one string.
