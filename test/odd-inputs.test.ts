@@ -49,6 +49,20 @@ describe("odd inputs", () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
+  it("a JSON capture or snapshot too large to be one string: a clear error naming the file, not an internal error", () => {
+    // Sparse files of 600 MiB that start like each JSON form (the rest reads as NULs).
+    for (const [name, head] of [
+      ["big-snapshot.json", '{\n "format": "patchsafe-snapshot",\n "version": 1,'],
+      ["big-capture.json", '{"format": "patchsafe-capture", "version": 1, "tasks": ['],
+    ]) {
+      const file = join(dir, name);
+      writeFileSync(file, head);
+      execFileSync("truncate", ["-s", "600M", file]);
+      oneLineError(run(["check", file, "--func", "worker_thread"]), new RegExp(`${name.replace(".", "\\.")}: a JSON (snapshot|capture) of 600 MiB is larger than the 512 MiB`));
+      rmSync(file);
+    }
+  });
+
   it("a directory and a FIFO", () => {
     oneLineError(run(["check", dir, "--func", "worker_thread"]), /is a directory|cannot read/);
     const fifo = join(dir, "fifo");

@@ -175,6 +175,9 @@ class ProcWrapper implements CaptureParser {
   }
 }
 
+/** The longest JSON capture read (V8's longest string is 2^29 - 24 UTF-16 units; JSON is ASCII almost always). */
+const MAX_JSON_BYTES = 512 * 2 ** 20 - 64;
+
 class JsonCollector implements CaptureParser {
   private readonly chunks: Uint8Array[] = [];
   constructor(
@@ -186,6 +189,10 @@ class JsonCollector implements CaptureParser {
   }
   finish(): Capture[] {
     const total = this.chunks.reduce((n, c) => n + c.length, 0);
+    // A JSON document is parsed whole: its text must fit in one JavaScript string.
+    if (total > MAX_JSON_BYTES) {
+      throw new PatchsafeError("E_UNSUPPORTED", `a JSON capture of ${(total / 2 ** 20).toFixed(0)} MiB is larger than the 512 MiB a JSON document can be read whole in; capture or convert to .psnap (patchsafe capture, or convert from the original dump) for hosts this large`, { file: this.name });
+    }
     const all = new Uint8Array(total);
     let o = 0;
     for (const c of this.chunks) {
