@@ -128,9 +128,9 @@ describe("fake trees", () => {
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 
-  test("files are read many threads per request: a stuck read mid-batch times out alone, the threads after it are read by a new helper", () => {
+  test.each([1, 2])("files are read many threads per request (%i helper process(es)): a stuck read mid-batch times out alone, the threads after it are read by a new helper", (helpers) => {
     // 600 threads (more than one request's 256), the 300th stuck in its stack read.
-    const proc = join(dir, "proc-batch");
+    const proc = join(dir, `proc-batch-${helpers}`);
     const stuck = 1300;
     for (let tid = 1001; tid <= 1600; tid++) {
       const pid = 1001 + Math.floor((tid - 1001) / 10) * 10;
@@ -141,7 +141,11 @@ describe("fake trees", () => {
       if (tid === stuck) execFileSync("mkfifo", [join(d, "stack")]);
       else put(join(d, "stack"), `[<0>] do_nanosleep+0x${(tid % 4096).toString(16)}/0x190\n`);
     }
-    const reader = timedReader(300);
+    // With two helpers, requests alternate: the stuck thread's request (the second) is the second
+    // helper's, read while the first helper's results are still being handed out.
+    const reader = timedReader(300, helpers);
+    reader.prestart!();
+    reader.grow!(helpers);
     try {
       const r = captureHost({ procRoot: proc, sysRoot: join(dir, "nosys"), selfPid: -1, hostFacts: emptyHostFacts(), reader });
       const tasks = [...r.capture.tasks];

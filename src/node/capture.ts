@@ -18,6 +18,7 @@
  * leads out of /proc (or a test's fake tree). Threads that exit mid-walk are simply gone.
  */
 import { existsSync, readdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import type { MessageChannel, Worker } from "node:worker_threads";
 import { workerThreads } from "./lazyBuiltins.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
@@ -50,6 +51,8 @@ export interface FileReader {
    * waiting for it, so that it boots while the caller does other work (reading /proc/kallsyms).
    */
   prestart?(): void;
+  /** Reads with up to `count` helpers from now on, where the reader has several (a host of many threads). */
+  grow?(count: number): void;
 }
 
 
@@ -118,28 +121,32 @@ process.stdin.on("end", () => process.exit(0));
 const BROKER_SOURCE = `
 const { workerData } = require("node:worker_threads");
 const { spawn } = require("node:child_process");
-const { port, counter, execPath, childSource } = workerData;
+const { port, counter, execPath, childSource, helpers } = workerData;
 const seq = new Int32Array(counter);
-let child = null;
-let buf = Buffer.alloc(0);
-function drain() {
-  // Every result complete in the buffer, in one message whose file contents are one transferred
-  // buffer (a message, or an ArrayBuffer, per file cost more than the reads on a host of
-  // thousands of threads). results[i]: the length of file i's bytes, or its errno name.
+// The helper processes (one, and up to \`helpers\` when the main thread asks for more: a host of
+// many threads): each reads the requests it was given in order. Requests go to them in turn;
+// results go to the main thread in request order, so those of a request read ahead wait here
+// until every request before it is complete.
+let procs = [];
+// Requests not yet forwarded whole, in the order they came: { expect, results, sent }.
+let requests = [];
+let turn = 0;
+function forward() {
+  // Every result ready in order, in one message whose file contents are one transferred buffer
+  // (a message, or an ArrayBuffer, per file cost more than the reads on a host of thousands of
+  // threads). results[i]: the length of file i's bytes, or its errno name.
   const results = [];
   const parts = [];
   let total = 0;
-  while (buf.length >= 5) {
-    const n = buf.readUInt32LE(0);
-    if (buf.length < 5 + n) break;
-    const kind = buf[4];
-    const payload = buf.subarray(5, 5 + n);
-    buf = buf.subarray(5 + n);
-    if (kind === 0) {
-      results.push(n);
-      parts.push(payload);
-      total += n;
-    } else results.push(payload.toString("latin1"));
+  while (requests.length > 0) {
+    const r = requests[0];
+    for (; r.sent < r.results.length; r.sent++) {
+      const x = r.results[r.sent];
+      if (typeof x === "string") results.push(x);
+      else { results.push(x.length); parts.push(x); total += x.length; }
+    }
+    if (r.sent < r.expect) break;
+    requests.shift();
   }
   if (results.length === 0) return;
   const bytes = new Uint8Array(total);
@@ -149,29 +156,50 @@ function drain() {
   Atomics.add(seq, 0, results.length);
   Atomics.notify(seq, 0);
 }
-function start() {
-  const c = spawn(execPath, ["-e", childSource], { stdio: ["pipe", "pipe", "ignore"] });
-  c.on("error", () => {});
-  c.stdin.on("error", () => {});
-  c.stdout.on("data", (d) => { if (c === child) { buf = Buffer.concat([buf, d]); drain(); } });
-  child = c;
+function drain(h) {
+  while (h.buf.length >= 5) {
+    const n = h.buf.readUInt32LE(0);
+    if (h.buf.length < 5 + n) break;
+    const kind = h.buf[4];
+    const payload = h.buf.subarray(5, 5 + n);
+    h.buf = h.buf.subarray(5 + n);
+    const r = h.fifo[0];
+    if (r === undefined) continue; // not ours to forward (cannot happen: a helper answers what it was asked)
+    r.results.push(kind === 0 ? payload : payload.toString("latin1"));
+    if (r.results.length === r.expect) h.fifo.shift();
+  }
+  forward();
+}
+function startAll(want) {
+  for (let k = procs.length; k < want; k++) {
+    const c = spawn(execPath, ["-e", childSource], { stdio: ["pipe", "pipe", "ignore"] });
+    const h = { c, buf: Buffer.alloc(0), fifo: [] };
+    c.on("error", () => {});
+    c.stdin.on("error", () => {});
+    c.stdout.on("data", (d) => { if (procs.includes(h)) { h.buf = h.buf.length === 0 ? d : Buffer.concat([h.buf, d]); drain(h); } });
+    procs.push(h);
+  }
 }
 port.on("message", (m) => {
   if (m.spawn) {
-    if (child === null) start();
+    startAll(Math.min(helpers, m.helpers ?? 1));
     return;
   }
   if (m.kill || m.close) {
-    if (child !== null) { child.kill("SIGKILL"); child.stdin.destroy(); child.stdout.destroy(); }
-    child = null;
-    buf = Buffer.alloc(0);
+    for (const h of procs) { h.c.kill("SIGKILL"); h.c.stdin.destroy(); h.c.stdout.destroy(); }
+    procs = [];
+    requests = [];
     Atomics.add(seq, 1, 1);
     Atomics.notify(seq, 1);
     if (m.close) port.close();
     return;
   }
-  if (child === null) start();
-  child.stdin.write(m.paths.join("\\0") + "\\n");
+  if (procs.length === 0) startAll(1);
+  const h = procs[turn++ % procs.length];
+  const r = { expect: m.paths.length, results: [], sent: 0 };
+  requests.push(r);
+  h.fifo.push(r);
+  h.c.stdin.write(m.paths.join("\\0") + "\\n");
 });
 Atomics.store(seq, 2, 1);
 Atomics.notify(seq, 2);
@@ -196,7 +224,11 @@ class ProcessReader implements FileReader {
   private fresh = true;
   /** Set when the broker could not be started: read in this thread. */
   private fallback = false;
-  constructor(readonly timeoutMs: number) {}
+  /** `helpers`: helper processes reading in turn (requests alternate between them). */
+  constructor(
+    readonly timeoutMs: number,
+    private readonly helpers = 1,
+  ) {}
 
   /** Starts the broker thread without waiting for it (messages posted meanwhile wait on its port). */
   private launch(): void {
@@ -205,7 +237,7 @@ class ProcessReader implements FileReader {
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(BROKER_SOURCE, {
       eval: true,
-      workerData: { port: port2, counter, execPath: process.execPath, childSource: CHILD_SOURCE },
+      workerData: { port: port2, counter, execPath: process.execPath, childSource: CHILD_SOURCE, helpers: this.helpers },
       transferList: [port2],
     });
     worker.unref();
@@ -233,6 +265,15 @@ class ProcessReader implements FileReader {
 
   private started = false;
 
+  /**
+   * Up to `count` helper processes from now on (at most the reader's limit), started without
+   * waiting: requests then go to them in turn. After a helper is killed, one starts again.
+   */
+  grow(count: number): void {
+    if (this.fallback || this.worker === null || count <= 1) return;
+    this.port!.postMessage({ spawn: true, helpers: count });
+  }
+
   prestart(): void {
     if (this.fallback || this.worker !== null) return;
     try {
@@ -241,7 +282,7 @@ class ProcessReader implements FileReader {
       return; // the first read tries again, and reports what it reports without a prestart
     }
     // The broker spawns the helper as soon as it runs: its start-up overlaps the caller's work.
-    this.port!.postMessage({ spawn: true });
+    this.port!.postMessage({ spawn: true, helpers: 1 });
   }
 
   /** Kills the reader process (stuck, or at close) and waits for the broker to confirm. */
@@ -365,9 +406,14 @@ class ProcessReader implements FileReader {
 const GROUPS_PER_REQUEST = 256;
 
 /** A reader that reads each file in a helper process and gives up on it after `timeoutMs`. */
-export function timedReader(timeoutMs = 2000): FileReader {
-  return new ProcessReader(timeoutMs);
+export function timedReader(timeoutMs = 2000, helpers = Math.max(1, Math.min(MAX_HELPERS, availableParallelism()))): FileReader {
+  return new ProcessReader(timeoutMs, helpers);
 }
+
+/** Helper processes a timed reader starts at most (each is a Node process: ~30 MB, ~50 ms to start). */
+const MAX_HELPERS = 4;
+/** Threads per helper process (captureHost asks for a second one from twice this many on). */
+export const THREADS_PER_HELPER = 1500;
 
 export interface CaptureOptions {
   /** Root of the proc filesystem (tests point it at a fake tree). */
@@ -599,6 +645,9 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
       const dir = `${procRoot}/${pid}/task/${tid}`;
       return patchState ? [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/patch_state`, `${dir}/stack`] : [`${dir}/stat`, `${dir}/comm`, `${dir}/status`, `${dir}/stack`];
     });
+    // A host of many threads is read by several helpers (each is a Node start-up: not worth it
+    // for a few thousand threads).
+    reader.grow?.(Math.floor(threads.length / THREADS_PER_HELPER));
     // Threads are handled as their files come in, in order (the reader asks ahead), except
     // those of this process's children: whether such a child is our helper needs its cmdline,
     // read through the reader once the walk is done; their threads are added after the rest.
