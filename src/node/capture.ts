@@ -270,7 +270,14 @@ class ProcessReader implements FileReader {
    * waiting: requests then go to them in turn. After a helper is killed, one starts again.
    */
   grow(count: number): void {
-    if (this.fallback || this.worker === null || count <= 1) return;
+    if (this.fallback || count <= 1) return;
+    if (this.worker === null) {
+      try {
+        this.launch();
+      } catch {
+        return; // the first read tries again, and reports what it reports
+      }
+    }
     this.port!.postMessage({ spawn: true, helpers: count });
   }
 
@@ -313,14 +320,15 @@ class ProcessReader implements FileReader {
       groups.forEach((g, k) => emit(k, g.map(readNoFollow)));
       return out;
     }
-    // Requests of GROUPS_PER_REQUEST groups, two ahead of the group being handed out: the helper
-    // reads the next request while the caller handles this one's results, and what is in flight
-    // stays bounded. A timeout kills the helper; the groups after the stuck one are asked again
-    // of its replacement.
+    // Requests of GROUPS_PER_REQUEST groups, as many ahead of the group being handed out as there
+    // may be helpers (at least two): helpers read the next requests while the caller handles this
+    // one's results, and what is in flight stays bounded. A timeout kills the helpers; the groups
+    // after the stuck one are asked again of a new one.
+    const ahead = Math.max(2, this.helpers) * GROUPS_PER_REQUEST;
     for (let g = 0; g < groups.length; ) {
       let posted = g;
       const topUp = (): void => {
-        while (posted < groups.length && posted - g < 2 * GROUPS_PER_REQUEST) {
+        while (posted < groups.length && posted - g < ahead) {
           const end = Math.min(groups.length, posted + GROUPS_PER_REQUEST);
           this.port!.postMessage({ paths: groups.slice(posted, end).flat() });
           posted = end;
@@ -329,7 +337,7 @@ class ProcessReader implements FileReader {
       topUp();
       let timedOut = false;
       for (; g < groups.length && !timedOut; g++) {
-        if (posted - g <= GROUPS_PER_REQUEST) topUp();
+        if (posted - g <= ahead - GROUPS_PER_REQUEST) topUp();
         const paths = groups[g];
         const got: ReadResult[] = [];
         for (let i = 0; i < paths.length; i++) {
