@@ -279,7 +279,12 @@ class ProcessReader implements FileReader {
       }
     }
     this.port!.postMessage({ spawn: true, helpers: count });
+    this.startupUntil = this.requestsRead + Math.min(count, this.helpers);
   }
+
+  /** Requests whose first file was waited for so far, and below which one a request gets the start-up allowance. */
+  private requestsRead = 0;
+  private startupUntil = 1;
 
   prestart(): void {
     if (this.fallback || this.worker !== null) return;
@@ -327,10 +332,13 @@ class ProcessReader implements FileReader {
     const ahead = Math.max(2, this.helpers) * GROUPS_PER_REQUEST;
     for (let g = 0; g < groups.length; ) {
       let posted = g;
+      /** The first group of each request posted. */
+      const starts = new Set<number>();
       const topUp = (): void => {
         while (posted < groups.length && posted - g < ahead) {
           const end = Math.min(groups.length, posted + GROUPS_PER_REQUEST);
           this.port!.postMessage({ paths: groups.slice(posted, end).flat() });
+          starts.add(posted);
           posted = end;
         }
       };
@@ -341,7 +349,11 @@ class ProcessReader implements FileReader {
         const paths = groups[g];
         const got: ReadResult[] = [];
         for (let i = 0; i < paths.length; i++) {
-          const r = this.next();
+          // A helper's first request begins with its first read (a Node start-up): its first file
+          // gets the start-up allowance. Requests go to the helpers in turn, so after helpers
+          // are started the next as many requests include each new helper's first.
+          const startup = i === 0 && starts.has(g) && this.requestsRead++ < this.startupUntil;
+          const r = this.next(startup);
           if (r === null) {
             for (let k = i; k < paths.length; k++) got.push({ ok: false, errno: "ETIMEDOUT" });
             timedOut = true;
@@ -364,10 +376,10 @@ class ProcessReader implements FileReader {
    * also waits for its start-up: a Node start); null when it did not come: the helper is then
    * killed, and whatever it still had in flight is dropped with it.
    */
-  private next(): ReadResult | null {
+  private next(startup = false): ReadResult | null {
     if (this.queueAt === this.queue.length) {
       const seq = this.seq!;
-      const deadline = Date.now() + this.timeoutMs + (this.fresh ? 10_000 : 0);
+      const deadline = Date.now() + this.timeoutMs + (this.fresh || startup ? STARTUP_MS : 0);
       while (Atomics.load(seq, 0) === this.seen) {
         const left = deadline - Date.now();
         if (left <= 0 || Atomics.wait(seq, 0, this.seen, left) === "timed-out") break;
@@ -417,6 +429,9 @@ const GROUPS_PER_REQUEST = 256;
 export function timedReader(timeoutMs = 2000, helpers = Math.max(1, Math.min(MAX_HELPERS, availableParallelism()))): FileReader {
   return new ProcessReader(timeoutMs, helpers);
 }
+
+/** What a helper's first read may take beyond the deadline: its Node start-up on a busy host. */
+const STARTUP_MS = 10_000;
 
 /** Helper processes a timed reader starts at most (each is a Node process: ~30 MB, ~50 ms to start). */
 const MAX_HELPERS = 4;
