@@ -58,7 +58,7 @@ describe("odd inputs", () => {
       const file = join(dir, name);
       writeFileSync(file, head);
       execFileSync("truncate", ["-s", "600M", file]);
-      oneLineError(run(["check", file, "--func", "worker_thread"]), new RegExp(`${name.replace(".", "\\.")}: a JSON (snapshot|capture) of 600 MiB is larger than the 512 MiB`));
+      oneLineError(run(["check", file, "--func", "worker_thread"]), new RegExp(`${name.replace(".", "\\.")}: a JSON (snapshot|capture) of 600 MiB.* is larger than the 512 MiB`));
       rmSync(file);
     }
   });

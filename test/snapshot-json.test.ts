@@ -103,3 +103,44 @@ test("the JSON form is written in pieces of about 1 MiB that join to snapshotToJ
     });
   }
 });
+
+test("patchsafe's own layout is read a line at a time: the same model as the whole document, a bad task line named, any other layout parsed whole", async () => {
+  const { parseSnapshotJsonBytes } = await import("../src/snapshot/json.js");
+  const { PatchsafeError: PE } = await import("../src/errors.js");
+  const enc = new TextEncoder();
+  const model = (d: ReturnType<typeof parseSnapshotJson>) => snapshotToJson(d.capture, d.symbols, { producer: "t", sectionRows: d.sectionRows, redacted: d.header.redacted });
+  for (const [cap, symbols, opts] of [
+    [hostCapture("proc-grep.txt"), hostTable(), {}],
+    [hostCapture("capture.json"), null, {}],
+    [hostCapture("capture.json"), hostTable(), { redact: true }],
+  ] as const) {
+    const text = snapshotToJson(cap, symbols, { ...opts, producer: "t" });
+    const whole = parseSnapshotJson(text, "w.json");
+    // A cap far below the document: only the line reader can read it.
+    const lines = parseSnapshotJsonBytes(enc.encode(text), "l.json", 100);
+    expect(model(lines)).toBe(model(whole));
+    expect(lines.header).toEqual(whole.header);
+    expect(Array.from(lines.taskStack)).toEqual(Array.from(whole.taskStack));
+    // The same document in another layout (no line per task) is parsed whole, within the cap.
+    const compact = enc.encode(JSON.stringify(JSON.parse(text)));
+    expect(model(parseSnapshotJsonBytes(compact, "c.json"))).toBe(model(whole));
+    try {
+      parseSnapshotJsonBytes(compact, "c.json", 100);
+      expect.unreachable("a whole document over the cap");
+    } catch (e) {
+      expect((e as InstanceType<typeof PE>).code).toBe("E_SNAPSHOT_TOO_LARGE");
+    }
+  }
+  // A task line that is not JSON: an error naming the file and that line.
+  const text = snapshotToJson(hostCapture("proc-grep.txt"), null, { producer: "t" });
+  const rows = text.split("\n");
+  const at = rows.indexOf(' "tasks": [') + 3; // the second task's line, 1-based
+  rows[at - 1] = rows[at - 1].replace('"tid":', '"tid" ');
+  try {
+    parseSnapshotJsonBytes(enc.encode(rows.join("\n")), "bad.json");
+    expect.unreachable("a broken task line");
+  } catch (e) {
+    const err = e as InstanceType<typeof PE>;
+    expect([err.code, err.file, err.line]).toEqual(["E_INPUT", "bad.json", at]);
+  }
+});

@@ -8,7 +8,7 @@ import { crc32 as zlibCrc32 } from "node:zlib";
 import { PatchsafeError } from "../errors.js";
 import { nodeCrypto } from "./lazyBuiltins.js";
 import type { Capture } from "../model.js";
-import { looksLikeSnapshotJson, parseSnapshotJson } from "../snapshot/json.js";
+import { looksLikeSnapshotJson, parseSnapshotJsonBytes } from "../snapshot/json.js";
 import { decodeSnapshot, type DecodedSnapshot, isSnapshot, readSnapshotPrefix, SnapshotError, SymbolSectionCache } from "../snapshot/psnap.js";
 import type { SymbolTable } from "../symbols/table.js";
 import { readCaptureFile, type InputFormat } from "./io.js";
@@ -149,9 +149,6 @@ export interface ReadSnapshotOptions {
   buffer?: ReadBuffer | null;
 }
 
-/** The largest JSON snapshot read (it is parsed whole, as one string). */
-const MAX_JSON_SNAPSHOT = 512 * 2 ** 20 - 64;
-
 /**
  * Reads a snapshot file, binary or JSON. Throws PatchsafeError: E_IO, an E_SNAPSHOT_* code, or
  * E_INPUT for a JSON snapshot that does not parse. Never returns a partial model.
@@ -165,13 +162,8 @@ export function readSnapshotFile(file: string, opts: ReadSnapshotOptions = {}): 
   // A file in a buffer of its own is never changed again: the decoded names may point into it.
   if (isSnapshot(bytes)) return decodeSnapshotBytes(bytes, file, cache, buffer === null);
   const kind = sniffSnapshot(bytes);
-  if (kind === "json") {
-    // Parsed whole: its text must fit in one JavaScript string (V8: 2^29 - 24 UTF-16 units).
-    if (bytes.length > MAX_JSON_SNAPSHOT) {
-      throw new PatchsafeError(SnapshotError.TOO_LARGE, `a JSON snapshot of ${(bytes.length / 2 ** 20).toFixed(0)} MiB is larger than the 512 MiB a JSON document can be read whole in: use the .psnap form for hosts this large (patchsafe convert FILE.json -o FILE.psnap cannot read it either; capture or convert from the original dump)`, { file });
-    }
-    return parseSnapshotJson(new TextDecoder("utf-8").decode(bytes), file);
-  }
+  // patchsafe's own layout a line at a time; another layout whole (as one string: at most 512 MiB).
+  if (kind === "json") return parseSnapshotJsonBytes(bytes, file);
   throw new PatchsafeError(SnapshotError.MAGIC, "not a patchsafe snapshot (neither .psnap nor a JSON snapshot)", { file });
 }
 

@@ -169,6 +169,114 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
   } catch (e) {
     throw new PatchsafeError("E_INPUT", `not valid JSON: ${(e instanceof Error ? e.message : String(e)).split("\n")[0].slice(0, 120)}`, { file });
   }
+  const tasks = doc !== null && typeof doc === "object" && !Array.isArray(doc) ? doc.tasks : undefined;
+  return snapshotFromDoc(doc, Array.isArray(tasks) ? tasks : null, file);
+}
+
+/**
+ * The JSON form from its bytes: a document laid out as snapshotJsonWriter writes it (the head,
+ * one task per line, the symbols) is read a line at a time, so neither the text nor the whole
+ * document is ever held (a million tasks are ~400 MB of JSON, beyond V8's longest string at
+ * ~1.3M); any other layout is parsed whole, as parseSnapshotJson does. Same model, same errors
+ * (a task line that is not JSON names its line).
+ */
+export function parseSnapshotJsonBytes(bytes: Uint8Array, file = "<input>", maxWhole = 512 * 2 ** 20 - 64): DecodedSnapshot {
+  const lines = snapshotJsonLines(bytes, file);
+  if (lines !== null) return snapshotFromDoc(lines.head, lines.tasks, file);
+  if (bytes.length > maxWhole) {
+    throw new PatchsafeError("E_SNAPSHOT_TOO_LARGE", `a JSON snapshot of ${(bytes.length / 2 ** 20).toFixed(0)} MiB, not laid out one task per line as patchsafe writes it, is larger than the 512 MiB a JSON document can be read whole in`, { file });
+  }
+  return parseSnapshotJson(new TextDecoder("utf-8").decode(bytes), file);
+}
+
+/** `"tasks": [` on a line of its own, as snapshotJsonWriter writes it after the head. */
+const TASKS_LINE = ' "tasks": [';
+const SYMBOLS_START = ' "symbols": ';
+
+/**
+ * The head (with `symbols` in it) and the tasks, one JSON.parse per task line, of a document in
+ * snapshotJsonWriter's layout; null when the bytes are not laid out so (then nothing was parsed
+ * that matters: the caller parses the whole).
+ */
+function snapshotJsonLines(bytes: Uint8Array, file: string): { head: Json; tasks: Iterable<Json> } | null {
+  const dec = new TextDecoder("utf-8", { fatal: false });
+  const n = bytes.length;
+  const lineEnd = (from: number): number => {
+    const e = bytes.indexOf(0x0a, from);
+    return e < 0 ? n : e;
+  };
+  // The head: every line up to the tasks line (the line before it ends with the comma that
+  // separates the capture from the tasks).
+  let at = 0;
+  let tasksAt = -1;
+  for (let lineNo = 0; at < n && lineNo < 100_000; lineNo++) {
+    const e = lineEnd(at);
+    if (e - at === TASKS_LINE.length && dec.decode(bytes.subarray(at, e)) === TASKS_LINE) {
+      tasksAt = at;
+      break;
+    }
+    at = e + 1;
+  }
+  if (tasksAt < 0) return null;
+  const headText = dec.decode(bytes.subarray(0, tasksAt)).trimEnd();
+  if (!headText.endsWith(",")) return null;
+  let head: Json;
+  try {
+    head = JSON.parse(`${headText.slice(0, -1)}}`) as Json;
+  } catch {
+    return null;
+  }
+  if (head === null || typeof head !== "object" || Array.isArray(head) || "tasks" in head || "symbols" in head) return null;
+  // The tasks' lines, and where the symbols start: checked before any task is decoded.
+  const first = lineEnd(tasksAt) + 1;
+  let end = first;
+  let line = 1;
+  for (let i = 0; i < tasksAt; i++) if (bytes[i] === 0x0a) line++;
+  const firstLine = line + 1;
+  for (;;) {
+    if (end >= n) return null;
+    const e = lineEnd(end);
+    if (bytes[end] === 0x20 && bytes[end + 1] === 0x5d) {
+      // ` ],` then ` "symbols": …` on the next line, then `}`.
+      if (dec.decode(bytes.subarray(end, e)) !== " ],") return null;
+      const symAt = e + 1;
+      const symEnd = lineEnd(symAt);
+      const symLine = dec.decode(bytes.subarray(symAt, symEnd));
+      if (!symLine.startsWith(SYMBOLS_START)) return null;
+      if (dec.decode(bytes.subarray(symEnd)).trim() !== "}") return null;
+      try {
+        (head as JObj).symbols = JSON.parse(symLine.slice(SYMBOLS_START.length)) as Json;
+      } catch {
+        return null;
+      }
+      break;
+    }
+    end = e + 1;
+  }
+  const tasksEnd = end;
+  function* tasks(): Generator<Json> {
+    let p = first;
+    let ln = firstLine;
+    while (p < tasksEnd) {
+      const e = lineEnd(p);
+      let text = dec.decode(bytes.subarray(p, e)).trim();
+      if (text.endsWith(",")) text = text.slice(0, -1);
+      let t: Json;
+      try {
+        t = JSON.parse(text) as Json;
+      } catch (err) {
+        throw new PatchsafeError("E_INPUT", `a task that is not valid JSON: ${(err instanceof Error ? err.message : String(err)).split("\n")[0].slice(0, 120)}`, { file, line: ln });
+      }
+      yield t;
+      p = e + 1;
+      ln++;
+    }
+  }
+  return { head, tasks: tasks() };
+}
+
+/** The model from a parsed head (format, header, capture, symbols) and its tasks (null: not an array). */
+function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: string): DecodedSnapshot {
   const bad = (path: string, what: string): never => {
     throw new PatchsafeError("E_INPUT", `${path}: ${what}`, { file });
   };
@@ -233,7 +341,10 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
   host.config.unwinder = u as HostUnwinder;
 
   const b = new CaptureBuilder();
-  arr(d.tasks, "$.tasks").forEach((tj, ti) => {
+  if (taskList === null) bad("$.tasks", "expected an array");
+  let ti = -1;
+  for (const tj of taskList!) {
+    ti++;
     const p = `$.tasks[${ti}]`;
     const t = obj(tj, p);
     const commStr = strN(t.comm, `${p}.comm`);
@@ -295,7 +406,7 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
     b.endTask(undefined, (t) => {
       t.stackStatus = status;
     });
-  });
+  }
   const capture = b.finish({
     name: str(so.name, "$.capture.source.name"),
     format: str(so.format, "$.capture.source.format"),
