@@ -418,7 +418,9 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const { kinds, chainLen, vanished } = k;
 
   if (cap.excluded.length > 0) {
-    warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (the capturing thread is always running)` });
+    const helper = cap.excluded.filter((e) => e.reason.includes("helper")).length;
+    const why = helper === 0 ? "the capturing thread is always running" : `${cap.excluded.length - helper} of the capturing process, always running, and ${helper} of its stack-reading helper`;
+    warnings.push({ code: "own-threads-excluded", message: `${cap.excluded.length} thread(s) of patchsafe itself were left out of the capture (${why})` });
   }
   if (vanished > 0) warnings.push({ code: "vanished", message: `${vanished} task(s) exited while the input was captured: they are gone and hold nothing` });
 
