@@ -474,7 +474,11 @@ function numericDirs(path: string): number[] | null {
   }
 }
 
-const text = (r: ReadResult): string | null => (r.ok ? new TextDecoder("latin1").decode(r.data) : null);
+/** One decoder for every /proc file (a TextDecoder per file cost as much as the parse). */
+const latin1 = new TextDecoder("latin1");
+const text = (r: ReadResult): string | null => (r.ok ? latin1.decode(r.data) : null);
+/** A thread's stat, parsed (null when unread or unparsable). */
+const statOf = (r: ReadResult): ReturnType<typeof parseStat> | null => (r.ok ? parseStat(latin1.decode(r.data)) : null);
 
 /**
  * The enabled livepatches under `<sysRoot>/kernel/livepatch`: enabled, transition, replace,
@@ -585,12 +589,12 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   const pids = numericDirs(procRoot);
   if (pids === null) throw new Error(`cannot list ${procRoot}`);
   /** One thread's files as read: builds its task (or counts it vanished). */
-  const addThread = (pid: number, tid: number, [statR, commR, statusR, psR, stackR]: ReadResult[]): void => {
+  /** One thread's files as read (its stat already parsed): builds its task (or counts it vanished). */
+  const addThread = (pid: number, tid: number, [statR, commR, statusR, psR, stackR]: ReadResult[], stat: ReturnType<typeof parseStat> | null): void => {
     if (!statR.ok && statR.errno !== "ETIMEDOUT") {
       vanished++;
       return;
     }
-    const stat = statR.ok ? parseStat(new TextDecoder("latin1").decode(statR.data)) : null;
     let comm: Uint8Array | null = null;
     if (commR.ok) {
       const c = commR.data;
@@ -674,25 +678,26 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
     // Threads are handled as their files come in, in order (the reader asks ahead), except
     // those of this process's children: whether such a child is our helper needs its cmdline,
     // read through the reader once the walk is done; their threads are added after the rest.
-    const ours: { pid: number; tid: number; files: ReadResult[] }[] = [];
+    const ours: { pid: number; tid: number; files: ReadResult[]; stat: ReturnType<typeof parseStat> }[] = [];
     const each = (k: number, read: ReadResult[]): void => {
       const { pid, tid } = threads[k];
       const files = patchState ? read : [read[0], read[1], read[2], noPatchState, read[3]];
-      if (reader.kind === "helper-process" && files[0].ok && parseStat(new TextDecoder("latin1").decode(files[0].data))?.ppid === selfPid) ours.push({ pid, tid, files });
-      else addThread(pid, tid, files);
+      const stat = statOf(files[0]);
+      if (reader.kind === "helper-process" && stat?.ppid === selfPid) ours.push({ pid, tid, files, stat });
+      else addThread(pid, tid, files, stat);
     };
     if (reader.readGroups !== undefined) reader.readGroups(groups, each);
     else groups.forEach((g, k) => each(k, reader.readAll(g)));
     // patchsafe's own helper process (the reader) is a child of this process running our reader
     // script: part of patchsafe, not of the host being checked.
-    for (const { pid, tid, files } of ours) {
+    for (const { pid, tid, files, stat } of ours) {
       let helper = helperPid.get(pid);
       if (helper === undefined) {
         const [cmdR] = reader.readAll([`${procRoot}/${pid}/cmdline`]);
-        helperPid.set(pid, (helper = cmdR.ok && new TextDecoder("latin1").decode(cmdR.data).includes(HELPER_MARKER)));
+        helperPid.set(pid, (helper = text(cmdR)?.includes(HELPER_MARKER) === true));
       }
       if (helper) excluded.push({ pid, tid, reason: "patchsafe's stack-reading helper process" });
-      else addThread(pid, tid, files);
+      else addThread(pid, tid, files, stat);
     }
   } finally {
     if (opts.reader === undefined) reader.close();
