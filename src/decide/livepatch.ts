@@ -607,6 +607,69 @@ function neverLeavingFunctions(k: TaskKinds, byTask: HitsByTask, ranges: RangeTa
 
 const NO_HITS: [number, number][] = [];
 
+/** Template rows of placeBlockers(), per row. */
+interface BlockerTemplate {
+  tFunc: number[];
+  tFrame: number[];
+  tFrameIndex: number[];
+  tSees: number[];
+  tRole: number[];
+  tRemedy: Remedy[];
+}
+
+/**
+ * placeBlockers()'s per-outcome loop, on its own: each outcome's entry (its class, or for the
+ * outcomes in `ownOutcome`, in order, entry classCount + k) has template rows
+ * [tplStart[id], tplStart[id + 1]) written as the outcome's blockers; returns the rows written
+ * and the first outcome in taskOrder whose entry holds a kernel-visible blocking match. A small
+ * function of typed arrays: V8 compiles its loop (OSR) in about a millisecond.
+ */
+function placeRows(out: Outcomes, taskClass: Int32Array, tasks: TaskTable, ownOutcome: number[], classCount: number, tplStart: Int32Array, visibleId: Uint8Array, t: BlockerTemplate, bl: Blockers): { rows: number; first: number; firstId: number } {
+  const { tFunc, tFrame, tFrameIndex, tSees, tRole, tRemedy } = t;
+  const { task: bTask, func: bFunc, frame: bFrame, frameIndex: bFrameIndex, kernelSees: bSees, roleCode: bRole, remedy: bRemedy } = bl;
+  const outTask = out.task;
+  const outCount = out.length;
+  const { pid, tid } = tasks;
+  const ownCount = ownOutcome.length;
+  let n = 0;
+  let first = -1;
+  let firstId = -1;
+  let firstPid = 0;
+  let firstTid = 0;
+  let next = 0;
+  let nextOwn = ownCount > 0 ? ownOutcome[0] : -1;
+  for (let o = 0; o < outCount; o++) {
+    const index = outTask[o];
+    let id: number;
+    if (o === nextOwn) {
+      id = classCount + next++;
+      nextOwn = next < ownCount ? ownOutcome[next] : -1;
+    } else id = taskClass[index];
+    for (let r = tplStart[id], end = tplStart[id + 1]; r < end; r++, n++) {
+      bTask[n] = index;
+      bFunc[n] = tFunc[r];
+      bFrame[n] = tFrame[r];
+      bFrameIndex[n] = tFrameIndex[r];
+      bSees[n] = tSees[r];
+      bRole[n] = tRole[r];
+      bRemedy[n] = tRemedy[r];
+    }
+    if (visibleId[id] === 0) continue;
+    // The first in taskOrder (pid, then tid, null (NaN) last; then index: outcomes come in index
+    // order, so an equal pid and tid never replaces), compared here: a call per blocked task was
+    // most of this loop while V8 still interprets it.
+    const p = pid[index] === pid[index] ? pid[index] : Number.MAX_SAFE_INTEGER;
+    const q = tid[index] === tid[index] ? tid[index] : Number.MAX_SAFE_INTEGER;
+    if (first < 0 || p < firstPid || (p === firstPid && q < firstTid)) {
+      first = index;
+      firstId = id;
+      firstPid = p;
+      firstTid = q;
+    }
+  }
+  return { rows: n, first, firstId };
+}
+
 /**
  * The per-task loop: a task of a decided class or memo signature copies that outcome; any other
  * runs the rule table (decideOne, out of the hot loop: it runs once per distinct stack).
@@ -716,70 +779,62 @@ class TaskDecider {
   private placeBlockers(copied: Float64Array): void {
     const entries = this.classes === null ? [] : this.classes.entry;
     const own = this.own;
+    const classCount = entries.length;
+    const ownCount = own.entry.length;
+    // Every entry an outcome refers to (classes with copied tasks, then each own outcome's, its
+    // row delta applied) as rows of one template, and whether it holds a kernel-visible blocking
+    // match: the per-outcome loop below then reads typed arrays only. With the entries' objects
+    // read in that loop, V8 took ~9 ms to compile it (OSR) and ~7 more to install the code, while
+    // interpreting it for most of a 100k-task check.
+    const ids = classCount + ownCount;
+    const tplStart = new Int32Array(ids + 1);
+    const visibleId = new Uint8Array(ids);
+    const tFunc: number[] = [];
+    const tFrame: number[] = [];
+    const tFrameIndex: number[] = [];
+    const tSees: number[] = [];
+    const tRole: number[] = [];
+    const tRemedy: Remedy[] = [];
     let total = 0;
-    for (let j = 0; j < own.entry.length; j++) total += own.entry[j].blockers?.length ?? 0;
-    for (let c = 0; c < entries.length; c++) {
-      const e = entries[c];
-      if (copied[c] === 0 || e === null) continue;
-      if (e.statusCode === EXCLUDED) this.partialExcluded += copied[c];
-      if (e.blockers !== null) {
-        this.countBlocking(e.blockers, copied[c]);
-        total += copied[c] * e.blockers.length;
-      }
-    }
-    // Columns written here, not through a call per blocker (22k of them at 100k tasks, most while
-    // V8 still interprets this loop); exactly `total` rows, so they never grow.
-    const bl = (this.blockers = new Blockers(total));
-    const { task: bTask, func: bFunc, frame: bFrame, frameIndex: bFrameIndex, kernelSees: bSees, roleCode: bRole, remedy: bRemedy } = bl;
-    let n = 0;
-    const out = this.outcomes;
-    const taskClass = this.k.taskClass;
-    const { pid, tid } = this.cap.tasks;
-    let first = -1;
-    let firstPid = 0;
-    let firstTid = 0;
-    let firstMatch: RuleMatch | null = null;
-    let next = 0;
-    for (let o = 0; o < out.length; o++) {
-      const index = out.task[o];
-      let e: MemoEntry;
-      let delta = 0;
-      if (next < own.outcome.length && own.outcome[next] === o) {
-        e = own.entry[next];
-        delta = own.delta[next++];
-      } else e = entries[taskClass[index]]!;
+    for (let id = 0; id < ids; id++) {
+      tplStart[id] = tFunc.length;
+      const isOwn = id >= classCount;
+      const e = isOwn ? own.entry[id - classCount] : entries[id];
+      if (e === null || (!isOwn && copied[id] === 0)) continue;
+      const uses = isOwn ? 1 : copied[id];
+      if (!isOwn && e.statusCode === EXCLUDED) this.partialExcluded += uses;
       if (e.visible === undefined) e.visible = e.statusCode === DONE ? null : visibleMatch(e.matches);
+      if (e.visible !== null && e.statusCode !== DONE) visibleId[id] = 1;
       const mine = e.blockers;
-      if (mine !== null) {
-        const roles = (e.roleCodes ??= mine.map((b) => roleCode(b.role)));
-        for (let j = 0; j < mine.length; j++, n++) {
-          const b = mine[j];
-          bTask[n] = index;
-          bFunc[n] = b.func;
-          bFrame[n] = b.frame + delta;
-          bFrameIndex[n] = b.frameIndex;
-          bSees[n] = b.kernelSees ? 1 : 0;
-          bRole[n] = roles[j];
-          bRemedy[n] = b.remedy;
-        }
-      }
-      if (e.visible === null || e.statusCode === DONE) continue;
-      // The first in taskOrder (pid, then tid, null last; then index: outcomes come in index
-      // order, so an equal pid and tid never replaces), compared here: a call per blocked task
-      // was most of this loop while V8 still interprets it.
-      const p = pid[index] === pid[index] ? pid[index] : Number.MAX_SAFE_INTEGER;
-      const q = tid[index] === tid[index] ? tid[index] : Number.MAX_SAFE_INTEGER;
-      if (first < 0 || p < firstPid || (p === firstPid && q < firstTid)) {
-        first = index;
-        firstPid = p;
-        firstTid = q;
-        firstMatch = e.visible;
+      if (mine === null) continue;
+      // An own outcome's blockers were counted by emit().
+      if (!isOwn) this.countBlocking(mine, uses);
+      total += uses * mine.length;
+      const delta = isOwn ? own.delta[id - classCount] : 0;
+      const roles = (e.roleCodes ??= mine.map((b) => roleCode(b.role)));
+      for (let j = 0; j < mine.length; j++) {
+        const b = mine[j];
+        tFunc.push(b.func);
+        tFrame.push(b.frame + delta);
+        tFrameIndex.push(b.frameIndex);
+        tSees.push(b.kernelSees ? 1 : 0);
+        tRole.push(roles[j]);
+        tRemedy.push(b.remedy);
       }
     }
+    tplStart[ids] = tFunc.length;
+    // Exactly `total` rows, so the columns never grow.
+    const bl = (this.blockers = new Blockers(total));
+    const placed = placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, { tFunc, tFrame, tFrameIndex, tSees, tRole, tRemedy }, bl);
+    const n = placed.rows;
+    const first = placed.first;
+    const firstId = placed.firstId;
     // Counted and placed from the same entries: a difference is a bug, and typed arrays drop
     // writes past their end silently (a blocker lost from every report), so it stops here.
     if (n !== total) throw new PatchsafeError("E_INTERNAL", `decide placed ${n} blocker(s) of ${total} counted (a patchsafe bug)`);
     bl.length = n;
+    const firstEntry = firstId < 0 ? null : firstId < classCount ? entries[firstId] : own.entry[firstId - classCount];
+    const firstMatch = firstEntry?.visible ?? null;
     this.firstVisible = firstMatch === null ? null : { task: first, func: firstMatch.func };
   }
 
