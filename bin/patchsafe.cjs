@@ -41,17 +41,42 @@ const BUNDLE = join(__dirname, "..", "dist", "cli", "patchsafe.cjs");
  * The bundle is compiled as the body of this function, like Node's own CommonJS wrapper, so the
  * build and every run compile the same text (the code cache belongs to that text). The bundle gets
  * its own URL from __filename (esbuild --inject:scripts/bundle-url.mjs).
+ *
+ * The build writes the bundle already wrapped (esbuild --banner/--footer, exactly these bytes), so
+ * the file's text is compiled as it is read. Wrapped here, the 480 KB source was made twice: the
+ * file's string and the joined one V8 compiles, both in V8's large-object space. The first was
+ * garbage at once but counted towards the old generation's first limit, and a 100k-task check then
+ * ran into a ~5 ms full mark-compact (most runs without it now run none). A bundle without the
+ * wrapper (an older build) is still wrapped here.
  */
-const WRAP_HEAD = "(function (exports, require, module, __filename, __dirname) {";
-const WRAP_TAIL = "\n})";
+const WRAP_HEAD = "(function (exports, require, module, __filename, __dirname) {\n";
+const WRAP_TAIL = "\n})\n";
+const WRAP_HEAD_BYTES = Buffer.from(WRAP_HEAD, "latin1");
+const WRAP_TAIL_BYTES = Buffer.from(WRAP_TAIL, "latin1");
+
+/** Whether the bundle's bytes are already the wrapped text. */
+function isWrapped(bundleBytes) {
+  return (
+    bundleBytes.length >= WRAP_HEAD_BYTES.length + WRAP_TAIL_BYTES.length &&
+    bundleBytes.subarray(0, WRAP_HEAD_BYTES.length).equals(WRAP_HEAD_BYTES) &&
+    bundleBytes.subarray(bundleBytes.length - WRAP_TAIL_BYTES.length).equals(WRAP_TAIL_BYTES)
+  );
+}
+
+/** The text compiled for a bundle. */
+function compiledText(bundleBytes) {
+  const text = bundleBytes.toString("utf8");
+  return isWrapped(bundleBytes) ? text : `${WRAP_HEAD}${text}${WRAP_TAIL}`;
+}
 
 /** Cache file: MAGIC, SHA-256 of the compiled text, SHA-256 of the payload, V8's cached data. */
 const MAGIC = Buffer.from("patchsafe code cache 1\n", "latin1");
 const DIGEST = 32;
 const HEADER = MAGIC.length + 2 * DIGEST;
 
-/** The SHA-256 of exactly the text compiled for a bundle (the bundle's bytes inside the wrapper). */
+/** The SHA-256 of exactly the text compiled for a bundle (compiledText's bytes). */
 function sourceDigest(bundleBytes) {
+  if (isWrapped(bundleBytes)) return createHash("sha256").update(bundleBytes).digest();
   return createHash("sha256").update(WRAP_HEAD).update(bundleBytes).update(WRAP_TAIL).digest();
 }
 
@@ -97,7 +122,7 @@ function loadCli({ bundleFile = BUNDLE, cacheFile = `${bundleFile}.cache` } = {}
     throw err;
   }
   const cache = cacheFile === null ? { data: undefined, status: "off" } : readCodeCache(cacheFile, bundleBytes);
-  const script = new Script(`${WRAP_HEAD}${bundleBytes.toString("utf8")}${WRAP_TAIL}`, {
+  const script = new Script(compiledText(bundleBytes), {
     filename: bundleFile,
     cachedData: cache.data,
   });

@@ -161,6 +161,22 @@ describe("a code cache that cannot be trusted only costs speed", () => {
     expect(r.stdout).toMatch(/WHO BLOCKS IT\?/);
   });
 
+  it("the build writes the bundle wrapped; one without the wrapper (an older build) is wrapped by the bin into the same text: the cache is used and the output is the same", () => {
+    const text = bundle().toString("latin1");
+    const head = "(function (exports, require, module, __filename, __dirname) {\n";
+    const tail = "\n})\n";
+    expect(text.startsWith(head) && text.endsWith(tail)).toBe(true);
+    const bare = Buffer.from(text.slice(head.length, text.length - tail.length), "latin1");
+    const t = tree("unwrapped", bare, cache());
+    expect(cacheStatus(t.bin)).toBe("used");
+    const argv = fixtureChecks()[0];
+    const lib = run(argv);
+    const r = node([t.bin, ...argv]);
+    expect(r.stderr).toBe(lib.stderr);
+    expect(r.status).toBe(lib.status);
+    expect(r.stdout).toBe(lib.stdout);
+  });
+
   it("without the bundle: one line on stderr, exit 2", () => {
     const t = tree("no-bundle", null, null);
     const r = node([t.bin, "--help"]);
