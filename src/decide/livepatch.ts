@@ -466,7 +466,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const UNDECIDED = TASK_STATUSES.indexOf("undecided");
   for (let i = 0; counts.undecided > 0 && i < outcomes.length; i++) {
     if (outcomes.statusCode[i] !== UNDECIDED) continue;
-    const code = outcomes.matchList[i][0].code;
+    const code = outcomes.matches(i)[0].code;
     byCode.set(code, (byCode.get(code) ?? 0) + 1);
   }
   for (const [code, n] of [...byCode].sort()) reasons.push({ code, message: `${n} task(s) undecided: ${describeUndecided(code)}` });
@@ -713,6 +713,8 @@ class TaskDecider {
     const taskClass = this.k.taskClass;
     const classes = this.classes;
     const copied = new Float64Array(classes === null ? 0 : classes.entry.length);
+    // Each decided class's Outcomes.listRef, made on its first copy (-1: none yet).
+    const listRefs = new Int32Array(copied.length).fill(-1);
     if (classes === null) {
       for (let index = 0; index < kinds.length; index++) if (kinds[index] !== NO_KIND) this.decideOne(index, kinds[index], -1);
     } else {
@@ -721,7 +723,7 @@ class TaskDecider {
       // rule table's code took ~16 ms to compile and deoptimised whenever a path it had not seen
       // came up, so a 100k-task check ran it interpreted nearly to the end.
       for (let index = 0; index < kinds.length; index++) {
-        index = this.copyDecided(index, copied);
+        index = this.copyDecided(index, copied, listRefs);
         if (index < kinds.length) this.decideOne(index, kinds[index], taskClass[index]);
       }
     }
@@ -734,7 +736,7 @@ class TaskDecider {
    * `copied` counts the tasks copied per class. Only the outcome columns: blockers and the
    * kernel check's first task come after, in placeBlockers().
    */
-  private copyDecided(from: number, copied: Float64Array): number {
+  private copyDecided(from: number, copied: Float64Array, listRefs: Int32Array): number {
     const kinds = this.k.kinds;
     const taskClass = this.k.taskClass;
     const entries = this.classes!.entry;
@@ -753,7 +755,9 @@ class TaskDecider {
       out.task[i] = index;
       out.kindCode[i] = kindCode;
       out.statusCode[i] = e.statusCode;
-      out.matchList[i] = e.matches;
+      let ref = listRefs[cls];
+      if (ref < 0) ref = listRefs[cls] = out.listRef(e.matches);
+      out.matchRef[i] = ref;
       copied[cls]++;
     }
     return index;
@@ -766,7 +770,7 @@ class TaskDecider {
     this.own.outcome.push(this.outcomes.length);
     this.own.entry.push(e);
     this.own.delta.push(delta);
-    this.outcomes.pushCodes(index, kindCode, e.statusCode, matches);
+    this.outcomes.pushCodes(index, kindCode, e.statusCode, this.outcomes.listRef(matches));
     if (e.statusCode === EXCLUDED) this.partialExcluded++;
     if (e.blockers !== null) this.countBlocking(e.blockers, 1);
   }
@@ -1277,7 +1281,7 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
   if (first !== null) return { result: "fail", first };
   const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
   for (let i = 0; i < outcomes.length; i++) {
-    if (outcomes.statusCode[i] === UNDECIDED && !kernelBlind.has(outcomes.matchList[i][0].code)) return { result: "unknown", first: null };
+    if (outcomes.statusCode[i] === UNDECIDED && !kernelBlind.has(outcomes.matches(i)[0].code)) return { result: "unknown", first: null };
   }
   if (cap.hidesSchedFrames && (table === null || !table.hasAddresses || table.sections.sched === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
   return { result: "pass", first: null };
@@ -1301,7 +1305,7 @@ function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Arra
     let fail: { task: number; func: number | null } | null = null;
     if (notes?.get(task) === "freeze-fails") fail = { task, func: null };
     else {
-      const visible = outcomes.matchList[i].find((x) => x.code === "blocked" && x.kernelSees);
+      const visible = outcomes.matches(i).find((x) => x.code === "blocked" && x.kernelSees);
       if (visible !== undefined) fail = { task, func: visible.func };
       else if (cap.tasks.stackStatusCode[task] === STACK_STATUS_CODE.truncated || chainLen[task] >= KPATCH_MAX_REAL_FRAMES) fail = { task, func: null };
     }

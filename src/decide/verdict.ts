@@ -177,8 +177,16 @@ export class Outcomes extends Rows<TaskOutcome> {
   statusCode: Uint8Array;
   /** Index into TASK_KINDS. */
   kindCode: Uint8Array;
-  /** Every rule that matched, in order; lists may be shared between outcomes: never mutate one. */
-  matchList: RuleMatch[][];
+  /**
+   * Per outcome: every rule that matched, in order, as an index into `lists` (listRef()). Lists
+   * are shared between outcomes: never mutate one. An index column, not an array of lists: at
+   * 100k tasks that array was 800 KB in V8's large-object space, which counts towards the old
+   * generation's first limit and brought a full mark-compact into a CLI check.
+   */
+  declare matchRef: Uint32Array;
+  /** The distinct match lists, by matchRef (0: no matches). */
+  declare readonly lists: RuleMatch[][];
+  declare private readonly listIds: Map<RuleMatch[], number>;
   /** Tasks strictly ascending so far (push() keeps it; a writer of the columns keeps the order). */
   ordered = true;
 
@@ -187,9 +195,29 @@ export class Outcomes extends Rows<TaskOutcome> {
     this.task = new Uint32Array(capacity);
     this.statusCode = new Uint8Array(capacity);
     this.kindCode = new Uint8Array(capacity);
-    // Filled, not holey: one elements kind from the first push on (a holey array turning into one
-    // of objects deoptimised push() on first use).
-    this.matchList = new Array(capacity).fill(NO_MATCHES);
+    // Not enumerable: which outcomes share a list is not part of the outcomes (two deciders that
+    // give every task equal matches give deep-equal Outcomes; iterating compares the matches).
+    Object.defineProperties(this, {
+      matchRef: { value: new Uint32Array(capacity), writable: true },
+      lists: { value: [NO_MATCHES] },
+      listIds: { value: new Map<RuleMatch[], number>([[NO_MATCHES, 0]]) },
+    });
+  }
+
+  /** The matches of outcome i. */
+  matches(i: number): RuleMatch[] {
+    return this.lists[this.matchRef[i]];
+  }
+
+  /** The matchRef of a list (the same list, by identity, gets the same index). */
+  listRef(matches: RuleMatch[]): number {
+    let ref = this.listIds.get(matches);
+    if (ref === undefined) {
+      ref = this.lists.length;
+      this.lists.push(matches);
+      this.listIds.set(matches, ref);
+    }
+    return ref;
   }
 
   static from(list: Iterable<TaskOutcome>): Outcomes {
@@ -200,18 +228,18 @@ export class Outcomes extends Rows<TaskOutcome> {
   }
 
   push(task: number, kind: TaskKind, status: TaskStatus, matches: RuleMatch[]): void {
-    this.pushCodes(task, KIND_CODE[kind], STATUS_CODE[status], matches);
+    this.pushCodes(task, KIND_CODE[kind], STATUS_CODE[status], this.listRef(matches));
   }
 
-  /** push() with the kind and status as TASK_KINDS / TASK_STATUSES indices. */
-  pushCodes(task: number, kindCode: number, statusCode: number, matches: RuleMatch[]): void {
+  /** push() with the kind and status as TASK_KINDS / TASK_STATUSES indices and the matches as listRef(). */
+  pushCodes(task: number, kindCode: number, statusCode: number, matchRef: number): void {
     if (this.length === this.task.length) this.grow(this.length * 2);
     const i = this.length++;
     if (i > 0 && task <= this.task[i - 1]) this.ordered = false;
     this.task[i] = task;
     this.kindCode[i] = kindCode;
     this.statusCode[i] = statusCode;
-    this.matchList[i] = matches;
+    this.matchRef[i] = matchRef;
   }
 
   /** Grows every column to `capacity` (decide's class loop writes the columns directly). */
@@ -219,9 +247,7 @@ export class Outcomes extends Rows<TaskOutcome> {
     this.task = grown(this.task, capacity);
     this.statusCode = grown(this.statusCode, capacity);
     this.kindCode = grown(this.kindCode, capacity);
-    const old = this.matchList.length;
-    this.matchList.length = capacity;
-    this.matchList.fill(NO_MATCHES, old);
+    this.matchRef = grown(this.matchRef, capacity);
   }
 
   /** Outcomes per status code (TASK_STATUSES index). */
@@ -241,7 +267,7 @@ export class Outcomes extends Rows<TaskOutcome> {
 
   override get(i: number): TaskOutcome {
     if (i < 0 || i >= this.length) throw new RangeError(`outcome ${i} of ${this.length}`);
-    return { task: this.task[i], kind: this.kind(i), status: this.status(i), matches: this.matchList[i] };
+    return { task: this.task[i], kind: this.kind(i), status: this.status(i), matches: this.matches(i) };
   }
 
   /** The outcomes with status `s`, as objects (only those are made). */
