@@ -584,29 +584,32 @@ export const FrameFlag = {
   SHARED: 1 << 9,
 } as const;
 
-/** Interned strings: symbol names, module names, build ids. Id order is first-seen order. */
-export class StringTable {
-  readonly values: string[] = [];
-  private readonly ids = new Map<string, number>();
+/** Interned values (Map identity: strings by value, objects by reference). Id order is first-seen order. */
+export class Interner<T> {
+  readonly values: T[] = [];
+  private readonly ids = new Map<T, number>();
 
-  intern(s: string): number {
-    let id = this.ids.get(s);
+  intern(v: T): number {
+    let id = this.ids.get(v);
     if (id === undefined) {
       id = this.values.length;
-      this.values.push(s);
-      this.ids.set(s, id);
+      this.values.push(v);
+      this.ids.set(v, id);
     }
     return id;
   }
 
-  get(id: number): string {
+  get(id: number): T {
     return this.values[id];
   }
 
-  find(s: string): number | undefined {
-    return this.ids.get(s);
+  find(v: T): number | undefined {
+    return this.ids.get(v);
   }
 }
+
+/** Interned strings: symbol names, module names, build ids. */
+export class StringTable extends Interner<string> {}
 
 /** The object name of the kernel image: a frame without `[module]` is in vmlinux. */
 export const VMLINUX = "vmlinux";

@@ -110,6 +110,16 @@ describe("a code cache that cannot be trusted only costs speed", () => {
     return { bin: join(top, "bin/patchsafe.cjs"), cliDir: join(top, "dist/cli") };
   }
 
+  /** The first fixture check through `bin` gives the library's stdout, stderr and exit status. */
+  function expectSameAsLibrary(bin: string): void {
+    const argv = fixtureChecks()[0];
+    const lib = run(argv);
+    const r = node([bin, ...argv]);
+    expect(r.stderr).toBe(lib.stderr);
+    expect(r.status).toBe(lib.status);
+    expect(r.stdout).toBe(lib.stdout);
+  }
+
   const bundle = (): Buffer => readFileSync(BUNDLE);
   const cache = (): Buffer => readFileSync(CACHE);
   const payload = (): Buffer => Buffer.from(cache().subarray(loader.CODE_CACHE_HEADER_BYTES));
@@ -136,12 +146,7 @@ describe("a code cache that cannot be trusted only costs speed", () => {
       const t = tree(what.replace(/\W+/g, "-"), bundle(), make());
       const before = readdirSync(t.cliDir).map((n) => [n, readFileSync(join(t.cliDir, n)).toString("base64")]);
       expect(cacheStatus(t.bin)).toBe(status);
-      const argv = fixtureChecks()[0];
-      const lib = run(argv);
-      const r = node([t.bin, ...argv]);
-      expect(r.stderr).toBe(lib.stderr);
-      expect(r.status).toBe(lib.status);
-      expect(r.stdout).toBe(lib.stdout);
+      expectSameAsLibrary(t.bin);
       // A run reads the cache and never writes one (SECURITY.md: nothing the user did not name).
       expect(readdirSync(t.cliDir).map((n) => [n, readFileSync(join(t.cliDir, n)).toString("base64")])).toEqual(before);
     });
@@ -169,12 +174,7 @@ describe("a code cache that cannot be trusted only costs speed", () => {
     const bare = Buffer.from(text.slice(head.length, text.length - tail.length), "latin1");
     const t = tree("unwrapped", bare, cache());
     expect(cacheStatus(t.bin)).toBe("used");
-    const argv = fixtureChecks()[0];
-    const lib = run(argv);
-    const r = node([t.bin, ...argv]);
-    expect(r.stderr).toBe(lib.stderr);
-    expect(r.status).toBe(lib.status);
-    expect(r.stdout).toBe(lib.stdout);
+    expectSameAsLibrary(t.bin);
   });
 
   it("without the bundle: one line on stderr, exit 2", () => {

@@ -1,5 +1,5 @@
 /** The decision's output: per-task outcomes and the host verdict (SPEC §3, §7). */
-import { grown, type Reason, Rows, type TriState } from "../model.js";
+import { grown, Interner, type Reason, Rows, type TriState } from "../model.js";
 import type { RangeRole } from "../patch/ranges.js";
 import type { TaskKind } from "./kinds.js";
 
@@ -184,9 +184,8 @@ export class Outcomes extends Rows<TaskOutcome> {
    * generation's first limit and brought a full mark-compact into a CLI check.
    */
   declare matchRef: Uint32Array;
-  /** The distinct match lists, by matchRef (0: no matches). */
-  declare readonly lists: RuleMatch[][];
-  declare private readonly listIds: Map<RuleMatch[], number>;
+  /** The distinct match lists, by matchRef (0: no matches), interned by identity. */
+  declare private readonly lists: Interner<RuleMatch[]>;
   /** Tasks strictly ascending so far (push() keeps it; a writer of the columns keeps the order). */
   ordered = true;
 
@@ -199,25 +198,19 @@ export class Outcomes extends Rows<TaskOutcome> {
     // give every task equal matches give deep-equal Outcomes; iterating compares the matches).
     Object.defineProperties(this, {
       matchRef: { value: new Uint32Array(capacity), writable: true },
-      lists: { value: [NO_MATCHES] },
-      listIds: { value: new Map<RuleMatch[], number>([[NO_MATCHES, 0]]) },
+      lists: { value: new Interner<RuleMatch[]>() },
     });
+    this.lists.intern(NO_MATCHES);
   }
 
   /** The matches of outcome i. */
   matches(i: number): RuleMatch[] {
-    return this.lists[this.matchRef[i]];
+    return this.lists.get(this.matchRef[i]);
   }
 
   /** The matchRef of a list (the same list, by identity, gets the same index). */
   listRef(matches: RuleMatch[]): number {
-    let ref = this.listIds.get(matches);
-    if (ref === undefined) {
-      ref = this.lists.length;
-      this.lists.push(matches);
-      this.listIds.set(matches, ref);
-    }
-    return ref;
+    return this.lists.intern(matches);
   }
 
   static from(list: Iterable<TaskOutcome>): Outcomes {
