@@ -275,3 +275,68 @@ test("repeats of a shared stack after a task with a comm (a header line) keep co
     expect(tasks.filter((t) => t.comm !== null).length).toBe(1);
   }
 });
+
+describe("the lean-task loop in wasm (ProcTokenizer.leanRuns) = ProcTextParser's TypeScript loop", () => {
+  /** The task and frame columns as they are, row layout included (both paths share rows alike). */
+  function columns(cap: Capture) {
+    const t = cap.tasks;
+    const n = t.length;
+    const f = cap.frames;
+    return {
+      n,
+      pid: [...t.pid.subarray(0, n)],
+      tid: [...t.tid.subarray(0, n)],
+      frameStart: [...t.frameStart.subarray(0, n)],
+      frameCount: [...t.frameCount.subarray(0, n)],
+      line: [...t.line.subarray(0, n)],
+      state: [...t.state.subarray(0, n)],
+      stackStatusCode: [...t.stackStatusCode.subarray(0, n)],
+      patchStateCode: [...t.patchStateCode.subarray(0, n)],
+      bits: [...t.bits.subarray(0, n)],
+      frames: f.length,
+      flags: [...f.flags.subarray(0, f.length)],
+      firstLine: cap.source.firstLine,
+      lastLine: cap.source.lastLine,
+      sharedRows: cap.sharedRows,
+    };
+  }
+
+  function parse(bytes: Uint8Array, build: (typeof BUILDS)[number], wasmLean: boolean, inputCapacity: number) {
+    const module = loadTokenizerModuleSync(build);
+    return parseCaptures([bytes], "x", "proc", {
+      procTokenizer: () => {
+        const tok = new ProcTokenizer(module, { inputCapacity });
+        // Shadowing the method leaves ProcTextParser its own loop (RunSource.leanRuns is optional).
+        if (!wasmLean) Object.assign(tok, { leanRuns: undefined });
+        return tok;
+      },
+    }).map(columns);
+  }
+
+  test.each(BUILDS)("generated dumps and random mixes of shared, deep, marked and interrupted stacks (%s)", (build) => {
+    const dump = encodeLatin1(generateProcDump(source, { tasks: 20000, seed: 5, shape: "grep" }).text);
+    const wasm = parse(dump, build, true, 1 << 16);
+    expect(wasm[0].n).toBe(20000);
+    expect(wasm).toEqual(parse(dump, build, false, 1 << 16));
+
+    const kinds = [
+      (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<0>] do_epoll_wait+0x1/0x10`, `/proc/${pid}/task/${pid}/stack:[<0>] do_syscall_64+0x1/0x10`],
+      (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<0>] worker_thread+0x1/0x10`],
+      (pid: number) => Array.from({ length: 64 }, (_, k) => `/proc/${pid}/task/${pid}/stack:[<0>] f${k}+0x1/0x10`),
+      (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<0>] a+0x1/0x2`, `/proc/${pid}/task/${pid}/stack:[<ffffffffffffffff>] 0xffffffffffffffff`],
+      (pid: number) => [`/proc/${pid}/task/${pid}/stack:[<0>] a+0x1/0x2`, "", `/proc/${pid}/task/${pid}/stack:[<0>] b+0x1/0x2`],
+      (pid: number) => [`grep: /proc/${pid}/task/${pid}/stack: No such process`],
+      (pid: number) => [`/proc/${pid}/task/${pid}/stack:garbage`],
+    ];
+    fc.assert(
+      fc.property(fc.array(fc.nat(kinds.length - 1), { minLength: 1, maxLength: 400 }), fc.constantFrom(64, 4096, 1 << 16), (picks, cap) => {
+        const lines: string[] = [];
+        // A pid repeated now and then: a run that continues the task before it.
+        picks.forEach((k, i) => lines.push(...kinds[k](i % 17 === 5 ? i - 1 : i + 1)));
+        const bytes = encodeLatin1(`${lines.join("\n")}\n`);
+        expect(parse(bytes, build, true, cap)).toEqual(parse(bytes, build, false, cap));
+      }),
+      { seed: 20261201, numRuns: build === "release" ? 200 : 60 },
+    );
+  });
+});

@@ -15,12 +15,15 @@ import { type Capture, FrameFlag, PATCH_STATE_NULL, STACK_STATUS_CODE, type Task
 import { ByteMap, CH, endsWithAscii, indexOfByte, parseDecimal, startsWithAscii } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
 import { LineSplitter } from "./bytes.js";
-import { TOKEN_EVENT } from "./procTokenizer.js";
+import { LEAN_STATE, type LeanColumns, TOKEN_EVENT } from "./procTokenizer.js";
 
 /** Where fastRun() reads a run's frame texts (the wasm tokenizer). */
 export interface RunSource {
   stack(id: number): Uint32Array;
   text(id: number): Uint8Array;
+  /** Optional (the wasm tokenizer, ProcTokenizer): leanRuns()'s loop in wasm; see there. */
+  leanMark?(id: number, start: number, count: number): void;
+  leanRuns?(from: number, to: number, state: Uint32Array, cols: LeanColumns, at: number, room: number): number;
 }
 
 /** A stack's rows as shared by every task whose run produced it; null: not shareable. */
@@ -113,6 +116,8 @@ export class ProcTextParser {
   /** Per tokenizer stack id: its shared rows, null when it cannot be shared, undefined unseen. */
   private readonly shared: (SharedStack | null | undefined)[] = [];
   private sharedUsed = false;
+  /** The lean state handed to and from RunSource.leanRuns (LEAN_STATE words). */
+  private readonly leanState = new Uint32Array(LEAN_STATE.WORDS);
 
   /** expectedTasks: the task columns' first capacity (they grow past it). */
   constructor(
@@ -200,6 +205,7 @@ export class ProcTextParser {
   private leanRuns(ev: Uint32Array, from: number, to: number, source: RunSource): number {
     const tasks = this.b.tasks;
     if (!this.lean || tasks.rareColumnsUsed()) return from;
+    if (source.leanRuns !== undefined) return this.leanRunsInSource(from, to, source);
     const { pid: pidCol, tid: tidCol, frameStart, frameCount, line: lineCol, state, stackStatusCode, patchStateCode, bits } = tasks;
     const shared = this.shared;
     const capacity = tasks.capacity;
@@ -248,6 +254,43 @@ export class ProcTextParser {
       this.pendingCount = pendingCount;
       this.pendingSource = source;
       this.lastNumbered = lastNumbered;
+    }
+    return k;
+  }
+
+  /**
+   * leanRuns() by the source's own loop (the wasm tokenizer: ProcTokenizer.leanRuns), which knows
+   * the stacks leanMark() told it about: exactly those whose shared[] entry leanRuns() accepts.
+   * It writes pid, tid, frameStart, frameCount and line; the columns every lean row has the same
+   * value in are filled here.
+   */
+  private leanRunsInSource(from: number, to: number, source: RunSource): number {
+    const tasks = this.b.tasks;
+    const st = this.leanState;
+    st[LEAN_STATE.PID] = this.leanPid;
+    st[LEAN_STATE.TID] = this.leanTid;
+    st[LEAN_STATE.LINE] = this.leanLine;
+    st[LEAN_STATE.STACK] = this.pendingStack;
+    st[LEAN_STATE.COUNT] = this.pendingCount;
+    st[LEAN_STATE.LAST] = this.lastNumbered;
+    const first = tasks.length;
+    const k = source.leanRuns!(from, to, st, tasks, first, tasks.capacity - first);
+    const m = st[LEAN_STATE.WRITTEN];
+    if (m > 0) {
+      const end = first + m;
+      tasks.state.fill(0, first, end);
+      tasks.stackStatusCode.fill(STACK_OK, first, end);
+      tasks.patchStateCode.fill(NO_PATCH_STATE, first, end);
+      tasks.bits.fill(0, first, end);
+      tasks.length = end;
+      this.sharedUsed = true;
+      this.leanPid = st[LEAN_STATE.PID];
+      this.leanTid = st[LEAN_STATE.TID];
+      this.leanLine = st[LEAN_STATE.LINE];
+      this.pendingStack = st[LEAN_STATE.STACK];
+      this.pendingCount = st[LEAN_STATE.COUNT];
+      this.pendingSource = source;
+      this.lastNumbered = st[LEAN_STATE.LAST];
     }
     return k;
   }
@@ -343,6 +386,8 @@ export class ProcTextParser {
       for (let i = t.frameStart; clean && i < f.length; i++) if (f.flags[i] & FrameFlag.UNPARSED) clean = false;
       this.shared[stack] = clean ? { start: t.frameStart, count, endMarker: t.endMarker } : null;
       if (clean) for (let i = t.frameStart; i < f.length; i++) f.flags[i] |= FrameFlag.SHARED;
+      // What leanRuns() accepts as a lean task's stack, told to a source that runs it itself.
+      if (clean && !t.endMarker && count > 0 && count < PROC_STACK_MAX) this.pendingSource?.leanMark?.(stack, t.frameStart, count);
       return undefined;
     }
     if (known === null) {

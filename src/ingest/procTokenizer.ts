@@ -39,7 +39,27 @@ interface TokenizerExports {
   stackOffsetPtr(): number;
   stackLengthPtr(): number;
   stackCount(): number;
+  leanMark(stack: number, start: number, count: number): void;
+  leanRuns(from: number, to: number, room: number): number;
+  leanStatePtr(): number;
+  leanPidPtr(): number;
+  leanTidPtr(): number;
+  leanStartPtr(): number;
+  leanCountPtr(): number;
+  leanLinePtr(): number;
 }
+
+/** The task columns leanRuns() writes (TaskTable's). */
+export interface LeanColumns {
+  pid: Float64Array;
+  tid: Float64Array;
+  frameStart: Uint32Array;
+  frameCount: Uint32Array;
+  line: Uint32Array;
+}
+
+/** LEAN_STATE words: the lean task and the runs' last line in and out; rows written out. */
+export const LEAN_STATE = { PID: 0, TID: 1, LINE: 2, STACK: 3, COUNT: 4, LAST: 5, WRITTEN: 6, WORDS: 7 } as const;
 
 export const TOKENIZER_EXPORTED_FUNCTIONS: readonly string[] = [
   "abiVersion",
@@ -60,6 +80,14 @@ export const TOKENIZER_EXPORTED_FUNCTIONS: readonly string[] = [
   "stackOffsetPtr",
   "stackLengthPtr",
   "stackCount",
+  "leanMark",
+  "leanRuns",
+  "leanStatePtr",
+  "leanPidPtr",
+  "leanTidPtr",
+  "leanStartPtr",
+  "leanCountPtr",
+  "leanLinePtr",
   "kallsymsParse",
   "ksAddrLoPtr",
   "ksAddrHiPtr",
@@ -210,6 +238,36 @@ export class ProcTokenizer {
       this.texts[id] = t;
     }
     return t;
+  }
+
+  /**
+   * Stack `id`'s rows are shared at frame rows [start, start + count) and a task that is exactly
+   * one run of it is lean (ProcTextParser.leanRuns): leanRuns() may write such tasks.
+   */
+  leanMark(id: number, start: number, count: number): void {
+    this.x.leanMark(id, start, count);
+  }
+
+  /**
+   * ProcTextParser.leanRuns() in wasm (assembly/tokenize.ts leanRuns), over the event words
+   * [from, to) of the current delivery: `state` (LEAN_STATE) in and out, at most `room` rows,
+   * written into `cols` from row `at`. Returns the word index of the first event it left.
+   */
+  leanRuns(from: number, to: number, state: Uint32Array, cols: LeanColumns, at: number, room: number): number {
+    const x = this.x;
+    const mem = x.memory.buffer;
+    new Uint32Array(mem, x.leanStatePtr(), LEAN_STATE.WORDS).set(state);
+    const k = x.leanRuns(from, to, room);
+    state.set(new Uint32Array(mem, x.leanStatePtr(), LEAN_STATE.WORDS));
+    const m = state[LEAN_STATE.WRITTEN];
+    if (m > 0) {
+      cols.pid.set(new Float64Array(mem, x.leanPidPtr(), m), at);
+      cols.tid.set(new Float64Array(mem, x.leanTidPtr(), m), at);
+      cols.frameStart.set(new Uint32Array(mem, x.leanStartPtr(), m), at);
+      cols.frameCount.set(new Uint32Array(mem, x.leanCountPtr(), m), at);
+      cols.line.set(new Uint32Array(mem, x.leanLinePtr(), m), at);
+    }
+    return k;
   }
 
   /** A trap inside the tokenizer (wasm memory exhausted: its tables hold every distinct line) as our error. */
