@@ -17,7 +17,7 @@
  * O_NOFOLLOW, and only directory entries that are directories are descended into, so no symlink
  * leads out of /proc (or a test's fake tree). Threads that exit mid-walk are simply gone.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { MessageChannel, Worker } from "node:worker_threads";
 import { workerThreads } from "./lazyBuiltins.js";
@@ -463,14 +463,40 @@ function dirs(path: string): string[] {
   }
 }
 
+/**
+ * The numeric entries of a /proc directory (pids, tids) that are directories, not symlinks; null
+ * when the directory cannot be listed. With `withFileTypes`, Node lstat()s an entry whose type
+ * the listing does not give, and a process that exits between the listing and that lstat fails
+ * the whole call with ENOENT for that entry (seen under churn: the capture stopped with "cannot
+ * list /proc"). Then the names are listed alone and each numeric one looked at by itself: one
+ * that is gone is skipped, like any thread that exits during the walk.
+ */
 function numericDirs(path: string): number[] | null {
+  let out: number[];
   try {
-    return readdirSync(path, { withFileTypes: true })
+    out = readdirSync(path, { withFileTypes: true })
       .filter((d) => d.isDirectory() && /^\d+$/.test(d.name))
-      .map((d) => Number(d.name))
-      .sort((a, b) => a - b);
+      .map((d) => Number(d.name));
+  } catch (e) {
+    const err = e as { code?: string; path?: string };
+    if (err.code !== "ENOENT" || err.path === undefined || err.path === path) return null;
+    try {
+      out = readdirSync(path)
+        .filter((name) => /^\d+$/.test(name) && isDirectoryNoFollow(`${path}/${name}`))
+        .map(Number);
+    } catch {
+      return null;
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Whether `path` is a directory itself (not a symlink to one); false when it is gone or unreadable. */
+function isDirectoryNoFollow(path: string): boolean {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
   } catch {
-    return null;
+    return false;
   }
 }
 
