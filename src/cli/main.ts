@@ -34,7 +34,7 @@ import { captureHostAfter } from "../node/capture.js";
 import { loadedKpatchModules, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFileFrom } from "../node/snapshotFile.js";
 import { setSymbolCacheDisabled } from "../node/symbolCache.js";
-import { loadWasmScannerSync } from "../node/wasm.js";
+import { loadWasmScannerSync, warmProcTokenizer } from "../node/wasm.js";
 import { runCapture } from "./capture.js";
 import { runConvert } from "./convert.js";
 import { runShowPatch } from "./showPatch.js";
@@ -211,6 +211,13 @@ function runCheck(args: string[], o: Output): number {
     // Each file, and each dump section of a dmesg, is one capture (SPEC §6). A snapshot brings
     // its own symbol table and applied patches, used unless --kallsyms / --applied say otherwise.
     let snapshotSymbols: SymbolTable | null = null;
+    // A /proc text dump and a symbol file: the tokenizer's optimizing compile is started first
+    // and runs on another core while this thread reads the symbol file (warmProcTokenizer).
+    let early: SymbolTable | null = null;
+    if (values.kallsyms !== undefined && (format === "auto" || format === "proc") && positionals.some((f) => f !== "-" && !isSnapshotFile(f))) {
+      warmProcTokenizer();
+      early = readSymbolFile(values.kallsyms);
+    }
     const all = positionals.flatMap((f) => {
       if (f !== "-" && format === "auto" && isSnapshotFile(f)) {
         const snap = readSnapshotFile(f);
@@ -228,7 +235,7 @@ function runCheck(args: string[], o: Output): number {
       if (t.hasAddresses) symbols = t;
       else capture.warnings.push({ code: "redacted-symbols", message: "the snapshot's symbol table is redacted (no addresses): frames are matched by name, as without --kallsyms" });
     }
-    if (values.kallsyms !== undefined) symbols = readSymbolFile(values.kallsyms);
+    if (values.kallsyms !== undefined) symbols = early ?? readSymbolFile(values.kallsyms);
     else if (symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
   }
   if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
