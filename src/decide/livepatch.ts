@@ -429,7 +429,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   decider.run();
   const { outcomes, blockers, functionBlocking, partialExcluded } = decider;
   const counts = { tasks: outcomes.length, clean: 0, done: 0, blocked: 0, undecided: 0, idle: 0, excluded: cap.excluded.length + partialExcluded };
-  const byStatus = outcomes.countByStatus();
+  const byStatus = decider.byStatus;
   TASK_STATUSES.forEach((s, code) => {
     if (s !== "excluded") counts[s] += byStatus[code];
   });
@@ -534,6 +534,8 @@ interface TaskKinds {
   kindCount: Float64Array;
   /** SpanClasses class per task (-1: none); empty without classes. */
   taskClass: Int32Array;
+  /** With classes: the tasks (not vanished) in no class, in order; the per-task passes read only these. */
+  unclassed: number[];
   vanished: number;
 }
 
@@ -544,7 +546,7 @@ function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | 
   const kindCount = new Float64Array(TASK_KINDS.length);
   const taskClass = new Int32Array(classes === null ? 0 : T);
   const stackStatusCode = cap.tasks.stackStatusCode;
-  const out = { kinds, chainLen, kindCount, taskClass, vanished: 0 };
+  const out: TaskKinds = { kinds, chainLen, kindCount, taskClass, unclassed: [], vanished: 0 };
   for (let index = 0; index < T; index++) {
     // Tasks of a known class in a small loop of their own (see TaskDecider.copyDecided).
     if (classes !== null && (index = classes.classifyKnown(index, out)) >= T) break;
@@ -556,7 +558,7 @@ function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | 
     }
     const k = chains.classify(index);
     chainLen[index] = chains.lastChainLength;
-    if (classes !== null) taskClass[index] = classes.add(index, k, chains.lastChainLength);
+    if (classes !== null && (taskClass[index] = classes.add(index, k, chains.lastChainLength)) < 0) out.unclassed.push(index);
     kinds[index] = k;
     kindCount[k]++;
   }
@@ -584,15 +586,20 @@ function neverLeavingFunctions(k: TaskKinds, byTask: HitsByTask, ranges: RangeTa
     if (perFunc === undefined) kindFunc.set(kind, (perFunc = new Map()));
     for (const fi of funcs) perFunc.set(fi, (perFunc.get(fi) ?? 0) + tasks);
   };
-  // Tasks of a class have its first task's kind and hits: counted per class.
-  const classed = k.taskClass;
-  for (let index = 0; index < k.kinds.length; index++) {
-    const kind = k.kinds[index];
-    if (kind === NO_KIND || (classed.length > 0 && classed[index] >= 0)) continue;
-    const hits = byTask.of(index);
-    if (hits !== undefined) add(kind, hits, 1);
-  }
-  if (classes !== null) {
+  // Tasks of a class have its first task's kind and hits: counted per class, and only the tasks
+  // in none one by one (not a pass over every task).
+  if (classes === null) {
+    for (let index = 0; index < k.kinds.length; index++) {
+      const kind = k.kinds[index];
+      if (kind === NO_KIND) continue;
+      const hits = byTask.of(index);
+      if (hits !== undefined) add(kind, hits, 1);
+    }
+  } else {
+    for (const index of k.unclassed) {
+      const hits = byTask.of(index);
+      if (hits !== undefined) add(k.kinds[index], hits, 1);
+    }
     for (let c = 0; c < classes.kind.length; c++) {
       const hits = byTask.of(classes.first[c]);
       if (hits !== undefined) add(classes.kind[c], hits, classes.size[c]);
@@ -683,6 +690,8 @@ class TaskDecider {
   /** Outcomes emit() made (not copied from a class): outcome index, entry, row delta, in order. */
   private readonly own = { outcome: [] as number[], entry: [] as MemoEntry[], delta: [] as number[] };
   partialExcluded = 0;
+  /** Outcomes per TASK_STATUSES code (Outcomes.countByStatus() without a pass over the outcomes): own ones by emit(), copied ones per class at the end of run(). */
+  readonly byStatus = new Float64Array(TASK_STATUSES.length);
   /**
    * The kernel's own livepatch check fails on the first task in taskOrder (not done) whose matches
    * hold a blocking frame the kernel sees: that task and function, or null. Set by placeBlockers().
@@ -727,6 +736,7 @@ class TaskDecider {
         index = this.copyDecided(index, copied, listRefs);
         if (index < kinds.length) this.decideOne(index, kinds[index], taskClass[index]);
       }
+      for (let c = 0; c < copied.length; c++) if (copied[c] > 0) this.byStatus[classes.entry[c]!.statusCode] += copied[c];
     }
     this.placeBlockers(copied);
   }
@@ -772,6 +782,7 @@ class TaskDecider {
     this.own.entry.push(e);
     this.own.delta.push(delta);
     this.outcomes.pushCodes(index, kindCode, e.statusCode, this.outcomes.listRef(matches));
+    this.byStatus[e.statusCode]++;
     if (e.statusCode === EXCLUDED) this.partialExcluded++;
     if (e.blockers !== null) this.countBlocking(e.blockers, 1);
   }
