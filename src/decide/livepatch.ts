@@ -26,6 +26,7 @@ import {
   taskKind,
   TRAMPOLINES,
 } from "./kinds.js";
+import type { TaskKernel, TaskKernelArrays } from "./taskKernel.js";
 import { type Blocker, Blockers, type Direction, type Model, Outcomes, roleCode, TASK_KINDS, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
 
 export interface DecideOptions {
@@ -53,6 +54,8 @@ export interface DecideInput {
   doubts?: Map<number, RuleMatch>;
   /** The user gave the applied stack (--applied/--applied-module/--no-applied): the capture's record of it does not matter. */
   appliedGiven?: boolean;
+  /** Runs the per-task class loops in wasm (src/decide/taskKernel.ts); without it, their TypeScript versions. */
+  taskKernel?: TaskKernel | null;
 }
 
 /** Everything a rule may look at for one task. */
@@ -412,7 +415,11 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // with a few typed-array reads, decided once (see SpanClasses).
   // The model's notes on tasks (kpatch's stopper and loader, quiesce's effect on each task) are
   // part of a class: its tasks have the same note, or none.
-  const classes = memo !== null && cap.sharedRows === true && (input.doubts?.size ?? 0) === 0 ? new SpanClasses(cap, input.notes ?? null) : null;
+  // The class loops' arrays live in the kernel's memory when there is one (its loops and ours
+  // then share them).
+  const classed = memo !== null && cap.sharedRows === true && (input.doubts?.size ?? 0) === 0;
+  const arrays = classed && input.taskKernel != null ? input.taskKernel.layout(cap.tasks, cap.frames.length + 1, cap.tasks.length + 1) : null;
+  const classes = classed ? new SpanClasses(cap, input.notes ?? null, arrays === null ? null : { kernel: input.taskKernel!, arrays }) : null;
   const chains = new ChainCache(cap);
   const k = classifyTasks(cap, chains, classes);
   const { kinds, chainLen, vanished } = k;
@@ -541,10 +548,11 @@ interface TaskKinds {
 
 function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | null): TaskKinds {
   const T = cap.tasks.length;
-  const kinds = new Uint8Array(T);
-  const chainLen = new Int32Array(T);
-  const kindCount = new Float64Array(TASK_KINDS.length);
-  const taskClass = new Int32Array(classes === null ? 0 : T);
+  const shared = classes?.kernel?.arrays ?? null;
+  const kinds = shared?.kinds ?? new Uint8Array(T);
+  const chainLen = shared?.chainLen ?? new Int32Array(T);
+  const kindCount = shared?.kindCount ?? new Float64Array(TASK_KINDS.length);
+  const taskClass = shared?.taskClass ?? new Int32Array(classes === null ? 0 : T);
   const stackStatusCode = cap.tasks.stackStatusCode;
   const out: TaskKinds = { kinds, chainLen, kindCount, taskClass, unclassed: [], vanished: 0 };
   for (let index = 0; index < T; index++) {
@@ -600,7 +608,7 @@ function neverLeavingFunctions(k: TaskKinds, byTask: HitsByTask, ranges: RangeTa
       const hits = byTask.of(index);
       if (hits !== undefined) add(k.kinds[index], hits, 1);
     }
-    for (let c = 0; c < classes.kind.length; c++) {
+    for (let c = 0; c < classes.classCount; c++) {
       const hits = byTask.of(classes.first[c]);
       if (hits !== undefined) add(classes.kind[c], hits, classes.size[c]);
     }
@@ -722,9 +730,12 @@ class TaskDecider {
     const kinds = this.k.kinds;
     const taskClass = this.k.taskClass;
     const classes = this.classes;
-    const copied = new Float64Array(classes === null ? 0 : classes.entry.length);
-    // Each decided class's Outcomes.listRef, made on its first copy (-1: none yet).
-    const listRefs = new Int32Array(copied.length).fill(-1);
+    const classCount = classes === null ? 0 : classes.classCount;
+    const kernel = classes?.kernel ?? null;
+    // Tasks copied per class, and each decided class's Outcomes.listRef, made on its first copy
+    // (-1: none yet): the kernel's arrays when it runs the loop.
+    const copied = kernel !== null ? kernel.arrays.copied.subarray(0, classCount) : new Float64Array(classCount);
+    const listRefs = kernel !== null ? kernel.arrays.ref.subarray(0, classCount) : new Int32Array(classCount).fill(-1);
     if (classes === null) {
       for (let index = 0; index < kinds.length; index++) if (kinds[index] !== NO_KIND) this.decideOne(index, kinds[index], -1);
     } else {
@@ -733,8 +744,16 @@ class TaskDecider {
       // rule table's code took ~16 ms to compile and deoptimised whenever a path it had not seen
       // came up, so a 100k-task check ran it interpreted nearly to the end.
       for (let index = 0; index < kinds.length; index++) {
-        index = this.copyDecided(index, copied, listRefs);
-        if (index < kinds.length) this.decideOne(index, kinds[index], taskClass[index]);
+        index = kernel !== null ? this.copyDecidedInKernel(index, kernel) : this.copyDecided(index, copied, listRefs);
+        if (index >= kinds.length) break;
+        const cls = taskClass[index];
+        // The kernel stops at a decided class's first copy: its match list is made here.
+        if (kernel !== null && cls >= 0 && kernel.arrays.status[cls] >= 0 && listRefs[cls] < 0) {
+          listRefs[cls] = this.outcomes.listRef(classes.entry[cls]!.matches);
+          index--;
+          continue;
+        }
+        this.decideOne(index, kinds[index], cls);
       }
       for (let c = 0; c < copied.length; c++) if (copied[c] > 0) this.byStatus[classes.entry[c]!.statusCode] += copied[c];
     }
@@ -770,6 +789,27 @@ class TaskDecider {
       if (ref < 0) ref = listRefs[cls] = out.listRef(e.matches);
       out.matchRef[i] = ref;
       copied[cls]++;
+    }
+    return index;
+  }
+
+  /**
+   * copyDecided() by the task kernel (assembly/tasks.ts copyDecided, the same loop over the same
+   * arrays), which also stops at a decided class's first copy (run() makes its match list); its
+   * rows are copied into the outcome columns.
+   */
+  private copyDecidedInKernel(from: number, kernel: { kernel: TaskKernel; arrays: TaskKernelArrays }): number {
+    const index = kernel.kernel.copyDecided(from, this.k.kinds.length);
+    const m = kernel.kernel.copiedRows();
+    if (m > 0) {
+      const out = this.outcomes;
+      if (out.length + m > out.task.length) out.grow(Math.max(out.length * 2, out.length + m));
+      const a = kernel.arrays;
+      out.task.set(a.outTask.subarray(0, m), out.length);
+      out.kindCode.set(a.outKind.subarray(0, m), out.length);
+      out.statusCode.set(a.outStatus.subarray(0, m), out.length);
+      out.matchRef.set(a.outRef.subarray(0, m), out.length);
+      out.length += m;
     }
     return index;
   }
@@ -872,7 +912,7 @@ class TaskDecider {
     if (rep !== null && rep.status !== null) {
       // Same stack and facts as an earlier task.
       const delta = cap.tasks.frameStart[index] - cap.tasks.frameStart[rep.index];
-      if (cls >= 0 && delta === 0) classes!.entry[cls] = rep;
+      if (cls >= 0 && delta === 0) classes!.setEntry(cls, rep);
       this.emit(index, kindCode, rep, delta);
       return;
     }
@@ -924,7 +964,7 @@ class TaskDecider {
     entry.statusCode = statusCode;
     entry.blockers = mine;
     entry.visible = status === "done" ? null : visibleMatch(entry.matches);
-    if (cls >= 0) classes!.entry[cls] = entry;
+    if (cls >= 0) classes!.setEntry(cls, entry);
     this.emit(index, kindCode, entry, 0);
   }
 }
@@ -988,14 +1028,20 @@ class ChainCache {
  * a class's tasks have the same note, or none.
  */
 class SpanClasses {
-  /** Per class: its kind code, chain length, row count, facts signature, and decided entry. */
-  readonly kind: number[] = [];
-  readonly chainLength: number[] = [];
-  /** Per class: its first task and how many tasks it holds. */
-  readonly first: number[] = [];
-  readonly size: number[] = [];
-  private readonly count: number[] = [];
-  private readonly sig: number[] = [];
+  /** Classes made so far. */
+  classCount = 0;
+  /**
+   * Per class: its kind code, chain length, row count, facts signature, first task and size (how
+   * many tasks it holds); typed arrays with room for a class per task (classes are only made
+   * while tasks are classified), in the task kernel's memory when there is one.
+   */
+  readonly kind: Uint8Array;
+  readonly chainLength: Int32Array;
+  readonly first: Uint32Array;
+  readonly size: Float64Array;
+  private readonly count: Uint32Array;
+  private readonly sig: Uint32Array;
+  /** Per class: its decided entry (setEntry()). */
   readonly entry: (MemoEntry | null)[] = [];
   /** The last class made for a span, by its first row (-1: none). */
   private readonly bySpan: Int32Array;
@@ -1008,16 +1054,30 @@ class SpanClasses {
   /** The model's notes by task (null: none), and each class's note (undefined: none). */
   private readonly notes: ReadonlyMap<number, string> | null;
   private readonly note: (string | undefined)[] = [];
+  /** The task kernel whose memory holds these arrays; its loop runs classifyKnown() when there are no notes, PF flags or errnos. */
+  readonly kernel: { kernel: TaskKernel; arrays: TaskKernelArrays } | null;
+  private readonly kernelLoop: boolean;
 
   constructor(
     private readonly cap: Capture,
     notes: ReadonlyMap<number, string> | null = null,
+    kernel: { kernel: TaskKernel; arrays: TaskKernelArrays } | null = null,
   ) {
     this.tasks = cap.tasks;
-    this.bySpan = new Int32Array(cap.frames.length + 1).fill(-1);
+    const C = cap.tasks.length + 1;
+    const a = kernel?.arrays ?? null;
+    this.kind = a?.kind ?? new Uint8Array(C);
+    this.chainLength = a?.chainLength ?? new Int32Array(C);
+    this.first = a?.first ?? new Uint32Array(C);
+    this.size = a?.size ?? new Float64Array(C);
+    this.count = a?.count ?? new Uint32Array(C);
+    this.sig = a?.sig ?? new Uint32Array(C);
+    this.bySpan = a?.bySpan ?? new Int32Array(cap.frames.length + 1).fill(-1);
     this.flags = cap.tasks.flagsColumn();
     this.anyErrno = cap.tasks.errnoCount() > 0;
     this.notes = notes !== null && notes.size > 0 ? notes : null;
+    this.kernel = kernel;
+    this.kernelLoop = kernel !== null && this.flags === null && !this.anyErrno && this.notes === null;
   }
 
   /** -1 when the task cannot be classed at all (see above). */
@@ -1027,12 +1087,20 @@ class SpanClasses {
     return factsSignature(t.patchStateCode[i], t.bits[i], t.state[i], t.stackStatusCode[i]);
   }
 
+  /** Class `c` is decided by `e` (the kernel's copy loop reads its status). */
+  setEntry(c: number, e: MemoEntry): void {
+    this.entry[c] = e;
+    if (this.kernel !== null) this.kernel.arrays.status[c] = e.status === null ? -1 : e.statusCode;
+  }
+
   /**
    * From task `from` on, each task of a class already made gets its class, kind and chain length
    * in `k`; returns the first task that is not (vanished, unclassable or of a new class: classify
-   * it and call add()), or the task count. One small loop over the columns, read directly.
+   * it and call add()), or the task count. One small loop over the columns, read directly; the
+   * task kernel's (the same loop without notes, PF flags and errnos) when there is one.
    */
   classifyKnown(from: number, k: TaskKinds): number {
+    if (this.kernelLoop) return this.kernel!.kernel.classifyKnown(from, this.tasks.length);
     const t = this.tasks;
     const { frameStart, frameCount, pid, tid, patchStateCode, bits, state, stackStatusCode } = t;
     const { kinds, chainLen, kindCount, taskClass } = k;
@@ -1063,14 +1131,14 @@ class SpanClasses {
     const n = this.tasks.frameCount[i];
     const f = this.cap.frames;
     for (let r = start; r < start + n; r++) if (f.flags[r] & FrameFlag.UNPARSED) return -1;
-    const c = this.kind.length;
-    this.kind.push(kind);
-    this.chainLength.push(chainLength);
-    this.count.push(n);
-    this.sig.push(sig);
+    const c = this.classCount++;
+    this.kind[c] = kind;
+    this.chainLength[c] = chainLength;
+    this.count[c] = n;
+    this.sig[c] = sig;
     this.entry.push(null);
-    this.first.push(i);
-    this.size.push(1);
+    this.first[c] = i;
+    this.size[c] = 1;
     this.note.push(this.notes === null ? undefined : this.notes.get(i));
     this.bySpan[start] = c;
     return c;

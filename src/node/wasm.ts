@@ -8,6 +8,7 @@ import { PatchsafeError } from "../errors.js";
 import { compileScanModule, createWasmScanner, scanWasmUrl, type WasmScannerOptions } from "../scan/wasm.js";
 import type { Scanner } from "../scan/types.js";
 import { compileTokenizerModule, ProcTokenizer } from "../ingest/procTokenizer.js";
+import { compileTaskKernelModule, createWasmTaskKernel, type TaskKernel } from "../decide/taskKernel.js";
 
 const modules = new Map<"release" | "debug", WebAssembly.Module>();
 
@@ -46,9 +47,35 @@ export function loadScanModuleSync(build: "release" | "debug" = "release"): WebA
   return module;
 }
 
-/** A wasm Scanner for the CLI and Node API; each call gets its own instance and memory. */
+/**
+ * A wasm Scanner for the CLI and Node API; each call gets its own instance and memory. It carries
+ * a task kernel (assembly/tasks.ts, the same build) for the decision, made on first use.
+ */
 export function loadWasmScannerSync(build: "release" | "debug" = "release", options?: WasmScannerOptions): Scanner {
-  return createWasmScanner(loadScanModuleSync(build), build === "release" ? "wasm-release" : "wasm-debug", options);
+  const scanner = createWasmScanner(loadScanModuleSync(build), build === "release" ? "wasm-release" : "wasm-debug", options);
+  let kernel: TaskKernel | null | undefined;
+  scanner.taskKernel = () => (kernel ??= createWasmTaskKernel(loadTaskKernelModuleSync(build)));
+  return scanner;
+}
+
+const taskKernelModules = new Map<"release" | "debug", WebAssembly.Module>();
+
+/** The compiled task kernel (build/tasks*.wasm), read and compiled on first use. */
+export function loadTaskKernelModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
+  let module = taskKernelModules.get(build);
+  if (module === undefined) {
+    settleDetachProtector();
+    const url = new URL(build === "release" ? "../../build/tasks.wasm" : "../../build/tasks.debug.wasm", import.meta.url);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = readFileSync(url);
+    } catch (e) {
+      throw new PatchsafeError("E_IO", `cannot read task kernel ${fileURLToPath(url)}: ${(e as Error).message} (run npm run asbuild)`);
+    }
+    module = compileTaskKernelModule(bytes);
+    taskKernelModules.set(build, module);
+  }
+  return module;
 }
 
 const tokenizerModules = new Map<"release" | "debug", WebAssembly.Module>();

@@ -7,6 +7,8 @@
  * 32 bits. That is the in-memory layout of a u64 on every supported (little-endian) host, so
  * the arrays are copied into wasm memory as they are.
  */
+import type { TaskKernel } from "../decide/taskKernel.js";
+
 export interface ScanInput {
   /** 2 per frame; key (0,0) = no key, never matches. */
   keys: Uint32Array;
@@ -63,6 +65,8 @@ export interface Scanner {
    * patchsafe's own (wasm release and debug, the TypeScript port, the reference) all have it.
    */
   scanView?(input: ScanInput): ScanHitsView;
+  /** Optional: a task kernel (src/decide/taskKernel.ts) for the decision's per-task loops, made on first use. */
+  taskKernel?(): TaskKernel | null;
 }
 
 /** A Scanner whose scanView() is present (every scanner patchsafe creates). */
