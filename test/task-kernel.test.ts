@@ -8,7 +8,8 @@
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { check } from "../src/check.js";
-import type { DecideOptions } from "../src/decide/livepatch.js";
+import { type DecideOptions, placeRows } from "../src/decide/livepatch.js";
+import { Blockers, Outcomes } from "../src/decide/verdict.js";
 import { createWasmTaskKernel, type TaskKernel } from "../src/decide/taskKernel.js";
 import { generateProcDump } from "../src/generate/procDump.js";
 import { parseCaptures } from "../src/ingest/detect.js";
@@ -178,8 +179,12 @@ describe("the kernel's loops = a plain reference, on random arrays", () => {
         });
         const setUp = () => {
           const a = kernel.layout(t, 8, classes.length + 1);
-          // What SpanClasses.add() sets for a class (a layout leaves class slots unset).
+          // What decide sets itself (a layout leaves these unset: its memory is reused).
           a.size.fill(0);
+          a.copied.fill(0);
+          a.chainLen.fill(0);
+          a.kinds.fill(0);
+          a.taskClass.fill(-7);
           classes.forEach((c, k) => {
             a.size[k] = 1;
             a.bySpan[c.span] = k;
@@ -225,6 +230,62 @@ describe("the kernel's loops = a plain reference, on random arrays", () => {
         expect(copiedGot).toEqual([...ref.copied]);
       }),
       { seed: 7, numRuns: build === "release" ? 400 : 150 },
+    );
+  });
+});
+
+describe("the kernel's blocker placement = placeRows, on random outcomes", () => {
+  test.each(["release", "debug"] as const)("rows, and the first kernel-visible task in task order (%s)", (build) => {
+    const kernel = createWasmTaskKernel(loadTaskKernelModuleSync(build));
+    const arb = fc.record({
+      tasks: fc.array(fc.record({ pid: fc.constantFrom(1, 2, 3, Number.NaN), tid: fc.constantFrom(1, 2, 5, Number.NaN), cls: fc.nat(4), own: fc.boolean() }), { minLength: 1, maxLength: 50 }),
+      rowsPerId: fc.array(fc.nat(3), { minLength: 12, maxLength: 12 }),
+      visible: fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
+    });
+    fc.assert(
+      fc.property(arb, ({ tasks, rowsPerId, visible }) => {
+        const classCount = 5;
+        const t = new TaskTable(tasks.length);
+        tasks.forEach((x, i) => t.pushIds(x.pid, x.tid, 0, 1, i + 1, "ok"));
+        const out = new Outcomes(tasks.length);
+        const taskClass = new Int32Array(tasks.length).fill(-1);
+        const own: number[] = [];
+        tasks.forEach((x, i) => {
+          if (x.own && own.length < 7) own.push(out.length);
+          else taskClass[i] = x.cls;
+          out.pushCodes(i, 0, 2, out.listRef([]));
+        });
+        const ids = classCount + own.length;
+        const tplStart = new Int32Array(ids + 1);
+        const tpl = { tFunc: [] as number[], tFrame: [] as number[], tFrameIndex: [] as number[], tSees: [] as number[], tRole: [] as number[], tRemedy: [] as number[] };
+        for (let id = 0; id < ids; id++) {
+          tplStart[id] = tpl.tFunc.length;
+          for (let r = 0; r < rowsPerId[id]; r++) {
+            tpl.tFunc.push(id * 10 + r);
+            tpl.tFrame.push(100 + id);
+            tpl.tFrameIndex.push(r);
+            tpl.tSees.push((id + r) & 1);
+            tpl.tRole.push(r % 5);
+            tpl.tRemedy.push(id % 3);
+          }
+        }
+        tplStart[ids] = tpl.tFunc.length;
+        const visibleId = Uint8Array.from(visible.slice(0, ids), (v) => (v ? 1 : 0));
+        let total = 0;
+        out.task.subarray(0, out.length).forEach((task, o) => {
+          const k = own.indexOf(o);
+          const id = k >= 0 ? classCount + k : taskClass[task];
+          total += tplStart[id + 1] - tplStart[id];
+        });
+        const rowsOf = (bl: Blockers, n: number) => Array.from({ length: n }, (_, i) => [bl.task[i], bl.func[i], bl.frame[i], bl.frameIndex[i], bl.kernelSees[i], bl.roleCode[i], bl.remedyRef[i]]);
+        const a = new Blockers(total);
+        const got = kernel.placeRows(out, taskClass, t, own, classCount, tplStart, visibleId, tpl, a, total);
+        const b = new Blockers(total);
+        const want = placeRows(out, taskClass, t, own, classCount, tplStart, visibleId, tpl, b);
+        expect(got).toEqual(want);
+        expect(rowsOf(a, got.rows)).toEqual(rowsOf(b, want.rows));
+      }),
+      { seed: 11, numRuns: build === "release" ? 400 : 150 },
     );
   });
 });

@@ -560,6 +560,7 @@ function classifyTasks(cap: Capture, chains: ChainCache, classes: SpanClasses | 
     if (classes !== null && (index = classes.classifyKnown(index, out)) >= T) break;
     if (stackStatusCode[index] === VANISHED) {
       kinds[index] = NO_KIND;
+      chainLen[index] = 0;
       if (classes !== null) taskClass[index] = -1;
       out.vanished++;
       continue;
@@ -622,14 +623,14 @@ function neverLeavingFunctions(k: TaskKinds, byTask: HitsByTask, ranges: RangeTa
 
 const NO_HITS: [number, number][] = [];
 
-/** Template rows of placeBlockers(), per row. */
-interface BlockerTemplate {
+/** Template rows of placeBlockers(), per row (tRemedy: Blockers.remedyId of the row's remedy). */
+export interface BlockerTemplate {
   tFunc: number[];
   tFrame: number[];
   tFrameIndex: number[];
   tSees: number[];
   tRole: number[];
-  tRemedy: Remedy[];
+  tRemedy: number[];
 }
 
 /**
@@ -640,9 +641,9 @@ interface BlockerTemplate {
  * function of typed arrays: V8 installs its loop's OSR code in ~0.1 ms of main-thread time (the
  * loop inside placeBlockers(): ~7 ms).
  */
-function placeRows(out: Outcomes, taskClass: Int32Array, tasks: TaskTable, ownOutcome: number[], classCount: number, tplStart: Int32Array, visibleId: Uint8Array, t: BlockerTemplate, bl: Blockers): { rows: number; first: number; firstId: number } {
+export function placeRows(out: Outcomes, taskClass: Int32Array, tasks: TaskTable, ownOutcome: number[], classCount: number, tplStart: Int32Array, visibleId: Uint8Array, t: BlockerTemplate, bl: Blockers): { rows: number; first: number; firstId: number } {
   const { tFunc, tFrame, tFrameIndex, tSees, tRole, tRemedy } = t;
-  const { task: bTask, func: bFunc, frame: bFrame, frameIndex: bFrameIndex, kernelSees: bSees, roleCode: bRole, remedy: bRemedy } = bl;
+  const { task: bTask, func: bFunc, frame: bFrame, frameIndex: bFrameIndex, kernelSees: bSees, roleCode: bRole, remedyRef: bRemedy } = bl;
   const outTask = out.task;
   const outCount = out.length;
   const { pid, tid } = tasks;
@@ -734,7 +735,7 @@ class TaskDecider {
     const kernel = classes?.kernel ?? null;
     // Tasks copied per class, and each decided class's Outcomes.listRef, made on its first copy
     // (-1: none yet): the kernel's arrays when it runs the loop.
-    const copied = kernel !== null ? kernel.arrays.copied.subarray(0, classCount) : new Float64Array(classCount);
+    const copied = kernel !== null ? kernel.arrays.copied.subarray(0, classCount).fill(0) : new Float64Array(classCount);
     const listRefs = kernel !== null ? kernel.arrays.ref.subarray(0, classCount) : new Int32Array(classCount).fill(-1);
     if (classes === null) {
       for (let index = 0; index < kinds.length; index++) if (kinds[index] !== NO_KIND) this.decideOne(index, kinds[index], -1);
@@ -850,7 +851,10 @@ class TaskDecider {
     const tFrameIndex: number[] = [];
     const tSees: number[] = [];
     const tRole: number[] = [];
-    const tRemedy: Remedy[] = [];
+    const tRemedy: number[] = [];
+    // The rows' remedies, each once (the blockers' remedy table; tRemedy indexes it).
+    const remedies: Remedy[] = [];
+    const remedyIds = new Map<Remedy, number>();
     let total = 0;
     for (let id = 0; id < ids; id++) {
       tplStart[id] = tFunc.length;
@@ -875,13 +879,20 @@ class TaskDecider {
         tFrameIndex.push(b.frameIndex);
         tSees.push(b.kernelSees ? 1 : 0);
         tRole.push(roles[j]);
-        tRemedy.push(b.remedy);
+        let rid = remedyIds.get(b.remedy);
+        if (rid === undefined) remedyIds.set(b.remedy, (rid = remedies.push(b.remedy) - 1));
+        tRemedy.push(rid);
       }
     }
     tplStart[ids] = tFunc.length;
+    const template = { tFunc, tFrame, tFrameIndex, tSees, tRole, tRemedy };
     // Exactly `total` rows, so the columns never grow.
-    const bl = (this.blockers = new Blockers(total));
-    const placed = placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, { tFunc, tFrame, tFrameIndex, tSees, tRole, tRemedy }, bl);
+    const bl = (this.blockers = new Blockers(total, remedies));
+    const kernel = this.classes?.kernel?.kernel ?? null;
+    const placed =
+      kernel !== null && total > 0
+        ? kernel.placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, template, bl, total)
+        : placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, template, bl);
     const n = placed.rows;
     const first = placed.first;
     const firstId = placed.firstId;

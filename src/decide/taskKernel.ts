@@ -7,7 +7,8 @@
  */
 import { PatchsafeError } from "../errors.js";
 import type { TaskTable } from "../model.js";
-import { TASK_KINDS } from "./verdict.js";
+import type { BlockerTemplate } from "./livepatch.js";
+import { type Blockers, type Outcomes, TASK_KINDS } from "./verdict.js";
 
 /** The arrays of one decision: views into the kernel's memory, valid until its next layout(). */
 export interface TaskKernelArrays {
@@ -48,6 +49,11 @@ export interface TaskKernel {
   /** TaskDecider.copyDecided: returns the first task left; the rows are outTask… [0, copiedRows()). */
   copyDecided(from: number, to: number): number;
   copiedRows(): number;
+  /**
+   * placeBlockers()'s per-outcome loop (src/decide/livepatch.ts placeRows, whose arguments these
+   * are): writes exactly `total` rows into `bl` (capacity at least `total`), in a memory of its own.
+   */
+  placeRows(out: Outcomes, taskClass: Int32Array, tasks: TaskTable, ownOutcome: number[], classCount: number, tplStart: Int32Array, visibleId: Uint8Array, t: BlockerTemplate, bl: Blockers, total: number): { rows: number; first: number; firstId: number };
 }
 
 interface TaskKernelExports {
@@ -60,9 +66,15 @@ interface TaskKernelExports {
   classifyKnown(from: number, to: number): number;
   copyDecided(from: number, to: number): number;
   copiedRows(): number;
+  bindPlacer(outTask: number, taskClass: number, own: number, tplStart: number, visible: number, pid: number, tid: number): void;
+  bindTemplate(func: number, frame: number, frameIndex: number, remedy: number, sees: number, role: number): void;
+  bindBlockers(task: number, func: number, frame: number, frameIndex: number, remedy: number, sees: number, role: number): void;
+  placeRows(outCount: number, classCount: number, ownCount: number): number;
+  placedFirstTask(): number;
+  placedFirstEntry(): number;
 }
 
-const EXPORTED = ["memory", "reset", "allocate", "bindTasks", "bindClasses", "bindOutcomes", "classifyKnown", "copyDecided", "copiedRows"];
+const EXPORTED = ["memory", "reset", "allocate", "bindTasks", "bindClasses", "bindOutcomes", "classifyKnown", "copyDecided", "copiedRows", "bindPlacer", "bindTemplate", "bindBlockers", "placeRows", "placedFirstTask", "placedFirstEntry"];
 
 export function compileTaskKernelModule(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
   const module = new WebAssembly.Module(bytes);
@@ -75,7 +87,7 @@ export function compileTaskKernelModule(bytes: Uint8Array<ArrayBuffer>): WebAsse
 }
 
 /** A kernel instance (its own memory; one decision at a time). */
-export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
+function instantiate(module: WebAssembly.Module): TaskKernelExports {
   const instance = new WebAssembly.Instance(module, {
     env: {
       abort: (_m: number, _f: number, line: number, col: number) => {
@@ -83,14 +95,22 @@ export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
       },
     },
   });
-  const x = instance.exports as unknown as TaskKernelExports;
+  return instance.exports as unknown as TaskKernelExports;
+}
+
+export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
+  const x = instantiate(module);
+  // The placer's own instance (made on first use): its arrays never move the class loops' ones.
+  let placer: TaskKernelExports | null = null;
   return {
     layout(tasks: TaskTable, spans: number, classes: number): TaskKernelArrays {
       const T = Math.max(tasks.length, 1);
       const C = Math.max(classes, 1);
       const S = Math.max(spans, 1);
       x.reset();
-      // Offsets first (memory may grow while allocating), views after.
+      // Offsets first (memory may grow while allocating), views after. Only kindCount is zeroed
+      // here: decide writes every task's kind, chain length and class, sets a class's slots when
+      // it makes the class, and zeroes `copied` over the classes made (the memory is reused).
       const at = {
         frameStart: x.allocate(T * 4, 0),
         frameCount: x.allocate(T * 4, 0),
@@ -101,7 +121,7 @@ export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
         state: x.allocate(T, 0),
         stackStatus: x.allocate(T, 0),
         kinds: x.allocate(T, 0),
-        chainLen: x.allocate(T * 4, 1),
+        chainLen: x.allocate(T * 4, 0),
         taskClass: x.allocate(T * 4, 0),
         kindCount: x.allocate(TASK_KINDS.length * 8, 1),
         bySpan: x.allocate(S * 4, 0),
@@ -113,7 +133,7 @@ export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
         first: x.allocate(C * 4, 0),
         status: x.allocate(C * 4, 0),
         ref: x.allocate(C * 4, 0),
-        copied: x.allocate(C * 8, 1),
+        copied: x.allocate(C * 8, 0),
         outTask: x.allocate(T * 4, 0),
         outKind: x.allocate(T, 0),
         outStatus: x.allocate(T, 0),
@@ -160,5 +180,66 @@ export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
     classifyKnown: (from, to) => x.classifyKnown(from, to),
     copyDecided: (from, to) => x.copyDecided(from, to),
     copiedRows: () => x.copiedRows(),
+    placeRows(out, taskClass, tasks, ownOutcome, classCount, tplStart, visibleId, t, bl, total) {
+      const p = (placer ??= instantiate(module));
+      const outCount = out.length;
+      const T = Math.max(tasks.length, 1);
+      const ids = visibleId.length;
+      const R = Math.max(t.tFunc.length, 1);
+      const B = Math.max(total, 1);
+      p.reset();
+      const at = {
+        outTask: p.allocate(Math.max(outCount, 1) * 4, 0),
+        taskClass: p.allocate(T * 4, 0),
+        own: p.allocate(Math.max(ownOutcome.length, 1) * 4, 0),
+        tplStart: p.allocate((ids + 1) * 4, 0),
+        visible: p.allocate(Math.max(ids, 1), 0),
+        pid: p.allocate(T * 8, 0),
+        tid: p.allocate(T * 8, 0),
+        tFunc: p.allocate(R * 4, 0),
+        tFrame: p.allocate(R * 4, 0),
+        tFrameIndex: p.allocate(R * 4, 0),
+        tRemedy: p.allocate(R * 4, 0),
+        tSees: p.allocate(R, 0),
+        tRole: p.allocate(R, 0),
+        bTask: p.allocate(B * 4, 0),
+        bFunc: p.allocate(B * 4, 0),
+        bFrame: p.allocate(B * 4, 0),
+        bFrameIndex: p.allocate(B * 4, 0),
+        bRemedy: p.allocate(B * 4, 0),
+        bSees: p.allocate(B, 0),
+        bRole: p.allocate(B, 0),
+      };
+      const mem = p.memory.buffer;
+      const n = tasks.length;
+      new Uint32Array(mem, at.outTask, outCount).set(out.task.subarray(0, outCount));
+      new Int32Array(mem, at.taskClass, taskClass.length).set(taskClass);
+      new Uint32Array(mem, at.own, ownOutcome.length).set(ownOutcome);
+      new Int32Array(mem, at.tplStart, ids + 1).set(tplStart);
+      new Uint8Array(mem, at.visible, ids).set(visibleId);
+      new Float64Array(mem, at.pid, n).set(tasks.pid.subarray(0, n));
+      new Float64Array(mem, at.tid, n).set(tasks.tid.subarray(0, n));
+      const rows = t.tFunc.length;
+      new Uint32Array(mem, at.tFunc, rows).set(t.tFunc);
+      new Uint32Array(mem, at.tFrame, rows).set(t.tFrame);
+      new Uint32Array(mem, at.tFrameIndex, rows).set(t.tFrameIndex);
+      new Uint32Array(mem, at.tRemedy, rows).set(t.tRemedy);
+      new Uint8Array(mem, at.tSees, rows).set(t.tSees);
+      new Uint8Array(mem, at.tRole, rows).set(t.tRole);
+      p.bindPlacer(at.outTask, at.taskClass, at.own, at.tplStart, at.visible, at.pid, at.tid);
+      p.bindTemplate(at.tFunc, at.tFrame, at.tFrameIndex, at.tRemedy, at.tSees, at.tRole);
+      p.bindBlockers(at.bTask, at.bFunc, at.bFrame, at.bFrameIndex, at.bRemedy, at.bSees, at.bRole);
+      const written = p.placeRows(outCount, classCount, ownOutcome.length);
+      // At most the rows counted are copied (the columns hold `total`); a difference is the caller's E_INTERNAL.
+      const m = Math.min(written, total);
+      bl.task.set(new Uint32Array(mem, at.bTask, m));
+      bl.func.set(new Uint32Array(mem, at.bFunc, m));
+      bl.frame.set(new Uint32Array(mem, at.bFrame, m));
+      bl.frameIndex.set(new Uint32Array(mem, at.bFrameIndex, m));
+      bl.remedyRef.set(new Uint32Array(mem, at.bRemedy, m));
+      bl.kernelSees.set(new Uint8Array(mem, at.bSees, m));
+      bl.roleCode.set(new Uint8Array(mem, at.bRole, m));
+      return { rows: written, first: p.placedFirstTask(), firstId: p.placedFirstEntry() };
+    },
   };
 }

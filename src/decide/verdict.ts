@@ -75,10 +75,10 @@ export function roleCode(role: RangeRole): number {
 /**
  * Blockers as columns (a 1M-task host can have a few hundred thousand: as objects they were most
  * of what the young-generation GC copied). Remedy objects are shared between the blockers of one
- * stack: read-only. get(), iteration and the array-like helpers make Blocker objects on demand.
+ * stack: read-only, kept once in `remedies` and referred to by index (remedyRef), so that every
+ * column is a typed array a wasm loop can fill. get(), iteration and the array-like helpers make
+ * Blocker objects on demand.
  */
-/** Fills spare Blockers.remedy slots (never read: slots past length). */
-const NO_REMEDY: Remedy = { code: "wait", message: "" };
 
 export class Blockers extends Rows<Blocker> {
   length = 0;
@@ -89,9 +89,13 @@ export class Blockers extends Rows<Blocker> {
   /** 1 when the kernel's walk sees the frame. */
   kernelSees: Uint8Array;
   roleCode: Uint8Array;
-  remedy: Remedy[];
+  /** Per blocker: its remedy, as an index into the distinct remedies (remedyId()). */
+  declare remedyRef: Uint32Array;
+  /** The distinct remedies, interned by identity. */
+  declare private readonly remedyTable: Interner<Remedy>;
 
-  constructor(capacity = 16) {
+  /** `remedies`: the table to start with (remedyRef values index it). */
+  constructor(capacity = 16, remedies: Remedy[] = []) {
     super();
     capacity = Math.max(capacity, 1);
     this.task = new Uint32Array(capacity);
@@ -100,7 +104,24 @@ export class Blockers extends Rows<Blocker> {
     this.frameIndex = new Uint32Array(capacity);
     this.kernelSees = new Uint8Array(capacity);
     this.roleCode = new Uint8Array(capacity);
-    this.remedy = new Array(capacity).fill(NO_REMEDY);
+    // Not enumerable: which blockers share a remedy object is not part of the blockers (two
+    // deciders that give every blocker equal remedies give deep-equal Blockers; iterating compares
+    // the remedies), as Outcomes' match lists.
+    Object.defineProperties(this, {
+      remedyRef: { value: new Uint32Array(capacity), writable: true },
+      remedyTable: { value: new Interner<Remedy>() },
+    });
+    for (const r of remedies) this.remedyTable.intern(r);
+  }
+
+  /** The remedyRef of remedy `r` (the same object, by identity, gets the same index). */
+  remedyId(r: Remedy): number {
+    return this.remedyTable.intern(r);
+  }
+
+  /** Blocker i's remedy. */
+  remedy(i: number): Remedy {
+    return this.remedyTable.get(this.remedyRef[i]);
   }
 
   static from(list: Iterable<Blocker>): Blockers {
@@ -123,7 +144,7 @@ export class Blockers extends Rows<Blocker> {
     this.frameIndex[i] = frameIndex;
     this.kernelSees[i] = kernelSees ? 1 : 0;
     this.roleCode[i] = roleCode;
-    this.remedy[i] = remedy;
+    this.remedyRef[i] = this.remedyId(remedy);
   }
 
   private grow(capacity: number): void {
@@ -133,9 +154,7 @@ export class Blockers extends Rows<Blocker> {
     this.frameIndex = grown(this.frameIndex, capacity);
     this.kernelSees = grown(this.kernelSees, capacity);
     this.roleCode = grown(this.roleCode, capacity);
-    const old = this.remedy.length;
-    this.remedy.length = capacity;
-    this.remedy.fill(NO_REMEDY, old);
+    this.remedyRef = grown(this.remedyRef, capacity);
   }
 
   role(i: number): RangeRole {
@@ -144,7 +163,7 @@ export class Blockers extends Rows<Blocker> {
 
   override get(i: number): Blocker {
     if (i < 0 || i >= this.length || !Number.isInteger(i)) throw new RangeError(`blocker ${i} of ${this.length}`);
-    return { task: this.task[i], func: this.func[i], frame: this.frame[i], frameIndex: this.frameIndex[i], kernelSees: this.kernelSees[i] === 1, role: this.role(i), remedy: this.remedy[i] };
+    return { task: this.task[i], func: this.func[i], frame: this.frame[i], frameIndex: this.frameIndex[i], kernelSees: this.kernelSees[i] === 1, role: this.role(i), remedy: this.remedyTable.get(this.remedyRef[i]) };
   }
 
   /** get(i), or undefined past the end (as an array's at()). */
