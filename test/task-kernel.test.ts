@@ -10,7 +10,7 @@ import { describe, expect, test } from "vitest";
 import { check } from "../src/check.js";
 import { type DecideOptions, placeRows } from "../src/decide/livepatch.js";
 import { Blockers, Outcomes } from "../src/decide/verdict.js";
-import { createWasmTaskKernel, type TaskKernel } from "../src/decide/taskKernel.js";
+import { createWasmTaskKernel, TASK_KERNEL_MIN_TASKS, type TaskKernel } from "../src/decide/taskKernel.js";
 import { generateProcDump } from "../src/generate/procDump.js";
 import { parseCaptures } from "../src/ingest/detect.js";
 import { encodeLatin1 } from "../src/ingest/bytes.js";
@@ -35,7 +35,7 @@ function sharedCapture(tasks: number, seed: number): Capture {
 /** The same wasm scanner with and without a task kernel. */
 function scanners(build: "release" | "debug"): { withKernel: Scanner; without: Scanner } {
   const withKernel = loadWasmScannerSync(build);
-  const kernel = createWasmTaskKernel(loadTaskKernelModuleSync(build));
+  const kernel = createWasmTaskKernel(loadTaskKernelModuleSync(build), { minTasks: 0 });
   withKernel.taskKernel = () => kernel;
   const without = loadWasmScannerSync(build);
   without.taskKernel = undefined;
@@ -101,7 +101,8 @@ describe("task kernel = the TypeScript class loops", () => {
     );
   });
 
-  test("the kernel's loops run: its arrays hold the classes after a check", () => {
+  test("the CLI's scanner uses its kernel from TASK_KERNEL_MIN_TASKS tasks on, and the kernel's loops then classify nearly every task", () => {
+    expect(loadWasmScannerSync().taskKernel!()!.minTasks).toBe(TASK_KERNEL_MIN_TASKS);
     const { withKernel } = scanners("release");
     const kernel = withKernel.taskKernel!()!;
     let laidOut = 0;
@@ -122,6 +123,18 @@ describe("task kernel = the TypeScript class loops", () => {
     expect(laidOut).toBe(1);
     // Nearly every task joins a class in the kernel's loop (the first of each class does not).
     expect(classified).toBeGreaterThan(1900);
+
+    // The default kernel leaves a capture below the threshold to the TypeScript loops.
+    const cli = loadWasmScannerSync();
+    const big = cli.taskKernel!()!;
+    let used = 0;
+    const bigLayout = big.layout.bind(big);
+    big.layout = (...args) => {
+      used++;
+      return bigLayout(...args);
+    };
+    check({ capture: cap, symbols, patch: PATCH, scanner: cli });
+    expect(used).toBe(0);
   });
 });
 

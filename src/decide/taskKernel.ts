@@ -38,7 +38,17 @@ export interface TaskKernelArrays {
   outRef: Uint32Array;
 }
 
+/**
+ * Captures with fewer tasks keep the class loops in TypeScript: the kernel's fixed cost per check
+ * (laying out its arrays, copying the task columns in and the rows out) is more than those loops
+ * cost once V8 has compiled them, which in a fleet worker it has after a few hosts (a fleet of
+ * 1000 hosts of 1000 tasks took ~0.2 ms more per host with the kernel).
+ */
+export const TASK_KERNEL_MIN_TASKS = 32768;
+
 export interface TaskKernel {
+  /** decide uses the kernel for captures of at least this many tasks. */
+  readonly minTasks: number;
   /**
    * Lays out the arrays for the tasks of `tasks` (their columns copied in), `spans` span starts
    * and at most `classes` classes; every array of an earlier layout is dead.
@@ -98,11 +108,13 @@ function instantiate(module: WebAssembly.Module): TaskKernelExports {
   return instance.exports as unknown as TaskKernelExports;
 }
 
-export function createWasmTaskKernel(module: WebAssembly.Module): TaskKernel {
+/** `minTasks`: TaskKernel.minTasks (tests give 0 to run the kernel on small captures). */
+export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTasks?: number } = {}): TaskKernel {
   const x = instantiate(module);
   // The placer's own instance (made on first use): its arrays never move the class loops' ones.
   let placer: TaskKernelExports | null = null;
   return {
+    minTasks: opts.minTasks ?? TASK_KERNEL_MIN_TASKS,
     layout(tasks: TaskTable, spans: number, classes: number): TaskKernelArrays {
       const T = Math.max(tasks.length, 1);
       const C = Math.max(classes, 1);
