@@ -190,16 +190,14 @@ export function copyDecided(from: u32, to: u32): u32 {
 // fallback): every outcome's entry (its class, or for the outcomes of `own`, in order, entry
 // classCount + k) has template rows [tplStart[id], tplStart[id + 1]) that become the outcome's
 // blockers, and the first outcome in task order (pid, then tid, null (NaN) last) whose entry holds
-// a kernel-visible blocking match is found on the way. A placer instance holds only these arrays
-// (the host copies them in), so the class loops' arrays in the other instance never move.
+// a kernel-visible blocking match is found on the way. It runs in this instance, after the class
+// loops, over arrays the host laid out with theirs (the outcomes' tasks in the copy loop's task
+// column, the classes in taskClass, pid and tid as copied in): rows come out in chunks of at most
+// `room` (placeRows() is called until placeDone()), so nothing here grows with the blocker count.
 
-let plOutTask: usize = 0;
-let plTaskClass: usize = 0;
 let plOwn: usize = 0;
 let plTplStart: usize = 0;
 let plVisible: usize = 0;
-let plPid: usize = 0;
-let plTid: usize = 0;
 // Template columns: u32 func, frame, frame index, remedy ref; u8 kernel-sees, role.
 let tFunc: usize = 0;
 let tFrame: usize = 0;
@@ -207,7 +205,7 @@ let tFrameIndex: usize = 0;
 let tRemedy: usize = 0;
 let tSees: usize = 0;
 let tRole: usize = 0;
-// Blocker columns (out): the same, with u32 task.
+// Blocker chunk columns (out): the same, with u32 task.
 let bTask: usize = 0;
 let bFunc: usize = 0;
 let bFrame: usize = 0;
@@ -215,17 +213,26 @@ let bFrameIndex: usize = 0;
 let bRemedy: usize = 0;
 let bSees: usize = 0;
 let bRole: usize = 0;
+// Where the placement stands between chunks.
+let plO: u32 = 0;
+let plR: i32 = -1;
+let plNext: u32 = 0;
+let plDone: bool = false;
 let placedFirst: i32 = -1;
 let placedFirstId: i32 = -1;
+let placedFirstPid: f64 = 0;
+let placedFirstTid: f64 = 0;
 
-export function bindPlacer(outTask: usize, taskClass: usize, own: usize, tplStart: usize, visible: usize, pid: usize, tid: usize): void {
-  plOutTask = outTask;
-  plTaskClass = taskClass;
+export function bindPlacer(own: usize, tplStart: usize, visible: usize): void {
   plOwn = own;
   plTplStart = tplStart;
   plVisible = visible;
-  plPid = pid;
-  plTid = tid;
+  plO = 0;
+  plR = -1;
+  plNext = 0;
+  plDone = false;
+  placedFirst = -1;
+  placedFirstId = -1;
 }
 
 export function bindTemplate(func: usize, frame: usize, frameIndex: usize, remedy: usize, sees: usize, role: usize): void {
@@ -247,6 +254,9 @@ export function bindBlockers(task: usize, func: usize, frame: usize, frameIndex:
   bRole = role;
 }
 
+export function placeDone(): bool {
+  return plDone;
+}
 export function placedFirstTask(): i32 {
   return placedFirst;
 }
@@ -259,46 +269,52 @@ export function placedFirstEntry(): i32 {
   return x != x ? 9007199254740991.0 : x;
 }
 
-/** Returns the rows written; placedFirstTask()/placedFirstEntry() the first visible one (-1: none). */
-export function placeRows(outCount: u32, classCount: u32, ownCount: u32): u32 {
+/** The entry of outcome `o` (task `index`): its own entry, or its task's class. */
+@inline function entryOf(o: u32, index: u32, classCount: u32, ownCount: u32): u32 {
+  if (plNext < ownCount && load<u32>(plOwn + (<usize>plNext << 2)) == o) return classCount + plNext;
+  return <u32>load<i32>(taskClass + (<usize>index << 2));
+}
+
+/**
+ * Writes the next at most `room` blocker rows (from row 0 of the chunk columns) and returns how
+ * many; placeDone() once every outcome is placed, placedFirstTask()/placedFirstEntry() then say
+ * the first visible one (-1: none). The outcomes' tasks are in the copy loop's task column.
+ */
+export function placeRows(outCount: u32, classCount: u32, ownCount: u32, room: u32): u32 {
   let n: u32 = 0;
-  let first: i32 = -1;
-  let firstId: i32 = -1;
-  let firstPid: f64 = 0;
-  let firstTid: f64 = 0;
-  let next: u32 = 0;
-  let nextOwn: i64 = ownCount > 0 ? <i64>load<u32>(plOwn) : -1;
-  for (let o: u32 = 0; o < outCount; o++) {
-    const index = load<u32>(plOutTask + (<usize>o << 2));
-    let id: u32;
-    if (<i64>o == nextOwn) {
-      id = classCount + next++;
-      nextOwn = next < ownCount ? <i64>load<u32>(plOwn + (<usize>next << 2)) : -1;
-    } else id = <u32>load<i32>(plTaskClass + (<usize>index << 2));
+  while (plO < outCount) {
+    const o = plO;
+    const index = load<u32>(outTask + (<usize>o << 2));
+    const id = entryOf(o, index, classCount, ownCount);
     const end = load<i32>(plTplStart + (<usize>(id + 1) << 2));
-    for (let r = load<i32>(plTplStart + (<usize>id << 2)); r < end; r++) {
-      const ra = <usize>r << 2;
+    if (plR < 0) plR = load<i32>(plTplStart + (<usize>id << 2));
+    for (; plR < end; plR++) {
+      if (n == room) return n;
+      const ra = <usize>plR << 2;
       const na = <usize>n << 2;
       store<u32>(bTask + na, index);
       store<u32>(bFunc + na, load<u32>(tFunc + ra));
       store<u32>(bFrame + na, load<u32>(tFrame + ra));
       store<u32>(bFrameIndex + na, load<u32>(tFrameIndex + ra));
       store<u32>(bRemedy + na, load<u32>(tRemedy + ra));
-      store<u8>(bSees + <usize>n, load<u8>(tSees + <usize>r));
-      store<u8>(bRole + <usize>n, load<u8>(tRole + <usize>r));
+      store<u8>(bSees + <usize>n, load<u8>(tSees + <usize>plR));
+      store<u8>(bRole + <usize>n, load<u8>(tRole + <usize>plR));
       n++;
     }
-    if (load<u8>(plVisible + <usize>id) == 0) continue;
-    const p = orderKey(load<f64>(plPid + (<usize>index << 3)));
-    const q = orderKey(load<f64>(plTid + (<usize>index << 3)));
-    if (first < 0 || p < firstPid || (p == firstPid && q < firstTid)) {
-      first = <i32>index;
-      firstId = <i32>id;
-      firstPid = p;
-      firstTid = q;
+    if (load<u8>(plVisible + <usize>id) != 0) {
+      const p = orderKey(load<f64>(pid + (<usize>index << 3)));
+      const q = orderKey(load<f64>(tid + (<usize>index << 3)));
+      if (placedFirst < 0 || p < placedFirstPid || (p == placedFirstPid && q < placedFirstTid)) {
+        placedFirst = <i32>index;
+        placedFirstId = <i32>id;
+        placedFirstPid = p;
+        placedFirstTid = q;
+      }
     }
+    if (id >= classCount) plNext++;
+    plO++;
+    plR = -1;
   }
-  placedFirst = first;
-  placedFirstId = firstId;
+  plDone = true;
   return n;
 }

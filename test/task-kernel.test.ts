@@ -248,8 +248,8 @@ describe("the kernel's loops = a plain reference, on random arrays", () => {
 });
 
 describe("the kernel's blocker placement = placeRows, on random outcomes", () => {
-  test.each(["release", "debug"] as const)("rows, and the first kernel-visible task in task order (%s)", (build) => {
-    const kernel = createWasmTaskKernel(loadTaskKernelModuleSync(build));
+  test.each(["release", "debug"] as const)("rows in chunks of 3, and the first kernel-visible task in task order (%s)", (build) => {
+    const kernel = createWasmTaskKernel(loadTaskKernelModuleSync(build), { blockerChunk: 3 });
     const arb = fc.record({
       tasks: fc.array(fc.record({ pid: fc.constantFrom(1, 2, 3, Number.NaN), tid: fc.constantFrom(1, 2, 5, Number.NaN), cls: fc.nat(4), own: fc.boolean() }), { minLength: 1, maxLength: 50 }),
       rowsPerId: fc.array(fc.nat(3), { minLength: 12, maxLength: 12 }),
@@ -261,7 +261,8 @@ describe("the kernel's blocker placement = placeRows, on random outcomes", () =>
         const t = new TaskTable(tasks.length);
         tasks.forEach((x, i) => t.pushIds(x.pid, x.tid, 0, 1, i + 1, "ok"));
         const out = new Outcomes(tasks.length);
-        const taskClass = new Int32Array(tasks.length).fill(-1);
+        // The placement reads the classes from the layout's taskClass, as after decide's class loops.
+        const taskClass = kernel.layout(t, 2, classCount + 1).taskClass.fill(-1);
         const own: number[] = [];
         tasks.forEach((x, i) => {
           if (x.own && own.length < 7) own.push(out.length);
@@ -292,13 +293,27 @@ describe("the kernel's blocker placement = placeRows, on random outcomes", () =>
         });
         const rowsOf = (bl: Blockers, n: number) => Array.from({ length: n }, (_, i) => [bl.task[i], bl.func[i], bl.frame[i], bl.frameIndex[i], bl.kernelSees[i], bl.roleCode[i], bl.remedyRef[i]]);
         const a = new Blockers(total);
-        const got = kernel.placeRows(out, taskClass, t, own, classCount, tplStart, visibleId, tpl, a, total);
+        const got = kernel.placeRows(out, own, classCount, tplStart, visibleId, tpl, a, total);
         const b = new Blockers(total);
         const want = placeRows(out, taskClass, t, own, classCount, tplStart, visibleId, tpl, b);
         expect(got).toEqual(want);
-        expect(rowsOf(a, got.rows)).toEqual(rowsOf(b, want.rows));
+        expect(rowsOf(a, want.rows)).toEqual(rowsOf(b, want.rows));
       }),
       { seed: 11, numRuns: build === "release" ? 400 : 150 },
     );
   });
+});
+
+test("a template larger than the layout's room is left to placeRows (the kernel says null)", () => {
+  const kernel = createWasmTaskKernel(loadTaskKernelModuleSync("release"));
+  const t = new TaskTable(1);
+  t.pushIds(1, 1, 0, 1, 1, "ok");
+  kernel.layout(t, 2, 1).taskClass[0] = 0;
+  const out = new Outcomes(1);
+  out.pushCodes(0, 0, 2, out.listRef([]));
+  const rows = 4 * 2 + 1; // TEMPLATE_ROWS_PER_ENTRY × (classes + tasks) + 1
+  const tpl = { tFunc: new Array(rows).fill(1), tFrame: new Array(rows).fill(2), tFrameIndex: new Array(rows).fill(0), tSees: new Array(rows).fill(1), tRole: new Array(rows).fill(0), tRemedy: new Array(rows).fill(0) };
+  expect(kernel.placeRows(out, [], 1, Int32Array.of(0, rows), Uint8Array.of(1), tpl, new Blockers(rows), rows)).toBeNull();
+  const fits = { tFunc: [1], tFrame: [2], tFrameIndex: [0], tSees: [1], tRole: [0], tRemedy: [0] };
+  expect(kernel.placeRows(out, [], 1, Int32Array.of(0, 1), Uint8Array.of(1), fits, new Blockers(1), 1)).toEqual({ rows: 1, first: 0, firstId: 0 });
 });

@@ -890,9 +890,8 @@ class TaskDecider {
     const bl = (this.blockers = new Blockers(total, remedies));
     const kernel = this.classes?.kernel?.kernel ?? null;
     const placed =
-      kernel !== null && total > 0
-        ? kernel.placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, template, bl, total)
-        : placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, template, bl);
+      (kernel !== null && total > 0 ? kernel.placeRows(this.outcomes, own.outcome, classCount, tplStart, visibleId, template, bl, total) : null) ??
+      placeRows(this.outcomes, this.k.taskClass, this.cap.tasks, own.outcome, classCount, tplStart, visibleId, template, bl);
     const n = placed.rows;
     const first = placed.first;
     const firstId = placed.firstId;
@@ -1152,6 +1151,10 @@ class SpanClasses {
     this.size[c] = 1;
     this.note.push(this.notes === null ? undefined : this.notes.get(i));
     this.bySpan[start] = c;
+    if (this.kernel !== null) {
+      this.kernel.arrays.status[c] = -1;
+      this.kernel.arrays.ref[c] = -1;
+    }
     return c;
   }
 }

@@ -25,9 +25,9 @@ export interface TaskKernelArrays {
   chainLength: Int32Array;
   size: Float64Array;
   first: Uint32Array;
-  /** The class's decided status code, -1 while it has none. */
+  /** The class's decided status code, -1 while it has none (set when the class is made). */
   status: Int32Array;
-  /** The class's Outcomes.listRef, -1 until its first copy. */
+  /** The class's Outcomes.listRef, -1 until its first copy (set when the class is made). */
   ref: Int32Array;
   /** Tasks copied per class. */
   copied: Float64Array;
@@ -36,7 +36,30 @@ export interface TaskKernelArrays {
   outKind: Uint8Array;
   outStatus: Uint8Array;
   outRef: Uint32Array;
+  /** placeRows()'s inputs: the own outcomes, each entry's template rows and visibility, the rows. */
+  own: Uint32Array;
+  tplStart: Int32Array;
+  visible: Uint8Array;
+  tFunc: Uint32Array;
+  tFrame: Uint32Array;
+  tFrameIndex: Uint32Array;
+  tRemedy: Uint32Array;
+  tSees: Uint8Array;
+  tRole: Uint8Array;
+  /** placeRows()'s output chunk. */
+  bTask: Uint32Array;
+  bFunc: Uint32Array;
+  bFrame: Uint32Array;
+  bFrameIndex: Uint32Array;
+  bRemedy: Uint32Array;
+  bSees: Uint8Array;
+  bRole: Uint8Array;
 }
+
+/** Template rows the layout has room for, per entry (more: placeRows() leaves it to the TypeScript loop). */
+const TEMPLATE_ROWS_PER_ENTRY = 4;
+/** Blocker rows per placeRows() chunk. */
+const BLOCKER_CHUNK = 1 << 16;
 
 /**
  * Captures with fewer tasks keep the class loops in TypeScript: the kernel's fixed cost per check
@@ -61,9 +84,10 @@ export interface TaskKernel {
   copiedRows(): number;
   /**
    * placeBlockers()'s per-outcome loop (src/decide/livepatch.ts placeRows, whose arguments these
-   * are): writes exactly `total` rows into `bl` (capacity at least `total`), in a memory of its own.
+   * are, `taskClass` being this layout's) after the class loops: writes the rows into `bl` (at
+   * most `total`: its capacity), or returns null when the template does not fit the layout.
    */
-  placeRows(out: Outcomes, taskClass: Int32Array, tasks: TaskTable, ownOutcome: number[], classCount: number, tplStart: Int32Array, visibleId: Uint8Array, t: BlockerTemplate, bl: Blockers, total: number): { rows: number; first: number; firstId: number };
+  placeRows(out: Outcomes, ownOutcome: number[], classCount: number, tplStart: Int32Array, visibleId: Uint8Array, t: BlockerTemplate, bl: Blockers, total: number): { rows: number; first: number; firstId: number } | null;
 }
 
 interface TaskKernelExports {
@@ -76,15 +100,16 @@ interface TaskKernelExports {
   classifyKnown(from: number, to: number): number;
   copyDecided(from: number, to: number): number;
   copiedRows(): number;
-  bindPlacer(outTask: number, taskClass: number, own: number, tplStart: number, visible: number, pid: number, tid: number): void;
+  bindPlacer(own: number, tplStart: number, visible: number): void;
   bindTemplate(func: number, frame: number, frameIndex: number, remedy: number, sees: number, role: number): void;
   bindBlockers(task: number, func: number, frame: number, frameIndex: number, remedy: number, sees: number, role: number): void;
-  placeRows(outCount: number, classCount: number, ownCount: number): number;
+  placeRows(outCount: number, classCount: number, ownCount: number, room: number): number;
+  placeDone(): number;
   placedFirstTask(): number;
   placedFirstEntry(): number;
 }
 
-const EXPORTED = ["memory", "reset", "allocate", "bindTasks", "bindClasses", "bindOutcomes", "classifyKnown", "copyDecided", "copiedRows", "bindPlacer", "bindTemplate", "bindBlockers", "placeRows", "placedFirstTask", "placedFirstEntry"];
+const EXPORTED = ["memory", "reset", "allocate", "bindTasks", "bindClasses", "bindOutcomes", "classifyKnown", "copyDecided", "copiedRows", "bindPlacer", "bindTemplate", "bindBlockers", "placeRows", "placeDone", "placedFirstTask", "placedFirstEntry"];
 
 export function compileTaskKernelModule(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
   const module = new WebAssembly.Module(bytes);
@@ -108,11 +133,14 @@ function instantiate(module: WebAssembly.Module): TaskKernelExports {
   return instance.exports as unknown as TaskKernelExports;
 }
 
-/** `minTasks`: TaskKernel.minTasks (tests give 0 to run the kernel on small captures). */
-export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTasks?: number } = {}): TaskKernel {
+/**
+ * `minTasks`: TaskKernel.minTasks (tests give 0 to run the kernel on small captures);
+ * `blockerChunk`: blocker rows per placement chunk (tests give a few, to cross chunk boundaries).
+ */
+export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTasks?: number; blockerChunk?: number } = {}): TaskKernel {
+  const chunk = Math.max(1, opts.blockerChunk ?? BLOCKER_CHUNK);
   const x = instantiate(module);
-  // The placer's own instance (made on first use): its arrays never move the class loops' ones.
-  let placer: TaskKernelExports | null = null;
+  let arrays: TaskKernelArrays | null = null;
   return {
     minTasks: opts.minTasks ?? TASK_KERNEL_MIN_TASKS,
     layout(tasks: TaskTable, spans: number, classes: number): TaskKernelArrays {
@@ -150,6 +178,24 @@ export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTask
         outKind: x.allocate(T, 0),
         outStatus: x.allocate(T, 0),
         outRef: x.allocate(T * 4, 0),
+        // The placer's: reserved here (the memory must not grow once views exist), touched only
+        // as far as used. Entries: classes (at most C) and own outcomes (at most T).
+        own: x.allocate(T * 4, 0),
+        tplStart: x.allocate((C + T + 1) * 4, 0),
+        visible: x.allocate(C + T, 0),
+        tFunc: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
+        tFrame: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
+        tFrameIndex: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
+        tRemedy: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
+        tSees: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T), 0),
+        tRole: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T), 0),
+        bTask: x.allocate(chunk * 4, 0),
+        bFunc: x.allocate(chunk * 4, 0),
+        bFrame: x.allocate(chunk * 4, 0),
+        bFrameIndex: x.allocate(chunk * 4, 0),
+        bRemedy: x.allocate(chunk * 4, 0),
+        bSees: x.allocate(chunk, 0),
+        bRole: x.allocate(chunk, 0),
       };
       const mem = x.memory.buffer;
       const n = tasks.length;
@@ -164,7 +210,10 @@ export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTask
       x.bindTasks(at.frameStart, at.frameCount, at.pid, at.tid, at.patchState, at.bits, at.state, at.stackStatus, at.kinds, at.chainLen, at.taskClass);
       x.bindClasses(at.bySpan, at.count, at.sig, at.kind, at.chainLength, at.size, at.status, at.ref, at.copied, at.kindCount);
       x.bindOutcomes(at.outTask, at.outKind, at.outStatus, at.outRef);
-      const arrays: TaskKernelArrays = {
+      x.bindTemplate(at.tFunc, at.tFrame, at.tFrameIndex, at.tRemedy, at.tSees, at.tRole);
+      x.bindBlockers(at.bTask, at.bFunc, at.bFrame, at.bFrameIndex, at.bRemedy, at.bSees, at.bRole);
+      const R = TEMPLATE_ROWS_PER_ENTRY * (C + T);
+      arrays = {
         kinds: new Uint8Array(mem, at.kinds, n),
         chainLen: new Int32Array(mem, at.chainLen, n),
         taskClass: new Int32Array(mem, at.taskClass, n),
@@ -183,75 +232,62 @@ export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTask
         outKind: new Uint8Array(mem, at.outKind, n),
         outStatus: new Uint8Array(mem, at.outStatus, n),
         outRef: new Uint32Array(mem, at.outRef, n),
+        own: new Uint32Array(mem, at.own, T),
+        tplStart: new Int32Array(mem, at.tplStart, C + T + 1),
+        visible: new Uint8Array(mem, at.visible, C + T),
+        tFunc: new Uint32Array(mem, at.tFunc, R),
+        tFrame: new Uint32Array(mem, at.tFrame, R),
+        tFrameIndex: new Uint32Array(mem, at.tFrameIndex, R),
+        tRemedy: new Uint32Array(mem, at.tRemedy, R),
+        tSees: new Uint8Array(mem, at.tSees, R),
+        tRole: new Uint8Array(mem, at.tRole, R),
+        bTask: new Uint32Array(mem, at.bTask, chunk),
+        bFunc: new Uint32Array(mem, at.bFunc, chunk),
+        bFrame: new Uint32Array(mem, at.bFrame, chunk),
+        bFrameIndex: new Uint32Array(mem, at.bFrameIndex, chunk),
+        bRemedy: new Uint32Array(mem, at.bRemedy, chunk),
+        bSees: new Uint8Array(mem, at.bSees, chunk),
+        bRole: new Uint8Array(mem, at.bRole, chunk),
       };
+      // A class's status and ref are set to -1 when it is made (SpanClasses.add): filling every
+      // slot here touched 8 MB per million tasks.
       arrays.bySpan.fill(-1);
-      arrays.status.fill(-1);
-      arrays.ref.fill(-1);
       return arrays;
     },
     classifyKnown: (from, to) => x.classifyKnown(from, to),
     copyDecided: (from, to) => x.copyDecided(from, to),
     copiedRows: () => x.copiedRows(),
-    placeRows(out, taskClass, tasks, ownOutcome, classCount, tplStart, visibleId, t, bl, total) {
-      const p = (placer ??= instantiate(module));
-      const outCount = out.length;
-      const T = Math.max(tasks.length, 1);
+    placeRows(out, ownOutcome, classCount, tplStart, visibleId, t, bl, total) {
+      const a = arrays;
       const ids = visibleId.length;
-      const R = Math.max(t.tFunc.length, 1);
-      const B = Math.max(total, 1);
-      p.reset();
-      const at = {
-        outTask: p.allocate(Math.max(outCount, 1) * 4, 0),
-        taskClass: p.allocate(T * 4, 0),
-        own: p.allocate(Math.max(ownOutcome.length, 1) * 4, 0),
-        tplStart: p.allocate((ids + 1) * 4, 0),
-        visible: p.allocate(Math.max(ids, 1), 0),
-        pid: p.allocate(T * 8, 0),
-        tid: p.allocate(T * 8, 0),
-        tFunc: p.allocate(R * 4, 0),
-        tFrame: p.allocate(R * 4, 0),
-        tFrameIndex: p.allocate(R * 4, 0),
-        tRemedy: p.allocate(R * 4, 0),
-        tSees: p.allocate(R, 0),
-        tRole: p.allocate(R, 0),
-        bTask: p.allocate(B * 4, 0),
-        bFunc: p.allocate(B * 4, 0),
-        bFrame: p.allocate(B * 4, 0),
-        bFrameIndex: p.allocate(B * 4, 0),
-        bRemedy: p.allocate(B * 4, 0),
-        bSees: p.allocate(B, 0),
-        bRole: p.allocate(B, 0),
-      };
-      const mem = p.memory.buffer;
-      const n = tasks.length;
-      new Uint32Array(mem, at.outTask, outCount).set(out.task.subarray(0, outCount));
-      new Int32Array(mem, at.taskClass, taskClass.length).set(taskClass);
-      new Uint32Array(mem, at.own, ownOutcome.length).set(ownOutcome);
-      new Int32Array(mem, at.tplStart, ids + 1).set(tplStart);
-      new Uint8Array(mem, at.visible, ids).set(visibleId);
-      new Float64Array(mem, at.pid, n).set(tasks.pid.subarray(0, n));
-      new Float64Array(mem, at.tid, n).set(tasks.tid.subarray(0, n));
       const rows = t.tFunc.length;
-      new Uint32Array(mem, at.tFunc, rows).set(t.tFunc);
-      new Uint32Array(mem, at.tFrame, rows).set(t.tFrame);
-      new Uint32Array(mem, at.tFrameIndex, rows).set(t.tFrameIndex);
-      new Uint32Array(mem, at.tRemedy, rows).set(t.tRemedy);
-      new Uint8Array(mem, at.tSees, rows).set(t.tSees);
-      new Uint8Array(mem, at.tRole, rows).set(t.tRole);
-      p.bindPlacer(at.outTask, at.taskClass, at.own, at.tplStart, at.visible, at.pid, at.tid);
-      p.bindTemplate(at.tFunc, at.tFrame, at.tFrameIndex, at.tRemedy, at.tSees, at.tRole);
-      p.bindBlockers(at.bTask, at.bFunc, at.bFrame, at.bFrameIndex, at.bRemedy, at.bSees, at.bRole);
-      const written = p.placeRows(outCount, classCount, ownOutcome.length);
-      // At most the rows counted are copied (the columns hold `total`); a difference is the caller's E_INTERNAL.
-      const m = Math.min(written, total);
-      bl.task.set(new Uint32Array(mem, at.bTask, m));
-      bl.func.set(new Uint32Array(mem, at.bFunc, m));
-      bl.frame.set(new Uint32Array(mem, at.bFrame, m));
-      bl.frameIndex.set(new Uint32Array(mem, at.bFrameIndex, m));
-      bl.remedyRef.set(new Uint32Array(mem, at.bRemedy, m));
-      bl.kernelSees.set(new Uint8Array(mem, at.bSees, m));
-      bl.roleCode.set(new Uint8Array(mem, at.bRole, m));
-      return { rows: written, first: p.placedFirstTask(), firstId: p.placedFirstEntry() };
+      if (a === null || ids + 1 > a.tplStart.length || rows > a.tFunc.length || out.length > a.outTask.length || ownOutcome.length > a.own.length) return null;
+      a.outTask.set(out.task.subarray(0, out.length));
+      a.own.set(ownOutcome);
+      a.tplStart.set(tplStart);
+      a.visible.set(visibleId);
+      a.tFunc.set(t.tFunc);
+      a.tFrame.set(t.tFrame);
+      a.tFrameIndex.set(t.tFrameIndex);
+      a.tRemedy.set(t.tRemedy);
+      a.tSees.set(t.tSees);
+      a.tRole.set(t.tRole);
+      x.bindPlacer(a.own.byteOffset, a.tplStart.byteOffset, a.visible.byteOffset);
+      let n = 0;
+      while (x.placeDone() === 0) {
+        const m = x.placeRows(out.length, classCount, ownOutcome.length, chunk);
+        // At most `total` rows are copied (the columns hold that many); more is the caller's E_INTERNAL.
+        const k = Math.max(0, Math.min(m, total - n));
+        bl.task.set(a.bTask.subarray(0, k), n);
+        bl.func.set(a.bFunc.subarray(0, k), n);
+        bl.frame.set(a.bFrame.subarray(0, k), n);
+        bl.frameIndex.set(a.bFrameIndex.subarray(0, k), n);
+        bl.remedyRef.set(a.bRemedy.subarray(0, k), n);
+        bl.kernelSees.set(a.bSees.subarray(0, k), n);
+        bl.roleCode.set(a.bRole.subarray(0, k), n);
+        n += m;
+      }
+      return { rows: n, first: x.placedFirstTask(), firstId: x.placedFirstEntry() };
     },
   };
 }
