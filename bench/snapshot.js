@@ -15,7 +15,7 @@
 //   ln -s $PWD/node_modules $D/ && cp package.json $D/ &&
 //   BENCH_COMMIT=$(git rev-parse --short HEAD) node --expose-gc $D/bench/snapshot.js
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
@@ -148,6 +148,23 @@ function machineCpu() {
     const idle = f[3] + (f[4] ?? 0);
     const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
     return { busy: (total - idle) / hz, total: total / hz };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU time (user + system, ms) of each thread of this process by tid (Linux); null elsewhere. */
+function threadCpu() {
+  try {
+    const out = new Map();
+    for (const tid of readdirSync("/proc/self/task")) {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, "latin1");
+        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        out.set(Number(tid), (Number(f[11]) + Number(f[12])) * 10); // utime, stime in USER_HZ (100)
+      } catch {}
+    }
+    return out;
   } catch {
     return null;
   }
@@ -382,25 +399,44 @@ if (only.has("fleet")) {
     const patch = emptyPatch();
     for (const fn of FUNCS) patch.funcs.push(parseFuncArg(fn));
     const quarter = Math.floor(files.length / 4);
-    const phases = { 1: { firstQuarterMs: [], restMs: [] }, 2: { firstQuarterMs: [], restMs: [] } };
+    const phases = { 1: { firstQuarterMs: [], restMs: [], threadCpuMs: [] }, 2: { firstQuarterMs: [], restMs: [], threadCpuMs: [] } };
     for (let r = 0; r < runs; r++) {
       for (const jobs of r % 2 === 0 ? [1, 2] : [2, 1]) {
         if (typeof globalThis.gc === "function") globalThis.gc();
         await untilIdle();
         let atQuarter = 0;
+        // CPU time per thread of this process (Linux /proc/self/task), before and when the last
+        // result is in (the workers are terminated after fleetCheck returns): this thread, the
+        // fleet workers (the threads started during the run) and the threads that were there
+        // before (V8's and Node's platform threads: optimizing compiles, concurrent GC).
+        const before = threadCpu();
+        let after = null;
         const t0 = performance.now();
         fleetCheck(files, patch, {}, jobs, {}, (done) => {
           if (atQuarter === 0 && done >= quarter) atQuarter = performance.now();
+          if (done === files.length) after = threadCpu();
         });
         const end = performance.now();
         phases[jobs].firstQuarterMs.push(atQuarter - t0);
         phases[jobs].restMs.push(end - atQuarter);
+        if (before !== null && after !== null) {
+          const split = { main: 0, workers: 0, platform: 0 };
+          for (const [tid, ms] of after) {
+            const was = before.get(tid);
+            if (tid === process.pid) split.main += ms - (was ?? 0);
+            else if (was === undefined) split.workers += ms;
+            else split.platform += ms - was;
+          }
+          phases[jobs].threadCpuMs.push(split);
+        }
         await sleep(200);
       }
     }
     for (const jobs of [1, 2]) {
       phases[jobs].firstQuarterMedianMs = median(phases[jobs].firstQuarterMs);
       phases[jobs].restMedianMs = median(phases[jobs].restMs);
+      const cpu = phases[jobs].threadCpuMs;
+      if (cpu.length > 0) phases[jobs].threadCpuMedianMs = { main: median(cpu.map((c) => c.main)), workers: median(cpu.map((c) => c.workers)), platform: median(cpu.map((c) => c.platform)) };
     }
     // Issue 5's workload is "fleet"; other sizes keep their own entry.
     const key = HOSTS === 1000 && PER === 1000 ? "fleet" : `fleet-${HOSTS}x${PER}`;
@@ -528,7 +564,7 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
   if (fleet.phases) {
     const p = fleet.phases;
     md.push(
-      `By phase (fleetCheck in this process, ${fleet.runs} more runs each, interleaved): the first quarter of the hosts took ${p[1].firstQuarterMedianMs.toFixed(0)} ms with one worker and ${p[2].firstQuarterMedianMs.toFixed(0)} ms with two (each worker's start-up and JIT warm-up); the other three quarters ${p[1].restMedianMs.toFixed(0)} ms and ${p[2].restMedianMs.toFixed(0)} ms: **${fleet.steadySpeedup.toFixed(2)}× in the steady state**.`,
+      `By phase (fleetCheck in this process, ${fleet.runs} more runs each, interleaved): the first quarter of the hosts took ${p[1].firstQuarterMedianMs.toFixed(0)} ms with one worker and ${p[2].firstQuarterMedianMs.toFixed(0)} ms with two (each worker's start-up and JIT warm-up); the other three quarters ${p[1].restMedianMs.toFixed(0)} ms and ${p[2].restMedianMs.toFixed(0)} ms: **${fleet.steadySpeedup.toFixed(2)}× in the steady state**.${p[1].threadCpuMedianMs && p[2].threadCpuMedianMs ? ` CPU per thread over those runs (medians, from /proc/self/task): with one worker, the worker ${p[1].threadCpuMedianMs.workers.toFixed(0)} ms, V8's and Node's platform threads (optimizing compiles, concurrent GC) ${p[1].threadCpuMedianMs.platform.toFixed(0)} ms, this thread ${p[1].threadCpuMedianMs.main.toFixed(0)} ms; with two, the workers ${p[2].threadCpuMedianMs.workers.toFixed(0)} ms together, the platform threads ${p[2].threadCpuMedianMs.platform.toFixed(0)} ms, this thread ${p[2].threadCpuMedianMs.main.toFixed(0)} ms. One worker already keeps ~${((p[1].threadCpuMedianMs.workers + p[1].threadCpuMedianMs.platform + p[1].threadCpuMedianMs.main) / (p[1].firstQuarterMedianMs + p[1].restMedianMs)).toFixed(2)} cores busy: each isolate compiles its own optimized code, so a second worker adds its compiles to the two cores instead of halving them.` : ""}`,
       "",
     );
   }
