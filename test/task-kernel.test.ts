@@ -66,6 +66,10 @@ describe("task kernel = the TypeScript class loops", () => {
       for (const model of ["livepatch", "kpatch", "quiesce"] as const) {
         const a = verdictOf(cap, withKernel, { model });
         expect(a.outcomes.length).toBeGreaterThan(2900);
+        // The counts decide sums per class are the outcomes' own.
+        const v = check({ capture: cap, symbols, patch: PATCH, scanner: withKernel, options: { model } }).verdict;
+        const byStatus = v.outcomes.countByStatus();
+        expect([v.counts.clean, v.counts.done, v.counts.blocked, v.counts.undecided, v.counts.idle]).toEqual([0, 1, 2, 3, 4].map((c) => byStatus[c]));
         expect(a).toEqual(verdictOf(cap, without, { model }));
       }
     }

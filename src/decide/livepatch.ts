@@ -7,7 +7,7 @@
  * The host verdict is then bounded by what the capture can prove (completeness, hidden frames).
  */
 import { PatchsafeError } from "../errors.js";
-import { FrameFlag, STACK_STATUS_CODE, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
+import { FrameFlag, Interner, STACK_STATUS_CODE, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
 import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
 import { SpanScanHits, type TaskHits } from "../scan/spanHits.js";
 import type { ScanHits } from "../scan/types.js";
@@ -623,7 +623,7 @@ function neverLeavingFunctions(k: TaskKinds, byTask: HitsByTask, ranges: RangeTa
 
 const NO_HITS: [number, number][] = [];
 
-/** Template rows of placeBlockers(), per row (tRemedy: Blockers.remedyId of the row's remedy). */
+/** Template rows of placeBlockers(), per row (tRemedy: the row's remedy as an index into the remedies its Blockers was made with). */
 export interface BlockerTemplate {
   tFunc: number[];
   tFrame: number[];
@@ -699,7 +699,7 @@ class TaskDecider {
   /** Outcomes emit() made (not copied from a class): outcome index, entry, row delta, in order. */
   private readonly own = { outcome: [] as number[], entry: [] as MemoEntry[], delta: [] as number[] };
   partialExcluded = 0;
-  /** Outcomes per TASK_STATUSES code (Outcomes.countByStatus() without a pass over the outcomes): own ones by emit(), copied ones per class at the end of run(). */
+  /** Outcomes per TASK_STATUSES code (what Outcomes.countByStatus() counts, without a pass over the outcomes): own ones by emit(), copied ones per class at the end of run(). */
   readonly byStatus = new Float64Array(TASK_STATUSES.length);
   /**
    * The kernel's own livepatch check fails on the first task in taskOrder (not done) whose matches
@@ -853,8 +853,7 @@ class TaskDecider {
     const tRole: number[] = [];
     const tRemedy: number[] = [];
     // The rows' remedies, each once (the blockers' remedy table; tRemedy indexes it).
-    const remedies: Remedy[] = [];
-    const remedyIds = new Map<Remedy, number>();
+    const remedies = new Interner<Remedy>();
     let total = 0;
     for (let id = 0; id < ids; id++) {
       tplStart[id] = tFunc.length;
@@ -879,15 +878,13 @@ class TaskDecider {
         tFrameIndex.push(b.frameIndex);
         tSees.push(b.kernelSees ? 1 : 0);
         tRole.push(roles[j]);
-        let rid = remedyIds.get(b.remedy);
-        if (rid === undefined) remedyIds.set(b.remedy, (rid = remedies.push(b.remedy) - 1));
-        tRemedy.push(rid);
+        tRemedy.push(remedies.intern(b.remedy));
       }
     }
     tplStart[ids] = tFunc.length;
     const template = { tFunc, tFrame, tFrameIndex, tSees, tRole, tRemedy };
     // Exactly `total` rows, so the columns never grow.
-    const bl = (this.blockers = new Blockers(total, remedies));
+    const bl = (this.blockers = new Blockers(total, remedies.values));
     const kernel = this.classes?.kernel?.kernel ?? null;
     const placed =
       (kernel !== null && total > 0 ? kernel.placeRows(this.outcomes, own.outcome, classCount, tplStart, visibleId, template, bl, total) : null) ??

@@ -1,6 +1,7 @@
 /**
  * Host side of the per-task kernels of the decision (assembly/tasks.ts): the arrays decide's
- * class loops read and write, laid out in the kernel's memory, and the two loops run there.
+ * class loops and blocker placement read and write, laid out in the kernel's memory, and the
+ * three loops (class membership, copying a class's outcome, placing blocker rows) run there.
  * Browser-clean (no `node:` imports). decide works without a kernel (its TypeScript loops, the
  * reference test/task-kernel.test.ts compares against); src/node/wasm.ts gives one to the wasm
  * Scanner it makes, and check() hands it to decide.
@@ -278,6 +279,10 @@ export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTask
         const m = x.placeRows(out.length, classCount, ownOutcome.length, chunk);
         // At most `total` rows are copied (the columns hold that many); more is the caller's E_INTERNAL.
         const k = Math.max(0, Math.min(m, total - n));
+        if (k === 0) {
+          n += m;
+          continue;
+        }
         bl.task.set(a.bTask.subarray(0, k), n);
         bl.func.set(a.bFunc.subarray(0, k), n);
         bl.frame.set(a.bFrame.subarray(0, k), n);
