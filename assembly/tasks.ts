@@ -22,21 +22,14 @@
 //   classifyKnown(from, to) -> the first task it leaves to the host
 //   copyDecided(from, to)   -> the first task it leaves; rows written: copiedRows()
 
-let heapStart: usize = 0;
-let top: usize = 0;
+import { bumpAlloc, bumpReset } from "./bump";
 
 export function reset(): void {
-  if (heapStart == 0) heapStart = (__heap_base + 15) & ~(<usize>15);
-  top = heapStart;
+  bumpReset();
 }
 
 export function allocate(bytes: u32, zero: bool): usize {
-  if (heapStart == 0) reset();
-  const p = top;
-  top = (top + <usize>bytes + 15) & ~(<usize>15);
-  const needPages = <i32>((top + 0xffff) >>> 16);
-  const have = memory.size();
-  if (needPages > have && memory.grow(needPages - have) < 0) unreachable();
+  const p = bumpAlloc(<usize>bytes);
   if (zero) memory.fill(p, 0, <usize>bytes);
   return p;
 }

@@ -29,6 +29,8 @@
 // Memory: a bump allocator over __heap_base; a table that grows gets a new block and the old
 // one is abandoned (wasm memory cannot shrink; growth doubles, so waste stays below 2x).
 
+import { bumpAlloc } from "./bump";
+
 const ABI_VERSION: u32 = 1;
 
 export const EVENT_WORDS: u32 = 6;
@@ -40,22 +42,8 @@ const PAD: usize = 16;
 /** A path longer than this is not remembered (it is still parsed on every line). */
 const PATH_CAP: u32 = 64;
 
-let top: usize = 0;
-
-function alloc(bytes: usize): usize {
-  if (top == 0) top = (__heap_base + 15) & ~(<usize>15);
-  const p = top;
-  top = (top + bytes + 15) & ~(<usize>15);
-  const needPages = <i32>((top + 0xffff) >>> 16);
-  const have = memory.size();
-  if (needPages > have) {
-    if (memory.grow(needPages - have) < 0) unreachable();
-  }
-  return p;
-}
-
 function realloc(old: usize, oldBytes: usize, newBytes: usize): usize {
-  const p = alloc(newBytes);
+  const p = bumpAlloc(newBytes);
   memory.copy(p, old, oldBytes);
   return p;
 }
@@ -119,31 +107,31 @@ export function abiVersion(): u32 {
 
 export function init(inputCapacity: u32): void {
   inCap = inputCapacity;
-  inPtr = alloc(<usize>inCap + PAD);
-  evPtr = alloc(<usize>EVENT_CAPACITY * EVENT_WORDS * 4);
+  inPtr = bumpAlloc(<usize>inCap + PAD);
+  evPtr = bumpAlloc(<usize>EVENT_CAPACITY * EVENT_WORDS * 4);
   txCap = 1 << 16;
-  txPtr = alloc(<usize>txCap + PAD);
+  txPtr = bumpAlloc(<usize>txCap + PAD);
   ftCap = 1024;
-  ftOff = alloc(<usize>ftCap * 4);
-  ftLen = alloc(<usize>ftCap * 4);
-  ftHash = alloc(<usize>ftCap * 4);
-  firstStack = alloc(<usize>ftCap * 4);
+  ftOff = bumpAlloc(<usize>ftCap * 4);
+  ftLen = bumpAlloc(<usize>ftCap * 4);
+  ftHash = bumpAlloc(<usize>ftCap * 4);
+  firstStack = bumpAlloc(<usize>ftCap * 4);
   memory.fill(firstStack, 0, <usize>ftCap * 4);
   ftSlotCap = 4096;
-  ftSlots = alloc(<usize>ftSlotCap * 4);
+  ftSlots = bumpAlloc(<usize>ftSlotCap * 4);
   memory.fill(ftSlots, 0, <usize>ftSlotCap * 4);
   swCap = 1 << 14;
-  swPtr = alloc(<usize>swCap * 4);
+  swPtr = bumpAlloc(<usize>swCap * 4);
   stCap = 1024;
-  stOff = alloc(<usize>stCap * 4);
-  stLen = alloc(<usize>stCap * 4);
-  stHash = alloc(<usize>stCap * 4);
+  stOff = bumpAlloc(<usize>stCap * 4);
+  stLen = bumpAlloc(<usize>stCap * 4);
+  stHash = bumpAlloc(<usize>stCap * 4);
   stSlotCap = 4096;
-  stSlots = alloc(<usize>stSlotCap * 4);
+  stSlots = bumpAlloc(<usize>stSlotCap * 4);
   memory.fill(stSlots, 0, <usize>stSlotCap * 4);
   curCap = 256;
-  curPtr = alloc(<usize>curCap * 4);
-  pathPtr = alloc(PATH_CAP);
+  curPtr = bumpAlloc(<usize>curCap * 4);
+  pathPtr = bumpAlloc(PATH_CAP);
   leanInit();
 }
 
@@ -240,7 +228,7 @@ export function stackCount(): u32 {
 
 function rehashTexts(): void {
   const cap = ftSlotCap << 1;
-  const slots = alloc(<usize>cap * 4);
+  const slots = bumpAlloc(<usize>cap * 4);
   memory.fill(slots, 0, <usize>cap * 4);
   const mask = cap - 1;
   for (let id: u32 = 0; id < ftN; id++) {
@@ -296,7 +284,7 @@ function internText(p: usize, n: u32): u32 {
 
 function rehashStacks(): void {
   const cap = stSlotCap << 1;
-  const slots = alloc(<usize>cap * 4);
+  const slots = bumpAlloc(<usize>cap * 4);
   memory.fill(slots, 0, <usize>cap * 4);
   const mask = cap - 1;
   for (let id: u32 = 0; id < stN; id++) {
@@ -589,13 +577,13 @@ let lnRowLine: usize = 0;
 // Allocated by init() and grown with the stack table (leanGrow from internStack): leanMark() and
 // leanRuns() run while the host holds views of memory (a delivery) and must not allocate.
 function leanInit(): void {
-  lnState = alloc(7 * 4);
+  lnState = bumpAlloc(7 * 4);
   memory.fill(lnState, 0, 7 * 4);
-  lnPid = alloc(<usize>EVENT_CAPACITY * 8);
-  lnTid = alloc(<usize>EVENT_CAPACITY * 8);
-  lnRowStart = alloc(<usize>EVENT_CAPACITY * 4);
-  lnRowCount = alloc(<usize>EVENT_CAPACITY * 4);
-  lnRowLine = alloc(<usize>EVENT_CAPACITY * 4);
+  lnPid = bumpAlloc(<usize>EVENT_CAPACITY * 8);
+  lnTid = bumpAlloc(<usize>EVENT_CAPACITY * 8);
+  lnRowStart = bumpAlloc(<usize>EVENT_CAPACITY * 4);
+  lnRowCount = bumpAlloc(<usize>EVENT_CAPACITY * 4);
+  lnRowLine = bumpAlloc(<usize>EVENT_CAPACITY * 4);
   leanGrow(stCap);
 }
 

@@ -57,6 +57,9 @@ export interface TaskKernelArrays {
   bRole: Uint8Array;
 }
 
+type ColumnType = "u8" | "i8" | "u32" | "i32" | "f64";
+const VIEW = { u8: Uint8Array, i8: Int8Array, u32: Uint32Array, i32: Int32Array, f64: Float64Array } as const;
+
 /** Template rows the layout has room for, per entry (more: placeRows() leaves it to the TypeScript loop). */
 const TEMPLATE_ROWS_PER_ENTRY = 4;
 /** Blocker rows per placeRows() chunk. */
@@ -145,113 +148,110 @@ export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTask
   return {
     minTasks: opts.minTasks ?? TASK_KERNEL_MIN_TASKS,
     layout(tasks: TaskTable, spans: number, classes: number): TaskKernelArrays {
-      const T = Math.max(tasks.length, 1);
+      const n = tasks.length;
+      const T = Math.max(n, 1);
       const C = Math.max(classes, 1);
       const S = Math.max(spans, 1);
+      const E = C + T; // placement entries: classes, then own outcomes
+      const R = TEMPLATE_ROWS_PER_ENTRY * E;
+      // Every array as [type, length]; the task columns are copied in, the rest written by decide
+      // and the loops. Nothing is zeroed but kindCount: decide writes every task's kind, chain
+      // length and class, sets a class's slots when it makes the class and zeroes `copied` over
+      // the classes made (the memory is reused), and the placer's arrays are reserved here (the
+      // memory must not grow once views exist) and touched only as far as used.
+      const spec = {
+        frameStart: ["u32", T],
+        frameCount: ["u32", T],
+        pid: ["f64", T],
+        tid: ["f64", T],
+        patchState: ["i8", T],
+        bits: ["u8", T],
+        state: ["u8", T],
+        stackStatus: ["u8", T],
+        kinds: ["u8", T],
+        chainLen: ["i32", T],
+        taskClass: ["i32", T],
+        kindCount: ["f64", TASK_KINDS.length],
+        bySpan: ["i32", S],
+        count: ["u32", C],
+        sig: ["u32", C],
+        kind: ["u8", C],
+        chainLength: ["i32", C],
+        size: ["f64", C],
+        first: ["u32", C],
+        status: ["i32", C],
+        ref: ["i32", C],
+        copied: ["f64", C],
+        outTask: ["u32", T],
+        outKind: ["u8", T],
+        outStatus: ["u8", T],
+        outRef: ["u32", T],
+        own: ["u32", T],
+        tplStart: ["i32", E + 1],
+        visible: ["u8", E],
+        tFunc: ["u32", R],
+        tFrame: ["u32", R],
+        tFrameIndex: ["u32", R],
+        tRemedy: ["u32", R],
+        tSees: ["u8", R],
+        tRole: ["u8", R],
+        bTask: ["u32", chunk],
+        bFunc: ["u32", chunk],
+        bFrame: ["u32", chunk],
+        bFrameIndex: ["u32", chunk],
+        bRemedy: ["u32", chunk],
+        bSees: ["u8", chunk],
+        bRole: ["u8", chunk],
+      } as const satisfies Record<string, readonly [ColumnType, number]>;
+      type Name = keyof typeof spec;
       x.reset();
-      // Offsets first (memory may grow while allocating), views after. Only kindCount is zeroed
-      // here: decide writes every task's kind, chain length and class, sets a class's slots when
-      // it makes the class, and zeroes `copied` over the classes made (the memory is reused).
-      const at = {
-        frameStart: x.allocate(T * 4, 0),
-        frameCount: x.allocate(T * 4, 0),
-        pid: x.allocate(T * 8, 0),
-        tid: x.allocate(T * 8, 0),
-        patchState: x.allocate(T, 0),
-        bits: x.allocate(T, 0),
-        state: x.allocate(T, 0),
-        stackStatus: x.allocate(T, 0),
-        kinds: x.allocate(T, 0),
-        chainLen: x.allocate(T * 4, 0),
-        taskClass: x.allocate(T * 4, 0),
-        kindCount: x.allocate(TASK_KINDS.length * 8, 1),
-        bySpan: x.allocate(S * 4, 0),
-        count: x.allocate(C * 4, 0),
-        sig: x.allocate(C * 4, 0),
-        kind: x.allocate(C, 0),
-        chainLength: x.allocate(C * 4, 0),
-        size: x.allocate(C * 8, 0),
-        first: x.allocate(C * 4, 0),
-        status: x.allocate(C * 4, 0),
-        ref: x.allocate(C * 4, 0),
-        copied: x.allocate(C * 8, 0),
-        outTask: x.allocate(T * 4, 0),
-        outKind: x.allocate(T, 0),
-        outStatus: x.allocate(T, 0),
-        outRef: x.allocate(T * 4, 0),
-        // The placer's: reserved here (the memory must not grow once views exist), touched only
-        // as far as used. Entries: classes (at most C) and own outcomes (at most T).
-        own: x.allocate(T * 4, 0),
-        tplStart: x.allocate((C + T + 1) * 4, 0),
-        visible: x.allocate(C + T, 0),
-        tFunc: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
-        tFrame: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
-        tFrameIndex: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
-        tRemedy: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T) * 4, 0),
-        tSees: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T), 0),
-        tRole: x.allocate(TEMPLATE_ROWS_PER_ENTRY * (C + T), 0),
-        bTask: x.allocate(chunk * 4, 0),
-        bFunc: x.allocate(chunk * 4, 0),
-        bFrame: x.allocate(chunk * 4, 0),
-        bFrameIndex: x.allocate(chunk * 4, 0),
-        bRemedy: x.allocate(chunk * 4, 0),
-        bSees: x.allocate(chunk, 0),
-        bRole: x.allocate(chunk, 0),
-      };
+      // Offsets first (memory may grow while allocating), views after.
+      const at = {} as Record<Name, number>;
+      for (const name of Object.keys(spec) as Name[]) {
+        const [type, length] = spec[name];
+        at[name] = x.allocate(length * VIEW[type].BYTES_PER_ELEMENT, name === "kindCount" ? 1 : 0);
+      }
       const mem = x.memory.buffer;
-      const n = tasks.length;
-      new Uint32Array(mem, at.frameStart, T).set(tasks.frameStart.subarray(0, n));
-      new Uint32Array(mem, at.frameCount, T).set(tasks.frameCount.subarray(0, n));
-      new Float64Array(mem, at.pid, T).set(tasks.pid.subarray(0, n));
-      new Float64Array(mem, at.tid, T).set(tasks.tid.subarray(0, n));
-      new Int8Array(mem, at.patchState, T).set(tasks.patchStateCode.subarray(0, n));
-      new Uint8Array(mem, at.bits, T).set(tasks.bits.subarray(0, n));
-      new Uint8Array(mem, at.state, T).set(tasks.state.subarray(0, n));
-      new Uint8Array(mem, at.stackStatus, T).set(tasks.stackStatusCode.subarray(0, n));
+      const view = {} as Record<Name, ArrayBufferView>;
+      for (const name of Object.keys(spec) as Name[]) {
+        const [type, length] = spec[name];
+        view[name] = new VIEW[type](mem, at[name], length);
+      }
+      const v = view as unknown as TaskKernelArrays & Record<"frameStart" | "frameCount" | "pid" | "tid" | "patchState" | "bits" | "state" | "stackStatus", ArrayBufferView & { set(a: ArrayLike<number>): void }>;
+      v.frameStart.set(tasks.frameStart.subarray(0, n));
+      v.frameCount.set(tasks.frameCount.subarray(0, n));
+      v.pid.set(tasks.pid.subarray(0, n));
+      v.tid.set(tasks.tid.subarray(0, n));
+      v.patchState.set(tasks.patchStateCode.subarray(0, n));
+      v.bits.set(tasks.bits.subarray(0, n));
+      v.state.set(tasks.state.subarray(0, n));
+      v.stackStatus.set(tasks.stackStatusCode.subarray(0, n));
       x.bindTasks(at.frameStart, at.frameCount, at.pid, at.tid, at.patchState, at.bits, at.state, at.stackStatus, at.kinds, at.chainLen, at.taskClass);
       x.bindClasses(at.bySpan, at.count, at.sig, at.kind, at.chainLength, at.size, at.status, at.ref, at.copied, at.kindCount);
       x.bindOutcomes(at.outTask, at.outKind, at.outStatus, at.outRef);
       x.bindTemplate(at.tFunc, at.tFrame, at.tFrameIndex, at.tRemedy, at.tSees, at.tRole);
       x.bindBlockers(at.bTask, at.bFunc, at.bFrame, at.bFrameIndex, at.bRemedy, at.bSees, at.bRole);
-      const R = TEMPLATE_ROWS_PER_ENTRY * (C + T);
+      // The per-task and per-class views decide reads are as long as its tasks and classes.
       arrays = {
-        kinds: new Uint8Array(mem, at.kinds, n),
-        chainLen: new Int32Array(mem, at.chainLen, n),
-        taskClass: new Int32Array(mem, at.taskClass, n),
-        kindCount: new Float64Array(mem, at.kindCount, TASK_KINDS.length),
-        bySpan: new Int32Array(mem, at.bySpan, spans),
-        count: new Uint32Array(mem, at.count, classes),
-        sig: new Uint32Array(mem, at.sig, classes),
-        kind: new Uint8Array(mem, at.kind, classes),
-        chainLength: new Int32Array(mem, at.chainLength, classes),
-        size: new Float64Array(mem, at.size, classes),
-        first: new Uint32Array(mem, at.first, classes),
-        status: new Int32Array(mem, at.status, classes),
-        ref: new Int32Array(mem, at.ref, classes),
-        copied: new Float64Array(mem, at.copied, classes),
-        outTask: new Uint32Array(mem, at.outTask, n),
-        outKind: new Uint8Array(mem, at.outKind, n),
-        outStatus: new Uint8Array(mem, at.outStatus, n),
-        outRef: new Uint32Array(mem, at.outRef, n),
-        own: new Uint32Array(mem, at.own, T),
-        tplStart: new Int32Array(mem, at.tplStart, C + T + 1),
-        visible: new Uint8Array(mem, at.visible, C + T),
-        tFunc: new Uint32Array(mem, at.tFunc, R),
-        tFrame: new Uint32Array(mem, at.tFrame, R),
-        tFrameIndex: new Uint32Array(mem, at.tFrameIndex, R),
-        tRemedy: new Uint32Array(mem, at.tRemedy, R),
-        tSees: new Uint8Array(mem, at.tSees, R),
-        tRole: new Uint8Array(mem, at.tRole, R),
-        bTask: new Uint32Array(mem, at.bTask, chunk),
-        bFunc: new Uint32Array(mem, at.bFunc, chunk),
-        bFrame: new Uint32Array(mem, at.bFrame, chunk),
-        bFrameIndex: new Uint32Array(mem, at.bFrameIndex, chunk),
-        bRemedy: new Uint32Array(mem, at.bRemedy, chunk),
-        bSees: new Uint8Array(mem, at.bSees, chunk),
-        bRole: new Uint8Array(mem, at.bRole, chunk),
+        ...v,
+        kinds: v.kinds.subarray(0, n),
+        chainLen: v.chainLen.subarray(0, n),
+        taskClass: v.taskClass.subarray(0, n),
+        bySpan: v.bySpan.subarray(0, spans),
+        count: v.count.subarray(0, classes),
+        sig: v.sig.subarray(0, classes),
+        kind: v.kind.subarray(0, classes),
+        chainLength: v.chainLength.subarray(0, classes),
+        size: v.size.subarray(0, classes),
+        first: v.first.subarray(0, classes),
+        status: v.status.subarray(0, classes),
+        ref: v.ref.subarray(0, classes),
+        copied: v.copied.subarray(0, classes),
+        outTask: v.outTask.subarray(0, n),
+        outKind: v.outKind.subarray(0, n),
+        outStatus: v.outStatus.subarray(0, n),
+        outRef: v.outRef.subarray(0, n),
       };
-      // A class's status and ref are set to -1 when it is made (SpanClasses.add): filling every
-      // slot here touched 8 MB per million tasks.
       arrays.bySpan.fill(-1);
       return arrays;
     },

@@ -1,6 +1,7 @@
 /**
- * Node-only loading of the scan kernel: read build/scan*.wasm next to the package, compile once
- * per build (cached for the process), instantiate a fresh Scanner per call.
+ * Node-only loading of the wasm modules (the scan kernel, the /proc tokenizer, the task kernel):
+ * read build/*.wasm next to the package, compile once per build (cached for the process),
+ * instantiate fresh per call.
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -9,8 +10,6 @@ import { compileScanModule, createWasmScanner, scanWasmUrl, type WasmScannerOpti
 import type { Scanner } from "../scan/types.js";
 import { compileTokenizerModule, ProcTokenizer } from "../ingest/procTokenizer.js";
 import { compileTaskKernelModule, createWasmTaskKernel, type TaskKernel } from "../decide/taskKernel.js";
-
-const modules = new Map<"release" | "debug", WebAssembly.Module>();
 
 let detachSettled = false;
 /**
@@ -29,22 +28,34 @@ function settleDetachProtector(): void {
   m.grow(0);
 }
 
-/** The compiled kernel for `build`, read and compiled synchronously on first use. */
-export function loadScanModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
-  let module = modules.get(build);
+type Build = "release" | "debug";
+const compiled = new Map<string, WebAssembly.Module>();
+
+/**
+ * One of the package's wasm modules (`what` names it in errors), read from `url` and compiled
+ * synchronously on first use, then kept for the process.
+ */
+function loadModuleSync(what: string, build: Build, url: () => URL, compile: (bytes: Uint8Array<ArrayBuffer>) => WebAssembly.Module): WebAssembly.Module {
+  const key = `${what} ${build}`;
+  let module = compiled.get(key);
   if (module === undefined) {
     settleDetachProtector();
-    const url = scanWasmUrl(build);
+    const at = url();
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = readFileSync(url);
+      bytes = readFileSync(at);
     } catch (e) {
-      throw new PatchsafeError("E_IO", `cannot read scan kernel ${fileURLToPath(url)}: ${(e as Error).message} (run npm run asbuild)`);
+      throw new PatchsafeError("E_IO", `cannot read ${what} ${fileURLToPath(at)}: ${(e as Error).message} (run npm run asbuild)`);
     }
-    module = compileScanModule(bytes);
-    modules.set(build, module);
+    module = compile(bytes);
+    compiled.set(key, module);
   }
   return module;
+}
+
+/** The compiled scan kernel (build/scan*.wasm). */
+export function loadScanModuleSync(build: Build = "release"): WebAssembly.Module {
+  return loadModuleSync("scan kernel", build, () => scanWasmUrl(build), compileScanModule);
 }
 
 /**
@@ -58,44 +69,14 @@ export function loadWasmScannerSync(build: "release" | "debug" = "release", opti
   return scanner;
 }
 
-const taskKernelModules = new Map<"release" | "debug", WebAssembly.Module>();
-
-/** The compiled task kernel (build/tasks*.wasm), read and compiled on first use. */
-export function loadTaskKernelModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
-  let module = taskKernelModules.get(build);
-  if (module === undefined) {
-    settleDetachProtector();
-    const url = new URL(build === "release" ? "../../build/tasks.wasm" : "../../build/tasks.debug.wasm", import.meta.url);
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = readFileSync(url);
-    } catch (e) {
-      throw new PatchsafeError("E_IO", `cannot read task kernel ${fileURLToPath(url)}: ${(e as Error).message} (run npm run asbuild)`);
-    }
-    module = compileTaskKernelModule(bytes);
-    taskKernelModules.set(build, module);
-  }
-  return module;
+/** The compiled task kernel (build/tasks*.wasm). */
+export function loadTaskKernelModuleSync(build: Build = "release"): WebAssembly.Module {
+  return loadModuleSync("task kernel", build, () => new URL(build === "release" ? "../../build/tasks.wasm" : "../../build/tasks.debug.wasm", import.meta.url), compileTaskKernelModule);
 }
 
-const tokenizerModules = new Map<"release" | "debug", WebAssembly.Module>();
-
-/** The compiled /proc text tokenizer (build/tokenize*.wasm), read and compiled on first use. */
-export function loadTokenizerModuleSync(build: "release" | "debug" = "release"): WebAssembly.Module {
-  let module = tokenizerModules.get(build);
-  if (module === undefined) {
-    settleDetachProtector();
-    const url = new URL(build === "release" ? "../../build/tokenize.wasm" : "../../build/tokenize.debug.wasm", import.meta.url);
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = readFileSync(url);
-    } catch (e) {
-      throw new PatchsafeError("E_IO", `cannot read tokenizer ${fileURLToPath(url)}: ${(e as Error).message} (run npm run asbuild)`);
-    }
-    module = compileTokenizerModule(bytes);
-    tokenizerModules.set(build, module);
-  }
-  return module;
+/** The compiled /proc text tokenizer (build/tokenize*.wasm). */
+export function loadTokenizerModuleSync(build: Build = "release"): WebAssembly.Module {
+  return loadModuleSync("tokenizer", build, () => new URL(build === "release" ? "../../build/tokenize.wasm" : "../../build/tokenize.debug.wasm", import.meta.url), compileTokenizerModule);
 }
 
 /** A fresh tokenizer instance (one per input stream). */
