@@ -75,6 +75,23 @@ describe("task kernel = the TypeScript class loops", () => {
     }
   });
 
+  test.each(["release", "debug"] as const)("a kernel whose class tables fill up leaves the other tasks unclassed, with the same verdicts (%s)", (build) => {
+    const full = loadWasmScannerSync(build);
+    const kernel = createWasmTaskKernel(loadTaskKernelModuleSync(build), { minTasks: 0, maxClasses: 3 });
+    let placed = 0;
+    const place = kernel.placeRows.bind(kernel);
+    kernel.placeRows = (...args) => {
+      const r = place(...args);
+      if (r !== null) placed++;
+      return r;
+    };
+    full.taskKernel = () => kernel;
+    const { without } = scanners(build);
+    const cap = sharedCapture(3000, 4);
+    for (const model of ["livepatch", "kpatch"] as const) expect(verdictOf(cap, full, { model })).toEqual(verdictOf(cap, without, { model }));
+    expect(placed).toBe(2);
+  });
+
   test.each(["release", "debug"] as const)("seeded scrambles of the task facts: classes split, tasks fall out of them (%s)", (build) => {
     const { withKernel, without } = scanners(build);
     const base = sharedCapture(1500, 7);

@@ -418,7 +418,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // The class loops' arrays live in the kernel's memory when there is one (its loops and ours
   // then share them).
   const classed = memo !== null && cap.sharedRows === true && (input.doubts?.size ?? 0) === 0;
-  const arrays = classed && input.taskKernel != null && cap.tasks.length >= input.taskKernel.minTasks ? input.taskKernel.layout(cap.tasks, cap.frames.length + 1, cap.tasks.length + 1) : null;
+  const arrays = classed && input.taskKernel != null && cap.tasks.length >= input.taskKernel.minTasks ? input.taskKernel.layout(cap.tasks, cap.frames.length + 1, Math.min(cap.tasks.length + 1, input.taskKernel.maxClasses)) : null;
   const classes = classed ? new SpanClasses(cap, input.notes ?? null, arrays === null ? null : { kernel: input.taskKernel!, arrays }) : null;
   const chains = new ChainCache(cap);
   const k = classifyTasks(cap, chains, classes);
@@ -1138,6 +1138,8 @@ class SpanClasses {
     const n = this.tasks.frameCount[i];
     const f = this.cap.frames;
     for (let r = start; r < start + n; r++) if (f.flags[r] & FrameFlag.UNPARSED) return -1;
+    // No room for another class (the task kernel's layout has a bound): the task stays unclassed.
+    if (this.classCount === this.kind.length) return -1;
     const c = this.classCount++;
     this.kind[c] = kind;
     this.chainLength[c] = chainLength;

@@ -60,10 +60,21 @@ export interface TaskKernelArrays {
 type ColumnType = "u8" | "i8" | "u32" | "i32" | "f64";
 const VIEW = { u8: Uint8Array, i8: Int8Array, u32: Uint32Array, i32: Int32Array, f64: Float64Array } as const;
 
-/** Template rows the layout has room for, per entry (more: placeRows() leaves it to the TypeScript loop). */
+/*
+ * The layout's sizes. Its memory counts as external memory to V8, which starts a full
+ * mark-compact once external memory has grown by 64 MB: a 100k-task check comes near that with
+ * the dump, the symbol file and the scan kernel, and a layout with room for a class and 4
+ * template rows per task (25 MB) added two mark-compacts (~5 ms) it had not run before. Real
+ * captures have a few hundred classes (a span of rows and the facts the rules read) and a few
+ * template rows per class, not per task.
+ */
+/** Classes a layout has room for: a capture with more classes the rest of its tasks unclassed (decided through the rule memo, as without classes). */
+export const TASK_KERNEL_MAX_CLASSES = 1 << 14;
+/** Template rows per entry, and in all (more: placeRows() leaves it to the TypeScript loop). */
 const TEMPLATE_ROWS_PER_ENTRY = 4;
+const MAX_TEMPLATE_ROWS = 1 << 16;
 /** Blocker rows per placeRows() chunk. */
-const BLOCKER_CHUNK = 1 << 16;
+const BLOCKER_CHUNK = 1 << 14;
 
 /**
  * Captures with fewer tasks keep the class loops in TypeScript: the kernel's fixed cost per check
@@ -76,6 +87,8 @@ export const TASK_KERNEL_MIN_TASKS = 32768;
 export interface TaskKernel {
   /** decide uses the kernel for captures of at least this many tasks. */
   readonly minTasks: number;
+  /** The classes decide makes with the kernel at most (TASK_KERNEL_MAX_CLASSES). */
+  readonly maxClasses: number;
   /**
    * Lays out the arrays for the tasks of `tasks` (their columns copied in), `spans` span starts
    * and at most `classes` classes; every array of an earlier layout is dead.
@@ -139,21 +152,23 @@ function instantiate(module: WebAssembly.Module): TaskKernelExports {
 
 /**
  * `minTasks`: TaskKernel.minTasks (tests give 0 to run the kernel on small captures);
+ * `maxClasses`: TaskKernel.maxClasses (tests give a few, to fill it);
  * `blockerChunk`: blocker rows per placement chunk (tests give a few, to cross chunk boundaries).
  */
-export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTasks?: number; blockerChunk?: number } = {}): TaskKernel {
+export function createWasmTaskKernel(module: WebAssembly.Module, opts: { minTasks?: number; maxClasses?: number; blockerChunk?: number } = {}): TaskKernel {
   const chunk = Math.max(1, opts.blockerChunk ?? BLOCKER_CHUNK);
   const x = instantiate(module);
   let arrays: TaskKernelArrays | null = null;
   return {
     minTasks: opts.minTasks ?? TASK_KERNEL_MIN_TASKS,
+    maxClasses: Math.max(1, opts.maxClasses ?? TASK_KERNEL_MAX_CLASSES),
     layout(tasks: TaskTable, spans: number, classes: number): TaskKernelArrays {
       const n = tasks.length;
       const T = Math.max(n, 1);
       const C = Math.max(classes, 1);
       const S = Math.max(spans, 1);
       const E = C + T; // placement entries: classes, then own outcomes
-      const R = TEMPLATE_ROWS_PER_ENTRY * E;
+      const R = Math.min(TEMPLATE_ROWS_PER_ENTRY * E, MAX_TEMPLATE_ROWS);
       // Every array as [type, length]; the task columns are copied in, the rest written by decide
       // and the loops. Nothing is zeroed but kindCount: decide writes every task's kind, chain
       // length and class, sets a class's slots when it makes the class and zeroes `copied` over
