@@ -213,13 +213,15 @@ function runCheck(args: string[], o: Output): number {
     let snapshotSymbols: SymbolTable | null = null;
     // A /proc text dump and a symbol file: the tokenizer's optimizing compile is started first
     // and runs on another core while this thread reads the symbol file (warmProcTokenizer).
+    // Each file's head is sniffed once.
+    const snapshot = positionals.map((f) => f !== "-" && format === "auto" && isSnapshotFile(f));
     let early: SymbolTable | null = null;
-    if (values.kallsyms !== undefined && (format === "auto" || format === "proc") && positionals.some((f) => f !== "-" && !isSnapshotFile(f))) {
+    if (values.kallsyms !== undefined && (format === "auto" || format === "proc") && positionals.some((f, i) => f !== "-" && !snapshot[i])) {
       warmProcTokenizer();
       early = readSymbolFile(values.kallsyms);
     }
-    const all = positionals.flatMap((f) => {
-      if (f !== "-" && format === "auto" && isSnapshotFile(f)) {
+    const all = positionals.flatMap((f, i) => {
+      if (snapshot[i]) {
         const snap = readSnapshotFile(f);
         snapshotSymbols ??= snap.symbols;
         return [snap.capture];
