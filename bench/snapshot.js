@@ -114,6 +114,9 @@ const onlyArg = process.argv.indexOf("--only");
 const only = new Set(onlyArg > 0 ? process.argv[onlyArg + 1].split(",") : ["size", "check", "first", "fleet"]);
 const runsArg = process.argv.indexOf("--runs");
 const runsOverride = runsArg > 0 ? Number(process.argv[runsArg + 1]) : null;
+/** The in-process check series' warm-up per path (tinybench's defaults: 5 runs, and here 250 ms). */
+const WARM_RUNS = 5;
+const WARM_MS = 250;
 const here = (p) => new URL(p, import.meta.url);
 const kallsymsText = gunzipSync(readFileSync(here("../test/fixtures/host/kallsyms.gz"))).toString("latin1");
 const symbols = parseSymbolTable(kallsymsText, { file: "kallsyms" });
@@ -223,7 +226,7 @@ if (only.has("check")) {
   const fromSnap = [];
   const parts = { parseText: [], parseKallsyms: [], checkAfterText: [], decode: [], checkAfterSnapshot: [] };
   let verdicts = new Set();
-  // Each path runs its own series (one warm-up, then `runs`), so each is measured in the steady
+  // Each path runs its own series (a warm-up, then `runs`), so each is measured in the steady
   // state it makes for itself (JIT warm, young generation sized by its own allocations) and never
   // pays for collecting the other's ~100 MB of garbage; with --expose-gc the heap is collected
   // once between the two series. Each path is a function: what it built is garbage when it
@@ -244,19 +247,32 @@ if (only.has("check")) {
     verdicts.add(`${r2.verdict.verdict}/${r2.verdict.counts.blocked}`);
     return [d, e];
   };
+  // Warm-up as tinybench warms up a task (at least WARM_RUNS runs and WARM_MS of them): "after
+  // start-up" is the steady state, and a path of 8 ms needs more runs than one of 40 ms before
+  // V8 has compiled what it runs (one warm-up run left the snapshot path's first measured runs at
+  // twice its steady time). The first check of a fresh process is measured apart (--only first).
+  const warm = (path) => {
+    const t0 = performance.now();
+    let n = 0;
+    while (n < WARM_RUNS || performance.now() - t0 < WARM_MS) {
+      path();
+      n++;
+    }
+    return n;
+  };
   collect();
-  for (let i = 0; i < runs + 1; i++) {
+  const textWarmRuns = warm(textPath);
+  for (let i = 0; i < runs; i++) {
     const [a, b, c] = textPath();
-    if (i === 0) continue; // warm-up
     fromText.push(a + b + c);
     parts.parseText.push(a);
     parts.parseKallsyms.push(b);
     parts.checkAfterText.push(c);
   }
   collect();
-  for (let i = 0; i < runs + 1; i++) {
+  const snapshotWarmRuns = warm(snapshotPath);
+  for (let i = 0; i < runs; i++) {
     const [d, e] = snapshotPath();
-    if (i === 0) continue; // warm-up
     fromSnap.push(d + e);
     parts.decode.push(d);
     parts.checkAfterSnapshot.push(e);
@@ -275,7 +291,8 @@ if (only.has("check")) {
     fromSnapshotMinMs: Math.min(...fromSnap),
     speedupOfMins: Math.min(...fromText) / Math.min(...fromSnap),
     gcBetweenPaths: typeof globalThis.gc === "function",
-    method: "each path its own series (1 warm-up + runs), heap collected between the series",
+    method: `each path its own series (warm-up of at least ${WARM_RUNS} runs and ${WARM_MS} ms, then runs), heap collected between the series`,
+    warmRuns: { text: textWarmRuns, snapshot: snapshotWarmRuns },
     loadAverageAfter: loadavg(),
     breakdownMedianMs: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])),
     sameVerdict: verdicts.size === 1,
@@ -504,7 +521,7 @@ if (f.size) {
 if (f.check) {
   const b = f.check.breakdownMedianMs;
   md.push(
-    "## In-process check time (after start-up, median of " + f.check.runs + ")",
+    "## In-process check time (after start-up and a warm-up, median of " + f.check.runs + ")",
     "",
     ...earlier(f.check),
     "Text: the dump parsed as `patchsafe check dump.txt` parses it (format detection, the parser sized from the file size, bytes read into the wasm tokenizer's own buffer), kallsyms as `--kallsyms` reads it (the wasm kallsyms parser), then the check. Snapshot: `decodeSnapshotBytes` (what `readSnapshotFile` runs after reading the file), then the check. Both from bytes in memory.",
@@ -515,7 +532,7 @@ if (f.check) {
     `| snapshot: decode + check | ${f.check.fromSnapshotMs.toFixed(0)} | decode ${b.decode.toFixed(0)}, check ${b.checkAfterSnapshot.toFixed(0)} |`,
     "",
     `Speed-up ${f.check.speedup.toFixed(2)}× (target ≥ 5×: ${f.check.met ? "met" : "not met"}); same verdict both ways: ${f.check.sameVerdict}.` +
-      (f.check.speedupOfMins === undefined ? "" : ` Fastest runs: text ${f.check.fromTextMinMs.toFixed(0)} ms, snapshot ${f.check.fromSnapshotMinMs.toFixed(0)} ms (${f.check.speedupOfMins.toFixed(2)}×); load average after: ${f.check.loadAverageAfter.map((x) => x.toFixed(2)).join(" ")}${f.check.gcBetweenPaths ? "; each path measured in its own series, heap collected between them (--expose-gc)" : ""}.`),
+      (f.check.speedupOfMins === undefined ? "" : ` Fastest runs: text ${f.check.fromTextMinMs.toFixed(0)} ms, snapshot ${f.check.fromSnapshotMinMs.toFixed(0)} ms (${f.check.speedupOfMins.toFixed(2)}×); load average after: ${f.check.loadAverageAfter.map((x) => x.toFixed(2)).join(" ")}${f.check.gcBetweenPaths ? "; each path measured in its own series, heap collected between them (--expose-gc)" : ""}${f.check.warmRuns ? `; each series after a warm-up of at least ${WARM_RUNS} runs and ${WARM_MS} ms (${f.check.warmRuns.text} text runs, ${f.check.warmRuns.snapshot} snapshot runs), as tinybench warms a task up` : ""}.`),
     "",
   );
 }

@@ -7,6 +7,7 @@ import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { PatchsafeError } from "../errors.js";
 import { nodeCrypto } from "./lazyBuiltins.js";
+import { columnKernelSync } from "./wasm.js";
 import type { Capture } from "../model.js";
 import { looksLikeSnapshotJson, parseSnapshotJsonBytes } from "../snapshot/json.js";
 import { decodeSnapshot, type DecodedSnapshot, isSnapshot, readSnapshotPrefix, SnapshotError, SymbolSectionCache } from "../snapshot/psnap.js";
@@ -103,7 +104,7 @@ export function newSymbolSectionCache(capacity = 4): SymbolSectionCache {
  * into them (DecodeOptions.keepBytes; readSnapshotFile passes it for a file in its own buffer).
  */
 export function decodeSnapshotBytes(bytes: Uint8Array, file = "<snapshot>", cache: SymbolSectionCache | null = null, keepBytes = false, symbolsOmitted = false): DecodedSnapshot {
-  return decodeSnapshot(bytes, file, { crc32: nativeCrc32, sha256: nativeSha256, cache, keepBytes, symbolsOmitted });
+  return decodeSnapshot(bytes, file, { crc32: nativeCrc32, sha256: nativeSha256, cache, keepBytes, symbolsOmitted, columnKernel: columnKernelSync() });
 }
 
 /** What a reader with a section cache reads first: enough for the prefix and a typical header. */

@@ -10,6 +10,7 @@ import { compileScanModule, createWasmScanner, scanWasmUrl, type WasmScannerOpti
 import type { Scanner } from "../scan/types.js";
 import { compileTokenizerModule, ProcTokenizer } from "../ingest/procTokenizer.js";
 import { compileTaskKernelModule, createWasmTaskKernel, type TaskKernel } from "../decide/taskKernel.js";
+import { type ColumnKernel, compileColumnKernelModule, createColumnKernel } from "../snapshot/columnKernel.js";
 
 let detachSettled = false;
 /**
@@ -72,6 +73,31 @@ export function loadWasmScannerSync(build: "release" | "debug" = "release", opti
 /** The compiled task kernel (build/tasks*.wasm). */
 export function loadTaskKernelModuleSync(build: Build = "release"): WebAssembly.Module {
   return loadModuleSync("task kernel", build, () => new URL(build === "release" ? "../../build/tasks.wasm" : "../../build/tasks.debug.wasm", import.meta.url), compileTaskKernelModule);
+}
+
+/** The compiled snapshot column kernels (build/columns*.wasm). */
+export function loadColumnKernelModuleSync(build: Build = "release"): WebAssembly.Module {
+  return loadModuleSync("column kernel", build, () => new URL(build === "release" ? "../../build/columns.wasm" : "../../build/columns.debug.wasm", import.meta.url), compileColumnKernelModule);
+}
+
+const columnKernels = new Map<Build, ColumnKernel>();
+
+/**
+ * The snapshot decoder's column kernel of this thread (one instance per build, reused by every
+ * decode: its memory is then already mapped); null when the module cannot be loaded (the
+ * decoder's TypeScript kernels then do the work).
+ */
+export function columnKernelSync(build: Build = "release"): ColumnKernel | null {
+  let k = columnKernels.get(build);
+  if (k === undefined) {
+    try {
+      k = createColumnKernel(loadColumnKernelModuleSync(build));
+    } catch {
+      return null;
+    }
+    columnKernels.set(build, k);
+  }
+  return k;
 }
 
 /** The compiled /proc text tokenizer (build/tokenize*.wasm). */

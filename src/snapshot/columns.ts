@@ -9,6 +9,7 @@
  * expects before anything is allocated, so a hostile count cannot make the reader allocate more
  * than the caller already budgeted (SPEC §8: snapshots may come from other people).
  */
+import type { ColumnKernel, ColumnOut } from "./columnKernel.js";
 
 /** One encoded column as stored in the msgpack body. */
 export interface IntColumn {
@@ -99,6 +100,35 @@ export function encodeNullable(values: (number | null)[], mode?: "d" | "r"): Int
 // compiled code stays valid for the next decode. Every check that needs more than the loop's
 // own state is made by the caller: a kernel returns where it stopped. Decoding is synchronous
 // and never nested, so kernels leave extra results in module variables.
+
+/**
+ * The wasm twin of the kernels below (src/snapshot/columnKernel.ts) while a decode has one
+ * (withColumnKernel): it decodes a column or declines it, and a declined column goes through the
+ * TypeScript kernel, which then decodes it or names the damage.
+ */
+let wasmKernel: ColumnKernel | null = null;
+
+/** Runs `fn` (a whole decode) with `kernel` as the column kernel (null: TypeScript only). */
+export function withColumnKernel<R>(kernel: ColumnKernel | null, fn: () => R): R {
+  const outer = wasmKernel;
+  wasmKernel = kernel;
+  kernel?.begin();
+  try {
+    return fn();
+  } finally {
+    wasmKernel = outer;
+  }
+}
+
+/** The column kernel of the decode in progress (symbol sizes use it too). */
+export function activeColumnKernel(): ColumnKernel | null {
+  return wasmKernel;
+}
+
+/** The wasm kernel's answer for a column (-1: declined, or none). */
+function inWasm(col: IntColumn, out: ColumnOut, n: number, min: number, max: number, ids: boolean): number {
+  return wasmKernel === null ? -1 : wasmKernel.decode(col.m, col.b, out, n, min, max, ids);
+}
 
 /** Where the last varintAt() ended. */
 let varintEnd = 0;
@@ -292,7 +322,23 @@ export function decodeInts(c: unknown, expected: number, what: string, into?: Fl
   // `into`: scratch space of at least `expected` elements (the caller's, reused across calls).
   const out = into !== undefined && into.length >= expected ? into.subarray(0, expected) : new Float64Array(expected);
   const S = Number.MAX_SAFE_INTEGER;
-  finish(col.b, col.m === "d" ? deltasF64(col.b, out, expected) : runsInto(col.b, out, expected, -S, S, false), expected, what, "out of range");
+  const w = inWasm(col, out, expected, -S, S, false);
+  finish(col.b, w >= 0 ? w : col.m === "d" ? deltasF64(col.b, out, expected) : runsInto(col.b, out, expected, -S, S, false), expected, what, "out of range");
+  return out;
+}
+
+/**
+ * decodeInts for a column whose values must all lie within [min, max], when the wasm kernel can
+ * decode it so (the range checked as it decodes); null otherwise: the caller then decodes it
+ * with decodeInts and checks the values itself (naming the first one out of range).
+ */
+export function decodeIntsWithin(c: unknown, expected: number, what: string, into: Float64Array | undefined, min: number, max: number): Float64Array | null {
+  if (wasmKernel === null) return null;
+  const col = checkColumn(c, expected, what);
+  const out = into !== undefined && into.length >= expected ? into.subarray(0, expected) : new Float64Array(expected);
+  const w = inWasm(col, out, expected, min, max, false);
+  if (w < 0) return null;
+  checkEnd(col.b, w, what);
   return out;
 }
 
@@ -304,21 +350,24 @@ export function decodeInts(c: unknown, expected: number, what: string, into?: Fl
 export function decodeIdsInto(c: unknown, out: Float64Array, n: number, what: string): void {
   const col = checkColumn(c, n, what);
   if (out.length < n) throw new RangeError(`${what}: ${n} values into ${out.length}`);
-  finish(col.b, col.m === "d" ? deltasIds(col.b, out, n) : runsInto(col.b, out, n, 0, Number.MAX_SAFE_INTEGER, true), n, what, "is not an id");
+  const w = inWasm(col, out, n, 0, Number.MAX_SAFE_INTEGER, true);
+  finish(col.b, w >= 0 ? w : col.m === "d" ? deltasIds(col.b, out, n) : runsInto(col.b, out, n, 0, Number.MAX_SAFE_INTEGER, true), n, what, "is not an id");
 }
 
 /** A column into an existing typed array, every value within [min, max]. */
 export function decodeIntsInto(c: unknown, out: Uint32Array | Uint8Array, min: number, max: number, what: string): void {
   const n = out.length;
   const col = checkColumn(c, n, what);
-  finish(col.b, col.m === "d" ? deltasU(col.b, out, n, min, max) : runsInto(col.b, out, n, min, max, false), n, what, `outside ${min}..${max}`);
+  const w = inWasm(col, out, n, min, max, false);
+  finish(col.b, w >= 0 ? w : col.m === "d" ? deltasU(col.b, out, n, min, max) : runsInto(col.b, out, n, min, max, false), n, what, `outside ${min}..${max}`);
 }
 
 /** A column of indexes 0..max into an Int32Array (a task's stack id). */
 export function decodeIndexesInto(c: unknown, out: Int32Array, max: number, what: string): void {
   const n = out.length;
   const col = checkColumn(c, n, what);
-  finish(col.b, col.m === "d" ? deltasIndex(col.b, out, n, max) : runsInto(col.b, out, n, 0, max, false), n, what, `outside 0..${max}`);
+  const w = inWasm(col, out, n, 0, max, false);
+  finish(col.b, w >= 0 ? w : col.m === "d" ? deltasIndex(col.b, out, n, max) : runsInto(col.b, out, n, 0, max, false), n, what, `outside 0..${max}`);
 }
 
 /**

@@ -7,6 +7,7 @@
  * a decode's first runs are then not spent in code V8 has thrown away. Browser-clean.
  */
 import type { NameBlob } from "../symbols/table.js";
+import { activeColumnKernel } from "./columns.js";
 
 const PFX_LENGTH = 6; // "__pfx_"
 
@@ -25,6 +26,14 @@ const CHAINED_TOO_DEEP = 4;
 /** The blob of `n` rows, or an error naming the field (never throws). `chars` is kept, not copied. */
 export function storedNameBlob(n: number, pad: Uint8Array, len: Uint8Array | Uint16Array | Uint32Array, chars: Uint8Array | Uint16Array): NameBlob | { error: string; tooLarge?: boolean } {
   if (pad.length < (n + 7) >> 3) return { error: "symbols.pad: shorter than the rows" };
+  // In wasm when the decode in progress has a column kernel; it declines anything rejected below.
+  const wasm = activeColumnKernel()?.names(n, pad, len, chars) ?? null;
+  if (wasm !== null) {
+    const blob: NameBlob = { chars, start: wasm.start, len: wasm.len, pfx: wasm.pfx };
+    // Not enumerable: the blob's data are its four arrays (copies, comparisons, the cache).
+    Object.defineProperty(blob, "scanRows", { value: wasm.scanRows, enumerable: false });
+    return blob;
+  }
   const start = new Uint32Array(n);
   const lenOut = new Uint32Array(n);
   const pfx = new Uint8Array(n);

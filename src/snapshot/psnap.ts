@@ -62,7 +62,8 @@ import {
 import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
 import { finishTable, nameBlobFromFrontCoding, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, encodeInts, encodeNullable, type IntColumn, zigzag } from "./columns.js";
+import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, decodeIntsWithin, encodeInts, encodeNullable, type IntColumn, withColumnKernel, zigzag } from "./columns.js";
+import type { ColumnKernel } from "./columnKernel.js";
 import { sha256 as sha256Ts } from "../sha256.js";
 import { crc32 } from "./crc32.js";
 import { storedNameBlob } from "./names.js";
@@ -1077,6 +1078,11 @@ export interface DecodeOptions {
    * reused read buffer, or bytes the caller edits).
    */
   keepBytes?: boolean;
+  /**
+   * Wasm column kernels (src/snapshot/columnKernel.ts; Node: src/node/wasm.ts gives one): the
+   * integer columns and symbol sizes decoded there. Without one, the TypeScript kernels.
+   */
+  columnKernel?: ColumnKernel | null;
 }
 
 /** msgpack fixstr "symbols": the key right before the symbol section of a 1.1 body. */
@@ -1213,6 +1219,10 @@ function taskCol(v: V, c: unknown, T: number, what: string, min: number, max: nu
     if (!(k >= min && k <= max)) v.bad(`tasks.${what}[0]`, message);
     return k;
   }
+  // The wasm kernel checks the range as it decodes; else (or when a value is out of it) the
+  // TypeScript kernel decodes the column and the loop below names the first bad value.
+  const checked = v.col(() => decodeIntsWithin(c, T, `tasks.${what}`, scratch(slot, T), min, max));
+  if (checked !== null) return checked;
   const a = v.col(() => decodeInts(c, T, `tasks.${what}`, scratch(slot, T)));
   for (let t = 0; t < a.length; t++) if (!(a[t] >= min && a[t] <= max)) v.bad(`tasks.${what}[${t}]`, message);
   return a;
@@ -1478,6 +1488,10 @@ function copyRows(frames: FrameColumns, rows: FrameRows, stackRows: Float64Array
  * source lines allow it (see frameLine in src/model.ts).
  */
 export function decodeSnapshot(bytes: Uint8Array, file = "<snapshot>", opts: DecodeOptions = {}): DecodedSnapshot {
+  return withColumnKernel(opts.columnKernel ?? null, () => decodeSnapshotWith(bytes, file, opts));
+}
+
+function decodeSnapshotWith(bytes: Uint8Array, file: string, opts: DecodeOptions): DecodedSnapshot {
   const crcOf = opts.crc32 ?? ((b: Uint8Array) => crc32(b));
   const omitted = opts.symbolsOmitted === true;
   const p = readPrefix(bytes, file, crcOf, omitted);

@@ -7,12 +7,20 @@
  * order, that run is the next higher address of every row before it.
  * Browser-clean.
  */
+import { activeColumnKernel } from "./columns.js";
 
 /**
  * Sizes of rows given as address halves (`lo`, `hi`) and object ids below `objectCount`
  * (checked by the caller).
  */
 export function symbolSizes(lo: Uint32Array, hi: Uint32Array, object: Uint32Array, objectCount: number): Float64Array {
+  // In wasm when the decode in progress has a column kernel that decoded these columns.
+  const wasmUnsorted = new Uint8Array(objectCount);
+  const inWasm = activeColumnKernel()?.sizes(lo, hi, object, objectCount, wasmUnsorted) ?? null;
+  if (inWasm !== null) {
+    for (let o = 0; o < objectCount; o++) if (wasmUnsorted[o] !== 0) sortedSizes(lo, hi, object, o, inWasm);
+    return inWasm;
+  }
   const n = lo.length;
   const size = new Float64Array(n);
   // Per object: the address halves and size of its lowest run so far (runHi -1: none yet).

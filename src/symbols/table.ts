@@ -225,6 +225,11 @@ export interface NameBlob {
   len: Uint32Array;
   /** How many `__pfx_` prefixes come before the stored code units (0 for most rows). */
   pfx: Uint8Array;
+  /**
+   * The same scan as BlobNames.scan, in wasm, where the blob's arrays are still in a column
+   * kernel's memory (src/snapshot/columnKernel.ts; not enumerable); null when it cannot answer.
+   */
+  scanRows?: (code: Uint16Array[], depth: Int32Array) => (number[] | undefined)[] | null;
 }
 
 const PFX = "__pfx_";
@@ -380,6 +385,8 @@ class BlobNames implements NameSource {
       for (let j = 0; j < rest.length; j++) rest[j] = q.charCodeAt(d * PFX.length + j);
       return rest;
     });
+    const fast = this.blob.scanRows?.(code, depth) ?? null;
+    if (fast !== null) return fast;
     // Queries by (length, low byte of the last code unit): one typed-array read per row finds
     // the few queries worth comparing (kernel names share prefixes far more than last bytes).
     let maxLen = 1;
