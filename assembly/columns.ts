@@ -308,3 +308,59 @@ export function scanNames(n: i32, chars: usize, charWidth: i32, start: usize, le
   }
   return found;
 }
+
+/** Where the last ownLines() stopped: frames placed and the end of the last task's lines. */
+let ownTotal: f64 = 0;
+let ownEnd: f64 = 0;
+
+export function ownLinesTotal(): f64 {
+  return ownTotal;
+}
+
+export function ownLinesEnd(): f64 {
+  return ownEnd;
+}
+
+/**
+ * src/snapshot/psnap.ts placeOwnLines from task `from` on (`total` and `end`: its state before
+ * it): each task whose first frame is on its own line, line = end + its step (`line[t & mask]`),
+ * points at its stack's block of rows (`block[s]`) and ends its lines where the next begins.
+ * Stops at the first task that placeAny must decide (a line out of range, frames on line 0) and
+ * at the first task whose stack has no block yet (the host copies the rows, sets block[s], and
+ * calls again from there). Returns that task (T when all are placed); the state is in
+ * ownLinesTotal() and ownLinesEnd(). `noFrames`: frameStart of a task without frames (the
+ * frame table's length). Columns: stack i32, stackLen f64, line f64, block i32; out u32 ×3.
+ */
+export function ownLines(from: i32, T: i32, stack: usize, stackLen: usize, line: usize, mask: i32, block: usize, noFrames: u32, frameStart: usize, frameCount: usize, taskLine: usize, total: f64, end: f64): i32 {
+  // The line chain in integers (one-cycle adds; in doubles two dependent adds a task were the
+  // loop's whole cost). Every value is an integer below 2^53 (decoded columns), and a task is
+  // placed only while its lines stay below 2^32, so both sums are exact and equal the host's.
+  let e = <i64>end;
+  let t = from;
+  for (; t < T; t++) {
+    const s = <usize>load<i32>(stack + (<usize>t << 2));
+    const nf = load<f64>(stackLen + (s << 3));
+    const step = load<f64>(line + (<usize>(t & mask) << 3));
+    // Steps beyond ±2^52 (or NaN) cannot give a line in range: the host's loop stops there too,
+    // and the conversion to i64 below would not (NaN converts to 0).
+    if (!(step >= -4503599627370496.0 && step <= 4503599627370496.0) || nf > 4294967296.0) break;
+    const n = <i64>nf;
+    const ln = e + <i64>step;
+    if (!(ln >= 0 && ln + n <= 4294967296 && ln <= 4294967295 && (n == 0 || ln > 0))) break;
+    let start: u32 = noFrames;
+    if (n != 0) {
+      const b = load<i32>(block + (s << 2));
+      if (b < 0) break;
+      start = <u32>b;
+    }
+    total += nf;
+    e = ln + n;
+    const a = <usize>t << 2;
+    store<u32>(frameStart + a, start);
+    store<u32>(frameCount + a, <u32>n);
+    store<u32>(taskLine + a, <u32>ln);
+  }
+  ownTotal = total;
+  ownEnd = <f64>e;
+  return t;
+}

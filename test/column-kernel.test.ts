@@ -12,7 +12,8 @@ import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { generateProcDump } from "../src/generate/procDump.js";
 import { parseProcText } from "../src/ingest/procText.js";
-import { loadColumnKernelModuleSync } from "../src/node/wasm.js";
+import { ProcTokenizer } from "../src/ingest/procTokenizer.js";
+import { loadColumnKernelModuleSync, loadTokenizerModuleSync } from "../src/node/wasm.js";
 import { type ColumnKernel, createColumnKernel } from "../src/snapshot/columnKernel.js";
 import { decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, decodeIntsWithin, encodeInts, type IntColumn, withColumnKernel } from "../src/snapshot/columns.js";
 import { storedNameBlob } from "../src/snapshot/names.js";
@@ -202,6 +203,85 @@ describe.each(BUILDS)("column kernel (%s) = the TypeScript column kernels", (bui
     );
   });
 
+  test("task placement on random arrays: = placeOwnLines' loop written out (stops, copies, rows, state)", () => {
+    /** psnap.ts placeOwnLines' TypeScript loop, with the frame table as a counter. */
+    function reference(stack: Int32Array, stackLen: Float64Array, line: Float64Array, mask: number, block: Int32Array, frames0: number, T: number) {
+      const out = { frameStart: new Uint32Array(T), frameCount: new Uint32Array(T), taskLine: new Uint32Array(T), copies: [] as number[][] };
+      let frames = frames0;
+      let total = 0;
+      let end = 0;
+      let t = 0;
+      for (; t < T; t++) {
+        const s = stack[t];
+        const n = stackLen[s];
+        const ln = end + line[t & mask];
+        if (!(ln >= 0 && ln + n <= 0x100000000 && ln <= 0xffffffff && (n === 0 || ln > 0))) break;
+        let start: number;
+        if (n === 0) start = frames;
+        else {
+          start = block[s];
+          if (start < 0) {
+            out.copies.push([s, ln]);
+            start = block[s] = frames;
+            frames += n;
+          }
+        }
+        total += n;
+        end = ln + n;
+        out.frameStart[t] = start;
+        out.frameCount[t] = n;
+        out.taskLine[t] = ln;
+      }
+      return { t, total, end, ...out, block: Array.from(block) };
+    }
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(fc.nat(5), { minLength: 0, maxLength: 300 }),
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 4 }), fc.constant(2 ** 32), fc.constant(2 ** 32 - 1), fc.constant(2 ** 53 - 1)), { minLength: 6, maxLength: 6 }),
+        fc.oneof(
+          fc.array(fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: -5, max: 5 }), fc.constant(2 ** 32 - 3), fc.constant(-(2 ** 52) - 1), fc.constant(2 ** 53 - 1), fc.constantFrom(Number.NaN, Infinity, -Infinity)), { minLength: 300, maxLength: 300 }),
+          fc.constantFrom([1], [0], [2 ** 31], [-1], [Number.NaN]),
+        ),
+        fc.array(fc.integer({ min: -1, max: 40 }), { minLength: 6, maxLength: 6 }),
+        fc.nat(1000),
+        (S, ids, lens, steps, blocks, frames0) => {
+          const stack = Int32Array.from(ids, (x) => x % S);
+          const stackLen = Float64Array.from(lens.slice(0, S));
+          const mask = steps.length === 1 ? 0 : -1;
+          const line = Float64Array.from(steps);
+          const T = stack.length;
+          const ref = reference(stack, stackLen, line, mask, Int32Array.from(blocks.slice(0, S)), frames0, T);
+          const got = { frameStart: new Uint32Array(T), frameCount: new Uint32Array(T), taskLine: new Uint32Array(T), copies: [] as number[][] };
+          const block = Int32Array.from(blocks.slice(0, S));
+          let frames = frames0;
+          const r = withColumnKernel(kernel, () =>
+            kernel.ownLines({
+              stack,
+              stackLen,
+              line,
+              mask,
+              block,
+              framesLength: () => frames,
+              copyBlock: (s, ln) => {
+                got.copies.push([s, ln]);
+                const at = frames;
+                frames += stackLen[s];
+                return at;
+              },
+              frameStart: got.frameStart,
+              frameCount: got.frameCount,
+              taskLine: got.taskLine,
+            }),
+          );
+          expect(r).not.toBeNull();
+          expect({ t: r!.t, total: r!.total, end: r!.end, ...got, block: Array.from(block) }).toEqual(ref);
+        },
+      ),
+      { numRuns: 3000, seed: 65 },
+    );
+  });
+
   test("name blobs (format 1.2): = storedNameBlob in TypeScript for good and bad blobs; the kernel answers the good ones", () => {
     const P = [...new TextEncoder().encode("__pfx_")];
     const nameArb = fc.oneof(fc.uint8Array({ minLength: 0, maxLength: 9 }), fc.constant(Uint8Array.from([...P, 97])), fc.constant(Uint8Array.from([...P, ...P, ...P, 98])), fc.constant(Uint8Array.from(P)), fc.constant(new Uint8Array(0)));
@@ -278,6 +358,53 @@ describe.each(BUILDS)("whole snapshots (%s): the same model and the same errors 
       expect(rowsA.filter((r: number[] | undefined) => r !== undefined && r.length > 0).length).toBeGreaterThan(names.length - 1);
       for (const q of queries.slice(0, 50)) expect(a.byName.get(q)).toEqual(b.byName.get(q));
     }
+  });
+
+  test("task placement: own-line dumps of every shape, fixtures, and a dump whose lines break the shape midway", async () => {
+    const { parseCaptures } = await import("../src/ingest/detect.js");
+    const { encodeLatin1 } = await import("../src/ingest/bytes.js");
+    const { readFileSync, readdirSync } = await import("node:fs");
+    const own = kernel.ownLines.bind(kernel);
+    const stops: [number, number][] = [];
+    kernel.ownLines = (a) => {
+      const r = own(a);
+      if (r !== null) stops.push([r.t, a.stack.length]);
+      return r;
+    };
+    const texts: [string, string][] = [];
+    for (const shape of ["grep", "tail", "header", "sysrq"] as const) texts.push([shape, generateProcDump(source, { tasks: 700, seed: 9, shape }).text]);
+    const dir = new URL("./fixtures/formats/", import.meta.url);
+    for (const f of readdirSync(dir).filter((x) => x.endsWith(".txt")).slice(0, 12)) texts.push([f, readFileSync(new URL(f, dir), "latin1")]);
+    const outcomeOf = (bytes: Uint8Array, name: string, k: ColumnKernel | null): unknown => {
+      try {
+        return decodeSnapshot(bytes, name, { columnKernel: k }).capture;
+      } catch (e) {
+        return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+      }
+    };
+    for (const [name, text] of texts) {
+      for (const cap of [...parseCaptures([encodeLatin1(text)], name, "auto"), ...parseCaptures([encodeLatin1(text)], name, "auto", { procTokenizer: () => new ProcTokenizer(loadTokenizerModuleSync("release")) })]) {
+        const bytes = encodeSnapshot(cap, symbols);
+        expect(outcomeOf(bytes, name, kernel), name).toEqual(outcomeOf(bytes, name, null));
+      }
+    }
+    // Tasks whose lines leave the shape midway (a line near 2^32 with frames after it, or the
+    // end): the placement stops there and placeAny goes on (here, to its error or its rows).
+    for (const line of [0xfffffff0, 0xffffffff, 0x7fffffff]) {
+      // Read by the tokenizer, as the CLI reads it: shared rows, every task's frames on its own lines.
+      const cap = parseCaptures([encodeLatin1(generateProcDump(source, { tasks: 900, seed: 10, shape: "grep" }).text)], "mid", "proc", { procTokenizer: () => new ProcTokenizer(loadTokenizerModuleSync("release")) })[0];
+      const mid = Math.floor(cap.tasks.length / 2);
+      for (let t = mid; t < cap.tasks.length; t++) cap.tasks.line[t] = line - mid + t - cap.tasks.length;
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeSnapshot(cap, symbols);
+      } catch {
+        continue; // lines the writer refuses
+      }
+      expect(outcomeOf(bytes, "mid", kernel)).toEqual(outcomeOf(bytes, "mid", null));
+    }
+    // The kernel placed whole captures (stops midway are the random-array test's, above).
+    expect(stops.some(([t, T]) => t === T && T > 0)).toBe(true);
   });
 
   test("the name scan after another decode has begun: the TypeScript scan answers (no stale rows)", () => {

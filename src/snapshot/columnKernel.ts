@@ -33,6 +33,28 @@ export interface ColumnKernel {
    * when the kernel declines (anything storedNameBlob would reject: it then names it).
    */
   names(n: number, pad: Uint8Array, len: Uint8Array | Uint16Array | Uint32Array, chars: Uint8Array | Uint16Array): { start: Uint32Array; len: Uint32Array; pfx: Uint8Array; scanRows: NameScan } | null;
+  /**
+   * src/snapshot/psnap.ts placeOwnLines (its arguments, with `framesLength` and `copyBlock`
+   * for what it does with the frame table: a stack's first task copies its rows); null when the
+   * kernel declines (few tasks).
+   */
+  ownLines(args: OwnLinesArgs): { t: number; total: number; end: number } | null;
+}
+
+export interface OwnLinesArgs {
+  stack: Int32Array;
+  stackLen: Float64Array;
+  /** Each task's line step, read as line[t & mask] (mask 0: one value for every task). */
+  line: Float64Array;
+  mask: number;
+  /** Per stack: the start of its block of rows, -1 for none yet (updated). */
+  block: Int32Array;
+  framesLength: () => number;
+  /** Copies stack s's rows for a task on line `ln` and returns where they start. */
+  copyBlock: (s: number, ln: number) => number;
+  frameStart: Uint32Array;
+  frameCount: Uint32Array;
+  taskLine: Uint32Array;
 }
 
 /**
@@ -54,6 +76,9 @@ interface ColumnExports {
   sizes(lo: number, hi: number, object: number, n: number, objects: number, size: number, scratch: number): number;
   sizesUnsorted(scratch: number, objects: number, o: number): number;
   names(n: number, pad: number, len: number, lenWidth: number, stored: number, chars: number, charWidth: number, total: number, start: number, lenOut: number, pfx: number): number;
+  ownLines(from: number, T: number, stack: number, stackLen: number, line: number, mask: number, block: number, noFrames: number, frameStart: number, frameCount: number, taskLine: number, total: number, end: number): number;
+  ownLinesTotal(): number;
+  ownLinesEnd(): number;
   scanNames(n: number, chars: number, charWidth: number, start: number, len: number, pfx: number, Q: number, qUnits: number, qStart: number, qLen: number, qDepth: number, lenFlag: number, maxLen: number, out: number, cap: number): number;
 }
 
@@ -174,6 +199,40 @@ export function createColumnKernel(module: WebAssembly.Module, options: ColumnKe
         return rows;
       };
       return { start: new Uint32Array(buf, start, n).slice(), len: new Uint32Array(buf, lenOut, n).slice(), pfx: new Uint8Array(buf, pfx, n).slice(), scanRows };
+    },
+    ownLines(a) {
+      const T = a.stack.length;
+      const S = a.block.length;
+      if (T < minValues || a.stackLen.length !== S) return null;
+      const pStack = placed.get(a.stack) ?? copyIn(a.stack);
+      const pLen = placed.get(a.stackLen) ?? copyIn(a.stackLen);
+      const pLine = placed.get(a.line) ?? copyIn(a.line);
+      const pBlock = copyIn(a.block);
+      const pStart = x.allocate(T * 4);
+      const pCount = x.allocate(T * 4);
+      const pTaskLine = x.allocate(T * 4);
+      // No allocate() after this: the view stays valid.
+      const block = new Int32Array(x.memory.buffer, pBlock, S);
+      let t = 0;
+      let total = 0;
+      let end = 0;
+      for (;;) {
+        t = x.ownLines(t, T, pStack, pLen, pLine, a.mask, pBlock, a.framesLength(), pStart, pCount, pTaskLine, total, end);
+        total = x.ownLinesTotal();
+        end = x.ownLinesEnd();
+        if (t >= T) break;
+        // A stack's first task (its rows not copied yet), or a task placeAny decides.
+        const s = a.stack[t];
+        const n = a.stackLen[s];
+        const ln = end + a.line[t & a.mask];
+        if (!(ln >= 0 && ln + n <= 0x100000000 && ln <= 0xffffffff && n > 0 && ln > 0 && block[s] < 0)) break;
+        block[s] = a.block[s] = a.copyBlock(s, ln);
+      }
+      const buf = x.memory.buffer;
+      a.frameStart.set(new Uint32Array(buf, pStart, t));
+      a.frameCount.set(new Uint32Array(buf, pCount, t));
+      a.taskLine.set(new Uint32Array(buf, pTaskLine, t));
+      return { t, total, end };
     },
   };
 }

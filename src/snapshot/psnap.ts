@@ -62,7 +62,7 @@ import {
 import { FrameStatus, setSymbolHints, type SymbolHints, symbolicRow } from "../symbols/resolve.js";
 import { finishTable, nameBlobFromFrontCoding, rowHasName, type SymbolSource, type SymbolTable } from "../symbols/table.js";
 import { VERSION } from "../version.js";
-import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, decodeIntsWithin, encodeInts, encodeNullable, type IntColumn, withColumnKernel, zigzag } from "./columns.js";
+import { ColumnError, constantOf, decodeIdsInto, decodeIndexesInto, decodeInts, decodeIntsInto, decodeIntsWithin, activeColumnKernel, encodeInts, encodeNullable, type IntColumn, withColumnKernel, zigzag } from "./columns.js";
 import type { ColumnKernel } from "./columnKernel.js";
 import { sha256 as sha256Ts } from "../sha256.js";
 import { crc32 } from "./crc32.js";
@@ -1339,6 +1339,26 @@ function placeOwnLines(
   const frameStart = tasks.frameStart;
   const frameCount = tasks.frameCount;
   const taskLine = tasks.line;
+  // In wasm when the decode in progress has a column kernel (the same loop; the rows of a
+  // stack's first task are still copied here).
+  const inWasm =
+    activeColumnKernel()?.ownLines({
+      stack,
+      stackLen,
+      line: lineA,
+      mask: lineM,
+      block: blockLines,
+      framesLength: () => frames.length,
+      copyBlock: (s, ln) => copyRows(frames, rows, stackRows, stackStart[s], stackLen[s], FrameFlag.SHARED, ln, NO_LINES, 0),
+      frameStart,
+      frameCount,
+      taskLine,
+    }) ?? null;
+  if (inWasm !== null) {
+    placedFrames = inWasm.total;
+    placedEnd = inWasm.end;
+    return inWasm.t;
+  }
   let total = 0;
   let end = 0;
   let t = 0;
