@@ -18,18 +18,21 @@
  * The cache is only ever read here. It is written at build time, never at run time: a live check
  * writes nothing the user did not name (SECURITY.md).
  *
- * Why the cache file carries its own digests: V8 (11.3 in Node 20, tried) checks a code cache
+ * Why the cache file carries its own checksums: V8 (11.3 in Node 20, tried) checks a code cache
  * against the V8 version, the V8 flags and the source's *length* only, and does not checksum the
  * payload in release builds. A cache of another bundle of the same length is accepted and runs the
  * other bundle's code (test/cli-startup.test.ts shows the case), and a flipped byte in the payload
- * is accepted too (seen to crash node). So the cache is used only when the SHA-256 of the exact
- * compiled text and of the payload both match; anything else (missing, truncated, stale, corrupt,
- * or rejected by V8 for another Node or other flags) falls back to compiling the bundle normally.
- * Hashing both costs ~0.5 ms (node:crypto is loaded by the bundle anyway).
+ * is accepted too (seen to crash node). So the cache is used only when the length and CRC-32 of the
+ * exact compiled text and of the payload all match; anything else (missing, truncated, stale,
+ * corrupt, or rejected by V8 for another Node or other flags) falls back to compiling the bundle
+ * normally. CRC-32, not a cryptographic digest: what it guards against is a stale or damaged file
+ * (a 2^-32 chance to miss one), not an attacker, who could as well rewrite the bundle next to it;
+ * and node:zlib is loaded by the bundle anyway, while node:crypto (~3.5 ms to load: its streams)
+ * is left to the runs that need it (the symbol cache trusts a file's identity record without it).
  *
  * bin/patchsafe.js (an ESM alias for scripts that name it) loads this file and behaves the same.
  */
-const { createHash } = require("node:crypto");
+const { crc32 } = require("node:zlib");
 const { readFileSync } = require("node:fs");
 const { createRequire } = require("node:module");
 const { dirname, join } = require("node:path");
@@ -69,21 +72,39 @@ function compiledText(bundleBytes) {
   return isWrapped(bundleBytes) ? text : `${WRAP_HEAD}${text}${WRAP_TAIL}`;
 }
 
-/** Cache file: MAGIC, SHA-256 of the compiled text, SHA-256 of the payload, V8's cached data. */
-const MAGIC = Buffer.from("patchsafe code cache 1\n", "latin1");
-const DIGEST = 32;
-const HEADER = MAGIC.length + 2 * DIGEST;
+/**
+ * Cache file: MAGIC, then (u32 LE) the compiled text's length and CRC-32, the payload's length and
+ * CRC-32, then V8's cached data (the payload).
+ */
+const MAGIC = Buffer.from("patchsafe code cache 2\n", "latin1");
+const SOURCE_CHECK = MAGIC.length;
+const PAYLOAD_CHECK = SOURCE_CHECK + 8;
+const HEADER = PAYLOAD_CHECK + 8;
 
-/** The SHA-256 of exactly the text compiled for a bundle (compiledText's bytes). */
-function sourceDigest(bundleBytes) {
-  if (isWrapped(bundleBytes)) return createHash("sha256").update(bundleBytes).digest();
-  return createHash("sha256").update(WRAP_HEAD).update(bundleBytes).update(WRAP_TAIL).digest();
+/** Length and CRC-32 of exactly the text compiled for a bundle (compiledText's bytes). */
+function sourceCheck(bundleBytes) {
+  const out = Buffer.alloc(8);
+  if (isWrapped(bundleBytes)) {
+    out.writeUInt32LE(bundleBytes.length, 0);
+    out.writeUInt32LE(crc32(bundleBytes), 4);
+  } else {
+    out.writeUInt32LE(WRAP_HEAD_BYTES.length + bundleBytes.length + WRAP_TAIL_BYTES.length, 0);
+    out.writeUInt32LE(crc32(WRAP_TAIL_BYTES, crc32(bundleBytes, crc32(WRAP_HEAD_BYTES))), 4);
+  }
+  return out;
+}
+
+/** Length and CRC-32 of V8's cached data. */
+function payloadCheck(cachedData) {
+  const out = Buffer.alloc(8);
+  out.writeUInt32LE(cachedData.length, 0);
+  out.writeUInt32LE(crc32(cachedData), 4);
+  return out;
 }
 
 /** The cache file's bytes for a bundle and V8's cached data (used by the build only). */
 function encodeCodeCache(bundleBytes, cachedData) {
-  const payloadDigest = createHash("sha256").update(cachedData).digest();
-  return Buffer.concat([MAGIC, sourceDigest(bundleBytes), payloadDigest, cachedData]);
+  return Buffer.concat([MAGIC, sourceCheck(bundleBytes), payloadCheck(cachedData), cachedData]);
 }
 
 /**
@@ -100,9 +121,8 @@ function readCodeCache(cacheFile, bundleBytes) {
   }
   if (file.length <= HEADER || !file.subarray(0, MAGIC.length).equals(MAGIC)) return { data: undefined, status: "invalid" };
   const data = file.subarray(HEADER);
-  const payloadDigest = file.subarray(MAGIC.length + DIGEST, HEADER);
-  if (!createHash("sha256").update(data).digest().equals(payloadDigest)) return { data: undefined, status: "invalid" };
-  if (!sourceDigest(bundleBytes).equals(file.subarray(MAGIC.length, MAGIC.length + DIGEST))) return { data: undefined, status: "stale" };
+  if (!payloadCheck(data).equals(file.subarray(PAYLOAD_CHECK, HEADER))) return { data: undefined, status: "invalid" };
+  if (!sourceCheck(bundleBytes).equals(file.subarray(SOURCE_CHECK, PAYLOAD_CHECK))) return { data: undefined, status: "stale" };
   return { data, status: "used" };
 }
 
@@ -146,6 +166,6 @@ function runMain() {
   if (cli !== undefined) cli.main();
 }
 
-module.exports = { loadCli, encodeCodeCache, runMain, BUNDLE, CODE_CACHE_HEADER_BYTES: HEADER };
+module.exports = { loadCli, encodeCodeCache, runMain, BUNDLE, CODE_CACHE_HEADER_BYTES: HEADER, CODE_CACHE_SOURCE_CHECK_AT: SOURCE_CHECK };
 
 if (require.main === module) runMain();

@@ -24,6 +24,7 @@ const CACHE = `${BUNDLE}.cache`;
 interface Loader {
   encodeCodeCache(bundleBytes: Buffer, cachedData: Buffer): Buffer;
   CODE_CACHE_HEADER_BYTES: number;
+  CODE_CACHE_SOURCE_CHECK_AT: number;
 }
 const loader = createRequire(import.meta.url)(BIN) as Loader;
 
@@ -136,8 +137,9 @@ describe("a code cache that cannot be trusted only costs speed", () => {
     ["not a cache file", () => Buffer.from("#!/bin/sh\nrm -rf /\n".repeat(100)), "invalid"],
     ["truncated", () => cache().subarray(0, cache().length >> 1), "invalid"],
     ["a flipped byte in V8's payload", () => flipped(cache(), cache().length - 1000), "invalid"],
-    ["a flipped byte in the source digest", () => flipped(cache(), loader.CODE_CACHE_HEADER_BYTES - 40), "stale"],
-    // Passes patchsafe's digests; V8's own header check (its magic number) refuses it.
+    ["a flipped byte in the source's CRC-32", () => flipped(cache(), loader.CODE_CACHE_SOURCE_CHECK_AT + 5), "stale"],
+    ["a flipped byte in the source's length", () => flipped(cache(), loader.CODE_CACHE_SOURCE_CHECK_AT), "stale"],
+    // Passes patchsafe's checks; V8's own header check (its magic number) refuses it.
     ["consistent but refused by V8", () => loader.encodeCodeCache(bundle(), flipped(payload(), 0)), "rejected"],
   ];
 

@@ -12,10 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32, gunzipSync } from "node:zlib";
 import fc from "fast-check";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { run } from "../src/cli/main.js";
 import { readSymbolFile } from "../src/node/io.js";
-import { MAX_ENTRIES, setSymbolCacheDisabled, SYMBOL_CACHE_FORMAT, symbolCacheDir, symbolCacheFile, symbolCacheKey, symbolCacheStats } from "../src/node/symbolCache.js";
+import { IDENTITY_RACY_MS, MAX_ENTRIES, setSymbolCacheDisabled, SYMBOL_CACHE_FORMAT, symbolCacheDir, symbolCacheFile, symbolCacheKey, symbolCacheStats } from "../src/node/symbolCache.js";
 import { findObjectSymbol, parseSymbolTable, type SymbolSource, type SymbolTable } from "../src/symbols/table.js";
 import { VERSION } from "../src/version.js";
 
@@ -222,6 +222,88 @@ describe("a cached table is the parsed table", () => {
     // Most random tables are well formed and were served from the cache.
     expect(hits).toBeGreaterThan(50);
     expect(stored).toBeGreaterThan(0);
+  });
+});
+
+describe("identity records: a file read again is not hashed again, unless it may have changed", () => {
+  const records = (): string[] => (existsSync(cacheDir) ? readdirSync(cacheDir).filter((n) => n.endsWith(".pski")).sort() : []);
+  /** Runs fn as if the clock said now + ms (the writer stamps records with Date.now()). */
+  function later<T>(ms: number, fn: () => T): T {
+    const real = Date.now();
+    const spy = vi.spyOn(Date, "now").mockReturnValue(real + ms);
+    try {
+      return fn();
+    } finally {
+      spy.mockRestore();
+    }
+  }
+  const probe = ["worker_thread", "do_epoll_wait", "_text", "init_once", "no_such_symbol"];
+
+  test("a file changed less than IDENTITY_RACY_MS before: no record (its ctime tick could still hide a change)", () => {
+    const path = file("kallsyms", kallsymsText);
+    readSymbolFile(path);
+    readSymbolFile(path);
+    expect(entries()).toHaveLength(1);
+    expect(records()).toEqual([]);
+    expect(IDENTITY_RACY_MS).toBeGreaterThanOrEqual(1000);
+  });
+
+  test("an older file: the hit by content writes a record, and the next read is served by it; the table is the parsed one", () => {
+    const path = file("kallsyms", kallsymsText);
+    readSymbolFile(path); // miss: parsed and stored (the file is new: no record)
+    later(IDENTITY_RACY_MS + 1000, () => readSymbolFile(path)); // hit by content: record written
+    expect(records()).toHaveLength(1);
+    const before = { ...symbolCacheStats };
+    const t = readSymbolFile(path);
+    expect(symbolCacheStats.byIdentity).toBe(before.byIdentity + 1);
+    expect(symbolCacheStats.hits).toBe(before.hits + 1);
+    expect(facts(t, probe)).toEqual(facts(parseSymbolTable(kallsymsText, { file: path }), probe));
+  });
+
+  test("changed in place after its record (same size, mtime put back): the record no longer matches, the content decides", async () => {
+    const a = kallsymsText;
+    const k = a.indexOf(" T ", 1000) - 3; // an address digit
+    const b = a.slice(0, k) + (a[k] === "0" ? "1" : "0") + a.slice(k + 1);
+    const path = file("kallsyms", a);
+    utimesSync(path, 1_700_000_000, 1_700_000_000);
+    const ta = readSymbolFile(path);
+    later(IDENTITY_RACY_MS + 1000, () => readSymbolFile(path));
+    expect(records()).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 30)); // past the ctime clock's tick
+    writeFileSync(path, Buffer.from(b, "latin1"));
+    utimesSync(path, 1_700_000_000, 1_700_000_000);
+    const before = { ...symbolCacheStats };
+    const tb = readSymbolFile(path);
+    expect(symbolCacheStats.byIdentity).toBe(before.byIdentity);
+    expect(facts(tb, probe)).toEqual(facts(parseSymbolTable(b, { file: path }), probe));
+    expect(tb.addrLo).not.toEqual(ta.addrLo);
+  });
+
+  test("a record that is not ours to trust (readable by others, damaged, another identity, racy stamp) is ignored: the content decides", () => {
+    const path = file("kallsyms", kallsymsText);
+    readSymbolFile(path);
+    later(IDENTITY_RACY_MS + 1000, () => readSymbolFile(path));
+    const [name] = records();
+    const rec = join(cacheDir, name);
+    const good = readFileSync(rec, "utf8");
+    const reference = facts(parseSymbolTable(kallsymsText, { file: path }), probe);
+    const tamper: [string, () => void][] = [
+      ["mode 0644", () => chmodSync(rec, 0o644)],
+      ["not JSON", () => writeFileSync(rec, "{", { mode: 0o600 })],
+      ["another identity", () => writeFileSync(rec, good.replace(/ino \d+/, "ino 1"), { mode: 0o600 })],
+      ["stamped at the file's change", () => writeFileSync(rec, good.replace(/"writtenAt":\d+/, `"writtenAt":${statSync(path).ctimeMs + 10}`), { mode: 0o600 })],
+      ["an entry that is not a cache entry", () => writeFileSync(rec, good.replace(/"entry":"[^"]*"/, '"entry":"../x.pskc"'), { mode: 0o600 })],
+    ];
+    for (const [what, damage] of tamper) {
+      rmSync(rec, { force: true });
+      writeFileSync(rec, good, { mode: 0o600 });
+      chmodSync(rec, 0o600);
+      damage();
+      const before = { ...symbolCacheStats };
+      const t = readSymbolFile(path);
+      expect(symbolCacheStats.byIdentity, what).toBe(before.byIdentity);
+      expect(facts(t, probe), what).toEqual(reference);
+    }
   });
 });
 

@@ -1,11 +1,11 @@
 /** File input for the CLI: streamed in 1 MiB chunks into the byte-level parsers. */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { type BigIntStats, closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { PatchsafeError } from "../errors.js";
 import { type CaptureParser, createCaptureParser, type FormatName } from "../ingest/detect.js";
 import type { Capture } from "../model.js";
 import { parseKallsymsBytes } from "../symbols/kallsymsFast.js";
 import type { SymbolTable } from "../symbols/table.js";
-import { cachedSymbolTable } from "./symbolCache.js";
+import { cachedSymbolTable, type FileIdentity } from "./symbolCache.js";
 import { loadProcTokenizer, loadTokenizerModuleSync } from "./wasm.js";
 
 const CHUNK = 1 << 20;
@@ -120,12 +120,16 @@ export interface ReadSymbolsOptions {
 export function readSymbolFile(file: string, opts: ReadSymbolsOptions = {}): SymbolTable {
   let bytes: Uint8Array;
   let cacheable = false;
+  let identity: FileIdentity | null = null;
   let fd: number | null = null;
   try {
     fd = openSync(file, "r");
-    const st = fstatSync(fd);
-    cacheable = st.isFile() && st.size > 0;
+    const st = fstatSync(fd, { bigint: true });
+    cacheable = st.isFile() && st.size > 0n;
     bytes = readFileSync(fd);
+    // The file's identity for the symbol cache, when nothing changed it while it was read.
+    const after = fstatSync(fd, { bigint: true });
+    if (cacheable && BigInt(bytes.length) === st.size && sameFile(st, after)) identity = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
   } catch (e) {
     throw ioError(file, e);
   } finally {
@@ -135,7 +139,11 @@ export function readSymbolFile(file: string, opts: ReadSymbolsOptions = {}): Sym
   const source = /system\.map/i.test(base) ? "system.map" : "kallsyms";
   // kallsyms through the wasm parser (same table; anything unusual goes to parseSymbolTable).
   const parse = (): SymbolTable => parseKallsymsBytes(loadTokenizerModuleSync(), bytes, { file, source });
-  return cacheable && opts.cache !== false ? cachedSymbolTable(bytes, source, parse) : parse();
+  return cacheable && opts.cache !== false ? cachedSymbolTable(bytes, source, parse, undefined, identity) : parse();
+}
+
+function sameFile(a: BigIntStats, b: BigIntStats): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
 export function readTextFile(file: string): string {

@@ -8,6 +8,12 @@
  *   (a System.map is read differently), patchsafe's VERSION, the cache format and the identity of
  *   this build's code (size and mtime of the parser's files), so another release or a rebuilt
  *   checkout never reads an entry written by other code. Never the path or mtime of the input.
+ * - An identity record (trustedKey) names the content key of a file by its fstat fields
+ *   (device, inode, size, mtime and ctime in ns, equal before and after the read), so that a run
+ *   on a file it has seen does not hash its 5 MB again (~3 ms, and ~3.5 ms to load node:crypto).
+ *   It is written and trusted only when the file's last change lies IDENTITY_RACY_MS before the
+ *   record: ctime changes with every write, except within one tick of the kernel's coarse clock,
+ *   and a record written well after that tick cannot have missed a write in it.
  * - The entry repeats its whole key; lengths, a CRC-32 of the prefix, header and body, owner and
  *   mode (ours, no access for others, not a symlink) are checked before use, and a sample of rows
  *   is looked up through the loaded index. Anything else (unreadable, truncated, corrupt, another
@@ -36,7 +42,6 @@
  * travels with every capture) and keeps no name index, while this layout is read straight into
  * typed arrays, index included.
  */
-import { hash, randomBytes } from "node:crypto";
 import {
   closeSync,
   constants as fsc,
@@ -58,6 +63,12 @@ import { fileURLToPath } from "node:url";
 import { crc32 } from "node:zlib";
 import { finishTable, type NameBlob, nameBlobFromFrontCoding, type SymbolSource, type SymbolTable, tableNameBlob } from "../symbols/table.js";
 import { VERSION } from "../version.js";
+import { nodeCrypto } from "./lazyBuiltins.js";
+
+/** SHA-256 hex (node:crypto, loaded on first use: a run that trusts an identity record needs none). */
+function sha256Hex(data: string | Uint8Array): string {
+  return nodeCrypto().hash("sha256", data, "hex");
+}
 
 /** Bumped whenever the entry layout or what a table holds changes. */
 export const SYMBOL_CACHE_FORMAT = 1;
@@ -75,7 +86,7 @@ const ENTRY = /^ks-[0-9a-f]{32}\.pskc$/;
 const TMP = /^ks-[0-9a-f]{32}\.pskc\.[0-9]+\.[0-9a-f]+\.tmp$/;
 
 /** What the cache did in this process (tests, benchmarks). */
-export const symbolCacheStats = { hits: 0, misses: 0, writes: 0, rejected: 0, disabled: 0 };
+export const symbolCacheStats = { hits: 0, misses: 0, writes: 0, rejected: 0, disabled: 0, byIdentity: 0 };
 
 let disabledByFlag = false;
 
@@ -127,27 +138,147 @@ function codeIdentity(): string {
   } catch {
     parts.push("?");
   }
-  return (identity = hash("sha256", parts.join(","), "hex").slice(0, 16));
+  // Plain text, not a digest of it: identity records compare it without node:crypto.
+  return (identity = parts.join(","));
 }
 
 /** The full key of a table parsed from `bytes` as `source`. */
 export function symbolCacheKey(bytes: Uint8Array, source: SymbolSource): string {
-  return `patchsafe ${VERSION}; cache format ${SYMBOL_CACHE_FORMAT}; code ${codeIdentity()}; ${source}; ${bytes.length} bytes; sha256 ${hash("sha256", bytes, "hex")}`;
+  return `patchsafe ${VERSION}; cache format ${SYMBOL_CACHE_FORMAT}; code ${codeIdentity()}; ${source}; ${bytes.length} bytes; sha256 ${sha256Hex(bytes)}`;
 }
 
 /** The entry's file name for a key (the key itself is inside the entry and compared whole). */
 export function symbolCacheFile(key: string): string {
-  return `ks-${hash("sha256", key, "hex").slice(0, 32)}.pskc`;
+  return `ks-${sha256Hex(key).slice(0, 32)}.pskc`;
+}
+
+/**
+ * What identifies the bytes of a regular file without reading them, as fstat (bigint) gave it
+ * before and after they were read (readSymbolFile passes it only when both agree).
+ */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/**
+ * A file is trusted by its identity only when its last change (mtime and ctime) lies this long
+ * before the record was written: the "racy" rule of git's index and ccache's direct mode. The
+ * kernel sets ctime on every change of the content, from a coarse clock (a few ms a tick), so a
+ * change made in the same tick as the one recorded could keep every field of the identity; a
+ * record written well after the file's last change cannot have been written in that tick.
+ */
+export const IDENTITY_RACY_MS = 2000;
+
+/** Identity records kept (each a few hundred bytes). */
+const MAX_RECORDS = 32;
+const RECORD = /^id-[0-9a-f]{8}\.pski$/;
+const RECORD_TMP = /^id-[0-9a-f]{8}\.pski\.[0-9]+\.[0-9a-f]+\.tmp$/;
+
+/** The identity as the record states it: this build, the source kind and the fstat fields. */
+function identityText(id: FileIdentity, source: SymbolSource): string {
+  return `patchsafe ${VERSION}; cache format ${SYMBOL_CACHE_FORMAT}; code ${codeIdentity()}; ${source}; dev ${id.dev} ino ${id.ino} size ${id.size} mtime ${id.mtimeNs} ctime ${id.ctimeNs}`;
+}
+
+/** The record's file name: FNV-1a of the identity (a collision only means a record that does not match). */
+function recordFile(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return `id-${(h >>> 0).toString(16).padStart(8, "0")}.pski`;
+}
+
+/** The file's last change in ms (the later of mtime and ctime). */
+function lastChangeMs(id: FileIdentity): number {
+  return Number((id.mtimeNs > id.ctimeNs ? id.mtimeNs : id.ctimeNs) / 1_000_000n);
+}
+
+interface IdentityRecord {
+  identity: string;
+  key: string;
+  entry: string;
+  writtenAt: number;
+}
+
+/**
+ * The content key an identity record vouches for, when the record is ours, states exactly this
+ * identity, and was written IDENTITY_RACY_MS after the file's last change; null otherwise.
+ */
+function trustedKey(dir: string, id: FileIdentity, source: SymbolSource): { key: string; entry: string } | null {
+  const text = identityText(id, source);
+  let raw: string;
+  let fd: number;
+  try {
+    fd = openSync(join(dir, recordFile(text)), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    const st = fstatSync(fd);
+    const me = uid();
+    if (!st.isFile() || (me !== null && st.uid !== me) || (st.mode & 0o077) !== 0 || st.size > 1 << 16) return null;
+    const buf = new Uint8Array(st.size);
+    readFully(fd, buf, 0);
+    raw = new TextDecoder().decode(buf);
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+  let r: Partial<IdentityRecord>;
+  try {
+    r = JSON.parse(raw) as Partial<IdentityRecord>;
+  } catch {
+    return null;
+  }
+  if (r.identity !== text || typeof r.key !== "string" || typeof r.entry !== "string" || !ENTRY.test(r.entry) || typeof r.writtenAt !== "number") return null;
+  if (!(lastChangeMs(id) < r.writtenAt - IDENTITY_RACY_MS)) return null;
+  return { key: r.key, entry: r.entry };
+}
+
+/** Writes the record for an identity whose content key was just checked (only when it will be trusted). */
+function storeRecord(dir: string, id: FileIdentity, source: SymbolSource, key: string, entry: string): void {
+  const now = Date.now();
+  if (!(lastChangeMs(id) < now - IDENTITY_RACY_MS) || !usableDir(dir)) return;
+  const text = identityText(id, source);
+  const path = join(dir, recordFile(text));
+  const body = JSON.stringify({ identity: text, key, entry, writtenAt: now } satisfies IdentityRecord);
+  const tmp = `${path}.${process.pid}.${nodeCrypto().randomBytes(4).toString("hex")}.tmp`;
+  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  try {
+    writevSync(fd, [Buffer.from(body)]);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
 }
 
 /**
  * The table of `bytes` read as `source`: from the cache when it holds this exact content, else
  * `parse()` (whose errors propagate; a parsed table is then stored). `dir` null: no cache.
+ * `identity` (the file's fstat fields before and after the read): with a trusted identity
+ * record (trustedKey) the content key is the record's, not a SHA-256 of the bytes computed
+ * again; the entry is then checked against that key as always.
  */
-export function cachedSymbolTable(bytes: Uint8Array, source: SymbolSource, parse: () => SymbolTable, dir: string | null = symbolCacheDir()): SymbolTable {
+export function cachedSymbolTable(bytes: Uint8Array, source: SymbolSource, parse: () => SymbolTable, dir: string | null = symbolCacheDir(), identity: FileIdentity | null = null): SymbolTable {
   if (dir === null || symbolCacheDisabled()) {
     symbolCacheStats.disabled++;
     return parse();
+  }
+  if (identity !== null) {
+    try {
+      const t = trustedKey(dir, identity, source);
+      const hit = t === null ? null : loadEntry(join(dir, t.entry), t.key, bytes, source);
+      if (hit !== null) {
+        symbolCacheStats.hits++;
+        symbolCacheStats.byIdentity++;
+        return hit;
+      }
+    } catch {
+      // a record or entry that does not hold: the content decides, as without a record
+    }
   }
   let key: string | null = null;
   let path = "";
@@ -157,6 +288,7 @@ export function cachedSymbolTable(bytes: Uint8Array, source: SymbolSource, parse
     const hit = loadEntry(path, key, bytes, source);
     if (hit !== null) {
       symbolCacheStats.hits++;
+      rememberIdentity(dir, identity, source, key, path);
       return hit;
     }
   } catch {
@@ -166,12 +298,24 @@ export function cachedSymbolTable(bytes: Uint8Array, source: SymbolSource, parse
   const table = parse();
   if (key !== null) {
     try {
-      if (storeEntry(dir, path, key, bytes, source, table)) symbolCacheStats.writes++;
+      if (storeEntry(dir, path, key, bytes, source, table)) {
+        symbolCacheStats.writes++;
+        rememberIdentity(dir, identity, source, key, path);
+      }
     } catch {
       // a read-only or full disk: the next run parses again
     }
   }
   return table;
+}
+
+function rememberIdentity(dir: string, identity: FileIdentity | null, source: SymbolSource, key: string, path: string): void {
+  if (identity === null) return;
+  try {
+    storeRecord(dir, identity, source, key, path.slice(path.lastIndexOf("/") + 1));
+  } catch {
+    // as for entries: the next run hashes the content again
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,7 +476,7 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
   dv.setUint32(28, crc32(prefix.subarray(0, 28)), true);
 
   if (!usableDir(dir)) return false;
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  const tmp = `${path}.${process.pid}.${nodeCrypto().randomBytes(4).toString("hex")}.tmp`;
   let fd: number | null = null;
   try {
     fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
@@ -388,13 +532,19 @@ function prune(dir: string, keep: string): void {
   }
   const now = Date.now();
   const entries: { path: string; mtime: number; size: number }[] = [];
+  const records: { path: string; mtime: number }[] = [];
   for (const name of names) {
     const isEntry = ENTRY.test(name);
-    if (!isEntry && !TMP.test(name)) continue; // not ours: never touched
+    const isRecord = RECORD.test(name);
+    if (!isEntry && !isRecord && !TMP.test(name) && !RECORD_TMP.test(name)) continue; // not ours: never touched
     const path = join(dir, name);
     try {
       const st = lstatSync(path);
       if (!st.isFile()) continue;
+      if (isRecord) {
+        records.push({ path, mtime: st.mtimeMs });
+        continue;
+      }
       if (!isEntry) {
         if (now - st.mtimeMs > STALE_TMP_MS) unlinkSync(path);
         continue;
@@ -402,6 +552,15 @@ function prune(dir: string, keep: string): void {
       entries.push({ path, mtime: path === keep ? Number.POSITIVE_INFINITY : st.mtimeMs, size: st.size });
     } catch {
       // gone meanwhile (another process pruned it)
+    }
+  }
+  // Identity records: the newest MAX_RECORDS (one whose entry is gone just fails to load).
+  records.sort((a, b) => b.mtime - a.mtime);
+  for (const r of records.slice(MAX_RECORDS)) {
+    try {
+      unlinkSync(r.path);
+    } catch {
+      // ignored
     }
   }
   entries.sort((a, b) => b.mtime - a.mtime);
