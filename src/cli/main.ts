@@ -482,8 +482,12 @@ export function run(argv: string[], opts: { stdout?: (chunk: string) => void } =
   return { status, stdout: o.out.join(""), stderr: o.err.join("") };
 }
 
-/** Synchronous writes to fd 1 (a pipe may be non-blocking: EAGAIN waits; EPIPE stops writing). */
-function stdoutWriter(): (chunk: string) => void {
+/**
+ * Synchronous writes to fd 1 or 2 (a pipe may be non-blocking: EAGAIN waits; EPIPE stops
+ * writing). Never through process.stdout / process.stderr: making those streams loads Node's
+ * stream modules (~4 ms of every run) for output that is written in one piece anyway.
+ */
+function fdWriter(fd: 1 | 2): (chunk: string) => void {
   let closed = false;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   return (chunk) => {
@@ -492,11 +496,12 @@ function stdoutWriter(): (chunk: string) => void {
     let off = 0;
     while (off < buf.length) {
       try {
-        off += writeSync(1, buf, off);
+        off += writeSync(fd, buf, off);
       } catch (e) {
         const code = (e as { code?: string }).code;
         if (code === "EAGAIN") Atomics.wait(pause, 0, 0, 2);
-        else if (code === "EPIPE") {
+        else if (code === "EPIPE" || code === "EBADF") {
+          // The reader is gone (or there is no fd 1/2): nothing more can be written.
           closed = true;
           return;
         } else throw e;
@@ -506,9 +511,9 @@ function stdoutWriter(): (chunk: string) => void {
 }
 
 export function main(): void {
-  const r = run(process.argv.slice(2), { stdout: stdoutWriter() });
-  if (r.stderr) process.stderr.write(r.stderr);
-  process.stdout.write(r.stdout, () => {
-    process.exitCode = r.status;
-  });
+  const stdout = fdWriter(1);
+  const r = run(process.argv.slice(2), { stdout });
+  if (r.stderr) fdWriter(2)(r.stderr);
+  stdout(r.stdout);
+  process.exitCode = r.status;
 }
