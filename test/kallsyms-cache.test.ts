@@ -414,7 +414,7 @@ describe("a damaged or foreign entry is ignored and rewritten", () => {
     ["a wrong row count", (p) => rewrite(p, (h) => (h.n = Number(h.n) + 1))],
     ["objects not a list", (p) => rewrite(p, (h) => (h.objects = "x"))],
     ["a header that is not JSON", (p) => rewrite(p, () => {}, undefined, "{not json")],
-    ["start offsets as i8 (lengths no longer add up)", (p) => rewrite(p, (h) => ((h.columns as { kind: string }[])[5].kind = "i8"))],
+    ["addresses as i8 (lengths no longer add up)", (p) => rewrite(p, (h) => ((h.columns as { kind: string }[])[2].kind = "i8"))],
     ["random bytes", (p) => writeFileSync(p, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) & 0xff)))],
     ["readable by others", (p) => chmodSync(p, 0o644)],
     ["a symlink", (p) => {

@@ -5,7 +5,7 @@ import { type CaptureParser, createCaptureParser, type FormatName } from "../ing
 import type { Capture } from "../model.js";
 import { parseKallsymsBytes } from "../symbols/kallsymsFast.js";
 import type { SymbolTable } from "../symbols/table.js";
-import { cachedSymbolTable, type FileIdentity } from "./symbolCache.js";
+import { cachedSymbolTable, type FileIdentity, symbolTableByIdentity } from "./symbolCache.js";
 import { loadProcTokenizer, loadTokenizerModuleSync } from "./wasm.js";
 
 const CHUNK = 1 << 20;
@@ -122,10 +122,17 @@ export function readSymbolFile(file: string, opts: ReadSymbolsOptions = {}): Sym
   let cacheable = false;
   let identity: FileIdentity | null = null;
   let fd: number | null = null;
+  const base = file.split("/").pop() ?? file;
+  const source = /system\.map/i.test(base) ? "system.map" : "kallsyms";
   try {
     fd = openSync(file, "r");
     const st = fstatSync(fd, { bigint: true });
     cacheable = st.isFile() && st.size > 0n;
+    // A file the symbol cache knows by its identity is not read at all (symbolTableByIdentity).
+    if (cacheable && opts.cache !== false) {
+      const known = symbolTableByIdentity({ dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs }, source);
+      if (known !== null) return known;
+    }
     bytes = readFileSync(fd);
     // The file's identity for the symbol cache, when nothing changed it while it was read.
     const after = fstatSync(fd, { bigint: true });
@@ -135,8 +142,6 @@ export function readSymbolFile(file: string, opts: ReadSymbolsOptions = {}): Sym
   } finally {
     if (fd !== null) closeSync(fd);
   }
-  const base = file.split("/").pop() ?? file;
-  const source = /system\.map/i.test(base) ? "system.map" : "kallsyms";
   // kallsyms through the wasm parser (same table; anything unusual goes to parseSymbolTable).
   const parse = (): SymbolTable => parseKallsymsBytes(loadTokenizerModuleSync(), bytes, { file, source });
   return cacheable && opts.cache !== false ? cachedSymbolTable(bytes, source, parse, undefined, identity) : parse();

@@ -35,8 +35,10 @@
  * then the header (JSON: key, version, source, n, objects, warnings, charsFromFile, columns) and
  * the body: the columns back to back in the header's order, each in the narrowest of u8, u16,
  * u32, f64 (i8/i16: sign-extended u32) that holds it exactly. Columns: object, type, addrLo,
- * addrHi, size, the name blob (start, len, pfx; chars unless they are the input file's own bytes,
- * the wasm reader's case) and the built name index (head, next: Int32). Every conversion back is a
+ * addrHi, size, the name blob (start, len, pfx, and chars: since format 2 always, and when the
+ * table's names were the input file's own bytes, the wasm reader's case, only the names' bytes,
+ * so that a run trusting an identity record reads the entry and not the 5 MB file; the header's
+ * charsFromFile is then always false) and the built name index (head, next: Int32). Every conversion back is a
  * typed array constructor: per-row loops of ours would run cold (~60 ns a row), once per process.
  * The snapshot's symbol section (src/snapshot/psnap.ts) is not reused: it is made small (it
  * travels with every capture) and keeps no name index, while this layout is read straight into
@@ -71,7 +73,7 @@ function sha256Hex(data: string | Uint8Array): string {
 }
 
 /** Bumped whenever the entry layout or what a table holds changes. */
-export const SYMBOL_CACHE_FORMAT = 1;
+export const SYMBOL_CACHE_FORMAT = 2;
 const MAGIC = "PSKSYMC\n";
 const PREFIX = 32;
 const MAX_HEADER = 1 << 20;
@@ -258,34 +260,40 @@ function storeRecord(dir: string, id: FileIdentity, source: SymbolSource, key: s
 /**
  * The table of `bytes` read as `source`: from the cache when it holds this exact content, else
  * `parse()` (whose errors propagate; a parsed table is then stored). `dir` null: no cache.
- * `identity` (the file's fstat fields before and after the read): with a trusted identity
- * record (trustedKey) the content key is the record's, not a SHA-256 of the bytes computed
- * again; the entry is then checked against that key as always.
+ * `identity` (the file's fstat fields, the same before and after the read): recorded for
+ * symbolTableByIdentity once the content key is known to be this file's.
  */
+/**
+ * The cached table of a file known only by its fstat fields (not read): the entry a trusted
+ * identity record names, checked against the content key the record states as any entry is;
+ * null without one (the caller reads the file and goes through cachedSymbolTable).
+ */
+export function symbolTableByIdentity(identity: FileIdentity, source: SymbolSource, dir: string | null = symbolCacheDir()): SymbolTable | null {
+  if (dir === null || symbolCacheDisabled()) return null;
+  try {
+    const t = trustedKey(dir, identity, source);
+    const hit = t === null ? null : loadEntry(join(dir, t.entry), t.key, source);
+    if (hit !== null) {
+      symbolCacheStats.hits++;
+      symbolCacheStats.byIdentity++;
+    }
+    return hit;
+  } catch {
+    return null; // a record or entry that does not hold: the content decides
+  }
+}
+
 export function cachedSymbolTable(bytes: Uint8Array, source: SymbolSource, parse: () => SymbolTable, dir: string | null = symbolCacheDir(), identity: FileIdentity | null = null): SymbolTable {
   if (dir === null || symbolCacheDisabled()) {
     symbolCacheStats.disabled++;
     return parse();
-  }
-  if (identity !== null) {
-    try {
-      const t = trustedKey(dir, identity, source);
-      const hit = t === null ? null : loadEntry(join(dir, t.entry), t.key, bytes, source);
-      if (hit !== null) {
-        symbolCacheStats.hits++;
-        symbolCacheStats.byIdentity++;
-        return hit;
-      }
-    } catch {
-      // a record or entry that does not hold: the content decides, as without a record
-    }
   }
   let key: string | null = null;
   let path = "";
   try {
     key = symbolCacheKey(bytes, source);
     path = join(dir, symbolCacheFile(key));
-    const hit = loadEntry(path, key, bytes, source);
+    const hit = loadEntry(path, key, source);
     if (hit !== null) {
       symbolCacheStats.hits++;
       rememberIdentity(dir, identity, source, key, path);
@@ -416,6 +424,29 @@ function usableDir(dir: string): boolean {
   }
 }
 
+/**
+ * The bytes of each row's name, back to back, and each row's start in them (a row with the same
+ * start and length as the row before it, a padding row's and its function's, shares its copy).
+ */
+function compactChars(bytes: Uint8Array, start: Uint32Array, len: Uint32Array): { chars: Uint8Array; start: Uint32Array } {
+  const n = start.length;
+  let total = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || start[i] !== start[i - 1] || len[i] !== len[i - 1]) total += len[i];
+  const chars = new Uint8Array(total);
+  const out = new Uint32Array(n);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    if (i > 0 && start[i] === start[i - 1] && len[i] === len[i - 1]) {
+      out[i] = out[i - 1];
+      continue;
+    }
+    chars.set(bytes.subarray(start[i], start[i] + len[i]), at);
+    out[i] = at;
+    at += len[i];
+  }
+  return { chars, start: out };
+}
+
 function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, source: SymbolSource, t: SymbolTable): boolean {
   const n = t.count;
   if (t.object.length !== n || t.type.length !== n || t.addrLo.length !== n || t.addrHi.length !== n || t.size.length !== n) return false;
@@ -434,20 +465,24 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
   }
   const { blob, index } = names;
   if (blob.start.length !== n || blob.len.length !== n || blob.pfx.length !== n || index.next.length !== n) return false;
-  const charsFromFile = blob.chars === bytes;
+  // The names' code units, always in the entry (a run that trusts an identity record reads the
+  // entry and not the file): when they are the file's own bytes (the wasm reader's blob), only
+  // the names' bytes, each row's start moved to its copy.
+  const { chars, start } = blob.chars === bytes ? compactChars(bytes, blob.start, blob.len) : { chars: blob.chars, start: blob.start };
   const cols: [ColumnName, Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array][] = [
     ["object", t.object],
     ["type", t.type],
     ["addrLo", t.addrLo],
     ["addrHi", t.addrHi],
     ["size", t.size],
-    ["start", blob.start],
+    ["start", start],
     ["len", blob.len],
     ["pfx", blob.pfx],
     ["head", index.head],
     ["next", index.next],
+    ["chars", chars],
   ];
-  if (!charsFromFile) cols.push(["chars", blob.chars]);
+  const charsFromFile = false;
   const columns: ColumnHeader[] = [];
   const parts: Uint8Array[] = [];
   let bodyLen = 0;
@@ -600,7 +635,7 @@ function isStrings(x: unknown): x is string[] {
 }
 
 /** The entry at `path` when it is this key's, intact and ours; null when there is none. Throws Reject for a bad one. */
-function loadEntry(path: string, key: string, bytes: Uint8Array, source: SymbolSource): SymbolTable | null {
+function loadEntry(path: string, key: string, source: SymbolSource): SymbolTable | null {
   let fd: number;
   try {
     fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -629,7 +664,9 @@ function loadEntry(path: string, key: string, bytes: Uint8Array, source: SymbolS
     const n = h.n;
     if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) reject("n");
     if (!isStrings(h.objects) || h.objects.length === 0 || !isStrings(h.warnings) || typeof h.charsFromFile !== "boolean" || !Array.isArray(h.columns)) reject("header");
-    const want = h.charsFromFile ? COLUMNS.length - 1 : COLUMNS.length;
+    // Format 2 entries always hold their names' code units.
+    if (h.charsFromFile) reject("chars from the file");
+    const want = COLUMNS.length;
     if (h.columns.length !== want) reject("columns");
     // Each column into its own buffer (no table column aliases another), checksummed on the way.
     const cols = new Map<ColumnName, Column>();
@@ -666,7 +703,7 @@ function loadEntry(path: string, key: string, bytes: Uint8Array, source: SymbolS
     };
     const sizeCol = cols.get("size")!;
     if (sizeCol instanceof Int8Array || sizeCol instanceof Int16Array || sizeCol instanceof Int32Array) reject("size: signed");
-    const chars = h.charsFromFile ? bytes : cols.get("chars")!;
+    const chars = cols.get("chars")!;
     if (!(chars instanceof Uint8Array || chars instanceof Uint16Array)) reject("chars");
     const blob: NameBlob = { chars, start: u32("start"), len: u32("len"), pfx: u8("pfx") };
     const object = u32("object");
