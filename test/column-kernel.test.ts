@@ -22,6 +22,7 @@ import { symbolSizes } from "../src/snapshot/sizes.js";
 import { crc32 } from "../src/snapshot/crc32.js";
 import { type NameBlob, NameIndex } from "../src/symbols/table.js";
 import { hostCapture, hostTable } from "./helpers.js";
+import { nameBlobFromStored, storedNamesArb } from "./name-blob-reference.js";
 
 const BUILDS = ["release", "debug"] as const;
 
@@ -283,41 +284,17 @@ describe.each(BUILDS)("column kernel (%s) = the TypeScript column kernels", (bui
   });
 
   test("name blobs (format 1.2): = storedNameBlob in TypeScript for good and bad blobs; the kernel answers the good ones", () => {
-    const P = [...new TextEncoder().encode("__pfx_")];
-    const nameArb = fc.oneof(fc.uint8Array({ minLength: 0, maxLength: 9 }), fc.constant(Uint8Array.from([...P, 97])), fc.constant(Uint8Array.from([...P, ...P, ...P, 98])), fc.constant(Uint8Array.from(P)), fc.constant(new Uint8Array(0)));
     let answeredBlobs = 0;
     fc.assert(
-      fc.property(
-        fc.array(fc.record({ name: nameArb, marks: fc.nat(18) }), { maxLength: 30 }),
-        fc.integer({ min: -2, max: 2 }),
-        fc.integer({ min: -2, max: 2 }),
-        fc.boolean(),
-        fc.nat(40),
-        fc.constantFrom(Uint8Array, Uint16Array, Uint32Array),
-        (rows, lenSlack, charSlack, wide, flip, LenArray) => {
-          const marks: number[] = [];
-          const lens: number[] = [];
-          const units: number[] = [];
-          for (const r of rows) {
-            for (let m = 0; m < (r.marks > 15 ? r.marks : r.marks % 3); m++) marks.push(1);
-            marks.push(0);
-            lens.push(r.name.length);
-            units.push(...r.name);
-          }
-          if (flip < marks.length) marks[flip] ^= 1;
-          const n = marks.length;
-          const pad = new Uint8Array((n + 7) >> 3);
-          marks.forEach((m, i) => (pad[i >> 3] |= m << (i & 7)));
-          const len = LenArray.from(lenSlack >= 0 ? [...lens, ...new Array(lenSlack).fill(1)] : lens.slice(0, lenSlack));
-          const chars = (wide ? Uint16Array : Uint8Array).from(charSlack >= 0 ? [...units, ...new Array(charSlack).fill(65)] : units.slice(0, charSlack));
-          for (const rowsN of [n, n + 9]) {
-            const ts = withColumnKernel(null, () => storedNameBlob(rowsN, pad, len, chars));
-            const wasm = withColumnKernel(kernel, () => storedNameBlob(rowsN, pad, len, chars));
-            expect(wasm).toEqual(ts);
-            if (!("error" in wasm) && (wasm as NameBlob).scanRows !== undefined) answeredBlobs++;
-          }
-        },
-      ),
+      fc.property(storedNamesArb(), ({ n, pad, len, chars }) => {
+        for (const rowsN of [n, n + 9]) {
+          const ts = withColumnKernel(null, () => storedNameBlob(rowsN, pad, len, chars));
+          const wasm = withColumnKernel(kernel, () => storedNameBlob(rowsN, pad, len, chars));
+          expect(wasm).toEqual(ts);
+          expect(wasm).toEqual(nameBlobFromStored(rowsN, pad, len, chars));
+          if (!("error" in wasm) && (wasm as NameBlob).scanRows !== undefined) answeredBlobs++;
+        }
+      }),
       { numRuns: 2000, seed: 63 },
     );
     expect(answeredBlobs).toBeGreaterThan(60);

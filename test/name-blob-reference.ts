@@ -3,7 +3,53 @@
  * 1.2's stored names, as src/symbols/table.ts built it before the decoder had a kernel of its
  * own. test/snapshot-decode.test.ts compares the two, blob or error, on real and hostile names.
  */
+import fc from "fast-check";
 import type { NameBlob } from "../src/symbols/table.js";
+
+/** A format 1.2 name table as the decoder gets it: row count, padding marks, lengths, code units. */
+export interface StoredNames {
+  n: number;
+  pad: Uint8Array;
+  len: Uint8Array | Uint16Array | Uint32Array;
+  chars: Uint8Array | Uint16Array;
+}
+
+/**
+ * Stored-name tables, good and hostile: runs of padding marks (up to 18 before a name),
+ * `__pfx_` names (one, three, or only the prefix), empty names, a flipped mark, lengths and
+ * code units a few too many or too few, bytes or UTF-16 code units, lengths of every width.
+ */
+export function storedNamesArb(): fc.Arbitrary<StoredNames> {
+  const P = [...new TextEncoder().encode("__pfx_")];
+  const nameArb = fc.oneof(fc.uint8Array({ minLength: 0, maxLength: 9 }), fc.constant(Uint8Array.from([...P, 97])), fc.constant(Uint8Array.from([...P, ...P, ...P, 98])), fc.constant(Uint8Array.from(P)), fc.constant(new Uint8Array(0)));
+  return fc
+    .tuple(
+      fc.array(fc.record({ name: nameArb, marks: fc.nat(18) }), { maxLength: 30 }),
+      fc.integer({ min: -2, max: 2 }),
+      fc.integer({ min: -2, max: 2 }),
+      fc.boolean(),
+      fc.nat(40),
+      fc.constantFrom(Uint8Array, Uint16Array, Uint32Array),
+    )
+    .map(([rows, lenSlack, charSlack, wide, flip, LenArray]) => {
+      const marks: number[] = [];
+      const lens: number[] = [];
+      const units: number[] = [];
+      for (const r of rows) {
+        for (let m = 0; m < (r.marks > 15 ? r.marks : r.marks % 3); m++) marks.push(1);
+        marks.push(0);
+        lens.push(r.name.length);
+        units.push(...r.name);
+      }
+      if (flip < marks.length) marks[flip] ^= 1;
+      const n = marks.length;
+      const pad = new Uint8Array((n + 7) >> 3);
+      marks.forEach((m, i) => (pad[i >> 3] |= m << (i & 7)));
+      const len = LenArray.from(lenSlack >= 0 ? [...lens, ...new Array(lenSlack).fill(1)] : lens.slice(0, lenSlack));
+      const chars = (wide ? Uint16Array : Uint8Array).from(charSlack >= 0 ? [...units, ...new Array(charSlack).fill(65)] : units.slice(0, charSlack));
+      return { n, pad, len, chars };
+    });
+}
 
 const PFX = "__pfx_";
 
