@@ -15,7 +15,7 @@ import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { run } from "../src/cli/main.js";
 import { readSymbolFile } from "../src/node/io.js";
-import { IDENTITY_RACY_MS, MAX_ENTRIES, setSymbolCacheDisabled, SYMBOL_CACHE_FORMAT, symbolCacheDir, symbolCacheFile, symbolCacheKey, symbolCacheStats } from "../src/node/symbolCache.js";
+import { IDENTITY_RACY_MS, MAX_ENTRIES, MAX_RECORDS, setSymbolCacheDisabled, SYMBOL_CACHE_FORMAT, symbolCacheDir, symbolCacheFile, symbolCacheKey, symbolCacheStats } from "../src/node/symbolCache.js";
 import { findObjectSymbol, parseSymbolTable, type SymbolSource, type SymbolTable } from "../src/symbols/table.js";
 import { VERSION } from "../src/version.js";
 
@@ -277,6 +277,14 @@ describe("identity records: a file read again is not hashed again, unless it may
     expect(symbolCacheStats.byIdentity).toBe(before.byIdentity);
     expect(facts(tb, probe)).toEqual(facts(parseSymbolTable(b, { file: path }), probe));
     expect(tb.addrLo).not.toEqual(ta.addrLo);
+  });
+
+  test(`records stay bounded (at most ${MAX_RECORDS}) when many copies of one file hit the same entry`, () => {
+    const text = "ffffffff81000000 T _text\nffffffff81000010 t foo\nffffffff81000030 T bar\n";
+    for (let k = 0; k < MAX_RECORDS + 8; k++) later(IDENTITY_RACY_MS + 1000, () => readSymbolFile(file(`kallsyms-${k}`, text)));
+    expect(entries()).toHaveLength(1);
+    expect(records().length).toBeGreaterThan(MAX_RECORDS / 2);
+    expect(records().length).toBeLessThanOrEqual(MAX_RECORDS);
   });
 
   test("a record that is not ours to trust (readable by others, damaged, another identity, racy stamp) is ignored: the content decides", () => {

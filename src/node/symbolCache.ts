@@ -176,7 +176,7 @@ export interface FileIdentity {
 export const IDENTITY_RACY_MS = 2000;
 
 /** Identity records kept (each a few hundred bytes). */
-const MAX_RECORDS = 32;
+export const MAX_RECORDS = 32;
 const RECORD = /^id-[0-9a-f]{8}\.pski$/;
 const RECORD_TMP = /^id-[0-9a-f]{8}\.pski\.[0-9]+\.[0-9a-f]+\.tmp$/;
 
@@ -255,6 +255,9 @@ function storeRecord(dir: string, id: FileIdentity, source: SymbolSource, key: s
     closeSync(fd);
   }
   renameSync(tmp, path);
+  // Records are also written on hits (a copy of a known file at another path), not only next
+  // to a new entry: keep them bounded here too.
+  prune(dir, join(dir, entry));
 }
 
 /**
