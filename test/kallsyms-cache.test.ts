@@ -299,7 +299,7 @@ describe("identity records: a file read again is not hashed again, unless it may
       ["mode 0644", () => chmodSync(rec, 0o644)],
       ["not JSON", () => writeFileSync(rec, "{", { mode: 0o600 })],
       ["another identity", () => writeFileSync(rec, good.replace(/ino \d+/, "ino 1"), { mode: 0o600 })],
-      ["stamped at the file's change", () => writeFileSync(rec, good.replace(/"writtenAt":\d+/, `"writtenAt":${statSync(path).ctimeMs + 10}`), { mode: 0o600 })],
+      ["read within the margin of the file's change", () => writeFileSync(rec, good.replace(/"readAt":\d+/, `"readAt":${Math.floor(statSync(path).ctimeMs) + 10}`), { mode: 0o600 })],
       ["an entry that is not a cache entry", () => writeFileSync(rec, good.replace(/"entry":"[^"]*"/, '"entry":"../x.pskc"'), { mode: 0o600 })],
     ];
     for (const [what, damage] of tamper) {

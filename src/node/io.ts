@@ -126,17 +126,18 @@ export function readSymbolFile(file: string, opts: ReadSymbolsOptions = {}): Sym
   const source = /system\.map/i.test(base) ? "system.map" : "kallsyms";
   try {
     fd = openSync(file, "r");
+    const readAt = Date.now();
     const st = fstatSync(fd, { bigint: true });
     cacheable = st.isFile() && st.size > 0n;
     // A file the symbol cache knows by its identity is not read at all (symbolTableByIdentity).
     if (cacheable && opts.cache !== false) {
-      const known = symbolTableByIdentity({ dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs }, source);
+      const known = symbolTableByIdentity({ dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, readAt }, source);
       if (known !== null) return known;
     }
     bytes = readFileSync(fd);
     // The file's identity for the symbol cache, when nothing changed it while it was read.
     const after = fstatSync(fd, { bigint: true });
-    if (cacheable && BigInt(bytes.length) === st.size && sameFile(st, after)) identity = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+    if (cacheable && BigInt(bytes.length) === st.size && sameFile(st, after)) identity = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, readAt };
   } catch (e) {
     throw ioError(file, e);
   } finally {

@@ -11,9 +11,9 @@
  * - An identity record (trustedKey) names the content key of a file by its fstat fields
  *   (device, inode, size, mtime and ctime in ns, equal before and after the read), so that a run
  *   on a file it has seen does not hash its 5 MB again (~3 ms, and ~3.5 ms to load node:crypto).
- *   It is written and trusted only when the file's last change lies IDENTITY_RACY_MS before the
- *   record: ctime changes with every write, except within one tick of the kernel's coarse clock,
- *   and a record written well after that tick cannot have missed a write in it.
+ *   It is written and trusted only when the file's last change lies IDENTITY_RACY_MS before it
+ *   was read: ctime changes with every write, except within one tick of the timestamps' clock,
+ *   and a read made well after that tick cannot have missed a write in it.
  * - The entry repeats its whole key; lengths, a CRC-32 of the prefix, header and body, owner and
  *   mode (ours, no access for others, not a symlink) are checked before use, and a sample of rows
  *   is looked up through the loaded index. Anything else (unreadable, truncated, corrupt, another
@@ -164,14 +164,19 @@ export interface FileIdentity {
   size: bigint;
   mtimeNs: bigint;
   ctimeNs: bigint;
+  /** Date.now() taken before the file was stat'ed and read (not part of the identity). */
+  readAt: number;
 }
 
 /**
  * A file is trusted by its identity only when its last change (mtime and ctime) lies this long
- * before the record was written: the "racy" rule of git's index and ccache's direct mode. The
- * kernel sets ctime on every change of the content, from a coarse clock (a few ms a tick), so a
- * change made in the same tick as the one recorded could keep every field of the identity; a
- * record written well after the file's last change cannot have been written in that tick.
+ * before it was read for the record: the "racy" rule of git's index and ccache's direct mode.
+ * The kernel sets ctime on every change of the content, from a coarse clock (a few ms a tick;
+ * some filesystems keep timestamps in whole seconds, FAT's mtime in 2 s), so a change made in
+ * the same tick as the one recorded could keep every field of the identity; a file read more
+ * than a tick after its last change cannot have had a write in that tick that the read missed.
+ * (Timestamps of a network filesystem come from the server: its clock must not lag this one by
+ * more than the margin.)
  */
 export const IDENTITY_RACY_MS = 2000;
 
@@ -201,12 +206,13 @@ interface IdentityRecord {
   identity: string;
   key: string;
   entry: string;
-  writtenAt: number;
+  /** When the file was read for the content key the record vouches for (FileIdentity.readAt). */
+  readAt: number;
 }
 
 /**
  * The content key an identity record vouches for, when the record is ours, states exactly this
- * identity, and was written IDENTITY_RACY_MS after the file's last change; null otherwise.
+ * identity, and whose file was read IDENTITY_RACY_MS after its last change; null otherwise.
  */
 function trustedKey(dir: string, id: FileIdentity, source: SymbolSource): { key: string; entry: string } | null {
   const text = identityText(id, source);
@@ -235,18 +241,17 @@ function trustedKey(dir: string, id: FileIdentity, source: SymbolSource): { key:
   } catch {
     return null;
   }
-  if (r.identity !== text || typeof r.key !== "string" || typeof r.entry !== "string" || !ENTRY.test(r.entry) || typeof r.writtenAt !== "number") return null;
-  if (!(lastChangeMs(id) < r.writtenAt - IDENTITY_RACY_MS)) return null;
+  if (r.identity !== text || typeof r.key !== "string" || typeof r.entry !== "string" || !ENTRY.test(r.entry) || typeof r.readAt !== "number") return null;
+  if (!(lastChangeMs(id) < r.readAt - IDENTITY_RACY_MS)) return null;
   return { key: r.key, entry: r.entry };
 }
 
 /** Writes the record for an identity whose content key was just checked (only when it will be trusted). */
 function storeRecord(dir: string, id: FileIdentity, source: SymbolSource, key: string, entry: string): void {
-  const now = Date.now();
-  if (!(lastChangeMs(id) < now - IDENTITY_RACY_MS) || !usableDir(dir)) return;
+  if (!(lastChangeMs(id) < id.readAt - IDENTITY_RACY_MS) || !usableDir(dir)) return;
   const text = identityText(id, source);
   const path = join(dir, recordFile(text));
-  const body = JSON.stringify({ identity: text, key, entry, writtenAt: now } satisfies IdentityRecord);
+  const body = JSON.stringify({ identity: text, key, entry, readAt: id.readAt } satisfies IdentityRecord);
   const tmp = `${path}.${process.pid}.${nodeCrypto().randomBytes(4).toString("hex")}.tmp`;
   const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
   try {
