@@ -17,8 +17,7 @@
 //   reset()                        forget every block (the memory is kept)
 //   allocate(bytes)                a 16-byte aligned block (may grow memory: the host takes
 //                                  its views after its last allocate())
-//   deltas(src, len, n, out, kind, min, max) -> end position in src, or BAIL
-//   runs(src, len, n, out, kind, min, max)   -> end position in src, or BAIL
+//   column(src, len, n, out, kind, min, max, runLength) -> end position in src, or BAIL
 //   sizes(lo, hi, object, n, objects, size, scratch) -> 1 if an object's rows are not in
 //                                  address order (the host sorts that object), else 0
 
@@ -86,16 +85,26 @@ function put<T>(out: usize, i: i32, v: i64, ids: bool): void {
   else store<T>(out + (<usize>i << alignof<T>()), <T>v);
 }
 
-/** n zigzag deltas from src[0, len) into out, each running sum within [min, max]. */
-export function deltas(src: usize, len: i32, n: i32, out: usize, kind: u32, min: f64, max: f64): i32 {
+/**
+ * A column from src[0, len) into out[0, n) as the output kind stores it, every value within
+ * [min, max]: n zigzag deltas (each running sum checked), or with `runLength` (zigzag value, run
+ * length) pairs.
+ */
+export function column(src: usize, len: i32, n: i32, out: usize, kind: u32, min: f64, max: f64, runLength: bool): i32 {
   const lo = <i64>min;
   const hi = <i64>max;
-  if (kind == OUT_U32) return deltasOf<u32>(src, len, n, out, lo, hi, false);
-  if (kind == OUT_U8) return deltasOf<u8>(src, len, n, out, lo, hi, false);
-  if (kind == OUT_I32) return deltasOf<i32>(src, len, n, out, lo, hi, false);
-  return deltasOf<f64>(src, len, n, out, lo, hi, kind == OUT_F64_ID);
+  if (kind == OUT_U32) return columnOf<u32>(src, len, n, out, lo, hi, false, runLength);
+  if (kind == OUT_U8) return columnOf<u8>(src, len, n, out, lo, hi, false, runLength);
+  if (kind == OUT_I32) return columnOf<i32>(src, len, n, out, lo, hi, false, runLength);
+  return columnOf<f64>(src, len, n, out, lo, hi, kind == OUT_F64_ID, runLength);
 }
 
+@inline
+function columnOf<T>(src: usize, len: i32, n: i32, out: usize, lo: i64, hi: i64, ids: bool, runLength: bool): i32 {
+  return runLength ? runsOf<T>(src, len, n, out, lo, hi, ids) : deltasOf<T>(src, len, n, out, lo, hi, ids);
+}
+
+/** n zigzag deltas, each running sum within [lo, hi]. */
 @inline
 function deltasOf<T>(src: usize, len: i32, n: i32, out: usize, lo: i64, hi: i64, ids: bool): i32 {
   let p: i32 = 0;
@@ -140,16 +149,7 @@ function deltasOf<T>(src: usize, len: i32, n: i32, out: usize, lo: i64, hi: i64,
   return p;
 }
 
-/** (zigzag value, run length) pairs from src[0, len) filling out[0, n), each value within [min, max]. */
-export function runs(src: usize, len: i32, n: i32, out: usize, kind: u32, min: f64, max: f64): i32 {
-  const lo = <i64>min;
-  const hi = <i64>max;
-  if (kind == OUT_U32) return runsOf<u32>(src, len, n, out, lo, hi, false);
-  if (kind == OUT_U8) return runsOf<u8>(src, len, n, out, lo, hi, false);
-  if (kind == OUT_I32) return runsOf<i32>(src, len, n, out, lo, hi, false);
-  return runsOf<f64>(src, len, n, out, lo, hi, kind == OUT_F64_ID);
-}
-
+/** (zigzag value, run length) pairs filling n values, each within [lo, hi]. */
 @inline
 function runsOf<T>(src: usize, len: i32, n: i32, out: usize, lo: i64, hi: i64, ids: bool): i32 {
   let p: i32 = 0;

@@ -32,13 +32,13 @@
  * Entry layout (little-endian): a 32-byte prefix
  *   0 8 magic "PSKSYMC\n" | 8 u32 format | 12 u32 header length H | 16 u32 body length B |
  *   20 u32 CRC-32(header) | 24 u32 CRC-32(body) | 28 u32 CRC-32(bytes 0..27)
- * then the header (JSON: key, version, source, n, objects, warnings, charsFromFile, columns) and
+ * then the header (JSON: key, version, source, n, objects, warnings, columns) and
  * the body: the columns back to back in the header's order, each in the narrowest of u8, u16,
  * u32, f64 (i8/i16: sign-extended u32) that holds it exactly. Columns: object, type, addrLo,
- * addrHi, size, the name blob (start, len, pfx, and chars: since format 2 always, and when the
- * table's names were the input file's own bytes, the wasm reader's case, only the names' bytes,
- * so that a run trusting an identity record reads the entry and not the 5 MB file; the header's
- * charsFromFile is then always false) and the built name index (head, next: Int32). Every conversion back is a
+ * addrHi, size, the name blob's start, len and pfx, the built name index (head, next: Int32),
+ * and the names' code units (chars; since format 2 always there, and when the table's names were
+ * the input file's own bytes, the wasm reader's case, only the names' bytes, so that a run
+ * trusting an identity record reads the entry and not the 5 MB file). Every conversion back is a
  * typed array constructor: per-row loops of ours would run cold (~60 ns a row), once per process.
  * The snapshot's symbol section (src/snapshot/psnap.ts) is not reused: it is made small (it
  * travels with every capture) and keeps no name index, while this layout is read straight into
@@ -252,14 +252,7 @@ function storeRecord(dir: string, id: FileIdentity, source: SymbolSource, key: s
   const text = identityText(id, source);
   const path = join(dir, recordFile(text));
   const body = JSON.stringify({ identity: text, key, entry, readAt: id.readAt } satisfies IdentityRecord);
-  const tmp = `${path}.${process.pid}.${nodeCrypto().randomBytes(4).toString("hex")}.tmp`;
-  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-  try {
-    writevSync(fd, [Buffer.from(body)]);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+  if (!writeAtomically(path, [new TextEncoder().encode(body)])) return;
   // Records are also written on hits (a copy of a known file at another path), not only next
   // to a new entry: keep them bounded here too.
   prune(dir, join(dir, entry));
@@ -356,7 +349,6 @@ interface EntryHeader {
   n: number;
   objects: string[];
   warnings: string[];
-  charsFromFile: boolean;
   columns: ColumnHeader[];
 }
 
@@ -490,7 +482,6 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
     ["next", index.next],
     ["chars", chars],
   ];
-  const charsFromFile = false;
   const columns: ColumnHeader[] = [];
   const parts: Uint8Array[] = [];
   let bodyLen = 0;
@@ -505,7 +496,7 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
     bodyLen += b.length;
     bodyCrc = crc32(b, bodyCrc);
   }
-  const header: EntryHeader = { key, version: VERSION, format: SYMBOL_CACHE_FORMAT, source, n, objects: t.objects, warnings: t.warnings, charsFromFile, columns };
+  const header: EntryHeader = { key, version: VERSION, format: SYMBOL_CACHE_FORMAT, source, n, objects: t.objects, warnings: t.warnings, columns };
   const head = new TextEncoder().encode(JSON.stringify(header));
   if (head.length > MAX_HEADER || bodyLen > 0xffffffff) return false;
   const prefix = new Uint8Array(PREFIX);
@@ -518,16 +509,24 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
   dv.setUint32(24, bodyCrc, true);
   dv.setUint32(28, crc32(prefix.subarray(0, 28)), true);
 
-  if (!usableDir(dir)) return false;
+  if (!usableDir(dir) || !writeAtomically(path, [prefix, head, ...parts])) return false;
+  prune(dir, path);
+  return true;
+}
+
+/**
+ * Writes `parts` to `path` as a new 0600 file under a temporary name, renamed over `path` once
+ * every byte is written (writev may write less than asked: a full disk); false, and no file
+ * left behind, when anything fails.
+ */
+function writeAtomically(path: string, parts: Uint8Array[]): boolean {
   const tmp = `${path}.${process.pid}.${nodeCrypto().randomBytes(4).toString("hex")}.tmp`;
   let fd: number | null = null;
   try {
     fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-    const all = [prefix, head, ...parts];
-    const total = all.reduce((s, b) => s + b.length, 0);
+    const total = parts.reduce((s, b) => s + b.length, 0);
     let written = 0;
-    // writev may write less than asked (a full disk): then the entry is dropped.
-    for (let rest = all; rest.length > 0; ) {
+    for (let rest = parts; rest.length > 0; ) {
       const w = writevSync(fd, rest);
       if (w <= 0) throw new Error("short write");
       written += w;
@@ -546,6 +545,7 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
     closeSync(fd);
     fd = null;
     renameSync(tmp, path);
+    return true;
   } catch {
     if (fd !== null) {
       try {
@@ -561,8 +561,6 @@ function storeEntry(dir: string, path: string, key: string, bytes: Uint8Array, s
     }
     return false;
   }
-  prune(dir, path);
-  return true;
 }
 
 /** Keeps at most MAX_ENTRIES entries and MAX_BYTES bytes, most recently used first; drops stale temporaries. */
@@ -671,16 +669,13 @@ function loadEntry(path: string, key: string, source: SymbolSource): SymbolTable
     if (h.key !== key || h.version !== VERSION || h.format !== SYMBOL_CACHE_FORMAT || h.source !== source) reject("another key");
     const n = h.n;
     if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) reject("n");
-    if (!isStrings(h.objects) || h.objects.length === 0 || !isStrings(h.warnings) || typeof h.charsFromFile !== "boolean" || !Array.isArray(h.columns)) reject("header");
-    // Format 2 entries always hold their names' code units.
-    if (h.charsFromFile) reject("chars from the file");
-    const want = COLUMNS.length;
-    if (h.columns.length !== want) reject("columns");
+    if (!isStrings(h.objects) || h.objects.length === 0 || !isStrings(h.warnings) || !Array.isArray(h.columns)) reject("header");
+    if (h.columns.length !== COLUMNS.length) reject("columns");
     // Each column into its own buffer (no table column aliases another), checksummed on the way.
     const cols = new Map<ColumnName, Column>();
     let at = PREFIX + hLen;
     let crc = 0;
-    for (let k = 0; k < want; k++) {
+    for (let k = 0; k < COLUMNS.length; k++) {
       const c = h.columns[k] as Partial<ColumnHeader>;
       if (c.name !== COLUMNS[k] || typeof c.kind !== "string" || !Object.hasOwn(WIDTH, c.kind) || typeof c.count !== "number" || !Number.isSafeInteger(c.count)) reject("column");
       if (c.name !== "chars" && c.name !== "head" && c.count !== n) reject("column length");

@@ -1,6 +1,7 @@
 /**
- * Host side of the snapshot column kernels (assembly/columns.ts): delta and run-length columns
- * and the symbol sizes decoded in wasm, the outputs copied into the decoder's own typed arrays.
+ * Host side of the snapshot column kernels (assembly/columns.ts): delta and run-length columns,
+ * symbol sizes, format 1.2 name blobs, the first name scan and the own-line task placement in
+ * wasm, the outputs copied into the decoder's own typed arrays.
  * Browser-clean (no `node:` imports); the decoder works without it (its TypeScript kernels, which
  * the differential tests compare against, and which it runs whenever the wasm kernel declines a
  * column: any doubt, any damage, so that errors keep their messages).
@@ -71,15 +72,14 @@ interface ColumnExports {
   memory: WebAssembly.Memory;
   reset(): void;
   allocate(bytes: number): number;
-  deltas(src: number, len: number, n: number, out: number, kind: number, min: number, max: number): number;
-  runs(src: number, len: number, n: number, out: number, kind: number, min: number, max: number): number;
+  column(src: number, len: number, n: number, out: number, kind: number, min: number, max: number, runLength: boolean): number;
   sizes(lo: number, hi: number, object: number, n: number, objects: number, size: number, scratch: number): number;
   sizesUnsorted(scratch: number, objects: number, o: number): number;
   names(n: number, pad: number, len: number, lenWidth: number, stored: number, chars: number, charWidth: number, total: number, start: number, lenOut: number, pfx: number): number;
   ownLines(from: number, T: number, stack: number, stackLen: number, line: number, mask: number, block: number, noFrames: number, frameStart: number, frameCount: number, taskLine: number, total: number, end: number): number;
   ownLinesTotal(): number;
   ownLinesEnd(): number;
-  scanNames(n: number, chars: number, charWidth: number, start: number, len: number, pfx: number, Q: number, qUnits: number, qStart: number, qLen: number, qDepth: number, lenFlag: number, maxLen: number, out: number, cap: number): number;
+  scanNames(n: number, chars: number, charWidth: number, start: number, len: number, pfx: number, Q: number, qUnits: number, qStart: number, qLen: number, qDepth: number, keyFlag: number, maxLen: number, out: number, cap: number): number;
 }
 
 /** Columns shorter than this stay in TypeScript (a wasm call and two copies cost more). */
@@ -127,7 +127,7 @@ export function createColumnKernel(module: WebAssembly.Module, options: ColumnKe
       const width = out.BYTES_PER_ELEMENT;
       const src = copyIn(b);
       const dst = x.allocate(n * width);
-      const end = (mode === "d" ? x.deltas : x.runs)(src, b.length, n, dst, kind, min, max);
+      const end = x.column(src, b.length, n, dst, kind, min, max, mode === "r");
       if (end < 0) return -1;
       const buf = x.memory.buffer;
       if (kind === OUT_U32) out.set(new Uint32Array(buf, dst, n));
