@@ -335,3 +335,37 @@ describe("an unreadable applied stack", () => {
     });
   }
 });
+
+describe("one transition at a time (kernel/livepatch/core.c: -EBUSY while klp_transition_patch is set)", () => {
+  const p1 = (extra: Partial<AppliedPatch>) => applied("p1", [["vmlinux", "cmdline_proc_show"]], extra);
+  // Nothing on any stack is near cmdline_proc_show or meminfo_proc_show: only the stack decides.
+  const quiet = () => nativeCapture([user([fr("do_epoll_wait", 0x588), fr("__x64_sys_epoll_pwait", 0x8c)])]);
+  const p2 = patch("p2", [["vmlinux", "meminfo_proc_show"]]);
+
+  it("another patch in transition blocks applying this one, in the livepatch-based models, whatever the tasks do", () => {
+    expect(run(quiet(), p2, {}, [p1({ transition: false })]).verdict.verdict).toBe("safe");
+    for (const model of ["livepatch", "quiesce"] as const) {
+      const v = run(quiet(), p2, { model }, [p1({ transition: true })]).verdict;
+      expect([model, v.verdict, v.counts.blocked]).toEqual([model, "blocked", 0]);
+      expect(v.reasons[0].code).toBe("blocked");
+      expect(v.reasons[0].message).toMatch(/another live patch, p1, is in transition: .*refuses to enable this one \(-EBUSY\)/);
+    }
+    // kpatch.ko loads under stop_machine: no transition to wait for.
+    expect(run(quiet(), p2, { model: "kpatch" }, [p1({ transition: true })]).verdict.verdict).toBe("safe");
+  });
+
+  it("another patch in transition blocks disabling an enabled one; the patch in transition itself may be reversed", () => {
+    const stack = [applied("p2", [["vmlinux", "meminfo_proc_show"]]), p1({ transition: true })];
+    const v = run(quiet(), p2, { direction: "revert" }, stack).verdict;
+    expect(v.verdict).toBe("blocked");
+    expect(v.reasons[0].message).toMatch(/refuses to disable this one/);
+    // Reversing p1's own transition is what the kernel allows (enabled_store → klp_reverse_transition).
+    const own = patch("p1", [["vmlinux", "cmdline_proc_show"]]);
+    expect(run(quiet(), own, { direction: "revert" }, [p1({ transition: true })]).verdict.verdict).toBe("safe");
+  });
+
+  it("a patch given without a name cannot be told from the one in transition: blocked, never safe", () => {
+    const unnamed = patch(null, [["vmlinux", "meminfo_proc_show"]]);
+    expect(run(quiet(), unnamed, {}, [p1({ transition: true })]).verdict.verdict).toBe("blocked");
+  });
+});

@@ -48,6 +48,11 @@ export interface DecideInput {
   notes?: ReadonlyMap<number, string>;
   /** The patch being applied is already in an unfinished transition (a stalled apply). */
   inTransition?: boolean;
+  /**
+   * The name of another patch of the applied stack whose transition is in progress: the kernel
+   * runs one transition at a time and refuses to start this one (-EBUSY) until it ends.
+   */
+  otherTransition?: string | null;
   /** available_filter_functions, when known. */
   traceable?: Set<string> | null;
   /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */
@@ -468,6 +473,16 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     bounds.push({ code: "incomplete-capture", message: `--strict: ${weakening.length} warning(s) weaken the answer (${weakening[0].message})` });
   }
   const reasons: Reason[] = [];
+  // kernel/livepatch/core.c: __klp_enable_patch() and __klp_disable_patch() return -EBUSY while
+  // klp_transition_patch is set, whatever the tasks are doing; only the patch in transition
+  // itself may be reversed (inTransition). kpatch.ko loads under stop_machine, with no transition.
+  const busy = input.otherTransition != null && opts.model !== "kpatch";
+  if (busy) {
+    reasons.push({
+      code: "blocked",
+      message: `another live patch, ${input.otherTransition}, is in transition: the kernel runs one transition at a time and refuses to ${opts.direction === "apply" ? "enable" : "disable"} this one (-EBUSY) until that transition completes or is reversed; \`patchsafe\` on the host shows which tasks hold it`,
+    });
+  }
   if (counts.blocked > 0) reasons.push({ code: "blocked", message: `${counts.blocked} task(s) are inside a patched function` });
   const byCode = new Map<string, number>();
   const UNDECIDED = TASK_STATUSES.indexOf("undecided");
@@ -478,7 +493,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   }
   for (const [code, n] of [...byCode].sort()) reasons.push({ code, message: `${n} task(s) undecided: ${describeUndecided(code)}` });
   reasons.push(...bounds);
-  const verdict: Verdict["verdict"] = counts.blocked > 0 ? "blocked" : counts.undecided > 0 || bounds.length > 0 ? "undecided" : "safe";
+  const verdict: Verdict["verdict"] = counts.blocked > 0 || busy ? "blocked" : counts.undecided > 0 || bounds.length > 0 ? "undecided" : "safe";
 
   // What the kernel's own check would do now.
   const { result: kernelResult, first: firstFail } =
