@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { fleetExit, type FleetRuntime, runFleet, summarizeFleet } from "../src/cli/fleet.js";
+import { run as runCli } from "../src/cli/main.js";
+import type { AppliedPatch } from "../src/model.js";
 import { checkSnapshotFile, type HostResult } from "../src/node/fleetCheck.js";
 import { newSymbolSectionCache, ReadBuffer, readSnapshotFile } from "../src/node/snapshotFile.js";
 import { captureModel, symbolsModel } from "../src/snapshot/compare.js";
@@ -71,7 +73,7 @@ test("text summary and exit 3 when nothing blocks but a host is unreadable", () 
 });
 
 test("exit statuses from summaries", () => {
-  const r = (verdict: HostResult["verdict"]): HostResult => ({ file: "f", hostname: null, bootId: null, release: null, capturedAt: null, verdict, exit: 0, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 });
+  const r = (verdict: HostResult["verdict"]): HostResult => ({ file: "f", hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict, exit: 0, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 });
   expect(fleetExit(summarizeFleet([r("safe"), r("safe")]))).toBe(0);
   expect(fleetExit(summarizeFleet([r("safe"), r("blocked"), r(null)]))).toBe(1);
   expect(fleetExit(summarizeFleet([r("safe"), r("undecided")]))).toBe(3);
@@ -137,4 +139,95 @@ test("workers claim files from a shared index: every file is checked once, resul
   expect(doc.hosts.map((h) => h.hostname)).toEqual(want.map((n) => (n === "host-05x.psnap" ? null : `m${Number(n.slice(5, 7))}`)));
   expect(doc.hosts.map((h) => h.counts?.tasks ?? null)).toEqual(want.map((n) => (n === "host-05x.psnap" ? null : cap.tasks.length - Number(n.slice(5, 7)))));
   expect(doc.hosts.filter((h) => h.error !== null).map((h) => h.error!.code)).toEqual(["E_SNAPSHOT_MAGIC"]);
+});
+
+test("hosts with live patches enabled are checked against their own stack, as `patchsafe check HOST.psnap` checks them", () => {
+  const cap = hostCapture("capture.json");
+  const table = hostTable();
+  const sub = join(dir, "stacks");
+  mkdirSync(sub);
+  const lp = (name: string, oldName: string, extra: Partial<AppliedPatch> = {}): AppliedPatch => ({
+    name,
+    enabled: true,
+    transition: false,
+    replace: false,
+    forced: false,
+    stackOrder: null,
+    funcs: [{ object: "vmlinux", oldName, oldSympos: 0, newName: null, newSize: null, force: false }],
+    ...extra,
+  });
+  // The checked patch replaces do_epoll_wait (on user stacks of this capture) and meminfo_proc_show (on none).
+  const stacks: [string, AppliedPatch[] | null][] = [
+    ["none", null],
+    ["empty", []],
+    // An earlier patch of do_epoll_wait: only its replacement (not on any stack) blocks now.
+    ["repatch", [lp("lp_old", "do_epoll_wait")]],
+    // Another patch's transition is in progress: the kernel refuses this one (-EBUSY).
+    ["busy", [lp("lp_other", "cmdline_proc_show", { transition: true })]],
+    // This patch's own transition is stalled: applying it again is reversing the revert.
+    ["own", [lp("fleet_patch", "meminfo_proc_show", { transition: true, enabled: false })]],
+  ];
+  for (const [name, livepatches] of stacks) {
+    writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, hostname: name }, livepatches }, table));
+  }
+  const patchFile = join(dir, "stacks-patch.json");
+  writeFileSync(patchFile, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "do_epoll_wait", old_sympos: 0 }, { old_name: "meminfo_proc_show", old_sympos: 0 }] }] }));
+  const o = { out: [] as string[], err: [] as string[] };
+  runFleet([sub, "--patch", patchFile, "--partial-ok", "--jobs", "2", "--json"], o, rt);
+  const doc = JSON.parse(o.out.join("")) as { model: string; hosts: HostResult[] };
+  expect(doc.model).toBe("livepatch");
+  const byHost = new Map(doc.hosts.map((h) => [h.hostname, h]));
+  expect(doc.hosts.map((h) => [h.hostname, h.error])).toEqual(stacks.map(([name]) => [name, null]).sort());
+  for (const [name, livepatches] of stacks) {
+    const h = byHost.get(name)!;
+    expect([name, h.applied]).toEqual([name, livepatches === null ? null : livepatches.map((p) => p.name)]);
+    expect([name, h.transition]).toEqual([name, livepatches?.find((p) => p.transition)?.name ?? null]);
+    // The same file through `patchsafe check`: the same verdict, counts and reasons.
+    const single = runCli(["check", join(sub, `${name}.psnap`), "--patch", patchFile, "--partial-ok", "--json"]);
+    const want = JSON.parse(single.stdout) as { verdict: string; counts: HostResult["counts"]; reasons: HostResult["reasons"] };
+    expect([name, h.verdict, h.exit, h.counts, h.reasons]).toEqual([name, want.verdict, single.status, want.counts, want.reasons]);
+  }
+  // What the stacks change: the repatch moves the blocking range off the original do_epoll_wait.
+  expect(byHost.get("none")!.verdict).toBe("blocked");
+  expect(byHost.get("none")!.blockers.map((b) => b.name)).toEqual(["do_epoll_wait"]);
+  expect(byHost.get("repatch")!.blockers).toEqual([]);
+  expect(byHost.get("busy")!.reasons[0].message).toMatch(/another live patch, lp_other, is in transition/);
+  expect(byHost.get("busy")!.verdict).toBe("blocked");
+
+  // The text summary names the host whose transition is in progress.
+  const t = { out: [] as string[], err: [] as string[] };
+  runFleet([sub, "--patch", patchFile, "--partial-ok", "--jobs", "1"], t, rt);
+  expect(t.out.join("")).toMatch(/transition in progress[^\n]*\n\s+busy\s+\S+busy\.psnap: lp_other/);
+});
+
+test("--model is passed to every host; an unknown model is a usage error", () => {
+  const o = { out: [] as string[], err: [] as string[] };
+  runFleet([join(dir, "a-host.psnap"), "--func", "smpboot_thread_fn", "--model", "kpatch", "--jobs", "1", "--json"], o, rt);
+  const doc = JSON.parse(o.out.join("")) as { model: string; hosts: HostResult[] };
+  expect(doc.model).toBe("kpatch");
+  const single = runCli(["check", join(dir, "a-host.psnap"), "--func", "smpboot_thread_fn", "--model", "kpatch", "--json"]);
+  const want = JSON.parse(single.stdout) as { verdict: string; counts: HostResult["counts"] };
+  expect([doc.hosts[0].verdict, doc.hosts[0].counts]).toEqual([want.verdict, want.counts]);
+  // kpatch adds the stopper and loader tasks the livepatch model does not have.
+  const lp = JSON.parse(runCli(["check", join(dir, "a-host.psnap"), "--func", "smpboot_thread_fn", "--json"]).stdout) as { counts: { tasks: number } };
+  expect(doc.hosts[0].counts!.tasks).not.toBe(lp.counts.tasks);
+  expect(() => runFleet([dir, "--func", "x", "--model", "ksplice"], { out: [], err: [] }, rt)).toThrow(/--model ksplice: expected livepatch, kpatch or quiesce/);
+});
+
+test("text from the snapshots (reasons, errors, file names) reaches the terminal escaped", () => {
+  const cap = hostCapture("capture.json");
+  const sub = join(dir, "hostile");
+  mkdirSync(sub);
+  // A completeness reason recorded in the snapshot is quoted by the verdict's reason.
+  const evil = "gap\x1b[2J\rforged line\n✓ SAFE";
+  // Only tasks the check can decide: the host's first reason is then the capture's gap.
+  const decidable = TaskTable.from(cap.tasks.toArray().filter((t) => !t.running && t.state !== "R" && t.stackStatus === "ok"));
+  writeFileSync(join(sub, "evil\x1b[31m.psnap"), encodeSnapshot({ ...cap, tasks: decidable, complete: false, completeness: [{ code: "unreadable", message: evil }] }, hostTable()));
+  const o = { out: [] as string[], err: [] as string[] };
+  runFleet([sub, "--func", "meminfo_proc_show", "--jobs", "1"], o, rt);
+  const text = o.out.join("");
+  expect(text).toMatch(/incomplete-capture/);
+  expect(text).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+  expect(text).toContain("\\x1b[2J\\x0dforged line\\x0a");
+  expect(text.split("\n").filter((l) => l.startsWith("✓ SAFE"))).toEqual([]);
 });

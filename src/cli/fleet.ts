@@ -25,12 +25,14 @@ import { PatchsafeError } from "../errors.js";
 import { readTextFile } from "../node/io.js";
 import type { HostResult } from "../node/fleetCheck.js";
 import { emptyPatch, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
-import { escapeComm } from "../report/escape.js";
+import { escapeComm, terminalSafe } from "../report/escape.js";
 import { VERSION } from "../version.js";
 
 export const FLEET_HELP = `Usage: patchsafe fleet DIR|FILE… (--func F | --range R | --patch FILE)… [--jobs N] [--json]
   Check many snapshots (one per host: .psnap or JSON snapshot; a DIR means its *.psnap and
-  *.json files) against one patch, in parallel. Each host is checked with its own symbol table.
+  *.json files) against applying one patch, in parallel. Each host is checked with its own
+  symbol table and its own applied patch stack, as \`patchsafe check HOST.psnap\` checks it.
+  --model M       livepatch (default), kpatch or quiesce
   --jobs N        worker threads (default: one per core)
   --partial-ok    decide over the tasks that were read when a capture is partial
   --strict        every warning that weakens "safe" makes it "undecided"
@@ -117,7 +119,7 @@ function peerOpen(port: MessagePort): boolean {
 
 /** The result of a file that no worker checked. */
 function notChecked(file: string, why: string): HostResult {
-  return { file, hostname: null, bootId: null, release: null, capturedAt: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: not checked: ${why}` }, ms: 0 };
+  return { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: not checked: ${why}` }, ms: 0 };
 }
 
 /**
@@ -319,6 +321,7 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
       range: { type: "string", multiple: true },
       patch: { type: "string" },
       jobs: { type: "string", short: "j" },
+      model: { type: "string" },
       json: { type: "boolean" },
       "partial-ok": { type: "boolean" },
       strict: { type: "boolean" },
@@ -338,7 +341,9 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 1024) usage("--jobs must be an integer 1..1024");
   const files = fleetFiles(positionals);
   if (files.length === 0) usage("no snapshot found (a DIR is searched for *.psnap and *.json)");
-  const options: Partial<DecideOptions> = { model: "livepatch", direction: "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
+  const model = values.model ?? "livepatch";
+  if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
+  const options: Partial<DecideOptions> = { model, direction: "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
 
   const progress = rt.progress !== undefined ? rt.progress : process.stderr.isTTY ? (s: string) => void writeSync(2, s) : null;
   let lastDraw = 0;
@@ -373,6 +378,7 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
           schema: 1,
           tool: `patchsafe ${VERSION}`,
           command: "fleet",
+          model,
           patch: { name: patch.name, funcs: patch.funcs.map((f) => `${f.object}:${f.oldName}${f.oldSympos > 0 ? `,${f.oldSympos}` : ""}`), ranges: patch.ranges.map((r) => r.text) },
           jobs: Math.min(jobs, files.length),
           summary: { hosts: s.hosts, safe: s.safe, blocked: s.blocked, undecided: s.undecided, unreadable: s.unreadable },
@@ -388,25 +394,33 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   }
   const lines: string[] = [];
   const mark = status === 0 ? "✓ SAFE" : status === 1 ? "✗ BLOCKED" : "? UNDECIDED";
-  lines.push(`${mark}: ${s.hosts} host(s): ${s.safe} safe, ${s.blocked} blocked, ${s.undecided} undecided, ${s.unreadable} unreadable (${(wall / 1000).toFixed(2)} s, ${Math.min(jobs, files.length)} worker(s))`);
+  lines.push(`${mark}: ${s.hosts} host(s): ${s.safe} safe, ${s.blocked} blocked, ${s.undecided} undecided, ${s.unreadable} unreadable (${model} apply, ${(wall / 1000).toFixed(2)} s, ${Math.min(jobs, files.length)} worker(s))`);
   if (s.topFunctions.length > 0) {
     lines.push("", "Functions blocking most hosts:", "   hosts    tasks  function");
-    for (const f of s.topFunctions) lines.push(`${String(f.hosts).padStart(8)} ${String(f.tasks).padStart(8)}  ${f.object}:${f.name ?? "(range)"}`);
+    for (const f of s.topFunctions) lines.push(`${String(f.hosts).padStart(8)} ${String(f.tasks).padStart(8)}  ${terminalSafe(`${f.object}:${f.name ?? "(range)"}`)}`);
   }
   if (s.topHosts.length > 0) {
     lines.push("", "Hosts with the most blocked tasks:", "  blocked  host                  file");
-    for (const h of s.topHosts) lines.push(`${String(h.blockedTasks).padStart(9)}  ${label(h.hostname).padEnd(20)}  ${h.file}`);
+    for (const h of s.topHosts) lines.push(`${String(h.blockedTasks).padStart(9)}  ${label(h.hostname).padEnd(20)}  ${terminalSafe(h.file)}`);
+  }
+  // The kernel enables no other patch on these until the transition ends (their reason says so).
+  const busy = results.filter((r) => r.transition !== null);
+  if (busy.length > 0) {
+    lines.push("", "Hosts with a live patch transition in progress (nothing else can be enabled there until it ends):");
+    for (const r of busy.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${terminalSafe(r.file)}: ${terminalSafe(r.transition!)}`);
+    if (busy.length > 20) lines.push(`  … and ${busy.length - 20} more (--json lists every host)`);
   }
   const undecided = results.filter((r) => r.verdict === "undecided");
   if (undecided.length > 0) {
     lines.push("", "Undecided hosts (first reason):");
-    for (const r of undecided.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${r.file}: ${r.reasons[0]?.code ?? "?"}: ${r.reasons[0]?.message ?? ""}`);
+    // Reasons quote the snapshot (its warnings, patch and function names): data from the host.
+    for (const r of undecided.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${terminalSafe(`${r.file}: ${r.reasons[0]?.code ?? "?"}: ${r.reasons[0]?.message ?? ""}`)}`);
     if (undecided.length > 20) lines.push(`  … and ${undecided.length - 20} more (--json lists every host)`);
   }
   const bad = results.filter((r) => r.error !== null);
   if (bad.length > 0) {
     lines.push("", "Unreadable snapshots (not checked):");
-    for (const r of bad) lines.push(`  ${r.error!.code}: ${r.error!.message}`);
+    for (const r of bad) lines.push(`  ${terminalSafe(`${r.error!.code}: ${r.error!.message}`)}`);
   }
   o.out.push(`${lines.join("\n")}\n`);
   return status;

@@ -19,6 +19,10 @@ export interface HostResult {
   bootId: string | null;
   release: string | null;
   capturedAt: string | null;
+  /** The host's applied patch stack as its snapshot recorded it, oldest first; null: not recorded. */
+  applied: string[] | null;
+  /** The patch of that stack whose transition was in progress, if any. */
+  transition: string | null;
   /** null when the snapshot could not be checked (see error). */
   verdict: "safe" | "blocked" | "undecided" | null;
   /** SPEC §7 status of a `check` of this host: 0 safe, 1 blocked, 3 undecided, 2 error. */
@@ -47,7 +51,7 @@ export function checkSnapshotFile(
   buffer: ReadBuffer | null = null,
 ): HostResult {
   const t0 = performance.now();
-  const base: HostResult = { file, hostname: null, bootId: null, release: null, capturedAt: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 };
+  const base: HostResult = { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 };
   try {
     const snap = readSnapshotFile(file, { cache, buffer });
     const { capture } = snap;
@@ -55,12 +59,9 @@ export function checkSnapshotFile(
     base.bootId = capture.host.bootId;
     base.release = capture.host.release;
     base.capturedAt = capture.host.capturedAt;
-    if (capture.livepatches !== null && capture.livepatches.length > 0) {
-      throw new PatchsafeError(
-        "E_UNSUPPORTED",
-        `the host has enabled live patches (${capture.livepatches.map((p) => p.name).join(", ")}): checking against a patch stack is not supported yet`,
-      );
-    }
+    // The host's own patch stack is the applied stack, as for `patchsafe check HOST.psnap`.
+    base.applied = capture.livepatches === null ? null : capture.livepatches.map((p) => p.name);
+    base.transition = capture.livepatches?.find((p) => p.transition)?.name ?? null;
     let symbols = snap.symbols;
     if (symbols !== null && !symbols.hasAddresses) {
       // A redacted table cannot be used by resolve/ranges yet (they need addresses): checking
