@@ -159,6 +159,21 @@ describe("exit 2: usage and input errors, one line each", () => {
     expect(r.stdout).toMatch(/^patchsafe inventory of /);
   });
 
+  it("the inventory says first when the kernel cannot load a livepatch at all (the capture recorded CONFIG_LIVEPATCH off)", () => {
+    const line = /this kernel is built without CONFIG_LIVEPATCH/;
+    // This dev host's capture: /proc/config.gz has no CONFIG_LIVEPATCH.
+    const off = check(join(FIX, "capture.json"));
+    expect(off.status).toBe(0);
+    expect(off.stdout).toMatch(line);
+    // A /proc text dump records no kernel config: nothing is claimed.
+    expect(check(smallDump, "--kallsyms", kallsyms).stdout).not.toMatch(line);
+    // A patch check over it is never safe, and says why.
+    const verdict = check(join(FIX, "capture.json"), "--func", "meminfo_proc_show", "--partial-ok", "--json");
+    const doc = JSON.parse(verdict.stdout) as { verdict: string; reasons: { code: string; message: string }[] };
+    expect(doc.verdict).toBe("undecided");
+    expect(doc.reasons.find((x) => x.code === "unpatchable")?.message).toMatch(/without CONFIG_LIVEPATCH/);
+  });
+
   it("an unknown model", () => {
     expectError(check(smallDump, "--func", "worker_thread", "--model", "kgraft"), /--model kgraft/);
   });

@@ -222,7 +222,7 @@ test("text from the snapshots (reasons, errors, file names) reaches the terminal
   const evil = "gap\x1b[2J\rforged line\n✓ SAFE";
   // Only tasks the check can decide: the host's first reason is then the capture's gap.
   const decidable = TaskTable.from(cap.tasks.toArray().filter((t) => !t.running && t.state !== "R" && t.stackStatus === "ok"));
-  writeFileSync(join(sub, "evil\x1b[31m.psnap"), encodeSnapshot({ ...cap, tasks: decidable, complete: false, completeness: [{ code: "unreadable", message: evil }] }, hostTable()));
+  writeFileSync(join(sub, "evil\x1b[31m.psnap"), encodeSnapshot({ ...cap, host: { ...cap.host, config: { ...cap.host.config, livepatch: true } }, tasks: decidable, complete: false, completeness: [{ code: "unreadable", message: evil }] }, hostTable()));
   const o = { out: [] as string[], err: [] as string[] };
   runFleet([sub, "--func", "meminfo_proc_show", "--jobs", "1"], o, rt);
   const text = o.out.join("");

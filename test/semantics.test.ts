@@ -369,3 +369,19 @@ describe("one transition at a time (kernel/livepatch/core.c: -EBUSY while klp_tr
     expect(run(quiet(), unnamed, {}, [p1({ transition: true })]).verdict.verdict).toBe("blocked");
   });
 });
+
+describe("a kernel built without CONFIG_LIVEPATCH", () => {
+  it("cannot load a live patch: never safe, with the reason; kpatch.ko does not need it", () => {
+    const tasks = [user([fr("do_epoll_wait", 0x588), fr("__x64_sys_epoll_pwait", 0x8c)])];
+    const p = patch("p", [["vmlinux", "meminfo_proc_show"]]);
+    expect(run(nativeCapture(tasks), p).verdict.verdict).toBe("safe");
+    const off = nativeCapture(tasks, { host: { config: { livepatch: false } } });
+    expect(off.host.config.livepatch).toBe(false);
+    for (const model of ["livepatch", "quiesce"] as const) {
+      const v = run(off, p, { model }).verdict;
+      expect([model, v.verdict]).toEqual([model, "undecided"]);
+      expect(v.reasons).toContainEqual({ code: "unpatchable", message: expect.stringMatching(/without CONFIG_LIVEPATCH/) });
+    }
+    expect(run(off, p, { model: "kpatch" }).verdict.verdict).toBe("safe");
+  });
+});

@@ -412,6 +412,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     }
   }
 
+  // Without CONFIG_LIVEPATCH there is no klp_enable_patch(): a livepatch module does not load at
+  // all, whatever the tasks do (kpatch.ko patches through ftrace and needs no livepatch core).
+  if (opts.model !== "kpatch" && cap.host.config.livepatch === false) {
+    bounds.push({ code: "unpatchable", message: "the kernel is built without CONFIG_LIVEPATCH: no live patch module can load on it" });
+  }
+
   // The rule table's results depend only on a task's frames, hits and a few facts: tasks that
   // agree on all of them share the matches (real hosts repeat a few hundred stacks). Only for
   // the built-in table, whose inputs are known (a custom rule may read anything).

@@ -136,6 +136,8 @@ export function inventoryText(cap: Capture, inv: Inventory, limit = 40): string 
     out.push(`  ${inv.unreadable} stack(s) unreadable (${who}${inv.unreadable > 5 ? ", …" : ""})`);
   }
   if (cap.excluded.length > 0) out.push(`  ${cap.excluded.length} thread(s) of patchsafe itself left out`);
+  // The first thing to know before planning a live patch: whether this kernel can load one at all.
+  if (cap.host.config.livepatch === false) out.push("  this kernel is built without CONFIG_LIVEPATCH: no livepatch module can load on it (kpatch.ko's ftrace patching does not need it)");
   const never = inv.functions.filter((f) => f.neverLeaves || f.unpatchable !== null);
   if (never.length > 0) {
     out.push("");
