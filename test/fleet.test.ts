@@ -164,11 +164,14 @@ test("hosts with live patches enabled are checked against their own stack, as `p
     ["repatch", [lp("lp_old", "do_epoll_wait")]],
     // Another patch's transition is in progress: the kernel refuses this one (-EBUSY).
     ["busy", [lp("lp_other", "cmdline_proc_show", { transition: true })]],
+    // This patch is enabled already: nothing to apply (every task is done).
+    ["done", [lp("fleet_patch", "do_epoll_wait")]],
     // This patch's own transition is stalled: applying it again is reversing the revert.
     ["own", [lp("fleet_patch", "meminfo_proc_show", { transition: true, enabled: false })]],
   ];
   for (const [name, livepatches] of stacks) {
-    writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, hostname: name }, livepatches }, table));
+    // Hosts that run live patches have the livepatch core (this dev host's capture has not).
+    writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, hostname: name, config: { ...cap.host.config, livepatch: true } }, livepatches }, table));
   }
   const patchFile = join(dir, "stacks-patch.json");
   writeFileSync(patchFile, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "do_epoll_wait", old_sympos: 0 }, { old_name: "meminfo_proc_show", old_sympos: 0 }] }] }));
@@ -193,11 +196,15 @@ test("hosts with live patches enabled are checked against their own stack, as `p
   expect(byHost.get("repatch")!.blockers).toEqual([]);
   expect(byHost.get("busy")!.reasons[0].message).toMatch(/another live patch, lp_other, is in transition/);
   expect(byHost.get("busy")!.verdict).toBe("blocked");
+  expect(byHost.get("done")!.verdict).toBe("safe");
+  expect(byHost.get("done")!.counts!.done).toBe(byHost.get("done")!.counts!.tasks);
+  expect(byHost.get("done")!.warnings.map((w) => w.code)).toContain("already-enabled");
 
   // The text summary names the host whose transition is in progress.
   const t = { out: [] as string[], err: [] as string[] };
   runFleet([sub, "--patch", patchFile, "--partial-ok", "--jobs", "1"], t, rt);
   expect(t.out.join("")).toMatch(/transition in progress[^\n]*\n\s+busy\s+\S+busy\.psnap: lp_other/);
+  expect(t.out.join("")).toMatch(/\n {2}1 host\(s\) run this patch already: nothing to apply there\n/);
 });
 
 test("--model is passed to every host; an unknown model is a usage error", () => {

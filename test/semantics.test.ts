@@ -385,3 +385,29 @@ describe("a kernel built without CONFIG_LIVEPATCH", () => {
     expect(run(off, p, { model: "kpatch" }).verdict.verdict).toBe("safe");
   });
 });
+
+describe("applying a patch the stack shows enabled already", () => {
+  const p1 = patch("p1", [["vmlinux", "cmdline_proc_show"]]);
+  const inP1 = () => user([fr("cmdline_proc_show", 0x10, "p1"), fr("vfs_read", 0x30)]);
+  const inOriginal = () => user([fr("cmdline_proc_show", 0x10), fr("vfs_read", 0x30)]);
+
+  it("has nothing to apply: every task is done, with a warning, in every model; --strict does not turn it undecided", () => {
+    const stack = [applied("p1", [["vmlinux", "cmdline_proc_show"]])];
+    for (const model of ["livepatch", "kpatch", "quiesce"] as const) {
+      for (const strict of [false, true]) {
+        const v = run(nativeCapture([inP1(), inOriginal()]), p1, { model, strict }, stack).verdict;
+        expect([model, strict, v.verdict, v.counts.done, v.counts.blocked]).toEqual([model, strict, "safe", model === "kpatch" || model === "quiesce" ? v.counts.tasks : 2, 0]);
+        expect(v.warnings.map((w) => w.code)).toContain("already-enabled");
+      }
+    }
+    // Without it in the stack, the task in the original blocks.
+    expect(run(nativeCapture([inP1(), inOriginal()]), p1).verdict.verdict).toBe("blocked");
+  });
+
+  it("only when its transition is complete: a stalled apply of it is checked task by task", () => {
+    const stalled = [applied("p1", [["vmlinux", "cmdline_proc_show"]], { transition: true })];
+    const v = run(nativeCapture([{ ...inOriginal(), patchState: 0 }]), p1, {}, stalled).verdict;
+    expect(v.verdict).toBe("blocked");
+    expect(v.warnings.map((w) => w.code)).not.toContain("already-enabled");
+  });
+});

@@ -395,6 +395,8 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   const lines: string[] = [];
   const mark = status === 0 ? "✓ SAFE" : status === 1 ? "✗ BLOCKED" : "? UNDECIDED";
   lines.push(`${mark}: ${s.hosts} host(s): ${s.safe} safe, ${s.blocked} blocked, ${s.undecided} undecided, ${s.unreadable} unreadable (${model} apply, ${(wall / 1000).toFixed(2)} s, ${Math.min(jobs, files.length)} worker(s))`);
+  const already = results.filter((r) => r.warnings.some((w) => w.code === "already-enabled")).length;
+  if (already > 0) lines.push(`  ${already} host(s) run this patch already: nothing to apply there`);
   if (s.topFunctions.length > 0) {
     lines.push("", "Functions blocking most hosts:", "   hosts    tasks  function");
     for (const f of s.topFunctions) lines.push(`${String(f.hosts).padStart(8)} ${String(f.tasks).padStart(8)}  ${terminalSafe(`${f.object}:${f.name ?? "(range)"}`)}`);

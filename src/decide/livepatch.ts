@@ -53,6 +53,8 @@ export interface DecideInput {
    * runs one transition at a time and refuses to start this one (-EBUSY) until it ends.
    */
   otherTransition?: string | null;
+  /** Applying a patch the stack shows enabled with its transition complete: every task is done. */
+  alreadyEnabled?: boolean;
   /** available_filter_functions, when known. */
   traceable?: Set<string> | null;
   /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */
@@ -105,7 +107,9 @@ function funcLabel(ranges: RangeTable, fi: number): string {
 export const LIVEPATCH_RULES: Rule[] = [
   {
     code: "done",
-    test: ({ task, opts }) => {
+    test: ({ task, opts, input }) => {
+      // Nothing to switch: the patch is in effect already (loading its module again fails).
+      if (input.alreadyEnabled === true) return [m("done", "the patch is already enabled on this host: the task runs its code already")];
       if (opts.model !== "livepatch") return [];
       const target = opts.direction === "apply" ? 1 : 0;
       return task.patchState === target ? [m("done", `patch_state is already ${target}: the task has switched`)] : [];
@@ -474,7 +478,10 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     else warnings.push({ code: "completeness-unknown", message: "the input cannot prove it holds every task: the verdict speaks only for the tasks given (--strict makes this undecided)" });
   }
   if (hiddenOverlap !== null) warnings.push({ code: "hidden-overlap", message: `${hiddenOverlap} is in .sched.text/.spinlock.text, which /proc stacks hide` });
-  const weakening = warnings.filter((w) => w.code !== "completeness-unknown" && w.code !== "own-threads-excluded" && w.code !== "vanished");
+  if (input.alreadyEnabled === true) {
+    warnings.push({ code: "already-enabled", message: "this patch is already enabled on this host and its transition has completed: there is nothing to apply (loading its module again fails)" });
+  }
+  const weakening = warnings.filter((w) => w.code !== "completeness-unknown" && w.code !== "own-threads-excluded" && w.code !== "vanished" && w.code !== "already-enabled");
   if (opts.strict && weakening.length > 0) {
     bounds.push({ code: "incomplete-capture", message: `--strict: ${weakening.length} warning(s) weaken the answer (${weakening[0].message})` });
   }
