@@ -118,9 +118,10 @@ export function check(req: CheckRequest): CheckResult {
   const hits = scanCapture(req.scanner, capture, resolved, ranges);
   const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
   // A patch without a name cannot be told apart from the one in transition: taken as another.
+  const ownTransition = req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.transition);
   const alreadyEnabled = options.direction === "apply" && req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.enabled && !p.transition);
   const otherTransition = applied.find((p) => p.transition && (req.patch.name === null || p.name !== req.patch.name))?.name ?? null;
-  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);
+  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, ownTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);
   // For quiesce, `baseline` is what quiescing buys: the same global check over the stacks as captured.
   return { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new TaskNotes(), baseline };
 }

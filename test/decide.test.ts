@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { check } from "../src/check.js";
 import { PatchsafeError } from "../src/errors.js";
+import { emptyPatch, parseFuncArg } from "../src/patch/spec.js";
+import { referenceScanner } from "../src/scan/reference.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { symbolAddress } from "../src/symbols/table.js";
 import { fixtureText, hostCapture, hostTable, nativeCapture, runCheck, USER_EPOLL } from "./helpers.js";
@@ -198,8 +201,27 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
       ["undecided", "unparsed-line"],
       ["undecided", "empty-stack"],
       ["clean", null],
-      ["done", "done"],
+      // patch_state 1, but no transition of this patch is recorded: it is checked by its stack.
+      ["blocked", "blocked"],
     ]);
+    // The same task while the stack records this patch's transition: it has switched.
+    const during = check({
+      capture: nativeCapture([user([fr("meminfo_proc_show", 0x10), ...USER_EPOLL], { pid: 4, tid: 4, patchState: 1 })]),
+      symbols: hostTable(),
+      patch: { ...emptyPatch(), name: "lp", funcs: [parseFuncArg("meminfo_proc_show")] },
+      scanner: referenceScanner,
+      applied: [{ name: "lp", enabled: true, transition: true, replace: false, forced: false, stackOrder: null, funcs: [{ object: "vmlinux", oldName: "meminfo_proc_show", oldSympos: 0, newName: null, newSize: null, force: false }] }],
+    });
+    expect(during.verdict.outcomes.map((o) => [o.status, o.matches[0]?.code ?? null])).toEqual([["done", "done"]]);
+    // Another patch's transition: the state is that patch's; the host is blocked anyway (-EBUSY).
+    const other = check({
+      capture: nativeCapture([user([fr("meminfo_proc_show", 0x10), ...USER_EPOLL], { pid: 4, tid: 4, patchState: 1 })]),
+      symbols: hostTable(),
+      patch: { ...emptyPatch(), name: "lp", funcs: [parseFuncArg("meminfo_proc_show")] },
+      scanner: referenceScanner,
+      applied: [{ name: "lp_other", enabled: true, transition: true, replace: false, forced: false, stackOrder: null, funcs: [{ object: "vmlinux", oldName: "cmdline_proc_show", oldSympos: 0, newName: null, newSize: null, force: false }] }],
+    });
+    expect(other.verdict.outcomes.map((o) => o.status)).toEqual(["blocked"]);
     const noRel = runCheck(nativeCapture([user(USER_EPOLL)], { host: { config: { reliableStacktrace: false } } }), ["meminfo_proc_show"]);
     expect(outcome(noRel).matches[0].code).toBe("no-reliable-stacktrace");
   });
@@ -231,5 +253,48 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(r.verdict.verdict).not.toBe("safe");
     const entry = runCheck(nativeCapture([user(USER_EPOLL)]), ["entry_SYSCALL_64"]);
     expect(entry.verdict.reasons.find((x) => x.code === "unpatchable")?.message).toMatch(/\.entry\.text/);
+  });
+});
+
+describe("what a capture cannot prove is never safe", () => {
+  // A user task whose real chain has `depth` entries: recursion through vfs_read, then the epoll tail.
+  const deep = (depth: number) => user([...Array.from({ length: depth - USER_EPOLL.length }, () => fr("vfs_read", 0x10)), ...USER_EPOLL]);
+
+  it("a stack deeper than the kernel's own walk keeps: livepatch's 100 entries, kpatch's 63 real frames", () => {
+    const status = (depth: number, model: "livepatch" | "kpatch") => {
+      const r = runCheck(nativeCapture([deep(depth)]), ["meminfo_proc_show"], { options: { model } });
+      return [r.verdict.verdict, r.verdict.outcomes.toArray().find((o) => o.task === 0)!.matches[0]?.code ?? null];
+    };
+    expect(status(99, "livepatch")).toEqual(["safe", null]);
+    expect(status(100, "livepatch")).toEqual(["undecided", "truncated"]);
+    expect(status(62, "kpatch")[0]).toBe("safe");
+    expect(status(63, "kpatch")).toEqual(["undecided", "truncated"]);
+    // The kernel's own checks fail there too.
+    expect(runCheck(nativeCapture([deep(63)]), ["meminfo_proc_show"], { options: { model: "kpatch" } }).verdict.kernelCheck.result).toBe("fail");
+  });
+
+  it("a capture marked partial with no reason recorded", () => {
+    const cap = nativeCapture([user(USER_EPOLL)], { complete: false });
+    expect(cap.complete).toBe(false);
+    const r = runCheck(cap, ["meminfo_proc_show"]);
+    expect(r.verdict.verdict).toBe("undecided");
+    expect(r.verdict.reasons.map((x) => x.code)).toEqual(["incomplete-capture"]);
+    expect(r.verdict.reasons[0].message).toMatch(/marked incomplete and records no reason/);
+    const ok = runCheck(cap, ["meminfo_proc_show"], { options: { partialOk: true } });
+    expect(ok.verdict.verdict).toBe("safe");
+    expect(ok.verdict.warnings.map((w) => w.code)).toContain("partial-ok");
+  });
+
+  it("a verdict over no task: every stack unreadable and --partial-ok, or an empty input", () => {
+    const unreadable = nativeCapture([user([], { stackStatus: "unreadable", errno: "EACCES" }), user([], { pid: 101, tid: 101, stackStatus: "unreadable", errno: "EACCES" })], {
+      complete: false,
+      completeness: [{ code: "unreadable", message: "2 thread stack(s) could not be read" }],
+    });
+    for (const model of ["livepatch", "kpatch"] as const) {
+      const r = runCheck(unreadable, ["meminfo_proc_show"], { options: { partialOk: true, model } });
+      expect([model, r.verdict.verdict]).toEqual([model, "undecided"]);
+      expect(r.verdict.reasons.map((x) => x.message).join(" ")).toMatch(/no task of the capture was decided over/);
+    }
+    expect(runCheck(nativeCapture([]), ["meminfo_proc_show"]).verdict.verdict).toBe("undecided");
   });
 });

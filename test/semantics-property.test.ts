@@ -78,7 +78,9 @@ describe("decision vs the transcription of klp_check_stack_func", () => {
           name: n, enabled: true, transition: false, replace: false, forced: false, stackOrder: null,
           funcs: MODULES[n].map((f) => ({ object: "vmlinux", oldName: f, oldSympos: 0, newName: null, newSize: null, force: false })),
         }));
-        if (w.direction === "revert") {
+        // p3's own transition in progress (apply: patching; revert: unpatching), or none: task
+        // patch states speak of p3 only while it is in transition, and the stack says so.
+        if (w.direction === "revert" || w.transition) {
           applied.push({ name: "p3", enabled: true, transition: w.transition, replace: false, forced: false, stackOrder: null, funcs: w.patchFuncs.map((f) => ({ object: "vmlinux", oldName: f, oldSympos: 0, newName: null, newSize: null, force: false })) });
         }
         // Tasks, and the raw return addresses the kernel would walk.
@@ -108,13 +110,15 @@ describe("decision vs the transcription of klp_check_stack_func", () => {
         const r = check({ capture: nativeCapture(tasks), symbols: t, patch, scanner: referenceScanner, options: { direction: w.direction as "apply" | "revert" }, applied });
         const target = w.direction === "apply" ? "patched" : "unpatched";
         const targetState = w.direction === "apply" ? 1 : 0;
-        const inTransition = w.direction === "revert" && w.transition;
+        const inTransition = w.transition;
 
-        // The kernel: tasks already at the target are skipped; the others are checked by stack.
+        // The kernel, during p3's transition: tasks already at the target are skipped; the others
+        // are checked by stack. With no transition of p3 recorded, a patch state is another
+        // patch's (or stale) and nothing is skipped.
         let kernelFirst: number | null = null;
         w.tasks.forEach((task, i) => {
           if (kernelFirst !== null) return;
-          if (task.patchState === targetState) return;
+          if (inTransition && task.patchState === targetState) return;
           if (klpCheckStack(raw[i], p3, target, w.direction === "apply" ? stackPatches : []) !== null) kernelFirst = i;
         });
         const reliableWorld = w.tasks.every((x) => x.damage === "none" && x.state !== "R");

@@ -26,6 +26,7 @@ import {
   taskKind,
   TRAMPOLINES,
 } from "./kinds.js";
+import { KPATCH_CALLER_NOTE, KPATCH_STOPPER_NOTE } from "./models.js";
 import type { TaskKernel, TaskKernelArrays } from "./taskKernel.js";
 import { type Blocker, Blockers, type Direction, type Model, Outcomes, roleCode, TASK_KINDS, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
 
@@ -53,6 +54,8 @@ export interface DecideInput {
    * runs one transition at a time and refuses to start this one (-EBUSY) until it ends.
    */
   otherTransition?: string | null;
+  /** This patch's own transition is in progress (either direction): patch_state is about it. */
+  ownTransition?: boolean;
   /** Applying a patch the stack shows enabled with its transition complete: every task is done. */
   alreadyEnabled?: boolean;
   /** available_filter_functions, when known. */
@@ -110,7 +113,9 @@ export const LIVEPATCH_RULES: Rule[] = [
     test: ({ task, opts, input }) => {
       // Nothing to switch: the patch is in effect already (loading its module again fails).
       if (input.alreadyEnabled === true) return [m("done", "the patch is already enabled on this host: the task runs its code already")];
-      if (opts.model !== "livepatch") return [];
+      // patch_state speaks of the transition in progress: only when that is this patch's (the
+      // applied stack says so) has a task at the target switched to it.
+      if (opts.model !== "livepatch" || input.ownTransition !== true) return [];
       const target = opts.direction === "apply" ? 1 : 0;
       return task.patchState === target ? [m("done", `patch_state is already ${target}: the task has switched`)] : [];
     },
@@ -139,10 +144,19 @@ export const LIVEPATCH_RULES: Rule[] = [
   },
   {
     code: "truncated",
-    test: ({ task }) =>
-      task.stackStatus === "truncated"
-        ? [m("truncated", `the trace has ${task.frameCount} entries and no end marker: /proc stops at 64, so it may be cut (livepatch refuses 100 or more)`)]
-        : [],
+    test: ({ task, chain, opts }) => {
+      if (task.stackStatus === "truncated") return [m("truncated", `the trace has ${task.frameCount} entries and no end marker: /proc stops at 64, so it may be cut (livepatch refuses 100 or more)`)];
+      // Inputs without /proc's cap (sysrq, crash, JSON) can show deeper stacks than the kernel's
+      // own walk keeps: livepatch saves at most MAX_STACK_ENTRIES (100) and cannot switch such a
+      // task; kpatch's walk keeps 64 entries with the end marker (kpatchKernelCheck).
+      if (opts.model === "livepatch" && chain.length >= LIVEPATCH_MAX_ENTRIES) {
+        return [m("truncated", `the trace has ${chain.length} entries: livepatch's reliable unwinder keeps at most ${LIVEPATCH_MAX_ENTRIES}, so the kernel cannot check this task and does not switch it`)];
+      }
+      if (opts.model !== "livepatch" && chain.length >= KPATCH_MAX_REAL_FRAMES) {
+        return [m("truncated", `the trace has ${chain.length} real frames: kpatch's stack walk keeps 64 entries with the end marker, so its check fails on this task`)];
+      }
+      return [];
+    },
   },
   {
     code: "unreliable",
@@ -469,14 +483,24 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
     bounds.push({ code: "incomplete-capture", message: `${appliedUnknown.map((r) => r.message).join("; ")}: a replacement a task sleeps in could be missed; --applied FILE describes the stack` });
   }
   if (aggregate !== undefined) bounds.push({ code: "incomplete-capture", message: aggregate.message });
-  else if (cap.complete === false && taskGaps.length > 0) {
+  // A capture marked partial is partial even when it records no reason (another tool's JSON).
+  else if (cap.complete === false && (taskGaps.length > 0 || appliedUnknown.length === 0)) {
+    const why = taskGaps.length > 0 ? taskGaps.map((r) => r.message).join("; ") : "it is marked incomplete and records no reason";
     if (opts.partialOk) {
-      warnings.push({ code: "partial-ok", message: `--partial-ok: deciding over the tasks that were read; ${partialExcluded} unreadable task(s) left out (${taskGaps.map((r) => r.message).join("; ")})` });
-    } else bounds.push({ code: "incomplete-capture", message: `the capture is partial (${taskGaps.map((r) => r.message).join("; ")}): a verdict over it cannot be safe; --partial-ok decides over the tasks that were read` });
+      warnings.push({ code: "partial-ok", message: `--partial-ok: deciding over the tasks that were read; ${partialExcluded} unreadable task(s) left out (${why})` });
+    } else bounds.push({ code: "incomplete-capture", message: `the capture is partial (${why}): a verdict over it cannot be safe; --partial-ok decides over the tasks that were read` });
   } else if (cap.complete === "unknown") {
     if (opts.strict) bounds.push({ code: "incomplete-capture", message: "--strict: the input cannot prove it holds every task" });
     else warnings.push({ code: "completeness-unknown", message: "the input cannot prove it holds every task: the verdict speaks only for the tasks given (--strict makes this undecided)" });
   }
+  // A verdict over no task says nothing (every stack unreadable and --partial-ok, an empty input).
+  // kpatch's stopper and loading task are the model's, not the capture's.
+  let modelTasks = 0;
+  for (let i = Math.max(0, cap.tasks.length - 2); i < cap.tasks.length; i++) {
+    const note = input.notes?.get(i);
+    if (note === KPATCH_STOPPER_NOTE || note === KPATCH_CALLER_NOTE) modelTasks++;
+  }
+  if (counts.tasks - modelTasks <= 0) bounds.push({ code: "incomplete-capture", message: "no task of the capture was decided over: a verdict over none cannot be safe" });
   if (hiddenOverlap !== null) warnings.push({ code: "hidden-overlap", message: `${hiddenOverlap} is in .sched.text/.spinlock.text, which /proc stacks hide` });
   if (input.alreadyEnabled === true) {
     warnings.push({ code: "already-enabled", message: "this patch is already enabled on this host and its transition has completed: there is nothing to apply (loading its module again fails)" });
@@ -1437,3 +1461,5 @@ function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Arra
 
 /** kpatch's walk has 64 slots, one of them the x86 end marker. */
 const KPATCH_MAX_REAL_FRAMES = 63;
+/** kernel/livepatch/transition.c MAX_STACK_ENTRIES; a deeper stack is refused (counted conservatively). */
+const LIVEPATCH_MAX_ENTRIES = 100;
