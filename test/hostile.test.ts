@@ -12,6 +12,10 @@ import { captureLive } from "../src/node/capture.js";
 import { loadWasmScannerSync } from "../src/node/wasm.js";
 import { toJsonReport } from "../src/report/json.js";
 import { toTextReport } from "../src/report/text.js";
+import { terminalSafe } from "../src/report/escape.js";
+import { buildInventory, inventoryText } from "../src/report/inventory.js";
+import { parseNativeJson } from "../src/ingest/nativeJson.js";
+import { run } from "../src/cli/main.js";
 import { hostTable, patchOf } from "./helpers.js";
 
 const HOSTILE: [string, number[]][] = [
@@ -94,5 +98,25 @@ describe("text formats that embed comm", () => {
     expect(r.verdict.verdict).not.toBe("safe");
     const evil = r.verdict.outcomes.find((o) => r.capture.tasks.get(o.task).tid === 500)!;
     expect(evil.status).toBe("undecided");
+  });
+});
+
+describe("text from inputs other than comm, bound for a terminal", () => {
+  it("terminalSafe escapes controls, bidi overrides and isolates, zero-width and line-separator characters, and keeps other text", () => {
+    expect(terminalSafe("a\x1b[31mb\nc\x9b")).toBe("a\\x1b[31mb\\x0ac\\x9b");
+    expect(terminalSafe("ok\u202etxt.exe \u2066x\u2069 \u200b\u200d\ufeff \u061c \u2028\u2029 \u{e0041}")).toBe("ok\\u{202e}txt.exe \\u{2066}x\\u{2069} \\u{200b}\\u{200d}\\u{feff} \\u{61c} \\u{2028}\\u{2029} \\u{e0041}");
+    expect(terminalSafe("é 中文 ✓ 🙂 façade")).toBe("é 中文 ✓ 🙂 façade");
+  });
+
+  it("the inventory's host line, and errors naming a file, cannot forge lines or escapes", () => {
+    const cap = parseNativeJson(readFileSync(new URL("./fixtures/host/capture.json", import.meta.url), "utf8"), "c.json");
+    cap.host.arch = "x86\x1b[31m\nFAKE LINE\u202e";
+    const text = inventoryText(cap, buildInventory(cap, hostTable()));
+    expect(text.split("\n")[0]).toContain("x86\\x1b[31m\\x0aFAKE LINE\\u{202e})");
+    expect(text.split("\n").filter((l) => l.startsWith("FAKE LINE"))).toEqual([]);
+    const r = run(["check", "missing\x1b[31m\n\u202e.txt", "--func", "vfs_read"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("missing\\x1b[31m\\x0a\\u{202e}.txt");
+    expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
   });
 });

@@ -22,6 +22,7 @@ import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeA
 import { buildInventory, inventoryText } from "../report/inventory.js";
 import { writeHtmlReport } from "../report/html.js";
 import { writeJsonReport } from "../report/json.js";
+import { terminalSafe } from "../report/escape.js";
 import { toTextReport } from "../report/text.js";
 import { findObjectSymbol, type SymbolTable } from "../symbols/table.js";
 import { explainMissing } from "../patch/suggest.js";
@@ -471,11 +472,12 @@ export function run(argv: string[], opts: { stdout?: (chunk: string) => void } =
     else usage(`unknown command ${JSON.stringify(cmd)}`);
   } catch (e) {
     status = EXIT.error;
-    if (e instanceof PatchsafeError) o.err.push(`patchsafe: ${e.describe()}\n`);
+    // Messages name input files and quote input text: escaped like every other line we print.
+    if (e instanceof PatchsafeError) o.err.push(`patchsafe: ${terminalSafe(e.describe())}\n`);
     else if (e instanceof TypeError && "code" in e && String((e as { code: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
       o.err.push(`patchsafe: ${e.message} (patchsafe --help)\n`);
     } else {
-      o.err.push(`patchsafe: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+      o.err.push(`patchsafe: internal error: ${terminalSafe(e instanceof Error ? e.message : String(e))}\n`);
       if (process.env.PATCHSAFE_DEBUG && e instanceof Error) o.err.push(`${e.stack}\n`);
     }
   }

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { isPatchsafeError, PatchsafeError } from "../errors.js";
 import { readPatchModule } from "../patch/patchModule.js";
+import { terminalSafe } from "../report/escape.js";
 
 const USAGE = "usage: patchsafe show-patch FILE.ko [--json]";
 
@@ -54,22 +55,23 @@ export function runShowPatch(args: string[], o: { out: string[]; err: string[] }
       );
       return 0;
     }
-    o.out.push(`${file}: ${m.kind} module ${m.spec.name ?? "(unnamed)"}, replace=${m.spec.replace}, ${m.details.length} function${m.details.length === 1 ? "" : "s"}`);
+    // Names come from the module's ELF strings: escaped for the terminal like every input.
+    o.out.push(`${terminalSafe(`${file}: ${m.kind} module ${m.spec.name ?? "(unnamed)"}`)}, replace=${m.spec.replace}, ${m.details.length} function${m.details.length === 1 ? "" : "s"}`);
     for (const [obj, funcs] of groupByObject(m.details)) {
-      o.out.push(`  object ${obj}`);
+      o.out.push(`  object ${terminalSafe(obj)}`);
       for (const d of funcs) {
         const parts = [`sympos ${d.oldSympos}`];
         if (d.newSymbol !== null && d.newSymbol !== d.oldName) parts.push(`new ${d.newSymbol}`);
         parts.push(`new_size ${d.newSize ?? "?"}`);
         if (d.oldSize !== null) parts.push(`old_size ${d.oldSize}`);
         if (d.force) parts.push("FORCE (never checked)");
-        o.out.push(`    ${d.oldName}  ${parts.join(", ")}`);
+        o.out.push(`    ${terminalSafe(`${d.oldName}  ${parts.join(", ")}`)}`);
       }
     }
     return 0;
   } catch (e) {
     if (isPatchsafeError(e)) {
-      o.err.push(`patchsafe show-patch: ${e.describe()}`);
+      o.err.push(`patchsafe show-patch: ${terminalSafe(e.describe())}`);
       return 2;
     }
     throw e;

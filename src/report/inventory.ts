@@ -117,7 +117,7 @@ export function inventoryText(cap: Capture, inv: Inventory, limit = 40): string 
   const kinds = Object.entries(inv.kinds)
     .map(([k, n]) => `${n} ${k}`)
     .join(", ");
-  out.push(`patchsafe inventory of ${terminalSafe(cap.host.hostname ?? cap.source.name)} (${terminalSafe(cap.host.release ?? "unknown kernel")}, ${cap.host.arch ?? "?"}): ${inv.tasks} threads (${kinds})`);
+  out.push(`patchsafe inventory of ${terminalSafe(cap.host.hostname ?? cap.source.name)} (${terminalSafe(cap.host.release ?? "unknown kernel")}, ${terminalSafe(cap.host.arch ?? "?")}): ${inv.tasks} threads (${kinds})`);
   if (inv.transition !== null) {
     const tr = inv.transition;
     out.push("");
