@@ -60,6 +60,13 @@ export function emptyHostFacts(): HostFacts {
   };
 }
 
+/**
+ * The longest comm an input may carry. The kernel's is at most 15 bytes (TASK_COMM_LEN), and the
+ * longest names tools print (a kworker with its workqueue appended) stay within 64; a longer one
+ * is not a task name, and a hostile input could make it any size.
+ */
+export const MAX_COMM_BYTES = 256;
+
 export type StackStatus = "ok" | "empty" | "unreadable" | "truncated" | "vanished";
 
 /** One thread of execution (a tid). */

@@ -144,3 +144,38 @@ test("patchsafe's own layout is read a line at a time: the same model as the who
     expect([err.code, err.file, err.line]).toEqual(["E_INPUT", "bad.json", at]);
   }
 });
+
+test("a task line lost or added is an error, not a smaller host; a comm no kernel could have is refused", async () => {
+  const { parseSnapshotJsonBytes } = await import("../src/snapshot/json.js");
+  const cap = hostCapture("capture.json");
+  const text = snapshotToJson(cap, hostTable());
+  const enc = (s: string) => new TextEncoder().encode(s);
+  expect(parseSnapshotJsonBytes(enc(text), "s.json").capture.tasks.length).toBe(cap.tasks.length);
+  // Drop one task line (the writer puts one task per line, after ` "tasks": [`).
+  const lines = text.split("\n");
+  const first = lines.indexOf(' "tasks": [') + 1;
+  const lost = [...lines.slice(0, first), ...lines.slice(first + 1)].join("\n");
+  const err = (() => {
+    try {
+      parseSnapshotJsonBytes(enc(lost), "s.json");
+    } catch (e) {
+      return e;
+    }
+    return null;
+  })();
+  expect(err).toBeInstanceOf(PatchsafeError);
+  expect((err as PatchsafeError).code).toBe("E_SNAPSHOT_CORRUPT");
+  expect((err as PatchsafeError).message).toMatch(new RegExp(`header says ${cap.tasks.length} task\\(s\\), the file holds ${cap.tasks.length - 1}`));
+  // The same document parsed whole (another layout) is checked the same way.
+  expect(() => parseSnapshotJson(JSON.stringify(JSON.parse(lost)), "s.json")).toThrow(/the header says/);
+  // A 300-byte comm.
+  const long = text.replace(/"comm":"[^"]*"/, `"comm":"${"A".repeat(300)}"`);
+  expect(() => parseSnapshotJsonBytes(enc(long), "s.json")).toThrow(/comm: 300 bytes: a task name is at most 256/);
+});
+
+test("patchsafe's capture JSON refuses a comm no kernel could have too", async () => {
+  const { parseNativeJson } = await import("../src/ingest/nativeJson.js");
+  const doc = (comm: string) => JSON.stringify({ format: "patchsafe-capture", version: 1, complete: true, tasks: [{ pid: 1, tid: 1, comm, state: "S", frames: [] }] });
+  expect(parseNativeJson(doc("A".repeat(256)), "c.json").tasks.length).toBe(1);
+  expect(() => parseNativeJson(doc("A".repeat(257)), "c.json")).toThrow(/comm: 257 bytes: a task name is at most 256/);
+});

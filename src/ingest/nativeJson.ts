@@ -9,7 +9,7 @@
  * comm is a string whose code points U+0000–U+00FF are the raw bytes (JSON escapes the rest).
  */
 import { PatchsafeError } from "../errors.js";
-import { type Capture, type HostFacts, emptyHostFacts, FrameFlag, hex64, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
+import { type Capture, type HostFacts, emptyHostFacts, FrameFlag, hex64, MAX_COMM_BYTES, type Reason, type StackStatus, type Task, type TriState, u64 } from "../model.js";
 import { encodeLatin1, latin1 } from "./bytes.js";
 import { CaptureBuilder, TokenKind } from "./builder.js";
 import { jsonErrorOffset, lineAt } from "./jsonPosition.js";
@@ -107,6 +107,7 @@ export function parseNativeJson(text: string, file = "<input>"): Capture {
     const commStr = str(t.comm, `${p}.comm`);
     let comm: Uint8Array | null = null;
     if (commStr !== null) {
+      if (commStr.length > MAX_COMM_BYTES) fail(`${p}.comm`, `${commStr.length} bytes: a task name is at most ${MAX_COMM_BYTES}`);
       for (let i = 0; i < commStr.length; i++) if (commStr.charCodeAt(i) > 0xff) fail(`${p}.comm`, "code points above U+00FF cannot be comm bytes");
       comm = encodeLatin1(commStr);
     }

@@ -19,7 +19,7 @@ import { PatchsafeError } from "../errors.js";
 import { encodeLatin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import { frameText } from "../ingest/nativeJson.js";
-import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, framesInTasks, hex64, type Reason, type StackStatus, type Task, TaskTable, type TriState, u64 } from "../model.js";
+import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, MAX_COMM_BYTES, framesInTasks, hex64, type Reason, type StackStatus, type Task, TaskTable, type TriState, u64 } from "../model.js";
 import { finishTable, type SymbolTable } from "../symbols/table.js";
 import { type DecodedSnapshot, prepareExport, validatePatches } from "./psnap.js";
 import { type EncodeOptions, SECTION_NAMES, type SectionRows, SNAPSHOT_FORMAT, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, type SnapshotHeader } from "./model.js";
@@ -348,6 +348,7 @@ function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: strin
     const p = `$.tasks[${ti}]`;
     const t = obj(tj, p);
     const commStr = strN(t.comm, `${p}.comm`);
+    if (commStr !== null && commStr.length > MAX_COMM_BYTES) bad(`${p}.comm`, `${commStr.length} bytes: a task name is at most ${MAX_COMM_BYTES}`);
     if (commStr !== null) for (let i = 0; i < commStr.length; i++) if (commStr.charCodeAt(i) > 0xff) bad(`${p}.comm`, "code points above U+00FF cannot be comm bytes");
     const state = strN(t.state, `${p}.state`);
     if (state !== null && !/^[A-Za-z]$/.test(state)) bad(`${p}.state`, "expected one state letter");
@@ -406,6 +407,10 @@ function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: strin
     b.endTask(undefined, (t) => {
       t.stackStatus = status;
     });
+  }
+  // One task per line: a lost or added line must not pass as a smaller or larger host.
+  if (ti + 1 !== header.tasks) {
+    throw new PatchsafeError("E_SNAPSHOT_CORRUPT", `$.header.tasks: the header says ${header.tasks} task(s), the file holds ${ti + 1}`, { file });
   }
   const capture = b.finish({
     name: str(so.name, "$.capture.source.name"),
