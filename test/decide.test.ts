@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { check } from "../src/check.js";
 import { PatchsafeError } from "../src/errors.js";
-import { emptyPatch, parseFuncArg } from "../src/patch/spec.js";
+import { emptyPatch, parseFuncArg, parseRangeArg } from "../src/patch/spec.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { symbolAddress } from "../src/symbols/table.js";
@@ -238,6 +238,19 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(r.verdict.kernelCheck.result).toBe("pass");
     const next = runCheck(cap, [after[0]]);
     expect(next.verdict.blockers.get(0)).toMatchObject({ kernelSees: true, role: "original" });
+    // An offset past the size (no %pB prints one) is clamped onto the byte after the function.
+    const past = runCheck(nativeCapture([user([`do_epoll_wait+0x${(size + 1).toString(16)}/0x${size.toString(16)}`, ...USER_EPOLL.slice(1)])]), ["do_epoll_wait"]);
+    expect(outcome(past).status).toBe("blocked");
+    expect(past.verdict.blockers.get(0)).toMatchObject({ kernelSees: false, role: "conservative-extra" });
+    // --range over exactly the function: the same conservative extra at its end (HI).
+    const lo = symbolAddress(t, row);
+    const rangeOf = (a: bigint, b: bigint) => ({ ...emptyPatch(), ranges: [parseRangeArg(`0x${a.toString(16)}-0x${b.toString(16)}`)] });
+    const byRange = check({ capture: cap, symbols: t, patch: rangeOf(lo, lo + BigInt(size)), scanner: referenceScanner });
+    expect(outcome(byRange).status).toBe("blocked");
+    expect(byRange.verdict.blockers.get(0)).toMatchObject({ kernelSees: false, role: "conservative-extra" });
+    expect(byRange.verdict.kernelCheck.result).toBe("pass");
+    // A range ending one byte earlier is not reached by that return address.
+    expect(outcome(check({ capture: cap, symbols: t, patch: rangeOf(lo, lo + BigInt(size) - 1n), scanner: referenceScanner })).status).toBe("clean");
   });
 
   it("idle tasks in the idle loop never hold the transition", () => {
@@ -296,5 +309,29 @@ describe("what a capture cannot prove is never safe", () => {
       expect(r.verdict.reasons.map((x) => x.message).join(" ")).toMatch(/no task of the capture was decided over/);
     }
     expect(runCheck(nativeCapture([]), ["meminfo_proc_show"]).verdict.verdict).toBe("undecided");
+  });
+});
+
+describe("frames that print both an address and a symbol", () => {
+  const addr = (name: string, off: number) => `ffffffff${(symbolAddress(t, t.byName.get(name)![0]) + BigInt(off)).toString(16).slice(-8)}`;
+  const line = (a: string, name: string, off: number) => `[<${a}>] ${name}+0x${off.toString(16)}/0x${t.size[t.byName.get(name)![0]].toString(16)}`;
+  const dump = (lines: string[]) => parseProcText(`${lines.join("\n")}\n`, "old.txt");
+  const tail = [line(addr("do_syscall_64", 0x71), "do_syscall_64", 0x71), line(addr("entry_SYSCALL_64_after_hwframe", 0x76), "entry_SYSCALL_64_after_hwframe", 0x76)];
+
+  it("a line whose address contradicts its name, in a dump whose other lines agree with the table, is placed by the address the kernel checks", () => {
+    const forged = dump([line(addr("vfs_read", 0x10), "ksys_read", 0xc3), ...tail]);
+    const r = runCheck(forged, ["vfs_read"]);
+    expect(r.verdict.verdict).toBe("blocked");
+    expect(r.verdict.warnings.map((w) => w.message).join(" ")).toMatch(/print an address outside the symbol they name while other frames agree/);
+    // The printed name alone no longer counts: ksys_read is not where the task is.
+    expect(runCheck(forged, ["ksys_read"]).verdict.blockers.length).toBe(0);
+  });
+
+  it("when no line agrees, the table is another boot's: frames are placed by name, with that warning", () => {
+    const shifted = (name: string, off: number) => `ffffffff${((symbolAddress(t, t.byName.get(name)![0]) + 0x200000n + BigInt(off)) & 0xffffffffn).toString(16).padStart(8, "0")}`;
+    const other = dump([line(shifted("ksys_read", 0xc3), "ksys_read", 0xc3), line(shifted("do_syscall_64", 0x71), "do_syscall_64", 0x71), line(shifted("entry_SYSCALL_64_after_hwframe", 0x76), "entry_SYSCALL_64_after_hwframe", 0x76)]);
+    const r = runCheck(other, ["ksys_read"]);
+    expect(r.verdict.verdict).not.toBe("safe");
+    expect(r.verdict.warnings.map((w) => w.message).join(" ")).toMatch(/probably from another boot/);
   });
 });

@@ -278,10 +278,9 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
   for (const r of patch.ranges) {
     if (!useTable) throw new PatchsafeError("E_NEED_SYMBOLS", `--range ${r.text} needs frames with addresses: give --kallsyms`);
     functions.push({ kind: "range", object: VMLINUX, name: null, sympos: null, symbol: -1, loaded: true, force: false, blockingName: null, blockingObject: VMLINUX, ranges: [] });
-    const fi = functions.length - 1;
-    const x: BlockingRange = { start: r.start, end: r.end, role: "original", func: fi, kernelSees: true };
-    functions[fi].ranges.push(x);
-    ranges.push(x);
+    // Like a function's range, with its conservative extra: a return address at HI is a call that
+    // was the range's last instruction (SPEC §2's `foo+size/size`), which the kernel does not see.
+    addRange(functions.length - 1, r.start, r.end, "original", true);
   }
   return { functions, ranges, names, warnings };
 }

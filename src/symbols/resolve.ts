@@ -101,6 +101,28 @@ export function symbolHints(strings: StringTable, table: SymbolTable): SymbolHin
 const SYNTHETIC_BASE = 0x1_0000n;
 const SYNTHETIC_GAP = 0x1000n;
 
+/** The row of frame i's printed symbol whose range (end included) holds `addr`, or -1. */
+function addressInNamedSymbol(cap: Capture, table: SymbolTable, i: number, addr: bigint): number {
+  const name = cap.strings.get(cap.frames.symbol[i]);
+  const object = cap.strings.get(cap.frames.object[i]);
+  const hit = (table.byName.get(name) ?? []).find((r) => {
+    if (table.objects[table.object[r]] !== object) return false;
+    const start = symbolAddress(table, r);
+    return addr >= start && addr <= start + BigInt(table.size[r]);
+  });
+  return hit ?? -1;
+}
+
+/** Whether any frame with a printed address and symbol agrees with the table. */
+function anyAddressAgrees(cap: Capture, table: SymbolTable, shift: bigint): boolean {
+  const f = cap.frames;
+  for (let i = 0; i < f.length; i++) {
+    if ((f.flags[i] & (FrameFlag.HAS_ADDRESS | FrameFlag.BARE_HEX | FrameFlag.UNPARSED | FrameFlag.INLINE)) !== FrameFlag.HAS_ADDRESS) continue;
+    if (addressInNamedSymbol(cap, table, i, u64(f.addrLo[i], f.addrHi[i]) - shift) >= 0) return true;
+  }
+  return false;
+}
+
 export function resolveFrames(cap: Capture, table: SymbolTable | null): ResolvedFrames {
   const f = cap.frames;
   const n = f.length;
@@ -124,6 +146,10 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   let nextBase = SYNTHETIC_BASE;
   let addressMismatch = 0;
   let firstMismatchLine = 0;
+  /** Whether some frame's printed address lies in its printed symbol (computed on first need). */
+  let tableAgrees: boolean | undefined;
+  let contradicted = 0;
+  let firstContradictedLine = 0;
   const addEntry = (slot: number, obj: number, sizeKey: number, row: number, block: SyntheticBlock | null): void => {
     if (entries === eRow.length) {
       const m = entries * 2;
@@ -185,17 +211,19 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
       // Symbol and address both printed (crash `bt`, old /proc, ARM): when the address lies in a
       // symbol of that name, it is the raw return address the kernel tests: use it as the key.
       const addr = u64(f.addrLo[i], f.addrHi[i]) - shift;
-      const name = cap.strings.get(f.symbol[i]);
-      const object = cap.strings.get(f.object[i]);
-      const hit = (table.byName.get(name) ?? []).find((r) => {
-        if (table.objects[table.object[r]] !== object) return false;
-        const start = symbolAddress(table, r);
-        return addr >= start && addr <= start + BigInt(table.size[r]);
-      });
-      if (hit !== undefined) {
+      const hit = addressInNamedSymbol(cap, table, i, addr);
+      if (hit >= 0) {
         setKey(i, addr);
         status[i] = FrameStatus.RESOLVED;
         symbol[i] = hit;
+        continue;
+      }
+      // Other frames agree with this table (it is this boot's): the name of this one is wrong
+      // (an edited or damaged line), and the kernel tests the address. Keyed by it, with a warning.
+      if ((tableAgrees ??= anyAddressAgrees(cap, table, shift)) && inKnownObject(addr)) {
+        setKey(i, addr);
+        status[i] = FrameStatus.ADDRESS;
+        if (contradicted++ === 0) firstContradictedLine = f.line[i];
         continue;
       }
       if (addressMismatch++ === 0) firstMismatchLine = f.line[i];
@@ -233,7 +261,10 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
     }
     if (row >= 0) {
       const t = table!;
-      const off = f.offset[i];
+      // %pB never prints an offset past the size (it looks up addr - 1): a larger one is malformed,
+      // and is clamped onto the byte after the function as the synthetic path does, where the
+      // function's conservative extra counts it, instead of landing in whatever follows.
+      const off = t.size[row] > 0 ? Math.min(f.offset[i], t.size[row]) : f.offset[i];
       const lo = t.addrLo[row] + off;
       keys[2 * i] = lo >>> 0;
       keys[2 * i + 1] = (t.addrHi[row] + (lo > 0xffffffff ? 1 : 0)) >>> 0;
@@ -248,6 +279,11 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
       keys[2 * i + 1] = Number(key >> 32n);
       status[i] = FrameStatus.SYNTHETIC;
     } else status[i] = -row;
+  }
+  if (contradicted > 0) {
+    warnings.push(
+      `${contradicted} frame(s) print an address outside the symbol they name while other frames agree with the symbol table (first at line ${firstContradictedLine}): an edited or damaged line; placed by the address, which is what the kernel checks`,
+    );
   }
   if (addressMismatch > 0) {
     warnings.push(
