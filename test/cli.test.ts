@@ -202,6 +202,18 @@ describe("exit 2: usage and input errors, one line each", () => {
     };
     expectError(check(mk("aaaa"), mk("bbbb"), "--func", "worker_thread"), /different boots.*patchsafe fleet/);
   });
+
+  it("a series given out of capture order is an error, not an older capture's verdict", () => {
+    const mk = (name: string, at: string) => {
+      const f = join(dir, `${name}.json`);
+      writeFileSync(f, JSON.stringify({ format: "patchsafe-capture", version: 1, host: { bootId: "b1", capturedAt: at }, tasks: [{ pid: 1, tid: 1, state: "S", frames: ["do_syscall_64+0x71/0x290", "entry_SYSCALL_64_after_hwframe+0x76/0x7e"] }] }));
+      return f;
+    };
+    const older = mk("older", "2026-12-01T06:29:00Z");
+    const newer = mk("newer", "2026-12-01T06:30:00Z");
+    expectError(check(newer, older, "--func", "worker_thread"), /not in capture order: .*older\.json was captured at 2026-12-01T06:29:00Z, before .*newer\.json .*oldest first/);
+    expect(check(older, newer, "--func", "worker_thread").status).not.toBe(2);
+  });
 });
 
 describe("--help and --version", () => {

@@ -9,7 +9,7 @@ import { PatchsafeError } from "../src/errors.js";
 import { latin1 } from "../src/ingest/bytes.js";
 import { parseCaptures } from "../src/ingest/detect.js";
 import type { Capture } from "../src/model.js";
-import { predict } from "../src/predict/predict.js";
+import { assertSeriesOrder, predict } from "../src/predict/predict.js";
 import type { Prediction } from "../src/predict/types.js";
 import { emptyPatch, parseFuncArg, parseRangeArg, type PatchSpec } from "../src/patch/spec.js";
 import { renderReportBody, toHtmlReport, blockingStacks } from "../src/report/html.js";
@@ -130,6 +130,7 @@ export async function runChecker(input: CheckerInput, scanner: Scanner): Promise
     // As the CLI does for `check CAP1 CAP2 …` (src/cli/main.ts).
     const boots = new Set(series.map((c) => c.host.bootId).filter((b) => b !== null));
     if (boots.size > 1) throw new PatchsafeError("E_USAGE", `the files come from ${boots.size} different boots (boot ids differ): a series is one host`);
+    assertSeriesOrder(series);
     if (series.some((c) => c.host.bootId === null)) {
       capture.warnings.push({ code: "series-one-host", message: "some inputs record no boot id: they are taken as captures of one host, in the order given" });
     }

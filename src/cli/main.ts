@@ -12,7 +12,7 @@ import { closeSync, mkdirSync, openSync, readSync, statSync, writeSync } from "n
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { check, type CheckResult } from "../check.js";
-import { predict } from "../predict/predict.js";
+import { assertSeriesOrder, predict } from "../predict/predict.js";
 import type { Prediction } from "../predict/types.js";
 import { predictionText } from "../report/prediction.js";
 import type { DecideOptions } from "../decide/livepatch.js";
@@ -265,6 +265,7 @@ function runCheck(args: string[], o: Output): number {
     if (boots.size > 1) {
       throw new PatchsafeError("E_USAGE", `the inputs come from ${boots.size} different boots (boot ids differ): a series is one host; check several hosts with \`patchsafe fleet\``);
     }
+    assertSeriesOrder(series);
     if (series.some((c) => c.host.bootId === null)) {
       capture.warnings.push({ code: "series-one-host", message: "some inputs record no boot id: they are taken as captures of one host, in the order given" });
     }

@@ -6,6 +6,8 @@
  * Captures are samples, not a trace. Tasks are matched by (tid, start time): tids are reused.
  */
 import type { CheckResult } from "../check.js";
+import { PatchsafeError } from "../errors.js";
+import type { Capture } from "../model.js";
 import { taskOrder } from "../decide/livepatch.js";
 import { isKpatchAddedTask } from "../decide/models.js";
 import { escapeComm } from "../report/escape.js";
@@ -32,6 +34,23 @@ type Status = PredictedTask["statuses"][number];
  * `kpatchSeries`: the same captures checked with the kpatch model (for the load chance); when
  * omitted, `series` is used.
  */
+/**
+ * A series is read in the order given (the verdict is the last capture's): capture times that
+ * say otherwise would make the verdict an older capture's and the prediction run backwards.
+ */
+export function assertSeriesOrder(series: Capture[]): void {
+  for (let i = 1; i < series.length; i++) {
+    const a = Date.parse(series[i - 1].host.capturedAt ?? "");
+    const b = Date.parse(series[i].host.capturedAt ?? "");
+    if (Number.isFinite(a) && Number.isFinite(b) && b < a) {
+      throw new PatchsafeError(
+        "E_USAGE",
+        `the inputs are not in capture order: ${series[i].source.name} was captured at ${series[i].host.capturedAt}, before ${series[i - 1].source.name} (${series[i - 1].host.capturedAt}); give a series oldest first`,
+      );
+    }
+  }
+}
+
 export function predict(series: CheckResult[], times: (string | null)[], kpatchSeries?: CheckResult[]): Prediction {
   const n = series.length;
   const warnings: string[] = [];
