@@ -411,3 +411,22 @@ describe("applying a patch the stack shows enabled already", () => {
     expect(v.warnings.map((w) => w.code)).not.toContain("already-enabled");
   });
 });
+
+describe("a dump that records no patch stack", () => {
+  const inP1 = () => user([fr("cmdline_proc_show", 0x10, "p1"), fr("vfs_read", 0x30)]);
+  const p2 = patch("p2", [["vmlinux", "cmdline_proc_show"]]);
+  const bare = (cap: Capture) => check({ capture: cap, symbols: symbols(), patch: p2, scanner: referenceScanner });
+
+  it("a patched function's name in a module may be an enabled patch's replacement: undecided until the stack is given", () => {
+    const cap = nativeCapture([inP1()]);
+    expect(cap.livepatches).toBeNull();
+    const v = bare(cap).verdict;
+    expect(v.verdict).toBe("undecided");
+    expect(v.outcomes.get(0).matches[0]).toMatchObject({ code: "unresolved", message: expect.stringMatching(/cmdline_proc_show \[p1\] has the name of a patched function in another object/) });
+    // --no-applied (an empty stack given) or a stack that names p1: decided as before.
+    expect(run(cap, p2, {}, []).verdict.verdict).toBe("safe");
+    expect(run(cap, p2, {}, [applied("p1", [["vmlinux", "cmdline_proc_show"]])]).verdict.verdict).toBe("blocked");
+    // A capture that recorded the host's stack (a live capture, a snapshot) says there is none.
+    expect(bare(nativeCapture([inP1()], { livepatches: [] })).verdict.verdict).toBe("safe");
+  });
+});

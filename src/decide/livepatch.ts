@@ -7,7 +7,7 @@
  * The host verdict is then bounded by what the capture can prove (completeness, hidden frames).
  */
 import { PatchsafeError } from "../errors.js";
-import { FrameFlag, Interner, STACK_STATUS_CODE, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
+import { FrameFlag, Interner, STACK_STATUS_CODE, VMLINUX, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
 import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
 import { SpanScanHits, type TaskHits } from "../scan/spanHits.js";
 import type { ScanHits } from "../scan/types.js";
@@ -312,6 +312,30 @@ export const LIVEPATCH_RULES: Rule[] = [
               ? `${name}'s printed size differs from the symbol table's (another kernel build?)`
               : `${name} is not in the symbol table`;
         return [m("unresolved", `${why}: it could be a patched function`, i)];
+      }
+      // A patched function's name in another module may be an enabled patch's replacement
+      // (kpatch-built ones keep the name, SPEC §1), and then the kernel checks that instead of
+      // the original (SPEC §2). With the applied stack unknown (a dump records none, and no
+      // --applied / --no-applied was given) nothing says it is not one.
+      if (cap.livepatches === null && input.appliedGiven !== true) {
+        const f = cap.frames;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+          if (f.flags[i] & (FrameFlag.GUESS | FrameFlag.UNPARSED | FrameFlag.BARE_HEX) || f.object[i] < 0) continue;
+          const obj = cap.strings.get(f.object[i]);
+          if (obj === VMLINUX) continue;
+          const name = frameName(cap, i);
+          if (name === null || !input.ranges.names.has(name)) continue;
+          const fi = input.ranges.functions.findIndex((g) => g.kind === "patch" && g.name === name && g.object !== obj);
+          if (fi < 0) continue;
+          return [
+            m(
+              "unresolved",
+              `${name} [${obj}] has the name of a patched function in another object: it may be an enabled patch's replacement, which the kernel would check instead of the original; the applied patch stack is unknown (--applied FILE describes it, --no-applied says there is none)`,
+              i,
+              fi,
+            ),
+          ];
+        }
       }
       return [];
     },
