@@ -99,7 +99,8 @@ Decision (check):
   --strict                          every warning that weakens "safe" makes it "undecided"
   --json                            one JSON object on stdout (schema 1)
   --html FILE                       also write one self-contained HTML page (no network; 0600)
-  -v, -vv                           list every task; -vv adds undecided tasks' stacks
+  -v, -vv                           list every blocked and undecided task (not only the first
+                                    10 of each group); -vv adds undecided tasks' stacks
   --tid N, --comm NAME, --state LETTERS
                                     report only these tasks (repeatable; the verdict still
                                     covers every task)

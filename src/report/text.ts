@@ -32,7 +32,7 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   const kc = v.kernelCheck;
   if (kc.result === "fail" && kc.first !== null) {
     const t = cap.tasks.get(kc.first.task);
-    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.tid ?? t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${ranges.functions[kc.first.func].name ?? "a range"}`})`);
+    out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.tid ?? t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${terminalSafe(ranges.functions[kc.first.func].name ?? "a range")}`})`);
   } else if (kc.result === "pass" && v.verdict !== "safe") {
     out.push("  kernel's own check: would pass, but patchsafe cannot call it safe (see the reasons above)");
   } else out.push(`  kernel's own check: ${kc.result}`);
@@ -53,7 +53,8 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   for (const { func: fi, count, first } of blockersByFunction(cap, bl, ranges.functions.length, limit)) {
     const f = ranges.functions[fi];
     out.push("");
-    out.push(`Blocked in ${f.name ?? "range"} [${f.object}${f.sympos ? `,${f.sympos}` : ""}]: ${count} task(s)`);
+    // A function's name and object can come from the capture's patch stack (a nop's): escaped.
+    out.push(`Blocked in ${terminalSafe(`${f.name ?? "range"} [${f.object}${f.sympos ? `,${f.sympos}` : ""}]`)}: ${count} task(s)`);
     const remedies = new Map<string, string>();
     for (const bi of first) {
       const b = bl.get(bi);
