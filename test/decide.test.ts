@@ -5,7 +5,8 @@ import { emptyPatch, parseFuncArg, parseRangeArg } from "../src/patch/spec.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { symbolAddress } from "../src/symbols/table.js";
-import { fixtureText, hostCapture, hostTable, nativeCapture, runCheck, USER_EPOLL } from "./helpers.js";
+import { appliedPatch, fixtureText, hostCapture, hostTable, nativeCapture, runCheck, USER_EPOLL } from "./helpers.js";
+import type { AppliedPatch } from "../src/model.js";
 
 const t = hostTable();
 /** A frame token for `name` with this host's size, so it resolves. */
@@ -204,24 +205,19 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
       // patch_state 1, but no transition of this patch is recorded: it is checked by its stack.
       ["blocked", "blocked"],
     ]);
-    // The same task while the stack records this patch's transition: it has switched.
-    const during = check({
-      capture: nativeCapture([user([fr("meminfo_proc_show", 0x10), ...USER_EPOLL], { pid: 4, tid: 4, patchState: 1 })]),
-      symbols: hostTable(),
-      patch: { ...emptyPatch(), name: "lp", funcs: [parseFuncArg("meminfo_proc_show")] },
-      scanner: referenceScanner,
-      applied: [{ name: "lp", enabled: true, transition: true, replace: false, forced: false, stackOrder: null, funcs: [{ object: "vmlinux", oldName: "meminfo_proc_show", oldSympos: 0, newName: null, newSize: null, force: false }] }],
-    });
-    expect(during.verdict.outcomes.map((o) => [o.status, o.matches[0]?.code ?? null])).toEqual([["done", "done"]]);
+    // The same task checked against a patch named lp, with the stack in transition as given.
+    const switched = (inTransition: AppliedPatch) =>
+      check({
+        capture: nativeCapture([user([fr("meminfo_proc_show", 0x10), ...USER_EPOLL], { pid: 4, tid: 4, patchState: 1 })]),
+        symbols: hostTable(),
+        patch: { ...emptyPatch(), name: "lp", funcs: [parseFuncArg("meminfo_proc_show")] },
+        scanner: referenceScanner,
+        applied: [inTransition],
+      }).verdict.outcomes.map((o) => [o.status, o.matches[0]?.code ?? null]);
+    // While the stack records this patch's transition, the task has switched.
+    expect(switched(appliedPatch("lp", [["vmlinux", "meminfo_proc_show"]], { transition: true }))).toEqual([["done", "done"]]);
     // Another patch's transition: the state is that patch's; the host is blocked anyway (-EBUSY).
-    const other = check({
-      capture: nativeCapture([user([fr("meminfo_proc_show", 0x10), ...USER_EPOLL], { pid: 4, tid: 4, patchState: 1 })]),
-      symbols: hostTable(),
-      patch: { ...emptyPatch(), name: "lp", funcs: [parseFuncArg("meminfo_proc_show")] },
-      scanner: referenceScanner,
-      applied: [{ name: "lp_other", enabled: true, transition: true, replace: false, forced: false, stackOrder: null, funcs: [{ object: "vmlinux", oldName: "cmdline_proc_show", oldSympos: 0, newName: null, newSize: null, force: false }] }],
-    });
-    expect(other.verdict.outcomes.map((o) => o.status)).toEqual(["blocked"]);
+    expect(switched(appliedPatch("lp_other", [["vmlinux", "cmdline_proc_show"]], { transition: true }))).toEqual([["blocked", "blocked"]]);
     const noRel = runCheck(nativeCapture([user(USER_EPOLL)], { host: { config: { reliableStacktrace: false } } }), ["meminfo_proc_show"]);
     expect(outcome(noRel).matches[0].code).toBe("no-reliable-stacktrace");
   });

@@ -17,7 +17,7 @@ import { parseSymbolTable } from "../src/symbols/table.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
 import { TaskTable } from "../src/model.js";
 import { encodeSnapshot } from "../src/snapshot/psnap.js";
-import { fixtureText, hostCapture, hostTable, patchOf } from "./helpers.js";
+import { appliedPatch, fixtureText, hostCapture, hostTable, patchOf } from "./helpers.js";
 
 const rt: FleetRuntime = {
   workerUrl: new URL("../src/node/fleetWorker.ts", import.meta.url),
@@ -146,16 +146,7 @@ test("hosts with live patches enabled are checked against their own stack, as `p
   const table = hostTable();
   const sub = join(dir, "stacks");
   mkdirSync(sub);
-  const lp = (name: string, oldName: string, extra: Partial<AppliedPatch> = {}): AppliedPatch => ({
-    name,
-    enabled: true,
-    transition: false,
-    replace: false,
-    forced: false,
-    stackOrder: null,
-    funcs: [{ object: "vmlinux", oldName, oldSympos: 0, newName: null, newSize: null, force: false }],
-    ...extra,
-  });
+  const lp = (name: string, oldName: string, extra: Partial<AppliedPatch> = {}): AppliedPatch => appliedPatch(name, [["vmlinux", oldName]], extra);
   // The checked patch replaces do_epoll_wait (on user stacks of this capture) and meminfo_proc_show (on none).
   const stacks: [string, AppliedPatch[] | null][] = [
     ["none", null],

@@ -5,7 +5,7 @@ import { check, type CheckResult } from "../src/check.js";
 import type { DecideOptions } from "../src/decide/livepatch.js";
 import { parseNativeJson } from "../src/ingest/nativeJson.js";
 import { parseProcText } from "../src/ingest/procText.js";
-import { type Capture, FrameFlag, frameLine } from "../src/model.js";
+import { type AppliedPatch, type Capture, FrameFlag, frameLine } from "../src/model.js";
 import type { RefTask } from "../src/ingest/procTextReference.js";
 import { latin1 } from "../src/ingest/bytes.js";
 import { PatchsafeError } from "../src/errors.js";
@@ -50,6 +50,20 @@ export function patchOf(...funcs: string[]): PatchSpec {
   const p = emptyPatch();
   for (const f of funcs) p.funcs.push(parseFuncArg(f));
   return p;
+}
+
+/** An applied patch as sysfs shows it: enabled, not in transition, unless `extra` says otherwise. */
+export function appliedPatch(name: string, funcs: [string, string, string?][], extra: Partial<AppliedPatch> = {}): AppliedPatch {
+  return {
+    name,
+    enabled: true,
+    transition: false,
+    replace: false,
+    forced: false,
+    stackOrder: null,
+    funcs: funcs.map(([object, oldName, newName]) => ({ object, oldName, oldSympos: 0, newName: newName ?? null, newSize: null, force: false })),
+    ...extra,
+  };
 }
 
 export function runCheck(

@@ -10,7 +10,7 @@ import type { AppliedPatch, Capture } from "../src/model.js";
 import { emptyPatch, type PatchSpec } from "../src/patch/spec.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseSymbolTable, type SymbolTable } from "../src/symbols/table.js";
-import { hostKallsyms, hostTable, nativeCapture, patchOf, runCheck, USER_EPOLL } from "./helpers.js";
+import { appliedPatch, hostKallsyms, hostTable, nativeCapture, patchOf, runCheck, USER_EPOLL } from "./helpers.js";
 
 const MODULE_SYMBOLS = [
   ["ffffffffc0001000", "busymod_work_func", "test_klp_callbacks_busy"],
@@ -51,18 +51,7 @@ const kthread = (comm: string, frames: string[], extra: Record<string, unknown> 
 function patch(name: string | null, funcs: [string, string][], replace = false): PatchSpec {
   return { ...emptyPatch(), name, replace, funcs: funcs.map(([object, oldName]) => ({ object, oldName, oldSympos: 0, newName: null, newSize: null, force: false })) };
 }
-function applied(name: string, funcs: [string, string, string?][], extra: Partial<AppliedPatch> = {}): AppliedPatch {
-  return {
-    name,
-    enabled: true,
-    transition: false,
-    replace: false,
-    forced: false,
-    stackOrder: null,
-    funcs: funcs.map(([object, oldName, newName]) => ({ object, oldName, oldSympos: 0, newName: newName ?? null, newSize: null, force: false })),
-    ...extra,
-  };
-}
+const applied = appliedPatch;
 function run(cap: Capture, p: PatchSpec, options: Partial<DecideOptions> = {}, stack: AppliedPatch[] = []): CheckResult {
   return check({ capture: cap, symbols: symbols(), patch: p, scanner: referenceScanner, options, applied: stack });
 }
