@@ -179,3 +179,22 @@ test("patchsafe's capture JSON refuses a comm no kernel could have too", async (
   expect(parseNativeJson(doc("A".repeat(256)), "c.json").tasks.length).toBe(1);
   expect(() => parseNativeJson(doc("A".repeat(257)), "c.json")).toThrow(/comm: 257 bytes: a task name is at most 256/);
 });
+
+test("a JSON snapshot cut short (any layout but patchsafe's own, so read whole) names the line where it breaks", () => {
+  const cap = hostCapture("capture.json");
+  // Re-indented: no longer the line layout, so the whole-document reader meets the cut.
+  const text = JSON.stringify(JSON.parse(snapshotToJson(cap, hostTable())), null, 1);
+  const cut = text.slice(0, Math.floor(text.length / 3));
+  const err = (() => {
+    try {
+      parseSnapshotJson(cut, "cut.json");
+    } catch (e) {
+      return e;
+    }
+    return null;
+  })() as PatchsafeError;
+  expect(err).toBeInstanceOf(PatchsafeError);
+  expect(err.code).toBe("E_INPUT");
+  expect(err.line).toBe(cut.split("\n").length);
+  expect(err.describe()).toMatch(/^cut\.json:\d+: not valid JSON/);
+});

@@ -16,6 +16,7 @@
  */
 import { taskFactsJson } from "../ingest/nativeJson.js";
 import { PatchsafeError } from "../errors.js";
+import { jsonErrorOffset, lineAt } from "../ingest/jsonPosition.js";
 import { encodeLatin1 } from "../ingest/bytes.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import { frameText } from "../ingest/nativeJson.js";
@@ -167,7 +168,9 @@ export function parseSnapshotJson(text: string, file = "<input>"): DecodedSnapsh
   try {
     doc = JSON.parse(text) as Json;
   } catch (e) {
-    throw new PatchsafeError("E_INPUT", `not valid JSON: ${(e instanceof Error ? e.message : String(e)).split("\n")[0].slice(0, 120)}`, { file });
+    // Named by line, as the capture JSON's errors are (JSON.parse gives at most an offset).
+    const at = jsonErrorOffset(text);
+    throw new PatchsafeError("E_INPUT", `not valid JSON: ${(e instanceof Error ? e.message : String(e)).split("\n")[0].slice(0, 120)}`, { file, line: at === null ? undefined : lineAt(text, at) });
   }
   const tasks = doc !== null && typeof doc === "object" && !Array.isArray(doc) ? doc.tasks : undefined;
   return snapshotFromDoc(doc, Array.isArray(tasks) ? tasks : null, file);
