@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { check, type CheckResult } from "../src/check.js";
+import { toTextReport } from "../src/report/text.js";
 import type { DecideOptions } from "../src/decide/livepatch.js";
 import type { AppliedPatch, Capture } from "../src/model.js";
 import { emptyPatch, type PatchSpec } from "../src/patch/spec.js";
@@ -338,7 +339,10 @@ describe("one transition at a time (kernel/livepatch/core.c: -EBUSY while klp_tr
       expect([model, v.verdict, v.counts.blocked]).toEqual([model, "blocked", 0]);
       expect(v.reasons[0].code).toBe("blocked");
       expect(v.reasons[0].message).toMatch(/another live patch, p1, is in transition: .*refuses to enable this one \(-EBUSY\)/);
+      // The kernel refuses before checking any stack: its own check does not pass.
+      expect(v.kernelCheck).toEqual({ result: "fail", first: null });
     }
+    expect(toTextReport(run(quiet(), p2, {}, [p1({ transition: true })]))).toMatch(/\n {2}kernel's own check: would not start \(see the reasons above\)\n/);
     // kpatch.ko loads under stop_machine: no transition to wait for.
     expect(run(quiet(), p2, { model: "kpatch" }, [p1({ transition: true })]).verdict.verdict).toBe("safe");
   });

@@ -557,8 +557,12 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const verdict: Verdict["verdict"] = counts.blocked > 0 || busy ? "blocked" : counts.undecided > 0 || bounds.length > 0 ? "undecided" : "safe";
 
   // What the kernel's own check would do now.
-  const { result: kernelResult, first: firstFail } =
-    opts.model === "livepatch" ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap, decider.firstVisible) : kpatchKernelCheck(cap, outcomes, chainLen, input.notes);
+  // With another transition in progress the kernel refuses before any stack is checked.
+  const { result: kernelResult, first: firstFail } = busy
+    ? { result: "fail" as const, first: null }
+    : opts.model === "livepatch"
+      ? livepatchKernelCheck(cap, table, outcomes, hiddenOverlap, decider.firstVisible)
+      : kpatchKernelCheck(cap, outcomes, chainLen, input.notes);
 
   return {
     verdict,

@@ -337,9 +337,11 @@ function verdictSection(r: JsonReport, blockers: number): string {
   const kernel =
     kc.result === "fail" && kc.first !== null
       ? `would fail, first on ${text(kc.first.comm, "?")}:${kc.first.pid ?? "?"}${kc.first.function === null ? "" : ` (in ${text(kc.first.function)})`}`
-      : kc.result === "pass" && r.verdict !== "safe"
-        ? "would pass, but patchsafe cannot call it safe (see the reasons)"
-        : text(kc.result);
+      : kc.result === "fail"
+        ? "would not start (see the reasons)"
+        : kc.result === "pass" && r.verdict !== "safe"
+          ? "would pass, but patchsafe cannot call it safe (see the reasons)"
+          : text(kc.result);
   const count = (k: keyof JsonReport["counts"]) => `<div><b id="ps-count-${k}">${c[k]}</b>${k}</div>`;
   return `<header id="ps-verdict" class="verdict v-${text(r.verdict)}" data-verdict="${text(r.verdict)}">
 <h1>${{ safe: "✓ SAFE", blocked: "✗ BLOCKED", undecided: "? UNDECIDED" }[r.verdict] ?? text(r.verdict)}</h1>

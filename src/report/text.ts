@@ -33,6 +33,8 @@ export function toTextReport(r: CheckResult, opts: TextOptions = { verbosity: 0 
   if (kc.result === "fail" && kc.first !== null) {
     const t = cap.tasks.get(kc.first.task);
     out.push(`  kernel's own check: would fail, first on ${escapeComm(t.comm) ?? "?"}:${t.tid ?? t.pid ?? "?"} (${kc.first.func === null ? "its stack fills kpatch's 64-entry walk, or it cannot be frozen" : `sleeping in ${terminalSafe(ranges.functions[kc.first.func].name ?? "a range")}`})`);
+  } else if (kc.result === "fail") {
+    out.push("  kernel's own check: would not start (see the reasons above)");
   } else if (kc.result === "pass" && v.verdict !== "safe") {
     out.push("  kernel's own check: would pass, but patchsafe cannot call it safe (see the reasons above)");
   } else out.push(`  kernel's own check: ${kc.result}`);
