@@ -116,9 +116,9 @@ export function check(req: CheckRequest): CheckResult {
   const resolved = resolveFrames(capture, req.symbols);
   const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
   const hits = scanCapture(req.scanner, capture, resolved, ranges);
-  const inTransition = options.direction === "apply" && applied.some((p) => p.name === req.patch.name && p.transition);
   // A patch without a name cannot be told apart from the one in transition: taken as another.
   const ownTransition = req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.transition);
+  const inTransition = options.direction === "apply" && ownTransition;
   const alreadyEnabled = options.direction === "apply" && req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.enabled && !p.transition);
   const otherTransition = applied.find((p) => p.transition && (req.patch.name === null || p.name !== req.patch.name))?.name ?? null;
   const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, ownTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);

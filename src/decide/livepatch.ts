@@ -26,7 +26,7 @@ import {
   taskKind,
   TRAMPOLINES,
 } from "./kinds.js";
-import { KPATCH_CALLER_NOTE, KPATCH_STOPPER_NOTE } from "./models.js";
+import { isKpatchAddedTask } from "./models.js";
 import type { TaskKernel, TaskKernelArrays } from "./taskKernel.js";
 import { type Blocker, Blockers, type Direction, type Model, Outcomes, roleCode, TASK_KINDS, TASK_STATUSES, type Remedy, type RuleMatch, type TaskOutcome, type Verdict } from "./verdict.js";
 
@@ -299,7 +299,7 @@ export const LIVEPATCH_RULES: Rule[] = [
       const st = input.resolved.status;
       for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
         const s = st[i];
-        if (s !== FrameStatus.UNRESOLVED && s !== FrameStatus.AMBIGUOUS && s !== FrameStatus.SIZE_MISMATCH) continue;
+        if (s !== FrameStatus.UNRESOLVED && s !== FrameStatus.AMBIGUOUS && s !== FrameStatus.SIZE_MISMATCH && s !== FrameStatus.CONTRADICTED) continue;
         const name = frameName(cap, i);
         if (name !== null && !couldBePatched(name, input.ranges.names)) continue;
         if (s === FrameStatus.AMBIGUOUS) {
@@ -310,6 +310,8 @@ export const LIVEPATCH_RULES: Rule[] = [
             ? "a bare address outside every known object"
             : s === FrameStatus.SIZE_MISMATCH
               ? `${name}'s printed size differs from the symbol table's (another kernel build?)`
+              : s === FrameStatus.CONTRADICTED
+                ? `the line names ${name} but prints an address outside it, while other lines agree with the symbol table (an edited or damaged line; the address is what the kernel checks)`
               : `${name} is not in the symbol table`;
         return [m("unresolved", `${why}: it could be a patched function`, i)];
       }
@@ -520,10 +522,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   // A verdict over no task says nothing (every stack unreadable and --partial-ok, an empty input).
   // kpatch's stopper and loading task are the model's, not the capture's.
   let modelTasks = 0;
-  for (let i = Math.max(0, cap.tasks.length - 2); i < cap.tasks.length; i++) {
-    const note = input.notes?.get(i);
-    if (note === KPATCH_STOPPER_NOTE || note === KPATCH_CALLER_NOTE) modelTasks++;
-  }
+  for (let i = Math.max(0, cap.tasks.length - 2); i < cap.tasks.length; i++) if (isKpatchAddedTask(input.notes?.get(i))) modelTasks++;
   if (counts.tasks - modelTasks <= 0) bounds.push({ code: "incomplete-capture", message: "no task of the capture was decided over: a verdict over none cannot be safe" });
   if (hiddenOverlap !== null) warnings.push({ code: "hidden-overlap", message: `${hiddenOverlap} is in .sched.text/.spinlock.text, which /proc stacks hide` });
   if (input.alreadyEnabled === true) {

@@ -26,6 +26,12 @@ export const FrameStatus = {
   SIZE_MISMATCH: 5,
   /** A bare address used directly as the key. */
   ADDRESS: 6,
+  /**
+   * Symbol and address both printed, the address outside that symbol while other frames agree
+   * with the table (an edited or damaged line): keyed by the address, which the kernel checks;
+   * the printed name is a doubt of its own (decide: unresolved when it could be patched).
+   */
+  CONTRADICTED: 7,
 } as const;
 export type FrameStatus = (typeof FrameStatus)[keyof typeof FrameStatus];
 
@@ -218,11 +224,11 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
         symbol[i] = hit;
         continue;
       }
-      // Other frames agree with this table (it is this boot's): the name of this one is wrong
-      // (an edited or damaged line), and the kernel tests the address. Keyed by it, with a warning.
+      // Other frames agree with this table (it is this boot's): this line is edited or damaged.
+      // Keyed by the address the kernel tests; its name stays a doubt (FrameStatus.CONTRADICTED).
       if ((tableAgrees ??= anyAddressAgrees(cap, table, shift)) && inKnownObject(addr)) {
         setKey(i, addr);
-        status[i] = FrameStatus.ADDRESS;
+        status[i] = FrameStatus.CONTRADICTED;
         if (contradicted++ === 0) firstContradictedLine = f.line[i];
         continue;
       }
@@ -282,7 +288,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   }
   if (contradicted > 0) {
     warnings.push(
-      `${contradicted} frame(s) print an address outside the symbol they name while other frames agree with the symbol table (first at line ${firstContradictedLine}): an edited or damaged line; placed by the address, which is what the kernel checks`,
+      `${contradicted} frame(s) print an address outside the symbol they name while other frames agree with the symbol table (first at line ${firstContradictedLine}): an edited or damaged line; placed by the address, which is what the kernel checks, and undecided where the name could be a patched function`,
     );
   }
   if (addressMismatch > 0) {
@@ -290,7 +296,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
       `${addressMismatch} frame(s) print an address outside the symbol of that name in the symbol table (first at line ${firstMismatchLine}): the symbol table is probably from another boot (KASLR); those frames are placed by name`,
     );
   }
-  const counts = { NONE: 0, RESOLVED: 0, UNRESOLVED: 0, AMBIGUOUS: 0, SYNTHETIC: 0, SIZE_MISMATCH: 0, ADDRESS: 0 };
+  const counts = { NONE: 0, RESOLVED: 0, UNRESOLVED: 0, AMBIGUOUS: 0, SYNTHETIC: 0, SIZE_MISMATCH: 0, ADDRESS: 0, CONTRADICTED: 0 };
   const names = Object.keys(FrameStatus) as (keyof typeof FrameStatus)[];
   for (let i = 0; i < n; i++) counts[names[status[i]]]++;
   return { keySpace: useTable ? "addresses" : "synthetic", keys, status, symbol, synthetic, counts, warnings };
