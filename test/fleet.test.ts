@@ -52,7 +52,7 @@ test("one corrupt file is reported; the other hosts are checked in parallel", ()
     ["c-corrupt.psnap", null, "E_SNAPSHOT_TRUNCATED"],
     ["d-nosyms.psnap", "blocked", null],
   ]);
-  expect(doc.summary).toEqual({ hosts: 4, safe: 0, blocked: 3, undecided: 0, unreadable: 1 });
+  expect(doc.summary).toEqual({ hosts: 4, safe: 0, blocked: 3, undecided: 0, unreadable: 1, notApplied: 0 });
   expect(doc.topFunctions.map((f) => [f.name, f.hosts])).toEqual([
     ["smpboot_thread_fn", 3],
     ["do_epoll_wait", 3],
@@ -73,11 +73,19 @@ test("text summary and exit 3 when nothing blocks but a host is unreadable", () 
 });
 
 test("exit statuses from summaries", () => {
-  const r = (verdict: HostResult["verdict"]): HostResult => ({ file: "f", hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict, exit: 0, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 });
+  const r = (verdict: HostResult["verdict"], notApplied: string | null = null): HostResult => ({ file: "f", hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, notApplied, verdict, exit: 0, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 });
   expect(fleetExit(summarizeFleet([r("safe"), r("safe")]))).toBe(0);
   expect(fleetExit(summarizeFleet([r("safe"), r("blocked"), r(null)]))).toBe(1);
   expect(fleetExit(summarizeFleet([r("safe"), r("undecided")]))).toBe(3);
   expect(fleetExit(summarizeFleet([r("safe"), r(null)]))).toBe(3);
+  expect(fleetExit(summarizeFleet([]))).toBe(3);
+  // --revert: hosts without the patch have nothing to do, but a revert no host needs is not safe.
+  const without = r(null, "'p' is not applied");
+  expect(summarizeFleet([r("safe"), without])).toMatchObject({ hosts: 2, safe: 1, unreadable: 0, notApplied: 1 });
+  expect(fleetExit(summarizeFleet([r("safe"), without]))).toBe(0);
+  expect(fleetExit(summarizeFleet([without, without]))).toBe(3);
+  expect(fleetExit(summarizeFleet([r("blocked"), without]))).toBe(1);
+  expect(fleetExit(summarizeFleet([r("undecided"), without]))).toBe(3);
   expect(() => runFleet([dir], { out: [], err: [] }, rt)).toThrow(/nothing to check/);
 });
 
@@ -228,4 +236,88 @@ test("text from the snapshots (reasons, errors, file names) reaches the terminal
   expect(text).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
   expect(text).toContain("\\x1b[2J\\x0dforged line\\x0a");
   expect(text.split("\n").filter((l) => l.startsWith("✓ SAFE"))).toEqual([]);
+});
+
+test("--revert checks the hosts that run the patch as `check --revert` does; the others have nothing to revert", () => {
+  const cap = hostCapture("capture.json");
+  const table = hostTable();
+  const sub = join(dir, "revert");
+  mkdirSync(sub);
+  const mine = (extra: Partial<AppliedPatch> = {}): AppliedPatch => appliedPatch("fleet_patch", [["vmlinux", "do_epoll_wait"], ["vmlinux", "meminfo_proc_show"]], extra);
+  const stacks: [string, AppliedPatch[] | null][] = [
+    // No stack recorded: the host may run the patch, so it is not "nothing to revert".
+    ["none", null],
+    ["empty", []],
+    ["other", [appliedPatch("lp_old", [["vmlinux", "do_epoll_wait"]])]],
+    ["disabled", [mine({ enabled: false })]],
+    ["disabling", [mine({ enabled: false, transition: true })]],
+    ["running", [mine()]],
+    // Its enable transition is stalled: reverting it is reversing that transition.
+    ["enabling", [mine({ transition: true })]],
+  ];
+  for (const [name, livepatches] of stacks) {
+    writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, hostname: name, config: { ...cap.host.config, livepatch: true } }, livepatches }, table));
+  }
+  const patchFile = join(dir, "revert-patch.json");
+  writeFileSync(patchFile, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "do_epoll_wait", old_sympos: 0 }, { old_name: "meminfo_proc_show", old_sympos: 0 }] }] }));
+  const o = { out: [] as string[], err: [] as string[] };
+  const status = runFleet([sub, "--patch", patchFile, "--revert", "--partial-ok", "--jobs", "2", "--json"], o, rt);
+  const doc = JSON.parse(o.out.join("")) as { direction: string; summary: Record<string, number>; hosts: HostResult[] };
+  expect(doc.direction).toBe("revert");
+  const byHost = new Map(doc.hosts.map((h) => [h.hostname, h]));
+  expect(doc.hosts.map((h) => [h.hostname, h.error])).toEqual(stacks.map(([name]) => [name, null]).sort());
+  expect([...byHost].map(([name, h]) => [name, h.notApplied]).sort()).toEqual(
+    [
+      ["none", null],
+      ["empty", "'fleet_patch' is not applied"],
+      ["other", "'fleet_patch' is not applied"],
+      ["disabled", "'fleet_patch' is loaded but disabled"],
+      ["disabling", "'fleet_patch' is being disabled already (its transition is in progress)"],
+      ["running", null],
+      ["enabling", null],
+    ].sort(),
+  );
+  expect([byHost.get("none")!.verdict, byHost.get("none")!.reasons.map((r) => r.code)]).toEqual(["undecided", ["no-patch-stack"]]);
+  for (const name of ["empty", "other", "disabled", "disabling"]) expect([name, byHost.get(name)!.verdict, byHost.get(name)!.counts]).toEqual([name, null, null]);
+  // Each host that runs the patch: what `patchsafe check HOST.psnap --revert` says of it.
+  for (const name of ["running", "enabling"]) {
+    const h = byHost.get(name)!;
+    const single = runCli(["check", join(sub, `${name}.psnap`), "--patch", patchFile, "--revert", "--partial-ok", "--json"]);
+    const want = JSON.parse(single.stdout) as { verdict: string; direction: string; counts: HostResult["counts"]; reasons: HostResult["reasons"] };
+    expect(want.direction).toBe("revert");
+    expect([name, h.verdict, h.exit, h.counts, h.reasons]).toEqual([name, want.verdict, single.status, want.counts, want.reasons]);
+  }
+  // And `check --revert` refuses the hosts the fleet skips, for the same reason.
+  expect(runCli(["check", join(sub, "disabled.psnap"), "--patch", patchFile, "--revert", "--json"]).stderr).toMatch(/'fleet_patch' is loaded but disabled/);
+  expect(doc.summary).toEqual({
+    hosts: 7,
+    safe: doc.hosts.filter((h) => h.verdict === "safe").length,
+    blocked: doc.hosts.filter((h) => h.verdict === "blocked").length,
+    undecided: doc.hosts.filter((h) => h.verdict === "undecided").length,
+    unreadable: 0,
+    notApplied: 4,
+  });
+  // "none" is undecided: the fleet is not safe to revert.
+  expect(status).toBe(doc.summary.blocked > 0 ? 1 : 3);
+
+  // Text: the direction, the count and the hosts without the patch.
+  const t = { out: [] as string[], err: [] as string[] };
+  runFleet([sub, "--patch", patchFile, "--revert", "--partial-ok", "--jobs", "1"], t, rt);
+  const text = t.out.join("");
+  expect(text).toMatch(/7 host\(s\): .*, 0 unreadable, 4 without the patch \(livepatch revert,/);
+  expect(text).toMatch(/Hosts with nothing to revert \(not checked\):\n(\s+\S+\s+\S+: '.*\n){4}/);
+  expect(text).toMatch(/\n\s+disabled\s+\S+disabled\.psnap: 'fleet_patch' is loaded but disabled\n/);
+
+  // Only the hosts that do not run it: nothing to revert anywhere is not "safe".
+  const idle = { out: [] as string[], err: [] as string[] };
+  expect(runFleet([join(sub, "empty.psnap"), join(sub, "other.psnap"), "--patch", patchFile, "--revert", "--jobs", "1"], idle, rt)).toBe(3);
+  expect(idle.out.join("")).toMatch(/no host runs fleet_patch: nothing to revert/);
+  expect(idle.out.join("")).not.toMatch(/SAFE/);
+});
+
+test("--revert needs a named --patch", () => {
+  expect(() => runFleet([dir, "--func", "do_epoll_wait", "--revert"], { out: [], err: [] }, rt)).toThrow(/--revert needs --patch FILE/);
+  const unnamed = join(dir, "unnamed-patch.json");
+  writeFileSync(unnamed, JSON.stringify({ objects: [{ name: "vmlinux", funcs: [{ old_name: "do_epoll_wait" }] }] }));
+  expect(() => runFleet([dir, "--patch", unnamed, "--revert"], { out: [], err: [] }, rt)).toThrow(/--revert needs a patch with a name/);
 });

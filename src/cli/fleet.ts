@@ -30,14 +30,18 @@ import { VERSION } from "../version.js";
 
 export const FLEET_HELP = `Usage: patchsafe fleet DIR|FILE… (--func F | --range R | --patch FILE)… [--jobs N] [--json]
   Check many snapshots (one per host: .psnap or JSON snapshot; a DIR means its *.psnap and
-  *.json files) against applying one patch, in parallel. Each host is checked with its own
-  symbol table and its own applied patch stack, as \`patchsafe check HOST.psnap\` checks it.
+  *.json files) against applying (or reverting) one patch, in parallel. Each host is checked with
+  its own symbol table and its own applied patch stack, as \`patchsafe check HOST.psnap\` checks it.
   --model M       livepatch (default), kpatch or quiesce
+  --revert        check disabling the --patch on every host that runs it (enabled in the host's
+                  recorded stack); hosts that do not are listed, not checked; hosts whose snapshot
+                  records no stack are undecided
   --jobs N        worker threads (default: one per core)
   --partial-ok    decide over the tasks that were read when a capture is partial
   --strict        every warning that weakens "safe" makes it "undecided"
   --json          one JSON object on stdout with an entry per host
-Exit status: 0 all hosts safe, 1 any host blocked, 3 otherwise (undecided or unreadable), 2 usage.
+Exit status: 0 all hosts safe (with --revert: all that run the patch, at least one), 1 any host
+blocked, 3 otherwise (undecided or unreadable), 2 usage.
 `;
 
 /** How the workers are started (tests running from src/ give a TypeScript entry and a loader). */
@@ -119,7 +123,7 @@ function peerOpen(port: MessagePort): boolean {
 
 /** The result of a file that no worker checked. */
 function notChecked(file: string, why: string): HostResult {
-  return { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: not checked: ${why}` }, ms: 0 };
+  return { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, notApplied: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: not checked: ${why}` }, ms: 0 };
 }
 
 /**
@@ -265,6 +269,8 @@ export interface FleetSummary {
   blocked: number;
   undecided: number;
   unreadable: number;
+  /** --revert: hosts that do not run the patch (not checked). */
+  notApplied: number;
   /** Functions by the number of hosts they block. */
   topFunctions: { object: string; name: string | null; hosts: number; tasks: number }[];
   /** Hosts by the number of blocked tasks. */
@@ -293,16 +299,21 @@ export function summarizeFleet(results: HostResult[]): FleetSummary {
     safe: results.filter((r) => r.verdict === "safe").length,
     blocked: results.filter((r) => r.verdict === "blocked").length,
     undecided: results.filter((r) => r.verdict === "undecided").length,
-    unreadable: results.filter((r) => r.verdict === null).length,
+    unreadable: results.filter((r) => r.verdict === null && r.notApplied === null).length,
+    notApplied: results.filter((r) => r.notApplied !== null).length,
     topFunctions,
     topHosts,
   };
 }
 
-/** Exit status of a fleet: 1 if any host is blocked, 0 if all are safe, else 3. */
+/**
+ * Exit status of a fleet: 1 if any host is blocked, 0 if every host is safe or (reverting) has
+ * nothing to revert, with at least one safe host; else 3. A revert that no host needs is not
+ * "safe" (a wrong patch name looks just like it).
+ */
 export function fleetExit(s: FleetSummary): number {
   if (s.blocked > 0) return 1;
-  if (s.safe === s.hosts && s.hosts > 0) return 0;
+  if (s.safe > 0 && s.safe + s.notApplied === s.hosts) return 0;
   return 3;
 }
 
@@ -322,6 +333,7 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
       patch: { type: "string" },
       jobs: { type: "string", short: "j" },
       model: { type: "string" },
+      revert: { type: "boolean" },
       json: { type: "boolean" },
       "partial-ok": { type: "boolean" },
       strict: { type: "boolean" },
@@ -337,13 +349,17 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   for (const f of values.func ?? []) patch.funcs.push(parseFuncArg(f));
   for (const r of values.range ?? []) patch.ranges.push(parseRangeArg(r));
   if (patch.funcs.length === 0 && patch.ranges.length === 0) usage("nothing to check: give --func, --range or --patch");
+  // As for check: what blocks a revert is the patch's own replacements, found by its name.
+  if (values.revert && values.patch === undefined) usage("--revert needs --patch FILE naming the patch to disable");
+  if (values.revert && patch.name === null) usage(`--revert needs a patch with a name: ${values.patch} has none`);
   const jobs = values.jobs === undefined ? availableParallelism() : Number(values.jobs);
   if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 1024) usage("--jobs must be an integer 1..1024");
   const files = fleetFiles(positionals);
   if (files.length === 0) usage("no snapshot found (a DIR is searched for *.psnap and *.json)");
   const model = values.model ?? "livepatch";
   if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
-  const options: Partial<DecideOptions> = { model, direction: "apply", partialOk: values["partial-ok"] === true, strict: values.strict === true };
+  const direction = values.revert === true ? "revert" : "apply";
+  const options: Partial<DecideOptions> = { model, direction, partialOk: values["partial-ok"] === true, strict: values.strict === true };
 
   const progress = rt.progress !== undefined ? rt.progress : process.stderr.isTTY ? (s: string) => void writeSync(2, s) : null;
   let lastDraw = 0;
@@ -379,9 +395,10 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
           tool: `patchsafe ${VERSION}`,
           command: "fleet",
           model,
+          direction,
           patch: { name: patch.name, funcs: patch.funcs.map((f) => `${f.object}:${f.oldName}${f.oldSympos > 0 ? `,${f.oldSympos}` : ""}`), ranges: patch.ranges.map((r) => r.text) },
           jobs: Math.min(jobs, files.length),
-          summary: { hosts: s.hosts, safe: s.safe, blocked: s.blocked, undecided: s.undecided, unreadable: s.unreadable },
+          summary: { hosts: s.hosts, safe: s.safe, blocked: s.blocked, undecided: s.undecided, unreadable: s.unreadable, notApplied: s.notApplied },
           topFunctions: s.topFunctions,
           topHosts: s.topHosts,
           hosts: results.map((r) => ({ ...r, ms: Math.round(r.ms * 10) / 10 })),
@@ -394,7 +411,9 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   }
   const lines: string[] = [];
   const mark = status === 0 ? "✓ SAFE" : status === 1 ? "✗ BLOCKED" : "? UNDECIDED";
-  lines.push(`${mark}: ${s.hosts} host(s): ${s.safe} safe, ${s.blocked} blocked, ${s.undecided} undecided, ${s.unreadable} unreadable (${model} apply, ${(wall / 1000).toFixed(2)} s, ${Math.min(jobs, files.length)} worker(s))`);
+  const without = direction === "revert" ? `, ${s.notApplied} without the patch` : "";
+  lines.push(`${mark}: ${s.hosts} host(s): ${s.safe} safe, ${s.blocked} blocked, ${s.undecided} undecided, ${s.unreadable} unreadable${without} (${model} ${direction}, ${(wall / 1000).toFixed(2)} s, ${Math.min(jobs, files.length)} worker(s))`);
+  if (direction === "revert" && s.notApplied === s.hosts) lines.push(`  no host runs ${terminalSafe(patch.name ?? "")}: nothing to revert (is it the right patch?)`);
   const already = results.filter((r) => r.warnings.some((w) => w.code === "already-enabled")).length;
   if (already > 0) lines.push(`  ${already} host(s) run this patch already: nothing to apply there`);
   if (s.topFunctions.length > 0) {
@@ -408,7 +427,7 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   // The kernel enables no other patch on these until the transition ends (their reason says so).
   const busy = results.filter((r) => r.transition !== null);
   if (busy.length > 0) {
-    lines.push("", "Hosts with a live patch transition in progress (nothing else can be enabled there until it ends):");
+    lines.push("", "Hosts with a live patch transition in progress (no other patch can be enabled or disabled there until it ends):");
     for (const r of busy.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${terminalSafe(r.file)}: ${terminalSafe(r.transition!)}`);
     if (busy.length > 20) lines.push(`  … and ${busy.length - 20} more (--json lists every host)`);
   }
@@ -418,6 +437,12 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
     // Reasons quote the snapshot (its warnings, patch and function names): data from the host.
     for (const r of undecided.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${terminalSafe(`${r.file}: ${r.reasons[0]?.code ?? "?"}: ${r.reasons[0]?.message ?? ""}`)}`);
     if (undecided.length > 20) lines.push(`  … and ${undecided.length - 20} more (--json lists every host)`);
+  }
+  const idle = results.filter((r) => r.notApplied !== null);
+  if (idle.length > 0 && idle.length < s.hosts) {
+    lines.push("", "Hosts with nothing to revert (not checked):");
+    for (const r of idle.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${terminalSafe(`${r.file}: ${r.notApplied}`)}`);
+    if (idle.length > 20) lines.push(`  … and ${idle.length - 20} more (--json lists every host)`);
   }
   const bad = results.filter((r) => r.error !== null);
   if (bad.length > 0) {

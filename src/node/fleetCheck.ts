@@ -8,6 +8,7 @@ import { check } from "../check.js";
 import type { DecideOptions } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import type { Reason } from "../model.js";
+import { notRevertable } from "../patch/ranges.js";
 import type { PatchSpec } from "../patch/spec.js";
 import type { Scanner } from "../scan/types.js";
 import type { SymbolSectionCache } from "../snapshot/psnap.js";
@@ -23,9 +24,14 @@ export interface HostResult {
   applied: string[] | null;
   /** The patch of that stack whose transition was in progress, if any. */
   transition: string | null;
+  /**
+   * --revert only: why the host has nothing to revert (it does not run the patch, or only
+   * disabled); the host is then not checked (verdict null, error null). Null otherwise.
+   */
+  notApplied: string | null;
   /** null when the snapshot could not be checked (see error). */
   verdict: "safe" | "blocked" | "undecided" | null;
-  /** SPEC §7 status of a `check` of this host: 0 safe, 1 blocked, 3 undecided, 2 error. */
+  /** SPEC §7 status of a `check` of this host: 0 safe, 1 blocked, 3 undecided, 2 error; 0 also for a host with nothing to revert (notApplied). */
   exit: 0 | 1 | 2 | 3;
   counts: { tasks: number; clean: number; done: number; blocked: number; undecided: number; idle: number; excluded: number } | null;
   /** Blocking functions with the number of tasks each blocks. */
@@ -51,7 +57,7 @@ export function checkSnapshotFile(
   buffer: ReadBuffer | null = null,
 ): HostResult {
   const t0 = performance.now();
-  const base: HostResult = { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 };
+  const base: HostResult = { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, notApplied: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: null, ms: 0 };
   try {
     const snap = readSnapshotFile(file, { cache, buffer });
     const { capture } = snap;
@@ -70,6 +76,26 @@ export function checkSnapshotFile(
       symbols = null;
     }
     if (symbols === null && snap.symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "the snapshot holds no symbol table: frames are matched by object and name only" });
+    if (options.direction === "revert") {
+      // Whether the host runs the patch is known only from its recorded stack: without one the
+      // host may well run it, and its tasks may be in the patch's code, so it is not "nothing to
+      // do" but undecided.
+      if (capture.livepatches === null) {
+        base.verdict = "undecided";
+        base.exit = 3;
+        base.reasons = [{ code: "no-patch-stack", message: "the snapshot records no live patch stack (/sys/kernel/livepatch): whether this host runs the patch to revert is unknown" }];
+        base.warnings = capture.warnings;
+        base.ms = performance.now() - t0;
+        return base;
+      }
+      const why = notRevertable(patch, capture.livepatches);
+      if (why !== null) {
+        base.notApplied = why;
+        base.exit = 0;
+        base.ms = performance.now() - t0;
+        return base;
+      }
+    }
     const r = check({ capture, symbols, patch, scanner, options });
     const v = r.verdict;
     base.verdict = v.verdict;

@@ -71,7 +71,7 @@ function next(): void {
   const result: HostResult =
     scanner !== null
       ? checkSnapshotFile(file, data.patch, data.options, scanner, symbols, buffer)
-      : { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: the worker could not load the scan kernel: ${startError}` }, ms: 0 };
+      : { file, hostname: null, bootId: null, release: null, capturedAt: null, applied: null, transition: null, notApplied: null, verdict: null, exit: 2, counts: null, blockers: [], reasons: [], warnings: [], error: { code: "E_FLEET_WORKER", message: `${file}: the worker could not load the scan kernel: ${startError}` }, ms: 0 };
   data.port.postMessage({ id: i, result });
   Atomics.store(ctl, state, IDLE);
   Atomics.add(ctl, RESULTS, 1);

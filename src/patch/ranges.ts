@@ -88,6 +88,20 @@ export function stackOrder(applied: AppliedPatch[]): AppliedPatch[] {
   return enabled;
 }
 
+/**
+ * Why `patch` cannot be reverted on a host with this applied stack, or null when it can: only an
+ * enabled patch of the stack can be disabled (a disabled one has nothing to switch back; a
+ * transition to disabled is the kernel's own revert already under way). One rule for `check
+ * --revert` (a usage error) and `fleet --revert` (a host that does not run the patch).
+ */
+export function notRevertable(patch: { name: string | null }, applied: AppliedPatch[]): string | null {
+  if (patch.name === null) return "the patch has no name";
+  const self = applied.find((p) => p.name === patch.name);
+  if (self === undefined) return `'${patch.name}' is not applied`;
+  if (!self.enabled) return self.transition ? `'${patch.name}' is being disabled already (its transition is in progress)` : `'${patch.name}' is loaded but disabled`;
+  return null;
+}
+
 /** The newest enabled patch replacing this function (livepatch func_stack top / kpatch bucket head). */
 export function topReplacement(
   ordered: AppliedPatch[],
@@ -114,12 +128,8 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
   const self = patch.name === null ? null : (ctx.applied.find((p) => p.name === patch.name) ?? null);
 
   if (ctx.direction === "revert") {
-    if (patch.name === null || self === null || !self.enabled) {
-      throw new PatchsafeError(
-        "E_USAGE",
-        `--revert needs --patch naming an enabled patch of the applied stack (${patch.name === null ? "the patch has no name" : `'${patch.name}' is not applied`}; applied: ${ctx.applied.map((p) => p.name).join(", ") || "none"})`,
-      );
-    }
+    const why = notRevertable(patch, ctx.applied);
+    if (why !== null) throw new PatchsafeError("E_USAGE", `--revert needs --patch naming an enabled patch of the applied stack (${why}; applied: ${ctx.applied.map((p) => p.name).join(", ") || "none"})`);
   }
   if (ordered.some((p) => p.forced)) {
     warnings.push(
