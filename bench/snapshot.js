@@ -455,6 +455,28 @@ if (only.has("fleet")) {
       const cpu = phases[jobs].threadCpuMs;
       if (cpu.length > 0) phases[jobs].threadCpuMedianMs = { main: median(cpu.map((c) => c.main)), workers: median(cpu.map((c) => c.workers)), platform: median(cpu.map((c) => c.platform)) };
     }
+    // What any worker costs before its first host, whatever it then runs: a bare Node worker
+    // (spawn to exit of `0`), and the fleet's own bundled worker given no file (module load, the
+    // wasm kernels instantiated). With F that start-up and W the one-worker time of the hosts,
+    // --jobs 2 takes at least F + W / 2: 1.7× needs F ≤ 0.21 W even before any JIT warm-up.
+    const startup = { bareMs: [], fleetWorkerMs: [] };
+    {
+      const { Worker, MessageChannel } = await import("node:worker_threads");
+      const bundle = new URL("../dist/node/fleetWorker.bundle.mjs", import.meta.url);
+      for (let r = 0; r < Math.max(5, runs); r++) {
+        let t = performance.now();
+        await new Promise((res) => new Worker("0", { eval: true }).on("exit", res));
+        startup.bareMs.push(performance.now() - t);
+        const { port1, port2 } = new MessageChannel();
+        t = performance.now();
+        const w = new Worker(bundle, { workerData: { port: port2, control: new SharedArrayBuffer(16), slot: 0, files: [], patch, options: {} }, transferList: [port2] });
+        await new Promise((res) => w.on("exit", res));
+        startup.fleetWorkerMs.push(performance.now() - t);
+        port1.close();
+      }
+      startup.bareMedianMs = median(startup.bareMs);
+      startup.fleetWorkerMedianMs = median(startup.fleetWorkerMs);
+    }
     // Issue 5's workload is "fleet"; other sizes keep their own entry.
     const key = HOSTS === 1000 && PER === 1000 ? "fleet" : `fleet-${HOSTS}x${PER}`;
     results.figures[key] = {
@@ -467,6 +489,7 @@ if (only.has("fleet")) {
       jobs2: perJobs[2],
       speedup: perJobs[1].medianMs / perJobs[2].medianMs,
       phases,
+      startup,
       steadySpeedup: phases[1].restMedianMs / phases[2].restMedianMs,
       summaryLine: perJobs.firstOutput1,
       target: "--jobs 2 ≥ 1.7× faster than --jobs 1 (median of 5), workers reading their own files",
@@ -587,6 +610,15 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
     const p = fleet.phases;
     md.push(
       `By phase (fleetCheck in this process, ${fleet.runs} more runs each, interleaved): the first quarter of the hosts took ${p[1].firstQuarterMedianMs.toFixed(0)} ms with one worker and ${p[2].firstQuarterMedianMs.toFixed(0)} ms with two (each worker's start-up and JIT warm-up); the other three quarters ${p[1].restMedianMs.toFixed(0)} ms and ${p[2].restMedianMs.toFixed(0)} ms: **${fleet.steadySpeedup.toFixed(2)}× in the steady state**.${p[1].threadCpuMedianMs && p[2].threadCpuMedianMs ? ` CPU per thread over those runs (medians, from /proc/self/task): with one worker, the worker ${p[1].threadCpuMedianMs.workers.toFixed(0)} ms, V8's and Node's platform threads (optimizing compiles, concurrent GC) ${p[1].threadCpuMedianMs.platform.toFixed(0)} ms, this thread ${p[1].threadCpuMedianMs.main.toFixed(0)} ms; with two, the workers ${p[2].threadCpuMedianMs.workers.toFixed(0)} ms together, the platform threads ${p[2].threadCpuMedianMs.platform.toFixed(0)} ms, this thread ${p[2].threadCpuMedianMs.main.toFixed(0)} ms. One worker already keeps ~${((p[1].threadCpuMedianMs.workers + p[1].threadCpuMedianMs.platform + p[1].threadCpuMedianMs.main) / (p[1].firstQuarterMedianMs + p[1].restMedianMs)).toFixed(2)} cores busy: each isolate compiles its own optimized code, so a second worker adds its compiles to the two cores instead of halving them.` : ""}`,
+      "",
+    );
+  }
+  if (fleet.startup && fleet.phases) {
+    const F = fleet.startup.fleetWorkerMedianMs;
+    // The hosts' work at the steady state's pace, with one worker: no start-up, no warm-up.
+    const W = (fleet.phases[1].restMedianMs * 4) / 3;
+    md.push(
+      `A worker's start-up before its first host (medians of ${fleet.startup.bareMs.length}, spawn to exit): a bare Node worker ${fleet.startup.bareMedianMs.toFixed(0)} ms; the fleet's bundled worker given no file (its modules loaded, the wasm kernels instantiated) ${F.toFixed(0)} ms. Call that F, and W the hosts' work with one worker at the steady state's pace (${W.toFixed(0)} ms: the last three quarters' time × 4/3). With no JIT warm-up at all, --jobs 2 would still take at least F + W/2 against F + W: at most **${((F + W) / (F + W / 2)).toFixed(2)}×**. 1.7× needs F ≤ 0.21 W, that is hosts worth at least ${((F * 0.7) / 0.15 / fleet.hosts).toFixed(2)} ms each at one worker's pace (these take ${(W / fleet.hosts).toFixed(2)} ms), and then no warm-up either: a second isolate's compiles share the two cores with the workers.`,
       "",
     );
   }
