@@ -7,7 +7,7 @@ import type { RuleMatch } from "./decide/verdict.js";
 import type { Verdict } from "./decide/verdict.js";
 import { predictQuiesce, TaskNotes, withKpatchTasks } from "./decide/models.js";
 import type { AppliedPatch, Capture } from "./model.js";
-import { buildRanges, type RangeTable } from "./patch/ranges.js";
+import { assertUniquePatchNames, buildRanges, type RangeTable } from "./patch/ranges.js";
 import type { PatchSpec } from "./patch/spec.js";
 import { SpanScanHits } from "./scan/spanHits.js";
 import type { ScanHits, ScanInput, Scanner } from "./scan/types.js";
@@ -91,9 +91,26 @@ export function scanCapture(scanner: Scanner, capture: Capture, resolved: Resolv
   return new SpanScanHits(rowHits.frame.slice(0, rowHits.count), rowHits.range.slice(0, rowHits.count), capture.tasks.frameStart.subarray(0, n), capture.tasks.frameCount.subarray(0, n));
 }
 
+/**
+ * Linux before 5.1 (kernel/livepatch/core.c __klp_disable_patch: "enforce stacking: only the last
+ * enabled patch can be disabled") refuses with -EBUSY to disable a patch registered before
+ * another enabled one. Distribution kernels backported the change (RHEL 8's 4.18), and the
+ * registration order is not in sysfs, so this is a warning (which --strict honours), not a
+ * refusal. Null where it does not apply.
+ */
+function stackingBefore51(release: string | null, options: DecideOptions, name: string | null, applied: AppliedPatch[]): string | null {
+  if (options.direction !== "revert" || options.model !== "livepatch" || release === null) return null;
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (m === null || Number(m[1]) * 1000 + Number(m[2]) >= 5001) return null;
+  const others = applied.filter((p) => p.enabled && p.name !== name).map((p) => p.name);
+  if (others.length === 0) return null;
+  return `kernel ${release} is older than 5.1, which disables only the most recently registered enabled patch (-EBUSY otherwise; unless the change was backported, as in RHEL 8): other enabled patches (${others.join(", ")}) may keep ${name} from being disabled`;
+}
+
 export function check(req: CheckRequest): CheckResult {
   const options: DecideOptions = { ...DEFAULT_OPTIONS, ...req.options };
   const applied = req.applied ?? req.capture.livepatches ?? [];
+  assertUniquePatchNames(applied, req.applied !== undefined ? "--applied" : req.capture.source.name);
   let capture = req.capture;
   let notes: ReadonlyMap<number, string> | undefined;
   // quiesce predicts stacks from the captured ones: a doubt about a captured stack (unresolved,
@@ -115,6 +132,8 @@ export function check(req: CheckRequest): CheckResult {
   }
   const resolved = resolveFrames(capture, req.symbols);
   const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
+  const stacking = stackingBefore51(req.capture.host.release, options, req.patch.name, applied);
+  if (stacking !== null) ranges.warnings.push(stacking);
   const hits = scanCapture(req.scanner, capture, resolved, ranges);
   // A patch without a name cannot be told apart from the one in transition: taken as another.
   const ownTransition = req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.transition);

@@ -17,7 +17,8 @@ import { parseSymbolTable } from "../src/symbols/table.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
 import { TaskTable } from "../src/model.js";
 import { encodeSnapshot } from "../src/snapshot/psnap.js";
-import { appliedPatch, fixtureText, hostCapture, hostTable, patchOf } from "./helpers.js";
+import { appliedPatch, fixtureText, hostCapture, hostKallsyms, hostTable, patchOf } from "./helpers.js";
+import { parseNativeJson } from "../src/ingest/nativeJson.js";
 
 const rt: FleetRuntime = {
   workerUrl: new URL("../src/node/fleetWorker.ts", import.meta.url),
@@ -250,6 +251,7 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
     ["empty", []],
     ["other", [appliedPatch("lp_old", [["vmlinux", "do_epoll_wait"]])]],
     ["disabled", [mine({ enabled: false })]],
+    // Its revert is under way: tasks not yet switched back still run it.
     ["disabling", [mine({ enabled: false, transition: true })]],
     ["running", [mine()]],
     // Its enable transition is stalled: reverting it is reversing that transition.
@@ -258,6 +260,8 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
   for (const [name, livepatches] of stacks) {
     writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, hostname: name, config: { ...cap.host.config, livepatch: true } }, livepatches }, table));
   }
+  // A host whose capture could not read its patch stack records an empty one, with the reason.
+  writeFileSync(join(sub, "unread.psnap"), encodeSnapshot({ ...cap, complete: false, completeness: [...cap.completeness, { code: "livepatch-unreadable", message: "/sys/kernel/livepatch could not be read (EACCES)" }], host: { ...cap.host, hostname: "unread", config: { ...cap.host.config, livepatch: true } }, livepatches: [] }, table));
   const patchFile = join(dir, "revert-patch.json");
   writeFileSync(patchFile, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "do_epoll_wait", old_sympos: 0 }, { old_name: "meminfo_proc_show", old_sympos: 0 }] }] }));
   const o = { out: [] as string[], err: [] as string[] };
@@ -265,20 +269,29 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
   const doc = JSON.parse(o.out.join("")) as { direction: string; summary: Record<string, number>; hosts: HostResult[] };
   expect(doc.direction).toBe("revert");
   const byHost = new Map(doc.hosts.map((h) => [h.hostname, h]));
-  expect(doc.hosts.map((h) => [h.hostname, h.error])).toEqual(stacks.map(([name]) => [name, null]).sort());
+  expect(doc.hosts.map((h) => [h.hostname, h.error])).toEqual([...stacks.map(([name]) => name), "unread"].sort().map((name) => [name, null]));
   expect([...byHost].map(([name, h]) => [name, h.notApplied]).sort()).toEqual(
     [
       ["none", null],
       ["empty", "'fleet_patch' is not applied"],
       ["other", "'fleet_patch' is not applied"],
       ["disabled", "'fleet_patch' is loaded but disabled"],
-      ["disabling", "'fleet_patch' is being disabled already (its transition is in progress)"],
+      ["disabling", null],
       ["running", null],
       ["enabling", null],
+      ["unread", null],
     ].sort(),
   );
-  expect([byHost.get("none")!.verdict, byHost.get("none")!.reasons.map((r) => r.code)]).toEqual(["undecided", ["no-patch-stack"]]);
-  for (const name of ["empty", "other", "disabled", "disabling"]) expect([name, byHost.get(name)!.verdict, byHost.get(name)!.counts]).toEqual([name, null, null]);
+  const firstReason = (name: string): [string | null, string | undefined] => [byHost.get(name)!.verdict, byHost.get(name)!.reasons[0]?.code];
+  expect(firstReason("none")).toEqual(["undecided", "no-patch-stack"]);
+  expect(firstReason("unread")).toEqual(["undecided", "no-patch-stack"]);
+  expect(byHost.get("unread")!.reasons[0].message).toMatch(/could not be read \(EACCES\)/);
+  expect(firstReason("disabling")).toEqual(["undecided", "revert-in-progress"]);
+  for (const name of ["empty", "other", "disabled"]) {
+    const h = byHost.get(name)!;
+    // What `check --revert` does with such a host: refuses it (exit 2); the capture's warnings stay.
+    expect([name, h.verdict, h.counts, h.exit]).toEqual([name, null, null, 2]);
+  }
   // Each host that runs the patch: what `patchsafe check HOST.psnap --revert` says of it.
   for (const name of ["running", "enabling"]) {
     const h = byHost.get(name)!;
@@ -288,31 +301,113 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
     expect([name, h.verdict, h.exit, h.counts, h.reasons]).toEqual([name, want.verdict, single.status, want.counts, want.reasons]);
   }
   // And `check --revert` refuses the hosts the fleet skips, for the same reason.
-  expect(runCli(["check", join(sub, "disabled.psnap"), "--patch", patchFile, "--revert", "--json"]).stderr).toMatch(/'fleet_patch' is loaded but disabled/);
+  const refused = runCli(["check", join(sub, "disabled.psnap"), "--patch", patchFile, "--revert", "--json"]);
+  expect([refused.status, refused.stderr]).toEqual([2, expect.stringMatching(/'fleet_patch' is loaded but disabled/)]);
   expect(doc.summary).toEqual({
-    hosts: 7,
+    hosts: 8,
     safe: doc.hosts.filter((h) => h.verdict === "safe").length,
     blocked: doc.hosts.filter((h) => h.verdict === "blocked").length,
     undecided: doc.hosts.filter((h) => h.verdict === "undecided").length,
     unreadable: 0,
-    notApplied: 4,
+    notApplied: 3,
   });
-  // "none" is undecided: the fleet is not safe to revert.
   expect(status).toBe(doc.summary.blocked > 0 ? 1 : 3);
 
-  // Text: the direction, the count and the hosts without the patch.
+  // Text: the direction, the count and every host without the patch.
   const t = { out: [] as string[], err: [] as string[] };
   runFleet([sub, "--patch", patchFile, "--revert", "--partial-ok", "--jobs", "1"], t, rt);
   const text = t.out.join("");
-  expect(text).toMatch(/7 host\(s\): .*, 0 unreadable, 4 without the patch \(livepatch revert,/);
-  expect(text).toMatch(/Hosts with nothing to revert \(not checked\):\n(\s+\S+\s+\S+: '.*\n){4}/);
+  expect(text).toMatch(/8 host\(s\): .*, 0 unreadable, 3 without the patch \(livepatch revert,/);
+  expect(text).toMatch(/Hosts with nothing to revert \(not checked\):\n(\s+\S+\s+\S+: '.*\n){3}/);
   expect(text).toMatch(/\n\s+disabled\s+\S+disabled\.psnap: 'fleet_patch' is loaded but disabled\n/);
 
-  // Only the hosts that do not run it: nothing to revert anywhere is not "safe".
+  // Only hosts that do not run it: nothing to revert anywhere is not "safe", and they are listed.
   const idle = { out: [] as string[], err: [] as string[] };
   expect(runFleet([join(sub, "empty.psnap"), join(sub, "other.psnap"), "--patch", patchFile, "--revert", "--jobs", "1"], idle, rt)).toBe(3);
   expect(idle.out.join("")).toMatch(/no host runs fleet_patch: nothing to revert/);
+  expect(idle.out.join("")).toMatch(/Hosts with nothing to revert \(not checked\):\n\s+empty\s+\S+empty\.psnap/);
   expect(idle.out.join("")).not.toMatch(/SAFE/);
+});
+
+test("--revert: a fleet whose hosts that run the patch are safe exits 0; the others have nothing to revert", () => {
+  const cap = hostCapture("capture.json");
+  const sub = join(dir, "revert-safe");
+  mkdirSync(sub);
+  // Only tasks the check can decide, so that a host without the patch's code on any stack is safe.
+  const decidable = TaskTable.from(cap.tasks.toArray().filter((t) => !t.running && t.state !== "R" && t.stackStatus === "ok"));
+  const host = (name: string, livepatches: AppliedPatch[]): void =>
+    writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, tasks: decidable, complete: true, completeness: [], host: { ...cap.host, hostname: name, config: { ...cap.host.config, livepatch: true } }, livepatches }, hostTable()));
+  host("runs-it", [appliedPatch("fleet_patch", [["vmlinux", "meminfo_proc_show"]])]);
+  host("without", []);
+  const patchFile = join(dir, "revert-safe-patch.json");
+  writeFileSync(patchFile, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "meminfo_proc_show" }] }] }));
+  const o = { out: [] as string[], err: [] as string[] };
+  expect(runFleet([sub, "--patch", patchFile, "--revert", "--jobs", "2", "--json"], o, rt)).toBe(0);
+  const doc = JSON.parse(o.out.join("")) as { summary: Record<string, number>; hosts: HostResult[] };
+  expect(doc.summary).toEqual({ hosts: 2, safe: 1, blocked: 0, undecided: 0, unreadable: 0, notApplied: 1 });
+  expect(runCli(["check", join(sub, "runs-it.psnap"), "--patch", patchFile, "--revert"]).status).toBe(0);
+});
+
+test("--revert checks every function the host recorded for the patch, whatever the --patch file lists", () => {
+  // Five tasks sleep in the patch's replacement of do_epoll_wait; the module's symbols are known.
+  const json = fixtureText("host/capture.json").replaceAll("do_epoll_wait+0x588/0x5e0", "do_epoll_wait+0x10/0x100 [fleet_patch]");
+  const cap = parseNativeJson(json, "capture.json");
+  const table = parseSymbolTable(`${hostKallsyms()}ffffffffc0a00000 t do_epoll_wait\t[fleet_patch]\nffffffffc0a00100 t meminfo_proc_show\t[fleet_patch]\nffffffffc0a00200 d fleet_patch_data\t[fleet_patch]\n`, { file: "kallsyms" });
+  const sub = join(dir, "revert-funcs");
+  mkdirSync(sub);
+  const file = join(sub, "v1.psnap");
+  writeFileSync(file, encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, config: { ...cap.host.config, livepatch: true } }, livepatches: [appliedPatch("fleet_patch", [["vmlinux", "do_epoll_wait"], ["vmlinux", "meminfo_proc_show"]])] }, table));
+  // Another build of the same-named patch, or a partial description: it lists one function only.
+  const partial = join(dir, "revert-partial.json");
+  writeFileSync(partial, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "meminfo_proc_show" }] }] }));
+  const single = runCli(["check", file, "--patch", partial, "--revert", "--partial-ok", "--json"]);
+  const want = JSON.parse(single.stdout) as { verdict: string; blockers: { function: string; object: string; frame: { text: string } }[]; warnings: { message: string }[] };
+  expect([single.status, want.verdict]).toEqual([1, "blocked"]);
+  // The patched function, blocked by tasks in the patch's own replacement of it.
+  expect(new Set(want.blockers.map((b) => `${b.object}:${b.function} ${b.frame.text}`))).toEqual(new Set(["vmlinux:do_epoll_wait do_epoll_wait+0x10/0x100 [fleet_patch]"]));
+  expect(want.warnings.map((w) => w.message)).toContainEqual(expect.stringMatching(/also replaces do_epoll_wait, which the --patch file does not list/));
+  for (const model of ["livepatch", "kpatch"]) {
+    const o = { out: [] as string[], err: [] as string[] };
+    expect([model, runFleet([sub, "--patch", partial, "--revert", "--partial-ok", "--model", model, "--jobs", "1", "--json"], o, rt)]).toEqual([model, 1]);
+  }
+});
+
+test("an applied stack naming one patch twice is refused, by check and by each fleet host", () => {
+  const cap = hostCapture("capture.json");
+  const sub = join(dir, "dup-stack");
+  mkdirSync(sub);
+  const file = join(sub, "dup.psnap");
+  writeFileSync(file, encodeSnapshot({ ...cap, host: { ...cap.host, config: { ...cap.host.config, livepatch: true } }, livepatches: [appliedPatch("fleet_patch", [["vmlinux", "do_epoll_wait"]], { enabled: false }), appliedPatch("fleet_patch", [["vmlinux", "do_epoll_wait"]])] }, hostTable()));
+  const patchFile = join(dir, "dup-patch.json");
+  writeFileSync(patchFile, JSON.stringify({ name: "fleet_patch", objects: [{ name: "vmlinux", funcs: [{ old_name: "do_epoll_wait" }] }] }));
+  for (const extra of [[], ["--revert"]]) {
+    const r = runCli(["check", file, "--patch", patchFile, "--partial-ok", ...extra]);
+    expect([extra, r.status, r.stderr]).toEqual([extra, 2, expect.stringMatching(/names 'fleet_patch' twice/)]);
+    const o = { out: [] as string[], err: [] as string[] };
+    expect(runFleet([sub, "--patch", patchFile, "--partial-ok", "--jobs", "1", "--json", ...extra], o, rt)).toBe(3);
+    const doc = JSON.parse(o.out.join("")) as { hosts: HostResult[] };
+    expect(doc.hosts[0].error?.message).toMatch(/names 'fleet_patch' twice/);
+  }
+});
+
+test("fleet --strict counts the snapshot's symbol-table warnings, as check --strict does", () => {
+  const cap = hostCapture("capture.json");
+  const sub = join(dir, "strict-symbols");
+  mkdirSync(sub);
+  const decidable = TaskTable.from(cap.tasks.toArray().filter((t) => !t.running && t.state !== "R" && t.stackStatus === "ok"));
+  const table = hostTable();
+  const warned = { ...table, warnings: [...table.warnings, "sympos and sizes from a System.map are less certain than from kallsyms"] };
+  const file = join(sub, "sysmap.psnap");
+  writeFileSync(file, encodeSnapshot({ ...cap, tasks: decidable, complete: true, completeness: [], host: { ...cap.host, config: { ...cap.host.config, livepatch: true } }, livepatches: [] }, warned));
+  for (const strict of [[], ["--strict"]]) {
+    const single = runCli(["check", file, "--func", "meminfo_proc_show", "--json", ...strict]);
+    const o = { out: [] as string[], err: [] as string[] };
+    const status = runFleet([sub, "--func", "meminfo_proc_show", "--jobs", "1", "--json", ...strict], o, rt);
+    const h = (JSON.parse(o.out.join("")) as { hosts: HostResult[] }).hosts[0];
+    expect([strict, h.verdict, status]).toEqual([strict, (JSON.parse(single.stdout) as { verdict: string }).verdict, single.status]);
+    expect(h.warnings.map((w) => w.code)).toContain("symbols");
+  }
+  expect(runCli(["check", file, "--func", "meminfo_proc_show", "--strict"]).status).toBe(3);
 });
 
 test("--revert needs a named --patch", () => {

@@ -361,6 +361,26 @@ describe("one transition at a time (kernel/livepatch/core.c: -EBUSY while klp_tr
     const unnamed = patch(null, [["vmlinux", "meminfo_proc_show"]]);
     expect(run(quiet(), unnamed, {}, [p1({ transition: true })]).verdict.verdict).toBe("blocked");
   });
+
+  it("before Linux 5.1 only the most recently registered enabled patch could be disabled: a warning (distributions backported the change), which --strict honours", () => {
+    const stack = [applied("p2", [["vmlinux", "meminfo_proc_show"]]), p1({})];
+    const at = (release: string | null) => nativeCapture([user([fr("do_epoll_wait", 0x588), fr("__x64_sys_epoll_pwait", 0x8c)])], { host: { release } });
+    const old = run(at("4.19.0-25-amd64"), p2, { direction: "revert" }, stack).verdict;
+    expect(old.verdict).toBe("safe");
+    expect(old.warnings.map((w) => w.message)).toContainEqual(expect.stringMatching(/4\.19\.0-25-amd64 is older than 5\.1, .*other enabled patches \(p1\) may keep p2 from being disabled/));
+    expect(run(at("4.19.0-25-amd64"), p2, { direction: "revert", strict: true }, stack).verdict.verdict).toBe("undecided");
+    // Not from 5.1 on, not without another enabled patch, not when applying, not for kpatch.ko.
+    for (const [release, st, options] of [
+      ["5.1.0", stack, { direction: "revert" }],
+      ["6.8.0", stack, { direction: "revert" }],
+      [null, stack, { direction: "revert" }],
+      ["4.18.0-553.el8_10.x86_64", [applied("p2", [["vmlinux", "meminfo_proc_show"]])], { direction: "revert" }],
+      ["4.18.0-553.el8_10.x86_64", stack, { direction: "revert", model: "kpatch" }],
+    ] as [string | null, AppliedPatch[], Partial<DecideOptions>][]) {
+      const v = run(at(release), p2, options, st).verdict;
+      expect([release, options.model, v.warnings.filter((w) => /older than 5\.1/.test(w.message))]).toEqual([release, options.model, []]);
+    }
+  });
 });
 
 describe("a kernel built without CONFIG_LIVEPATCH", () => {

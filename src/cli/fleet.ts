@@ -28,14 +28,16 @@ import { emptyPatch, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec
 import { escapeComm, terminalSafe } from "../report/escape.js";
 import { VERSION } from "../version.js";
 
-export const FLEET_HELP = `Usage: patchsafe fleet DIR|FILE… (--func F | --range R | --patch FILE)… [--jobs N] [--json]
+export const FLEET_HELP = `Usage: patchsafe fleet DIR|FILE… (--func F | --range R | --patch FILE)… [--model M] [--revert]
+                      [--jobs N] [--partial-ok] [--strict] [--json]
   Check many snapshots (one per host: .psnap or JSON snapshot; a DIR means its *.psnap and
   *.json files) against applying (or reverting) one patch, in parallel. Each host is checked with
   its own symbol table and its own applied patch stack, as \`patchsafe check HOST.psnap\` checks it.
   --model M       livepatch (default), kpatch or quiesce
   --revert        check disabling the --patch on every host that runs it (enabled in the host's
-                  recorded stack); hosts that do not are listed, not checked; hosts whose snapshot
-                  records no stack are undecided
+                  recorded stack), against every function the host recorded for it; hosts that do
+                  not run it are listed, not checked; hosts whose snapshot records no stack, and
+                  hosts where its revert is under way already, are undecided
   --jobs N        worker threads (default: one per core)
   --partial-ok    decide over the tasks that were read when a capture is partial
   --strict        every warning that weakens "safe" makes it "undecided"
@@ -439,7 +441,7 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
     if (undecided.length > 20) lines.push(`  … and ${undecided.length - 20} more (--json lists every host)`);
   }
   const idle = results.filter((r) => r.notApplied !== null);
-  if (idle.length > 0 && idle.length < s.hosts) {
+  if (idle.length > 0) {
     lines.push("", "Hosts with nothing to revert (not checked):");
     for (const r of idle.slice(0, 20)) lines.push(`  ${label(r.hostname).padEnd(20)}  ${terminalSafe(`${r.file}: ${r.notApplied}`)}`);
     if (idle.length > 20) lines.push(`  … and ${idle.length - 20} more (--json lists every host)`);

@@ -5,10 +5,10 @@
  * unusable snapshot becomes a result with `error`.
  */
 import { check } from "../check.js";
-import type { DecideOptions } from "../decide/livepatch.js";
+import { APPLIED_STACK_UNKNOWN, type DecideOptions } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import type { Reason } from "../model.js";
-import { notRevertable } from "../patch/ranges.js";
+import { assertUniquePatchNames, notRevertable } from "../patch/ranges.js";
 import type { PatchSpec } from "../patch/spec.js";
 import type { Scanner } from "../scan/types.js";
 import type { SymbolSectionCache } from "../snapshot/psnap.js";
@@ -31,7 +31,7 @@ export interface HostResult {
   notApplied: string | null;
   /** null when the snapshot could not be checked (see error). */
   verdict: "safe" | "blocked" | "undecided" | null;
-  /** SPEC §7 status of a `check` of this host: 0 safe, 1 blocked, 3 undecided, 2 error; 0 also for a host with nothing to revert (notApplied). */
+  /** SPEC §7 status of a `check` of this host: 0 safe, 1 blocked, 3 undecided, 2 error (also for a host with nothing to revert, which `check --revert` refuses). */
   exit: 0 | 1 | 2 | 3;
   counts: { tasks: number; clean: number; done: number; blocked: number; undecided: number; idle: number; excluded: number } | null;
   /** Blocking functions with the number of tasks each blocks. */
@@ -76,22 +76,32 @@ export function checkSnapshotFile(
       symbols = null;
     }
     if (symbols === null && snap.symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "the snapshot holds no symbol table: frames are matched by object and name only" });
+    if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
     if (options.direction === "revert") {
-      // Whether the host runs the patch is known only from its recorded stack: without one the
-      // host may well run it, and its tasks may be in the patch's code, so it is not "nothing to
-      // do" but undecided.
-      if (capture.livepatches === null) {
+      const undecided = (code: string, message: string): HostResult => {
         base.verdict = "undecided";
         base.exit = 3;
-        base.reasons = [{ code: "no-patch-stack", message: "the snapshot records no live patch stack (/sys/kernel/livepatch): whether this host runs the patch to revert is unknown" }];
+        base.reasons = [{ code, message }];
         base.warnings = capture.warnings;
         base.ms = performance.now() - t0;
         return base;
+      };
+      // Whether the host runs the patch is known only from its recorded stack: without one (or
+      // with one the capture could not read whole) the host may well run it, and its tasks may be
+      // in the patch's code: not "nothing to revert" but undecided.
+      const unknown = capture.completeness.filter((r) => APPLIED_STACK_UNKNOWN.has(r.code));
+      if (capture.livepatches === null || unknown.length > 0) {
+        const why = unknown.length > 0 ? unknown.map((r) => r.message).join("; ") : "the snapshot records no live patch stack (/sys/kernel/livepatch)";
+        return undecided("no-patch-stack", `${why}: whether this host runs the patch to revert is unknown`);
       }
+      assertUniquePatchNames(capture.livepatches, file);
       const why = notRevertable(patch, capture.livepatches);
+      // Its revert is under way: the host runs the patch still, and nothing is left to write.
+      if (why?.code === "disabling") return undecided("revert-in-progress", `${why.message}; the kernel finishes it (or \`patchsafe check\` on the host shows the tasks that hold it)`);
       if (why !== null) {
-        base.notApplied = why;
-        base.exit = 0;
+        // `check --revert` refuses such a host (exit 2); the fleet lists it as nothing to do.
+        base.notApplied = why.message;
+        base.warnings = capture.warnings;
         base.ms = performance.now() - t0;
         return base;
       }

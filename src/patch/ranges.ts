@@ -88,18 +88,42 @@ export function stackOrder(applied: AppliedPatch[]): AppliedPatch[] {
   return enabled;
 }
 
+/** Why a patch cannot be reverted on a host (notRevertable). */
+export interface NotRevertable {
+  /** unnamed: no name to find it by; not-applied: not in the stack; disabled: loaded, not enabled; disabling: its revert is under way. */
+  code: "unnamed" | "not-applied" | "disabled" | "disabling";
+  message: string;
+}
+
 /**
  * Why `patch` cannot be reverted on a host with this applied stack, or null when it can: only an
  * enabled patch of the stack can be disabled (a disabled one has nothing to switch back; a
- * transition to disabled is the kernel's own revert already under way). One rule for `check
- * --revert` (a usage error) and `fleet --revert` (a host that does not run the patch).
+ * transition to disabled is the kernel's own revert already under way, and writing 0 again is
+ * -EINVAL). One rule for `check --revert` (a usage error) and `fleet --revert` (a host with
+ * nothing to revert, or, while its revert is under way, an undecided one).
  */
-export function notRevertable(patch: { name: string | null }, applied: AppliedPatch[]): string | null {
-  if (patch.name === null) return "the patch has no name";
+export function notRevertable(patch: { name: string | null }, applied: AppliedPatch[]): NotRevertable | null {
+  if (patch.name === null) return { code: "unnamed", message: "the patch has no name" };
   const self = applied.find((p) => p.name === patch.name);
-  if (self === undefined) return `'${patch.name}' is not applied`;
-  if (!self.enabled) return self.transition ? `'${patch.name}' is being disabled already (its transition is in progress)` : `'${patch.name}' is loaded but disabled`;
+  if (self === undefined) return { code: "not-applied", message: `'${patch.name}' is not applied` };
+  if (!self.enabled) {
+    return self.transition
+      ? { code: "disabling", message: `'${patch.name}' is being disabled already (its transition is in progress): tasks that have not switched back still run its code` }
+      : { code: "disabled", message: `'${patch.name}' is loaded but disabled` };
+  }
   return null;
+}
+
+/**
+ * A patch stack that names one patch twice cannot come from a host (module names are unique):
+ * which entry is the patch would be a guess, so the input is refused.
+ */
+export function assertUniquePatchNames(applied: AppliedPatch[], source: string): void {
+  const seen = new Set<string>();
+  for (const p of applied) {
+    if (seen.has(p.name)) throw new PatchsafeError("E_INPUT", `${source}: the applied patch stack names '${p.name}' twice (module names are unique on a host): damaged or edited input`);
+    seen.add(p.name);
+  }
 }
 
 /** The newest enabled patch replacing this function (livepatch func_stack top / kpatch bucket head). */
@@ -129,7 +153,7 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
 
   if (ctx.direction === "revert") {
     const why = notRevertable(patch, ctx.applied);
-    if (why !== null) throw new PatchsafeError("E_USAGE", `--revert needs --patch naming an enabled patch of the applied stack (${why}; applied: ${ctx.applied.map((p) => p.name).join(", ") || "none"})`);
+    if (why !== null) throw new PatchsafeError("E_USAGE", `--revert needs --patch naming an enabled patch of the applied stack (${why.message}; applied: ${ctx.applied.map((p) => p.name).join(", ") || "none"})`);
   }
   if (ordered.some((p) => p.forced)) {
     warnings.push(
@@ -207,12 +231,22 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     addSymbol(fi, top.patch.name, newName, 0, roleIfReplaced, false, top.func.newSize);
   };
 
+  // Reverting: the kernel checks every function of the loaded patch (klp_check_stack() walks
+  // klp_transition_patch's functions; kpatch's unregister all of the module's), which is what the
+  // host recorded for it, whatever the --patch file lists (another build of the same-named patch,
+  // or an incomplete description of it). Functions the file names beyond those stay, to be safe.
+  const extra = ctx.direction === "revert" && self !== null ? self.funcs.filter((g) => !patch.funcs.some((f) => sameFunc(f, g))) : [];
+  if (extra.length > 0) {
+    warnings.push(`the host's record of ${patch.name} also replaces ${extra.map((g) => (g.object === VMLINUX ? g.oldName : `${g.oldName} [${g.object}]`)).join(", ")}, which the --patch file does not list: the revert checks them too, as the kernel does`);
+  }
+  const funcs = extra.length > 0 ? [...patch.funcs, ...extra] : patch.funcs;
+
   // Every name this function may look up, in one scan of the table (see prefetchNames).
-  if (useTable) prefetchNames(table, [...new Set([...patch.funcs.map((f) => f.oldName), ...ordered.flatMap((p) => p.funcs.map((f) => f.newName ?? f.oldName))])]);
+  if (useTable) prefetchNames(table, [...new Set([...funcs.map((f) => f.oldName), ...ordered.flatMap((p) => p.funcs.map((f) => f.newName ?? f.oldName))])]);
 
   const isLoaded = (object: string): boolean => object === VMLINUX || !useTable || table.objects.includes(object);
 
-  for (const f of patch.funcs) {
+  for (const f of funcs) {
     names.add(f.oldName);
     const fi = newFunction("patch", f);
     if (!isLoaded(f.object)) {
@@ -257,7 +291,7 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
       if (p.name === patch.name) continue;
       for (const g of p.funcs) {
         const key = `${g.object}\u0000${g.oldName}\u0000${g.oldSympos}`;
-        if (seen.has(key) || patch.funcs.some((f) => sameFunc(f, g))) continue;
+        if (seen.has(key) || funcs.some((f) => sameFunc(f, g))) continue;
         seen.add(key);
         if (ctx.model === "kpatch") {
           // kpatch replace: every non-forced function of every other loaded module, not only tops.
