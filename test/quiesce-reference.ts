@@ -7,9 +7,12 @@ import { type Capture, FrameColumns, FrameFlag, frameLine, type Task, TaskTable,
 import type { SymbolTable } from "../src/symbols/table.js";
 import { frameName, isParkable, realChain, taskKind } from "../src/decide/kinds.js";
 // The data (which sleeps freeze in place) is the model's; the algorithm is what this file keeps.
-import { FREEZABLE_SLEEPS } from "../src/decide/models.js";
+import { FREEZABLE_SLEEPS, UNWINDING_SLEEPS } from "../src/decide/models.js";
 
-export type QuiesceEffect = "frozen-in-place" | "unwound" | "parked" | "unchanged" | "freeze-fails" | "running";
+export type QuiesceEffect = "frozen-in-place" | "unwound" | "frozen-or-unwound" | "parked" | "unchanged" | "freeze-fails" | "state-unknown" | "running";
+
+const WAITS = ["__schedule", "schedule", "schedule_timeout", "schedule_timeout_interruptible", "schedule_timeout_killable", "schedule_timeout_uninterruptible", "schedule_hrtimeout", "schedule_hrtimeout_range", "schedule_hrtimeout_range_clock", "schedule_preempt_disabled", "io_schedule", "io_schedule_timeout", "wait_woken", "bit_wait", "bit_wait_io", "__wait_on_bit", "out_of_line_wait_on_bit"];
+const EXIT_PATH = ["__refrigerator", "get_signal", "arch_do_signal_or_restart", "do_signal", "exit_to_user_mode_loop", "exit_to_usermode_loop", "syscall_exit_to_user_mode", "prepare_exit_to_usermode", "syscall_return_slowpath"];
 
 /**
  * Copies the capture with some tasks' stacks replaced and tasks appended; strings are shared.
@@ -22,7 +25,7 @@ export type QuiesceEffect = "frozen-in-place" | "unwound" | "parked" | "unchange
 function rebuild(
   cap: Capture,
   table: SymbolTable | null,
-  replace: ((t: Task, index: number) => string[] | null) | null,
+  replace: ((t: Task, index: number) => string[] | { prepend: string[] } | null) | null,
   extra: { task: Partial<Task>; frames: string[] }[],
 ): Capture {
   const frames = new FrameColumns(cap.frames.length + 64);
@@ -50,7 +53,15 @@ function rebuild(
     const replaced = new Map<string, { start: number; count: number }>();
     cap.tasks.forEach((t, idx) => {
       const start = frames.length;
-      const names = replace(t, idx);
+      const got = replace(t, idx);
+      if (got !== null && !Array.isArray(got)) {
+        // Named frames on top of the task's own rows.
+        for (const n of got.prepend) addNamed(n);
+        for (let j = t.frameStart; j < t.frameStart + t.frameCount; j++) copyRow(j, frameLine(cap, t, j), FrameFlag.SHARED);
+        tasks.push({ ...t, frameStart: start, frameCount: frames.length - start });
+        return;
+      }
+      const names = got;
       if (names === null && cap.sharedRows && t.frameCount > 0 && cap.frames.flags[t.frameStart] & FrameFlag.SHARED) {
         let shared = copiedSpans.get(t.frameStart);
         if (shared === undefined) {
@@ -126,17 +137,35 @@ export function referencePredictQuiesce(cap: Capture, table: SymbolTable | null)
         note("unchanged");
         return null;
       }
+      if (kind === "user-worker") {
+        if (t.state === null || t.state === "S") {
+          note("frozen-in-place");
+          return { prepend: ["__refrigerator", "get_signal"] };
+        }
+        note("unchanged");
+        return null;
+      }
       if (kind !== "user") {
         note("unchanged");
         return null;
       }
-      if (t.state === "T" || t.state === "t" || names.some((n) => FREEZABLE_SLEEPS.has(n))) {
+      if (t.state === null) {
+        note("state-unknown");
+        return null;
+      }
+      // The sleep: the first frame that is a known freezable sleep or not a scheduling primitive.
+      const site = names.find((n) => FREEZABLE_SLEEPS.has(n) || !WAITS.includes(n)) ?? null;
+      if (t.state === "T" || t.state === "t" || (site !== null && FREEZABLE_SLEEPS.has(site) && (t.state === "S" || t.state === "D"))) {
         note("frozen-in-place");
         return null;
       }
       if (t.state === "S") {
-        note("unwound");
-        return ["__refrigerator", "get_signal", "arch_do_signal_or_restart", "exit_to_user_mode_loop", "syscall_exit_to_user_mode", ...entryTail(names)];
+        if (site !== null && UNWINDING_SLEEPS.has(site)) {
+          note("unwound");
+          return [...EXIT_PATH, ...entryTail(names)];
+        }
+        note("frozen-or-unwound");
+        return { prepend: EXIT_PATH };
       }
       if (t.state === "D") {
         note("freeze-fails");

@@ -262,6 +262,46 @@ describe("quiesce: what freezing and parking leave on each stack", () => {
     expect(r.baseline?.outcomes.toArray().slice(0, 3).map((o) => o.status)).toEqual(["blocked", "blocked", "blocked"]);
   });
 
+  // From an adversarial review: each of these read as safe, because the sleep was taken to unwind.
+  it("a sleep on neither list may be frozen in place or unwound: both stacks are checked (an AF_UNIX read freezes in place)", () => {
+    const unix = user([fr("unix_stream_read_generic", 0x80), fr("unix_stream_recvmsg", 0x90)]);
+    const other = user([fr("futex_wait_setup", 0x20), fr("vfs_read", 0x170)]);
+    const r = run(nativeCapture([unix, other]), patch("p", [["vmlinux", "unix_stream_read_generic"], ["vmlinux", "get_signal"], ["vmlinux", "vfs_read"]]), { model: "quiesce" });
+    expect([r.notes.get(0), r.notes.get(1)]).toEqual(["frozen-in-place", "frozen-or-unwound"]);
+    expect(status(r).slice(0, 2)).toEqual(["blocked", "blocked"]);
+    // The second is blocked both in what it holds now and in the exit path it would freeze in.
+    const o = r.verdict.outcomes.get(1);
+    expect(new Set(o.matches.filter((x) => x.code === "blocked").map((x) => r.ranges.functions[x.func!].name))).toEqual(new Set(["get_signal", "vfs_read"]));
+  });
+
+  it("a user task whose state the input does not give is undecided (in D it would fail the freeze)", () => {
+    const r = run(nativeCapture([{ ...user([fr("do_epoll_wait", 0x588)]), state: null }]), patch("p", [["vmlinux", "get_signal"]]), { model: "quiesce" });
+    expect(r.notes.get(0)).toBe("state-unknown");
+    expect([r.verdict.verdict, r.verdict.outcomes.get(0).matches[0].code, r.verdict.kernelCheck.result]).toEqual(["undecided", "freeze-would-fail", "unknown"]);
+  });
+
+  it("a D sleep is frozen in place only when the sleep itself is freezable, not when a freezable caller is further down", () => {
+    const d = user([fr("folio_wait_bit_common", 0x100), fr("futex_wait_setup", 0x20), fr("__futex_wait", 0x8a), fr("futex_wait", 0x9a)], { state: "D" });
+    const r = run(nativeCapture([d]), patch("p", [["vmlinux", "meminfo_proc_show"]]), { model: "quiesce" });
+    expect([r.notes.get(0), r.verdict.verdict]).toEqual(["freeze-fails", "undecided"]);
+  });
+
+  it("the unwound exit path names both eras' entry code (before 5.8: do_signal, exit_to_usermode_loop); the table keeps its own", () => {
+    const epoll = user([fr("do_epoll_wait", 0x588), fr("__x64_sys_epoll_pwait", 0x8c)]);
+    const noTable = check({ capture: nativeCapture([epoll]), symbols: null, patch: patch("p", [["vmlinux", "exit_to_usermode_loop"]]), scanner: referenceScanner, options: { model: "quiesce" } });
+    expect([noTable.notes.get(0), noTable.verdict.outcomes.get(0).status]).toEqual(["unwound", "blocked"]);
+    // This host's table has the generic entry code only: the old names are left out of its stack.
+    const r = run(nativeCapture([epoll]), patch("p", [["vmlinux", "arch_do_signal_or_restart"]]), { model: "quiesce" });
+    expect(status(r)[0]).toBe("blocked");
+  });
+
+  it("io_uring and vhost workers are frozen in their own get_signal(), their stack kept", () => {
+    const worker = { pid: nextPid, tid: nextPid++, comm: "iou-wrk-100", state: "S", flags: 0x404040, frames: [fr("io_wq_worker", 0x100), fr("ret_from_fork", 0x166), fr("ret_from_fork_asm", 0x1a)] };
+    const r = run(nativeCapture([worker]), patch("p", [["vmlinux", "get_signal"]]), { model: "quiesce" });
+    expect([r.notes.get(0), status(r)[0]]).toEqual(["frozen-in-place", "blocked"]);
+    expect(run(nativeCapture([worker]), patch("p", [["vmlinux", "io_wq_worker"]]), { model: "quiesce" }).verdict.verdict).toBe("blocked");
+  });
+
   it("smpboot threads park at the top of their loop, except migration/N", () => {
     const ks = kthread("ksoftirqd/0", [fr("run_ksoftirqd", 0x20), fr("smpboot_thread_fn", 0x18c)], { state: "S" });
     const mig = kthread("migration/0", [fr("run_ksoftirqd", 0x20), fr("smpboot_thread_fn", 0x18c)], { state: "S" });

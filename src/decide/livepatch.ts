@@ -199,10 +199,12 @@ export const LIVEPATCH_RULES: Rule[] = [
   },
   {
     code: "freeze-would-fail",
-    test: ({ index, input }) =>
-      input.notes?.get(index) === "freeze-fails"
-        ? [m("freeze-would-fail", "a user task in a non-freezable uninterruptible sleep: the freezer cannot stop it, and after the 20 s timeout the whole freeze fails and everything thaws")]
-        : [],
+    test: ({ index, input }) => {
+      const note = input.notes?.get(index);
+      if (note === "freeze-fails") return [m("freeze-would-fail", "a user task in a non-freezable uninterruptible sleep: the freezer cannot stop it, and after the 20 s timeout the whole freeze fails and everything thaws")];
+      if (note === "state-unknown") return [m("freeze-would-fail", "a user task whose state the input does not give: in an uninterruptible sleep it would make the whole freeze fail, and whether freezing unwinds its stack cannot be told")];
+      return [];
+    },
   },
   {
     code: "blocked",
@@ -1468,11 +1470,14 @@ function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Arra
   // The first failing task in taskOrder (a minimum over the failing ones, not a sort), with the
   // cause checked in the same order as the kernel meets it on that task.
   let first: { task: number; func: number | null } | null = null;
+  // quiesce: a task whose state is unknown may make the freeze fail before any check.
+  let unknown = false;
   const IDLE_KIND = TASK_KINDS.indexOf("idle");
   // Columns, not outcome objects: kpatch and quiesce checks see a million tasks too.
   for (let i = 0; i < outcomes.length; i++) {
     if (outcomes.kindCode[i] === IDLE_KIND || outcomes.statusCode[i] === EXCLUDED) continue;
     const task = outcomes.task[i];
+    if (notes?.get(task) === "state-unknown") unknown = true;
     if (first !== null && taskOrder(cap, task, first.task) > 0) continue;
     let fail: { task: number; func: number | null } | null = null;
     if (notes?.get(task) === "freeze-fails") fail = { task, func: null };
@@ -1483,7 +1488,7 @@ function kpatchKernelCheck(cap: Capture, outcomes: Outcomes, chainLen: Int32Arra
     }
     if (fail !== null) first = fail;
   }
-  return first === null ? { result: "pass", first: null } : { result: "fail", first };
+  return first !== null ? { result: "fail", first } : unknown ? { result: "unknown", first: null } : { result: "pass", first: null };
 }
 
 /** kpatch's walk has 64 slots, one of them the x86 end marker. */

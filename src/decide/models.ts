@@ -43,6 +43,13 @@ export function kpatchCallerStack(direction: Direction): string[] {
  * and CIFS waits. Data, by function name; kernels inline differently, so several names each.
  */
 export const FREEZABLE_SLEEPS = new Set([
+  // The pre-6.1 helpers themselves (include/linux/freezer.h): whoever called them sleeps freezable.
+  "freezable_schedule",
+  "freezable_schedule_timeout",
+  "freezable_schedule_timeout_interruptible",
+  "freezable_schedule_timeout_killable",
+  "freezable_schedule_timeout_killable_unsafe",
+  "freezable_schedule_hrtimeout_range",
   "futex_wait",
   "__futex_wait",
   "futex_do_wait",
@@ -61,10 +68,80 @@ export const FREEZABLE_SLEEPS = new Set([
   "nfs_wait_bit_killable",
   "wait_for_response",
   "cifs_wait_mtu_credits",
+  // AF_UNIX stream reads (unix_stream_data_wait: freezable_schedule_timeout, then TASK_FREEZABLE).
+  "unix_stream_data_wait",
+  "unix_stream_read_generic",
+  "alarmtimer_do_nsleep",
 ]);
 
-/** What quiescing does to one task. */
-export type QuiesceEffect = "frozen-in-place" | "unwound" | "parked" | "unchanged" | "freeze-fails" | "running";
+/**
+ * Interruptible sleeps known not to be freezable (plain TASK_INTERRUPTIBLE): the fake signal ends
+ * the syscall and the task freezes on its way out (SPEC §4). Only these are predicted unwound; a
+ * sleep on neither list may be either, and both stacks are checked.
+ */
+export const UNWINDING_SLEEPS = new Set([
+  "do_epoll_wait",
+  "ep_poll",
+  "do_sys_poll",
+  "do_poll",
+  "do_select",
+  "core_sys_select",
+  "pipe_read",
+  "anon_pipe_read",
+  "pipe_wait",
+  "pipe_wait_readable",
+  "do_wait",
+  "kernel_wait4",
+  "sk_wait_data",
+  "inet_csk_accept",
+  "n_tty_read",
+  "wait_for_completion_interruptible",
+  "do_signalfd4",
+  "signalfd_dequeue",
+  "inotify_read",
+  "eventfd_read",
+  "timerfd_read",
+]);
+
+/**
+ * Scheduling and wait primitives that say nothing of which sleep this is: the sleep is decided by
+ * the first frame below them. (/proc hides .sched.text, so most stacks start below them anyway.)
+ */
+const WAIT_PRIMITIVES = new Set([
+  "__schedule",
+  "schedule",
+  "schedule_timeout",
+  "schedule_timeout_interruptible",
+  "schedule_timeout_killable",
+  "schedule_timeout_uninterruptible",
+  "schedule_hrtimeout",
+  "schedule_hrtimeout_range",
+  "schedule_hrtimeout_range_clock",
+  "schedule_preempt_disabled",
+  "io_schedule",
+  "io_schedule_timeout",
+  "wait_woken",
+  "bit_wait",
+  "bit_wait_io",
+  "__wait_on_bit",
+  "out_of_line_wait_on_bit",
+]);
+
+/** Which sleep a stack is in: the first frame that is not a scheduling primitive, or null. */
+function sleepSite(names: string[]): string | null {
+  for (const n of names) {
+    if (FREEZABLE_SLEEPS.has(n)) return n;
+    if (!WAIT_PRIMITIVES.has(n)) return n;
+  }
+  return null;
+}
+
+/**
+ * What quiescing does to one task. `frozen-or-unwound`: a sleep on neither list, so the task is
+ * checked with both stacks. `state-unknown`: a user task whose state the input does not give
+ * (it could be in a sleep that makes the freeze fail): undecided.
+ */
+export type QuiesceEffect = "frozen-in-place" | "unwound" | "frozen-or-unwound" | "parked" | "unchanged" | "freeze-fails" | "state-unknown" | "running";
 
 export interface Transformed {
   capture: Capture;
@@ -161,10 +238,15 @@ export class TaskNotes implements ReadonlyMap<number, string> {
  * line is their own. The task table is copied as columns (TaskTable.copy): only the frame
  * columns of each task change, and no task becomes an object.
  */
+/** A replacement that keeps the task's own rows (module frames, offsets and all) under some named frames. */
+interface Prepend {
+  prepend: string[];
+}
+
 function rebuild(
   cap: Capture,
   table: SymbolTable | null,
-  replace: ((index: number) => string[] | null) | null,
+  replace: ((index: number) => string[] | Prepend | null) | null,
   extra: { task: Partial<Task>; frames: string[] }[],
 ): Capture {
   const frames = new FrameColumns(cap.frames.length + 64);
@@ -197,7 +279,18 @@ function rebuild(
       const start = frames.length;
       const s0 = oldStart[idx];
       const n0 = oldCount[idx];
-      const names = replace(idx);
+      const got = replace(idx);
+      if (got !== null && !Array.isArray(got)) {
+        for (const n of got.prepend) addNamed(n);
+        for (let j = s0; j < s0 + n0; j++) {
+          const own = !cap.sharedRows || (src.flags[j] & FrameFlag.SHARED) === 0;
+          frames.pushCopy(src, j, own ? src.line[j] : taskLine[idx] + (j - s0), src.flags[j] & ~FrameFlag.SHARED);
+        }
+        frameStart[idx] = start;
+        frameCount[idx] = frames.length - start;
+        continue;
+      }
+      const names = got;
       if (names === null) {
         if (cap.sharedRows && n0 > 0 && src.flags[s0] & FrameFlag.SHARED) {
           let shared = copiedSpans.get(s0);
@@ -275,8 +368,10 @@ interface StackFacts {
   /** Already at a freeze or park point. */
   atFreezePoint: boolean;
   parkable: boolean;
-  /** In a sleep the freezer freezes in place. */
+  /** In a sleep the freezer freezes in place (by the sleep's own frame, not any frame below it). */
   freezableSleep: boolean;
+  /** In a sleep known to unwind (UNWINDING_SLEEPS). */
+  unwindingSleep: boolean;
   /** taskKind of a task known only by this stack (no PF flags, no Kthread line, pid not 0). */
   kindByStack: TaskKind;
   /** The stack an unwound user task is left with (made on first use). */
@@ -284,18 +379,40 @@ interface StackFacts {
 }
 
 const PARKED_STACK = ["__kthread_parkme", "kthread_parkme", "smpboot_thread_fn", "kthread", "ret_from_fork", "ret_from_fork_asm"];
-const UNWOUND_TOP = ["__refrigerator", "get_signal", "arch_do_signal_or_restart", "exit_to_user_mode_loop", "syscall_exit_to_user_mode"];
+/**
+ * The exit path a task unwound by the fake signal freezes in, both eras' names (the generic entry
+ * code since 5.8-5.10: arch_do_signal_or_restart…; x86 before it: do_signal,
+ * exit_to_usermode_loop, prepare_exit_to_usermode/syscall_return_slowpath). Names the table lacks
+ * are dropped by rebuild(), so each kernel keeps its own.
+ */
+const UNWOUND_TOP = [
+  "__refrigerator",
+  "get_signal",
+  "arch_do_signal_or_restart",
+  "do_signal",
+  "exit_to_user_mode_loop",
+  "exit_to_usermode_loop",
+  "syscall_exit_to_user_mode",
+  "prepare_exit_to_usermode",
+  "syscall_return_slowpath",
+];
+/** io_uring and vhost workers are not kthreads: the freezer stops them in their own get_signal(). */
+const WORKER_FROZEN: Prepend = { prepend: ["__refrigerator", "get_signal"] };
+/** A sleep on neither list: the exit path on top of the captured stack, so both are checked. */
+const EITHER: Prepend = { prepend: UNWOUND_TOP };
 const MIGRATION_PREFIX = [..."migration/"].map((c) => c.charCodeAt(0));
 
 function stackFacts(cap: Capture, frameStart: number, frameCount: number): StackFacts {
   const chain = realChain(cap, { frameStart, frameCount });
   const names = chain.map((i) => frameName(cap, i) ?? "?");
+  const site = sleepSite(names);
   return {
     chain,
     names,
     atFreezePoint: names.includes("__refrigerator") || names.includes("__kthread_parkme"),
     parkable: isParkable(cap, chain),
-    freezableSleep: names.some((n) => FREEZABLE_SLEEPS.has(n)),
+    freezableSleep: site !== null && FREEZABLE_SLEEPS.has(site),
+    unwindingSleep: site !== null && UNWINDING_SLEEPS.has(site),
     kindByStack: taskKind(cap, { pid: 1, tid: 1, flags: null, statusKthread: null }, chain),
     unwound: null,
   };
@@ -358,17 +475,37 @@ export function predictQuiesce(cap: Capture, table: SymbolTable | null): Transfo
         notes.set(idx, "unchanged");
         return null;
       }
+      if (kind === "user-worker") {
+        // Frozen where it sleeps, under get_signal() (io_wq_worker, vhost_task_fn handle the
+        // freezer there): the captured stack stays, with the freezer's frames on top.
+        if (state === null || state === "S") {
+          notes.set(idx, "frozen-in-place");
+          return WORKER_FROZEN;
+        }
+        notes.set(idx, "unchanged");
+        return null;
+      }
       if (kind !== "user") {
         notes.set(idx, "unchanged");
         return null;
       }
-      if (state === "T" || state === "t" || f.freezableSleep) {
+      if (state === null) {
+        // In D it would make the freeze fail; in S it may unwind: nothing to predict from.
+        notes.set(idx, "state-unknown");
+        return null;
+      }
+      if (state === "T" || state === "t" || (f.freezableSleep && (state === "S" || state === "D"))) {
         notes.set(idx, "frozen-in-place");
         return null;
       }
       if (state === "S") {
-        notes.set(idx, "unwound");
-        return (f.unwound ??= [...UNWOUND_TOP, ...entryTail(f.names)]);
+        if (f.unwindingSleep) {
+          notes.set(idx, "unwound");
+          return (f.unwound ??= [...UNWOUND_TOP, ...entryTail(f.names)]);
+        }
+        // A sleep on neither list: frozen in place or unwound, so both stacks are checked.
+        notes.set(idx, "frozen-or-unwound");
+        return EITHER;
       }
       if (state === "D") {
         notes.set(idx, "freeze-fails");

@@ -269,7 +269,7 @@ export function writeJsonReport(r: CheckResult, prediction: Prediction | null, e
 }
 
 /** quiesce: effect counts, and which tasks not clean as captured become clean once quiesced. */
-const QUIESCE_EFFECTS = new Set(["frozen-in-place", "unwound", "parked", "unchanged", "freeze-fails", "running"]);
+const QUIESCE_EFFECTS = new Set(["frozen-in-place", "unwound", "frozen-or-unwound", "parked", "unchanged", "freeze-fails", "state-unknown", "running"]);
 
 export function quiesceSummary(r: CheckResult): { effects: Record<string, number>; cleared: number[]; notCleared: number[]; freezeFails: number[] } | null {
   if (r.verdict.model !== "quiesce" || r.baseline === undefined) return null;
