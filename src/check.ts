@@ -124,11 +124,11 @@ export function check(req: CheckRequest): CheckResult {
   // kpatch and quiesce check one global instant: what their check sees is a different task list.
   if (options.model === "quiesce") {
     const q = predictQuiesce(capture, req.symbols);
-    const k = withKpatchTasks(q.capture, req.symbols, options.direction);
+    const k = withKpatchTasks(q.capture, req.symbols, options.direction, applied);
     capture = k.capture;
     notes = TaskNotes.merged(q.notes, k.notes);
   } else if (options.model === "kpatch") {
-    ({ capture, notes } = withKpatchTasks(capture, req.symbols, options.direction));
+    ({ capture, notes } = withKpatchTasks(capture, req.symbols, options.direction, applied));
   }
   const resolved = resolveFrames(capture, req.symbols);
   const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });

@@ -235,6 +235,55 @@ describe("E14–E15 and kpatch's own limits", () => {
     expect(r.capture.tasks).toHaveLength(3);
   });
 
+  // From an adversarial review of the kpatch model: each of these read as safe.
+  describe("stacked kpatch.ko modules (p1 and p2 both replace cmdline_proc_show)", () => {
+    const inP1 = () => user([fr("cmdline_proc_show", 0x10, "p1"), fr("seq_read_iter", 0x120)]);
+    const cmdline = (name: string, replace = false, force = false): PatchSpec => ({ ...patch(name, [["vmlinux", "cmdline_proc_show"]], replace), funcs: [{ object: "vmlinux", oldName: "cmdline_proc_show", oldSympos: 0, newName: null, newSize: null, force }] });
+    const p1 = applied("p1", [["vmlinux", "cmdline_proc_show"]]);
+    const p2 = (force = false): AppliedPatch => ({ ...applied("p2", [["vmlinux", "cmdline_proc_show"]]), funcs: [{ object: "vmlinux", oldName: "cmdline_proc_show", oldSympos: 0, newName: null, newSize: null, force }] });
+
+    it("a replace module is checked against every other module's functions, also those it patches itself and also when it forces them", () => {
+      for (const force of [false, true]) {
+        const r = run(nativeCapture([inP1()]), cmdline("p3", true, force), { model: "kpatch" }, [p1, p2()]);
+        expect([force, r.verdict.verdict, r.verdict.kernelCheck.result]).toEqual([force, "blocked", "fail"]);
+      }
+      // Without replace only the newest version (p2's) is what kpatch checks.
+      expect(run(nativeCapture([inP1()]), cmdline("p3"), { model: "kpatch" }, [p1, p2()]).verdict.verdict).toBe("safe");
+    });
+
+    it("unloading a module that is not the newest frees code a task may still be in: blocked, though kpatch's own check passes", () => {
+      const r = run(nativeCapture([inP1()]), cmdline("p1"), { model: "kpatch", direction: "revert" }, [p1, p2(true)]);
+      expect([r.verdict.verdict, r.verdict.kernelCheck.result]).toEqual(["blocked", "pass"]);
+      expect(r.verdict.blockers.get(0).kernelSees).toBe(false);
+      // A newer module forced the function: the warning says what kpatch never checked.
+      expect(r.verdict.warnings.map((w) => w.message)).toContainEqual(expect.stringMatching(/records forced functions \(cmdline_proc_show \[p2\]\)/));
+    });
+  });
+
+  it("kpatch's loading or writing task runs the newest version of its path's functions, and every kernel's names for that path", () => {
+    const mw = parseSymbolTable(`${hostKallsyms()}ffffffffc0009000 t ksys_write\t[mw]\nffffffffc0009100 t mw_exit\t[mw]\n`);
+    const quiet = nativeCapture([user([fr("do_epoll_wait", 0x588)])]);
+    const stack = [applied("mw", [["vmlinux", "ksys_write"]])];
+    const revert = check({ capture: quiet, symbols: mw, patch: patch("mw", [["vmlinux", "ksys_write"]]), scanner: referenceScanner, options: { model: "kpatch", direction: "revert" }, applied: stack });
+    expect([revert.verdict.verdict, revert.verdict.kernelCheck.result]).toEqual(["blocked", "fail"]);
+    // Frames of the path that the first version of the caller's stack lacked (the writer's sysfs
+    // store path; stop_machine's inner half).
+    for (const [fn, direction] of [["stop_machine_cpuslocked", "apply"], ["sysfs_kf_write", "revert"], ["kobj_attr_store", "revert"]] as const) {
+      const table = parseSymbolTable(`${hostKallsyms()}ffffffffc000a000 t ${fn}\t[pk]\nffffffffc000a100 t pk_exit\t[pk]\n`);
+      const stackFor = direction === "revert" ? [applied("pk", [["vmlinux", fn]])] : [];
+      const r = check({ capture: quiet, symbols: table, patch: patch("pk", [["vmlinux", fn]]), scanner: referenceScanner, options: { model: "kpatch", direction }, applied: stackFor });
+      expect([fn, r.verdict.verdict, r.verdict.kernelCheck.result]).toEqual([fn, "blocked", "fail"]);
+    }
+  });
+
+  it("kpatch never checks idle tasks: one in a patched function passes its check, with a warning", () => {
+    const idle = { pid: 0, tid: 0, comm: "swapper/0", state: "S", flags: 0x00200042, frames: [fr("intel_idle", 0x10), fr("cpuidle_enter", 0x20), fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20)] };
+    const r = run(nativeCapture([idle]), patch("p", [["vmlinux", "cpuidle_enter"]]), { model: "kpatch" });
+    expect([r.verdict.verdict, r.verdict.kernelCheck.result]).toEqual(["safe", "pass"]);
+    expect(r.verdict.warnings.map((w) => w.code)).toContain("idle-unchecked");
+    expect(run(nativeCapture([idle]), patch("p", [["vmlinux", "cpuidle_enter"]]), { model: "kpatch", strict: true }).verdict.verdict).toBe("undecided");
+  });
+
   it("a user worker in its main function never leaves; idle tasks: do_idle never holds, panic is checked", () => {
     const worker = { ...kthread("iou-wrk-1234", [fr("io_wq_worker", 0x100)]), flags: 0x00404010 };
     worker.frames = [fr("io_wq_worker", 0x100), fr("ret_from_fork", 0x166), fr("ret_from_fork_asm", 0x1a)];

@@ -527,6 +527,13 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   for (let i = Math.max(0, cap.tasks.length - 2); i < cap.tasks.length; i++) if (isKpatchAddedTask(input.notes?.get(i))) modelTasks++;
   if (counts.tasks - modelTasks <= 0) bounds.push({ code: "incomplete-capture", message: "no task of the capture was decided over: a verdict over none cannot be safe" });
   if (hiddenOverlap !== null) warnings.push({ code: "hidden-overlap", message: `${hiddenOverlap} is in .sched.text/.spinlock.text, which /proc stacks hide` });
+  // SPEC §4: kpatch never checks idle tasks, so a patch of code they sit in passes its check.
+  if (opts.model === "kpatch" && counts.idle > 0) {
+    const IDLE_STATUS = TASK_STATUSES.indexOf("idle");
+    let inPatched = 0;
+    for (let i = 0; i < outcomes.length; i++) if (outcomes.statusCode[i] === IDLE_STATUS && (byTask.of(outcomes.task[i])?.length ?? 0) > 0) inPatched++;
+    if (inPatched > 0) warnings.push({ code: "idle-unchecked", message: `${inPatched} idle task(s) are in a patched function as captured: kpatch never checks idle tasks, so its check passes whatever they run (at stop_machine time they usually sit in schedule_idle)` });
+  }
   if (input.alreadyEnabled === true) {
     warnings.push({ code: "already-enabled", message: "this patch is already enabled on this host and its transition has completed: there is nothing to apply (loading its module again fails)" });
   }

@@ -9,7 +9,8 @@
  * then one global check): each task's stack is replaced by what freezing/parking would leave.
  * Freezing or parking never unwinds an existing stack: a task frozen in place keeps every frame.
  */
-import { type Capture, FrameColumns, FrameFlag, type Task, TaskTable, VMLINUX } from "../model.js";
+import { type AppliedPatch, type Capture, FrameColumns, FrameFlag, type Task, TaskTable, VMLINUX } from "../model.js";
+import { stackOrder, topReplacement } from "../patch/ranges.js";
 import type { SymbolTable } from "../symbols/table.js";
 import { frameName, isParkable, realChain, type TaskKind, taskKind } from "./kinds.js";
 import type { Direction } from "./verdict.js";
@@ -31,10 +32,15 @@ export const KPATCH_STOPPER_STACK = [
   "ret_from_fork_asm",
 ];
 
+/**
+ * The task loading the patch (apply) or writing its `enabled` file (revert), every name any kernel
+ * kpatch.ko runs on has used for the path (rebuild() keeps those the table has): the init_module
+ * and finit_module syscalls, kernfs_fop_write before 5.10 and __vfs_write before 5.9.
+ */
 export function kpatchCallerStack(direction: Direction): string[] {
   return direction === "apply"
-    ? ["stop_machine", "kpatch_register", "do_one_initcall", "do_init_module", "load_module", "__do_sys_finit_module", "__x64_sys_finit_module", "do_syscall_64", "entry_SYSCALL_64_after_hwframe"]
-    : ["stop_machine", "kpatch_unregister", "kernfs_fop_write_iter", "vfs_write", "ksys_write", "__x64_sys_write", "do_syscall_64", "entry_SYSCALL_64_after_hwframe"];
+    ? ["stop_machine_cpuslocked", "stop_machine", "kpatch_register", "do_one_initcall", "do_init_module", "load_module", "init_module_from_file", "idempotent_init_module", "__do_sys_finit_module", "__x64_sys_finit_module", "__do_sys_init_module", "__x64_sys_init_module", "do_syscall_64", "entry_SYSCALL_64_after_hwframe"]
+    : ["stop_machine_cpuslocked", "stop_machine", "kpatch_unregister", "kobj_attr_store", "sysfs_kf_write", "kernfs_fop_write_iter", "kernfs_fop_write", "vfs_write", "__vfs_write", "ksys_write", "__x64_sys_write", "do_syscall_64", "entry_SYSCALL_64_after_hwframe"];
 }
 
 /**
@@ -247,11 +253,19 @@ function rebuild(
   cap: Capture,
   table: SymbolTable | null,
   replace: ((index: number) => string[] | Prepend | null) | null,
-  extra: { task: Partial<Task>; frames: string[] }[],
+  extra: { task: Partial<Task>; frames: (string | { name: string; object: string })[] }[],
 ): Capture {
   const frames = new FrameColumns(cap.frames.length + 64);
   const tasks = cap.tasks.copy(cap.tasks.length + extra.length);
   const vmlinux = cap.strings.intern(VMLINUX);
+  /** A replacement in a patch module: kept whatever the table knows (a patch may name it). */
+  const addModuleFrame = (name: string, object: string): void => {
+    const i = frames.push();
+    frames.symbol[i] = cap.strings.intern(name);
+    frames.object[i] = cap.strings.intern(object);
+    frames.offset[i] = 1;
+    frames.flags[i] = FrameFlag.SYMBOLIC;
+  };
   const addNamed = (name: string): void => {
     // Names the symbol table lacks (inlined on this kernel) are left out: a patch cannot name them.
     if (table !== null && !table.byName.has(name)) return;
@@ -331,7 +345,10 @@ function rebuild(
   }
   for (const e of extra) {
     const start = frames.length;
-    for (const n of e.frames) addNamed(n);
+    for (const n of e.frames) {
+      if (typeof n === "string") addNamed(n);
+      else addModuleFrame(n.name, n.object);
+    }
     tasks.push({
       pid: null, tid: null, comm: null, state: "R", flags: null, ppid: null, startTime: null, cpu: null, patchState: null,
       stackStatus: "ok", errno: null, running: false, statusKthread: null, endMarker: false, line: 0,
@@ -343,13 +360,23 @@ function rebuild(
   return { ...cap, tasks, frames };
 }
 
-/** The capture as kpatch.ko's check sees the task list: plus the stopper and the loading task. */
-export function withKpatchTasks(cap: Capture, table: SymbolTable | null, direction: Direction): Transformed {
+/**
+ * The capture as kpatch.ko's check sees the task list: plus the stopper and the loading task.
+ * Where an enabled module of `applied` replaces one of their functions, they run that module's
+ * version (kpatch checks the newest): its frame is added beside the original's.
+ */
+export function withKpatchTasks(cap: Capture, table: SymbolTable | null, direction: Direction, applied: AppliedPatch[] = []): Transformed {
   const enc = (s: string) => new Uint8Array([...s].map((c) => c.charCodeAt(0)));
   const n = cap.tasks.length;
+  const ordered = stackOrder(applied);
+  const current = (names: string[]): (string | { name: string; object: string })[] =>
+    names.flatMap((name) => {
+      const top = topReplacement(ordered, { object: VMLINUX, oldName: name, oldSympos: 0 });
+      return top === null ? [name] : [{ name: top.func.newName ?? name, object: top.patch.name }, name];
+    });
   const out = rebuild(cap, table, null, [
-    { task: { comm: enc("migration/0"), state: null, flags: 0x00200040 }, frames: KPATCH_STOPPER_STACK },
-    { task: { comm: enc(direction === "apply" ? "insmod" : "sh"), state: null, flags: 0x00400000 }, frames: kpatchCallerStack(direction) },
+    { task: { comm: enc("migration/0"), state: null, flags: 0x00200040 }, frames: current(KPATCH_STOPPER_STACK) },
+    { task: { comm: enc(direction === "apply" ? "insmod" : "sh"), state: null, flags: 0x00400000 }, frames: current(kpatchCallerStack(direction)) },
   ]);
   const notes = new TaskNotes(n + 2).set(n, KPATCH_STOPPER_NOTE).set(n + 1, KPATCH_CALLER_NOTE);
   return { capture: out, notes };

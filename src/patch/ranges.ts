@@ -155,6 +155,11 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     const why = notRevertable(patch, ctx.applied);
     if (why !== null) throw new PatchsafeError("E_USAGE", `--revert needs --patch naming an enabled patch of the applied stack (${why.message}; applied: ${ctx.applied.map((p) => p.name).join(", ") || "none"})`);
   }
+  // kpatch.ko modules force per function (KPATCH_FORCE_UNSAFE): the same doubt as a forced transition.
+  const forcedFuncs = ordered.flatMap((p) => (p.name === patch.name ? [] : p.funcs.filter((x) => x.force).map((x) => `${x.oldName} [${p.name}]`)));
+  if (ctx.model === "kpatch" && forcedFuncs.length > 0) {
+    warnings.push(`the patch stack records forced functions (${forcedFuncs.join(", ")}): kpatch never checked them when their module loaded, so tasks may still be in older code than the version patchsafe checks`);
+  }
   if (ordered.some((p) => p.forced)) {
     warnings.push(
       `the patch stack records a forced transition (${ordered.filter((p) => p.forced).map((p) => p.name).join(", ")}): tasks may still run code older than the version patchsafe checks, which nothing looks at`,
@@ -273,7 +278,18 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
       addCurrentVersion(fi, f, patch.name, "previous-replacement", "original");
     } else if (ctx.model === "kpatch") {
       // kpatch_unregister: the newest loaded module patching that address (its own when newest).
-      addCurrentVersion(fi, f, null, self!.funcs.some((x) => sameFunc(x, f)) && topReplacement(ordered, f)?.patch.name === self!.name ? "own-replacement" : "previous-replacement", "original");
+      const own = self!.funcs.find((x) => sameFunc(x, f));
+      const ownIsTop = own !== undefined && topReplacement(ordered, f)?.patch.name === self!.name;
+      addCurrentVersion(fi, f, null, ownIsTop ? "own-replacement" : "previous-replacement", "original");
+      // Not the newest: kpatch checks only the newest module's code, yet unloading this module
+      // frees its own, which a task may still be in (when a newer module forced the function,
+      // nothing checked it). Checked here besides, as a range the kernel does not see.
+      if (own !== undefined && !ownIsTop) {
+        const newName = own.newName ?? f.oldName;
+        const before = functions[fi].ranges.length;
+        addSymbol(fi, self!.name, newName, 0, "conservative-extra", false, own.newSize);
+        for (const r of functions[fi].ranges.slice(before)) r.kernelSees = false;
+      }
     } else {
       const own = self!.funcs.find((x) => sameFunc(x, f));
       const newName = own?.newName ?? f.newName ?? f.oldName;
@@ -291,12 +307,18 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
       if (p.name === patch.name) continue;
       for (const g of p.funcs) {
         const key = `${g.object}\u0000${g.oldName}\u0000${g.oldSympos}`;
-        if (seen.has(key) || funcs.some((f) => sameFunc(f, g))) continue;
+        const mine = funcs.find((f) => sameFunc(f, g));
+        // livepatch: no nop where this patch replaces the function itself. kpatch's replace check
+        // walks every other module's functions whatever the new module patches.
+        if (seen.has(key) || (ctx.model !== "kpatch" && mine !== undefined)) continue;
         seen.add(key);
         if (ctx.model === "kpatch") {
-          // kpatch replace: every non-forced function of every other loaded module, not only tops.
+          // kpatch replace: every non-forced function of every other loaded module, not only tops
+          // (the top version of a function this patch also patches is already there, unless this
+          // patch forces it).
+          const covered = mine !== undefined && !mine.force && ctx.direction === "apply" ? (topReplacement(ordered, g, patch.name)?.patch.name ?? null) : null;
           for (const q of ordered) {
-            if (q.name === patch.name) continue;
+            if (q.name === patch.name || q.name === covered) continue;
             const h = q.funcs.find((x) => sameFunc(x, g));
             if (h === undefined || h.force) continue;
             const fi = newFunction("nop", { ...g, force: false });
