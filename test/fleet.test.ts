@@ -260,6 +260,8 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
   for (const [name, livepatches] of stacks) {
     writeFileSync(join(sub, `${name}.psnap`), encodeSnapshot({ ...cap, complete: true, host: { ...cap.host, hostname: name, config: { ...cap.host.config, livepatch: true } }, livepatches }, table));
   }
+  // The module is loaded, but the stack does not list it (older captures did not record kpatch.ko modules).
+  writeFileSync(join(sub, "unlisted.psnap"), encodeSnapshot({ ...cap, complete: true, modules: ["fleet_patch", "kvm"], host: { ...cap.host, hostname: "unlisted", config: { ...cap.host.config, livepatch: true } }, livepatches: [] }, table));
   // A host whose capture could not read its patch stack records an empty one, with the reason.
   writeFileSync(join(sub, "unread.psnap"), encodeSnapshot({ ...cap, complete: false, completeness: [...cap.completeness, { code: "livepatch-unreadable", message: "/sys/kernel/livepatch could not be read (EACCES)" }], host: { ...cap.host, hostname: "unread", config: { ...cap.host.config, livepatch: true } }, livepatches: [] }, table));
   const patchFile = join(dir, "revert-patch.json");
@@ -269,7 +271,7 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
   const doc = JSON.parse(o.out.join("")) as { direction: string; summary: Record<string, number>; hosts: HostResult[] };
   expect(doc.direction).toBe("revert");
   const byHost = new Map(doc.hosts.map((h) => [h.hostname, h]));
-  expect(doc.hosts.map((h) => [h.hostname, h.error])).toEqual([...stacks.map(([name]) => name), "unread"].sort().map((name) => [name, null]));
+  expect(doc.hosts.map((h) => [h.hostname, h.error])).toEqual([...stacks.map(([name]) => name), "unread", "unlisted"].sort().map((name) => [name, null]));
   expect([...byHost].map(([name, h]) => [name, h.notApplied]).sort()).toEqual(
     [
       ["none", null],
@@ -280,11 +282,14 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
       ["running", null],
       ["enabling", null],
       ["unread", null],
+      ["unlisted", null],
     ].sort(),
   );
   const firstReason = (name: string): [string | null, string | undefined] => [byHost.get(name)!.verdict, byHost.get(name)!.reasons[0]?.code];
   expect(firstReason("none")).toEqual(["undecided", "no-patch-stack"]);
   expect(firstReason("unread")).toEqual(["undecided", "no-patch-stack"]);
+  expect(firstReason("unlisted")).toEqual(["undecided", "no-patch-stack"]);
+  expect(byHost.get("unlisted")!.reasons[0].message).toMatch(/module fleet_patch is loaded \(\/proc\/modules\) but the recorded patch stack does not list it/);
   expect(byHost.get("unread")!.reasons[0].message).toMatch(/could not be read \(EACCES\)/);
   expect(firstReason("disabling")).toEqual(["undecided", "revert-in-progress"]);
   for (const name of ["empty", "other", "disabled"]) {
@@ -304,7 +309,7 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
   const refused = runCli(["check", join(sub, "disabled.psnap"), "--patch", patchFile, "--revert", "--json"]);
   expect([refused.status, refused.stderr]).toEqual([2, expect.stringMatching(/'fleet_patch' is loaded but disabled/)]);
   expect(doc.summary).toEqual({
-    hosts: 8,
+    hosts: 9,
     safe: doc.hosts.filter((h) => h.verdict === "safe").length,
     blocked: doc.hosts.filter((h) => h.verdict === "blocked").length,
     undecided: doc.hosts.filter((h) => h.verdict === "undecided").length,
@@ -317,7 +322,7 @@ test("--revert checks the hosts that run the patch as `check --revert` does; the
   const t = { out: [] as string[], err: [] as string[] };
   runFleet([sub, "--patch", patchFile, "--revert", "--partial-ok", "--jobs", "1"], t, rt);
   const text = t.out.join("");
-  expect(text).toMatch(/8 host\(s\): .*, 0 unreadable, 3 without the patch \(livepatch revert,/);
+  expect(text).toMatch(/9 host\(s\): .*, 0 unreadable, 3 without the patch \(livepatch revert,/);
   expect(text).toMatch(/Hosts with nothing to revert \(not checked\):\n(\s+\S+\s+\S+: '.*\n){3}/);
   expect(text).toMatch(/\n\s+disabled\s+\S+disabled\.psnap: 'fleet_patch' is loaded but disabled\n/);
 

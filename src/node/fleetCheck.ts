@@ -98,6 +98,11 @@ export function checkSnapshotFile(
       const why = notRevertable(patch, capture.livepatches);
       // Its revert is under way: the host runs the patch still, and nothing is left to write.
       if (why?.code === "disabling") return undecided("revert-in-progress", `${why.message}; the kernel finishes it (or \`patchsafe check\` on the host shows the tasks that hold it)`);
+      // Loaded but missing from the stack: a capture that could not see it (older patchsafe
+      // versions did not record kpatch.ko modules), not a host without it.
+      if (why?.code === "not-applied" && patch.name !== null && capture.modules?.includes(patch.name) === true) {
+        return undecided("no-patch-stack", `module ${patch.name} is loaded (/proc/modules) but the recorded patch stack does not list it: whether it is enabled is unknown`);
+      }
       if (why !== null) {
         // `check --revert` refuses such a host (exit 2); the fleet lists it as nothing to do.
         base.notApplied = why.message;
