@@ -182,7 +182,7 @@ describe("scanView: the lifetime contract", () => {
 /** A RangeTable holding just the ranges (scanCapture reads nothing else). */
 function rangeTable(ranges: readonly (readonly [bigint, bigint])[]): RangeTable {
   const rs: BlockingRange[] = ranges.map(([start, end], i) => ({ start, end, role: "original", func: i, kernelSees: true }) as BlockingRange);
-  return { functions: [], ranges: rs, names: new Set(), warnings: [] };
+  return { functions: [], ranges: rs, names: new Set(), unplaced: new Map(), warnings: [] };
 }
 
 /**

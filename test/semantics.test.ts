@@ -298,6 +298,43 @@ describe("E14–E15 and kpatch's own limits", () => {
   });
 });
 
+describe("what the table cannot place, from an adversarial review of the livepatch model", () => {
+  const p = (name: string, fn: string) => patch(name, [["vmlinux", fn]]);
+
+  it("a frame in a module the symbol table does not know could be a patched function (SPEC §3): undecided", () => {
+    const t = user([`helper+0x10/0x100 [m9]`, fr("do_epoll_wait", 0x588)]);
+    const r = run(nativeCapture([t]), p("q", "meminfo_proc_show"));
+    expect([r.verdict.verdict, r.verdict.outcomes.get(0).matches[0].code]).toEqual(["undecided", "unresolved"]);
+    expect(r.verdict.outcomes.get(0).matches[0].message).toMatch(/helper is in m9, an object the symbol table does not know/);
+  });
+
+  it("a replacement the table cannot place (a hand-named klpp_* function, recorded from sysfs without its name) leaves its module's frames undecided", () => {
+    const table = parseSymbolTable(`${hostKallsyms()}ffffffffc000b000 t klpp_cmdline_proc_show\t[livepatch_sle_1]\nffffffffc000b100 t sle_exit\t[livepatch_sle_1]\n`);
+    const t = user([`klpp_cmdline_proc_show+0x30/0x100 [livepatch_sle_1]`, fr("seq_read_iter", 0x120)]);
+    const stack = [applied("livepatch_sle_1", [["vmlinux", "cmdline_proc_show"]])];
+    for (const replace of [false, true]) {
+      const r = check({ capture: nativeCapture([t]), symbols: table, patch: patch("livepatch_sle_2", [["vmlinux", replace ? "meminfo_proc_show" : "cmdline_proc_show"]], replace), scanner: referenceScanner, applied: stack });
+      expect([replace, r.verdict.verdict, r.verdict.outcomes.get(0).matches[0].code]).toEqual([replace, "undecided", "unresolved"]);
+      expect(r.verdict.outcomes.get(0).matches[0].message).toMatch(/livepatch_sle_1, a patch module whose replacement could not be placed/);
+    }
+  });
+
+  it("patch_state 0 or 1 on a task means a transition is in progress: with none recorded, undecided", () => {
+    const t = { ...user([fr("do_epoll_wait", 0x588)]), patchState: 1 };
+    const r = run(nativeCapture([t]), p("q", "meminfo_proc_show"));
+    expect(r.verdict.verdict).toBe("undecided");
+    expect(r.verdict.reasons.map((x) => x.message).join(" ")).toMatch(/patch_state 0 or 1, so a live patch transition is in progress, but the recorded patch stack shows none/);
+    expect(run(nativeCapture([{ ...t, patchState: -1 }]), p("q", "meminfo_proc_show")).verdict.verdict).toBe("safe");
+  });
+
+  it("cold code of an older version (the original's, with a replacement on top) is undecided too", () => {
+    const t = user([fr("get_signal.cold", 0x3), fr("arch_do_signal_or_restart", 0x30)]);
+    const r = run(nativeCapture([t]), p("p2", "get_signal"), {}, [applied("p1", [["vmlinux", "get_signal"]])]);
+    expect(r.verdict.outcomes.get(0).matches.map((x) => x.code)).toContain("cold");
+    expect(r.verdict.verdict).not.toBe("safe");
+  });
+});
+
 describe("quiesce: what freezing and parking leave on each stack", () => {
   it("a futex waiter is frozen in place (still blocks), an epoll sleeper is unwound (cleared), a D sleeper fails the freeze", () => {
     const futex = user([fr("futex_do_wait", 0x46), fr("__futex_wait", 0x8a), fr("futex_wait", 0x9a)]);

@@ -106,6 +106,15 @@ function funcLabel(ranges: RangeTable, fi: number): string {
   return f.object === "vmlinux" ? f.name : `${f.name} [${f.object}]`;
 }
 
+/** Frame i's object when it is a module the symbol table does not list (null: known, vmlinux, or no table). */
+function objectUnknownToTable(cap: Capture, table: SymbolTable | null, i: number): string | null {
+  if (table === null) return null;
+  const o = cap.frames.object[i];
+  if (o < 0) return null;
+  const obj = cap.strings.get(o);
+  return obj === VMLINUX || table.objects.includes(obj) ? null : obj;
+}
+
 /** The rule table, in SPEC §3 order. */
 export const LIVEPATCH_RULES: Rule[] = [
   {
@@ -289,7 +298,9 @@ export const LIVEPATCH_RULES: Rule[] = [
         const parent = name.includes(".cold") ? coldParent(name) : null; // skip the regex for the 99.9%
         if (parent === null) continue;
         const obj = cap.strings.get(cap.frames.object[i]);
-        const fi = input.ranges.functions.findIndex((f) => f.ranges.length > 0 && f.blockingName === parent && f.blockingObject === obj);
+        // The current version's cold part, or any older version's (the original's, an earlier
+        // replacement's): a task got into those while nothing checked cold code (SPEC §2).
+        const fi = input.ranges.functions.findIndex((f) => f.kind !== "range" && ((f.ranges.length > 0 && f.blockingName === parent && f.blockingObject === obj) || f.name === parent));
         if (fi >= 0) return [m("cold", `old cold code of ${parent} on the stack (${name}), which the kernel does not check`, i, fi)];
       }
       return [];
@@ -303,7 +314,10 @@ export const LIVEPATCH_RULES: Rule[] = [
         const s = st[i];
         if (s !== FrameStatus.UNRESOLVED && s !== FrameStatus.AMBIGUOUS && s !== FrameStatus.SIZE_MISMATCH && s !== FrameStatus.CONTRADICTED) continue;
         const name = frameName(cap, i);
-        if (name !== null && !couldBePatched(name, input.ranges.names)) continue;
+        // SPEC §3: a frame could be a patched function by its name, or when its object is one the
+        // symbol table does not know (a patch module missing from it, another boot's module).
+        const unknownObject = objectUnknownToTable(cap, input.table, i);
+        if (name !== null && !couldBePatched(name, input.ranges.names) && unknownObject === null) continue;
         if (s === FrameStatus.AMBIGUOUS) {
           return [m("ambiguous", `${name} has several symbols of that name and the printed size does not single one out: it may be the patched one`, i)];
         }
@@ -314,8 +328,20 @@ export const LIVEPATCH_RULES: Rule[] = [
               ? `${name}'s printed size differs from the symbol table's (another kernel build?)`
               : s === FrameStatus.CONTRADICTED
                 ? `the line names ${name} but prints an address outside it, while other lines agree with the symbol table (an edited or damaged line; the address is what the kernel checks)`
+              : unknownObject !== null && !couldBePatched(name, input.ranges.names)
+                ? `${name} is in ${unknownObject}, an object the symbol table does not know`
               : `${name} is not in the symbol table`;
         return [m("unresolved", `${why}: it could be a patched function`, i)];
+      }
+      // A frame in a patch module where a replacement could not be placed: the kernel knows its
+      // address, patchsafe does not, so any of that module's frames may be in it.
+      if (input.ranges.unplaced.size > 0) {
+        const f = cap.frames;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+          if (f.flags[i] & (FrameFlag.GUESS | FrameFlag.UNPARSED) || f.object[i] < 0) continue;
+          const why = input.ranges.unplaced.get(cap.strings.get(f.object[i]));
+          if (why !== undefined) return [m("unresolved", `${frameName(cap, i) ?? "a frame"} is in ${cap.strings.get(f.object[i])}, a patch module whose replacement could not be placed (${why}): it may be in it`, i)];
+        }
       }
       // A patched function's name in another module may be an enabled patch's replacement
       // (kpatch-built ones keep the name, SPEC §1), and then the kernel checks that instead of
@@ -520,6 +546,18 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   } else if (cap.complete === "unknown") {
     if (opts.strict) bounds.push({ code: "incomplete-capture", message: "--strict: the input cannot prove it holds every task" });
     else warnings.push({ code: "completeness-unknown", message: "the input cannot prove it holds every task: the verdict speaks only for the tasks given (--strict makes this undecided)" });
+  }
+  // klp_complete_transition() resets every task's patch_state to -1 (KLP_UNDEFINED): 0 or 1 on
+  // a task means some patch is in transition, which the kernel lets nothing else start beside
+  // (-EBUSY) and during which unswitched tasks run older code. With no transition recorded, the
+  // recorded stack is not the host's.
+  if (opts.model === "livepatch" && input.ownTransition !== true && input.otherTransition == null) {
+    const ps = cap.tasks.patchStateCode;
+    let mid = 0;
+    for (let i = 0; i < cap.tasks.length; i++) if (ps[i] === 0 || ps[i] === 1) mid++;
+    if (mid > 0) {
+      bounds.push({ code: "incomplete-capture", message: `${mid} task(s) carry patch_state 0 or 1, so a live patch transition is in progress, but the recorded patch stack shows none: which code unswitched tasks run is unknown, and the kernel refuses to start another transition meanwhile` });
+    }
   }
   // A verdict over no task says nothing (every stack unreadable and --partial-ok, an empty input).
   // kpatch's stopper and loading task are the model's, not the capture's.

@@ -65,6 +65,12 @@ export interface RangeTable {
   ranges: BlockingRange[];
   /** Names whose unresolved frames could be a blocking function (originals and replacements). */
   names: Set<string>;
+  /**
+   * Patch modules the table lists but where a replacement could not be placed (not found by that
+   * name, ambiguous, no size), with why: the kernel knows its address, so any frame in such a
+   * module could be in it.
+   */
+  unplaced: Map<string, string>;
   warnings: string[];
 }
 
@@ -146,6 +152,7 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
   const functions: PatchedFunction[] = [];
   const ranges: BlockingRange[] = [];
   const names = new Set<string>();
+  const unplaced = new Map<string, string>();
   const warnings: string[] = [];
   const useTable = table !== null && table.hasAddresses;
   const ordered = stackOrder(ctx.applied);
@@ -195,6 +202,7 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
       if (!found.ok) {
         if (strict) throw new PatchsafeError(found.code, found.message);
         warnings.push(`${name} [${object}]: ${found.message}`);
+        if (object !== VMLINUX) unplaced.set(object, `${name} [${object}]: ${found.message}`);
         return;
       }
       const start = symbolAddress(table, found.index);
@@ -203,6 +211,8 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
       if (size === 0n) {
         if (strict) throw new PatchsafeError("E_SYMBOLS", `the size of '${name}' in '${object}' cannot be computed from the symbol table (no symbol follows it)`);
         warnings.push(`the size of ${name} [${object}] is unknown: tasks in it are undecided`);
+        if (object !== VMLINUX) unplaced.set(object, `the size of ${name} [${object}] is unknown`);
+        names.add(name);
         return;
       }
       if (strict && functions[fi].symbol < 0) functions[fi].symbol = found.index;
@@ -348,7 +358,7 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     // was the range's last instruction (SPEC §2's `foo+size/size`), which the kernel does not see.
     addRange(functions.length - 1, r.start, r.end, "original", true);
   }
-  return { functions, ranges, names, warnings };
+  return { functions, ranges, names, unplaced, warnings };
 }
 
 /** Whether `name` is a patched name or a compiler clone of one (.cold, .part.N, .isra.N, .constprop.N, .llvm.*). */
