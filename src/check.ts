@@ -131,7 +131,9 @@ export function check(req: CheckRequest): CheckResult {
     ({ capture, notes } = withKpatchTasks(capture, req.symbols, options.direction, applied));
   }
   const resolved = resolveFrames(capture, req.symbols);
-  const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied });
+  // A stack the user gave (--applied) is in the order given; a captured one may be by name only.
+  const orderKnown = req.applied !== undefined || !req.capture.warnings.some((w) => w.code === "livepatch-order-unknown" || w.code === "kpatch-order-unknown");
+  const ranges = buildRanges(req.patch, req.symbols, resolved, { model: options.model, direction: options.direction, applied, orderKnown });
   const stacking = stackingBefore51(req.capture.host.release, options, req.patch.name, applied);
   if (stacking !== null) ranges.warnings.push(stacking);
   const hits = scanCapture(req.scanner, capture, resolved, ranges);

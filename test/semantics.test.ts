@@ -327,6 +327,18 @@ describe("what the table cannot place, from an adversarial review of the livepat
     expect(run(nativeCapture([{ ...t, patchState: -1 }]), p("q", "meminfo_proc_show")).verdict.verdict).toBe("safe");
   });
 
+  it("when the capture could not learn the patches' order (no stack_order before 6.13), every enabled replacement of a function is checked", () => {
+    const t = user([fr("cmdline_proc_show", 0x10, "p1"), fr("seq_read_iter", 0x120)]);
+    const stack = [applied("p1", [["vmlinux", "cmdline_proc_show"]]), applied("p2", [["vmlinux", "cmdline_proc_show"]])];
+    const captured = (warnings: { code: string; message: string }[]) => ({ ...nativeCapture([t]), livepatches: stack, warnings });
+    const run2 = (cap: Capture) => check({ capture: cap, symbols: symbols(), patch: p("p3", "cmdline_proc_show"), scanner: referenceScanner });
+    // In the order given p2 is the newest, and the task is in p1's older copy.
+    expect(run2(captured([])).verdict.verdict).toBe("safe");
+    const unknown = run2(captured([{ code: "livepatch-order-unknown", message: "listed by name" }]));
+    expect(unknown.verdict.verdict).toBe("blocked");
+    expect(unknown.verdict.warnings.map((w) => w.message)).toContainEqual(expect.stringMatching(/any of p2, p1 may hold the newest cmdline_proc_show/));
+  });
+
   it("cold code of an older version (the original's, with a replacement on top) is undecided too", () => {
     const t = user([fr("get_signal.cold", 0x3), fr("arch_do_signal_or_restart", 0x30)]);
     const r = run(nativeCapture([t]), p("p2", "get_signal"), {}, [applied("p1", [["vmlinux", "get_signal"]])]);

@@ -79,9 +79,15 @@ export interface RangeContext {
   direction: Direction;
   /** Patches already enabled, oldest first. */
   applied: AppliedPatch[];
+  /**
+   * Whether that order is the host's: false when the capture could not learn it (no stack_order
+   * before Linux 6.13; listed by name). Then every enabled patch replacing a function may be the
+   * newest, and each one's replacement is checked.
+   */
+  orderKnown?: boolean;
 }
 
-const DEFAULT_CONTEXT: RangeContext = { model: "livepatch", direction: "apply", applied: [] };
+const DEFAULT_CONTEXT: RangeContext = { model: "livepatch", direction: "apply", applied: [], orderKnown: true };
 
 /** kernel/livepatch/core.c `klp_find_func`: sympos 0 ("unique") and 1 name the same symbol (sysfs shows 0 as 1). */
 const sameFunc = (a: { object: string; oldName: string; oldSympos: number }, b: { object: string; oldName: string; oldSympos: number }): boolean =>
@@ -244,6 +250,17 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     functions[fi].blockingName = newName;
     functions[fi].blockingObject = top.patch.name;
     addSymbol(fi, top.patch.name, newName, 0, roleIfReplaced, false, top.func.newSize);
+    if (ctx.orderKnown === false) {
+      const others: string[] = [];
+      for (const p of ordered) {
+        if (p.name === exclude || p === top.patch) continue;
+        const g = p.funcs.find((x) => sameFunc(x, f));
+        if (g === undefined) continue;
+        others.push(p.name);
+        addSymbol(fi, p.name, g.newName ?? f.oldName, 0, roleIfReplaced, false, g.newSize);
+      }
+      if (others.length > 0) warnings.push(`the order of the enabled patches is unknown, so any of ${[top.patch.name, ...others].join(", ")} may hold the newest ${f.oldName}: each one's replacement is checked`);
+    }
   };
 
   // Reverting: the kernel checks every function of the loaded patch (klp_check_stack() walks
