@@ -106,6 +106,22 @@ function funcLabel(ranges: RangeTable, fi: number): string {
   return f.object === "vmlinux" ? f.name : `${f.name} [${f.object}]`;
 }
 
+/** User-mode entries: the bottom of a task's kernel stack (nothing real is below them). */
+const USER_ENTRIES = new Set([
+  "entry_SYSCALL_64_after_hwframe",
+  "entry_SYSCALL_64",
+  "entry_SYSCALL_compat",
+  "entry_SYSCALL_compat_after_hwframe",
+  "entry_SYSENTER_compat",
+  "entry_SYSENTER_compat_after_hwframe",
+  "entry_INT80_compat",
+  "entry_SYSENTER_32",
+  "entry_INT80_32",
+  "system_call_fastpath",
+  "el0t_64_sync",
+  "el0t_32_sync",
+]);
+
 /** Frame i's object when it is a module the symbol table does not list (null: known, vmlinux, or no table). */
 function objectUnknownToTable(cap: Capture, table: SymbolTable | null, i: number): string | null {
   if (table === null) return null;
@@ -192,6 +208,15 @@ export const LIVEPATCH_RULES: Rule[] = [
         }
       }
       const last = chain[chain.length - 1];
+      // A user-mode entry is the bottom of a task's kernel stack: real frames below it mean two
+      // traces ran together (a dmesg that lost the lines between two tasks).
+      for (let k = 0; k < chain.length - 1; k++) {
+        const name = frameName(cap, chain[k]);
+        if (name !== null && USER_ENTRIES.has(name) && !USER_ENTRIES.has(frameName(cap, chain[k + 1]) ?? "")) {
+          out.push(m("unreliable", `real frames continue below the user-mode entry ${name}: two traces joined (lines lost between two tasks?)`, chain[k + 1]));
+          break;
+        }
+      }
       const bottom = frameName(cap, last);
       if (bottom === null || !isKnownBottom(bottom)) {
         out.push(m("unreliable", `the trace ends in ${bottom ?? "an unknown frame"}, not at a known bottom (user entry, ret_from_fork, idle start): the unwind may have stopped early`, last));

@@ -107,6 +107,9 @@ export interface CaptureParser {
  * their frame rows; every other line takes the path below. Both paths give equal captures
  * (test/tokenizer.test.ts).
  */
+/** How much of a /proc dump's start is looked at for its path shape. */
+const HEAD_PATHS_BYTES = 65536;
+
 class ProcWrapper implements CaptureParser {
   private readonly inner: ProcTextParser;
   private readonly splitter: LineSplitter | null;
@@ -131,7 +134,11 @@ class ProcWrapper implements CaptureParser {
     },
   };
 
+  /** The first 64 KiB of input, however it was chunked: which /proc paths the dump reads. */
+  private head = "";
+
   push(chunk: Uint8Array): void {
+    if (this.head.length < HEAD_PATHS_BYTES) this.head += latin1(chunk, 0, Math.min(chunk.length, HEAD_PATHS_BYTES - this.head.length));
     if (this.tokenizer !== null) this.tokenizer.push(chunk, this.sink);
     else this.splitter!.push(chunk);
   }
@@ -171,7 +178,13 @@ class ProcWrapper implements CaptureParser {
   finish(): Capture[] {
     if (this.tokenizer !== null) this.tokenizer.finish(this.sink);
     else this.splitter!.end();
-    return [this.inner.finish()];
+    const cap = this.inner.finish();
+    // `grep -H . /proc/*/stack` shows one thread per process; /proc/PID/task/TID/stack every one.
+    if (/\/proc\/\d+\/stack\b/.test(this.head) && !/\/proc\/\d+\/task\/\d+/.test(this.head)) {
+      cap.complete = false;
+      cap.completeness.push({ code: "main-threads-only", message: "the dump reads /proc/PID/stack, which shows each process's main thread only: every other thread is missing (read /proc/*/task/*/stack)" });
+    }
+    return [cap];
   }
 }
 

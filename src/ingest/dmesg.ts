@@ -149,6 +149,18 @@ export class DmesgParser {
   // ── lines ────────────────────────────────────────────────────────────────────────────────────
 
   private rawLine(buf: Uint8Array, start: number, end: number, line: number): void {
+    // `[...]` alone (a quoted log's omission) reads as an empty timestamp to the envelope: an
+    // omission mark, not a blank line.
+    let r0 = start;
+    let r1 = end;
+    while (r0 < r1 && (buf[r0] === CH.SPACE || buf[r0] === CH.TAB)) r0++;
+    while (r1 > r0 && (buf[r1 - 1] === CH.SPACE || buf[r1 - 1] === CH.TAB || buf[r1 - 1] === CH.CR)) r1--;
+    if (r1 - r0 === 5 && startsWithAscii(buf, r0, r1, "[...]") && this.sec !== null) {
+      this.flushPending();
+      this.sec.gaps.push(line);
+      if (this.mode === "trace") this.sec.b.addUnparsed(line);
+      return;
+    }
     const env = stripEnvelope(buf, start, end);
     let s = env.body;
     let e = end;
@@ -171,6 +183,11 @@ export class DmesgParser {
       this.line(p.body, 0, p.body.length, p.line, p.time);
     }
     if (!kernel) {
+      // journald's own report of kernel records it could not read in time (journald-kmsg.c).
+      if (contains(buf, s, e, "Missed ") && contains(buf, s, e, " kernel messages")) {
+        this.ensureSection("task-dump", line, time, false).drops.push(line);
+        return;
+      }
       this.noise(line, buf, s, e);
       return;
     }
@@ -216,8 +233,17 @@ export class DmesgParser {
       if (this.mode === "trace") {
         this.sec!.gaps.push(line);
         this.endTrace();
+      } else if (this.sec !== null && (contains(buf, ts, e, "omitted") || contains(buf, ts, e, "..."))) {
+        // `# (...omitted...)` between task blocks: whole tasks may be left out.
+        this.sec.gaps.push(line);
       }
       this.noise(line, buf, s, e);
+      return;
+    }
+    // An omission mark between task blocks (inside a trace, traceLine() takes it): tasks may be
+    // missing here.
+    if (this.mode !== "trace" && this.sec !== null && (c === 46 || c === CH.LBRACKET) && (startsWithAscii(buf, ts, e, "...") || startsWithAscii(buf, ts, e, "[...]"))) {
+      this.sec.gaps.push(line);
       return;
     }
     // Drop markers, anywhere in the line (they get glued into stack-word lines).
@@ -577,7 +603,8 @@ export class DmesgParser {
     const prev = this.sec;
     if (prev !== null && prev.b.tasks.length > 0) prev.endReached = true;
     const sec: Section = {
-      kind: this.forced ?? kind,
+      // A banner is the dump's own word on what it holds: --format does not make a sysrq-w a sysrq-t.
+      kind: banner ? kind : (this.forced ?? kind),
       banner,
       b: new CaptureBuilder(),
       firstLine: line,
@@ -645,7 +672,7 @@ export class DmesgParser {
       why.push({ code: "excerpt", message: "task blocks without a sysrq banner or report header: an excerpt" });
     }
     if (s.drops.length > 0) why.push({ code: "messages-dropped", message: `the log says messages were dropped or suppressed (line ${s.drops.slice(0, NOISE_LIST).join(", ")})` });
-    if (s.gaps.length > 0) why.push({ code: "omission", message: `omission marks (\`...\`) inside traces (line ${s.gaps.slice(0, NOISE_LIST).join(", ")})` });
+    if (s.gaps.length > 0) why.push({ code: "omission", message: `omission marks (\`...\`) inside or between traces (line ${s.gaps.slice(0, NOISE_LIST).join(", ")})` });
     if (anonymous > 0) why.push({ code: "anonymous-stacks", message: `${anonymous} trace(s) without a task header (the excerpt starts mid-trace)` });
     cap.completeness = why;
     cap.complete = why.length === 0 ? true : false;

@@ -1,0 +1,73 @@
+/**
+ * Dumps that lost tasks or lines without saying so in the usual way (found by an adversarial
+ * review of the readers): each must read as partial, or leave the damaged task undecided, never
+ * as a complete capture over which the patch is safe.
+ */
+import { describe, expect, it } from "vitest";
+import { check } from "../src/check.js";
+import { parseCaptures } from "../src/ingest/detect.js";
+import { referenceScanner } from "../src/scan/reference.js";
+import { fixtureText, patchOf } from "./helpers.js";
+
+const BASE = fixtureText("ingest-gaps/sysrq-t-base.txt");
+const lines = BASE.split("\n");
+/** The dump with lines [from, to) (0-based) replaced. */
+const edit = (from: number, to: number, ...put: string[]): string => [...lines.slice(0, from), ...put, ...lines.slice(to)].join("\n");
+const SLEEP_BLOCK = [20, 31]; // task:sleep … </TASK>
+const verdict = (text: string, format: "auto" | "sysrq-t" = "auto") => {
+  const caps = parseCaptures(new TextEncoder().encode(text), "dump.txt", format);
+  const cap = caps[caps.length - 1];
+  return { cap, r: check({ capture: cap, symbols: null, patch: patchOf("hrtimer_nanosleep"), scanner: referenceScanner }) };
+};
+
+describe("a sysrq-t dump that lost a task", () => {
+  it("the base dump is complete and blocked by the sleeping task", () => {
+    const { cap, r } = verdict(BASE);
+    expect([cap.complete, r.verdict.verdict]).toEqual([true, "blocked"]);
+  });
+
+  it("an omission mark between task blocks (`...`, `[...]`, `# (...omitted...)`) makes it partial", () => {
+    for (const mark of ["[  100.000021] ...", "...", "[...]", "# (...omitted...)"]) {
+      const { cap, r } = verdict(edit(SLEEP_BLOCK[0], SLEEP_BLOCK[1], mark));
+      expect([mark, cap.complete, cap.completeness.map((c) => c.code)]).toEqual([mark, false, ["omission"]]);
+      expect(r.verdict.verdict).toBe("undecided");
+    }
+  });
+
+  it("journald's own loss marker (`Missed N kernel messages`) makes it partial", () => {
+    const journal = lines.map((l) => l.replace(/^\[ *[\d.]+\] /, "Nov 07 20:31:22 host kernel: "));
+    const text = [...journal.slice(0, SLEEP_BLOCK[0]), "Nov 07 20:31:22 host systemd-journald[312]: Missed 9 kernel messages", ...journal.slice(SLEEP_BLOCK[1])].join("\n");
+    const { cap, r } = verdict(text);
+    expect([cap.complete, cap.completeness.map((c) => c.code)]).toEqual([false, ["messages-dropped"]]);
+    expect(r.verdict.verdict).toBe("undecided");
+  });
+
+  it("lines lost between two tasks join their traces: the joined task is undecided (frames below a user entry)", () => {
+    // pid 1's `</TASK>` and the sleeper's header down to hrtimer_nanosleep are gone.
+    const { r } = verdict(edit(11, 27));
+    const o = r.verdict.outcomes.get(0);
+    expect(o.status).toBe("undecided");
+    expect(o.matches.map((x) => x.message).join(" ")).toMatch(/real frames continue below the user-mode entry entry_SYSCALL_64_after_hwframe/);
+    expect(r.verdict.verdict).not.toBe("safe");
+  });
+
+  it("--format sysrq-t does not turn a `Show Blocked State` dump into a complete one", () => {
+    const w = BASE.replace("sysrq: Show State", "sysrq: Show Blocked State");
+    for (const format of ["auto", "sysrq-t"] as const) {
+      const { cap } = verdict(edit(SLEEP_BLOCK[0], SLEEP_BLOCK[1]).replace("sysrq: Show State", "sysrq: Show Blocked State"), format);
+      expect([format, cap.source.format, cap.complete]).toEqual([format, "sysrq-w", false]);
+    }
+    expect(verdict(w).cap.source.format).toBe("sysrq-w");
+  });
+});
+
+describe("/proc dumps", () => {
+  it("`grep -H . /proc/*/stack` (no /task/) shows main threads only: partial", () => {
+    const text = "/proc/1/stack:[<0>] do_epoll_wait+0x10/0x5e0\n/proc/1/stack:[<0>] do_syscall_64+0x10/0x290\n/proc/1/stack:[<0>] entry_SYSCALL_64_after_hwframe+0x10/0x7e\n";
+    const { cap, r } = verdict(text);
+    expect([cap.complete, cap.completeness.map((c) => c.code)]).toEqual([false, ["text-dump", "main-threads-only"]]);
+    expect(r.verdict.verdict).toBe("undecided");
+    const tasks = text.replaceAll("/proc/1/stack", "/proc/1/task/1/stack");
+    expect(verdict(tasks).cap.complete).toBe("unknown");
+  });
+});
