@@ -7,13 +7,17 @@ import { describe, expect, it } from "vitest";
 import { check } from "../src/check.js";
 import { parseCaptures } from "../src/ingest/detect.js";
 import { referenceScanner } from "../src/scan/reference.js";
-import { fixtureText, patchOf } from "./helpers.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run as runCli } from "../src/cli/main.js";
+import { fixturePath, fixtureText, patchOf } from "./helpers.js";
 
 const BASE = fixtureText("ingest-gaps/sysrq-t-base.txt");
 const lines = BASE.split("\n");
 /** The dump with lines [from, to) (0-based) replaced. */
 const edit = (from: number, to: number, ...put: string[]): string => [...lines.slice(0, from), ...put, ...lines.slice(to)].join("\n");
-const SLEEP_BLOCK = [20, 31]; // task:sleep … </TASK>
+const SLEEP_BLOCK = [21, 32]; // task:sleep … </TASK>
 const verdict = (text: string, format: "auto" | "sysrq-t" = "auto") => {
   const caps = parseCaptures(new TextEncoder().encode(text), "dump.txt", format);
   const cap = caps[caps.length - 1];
@@ -69,5 +73,45 @@ describe("/proc dumps", () => {
     expect(r.verdict.verdict).toBe("undecided");
     const tasks = text.replaceAll("/proc/1/stack", "/proc/1/task/1/stack");
     expect(verdict(tasks).cap.complete).toBe("unknown");
+  });
+});
+
+describe("reports that interrupt or follow one another", () => {
+  it("a report printed into a sysrq-t dump (an RCU stall, a WARNING) does not split it: the tasks before it still count", () => {
+    for (const header of [["[  121.000000] rcu: INFO: rcu_preempt self-detected stall on CPU", "[  121.000001] rcu:     3-....: (21000 ticks this GP) idle=1234"], ["[  121.000000] WARNING: CPU: 3 PID: 0 at kernel/foo.c:1 bar+0x1/0x2"]]) {
+      // The sleeper first, then the report, then the rest of the dump.
+      const text = [lines[0], ...lines.slice(SLEEP_BLOCK[0], SLEEP_BLOCK[1]), ...header, ...lines.slice(1, SLEEP_BLOCK[0]), ...lines.slice(SLEEP_BLOCK[1])].join("\n");
+      const caps = parseCaptures(new TextEncoder().encode(text), "dump.txt");
+      // One capture, marked where the report cut in (its lines may have displaced the dump's).
+      expect([header[0], caps.length, caps[0].completeness.map((c) => c.code)]).toEqual([header[0], 1, ["omission"]]);
+      const r = check({ capture: caps[0], symbols: null, patch: patchOf("hrtimer_nanosleep"), scanner: referenceScanner, options: { partialOk: true } });
+      expect(r.verdict.verdict).toBe("blocked");
+    }
+  });
+
+  it("a task an earlier report showed blocked, absent from a later partial one, keeps the series from being safe, --partial-ok or not", () => {
+    for (const extra of [[], ["--partial-ok"]]) {
+      const r = runCli(["check", fixturePath("ingest-gaps/hung-task-twice.txt"), "--func", "hrtimer_nanosleep", "--json", ...extra]);
+      const doc = JSON.parse(r.stdout) as { verdict: string; reasons: { message: string }[]; prediction: { allCleanAt: number | null } };
+      expect([extra, r.status, doc.verdict]).toEqual([extra, 3, "undecided"]);
+      expect(doc.reasons.map((x) => x.message).join(" ")).toMatch(/1 task\(s\) \(tid 300\) were blocked or undecided in an earlier capture of the series, and the last capture, which is partial, does not show them/);
+      // Nor does the prediction count its absence as an exit.
+      expect(doc.prediction.allCleanAt).toBeNull();
+    }
+  });
+
+  it("a trace without its task header (the excerpt starts mid-trace) is truncated: undecided, --partial-ok or not", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ps-gaps-"));
+    try {
+      const f = join(dir, "tail.txt");
+      writeFileSync(f, lines.slice(27, 31).join("\n"));
+      for (const extra of [[], ["--partial-ok"]]) {
+        const r = runCli(["check", f, "--format", "dmesg", "--func", "hrtimer_nanosleep", "--json", ...extra]);
+        const doc = JSON.parse(r.stdout) as { verdict: string; undecided: { reason: { code: string } }[] };
+        expect([extra, doc.verdict, doc.undecided.map((u) => u.reason.code)]).toEqual([extra, "undecided", ["truncated"]]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

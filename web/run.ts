@@ -9,7 +9,7 @@ import { PatchsafeError } from "../src/errors.js";
 import { latin1 } from "../src/ingest/bytes.js";
 import { parseCaptures } from "../src/ingest/detect.js";
 import type { Capture } from "../src/model.js";
-import { assertSeriesOrder, predict } from "../src/predict/predict.js";
+import { assertSeriesOrder, boundSeriesVerdict, predict } from "../src/predict/predict.js";
 import type { Prediction } from "../src/predict/types.js";
 import { emptyPatch, parseFuncArg, parseRangeArg, type PatchSpec } from "../src/patch/spec.js";
 import { renderReportBody, toHtmlReport, blockingStacks } from "../src/report/html.js";
@@ -137,6 +137,7 @@ export async function runChecker(input: CheckerInput, scanner: Scanner): Promise
     const results = series.map((c) => check({ capture: c, symbols, patch, scanner, options }));
     const kpatch = model === "kpatch" ? results : series.map((c) => check({ capture: c, symbols, patch, scanner, options: { ...options, model: "kpatch" } }));
     prediction = predict(results, series.map((c) => c.host.capturedAt), kpatch);
+    boundSeriesVerdict(results);
     result = results[results.length - 1];
   } else {
     result = check({ capture, symbols, patch, scanner, options });

@@ -12,7 +12,7 @@ import { closeSync, mkdirSync, openSync, readSync, statSync, writeSync } from "n
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { check, type CheckResult } from "../check.js";
-import { assertSeriesOrder, predict } from "../predict/predict.js";
+import { assertSeriesOrder, boundSeriesVerdict, predict } from "../predict/predict.js";
 import type { Prediction } from "../predict/types.js";
 import { predictionText } from "../report/prediction.js";
 import type { DecideOptions } from "../decide/livepatch.js";
@@ -273,6 +273,7 @@ function runCheck(args: string[], o: Output): number {
     const results = series.map((c) => check({ capture: c, symbols, patch, scanner, options, applied }));
     const kpatch = model === "kpatch" ? results : series.map((c) => check({ capture: c, symbols, patch, scanner, options: { ...options, model: "kpatch" }, applied }));
     prediction = predict(results, series.map((c) => c.host.capturedAt), kpatch);
+    boundSeriesVerdict(results);
     full = results[results.length - 1];
   } else full = check({ capture, symbols, patch, scanner, options, applied, traceable });
   const result = filterReport(full, values.tid, values.comm, values.state);

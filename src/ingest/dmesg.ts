@@ -14,7 +14,7 @@
  *             `Call Trace:` frames, with `<IRQ>`/`<TASK>` sections and pt_regs blocks
  */
 import { PatchsafeError } from "../errors.js";
-import { type Capture, FrameFlag, type Reason, type Task } from "../model.js";
+import { type Capture, FrameFlag, type Reason, STACK_STATUS_CODE, type Task } from "../model.js";
 import { CaptureBuilder } from "./builder.js";
 import { CH, indexOfByte, latin1, LineSplitter, startsWithAscii } from "./bytes.js";
 import { stripEnvelope } from "./envelope.js";
@@ -634,6 +634,15 @@ export class DmesgParser {
   /** A report header: joins the current report section unless a dump or a long gap intervenes. */
   private reportSection(kind: DmesgKind, line: number, time: number): Section {
     const cur = this.sec;
+    // A report printed into a task dump that has not ended (an RCU stall during a long sysrq-t
+    // over a serial console, a WARNING, the unwinder's own warning) does not end it: the dump's
+    // tasks go on after it. Splitting there made a series whose verdict was the last piece's, and
+    // the tasks before the report dropped out. Kept as one section, with the report's place
+    // marked as a gap (its lines may have displaced the dump's).
+    if (cur !== null && (cur.kind === "sysrq-t" || cur.kind === "sysrq-w") && cur.b.tasks.length > 0 && !cur.endReached) {
+      cur.gaps.push(line);
+      return cur;
+    }
     if (cur !== null && cur.kind !== "sysrq-t" && cur.kind !== "sysrq-w" && cur.kind !== "task-dump") {
       const gap = !Number.isNaN(time) && !Number.isNaN(cur.lastTime) && time - cur.lastTime > SECTION_GAP_SECONDS;
       if (!gap) {
@@ -673,7 +682,11 @@ export class DmesgParser {
     }
     if (s.drops.length > 0) why.push({ code: "messages-dropped", message: `the log says messages were dropped or suppressed (line ${s.drops.slice(0, NOISE_LIST).join(", ")})` });
     if (s.gaps.length > 0) why.push({ code: "omission", message: `omission marks (\`...\`) inside or between traces (line ${s.gaps.slice(0, NOISE_LIST).join(", ")})` });
-    if (anonymous > 0) why.push({ code: "anonymous-stacks", message: `${anonymous} trace(s) without a task header (the excerpt starts mid-trace)` });
+    if (anonymous > 0) {
+      why.push({ code: "anonymous-stacks", message: `${anonymous} trace(s) without a task header (the excerpt starts mid-trace)` });
+      // Such a trace may lack its innermost frames (the ones that would matter): truncated.
+      for (let i = 0; i < cap.tasks.length; i++) if (cap.tasks.tidOf(i) === null) cap.tasks.stackStatusCode[i] = STACK_STATUS_CODE.truncated;
+    }
     cap.completeness = why;
     cap.complete = why.length === 0 ? true : false;
     if (s.noise > 0) {

@@ -10,6 +10,7 @@ import { PatchsafeError } from "../errors.js";
 import type { Capture } from "../model.js";
 import { taskOrder } from "../decide/livepatch.js";
 import { isKpatchAddedTask } from "../decide/models.js";
+import { TASK_STATUSES } from "../decide/verdict.js";
 import { escapeComm } from "../report/escape.js";
 import type { PredictedFunction, PredictedTask, Prediction } from "./types.js";
 
@@ -49,6 +50,39 @@ export function assertSeriesOrder(series: Capture[]): void {
       );
     }
   }
+}
+
+/**
+ * A series' verdict is its last capture's. When that capture is partial, a task an earlier capture
+ * showed blocked or undecided and the last one does not show may still be there (a hung task is
+ * reported ten times at most; an excerpt leaves tasks out): the verdict is then at best
+ * undecided, --partial-ok or not. Changes the last result in place.
+ */
+export function boundSeriesVerdict(series: CheckResult[]): void {
+  const last = series[series.length - 1];
+  if (series.length < 2 || last.capture.complete === true) return;
+  const present = new Set<number>();
+  const lastTasks = last.capture.tasks;
+  for (let i = 0; i < lastTasks.length; i++) {
+    const tid = lastTasks.tidOf(i);
+    if (tid !== null) present.add(tid);
+  }
+  const missing = new Set<number>();
+  for (const r of series.slice(0, -1)) {
+    const out = r.verdict.outcomes;
+    for (let i = 0; i < out.length; i++) {
+      const status = TASK_STATUSES[out.statusCode[i]];
+      if (status !== "blocked" && status !== "undecided") continue;
+      if (isKpatchAddedTask(r.notes.get(out.task[i]))) continue;
+      const tid = r.capture.tasks.tidOf(out.task[i]);
+      if (tid !== null && !present.has(tid)) missing.add(tid);
+    }
+  }
+  if (missing.size === 0) return;
+  const v = last.verdict;
+  const tids = [...missing].sort((a, b) => a - b);
+  v.reasons.push({ code: "incomplete-capture", message: `${tids.length} task(s) (tid ${tids.slice(0, 5).join(", ")}${tids.length > 5 ? ", …" : ""}) were blocked or undecided in an earlier capture of the series, and the last capture, which is partial, does not show them: they may still be there` });
+  if (v.verdict === "safe") v.verdict = "undecided";
 }
 
 export function predict(series: CheckResult[], times: (string | null)[], kpatchSeries?: CheckResult[]): Prediction {
@@ -103,7 +137,9 @@ export function predict(series: CheckResult[], times: (string | null)[], kpatchS
     if (p.seen === 0) continue;
     let switchedAt = p.firstCleanAt;
     const last = lastSeen.get(k)!;
-    if (switchedAt === null && last < n - 1) switchedAt = last + 2; // gone by the next capture
+    // Gone by the next capture, when that capture holds every task: absence from a partial one
+    // (a hung-task report, an excerpt) says nothing.
+    if (switchedAt === null && last < n - 1 && series[last + 1].capture.complete === true) switchedAt = last + 2;
     if (switchedAt === null) allCleanAt = null;
     else if (allCleanAt !== null) allCleanAt = Math.max(allCleanAt, switchedAt);
   }
