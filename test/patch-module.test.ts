@@ -184,6 +184,89 @@ describe("upstream livepatch modules from gcc (klp_patch → klp_object[] → kl
   });
 });
 
+// From an adversarial review of the module readers (the sources as the reviewer wrote them): each
+// read as a patch replacing less than it does.
+const LP_H = LIVEPATCH_C.slice(0, LIVEPATCH_C.indexOf("struct klp_state")).concat("extern char __this_module[];\n");
+const REVIEW_SOURCES: Record<string, string> = {
+  // kpatch-build's livepatch hook: replace is KLP_REPLACE_ENABLE (true) unless built --non-replace.
+  kpLivepatch: KPATCH_C.replace('"license=GPL\\0name=kpatch_test"', '"license=GPL\\0livepatch=Y\\0name=kpatch_test"'),
+  // RHEL 8.2+ (4.18) backported atomic replace: replace right after objs.
+  rhel: `${LP_H}
+struct klp_patch { void *mod; struct klp_object *objs; _Bool replace; struct list_head list; struct kobject kobj; };
+static int lp_cmdline(void) { return 0; }
+static struct klp_func funcs[] = { { .old_name = "cmdline_proc_show", .new_func = lp_cmdline, }, { } };
+static struct klp_object objs[] = { { .funcs = funcs, }, { } };
+static struct klp_patch patch = { .mod = __this_module, .objs = objs, .replace = 1 };
+void *keep(void) { return &patch; }
+const char modinfo[] __attribute__((section(".modinfo"))) = "livepatch=Y\\0vermagic=4.18.0-305.el8.x86_64 SMP mod_unload modversions \\0name=livepatch_rhel";
+`,
+  // Two klp_patch structures, enabled by a run-time choice; the first's array is one larger than
+  // it needs (legal C), which the reader cannot lay out.
+  two: `${LP_H}
+struct klp_state { unsigned long id; unsigned int version; void *data; };
+struct klp_patch { void *mod; struct klp_object *objs; struct klp_state *states; _Bool replace; struct list_head list; struct kobject kobj; };
+static int lp_a(void) { return 0; }
+static int lp_b(void) { return 1; }
+static int lp_c(void) { return 2; }
+static struct klp_func funcs_a[4] = { { .old_name = "do_sys_poll", .new_func = lp_a, }, { .old_name = "worker_thread", .new_func = lp_b }, { } };
+static struct klp_object objs_a[] = { { .funcs = funcs_a, }, { } };
+static struct klp_patch patch_a = { .mod = __this_module, .objs = objs_a };
+static struct klp_func funcs_b[] = { { .old_name = "cmdline_proc_show", .new_func = lp_c, }, { } };
+static struct klp_object objs_b[] = { { .funcs = funcs_b, }, { } };
+static struct klp_patch patch_b = { .mod = __this_module, .objs = objs_b };
+int use_new_api;
+void *keep(void) { return use_new_api ? &patch_a : &patch_b; }
+const char modinfo[] __attribute__((section(".modinfo"))) = "livepatch=Y\\0vermagic=6.1.0 SMP mod_unload \\0name=livepatch_two";
+`,
+  // .kpatch.funcs and a static klp_patch in one module: which one is enabled is a guess.
+  hybrid: `${LP_H}
+struct klp_state { unsigned long id; unsigned int version; void *data; };
+struct klp_patch { void *mod; struct klp_object *objs; struct klp_state *states; _Bool replace; struct list_head list; struct kobject kobj; };
+struct kpatch_patch_func { unsigned long new_addr, new_size, old_addr, old_size, sympos; char *name; char *objname; };
+static char n1[] __attribute__((section(".kpatch.strings"))) = "cmdline_proc_show";
+static char o1[] __attribute__((section(".kpatch.strings"))) = "vmlinux";
+int cmdline_proc_show(void) { return 1; }
+struct kpatch_patch_func kf[] __attribute__((section(".kpatch.funcs"))) = { { (unsigned long)cmdline_proc_show, 16, 0, 0, 0, n1, o1 } };
+static int lp_w(void) { return 0; }
+static struct klp_func funcs[] = { { .old_name = "worker_thread", .new_func = lp_w, }, { } };
+static struct klp_object objs[] = { { .funcs = funcs, }, { } };
+static struct klp_patch patch = { .mod = __this_module, .objs = objs };
+void *keep(void) { return &patch; }
+const char modinfo[] __attribute__((section(".modinfo"))) = "livepatch=Y\\0vermagic=6.1.0 SMP mod_unload \\0name=hybrid";
+`,
+  // A 5.3 vermagic whose klp_patch has the 5.5 layout (states, then replace).
+  states53: LIVEPATCH_C.replace("static struct klp_patch patch = { .mod = __this_module, .objs = objs, .replace = 1 };", "static struct klp_state st[] = { { 1, 1, 0 }, { } };\nstatic struct klp_patch patch = { .mod = __this_module, .objs = objs, .states = st, .replace = 1 };").replace("vermagic=6.1.0", "vermagic=5.3.18"),
+};
+
+describe("modules that replace more than they seem to", () => {
+  const built: Record<string, Uint8Array> = {};
+  beforeAll(() => {
+    if (gccReason !== null) return;
+    for (const [name, src] of Object.entries(REVIEW_SOURCES)) if (tryCompile(name, src, []) === null) built[name] = objs[name];
+  });
+  it("a kpatch-built module with the livepatch hook (.modinfo livepatch=Y) replaces unless built --non-replace: read as replace", (ctx) => {
+    if (built.kpLivepatch === undefined) return ctx.skip();
+    expect(readPatchModule(built.kpLivepatch, "kp-lp.o").spec.replace).toBe(true);
+    expect(readPatchModule(objs.kp64, "kp64.o").spec.replace).toBe(false);
+  });
+  it("a 4.18 module with atomic replace backported (RHEL 8.2+): a set byte after objs is replace, not a list head", (ctx) => {
+    if (built.rhel === undefined) return ctx.skip();
+    expect(readPatchModule(built.rhel, "rhel.o").spec.replace).toBe(true);
+  });
+  it("a 5.1–5.4 vermagic with a pointer where replace should be (klp_state backported) is an unknown layout: refused", (ctx) => {
+    if (built.states53 === undefined) return ctx.skip();
+    expect(expectModuleError(built.states53, "states53.o")?.message).toMatch(/the word after objs is a pointer, where 5\.3 has replace/);
+  });
+  it("a module with both .kpatch.funcs and a static klp_patch is refused", (ctx) => {
+    if (built.hybrid === undefined) return ctx.skip();
+    expect(expectModuleError(built.hybrid, "hybrid.o")?.message).toMatch(/both \.kpatch\.funcs and a static klp_patch/);
+  });
+  it("a second klp_patch that cannot be read is an error, not left out", (ctx) => {
+    if (built.two === undefined) return ctx.skip();
+    expect(expectModuleError(built.two, "two.o")?.message).toMatch(/another klp_patch in the module is unreadable/);
+  });
+});
+
 // ---- hand-built ELF (big endian, and a little-endian twin to check the builder) ----
 
 interface Sec {

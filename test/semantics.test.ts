@@ -339,6 +339,16 @@ describe("what the table cannot place, from an adversarial review of the livepat
     expect(unknown.verdict.warnings.map((w) => w.message)).toContainEqual(expect.stringMatching(/any of p2, p1 may hold the newest cmdline_proc_show/));
   });
 
+  it("the kernel's own check: unknown when a task it checks holds a doubt, even one patchsafe blocks by a range the kernel does not see; an idle task in its idle loop is never the one it names", () => {
+    const size = symbols().size[symbols().byName.get("x86_pmu_add")![0]];
+    const t = user([`x86_pmu_add+0x${size.toString(16)}/0x${size.toString(16)}`, "x86_pmu_add.isra.0+0x10/0x80", fr("do_epoll_wait", 0x588)]);
+    const r = run(nativeCapture([t]), p("q", "x86_pmu_add"));
+    expect([r.verdict.verdict, r.verdict.kernelCheck.result]).toEqual(["blocked", "unknown"]);
+    const idle = { pid: 0, tid: 0, comm: "swapper/1", state: "S", flags: 0x00200042, frames: [fr("do_idle", 0x10), fr("cpu_startup_entry", 0x20), fr("start_secondary", 0x30)] };
+    const i = run(nativeCapture([idle]), p("q", "start_secondary"));
+    expect([i.verdict.verdict, i.verdict.kernelCheck]).toEqual(["safe", { result: "pass", first: null }]);
+  });
+
   it("cold code of an older version (the original's, with a replacement on top) is undecided too", () => {
     const t = user([fr("get_signal.cold", 0x3), fr("arch_do_signal_or_restart", 0x30)]);
     const r = run(nativeCapture([t]), p("p2", "get_signal"), {}, [applied("p1", [["vmlinux", "get_signal"]])]);

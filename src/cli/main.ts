@@ -180,7 +180,8 @@ function runCheck(args: string[], o: Output): number {
       : values.patch !== undefined
         ? parsePatchFile(readTextFile(values.patch), values.patch)
         : emptyPatch();
-  // kpatch.ko's replace is a load-time module parameter: the module cannot record it.
+  // kpatch.ko's replace is a load-time module parameter (kpatch-build's livepatch hook, .modinfo
+  // livepatch=Y, replaces unless built --non-replace: the reader takes that as replace).
   if (values.replace) patch.replace = true;
   for (const f of values["applied-module"] ?? []) {
     const spec = readPatchModuleSpec(readBinaryFile(f), f);

@@ -1121,7 +1121,9 @@ class TaskDecider {
     entry.status = status;
     entry.statusCode = statusCode;
     entry.blockers = mine;
-    entry.visible = status === "done" ? null : visibleMatch(entry.matches);
+    // The kernel checks neither a switched task nor an idle task in its idle loop (switched there
+    // by klp_update_patch_state() without a stack check): neither can be the one it names.
+    entry.visible = status === "done" || status === "idle" ? null : visibleMatch(entry.matches);
     if (cls >= 0) classes!.setEntry(cls, entry);
     this.emit(index, kindCode, entry, 0);
   }
@@ -1524,8 +1526,14 @@ function livepatchKernelCheck(cap: Capture, table: SymbolTable | null, outcomes:
   const UNDECIDED = TASK_STATUSES.indexOf("undecided");
   if (first !== null) return { result: "fail", first };
   const kernelBlind = new Set(["possibly-live", "cold", "blocked", "excluded"]);
+  const BLOCKED = TASK_STATUSES.indexOf("blocked");
+  // Any doubt the kernel would meet (unresolved, unreliable, …) on a task it checks, also one
+  // that patchsafe blocks only by a range the kernel does not see: its own result is unknown.
   for (let i = 0; i < outcomes.length; i++) {
-    if (outcomes.statusCode[i] === UNDECIDED && !kernelBlind.has(outcomes.matches(i)[0].code)) return { result: "unknown", first: null };
+    const st = outcomes.statusCode[i];
+    if (st !== UNDECIDED && st !== BLOCKED) continue;
+    const ms = outcomes.matches(i);
+    for (let k = 0; k < ms.length; k++) if (!kernelBlind.has(ms[k].code)) return { result: "unknown", first: null };
   }
   if (cap.hidesSchedFrames && (table === null || !table.hasAddresses || table.sections.sched === null || hiddenOverlap !== null)) return { result: "unknown", first: null };
   return { result: "pass", first: null };

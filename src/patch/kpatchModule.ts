@@ -94,7 +94,22 @@ export function readKpatchModuleDetailed(elf: ElfFile): PatchModule {
     newSize: d.newSize,
     force: d.force,
   }));
-  return { kind: "kpatch", spec: { name, replace: false, funcs: specFuncs, ranges: [] }, details };
+  // kpatch-build's livepatch hook (kmod/patch/livepatch-patch-hook.c, .modinfo livepatch=Y) sets
+  // klp_patch.replace = KLP_REPLACE_ENABLE, true unless built with --non-replace, which the module
+  // does not record: taken as replacing (it checks more). The old kpatch.ko core's replace is a
+  // load-time parameter (--replace).
+  const replace = modinfoHas(elf, "livepatch=Y");
+  return { kind: "kpatch", spec: { name, replace, funcs: specFuncs, ranges: [] }, details };
+}
+
+/** Whether .modinfo holds this exact `key=value` entry. */
+function modinfoHas(elf: ElfFile, entry: string): boolean {
+  const mi = elf.section(".modinfo");
+  if (mi === undefined) return false;
+  const data = elf.sectionData(mi);
+  let s = "";
+  for (const b of data) s += b === 0 ? "\n" : String.fromCharCode(b);
+  return s.split("\n").includes(entry);
 }
 
 /** The symbol name of the function at section+offset (a section symbol's target), if any. */

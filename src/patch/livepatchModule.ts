@@ -98,6 +98,11 @@ export function readLivepatchModule(elf: ElfFile): PatchModule {
       errors.push(e instanceof Error ? e.message : String(e));
     }
   }
+  // One klp_patch read and another that is one too (its klp_object array read) but not its
+  // functions: the module may enable the other (chosen at run time), whose functions would then
+  // be missing. (A candidate whose objs is no klp_object array is other data, and is skipped.)
+  const unreadPatches = errors.filter((m) => m.startsWith("klp_object["));
+  if (found.length === 1 && unreadPatches.length > 0) elf.fail(`another klp_patch in the module is unreadable (${unreadPatches[0]}): the functions it replaces cannot be read`);
   if (found.length === 1) return found[0];
   if (found.length > 1) elf.fail(`${found.length} klp_patch structures found; expected one`);
   if (candidates.length === 0) elf.fail("no .kpatch.funcs section and no klp_patch (a structure starting with THIS_MODULE and an objs pointer): not a patch module");
@@ -188,7 +193,13 @@ function readWith(elf: ElfFile, relocs: Map<number, Map<number, ElfReloc>>, psec
     }
     replace = readBool(elf, psec, poff + 3 * W, `${at}.replace`);
   } else if (ver[0] === 5 && ver[1] >= 1) {
+    // 5.1–5.4: replace right after objs. A pointer there is another layout (klp_state backported).
+    if (pr.has(poff + 2 * W)) elf.fail(`${at}: the word after objs is a pointer, where ${ver[0]}.${ver[1]} has replace: an unknown klp_patch layout`);
     replace = readBool(elf, psec, poff + 2 * W, `${at}.replace`);
+  } else if (!pr.has(poff + 2 * W) && readBool(elf, psec, poff + 2 * W, `${at}.replace`)) {
+    // Before 5.1 upstream has a list_head there (zero in a static klp_patch); a vendor backport of
+    // atomic replace (RHEL 8.2+ on 4.18) puts replace there: a set byte is that, not a list.
+    replace = true;
   }
   const specFuncs: PatchFunctionSpec[] = details.map((d) => ({ object: d.object, oldName: d.oldName, oldSympos: d.oldSympos, newName: d.newSymbol, newSize: d.newSize, force: false }));
   return { kind: "livepatch", spec: { name: moduleName(elf), replace, funcs: specFuncs, ranges: [] }, details };

@@ -4,7 +4,7 @@
  */
 import { readElf } from "./elf.js";
 import { isKpatchModule, type PatchModule, readKpatchModuleDetailed } from "./kpatchModule.js";
-import { readLivepatchModule } from "./livepatchModule.js";
+import { findKlpPatches, readLivepatchModule } from "./livepatchModule.js";
 import type { PatchSpec } from "./spec.js";
 
 export type { ModuleFunctionDetail, PatchModule } from "./kpatchModule.js";
@@ -12,7 +12,11 @@ export type { ModuleFunctionDetail, PatchModule } from "./kpatchModule.js";
 /** The module with per-function details (sizes, replacement symbol) for show-patch. */
 export function readPatchModule(bytes: Uint8Array, file: string): PatchModule {
   const elf = readElf(bytes, file);
-  if (isKpatchModule(elf)) return readKpatchModuleDetailed(elf);
+  if (isKpatchModule(elf)) {
+    // kpatch-build builds its klp_patch at run time: a static one too is a module of two minds.
+    if (findKlpPatches(elf).length > 0) elf.fail("both .kpatch.funcs and a static klp_patch: which one the module enables cannot be told");
+    return readKpatchModuleDetailed(elf);
+  }
   return readLivepatchModule(elf);
 }
 
