@@ -10,9 +10,12 @@ export const PF_KTHREAD = 0x00200000;
 export const PF_USER_WORKER = 0x00004000;
 export const PF_IO_WORKER = 0x00000010;
 
-/** A trace that ends in one of these reached a known bottom (user entry, fork, idle start). */
-export const KNOWN_BOTTOMS = new Set([
-  // x86_64 user entry and fork
+/**
+ * User-mode entries that are the bottom of a task's kernel stack: nothing real is below them (a
+ * trace that goes on past one is two traces joined). A subset of KNOWN_BOTTOMS.
+ */
+export const USER_ENTRIES: ReadonlySet<string> = new Set([
+  // x86_64
   "entry_SYSCALL_64_after_hwframe",
   "entry_SYSCALL_64",
   "entry_SYSCALL_compat",
@@ -20,22 +23,30 @@ export const KNOWN_BOTTOMS = new Set([
   "entry_SYSENTER_compat",
   "entry_SYSENTER_compat_after_hwframe",
   "entry_INT80_compat",
-  "ret_from_fork",
-  "ret_from_fork_asm",
   // 32-bit x86 and older kernels
   "entry_SYSENTER_32",
   "entry_INT80_32",
-  "system_call",
   "system_call_fastpath",
+  // arm64
+  "el0t_64_sync",
+  "el0t_32_sync",
+]);
+
+/** A trace that ends in one of these reached a known bottom (user entry, fork, idle start). */
+export const KNOWN_BOTTOMS = new Set([
+  ...USER_ENTRIES,
+  // fork
+  "ret_from_fork",
+  "ret_from_fork_asm",
+  // 32-bit x86 and older kernels
+  "system_call",
   "sysenter_do_call",
   "syscall_call",
   "ret_from_kernel_thread",
   "kernel_thread_helper",
   // arm64 / arm / riscv / powerpc user entry
-  "el0t_64_sync",
   "el0t_64_irq",
   "el0t_64_error",
-  "el0t_32_sync",
   "el0t_32_irq",
   "ret_fast_syscall",
   "ret_from_exception",

@@ -25,6 +25,7 @@ import {
   type TaskKind,
   taskKind,
   TRAMPOLINES,
+  USER_ENTRIES,
 } from "./kinds.js";
 import { isKpatchAddedTask } from "./models.js";
 import type { TaskKernel, TaskKernelArrays } from "./taskKernel.js";
@@ -105,22 +106,6 @@ function funcLabel(ranges: RangeTable, fi: number): string {
   }
   return f.object === "vmlinux" ? f.name : `${f.name} [${f.object}]`;
 }
-
-/** User-mode entries: the bottom of a task's kernel stack (nothing real is below them). */
-const USER_ENTRIES = new Set([
-  "entry_SYSCALL_64_after_hwframe",
-  "entry_SYSCALL_64",
-  "entry_SYSCALL_compat",
-  "entry_SYSCALL_compat_after_hwframe",
-  "entry_SYSENTER_compat",
-  "entry_SYSENTER_compat_after_hwframe",
-  "entry_INT80_compat",
-  "entry_SYSENTER_32",
-  "entry_INT80_32",
-  "system_call_fastpath",
-  "el0t_64_sync",
-  "el0t_32_sync",
-]);
 
 /** Frame i's object when it is a module the symbol table does not list (null: known, vmlinux, or no table). */
 function objectUnknownToTable(cap: Capture, table: SymbolTable | null, i: number): string | null {
