@@ -416,12 +416,14 @@ if (only.has("fleet")) {
     const patch = emptyPatch();
     for (const fn of FUNCS) patch.funcs.push(parseFuncArg(fn));
     const quarter = Math.floor(files.length / 4);
-    const phases = { 1: { firstQuarterMs: [], restMs: [], threadCpuMs: [] }, 2: { firstQuarterMs: [], restMs: [], threadCpuMs: [] } };
+    const half = Math.ceil(files.length / 2);
+    const phases = { 1: { firstQuarterMs: [], restMs: [], firstHalfMs: [], allMs: [], threadCpuMs: [] }, 2: { firstQuarterMs: [], restMs: [], firstHalfMs: [], allMs: [], threadCpuMs: [] } };
     for (let r = 0; r < runs; r++) {
       for (const jobs of r % 2 === 0 ? [1, 2] : [2, 1]) {
         if (typeof globalThis.gc === "function") globalThis.gc();
         await untilIdle();
         let atQuarter = 0;
+        let atHalf = 0;
         // CPU time per thread of this process (Linux /proc/self/task), before and when the last
         // result is in (the workers are terminated after fleetCheck returns): this thread, the
         // fleet workers (the threads started during the run) and the threads that were there
@@ -431,11 +433,14 @@ if (only.has("fleet")) {
         const t0 = performance.now();
         fleetCheck(files, patch, {}, jobs, {}, (done) => {
           if (atQuarter === 0 && done >= quarter) atQuarter = performance.now();
+          if (atHalf === 0 && done >= half) atHalf = performance.now();
           if (done === files.length) after = threadCpu();
         });
         const end = performance.now();
         phases[jobs].firstQuarterMs.push(atQuarter - t0);
         phases[jobs].restMs.push(end - atQuarter);
+        phases[jobs].firstHalfMs.push(atHalf - t0);
+        phases[jobs].allMs.push(end - t0);
         if (before !== null && after !== null) {
           const split = { main: 0, workers: 0, platform: 0 };
           for (const [tid, ms] of after) {
@@ -452,6 +457,8 @@ if (only.has("fleet")) {
     for (const jobs of [1, 2]) {
       phases[jobs].firstQuarterMedianMs = median(phases[jobs].firstQuarterMs);
       phases[jobs].restMedianMs = median(phases[jobs].restMs);
+      phases[jobs].firstHalfMedianMs = median(phases[jobs].firstHalfMs);
+      phases[jobs].allMedianMs = median(phases[jobs].allMs);
       const cpu = phases[jobs].threadCpuMs;
       if (cpu.length > 0) phases[jobs].threadCpuMedianMs = { main: median(cpu.map((c) => c.main)), workers: median(cpu.map((c) => c.workers)), platform: median(cpu.map((c) => c.platform)) };
     }
@@ -491,6 +498,12 @@ if (only.has("fleet")) {
       phases,
       startup,
       steadySpeedup: phases[1].restMedianMs / phases[2].restMedianMs,
+      // However many cores: with --jobs 2 each worker starts cold (its own isolate, its own JIT
+      // warm-up) and checks at least half of the hosts, so the run takes at least what one lone
+      // worker, its compiles on a core of their own, takes for the first half: --jobs 1's time to
+      // its half-way result. Hence a bound that more cores lift only as far as more compile
+      // threads shorten one isolate's warm-up.
+      coldBound: phases[1].allMedianMs / phases[1].firstHalfMedianMs,
       summaryLine: perJobs.firstOutput1,
       target: "--jobs 2 ≥ 1.7× faster than --jobs 1 (median of 5), workers reading their own files",
       interleaved: true,
@@ -619,6 +632,13 @@ for (const fk of Object.keys(f).filter((k) => k.startsWith("fleet")).sort()) {
     const W = (fleet.phases[1].restMedianMs * 4) / 3;
     md.push(
       `A worker's start-up before its first host (medians of ${fleet.startup.bareMs.length}, spawn to exit): a bare Node worker ${fleet.startup.bareMedianMs.toFixed(0)} ms; the fleet's bundled worker given no file (its modules loaded, the wasm kernels instantiated) ${F.toFixed(0)} ms. Call that F, and W the hosts' work with one worker at the steady state's pace (${W.toFixed(0)} ms: the last three quarters' time × 4/3). With no JIT warm-up at all, --jobs 2 would still take at least F + W/2 against F + W: at most **${((F + W) / (F + W / 2)).toFixed(2)}×**. 1.7× needs F ≤ 0.21 W, that is hosts worth at least ${((F * 0.7) / 0.15 / fleet.hosts).toFixed(2)} ms each at one worker's pace (these take ${(W / fleet.hosts).toFixed(2)} ms), and then no warm-up either: a second isolate's compiles share the two cores with the workers.`,
+      "",
+    );
+  }
+  if (fleet.coldBound) {
+    const p = fleet.phases;
+    md.push(
+      `A bound that does not come from the core count (the cold-isolate bound): with --jobs 2 each worker is a V8 isolate of its own that starts cold and checks at least half of the hosts, so the run takes at least what one lone worker (its compiles on a core of their own) takes for the first half. With one worker that was ${p[1].firstHalfMedianMs.toFixed(0)} ms of the ${p[1].allMedianMs.toFixed(0)} ms run (medians of the by-phase runs, from the start of fleetCheck): --jobs 2 can be at most **${fleet.coldBound.toFixed(2)}×** faster than --jobs 1, however many cores there are (more cores lift it only as far as more compile threads shorten one isolate's warm-up). The first half costs more than half because the JavaScript check runs unoptimized until V8 has compiled it, and each isolate compiles it again; 1.7× needs the first half to take at most 59% of the whole.`,
       "",
     );
   }
