@@ -15,6 +15,8 @@ import { toTextReport } from "../src/report/text.js";
 import { terminalSafe } from "../src/report/escape.js";
 import { buildInventory, inventoryText } from "../src/report/inventory.js";
 import { parseNativeJson } from "../src/ingest/nativeJson.js";
+import { parseCrash } from "../src/ingest/crash.js";
+import { parseSymbolTable } from "../src/symbols/table.js";
 import { run } from "../src/cli/main.js";
 import { hostTable, patchOf } from "./helpers.js";
 
@@ -98,6 +100,74 @@ describe("text formats that embed comm", () => {
     expect(r.verdict.verdict).not.toBe("safe");
     const evil = r.verdict.outcomes.find((o) => r.capture.tasks.get(o.task).tid === 500)!;
     expect(evil.status).toBe("undecided");
+  });
+});
+
+/** A small vmlinux for crash dumps (which carry absolute addresses). */
+const CRASH_KALLSYMS = [
+  "ffffffff81000000 T _text",
+  "ffffffff81001000 T __sched_text_start",
+  "ffffffff81001000 T __schedule",
+  "ffffffff81001400 T schedule",
+  "ffffffff81001800 T __sched_text_end",
+  "ffffffff81002000 T do_select",
+  "ffffffff81002400 T sys_select",
+  "ffffffff81002800 T entry_SYSCALL_64_after_hwframe",
+  "ffffffff81002c00 T kthread",
+  "ffffffff81003000 T ret_from_fork",
+  "ffffffff81003400 T worker_thread",
+  "ffffffff81003800 T target_func",
+  "ffffffff81003c00 T crash_nmi_callback",
+  "ffffffff81004000 T nmi_handle",
+  "ffffffff81004400 T default_do_nmi",
+  "ffffffff81004800 T exc_nmi",
+  "ffffffff81004c00 T end_repeat_nmi",
+  "ffffffff81005000 T busy_loop",
+  "ffffffff81005400 T _etext",
+].join("\n");
+
+/** crash `foreach bt` tasks: pid 1 (user, in select) and pid 2 (kthread), both clean. */
+const CRASH_BASE = [
+  "crash> foreach bt",
+  'PID: 1      TASK: ffff88000001  CPU: 0   COMMAND: "systemd"',
+  " #0 [ffffc90000001e00] __schedule at ffffffff81001010",
+  " #1 [ffffc90000001e40] schedule at ffffffff81001410",
+  " #2 [ffffc90000001e80] do_select at ffffffff81002010",
+  " #3 [ffffc90000001ec0] sys_select at ffffffff81002410",
+  " #4 [ffffc90000001f00] entry_SYSCALL_64_after_hwframe at ffffffff81002810",
+  "",
+  'PID: 2      TASK: ffff88000002  CPU: 1   COMMAND: "kthreadd"',
+  " #0 [ffffc90000002e00] __schedule at ffffffff81001010",
+  " #1 [ffffc90000002e40] schedule at ffffffff81001410",
+  " #2 [ffffc90000002e80] worker_thread at ffffffff81003410",
+  " #3 [ffffc90000002ec0] kthread at ffffffff81002c10",
+  " #4 [ffffc90000002f00] ret_from_fork at ffffffff81003010",
+  "",
+];
+
+function checkCrash(lines: string[], func = "target_func") {
+  const symbols = parseSymbolTable(CRASH_KALLSYMS, { file: "kallsyms" });
+  return check({ capture: parseCrash(Buffer.from(lines.join("\n"), "latin1"))[0], symbols, patch: patchOf(func), scanner: loadWasmScannerSync() });
+}
+
+describe("crash bt: a comm that splits its task header", () => {
+  it("a newline in COMMAND cannot drop the task's frames from the check", () => {
+    // crash prints comm raw: `COMMAND: "evil\nx"` is two lines, neither a header. The frames
+    // after them were skipped as noise, and the task sleeping in target_func vanished: SAFE.
+    const r = checkCrash([
+      ...CRASH_BASE,
+      'PID: 77     TASK: ffff88000077  CPU: 1   COMMAND: "evil',
+      'x"',
+      " #0 [ffffc90000003e00] __schedule at ffffffff81001010",
+      " #1 [ffffc90000003e40] schedule at ffffffff81001410",
+      " #2 [ffffc90000003e80] target_func at ffffffff81003810",
+      " #3 [ffffc90000003ec0] sys_select at ffffffff81002410",
+      " #4 [ffffc90000003f00] entry_SYSCALL_64_after_hwframe at ffffffff81002810",
+    ]);
+    expect(r.verdict.verdict).not.toBe("safe");
+    expect(r.capture.complete).toBe(false);
+    expect(r.capture.completeness.map((x) => x.code)).toContain("anonymous-stacks");
+    expect(r.verdict.counts.undecided).toBe(1);
   });
 });
 

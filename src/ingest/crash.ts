@@ -40,7 +40,15 @@ interface Section {
   gaps: number[];
   /** `bt -t`/`-T`: a raw text-symbol scan, not a chain. */
   raw: boolean;
+  /** Traces read without a task header (anonymous, truncated tasks). */
+  anonymous: number;
 }
+
+/**
+ * A line that belongs to a trace (a `#N [...]` frame, a `bt -t` word, an exception RIP, a stack
+ * switch): one seen outside a task block is part of a trace whose header was lost.
+ */
+const RE_TRACE_LINE = /^(?:#\d|\[[0-9a-fA-F]+\] |\[exception RIP:|START: |--- <)/;
 
 export class CrashParser {
   private readonly splitter: LineSplitter;
@@ -64,7 +72,7 @@ export class CrashParser {
 
   private newSection(command: string | null, line: number): Section {
     this.sec?.b.endTask();
-    const s: Section = { b: new CaptureBuilder(), command, firstLine: line, lastLine: line, warnings: [], noise: 0, noiseLines: [], gaps: [], raw: command !== null && /^bt\b.*\s-[a-zA-Z]*[tT]/.test(command) };
+    const s: Section = { b: new CaptureBuilder(), command, firstLine: line, lastLine: line, warnings: [], noise: 0, noiseLines: [], gaps: [], anonymous: 0, raw: command !== null && /^bt\b.*\s-[a-zA-Z]*[tT]/.test(command) };
     this.sections.push(s);
     this.sec = s;
     return s;
@@ -87,7 +95,18 @@ export class CrashParser {
       sec.lastLine = line;
       return;
     }
-    const sec = this.sec;
+    let sec = this.sec;
+    if (sec?.b.current == null && RE_TRACE_LINE.test(text)) {
+      // Frames without a task header: the header was lost (a comm holding a newline splits the
+      // `PID: … COMMAND: "…"` line so it no longer reads as one; a line crash's bt prints that
+      // this reader does not know ended the task before). Skipped as noise, that task vanished
+      // from the check and a `foreach bt` could be called safe with it blocked: keep its frames
+      // as an anonymous task whose trace may lack its innermost frames (truncated), and the
+      // capture as partial.
+      sec ??= this.newSection(null, line);
+      sec.b.startTask({ pid: null, tid: null, comm: null, stackStatus: "truncated" }, line);
+      sec.anonymous++;
+    }
     const b = sec?.b;
     if (sec === undefined || sec === null || b === undefined || b.current === null) return this.noise(line, text);
     sec.lastLine = line;
@@ -181,6 +200,10 @@ export class CrashParser {
         message: cmd === null ? "crash `bt` output without its command: it may show only some tasks" : `crash \`${cmd}\` shows only the tasks it names`,
       });
       if (s.gaps.length > 0) reasons.push({ code: "omission", message: `omission marks (\`...\`) at line ${s.gaps.slice(0, 5).join(", ")}` });
+    }
+    if (s.anonymous > 0) {
+      cap.complete = false;
+      reasons.push({ code: "anonymous-stacks", message: `${s.anonymous} trace(s) without a task header (a header line that could not be read, or a line that ended the task before its frames did)` });
     }
     if (s.raw) reasons.push({ code: "raw-scan", message: "bt -t is a raw scan of text addresses on the stack, not a call chain: every frame is a guess" });
     cap.completeness = reasons;
