@@ -171,6 +171,35 @@ describe("crash bt: a comm that splits its task header", () => {
   });
 });
 
+describe("crash bt: tasks that were on a CPU", () => {
+  const spinner = [
+    'PID: 77     TASK: ffff88000077  CPU: 1   COMMAND: "spin"',
+    " #0 [fffffe0000001e00] crash_nmi_callback at ffffffff81003c10",
+    " #1 [fffffe0000001e40] nmi_handle at ffffffff81004010",
+    " #2 [fffffe0000001e80] default_do_nmi at ffffffff81004410",
+    " #3 [fffffe0000001ec0] exc_nmi at ffffffff81004810",
+    " #4 [fffffe0000001f00] end_repeat_nmi at ffffffff81004c10",
+    "    [exception RIP: busy_loop+0x10]",
+    "    RIP: ffffffff81005010  RSP: ffffc90000003e00  RFLAGS: 00000246",
+    "    ORIG_RAX: ffffffffffffffff  CS: 0010  SS: 0018",
+    "--- <NMI exception stack> ---",
+    " #5 [ffffc90000003e00] busy_loop at ffffffff81005010",
+    " #6 [ffffc90000003ec0] sys_select at ffffffff81002410",
+    " #7 [ffffc90000003f00] entry_SYSCALL_64_after_hwframe at ffffffff81002810",
+  ];
+  it("a task stopped on its CPU by the crash NMI (stack switch, crash_nmi_callback) is running: undecided, not clean", () => {
+    // crash prints no state: the active task read as a sleeper, its moving stack judged clean.
+    const r = checkCrash([...CRASH_BASE, ...spinner]);
+    expect(r.verdict.verdict).toBe("undecided");
+    const spin = r.verdict.outcomes.find((o) => r.capture.tasks.get(o.task).tid === 77)!;
+    expect(spin.matches[0].code).toBe("running");
+  });
+  it("every task of `bt -a` is an active one", () => {
+    const r = checkCrash(["crash> bt -a", ...CRASH_BASE.slice(1, 7)]);
+    expect(r.capture.tasks.get(0).running).toBe(true);
+  });
+});
+
 describe("text from inputs other than comm, bound for a terminal", () => {
   it("terminalSafe escapes controls, bidi overrides and isolates, zero-width and line-separator characters, and keeps other text", () => {
     expect(terminalSafe("a\x1b[31mb\nc\x9b")).toBe("a\\x1b[31mb\\x0ac\\x9b");

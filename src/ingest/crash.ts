@@ -14,7 +14,7 @@
  * resolve them by address (symbols/addresses.ts). Each `crash>` command is a section. Per-line
  * strings with anchored linear regexes: crash sessions are small.
  */
-import { type Capture, FrameFlag, type Reason } from "../model.js";
+import { type Capture, FrameFlag, type Reason, type Task } from "../model.js";
 import { CaptureBuilder } from "./builder.js";
 import { encodeLatin1, hexOut, latin1, LineSplitter, parseHex64 } from "./bytes.js";
 
@@ -28,6 +28,17 @@ const RE_EXC = /^\[exception RIP: ([^\]\s+]+)(?:\+(0x[0-9a-fA-F]{1,8}|\d{1,10}))
 const RE_STACKSWITCH = /^--- <[^>]{1,40}> ---$/;
 const RE_REGS = /^[A-Z][A-Z0-9_]{1,7}: +[0-9a-fA-F]+(?: +[A-Z][A-Z0-9_]{1,7}: +[0-9a-fA-F]+)*$/;
 const RE_ARGS = /^\(.*\)$/;
+/**
+ * The innermost frame of a task that was on a CPU when the dump was taken: the panicking task
+ * (kdump's machine_kexec / crash_kexec path) and the other CPUs' active tasks, stopped by the
+ * crash NMI or IPI.
+ */
+/** A task seen on a CPU is running; an idle task (pid 0) always is, and has rules of its own (SPEC §3 idle tasks). */
+function markActive(t: Task): void {
+  if (t.tid !== 0) t.running = true;
+}
+
+const ACTIVE_ENTRY = new Set(["machine_kexec", "__crash_kexec", "crash_kexec", "crash_nmi_callback", "kdump_nmi_callback", "crash_save_cpu", "ipi_cpu_crash_stop", "crash_smp_send_stop", "native_machine_crash_shutdown"]);
 
 interface Section {
   b: CaptureBuilder;
@@ -40,6 +51,8 @@ interface Section {
   gaps: number[];
   /** `bt -t`/`-T`: a raw text-symbol scan, not a chain. */
   raw: boolean;
+  /** `bt -a` / `bt -c CPU`: the active task of each CPU, every one running. */
+  active: boolean;
   /** Traces read without a task header (anonymous, truncated tasks). */
   anonymous: number;
 }
@@ -72,7 +85,7 @@ export class CrashParser {
 
   private newSection(command: string | null, line: number): Section {
     this.sec?.b.endTask();
-    const s: Section = { b: new CaptureBuilder(), command, firstLine: line, lastLine: line, warnings: [], noise: 0, noiseLines: [], gaps: [], anonymous: 0, raw: command !== null && /^bt\b.*\s-[a-zA-Z]*[tT]/.test(command) };
+    const s: Section = { b: new CaptureBuilder(), command, firstLine: line, lastLine: line, warnings: [], noise: 0, noiseLines: [], gaps: [], anonymous: 0, raw: command !== null && /^bt\b.*\s-[a-zA-Z]*[tT]/.test(command), active: command !== null && /^bt\b.*\s-[a-zA-Z]*[ac]/.test(command) };
     this.sections.push(s);
     this.sec = s;
     return s;
@@ -91,7 +104,10 @@ export class CrashParser {
       const sec = this.sec ?? this.newSection(null, line);
       const tid = Number(h[1]);
       const cpu = /^\d+$/.test(h[3]) ? Number(h[3]) : null;
-      sec.b.startTask({ pid: null, tid, comm: encodeLatin1(h[4]), cpu }, line);
+      // crash prints no task state; a task that was on a CPU is known by the command (bt -a),
+      // its innermost frame or a stack switch (below). Read as sleeping, a running task was
+      // judged by a stack that was still moving (SPEC §3 rule 1: undecided).
+      sec.b.startTask({ pid: null, tid, comm: encodeLatin1(h[4]), cpu, running: sec.active && tid !== 0 }, line);
       sec.lastLine = line;
       return;
     }
@@ -126,6 +142,8 @@ export class CrashParser {
       // The frames so far ran on an interrupt / exception stack.
       const t = b.current;
       for (let i = t.frameStart; i < b.frames.length; i++) b.frames.flags[i] |= FrameFlag.REGS;
+      // Only a task on a CPU runs on an IRQ or exception stack: it was running when captured.
+      markActive(t);
       return;
     }
     if (RE_REGS.test(text) || RE_ARGS.test(text)) return;
@@ -168,6 +186,8 @@ export class CrashParser {
       f.flags[i] = flags | FrameFlag.BARE_HEX;
       return;
     }
+    const t = b.current;
+    if (t !== null && i === t.frameStart && ACTIVE_ENTRY.has(sym)) markActive(t);
     const symBytes = encodeLatin1(sym);
     f.symbol[i] = b.interner.intern(symBytes, 0, symBytes.length);
     const objBytes = encodeLatin1(mod ?? "vmlinux");
