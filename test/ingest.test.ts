@@ -64,6 +64,25 @@ describe("/proc text shapes", () => {
     expect(cap.strings.get(cap.frames.object[1])).toBe("vmlinux");
   });
 
+  it("a trace without a header in a dump that has headers is the tail of a cut stack: truncated", () => {
+    // `tail -n +1 /proc/*/task/*/stack | tail -n 300`: the first task's head (its innermost
+    // frames, maybe in the patched function) is gone; the rest reached its bottom and read clean.
+    const text = [
+      "[<0>] ksys_read+0x6b/0xe0",
+      "[<0>] do_syscall_64+0x82/0x850",
+      "[<0>] entry_SYSCALL_64_after_hwframe+0x76/0x7e",
+      "==> /proc/2/task/2/stack <==",
+      "[<0>] kthreadd+0x1b2/0x240",
+      "[<0>] ret_from_fork+0x166/0x190",
+    ].join("\n");
+    const cap = parseProcText(text);
+    expect(cap.tasks.map((t) => [t.tid, t.stackStatus])).toEqual([[null, "truncated"], [2, "ok"]]);
+    expect(cap.completeness.map((r) => r.code)).toContain("anonymous-stacks");
+    expect(normalize(cap)).toEqual(parseProcTextReference(text));
+    // Bare lines alone (`cat /proc/PID/stack`) have no header by design: not truncated.
+    expect(parseProcText(text.split("\n").slice(0, 3).join("\n")).tasks.get(0).stackStatus).toBe("ok");
+  });
+
   it("old kernels: real addresses, the 0xffffffffffffffff end marker, 64 lines without it = truncated", () => {
     const old = "[<ffffffff8112291c>] pipe_wait+0x61/0x7b\n[<ffffffff81122a4c>] pipe_read+0x13c/0x2d0\n[<ffffffffffffffff>] 0xffffffffffffffff\n";
     const a = parseProcText(`/proc/5/stack:${old.split("\n").filter(Boolean).join("\n/proc/5/stack:")}\n`);

@@ -336,6 +336,23 @@ export class ProcTextParser {
       message:
         "a /proc text dump cannot prove which tasks it left out (grep -H prints nothing for an empty stack; unreadable files may be missing): a verdict speaks only for the tasks given",
     });
+    // Frames before the first task header, or after an error line closed a task, belong to no
+    // header: in a dump that has headers (grep -H, tail, `==`) that is the tail of a stack whose
+    // head was cut (an excerpt, `| tail -n 300`), and its innermost frames, the ones that
+    // matter, are missing. Read as a whole task it reached its bottom and was clean: SAFE with
+    // the task sleeping in the patched function. Only a dump of bare lines (`cat
+    // /proc/PID/stack`) has anonymous traces by design.
+    const tasks = cap.tasks;
+    let headed = false;
+    let anonymous = 0;
+    for (let i = 0; i < tasks.length; i++) {
+      if (tasks.tidOf(i) === null) anonymous++;
+      else headed = true;
+    }
+    if (headed && anonymous > 0) {
+      for (let i = 0; i < tasks.length; i++) if (tasks.tidOf(i) === null && tasks.stackStatusCode[i] === STACK_STATUS_CODE.ok) tasks.stackStatusCode[i] = STACK_STATUS_CODE.truncated;
+      cap.completeness.push({ code: "anonymous-stacks", message: `${anonymous} trace(s) without a task header in a dump that has them: the head of each was cut` });
+    }
     if (this.ignoredOutside > 0) {
       cap.warnings.push({
         code: "ignored-lines",

@@ -128,9 +128,12 @@ export function parseProcTextReference(text: string): RefTask[] {
       (cur as RefTask).frames.push({ kind: "unparsed", guess: false, symbol: null, object: null, buildId: null, offset: 0, size: null, address: null, line: lineNo });
     }
   });
+  // In a dump with task headers, a trace without one is the tail of a cut stack (procText.ts).
+  const headed = tasks.some((t) => t.tid !== null);
   for (const t of tasks) {
     if (t.stackStatus === "ok" && t.frames.length === 0) t.stackStatus = "empty";
     if (t.stackStatus === "ok" && t.frames.length >= 64 && !t.endMarker) t.stackStatus = "truncated";
+    if (headed && t.tid === null && t.stackStatus === "ok") t.stackStatus = "truncated";
   }
   return tasks;
 }
