@@ -28,16 +28,16 @@ const RE_EXC = /^\[exception RIP: ([^\]\s+]+)(?:\+(0x[0-9a-fA-F]{1,8}|\d{1,10}))
 const RE_STACKSWITCH = /^--- <[^>]{1,40}> ---$/;
 const RE_REGS = /^[A-Z][A-Z0-9_]{1,7}: +[0-9a-fA-F]+(?: +[A-Z][A-Z0-9_]{1,7}: +[0-9a-fA-F]+)*$/;
 const RE_ARGS = /^\(.*\)$/;
-/**
- * The innermost frame of a task that was on a CPU when the dump was taken: the panicking task
- * (kdump's machine_kexec / crash_kexec path) and the other CPUs' active tasks, stopped by the
- * crash NMI or IPI.
- */
 /** A task seen on a CPU is running; an idle task (pid 0) always is, and has rules of its own (SPEC §3 idle tasks). */
 function markActive(t: Task): void {
   if (t.tid !== 0) t.running = true;
 }
 
+/**
+ * The innermost frame of a task that was on a CPU when the dump was taken: the panicking task
+ * (kdump's machine_kexec / crash_kexec path) and the other CPUs' active tasks, stopped by the
+ * crash NMI or IPI.
+ */
 const ACTIVE_ENTRY = new Set(["machine_kexec", "__crash_kexec", "crash_kexec", "crash_nmi_callback", "kdump_nmi_callback", "crash_save_cpu", "ipi_cpu_crash_stop", "crash_smp_send_stop", "native_machine_crash_shutdown"]);
 
 interface Section {
