@@ -168,6 +168,10 @@ describe("crash bt: a comm that splits its task header", () => {
     expect(r.capture.complete).toBe(false);
     expect(r.capture.completeness.map((x) => x.code)).toContain("anonymous-stacks");
     expect(r.verdict.counts.undecided).toBe(1);
+    // Its reason says what happened (a cut head), not /proc's 64-entry cap.
+    const anon = r.verdict.outcomes.find((o) => r.capture.tasks.get(o.task).tid === null)!;
+    expect(anon.matches[0].code).toBe("truncated");
+    expect(anon.matches[0].message).toContain("no task header");
   });
 });
 

@@ -155,7 +155,12 @@ export const LIVEPATCH_RULES: Rule[] = [
   {
     code: "truncated",
     test: ({ task, chain, opts }) => {
-      if (task.stackStatus === "truncated") return [m("truncated", `the trace has ${task.frameCount} entries and no end marker: /proc stops at 64, so it may be cut (livepatch refuses 100 or more)`)];
+      if (task.stackStatus === "truncated") {
+        // A trace with no task header is the tail of a stack whose head (its innermost frames)
+        // was cut off, not one that ran into /proc's cap.
+        if (task.tid === null && task.pid === null && task.frameCount < 64) return [m("truncated", `a trace of ${task.frameCount} entries with no task header: the rest of a stack whose head, with its innermost frames, was cut off`)];
+        return [m("truncated", `the trace has ${task.frameCount} entries and no end marker: /proc stops at 64, so it may be cut (livepatch refuses 100 or more)`)];
+      }
       // Inputs without /proc's cap (sysrq, crash, JSON) can show deeper stacks than the kernel's
       // own walk keeps: livepatch saves at most MAX_STACK_ENTRIES (100) and cannot switch such a
       // task; kpatch's walk keeps 64 entries with the end marker (kpatchKernelCheck).
