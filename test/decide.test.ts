@@ -188,6 +188,29 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(outcome(r, 2).matches.map((x) => x.code)).not.toContain("unresolved");
   });
 
+  it("a raw --range: a frame the table cannot place (ambiguous, missing, another size) may lie in it", () => {
+    // type_show exists many times; two copies share a size, so `type_show+0x10/0xSIZE` may be
+    // either. A --range over one of them has no name to compare: the task is not clean.
+    const rows = t.byName.get("type_show")!;
+    const sizes = rows.map((row) => t.size[row]);
+    const dup = sizes.find((s, i) => sizes.indexOf(s) !== i)!;
+    const row = rows[sizes.indexOf(dup)];
+    const lo = symbolAddress(t, row);
+    const range = { ...emptyPatch(), ranges: [parseRangeArg(`0x${lo.toString(16)}-0x${(lo + BigInt(dup)).toString(16)}`)] };
+    const cap = nativeCapture([
+      user([`type_show+0x10/0x${dup.toString(16)}`, ...USER_EPOLL]),
+      user([`unrelated_missing_fn+0x10/0x40`, ...USER_EPOLL], { pid: 2, tid: 2 }),
+      user([`do_epoll_wait+0x10/0x1`, ...USER_EPOLL.slice(1)], { pid: 3, tid: 3 }),
+      user(USER_EPOLL, { pid: 4, tid: 4 }),
+    ]);
+    const r = check({ capture: cap, symbols: t, patch: range, scanner: referenceScanner });
+    expect(outcome(r, 0).matches.map((x) => x.code)).toContain("ambiguous");
+    expect(outcome(r, 1).matches.map((x) => x.code)).toContain("unresolved");
+    expect(outcome(r, 2).matches.map((x) => x.code)).toContain("unresolved");
+    expect(outcome(r, 3).status).toBe("clean");
+    expect(r.verdict.verdict).not.toBe("safe");
+  });
+
   it("unparsed-line, empty-stack, zombies, done, no reliable stack traces", () => {
     const r = runCheck(
       nativeCapture([

@@ -325,6 +325,9 @@ export const LIVEPATCH_RULES: Rule[] = [
     code: "unresolved",
     test: ({ cap, task, input }) => {
       const st = input.resolved.status;
+      // A raw --range has no name to compare: a frame the table cannot place (not in it, a
+      // duplicate the size does not single out, another size) may lie inside the range.
+      const rawRange = input.ranges.functions.some((g) => g.kind === "range");
       for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
         const s = st[i];
         if (s !== FrameStatus.UNRESOLVED && s !== FrameStatus.AMBIGUOUS && s !== FrameStatus.SIZE_MISMATCH && s !== FrameStatus.CONTRADICTED) continue;
@@ -332,7 +335,7 @@ export const LIVEPATCH_RULES: Rule[] = [
         // SPEC §3: a frame could be a patched function by its name, or when its object is one the
         // symbol table does not know (a patch module missing from it, another boot's module).
         const unknownObject = objectUnknownToTable(cap, input.table, i);
-        if (name !== null && !couldBePatched(name, input.ranges.names) && unknownObject === null) continue;
+        if (name !== null && !rawRange && !couldBePatched(name, input.ranges.names) && unknownObject === null) continue;
         if (s === FrameStatus.AMBIGUOUS) {
           return [m("ambiguous", `${name} has several symbols of that name and the printed size does not single one out: it may be the patched one`, i)];
         }
