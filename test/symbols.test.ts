@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { PatchsafeError } from "../src/errors.js";
 import { parseProcText } from "../src/ingest/procText.js";
+import { buildRanges } from "../src/patch/ranges.js";
+import { emptyPatch, parseRangeArg } from "../src/patch/spec.js";
 import { FrameStatus, resolveFrames } from "../src/symbols/resolve.js";
 import { findObjectSymbol, parseSymbolTable, symbolAddress } from "../src/symbols/table.js";
 import { fixtureBytes, hostKallsyms, hostTable } from "./helpers.js";
@@ -198,6 +200,23 @@ describe("KASLR: a System.map reconciled with a dump's runtime addresses", () =>
     expect(key(1)).toBe(0xffffffff81000220n);
     expect(r.status[2]).toBe(FrameStatus.ADDRESS);
     expect(key(2)).toBe(0xffffffff81000230n);
+  });
+
+  it("a --range is checked as runtime addresses too: the dump's own address in it is not clean", () => {
+    // foo+0x10 prints runtime address R; `--range R-(R+0x10)` copied from the dump must block
+    // although the frames are keyed in the System.map's link-time space.
+    const map = "ffffffff81000000 T _text\nffffffff81000100 T foo\nffffffff81000200 T bar\nffffffff81000400 T _etext\n";
+    const t = parseSymbolTable(map, { source: "system.map" });
+    const shift = 0x1a200000n;
+    const rt = (a: bigint) => (a + shift).toString(16);
+    const cap = parseProcText(`[<${rt(0xffffffff81000110n)}>] foo+0x10/0x100\n[<${rt(0xffffffff81000220n)}>] bar+0x20/0x200\n`);
+    const r = resolveFrames(cap, t);
+    expect(r.kaslrShift).toBe(shift);
+    const patch = { ...emptyPatch(), ranges: [parseRangeArg(`0x${rt(0xffffffff81000100n)}-0x${rt(0xffffffff81000120n)}`)] };
+    const ranges = buildRanges(patch, t, r);
+    const key = (BigInt(r.keys[1]) << 32n) | BigInt(r.keys[0]);
+    expect(ranges.ranges.some((x) => x.role === "original" && key >= x.start && key < x.end)).toBe(true);
+    expect(ranges.warnings.join(" ")).toMatch(/checked both as runtime addresses and as System.map addresses/);
   });
 
   it("does not invent a shift from one frame or from disagreeing frames", () => {

@@ -374,6 +374,15 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     // Like a function's range, with its conservative extra: a return address at HI is a call that
     // was the range's last instruction (SPEC §2's `foo+size/size`), which the kernel does not see.
     addRange(functions.length - 1, r.start, r.end, "original", true);
+    // With a System.map under KASLR, frames are keyed in the map's link-time addresses (resolve
+    // subtracted the shift the dump's own addresses show), but a range copied from the dump, the
+    // live kallsyms or a crash session holds runtime addresses, the ones the kernel tests. Which
+    // space the user meant cannot be told: check the range in both.
+    const shift = resolved.kaslrShift ?? 0n;
+    if (shift !== 0n && r.start - shift > 0n) {
+      addRange(functions.length - 1, r.start - shift, r.end - shift, "original", true);
+      warnings.push(`--range ${r.text}: the dump runs KASLR-shifted by 0x${shift.toString(16)} from the System.map; the range is checked both as runtime addresses and as System.map addresses`);
+    }
   }
   return { functions, ranges, names, unplaced, warnings };
 }

@@ -53,6 +53,11 @@ export interface ResolvedFrames {
   synthetic: Map<string, SyntheticBlock[]>;
   /** Counts per status, for reports. */
   counts: Record<keyof typeof FrameStatus, number>;
+  /**
+   * The KASLR shift subtracted from the dump's absolute addresses to key them in a System.map's
+   * link-time space (0 when none was applied).
+   */
+  kaslrShift?: bigint;
   warnings: string[];
 }
 
@@ -299,7 +304,7 @@ export function resolveFrames(cap: Capture, table: SymbolTable | null): Resolved
   const counts = { NONE: 0, RESOLVED: 0, UNRESOLVED: 0, AMBIGUOUS: 0, SYNTHETIC: 0, SIZE_MISMATCH: 0, ADDRESS: 0, CONTRADICTED: 0 };
   const names = Object.keys(FrameStatus) as (keyof typeof FrameStatus)[];
   for (let i = 0; i < n; i++) counts[names[status[i]]]++;
-  return { keySpace: useTable ? "addresses" : "synthetic", keys, status, symbol, synthetic, counts, warnings };
+  return { keySpace: useTable ? "addresses" : "synthetic", keys, status, symbol, synthetic, counts, warnings, kaslrShift: shift };
 }
 
 export { symbolAddress };
