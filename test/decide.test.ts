@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { check } from "../src/check.js";
 import { PatchsafeError } from "../src/errors.js";
-import { emptyPatch, parseFuncArg, parseRangeArg } from "../src/patch/spec.js";
+import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg } from "../src/patch/spec.js";
+import { parseSymbolTable } from "../src/symbols/table.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { symbolAddress } from "../src/symbols/table.js";
@@ -186,6 +187,43 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(outcome(r, 0).status).toBe("blocked"); // the real do_epoll_wait frame also blocks
     expect(outcome(r, 1).matches.map((x) => x.code)).toEqual(["blocked", "ambiguous"]);
     expect(outcome(r, 2).matches.map((x) => x.code)).not.toContain("unresolved");
+  });
+
+  it("a dashed module name (`livepatch-foo`, as the .ko file is named) is the kernel's `livepatch_foo`", () => {
+    const ks = [
+      "ffffffff81000000 T _text",
+      "ffffffff81001000 T do_syscall_64",
+      "ffffffff81001100 T entry_SYSCALL_64_after_hwframe",
+      "ffffffff81001200 T foo",
+      "ffffffff81001300 T bar",
+      "ffffffff81001f00 T __sched_text_start",
+      "ffffffff81001f80 T __sched_text_end",
+      "ffffffff81001f80 T __lock_text_start",
+      "ffffffff81001fc0 T __lock_text_end",
+      "ffffffff81002000 T _etext",
+      "ffffffffc0001000 t nft_do_chain\t[nf_tables]",
+      "ffffffffc0001200 t nft_other\t[nf_tables]",
+      "ffffffffc0002000 t foo\t[livepatch_foo]",
+      "ffffffffc0002100 t lp_init\t[livepatch_foo]",
+    ].join("\n");
+    const symbols = parseSymbolTable(ks, { file: "ks" });
+    const entry = ["do_syscall_64+0x10/0x100", "entry_SYSCALL_64_after_hwframe+0x76/0x100"];
+    // Apply: the task sleeps in nft_do_chain [nf_tables]; `nf-tables:` must not read as "not loaded".
+    const inMod = nativeCapture([user(["nft_do_chain+0x10/0x200 [nf_tables]", ...entry])]);
+    const a = check({ capture: inMod, symbols, patch: { ...emptyPatch(), funcs: [parseFuncArg("nf-tables:nft_do_chain")] }, applied: [], scanner: referenceScanner });
+    expect(a.verdict.verdict).toBe("blocked");
+    // Revert of the kpatch-built livepatch-foo.ko: the task is in its replacement foo [livepatch_foo].
+    const file = JSON.stringify({ name: "livepatch-foo", objects: [{ name: "vmlinux", funcs: [{ old_name: "foo" }] }] });
+    const inRepl = nativeCapture([user(["foo+0x10/0x100 [livepatch_foo]", ...entry])]);
+    const r = check({
+      capture: inRepl,
+      symbols,
+      patch: parsePatchFile(file, "lp.json"),
+      applied: [parseAppliedFile(file, "lp.json")],
+      scanner: referenceScanner,
+      options: { direction: "revert" },
+    });
+    expect(r.verdict.verdict).toBe("blocked");
   });
 
   it("a raw --range: a frame the table cannot place (ambiguous, missing, another size) may lie in it", () => {

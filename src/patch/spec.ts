@@ -25,13 +25,24 @@ export function emptyPatch(): PatchSpec {
 
 const NAME = /^[A-Za-z0-9_.$@]+$/;
 
+/**
+ * A module name as the kernel knows it: kbuild turns every `-` of a module's file name into `_`
+ * (KBUILD_MODNAME; kpatch-build's `livepatch-foo.ko` is module `livepatch_foo`), so no loaded
+ * module, `[module]` tag or /sys/kernel/livepatch entry holds a `-`. Taken literally, a dashed
+ * name matched nothing: the object counted as not loaded (never checked), or a patch's
+ * replacements were looked for in a module that cannot exist, and the verdict was safe.
+ */
+export function kernelModuleName(name: string): string {
+  return name.replace(/-/g, "_");
+}
+
 /** Parses `[object:]name[,sympos]`. */
 export function parseFuncArg(arg: string): PatchFunctionSpec {
   const m = /^(?:([^:,\s]+):)?([^:,\s]+)(?:,(\d+))?$/.exec(arg);
   if (m === null || !NAME.test(m[2]) || (m[1] !== undefined && !NAME.test(m[1].replace(/-/g, "_")))) {
     throw new PatchsafeError("E_USAGE", `--func ${JSON.stringify(arg)}: expected [object:]name[,sympos], e.g. vmlinux:init_once,3`);
   }
-  return { object: m[1] ?? VMLINUX, oldName: m[2], oldSympos: m[3] === undefined ? 0 : Number(m[3]), newName: null, newSize: null, force: false };
+  return { object: m[1] === undefined ? VMLINUX : kernelModuleName(m[1]), oldName: m[2], oldSympos: m[3] === undefined ? 0 : Number(m[3]), newName: null, newSize: null, force: false };
 }
 
 /** Parses `0xLO-0xHI` (half-open, like the kernel's test). */
@@ -80,7 +91,7 @@ export function parsePatchFile(text: string, file: string): PatchSpec {
       if (f.new_size !== undefined && f.new_size !== null && (typeof f.new_size !== "number" || !Number.isInteger(f.new_size) || f.new_size <= 0)) return fail(`${fp}.new_size`, "expected a positive integer");
       if (f.force !== undefined && typeof f.force !== "boolean") return fail(`${fp}.force`, "expected a boolean");
       funcs.push({
-        object,
+        object: kernelModuleName(object),
         oldName: f.old_name,
         oldSympos: sympos,
         newName: (f.new_name as string | undefined) ?? null,
@@ -90,7 +101,7 @@ export function parsePatchFile(text: string, file: string): PatchSpec {
     });
   });
   if (funcs.length === 0) return fail("$.objects", "the patch replaces no function");
-  return { name: (doc.name as string | undefined) ?? null, replace: doc.replace === true, funcs, ranges: [] };
+  return { name: doc.name === undefined ? null : kernelModuleName(doc.name as string), replace: doc.replace === true, funcs, ranges: [] };
 }
 
 /**
