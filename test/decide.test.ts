@@ -110,6 +110,19 @@ describe("this host's captures", () => {
     expect(none.verdict.verdict).toBe("undecided");
     expect(() => runCheck(cap, ["init_once,3"], { symbols: null })).toThrow(/needs a symbol table/);
   });
+
+  it("without a symbol table: the byte after a symbol (`__pfx_X+0x10/0x10` = X's start, `foo+S/S` = unknown) is never clean", () => {
+    // A capture that does not hide scheduler frames, so nothing else bounds the verdict.
+    const K = ["kthreadd+0x10/0x100", "ret_from_fork+0x166/0x190", "ret_from_fork_asm+0x1a/0x30"];
+    const task = (pid: number, frames: string[]) => ({ pid, tid: pid, comm: "k", state: "S", flags: 0x208040, frames });
+    const cap = nativeCapture([task(2, ["__pfx_bar+0x10/0x10", ...K]), task(3, ["foo+0x40/0x40", ...K]), task(4, ["baz+0x10/0x100", "? __pfx_bar+0x10/0x10", ...K]), task(5, ["baz+0x10/0x100", ...K])], { hidesSchedFrames: false });
+    const r = check({ capture: cap, symbols: null, patch: { ...emptyPatch(), funcs: [parseFuncArg("bar")] }, applied: [], scanner: referenceScanner });
+    expect(outcome(r, 0).status).toBe("blocked");
+    expect(outcome(r, 1).matches.map((x) => x.code)).toContain("unresolved");
+    expect(outcome(r, 2).matches.map((x) => x.code)).toContain("possibly-live");
+    expect(outcome(r, 3).status).toBe("clean");
+    expect(r.verdict.verdict).toBe("blocked");
+  });
 });
 
 describe("the livepatch rules, one at a time (SPEC §3)", () => {

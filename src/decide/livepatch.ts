@@ -12,6 +12,7 @@ import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js"
 import { SpanScanHits, type TaskHits } from "../scan/spanHits.js";
 import type { ScanHits } from "../scan/types.js";
 import { FrameStatus, type ResolvedFrames } from "../symbols/resolve.js";
+import { isPaddingName } from "../symbols/table.js";
 import type { SymbolTable } from "../symbols/table.js";
 import { symbolAddress } from "../symbols/table.js";
 import {
@@ -350,6 +351,18 @@ export const LIVEPATCH_RULES: Rule[] = [
                 ? `${name} is in ${unknownObject}, an object the symbol table does not know`
               : `${name} is not in the symbol table`;
         return [m("unresolved", `${why}: it could be a patched function`, i)];
+      }
+      // Without a symbol table, `foo+0x40/0x40` (offset == size, not padding) is the first byte
+      // after foo: the kernel's check finds whatever starts there, which only a table can name,
+      // and it may be a patched function (SPEC §2).
+      if (input.resolved.keySpace === "synthetic" && input.ranges.functions.some((g) => g.kind !== "range" && g.loaded)) {
+        const f = cap.frames;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+          if (st[i] !== FrameStatus.SYNTHETIC || (f.flags[i] & FrameFlag.HAS_SIZE) === 0 || f.size[i] === 0 || f.offset[i] < f.size[i]) continue;
+          const name = frameName(cap, i);
+          if (name === null || isPaddingName(name)) continue; // the padding's end is its function's start (ranges.ts)
+          return [m("unresolved", `${name}+0x${f.offset[i].toString(16)}/0x${f.size[i].toString(16)} is the first byte after ${name}: without a symbol table the function that starts there is unknown, and it could be a patched function`, i)];
+        }
       }
       // A frame in a patch module where a replacement could not be placed: the kernel knows its
       // address, patchsafe does not, so any of that module's frames may be in it.

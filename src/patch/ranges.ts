@@ -232,6 +232,14 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
     }
     // Without a symbol table every symbol of that (object, name) on a stack is a candidate.
     for (const b of resolved.synthetic.get(`${object}\u0000${name}`) ?? []) addRange(fi, b.base, b.base + BigInt(b.size), role, true);
+    // `__pfx_X+0x10/0x10` (or `__cfi_X+N/N`) is the byte after X's padding: X's first byte, where
+    // the kernel's check finds X (an interrupted IP at X's entry, `? ` &X). With a table resolve
+    // keys it there; here the padding has a block of its own, whose end stands for X's start.
+    for (const pad of ["__pfx_", "__cfi_"]) {
+      for (const b of resolved.synthetic.get(`${object}\u0000${pad}${name}`) ?? []) {
+        if (b.size > 1) addRange(fi, b.base + BigInt(b.size), b.base + BigInt(b.size) + 1n, role, true);
+      }
+    }
   };
 
   const newFunction = (kind: PatchedFunction["kind"], f: { object: string; oldName: string; oldSympos: number; force: boolean }): number => {
