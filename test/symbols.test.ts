@@ -219,6 +219,25 @@ describe("KASLR: a System.map reconciled with a dump's runtime addresses", () =>
     expect(ranges.warnings.join(" ")).toMatch(/checked both as runtime addresses and as System.map addresses/);
   });
 
+  it("does not pick one of two shifts that explain the frames equally (duplicates 2 MiB apart)", () => {
+    // init_once twice, exactly 2 MiB apart; the only frames with addresses are in the second
+    // copy. Shift S and S + 2 MiB explain them equally; the first one put them in copy 1 and a
+    // patch of init_once,2 was safe.
+    const map = [
+      "ffffffff81000000 T _text",
+      "ffffffff81001000 t init_once",
+      "ffffffff81001100 T foo",
+      "ffffffff81201000 t init_once",
+      "ffffffff81201100 T bar",
+      "ffffffff81400000 T _etext",
+    ].join("\n");
+    const t = parseSymbolTable(map, { source: "system.map" });
+    const cap = parseProcText("[<ffffffffb3201010>] init_once+0x10/0x100\n[<ffffffffb3201020>] init_once+0x20/0x100\n");
+    const r = resolveFrames(cap, t);
+    expect(r.kaslrShift).toBe(0n);
+    expect([r.status[0], r.status[1]]).toEqual([FrameStatus.AMBIGUOUS, FrameStatus.AMBIGUOUS]);
+  });
+
   it("does not invent a shift from one frame or from disagreeing frames", () => {
     const map = "ffffffff81000000 T _text\nffffffff81000100 T foo\nffffffff81000200 T bar\nffffffff81000400 T _etext\n";
     const t = parseSymbolTable(map, { source: "system.map" });

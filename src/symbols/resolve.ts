@@ -361,5 +361,11 @@ export function inferKaslrShift(cap: Capture, t: SymbolTable): bigint {
   let best = 0n;
   let bestVotes = 0;
   for (const [d, v] of votes) if (v > bestVotes) [best, bestVotes] = [d, v];
-  return bestVotes >= 2 && bestVotes >= 0.8 * samples ? best : 0n;
+  // Another shift that explains as many frames is just as likely (frames only in duplicate
+  // names whose copies lie a multiple of 2 MiB apart): taking the first would place every frame
+  // in the wrong copy, and a task in the patched copy would look clean. No shift then: the frames
+  // are placed by name and printed size, where such a duplicate is ambiguous.
+  let qualified = 0;
+  for (const v of votes.values()) if (v >= 0.8 * samples) qualified++;
+  return bestVotes >= 2 && bestVotes >= 0.8 * samples && qualified === 1 ? best : 0n;
 }
