@@ -239,6 +239,14 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(r.verdict.verdict).toBe("blocked");
   });
 
+  it("`__pfx_X+0x10/0x10` of a duplicate X is X's first byte in some copy: ambiguous, never clean", () => {
+    const pad = t.byName.get("__pfx_init_once")!;
+    expect(pad.length).toBe(12);
+    const r = runCheck(nativeCapture([user([`__pfx_init_once+0x10/0x${t.size[pad[0]].toString(16)}`, ...USER_EPOLL])]), ["init_once,3"]);
+    expect(outcome(r).matches.map((x) => x.code)).toContain("ambiguous");
+    expect(r.verdict.verdict).not.toBe("safe");
+  });
+
   it("a raw --range: a frame the table cannot place (ambiguous, missing, another size) may lie in it", () => {
     // type_show exists many times; two copies share a size, so `type_show+0x10/0xSIZE` may be
     // either. A --range over one of them has no name to compare: the task is not clean.

@@ -398,6 +398,12 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
 /** Whether `name` is a patched name or a compiler clone of one (.cold, .part.N, .isra.N, .constprop.N, .llvm.*). */
 export function couldBePatched(name: string, patched: Set<string>): boolean {
   if (patched.has(name)) return true;
+  // `__pfx_X+0x10/0x10` (`__cfi_X`): %pB looked up the padding's last byte for X's first one,
+  // where the kernel's check finds X. A duplicate X has as many paddings, all of one size, so
+  // such a frame is ambiguous exactly when X is, and may be the patched copy.
+  for (const pad of ["__pfx_", "__cfi_"]) {
+    if (name.length > pad.length && name.startsWith(pad)) return couldBePatched(name.slice(pad.length), patched);
+  }
   const dot = name.indexOf(".");
   return dot > 0 && patched.has(name.slice(0, dot));
 }
