@@ -247,6 +247,25 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(r.verdict.verdict).not.toBe("safe");
   });
 
+  it("an ambiguous `foo+S/S` is the start of whatever follows one of foo's copies: never clean when that is patched", () => {
+    // No function padding (pre-6.2 x86, arm64): init_once's copies are followed by foo and bar.
+    const ks = [
+      "ffffffff81000000 T _text",
+      "ffffffff81001300 t init_once",
+      "ffffffff81001380 T foo",
+      "ffffffff81001400 t init_once",
+      "ffffffff81001480 T bar",
+      "ffffffff81001f00 T __sched_text_start",
+      "ffffffff81001f80 T __sched_text_end",
+      "ffffffff81002000 T _etext",
+    ].join("\n");
+    const symbols = parseSymbolTable(ks, { file: "ks" });
+    const cap = nativeCapture([user(["init_once+0x80/0x80", ...USER_EPOLL])]);
+    const run = (fn: string) => check({ capture: cap, symbols, patch: { ...emptyPatch(), funcs: [parseFuncArg(fn)] }, applied: [], scanner: referenceScanner });
+    expect(outcome(run("bar")).matches.map((x) => x.code)).toContain("ambiguous");
+    expect(outcome(run("foo")).matches.map((x) => x.code)).toContain("ambiguous");
+  });
+
   it("a raw --range: a frame the table cannot place (ambiguous, missing, another size) may lie in it", () => {
     // type_show exists many times; two copies share a size, so `type_show+0x10/0xSIZE` may be
     // either. A --range over one of them has no name to compare: the task is not clean.

@@ -117,6 +117,24 @@ function objectUnknownToTable(cap: Capture, table: SymbolTable | null, i: number
   return obj === VMLINUX || table.objects.includes(obj) ? null : obj;
 }
 
+/**
+ * An ambiguous `foo+0x40/0x40` (offset == printed size) is the first byte after one of the copies
+ * of foo of that size: whatever starts there, which the kernel's check finds (SPEC §2). Whether
+ * that byte, after any of those copies, lies in a blocking range.
+ */
+function ambiguousEndInRange(cap: Capture, table: SymbolTable | null, ranges: RangeTable, i: number): boolean {
+  const f = cap.frames;
+  if (table === null || (f.flags[i] & FrameFlag.HAS_SIZE) === 0 || f.offset[i] < f.size[i] || f.symbol[i] < 0 || f.object[i] < 0) return false;
+  const name = cap.strings.get(f.symbol[i]);
+  const object = cap.strings.get(f.object[i]);
+  for (const r of table.byName.get(name) ?? []) {
+    if (table.objects[table.object[r]] !== object || table.size[r] !== f.size[i]) continue;
+    const end = symbolAddress(table, r) + BigInt(f.size[i]);
+    if (ranges.ranges.some((x) => end >= x.start && end < x.end)) return true;
+  }
+  return false;
+}
+
 /** The rule table, in SPEC §3 order. */
 export const LIVEPATCH_RULES: Rule[] = [
   {
@@ -336,7 +354,7 @@ export const LIVEPATCH_RULES: Rule[] = [
         // SPEC §3: a frame could be a patched function by its name, or when its object is one the
         // symbol table does not know (a patch module missing from it, another boot's module).
         const unknownObject = objectUnknownToTable(cap, input.table, i);
-        if (name !== null && !rawRange && !couldBePatched(name, input.ranges.names) && unknownObject === null) continue;
+        if (name !== null && !rawRange && !couldBePatched(name, input.ranges.names) && unknownObject === null && !(s === FrameStatus.AMBIGUOUS && ambiguousEndInRange(cap, input.table, input.ranges, i))) continue;
         if (s === FrameStatus.AMBIGUOUS) {
           return [m("ambiguous", `${name} has several symbols of that name and the printed size does not single one out: it may be the patched one`, i)];
         }
