@@ -266,6 +266,22 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(outcome(run("foo")).matches.map((x) => x.code)).toContain("ambiguous");
   });
 
+  it("Clang LTO: a frame printed without the `.llvm.<hash>` suffix may be the patched `foo.llvm.<hash>`", () => {
+    const ks = [
+      "ffffffff81000000 T _text",
+      "ffffffff81001200 t foo.llvm.12345678901234567890",
+      "ffffffff81001300 T bar",
+      "ffffffff81001f00 T __sched_text_start",
+      "ffffffff81001f80 T __sched_text_end",
+      "ffffffff81002000 T _etext",
+    ].join("\n");
+    const symbols = parseSymbolTable(ks, { file: "ks" });
+    const cap = nativeCapture([user(["foo+0x10/0x100", ...USER_EPOLL])]);
+    const r = check({ capture: cap, symbols, patch: { ...emptyPatch(), funcs: [parseFuncArg("foo.llvm.12345678901234567890")] }, applied: [], scanner: referenceScanner });
+    expect(outcome(r).matches.map((x) => x.code)).toContain("unresolved");
+    expect(r.verdict.verdict).not.toBe("safe");
+  });
+
   it("a raw --range: a frame the table cannot place (ambiguous, missing, another size) may lie in it", () => {
     // type_show exists many times; two copies share a size, so `type_show+0x10/0xSIZE` may be
     // either. A --range over one of them has no name to compare: the task is not clean.

@@ -405,7 +405,16 @@ export function couldBePatched(name: string, patched: Set<string>): boolean {
     if (name.length > pad.length && name.startsWith(pad)) return couldBePatched(name.slice(pad.length), patched);
   }
   const dot = name.indexOf(".");
-  return dot > 0 && patched.has(name.slice(0, dot));
+  if (dot > 0 && patched.has(name.slice(0, dot))) return true;
+  // The other way round: Clang-LTO kernels (since 5.12) may print a symbol with its suffix cut
+  // off (kallsyms cleanup_symbol_name in the %pS/%pB lookup: `.llvm.<hash>`, on early ThinLTO
+  // everything from the first `.`) while /proc/kallsyms lists it whole: a frame `foo` that the
+  // table cannot place may be the patched `foo.llvm.123`.
+  for (const p of patched) {
+    const d = p.indexOf(".");
+    if (d > 0 && d === name.length && p.startsWith(name)) return true;
+  }
+  return false;
 }
 
 /** `f.cold` / `f.cold.N` → `f`, else null. */
