@@ -25,6 +25,11 @@ export interface CheckRequest {
   applied?: AppliedPatch[];
   /** available_filter_functions of the host, when readable: a patched name not in it cannot be hooked. */
   traceable?: Set<string> | null;
+  /**
+   * With no usable table (a redacted snapshot's has no addresses): the unpatchable code section a
+   * patched function lies in, as the snapshot recorded it (src/snapshot/redact.ts redactedSectionOf).
+   */
+  sectionOfName?: ((object: string, name: string) => string | null) | null;
   /** The rule table (default LIVEPATCH_RULES); tests drop one rule at a time to prove they matter. */
   rules?: Rule[];
 }
@@ -142,7 +147,7 @@ export function check(req: CheckRequest): CheckResult {
   const inTransition = options.direction === "apply" && ownTransition;
   const alreadyEnabled = options.direction === "apply" && req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.enabled && !p.transition);
   const otherTransition = applied.find((p) => p.transition && (req.patch.name === null || p.name !== req.patch.name))?.name ?? null;
-  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, ownTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);
+  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, ownTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? null, sectionOfName: req.sectionOfName ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);
   // For quiesce, `baseline` is what quiescing buys: the same global check over the stacks as captured.
   return { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new TaskNotes(), baseline };
 }

@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { runConvert } from "../src/cli/convert.js";
+import { run } from "../src/cli/main.js";
+import { checkSnapshotFile } from "../src/node/fleetCheck.js";
+import { loadWasmScannerSync } from "../src/node/wasm.js";
 import { PatchsafeError } from "../src/errors.js";
 import { readSnapshotFile, writePrivateFile } from "../src/node/snapshotFile.js";
 import { captureModel } from "../src/snapshot/compare.js";
@@ -62,4 +65,49 @@ test("output never goes through a symlink, over an input or a non-regular file; 
   chmodSync(loose, 0o644);
   writePrivateFile(loose, "new");
   expect(statSync(loose).mode & 0o777).toBe(0o600);
+});
+
+/** A complete sysrq-t dump and a kallsyms whose .noinstr.text holds a function on no stack. */
+const NOINSTR_KALLSYMS = `ffffffff81000000 T _text
+ffffffff81001000 T do_syscall_64
+ffffffff81001400 T __schedule
+ffffffff81002400 T schedule
+ffffffff81002500 T schedule_hrtimeout_range
+ffffffff81002600 T do_epoll_wait
+ffffffff81002c00 T __x64_sys_epoll_wait
+ffffffff81002e00 T kthreadd
+ffffffff81003200 T do_nanosleep
+ffffffff81003400 T hrtimer_nanosleep
+ffffffff81003600 T __x64_sys_nanosleep
+ffffffff81003700 T ret_from_fork
+ffffffff81003900 T ret_from_fork_asm
+ffffffff81004000 T __noinstr_text_start
+ffffffff81004000 T exc_nmi_handler_x
+ffffffff81004200 T __noinstr_text_end
+ffffffff81004200 T __entry_text_start
+ffffffff81004200 T entry_SYSCALL_64_after_hwframe
+ffffffff81004300 T __entry_text_end
+ffffffff81004300 T _etext
+`;
+
+test("a redacted snapshot keeps the unpatchable verdict its full table gives (section rows are used)", () => {
+  const dump = fixturePath("ingest-gaps/sysrq-t-base.txt");
+  const ks = join(dir, "noinstr-kallsyms");
+  writeFileSync(ks, NOINSTR_KALLSYMS);
+  const verdictOf = (...args: string[]) => {
+    const r = run(["check", ...args, "--func", "exc_nmi_handler_x", "--json"]);
+    return { status: r.status, reasons: (JSON.parse(r.stdout) as { reasons: { code: string }[] }).reasons.map((x) => x.code) };
+  };
+  // The original: exc_nmi_handler_x is in .noinstr.text, which cannot be live-patched.
+  expect(verdictOf(dump, "--kallsyms", ks)).toEqual({ status: 3, reasons: ["unpatchable"] });
+  for (const out of ["red.psnap", "red.json"]) {
+    const file = join(dir, out);
+    expect(runConvert([dump, "--kallsyms", ks, "--redact", "-o", file], io())).toBe(0);
+    expect(readSnapshotFile(file).symbols?.hasAddresses).toBe(false);
+    // Was: exit 0 (safe): the redacted table was dropped with its section rows.
+    expect(verdictOf(file)).toEqual({ status: 3, reasons: ["unpatchable"] });
+    expect(verdictOf(file, "--model", "kpatch").reasons).toContain("unpatchable");
+    const host = checkSnapshotFile(file, { name: null, replace: false, funcs: [{ object: "vmlinux", oldName: "exc_nmi_handler_x", oldSympos: 0, newName: null, newSize: null, force: false }], ranges: [] }, { model: "livepatch", direction: "apply", partialOk: false, strict: false }, loadWasmScannerSync());
+    expect(host.verdict).toBe("undecided");
+  }
 });

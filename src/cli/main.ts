@@ -34,6 +34,8 @@ import { readBinaryFile, readCaptureFiles, readSymbolFile, readTextFile } from "
 import { captureHostAfter } from "../node/capture.js";
 import { loadedKpatchModules, readTraceable } from "../node/live.js";
 import { readSnapshotFile, sniffSnapshot, writePrivateFileFrom } from "../node/snapshotFile.js";
+import { redactedSectionOf } from "../snapshot/redact.js";
+import type { SectionRows } from "../snapshot/model.js";
 import { setSymbolCacheDisabled } from "../node/symbolCache.js";
 import { loadWasmScannerSync, warmProcTokenizer } from "../node/wasm.js";
 import { runCapture } from "./capture.js";
@@ -197,6 +199,8 @@ function runCheck(args: string[], o: Output): number {
   /** Several captures of one host: the verdict is the last one's, and the series feeds prediction. */
   let series: Capture[] | null = null;
   let symbols: SymbolTable | null = null;
+  /** A redacted snapshot's record of which functions lie in unpatchable sections (its table is not used). */
+  let sectionOfName: ((object: string, name: string) => string | null) | null = null;
   if (positionals.length === 0) {
     const kpatch = loadedKpatchModules();
     if (applied === undefined && kpatch.length > 0) {
@@ -214,6 +218,7 @@ function runCheck(args: string[], o: Output): number {
     // Each file, and each dump section of a dmesg, is one capture (SPEC §6). A snapshot brings
     // its own symbol table and applied patches, used unless --kallsyms / --applied say otherwise.
     let snapshotSymbols: SymbolTable | null = null;
+    let snapshotSectionRows: SectionRows | null = null;
     // A /proc text dump and a symbol file: the tokenizer's optimizing compile is started first
     // and runs on another core while this thread reads the symbol file (warmProcTokenizer).
     // Each file's head is sniffed once.
@@ -226,7 +231,10 @@ function runCheck(args: string[], o: Output): number {
     const all = positionals.flatMap((f, i) => {
       if (snapshot[i]) {
         const snap = readSnapshotFile(f);
-        snapshotSymbols ??= snap.symbols;
+        if (snapshotSymbols === null) {
+          snapshotSymbols = snap.symbols;
+          snapshotSectionRows = snap.sectionRows;
+        }
         return [snap.capture];
       }
       // What was detected shows in the report (its header and input.format), per capture.
@@ -238,7 +246,11 @@ function runCheck(args: string[], o: Output): number {
       const t: SymbolTable = snapshotSymbols;
       // A redacted table cannot place frames (nor scheduler sections): as good as none.
       if (t.hasAddresses) symbols = t;
-      else capture.warnings.push({ code: "redacted-symbols", message: "the snapshot's symbol table is redacted (no addresses): frames are matched by name, as without --kallsyms" });
+      else {
+        capture.warnings.push({ code: "redacted-symbols", message: "the snapshot's symbol table is redacted (no addresses): frames are matched by name, as without --kallsyms" });
+        // Its section rows still say which functions cannot be live-patched at all.
+        sectionOfName = redactedSectionOf(t, snapshotSectionRows);
+      }
     }
     if (values.kallsyms !== undefined) symbols = early ?? readSymbolFile(values.kallsyms);
     else if (symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "no --kallsyms: frames are matched by object and name only, and sizes, duplicates and scheduler sections cannot be checked" });
@@ -271,12 +283,12 @@ function runCheck(args: string[], o: Output): number {
     if (series.some((c) => c.host.bootId === null)) {
       capture.warnings.push({ code: "series-one-host", message: "some inputs record no boot id: they are taken as captures of one host, in the order given" });
     }
-    const results = series.map((c) => check({ capture: c, symbols, patch, scanner, options, applied }));
-    const kpatch = model === "kpatch" ? results : series.map((c) => check({ capture: c, symbols, patch, scanner, options: { ...options, model: "kpatch" }, applied }));
+    const results = series.map((c) => check({ capture: c, symbols, patch, scanner, options, applied, sectionOfName }));
+    const kpatch = model === "kpatch" ? results : series.map((c) => check({ capture: c, symbols, patch, scanner, options: { ...options, model: "kpatch" }, applied, sectionOfName }));
     prediction = predict(results, series.map((c) => c.host.capturedAt), kpatch);
     boundSeriesVerdict(results);
     full = results[results.length - 1];
-  } else full = check({ capture, symbols, patch, scanner, options, applied, traceable });
+  } else full = check({ capture, symbols, patch, scanner, options, applied, traceable, sectionOfName });
   const result = filterReport(full, values.tid, values.comm, values.state);
   if (values.html !== undefined) {
     // The page embeds the --json data (addresses, task names): written like a capture (SPEC §8),

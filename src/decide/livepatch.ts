@@ -62,6 +62,8 @@ export interface DecideInput {
   alreadyEnabled?: boolean;
   /** available_filter_functions, when known. */
   traceable?: Set<string> | null;
+  /** Without a table with addresses: the unpatchable section of a function by name (redacted snapshots). */
+  sectionOfName?: ((object: string, name: string) => string | null) | null;
   /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */
   doubts?: Map<number, RuleMatch>;
   /** The user gave the applied stack (--applied/--applied-module/--no-applied): the capture's record of it does not matter. */
@@ -524,7 +526,7 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
   const unpatchable = new Set<number>();
   for (const [fi, f] of ranges.functions.entries()) {
     if (f.name === null || f.kind !== "patch") continue;
-    const sec = table !== null && f.symbol >= 0 ? sectionOf(table, symbolAddress(table, f.symbol)) : null;
+    const sec = table !== null && f.symbol >= 0 ? sectionOf(table, symbolAddress(table, f.symbol)) : (input.sectionOfName?.(f.object, f.name) ?? null);
     const untraceable = input.traceable != null && f.loaded && !input.traceable.has(f.name);
     if (sec !== null || NOTRACE.has(f.name) || untraceable) {
       unpatchable.add(fi);

@@ -12,6 +12,7 @@ import { assertUniquePatchNames, notRevertable } from "../patch/ranges.js";
 import type { PatchSpec } from "../patch/spec.js";
 import type { Scanner } from "../scan/types.js";
 import type { SymbolSectionCache } from "../snapshot/psnap.js";
+import { redactedSectionOf } from "../snapshot/redact.js";
 import { type ReadBuffer, readSnapshotFile } from "./snapshotFile.js";
 
 export interface HostResult {
@@ -69,11 +70,14 @@ export function checkSnapshotFile(
     base.applied = capture.livepatches === null ? null : capture.livepatches.map((p) => p.name);
     base.transition = capture.livepatches?.find((p) => p.transition)?.name ?? null;
     let symbols = snap.symbols;
+    let sectionOfName: ((object: string, name: string) => string | null) | null = null;
     if (symbols !== null && !symbols.hasAddresses) {
       // A redacted table cannot be used by resolve/ranges yet (they need addresses): checking
       // by name alone is the conservative path (the verdict is then at best undecided).
       capture.warnings.push({ code: "redacted-symbols", message: "the snapshot's symbol table is redacted (no addresses): frames are matched by object and name only" });
       symbols = null;
+      // Its section rows still say which functions cannot be live-patched at all.
+      sectionOfName = redactedSectionOf(snap.symbols!, snap.sectionRows);
     }
     if (symbols === null && snap.symbols === null) capture.warnings.push({ code: "no-kallsyms", message: "the snapshot holds no symbol table: frames are matched by object and name only" });
     if (symbols !== null) for (const w of symbols.warnings) capture.warnings.push({ code: "symbols", message: w });
@@ -111,7 +115,7 @@ export function checkSnapshotFile(
         return base;
       }
     }
-    const r = check({ capture, symbols, patch, scanner, options });
+    const r = check({ capture, symbols, patch, scanner, options, sectionOfName });
     const v = r.verdict;
     base.verdict = v.verdict;
     base.exit = v.verdict === "safe" ? 0 : v.verdict === "blocked" ? 1 : 3;

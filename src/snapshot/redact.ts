@@ -4,7 +4,7 @@
  * a check by name and size still works; and optional salted hashing of user tasks' comms.
  */
 import { type Capture, FrameColumns, FrameFlag, type Task, TaskTable } from "../model.js";
-import { type SymbolTable, symbolAddress } from "../symbols/table.js";
+import { rowsNamed, type SymbolTable, symbolAddress } from "../symbols/table.js";
 import { SECTION_NAMES, type SectionRows } from "./model.js";
 
 /** The capture with every frame address dropped (HAS_ADDRESS cleared). Tasks are shared. */
@@ -38,6 +38,28 @@ export function sectionRowsOf(t: SymbolTable): SectionRows {
     out[s] = Uint32Array.from(rows);
   }
   return out;
+}
+
+/**
+ * For a redacted table (no addresses, so no section bounds): the code section a vmlinux function
+ * of that name lies in, from the rows the snapshot recorded per section (SectionRows), for the
+ * sections that cannot be live-patched at all (SPEC §3 `unpatchable`): `.entry.text`,
+ * `.noinstr.text`, `.cpuidle.text`. Any row of that name inside counts (a duplicate name: the
+ * conservative answer). Without this, a check of a redacted snapshot lost the `unpatchable`
+ * bound that the same capture with its full table gives, and could say `safe`.
+ */
+export function redactedSectionOf(t: SymbolTable, rows: SectionRows | null): (object: string, name: string) => string | null {
+  const sections: [keyof SectionRows, string][] = [["entry", ".entry.text"], ["noinstr", ".noinstr.text"], ["cpuidle", ".cpuidle.text"]];
+  const vmlinux = t.objects.indexOf("vmlinux");
+  return (object, name) => {
+    if (rows === null || object !== "vmlinux" || vmlinux < 0) return null;
+    const named = (rowsNamed(t, name) ?? []).filter((r) => t.object[r] === vmlinux);
+    for (const [s, label] of sections) {
+      const inside = rows[s];
+      if (inside !== null && named.some((r) => inside.includes(r))) return label;
+    }
+    return null;
+  };
 }
 
 /**
