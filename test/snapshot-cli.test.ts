@@ -91,7 +91,9 @@ ffffffff81004300 T _etext
 `;
 
 test("a redacted snapshot keeps the unpatchable verdict its full table gives (section rows are used)", () => {
-  const dump = fixturePath("ingest-gaps/sysrq-t-base.txt");
+  // (No frame at a function's end: without an addressed table its owner is unknown, see below.)
+  const dump = join(dir, "sysrq-t-inside.txt");
+  writeFileSync(dump, readFileSync(fixturePath("ingest-gaps/sysrq-t-base.txt"), "latin1").replace("schedule_hrtimeout_range+0x10/0x10", "schedule_hrtimeout_range+0x8/0x10"));
   const ks = join(dir, "noinstr-kallsyms");
   writeFileSync(ks, NOINSTR_KALLSYMS);
   const verdictOf = (...args: string[]) => {
@@ -110,4 +112,26 @@ test("a redacted snapshot keeps the unpatchable verdict its full table gives (se
     const host = checkSnapshotFile(file, { name: null, replace: false, funcs: [{ object: "vmlinux", oldName: "exc_nmi_handler_x", oldSympos: 0, newName: null, newSize: null, force: false }], ranges: [] }, { model: "livepatch", direction: "apply", partialOk: false, strict: false }, loadWasmScannerSync());
     expect(host.verdict).toBe("undecided");
   }
+});
+
+test("a frame at a function's end (off == size) is not called clean by a check without an addressed table (redacted snapshot)", () => {
+  // do_nanosleep+0x100/0x100 is the first byte after do_nanosleep: the kernel attributes it to
+  // next_fn_x, which starts there. With the full table the check says blocked.
+  const dump = join(dir, "sysrq-t-end.txt");
+  writeFileSync(dump, readFileSync(fixturePath("ingest-gaps/sysrq-t-base.txt"), "latin1").replace("schedule_hrtimeout_range+0x10/0x10", "schedule_hrtimeout_range+0x8/0x10").replace("do_nanosleep+0x10/0x180", "do_nanosleep+0x100/0x100"));
+  const ks = join(dir, "next-kallsyms");
+  writeFileSync(ks, NOINSTR_KALLSYMS.replace("ffffffff81003400 T hrtimer_nanosleep", "ffffffff81003300 T next_fn_x\nffffffff81003400 T hrtimer_nanosleep"));
+  const statusOf = (...args: string[]) => run(["check", ...args, "--func", "next_fn_x"]).status;
+  expect(statusOf(dump, "--kallsyms", ks)).toBe(1);
+  for (const out of ["end-red.psnap", "end-red.json"]) {
+    const file = join(dir, out);
+    expect(runConvert([dump, "--kallsyms", ks, "--redact", "-o", file], io())).toBe(0);
+    // Was: exit 0 (safe): the frame was attributed to do_nanosleep only.
+    expect(statusOf(file)).toBe(3);
+  }
+  // The same dump without --kallsyms: the owner of that byte is just as unknown.
+  expect(statusOf(dump)).toBe(3);
+  // A frame inside its function stays clean.
+  writeFileSync(dump, readFileSync(dump, "latin1").replace("do_nanosleep+0x100/0x100", "do_nanosleep+0xf0/0x100"));
+  expect(statusOf(dump)).toBe(0);
 });

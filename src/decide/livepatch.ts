@@ -394,6 +394,20 @@ export const LIVEPATCH_RULES: Rule[] = [
           if (why !== undefined) return [m("unresolved", `${frameName(cap, i) ?? "a frame"} is in ${cap.strings.get(f.object[i])}, a patch module whose replacement could not be placed (${why}): it may be in it`, i)];
         }
       }
+      // `foo+0x40/0x40` is the first byte after foo: the kernel's check attributes it to the
+      // symbol that starts there (SPEC §2), which only a table with addresses names. Without one
+      // (no --kallsyms, or a redacted snapshot's table, which the check cannot place) that symbol
+      // could be a patched function: a capture whose table told it was blocked was called safe.
+      if ((input.table === null || !input.table.hasAddresses) && input.ranges.names.size > 0) {
+        const f = cap.frames;
+        const AT_END = FrameFlag.HAS_OFFSET | FrameFlag.HAS_SIZE;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+          if (f.flags[i] & (FrameFlag.GUESS | FrameFlag.UNPARSED | FrameFlag.BARE_HEX | FrameFlag.INLINE) || (f.flags[i] & AT_END) !== AT_END) continue;
+          if (f.size[i] === 0 || f.offset[i] !== f.size[i]) continue;
+          const name = frameName(cap, i) ?? "a frame";
+          return [m("unresolved", `${name}+0x${f.offset[i].toString(16)}/0x${f.size[i].toString(16)} is the first byte after ${name}: the kernel attributes it to the symbol that starts there, which is unknown without a symbol table with addresses: it could be a patched function`, i)];
+        }
+      }
       // A patched function's name in another module may be an enabled patch's replacement
       // (kpatch-built ones keep the name, SPEC §1), and then the kernel checks that instead of
       // the original (SPEC §2). With the applied stack unknown (a dump records none, and no
