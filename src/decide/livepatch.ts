@@ -372,18 +372,6 @@ export const LIVEPATCH_RULES: Rule[] = [
               : `${name} is not in the symbol table`;
         return [m("unresolved", `${why}: it could be a patched function`, i)];
       }
-      // Without a symbol table, `foo+0x40/0x40` (offset == size, not padding) is the first byte
-      // after foo: the kernel's check finds whatever starts there, which only a table can name,
-      // and it may be a patched function (SPEC §2).
-      if (input.resolved.keySpace === "synthetic" && input.ranges.functions.some((g) => g.kind !== "range" && g.loaded)) {
-        const f = cap.frames;
-        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
-          if (st[i] !== FrameStatus.SYNTHETIC || (f.flags[i] & FrameFlag.HAS_SIZE) === 0 || f.size[i] === 0 || f.offset[i] < f.size[i]) continue;
-          const name = frameName(cap, i);
-          if (name === null || isPaddingName(name)) continue; // the padding's end is its function's start (ranges.ts)
-          return [m("unresolved", `${name}+0x${f.offset[i].toString(16)}/0x${f.size[i].toString(16)} is the first byte after ${name}: without a symbol table the function that starts there is unknown, and it could be a patched function`, i)];
-        }
-      }
       // A frame in a patch module where a replacement could not be placed: the kernel knows its
       // address, patchsafe does not, so any of that module's frames may be in it.
       if (input.ranges.unplaced.size > 0) {
@@ -398,13 +386,16 @@ export const LIVEPATCH_RULES: Rule[] = [
       // symbol that starts there (SPEC §2), which only a table with addresses names. Without one
       // (no --kallsyms, or a redacted snapshot's table, which the check cannot place) that symbol
       // could be a patched function: a capture whose table told it was blocked was called safe.
-      if ((input.table === null || !input.table.hasAddresses) && input.ranges.names.size > 0) {
+      // A `? ` frame too (possibly live); not a padding symbol's end, which is its function's
+      // start (ranges.ts keys it there).
+      if ((input.table === null || !input.table.hasAddresses) && input.ranges.functions.some((g) => g.kind !== "range" && g.loaded)) {
         const f = cap.frames;
         const AT_END = FrameFlag.HAS_OFFSET | FrameFlag.HAS_SIZE;
         for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
-          if (f.flags[i] & (FrameFlag.GUESS | FrameFlag.UNPARSED | FrameFlag.BARE_HEX | FrameFlag.INLINE) || (f.flags[i] & AT_END) !== AT_END) continue;
+          if (f.flags[i] & (FrameFlag.UNPARSED | FrameFlag.BARE_HEX | FrameFlag.INLINE) || (f.flags[i] & AT_END) !== AT_END) continue;
           if (f.size[i] === 0 || f.offset[i] !== f.size[i]) continue;
           const name = frameName(cap, i) ?? "a frame";
+          if (isPaddingName(name)) continue;
           return [m("unresolved", `${name}+0x${f.offset[i].toString(16)}/0x${f.size[i].toString(16)} is the first byte after ${name}: the kernel attributes it to the symbol that starts there, which is unknown without a symbol table with addresses: it could be a patched function`, i)];
         }
       }
