@@ -6,7 +6,7 @@ import { decideLivepatch, type DecideOptions, type Rule } from "./decide/livepat
 import type { RuleMatch } from "./decide/verdict.js";
 import type { Verdict } from "./decide/verdict.js";
 import { predictQuiesce, TaskNotes, withKpatchTasks } from "./decide/models.js";
-import type { AppliedPatch, Capture } from "./model.js";
+import type { AppliedPatch, Capture, NameSet } from "./model.js";
 import { assertUniquePatchNames, buildRanges, type RangeTable } from "./patch/ranges.js";
 import type { PatchSpec } from "./patch/spec.js";
 import { SpanScanHits } from "./scan/spanHits.js";
@@ -24,7 +24,7 @@ export interface CheckRequest {
   /** Patches already enabled, oldest first (default: what the capture recorded, else none). */
   applied?: AppliedPatch[];
   /** available_filter_functions of the host, when readable: a patched name not in it cannot be hooked. */
-  traceable?: Set<string> | null;
+  traceable?: NameSet | null;
   /**
    * With no usable table (a redacted snapshot's has no addresses): the unpatchable code section a
    * patched function lies in, as the snapshot recorded it (src/snapshot/redact.ts redactedSectionOf).
@@ -147,7 +147,7 @@ export function check(req: CheckRequest): CheckResult {
   const inTransition = options.direction === "apply" && ownTransition;
   const alreadyEnabled = options.direction === "apply" && req.patch.name !== null && applied.some((p) => p.name === req.patch.name && p.enabled && !p.transition);
   const otherTransition = applied.find((p) => p.transition && (req.patch.name === null || p.name !== req.patch.name))?.name ?? null;
-  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, ownTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? null, sectionOfName: req.sectionOfName ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);
+  const verdict = decideLivepatch({ capture, table: req.symbols, resolved, ranges, hits, notes, inTransition, ownTransition, otherTransition, alreadyEnabled, traceable: req.traceable ?? req.capture.traceable ?? null, sectionOfName: req.sectionOfName ?? null, doubts, appliedGiven: req.applied !== undefined, taskKernel: req.scanner.taskKernel?.() ?? null }, options, req.rules);
   // For quiesce, `baseline` is what quiescing buys: the same global check over the stacks as captured.
   return { capture, symbols: req.symbols, resolved, ranges, hits, verdict, notes: notes ?? new TaskNotes(), baseline };
 }

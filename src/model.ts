@@ -782,6 +782,16 @@ export interface Capture {
   livepatches: AppliedPatch[] | null;
   /** Loaded modules (/proc/modules names); null = not recorded. */
   modules: string[] | null;
+  /**
+   * The functions ftrace can hook (available_filter_functions) when the capture read it: a patched
+   * function not in it cannot be live-patched (SPEC §3 `unpatchable`). Absent/null: not recorded.
+   */
+  traceable?: NameSet | null;
+}
+
+/** A set of names (a Set, or a snapshot's bitset over its symbol table rows). */
+export interface NameSet {
+  has(name: string): boolean;
 }
 
 /**

@@ -7,7 +7,7 @@
  * The host verdict is then bounded by what the capture can prove (completeness, hidden frames).
  */
 import { PatchsafeError } from "../errors.js";
-import { FrameFlag, Interner, STACK_STATUS_CODE, VMLINUX, type Capture, type Reason, type Task, type TaskTable } from "../model.js";
+import { FrameFlag, Interner, STACK_STATUS_CODE, VMLINUX, type Capture, type NameSet, type Reason, type Task, type TaskTable } from "../model.js";
 import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
 import { SpanScanHits, type TaskHits } from "../scan/spanHits.js";
 import type { ScanHits } from "../scan/types.js";
@@ -61,7 +61,7 @@ export interface DecideInput {
   /** Applying a patch the stack shows enabled with its transition complete: every task is done. */
   alreadyEnabled?: boolean;
   /** available_filter_functions, when known. */
-  traceable?: Set<string> | null;
+  traceable?: NameSet | null;
   /** Without a table with addresses: the unpatchable section of a function by name (redacted snapshots). */
   sectionOfName?: ((object: string, name: string) => string | null) | null;
   /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */

@@ -23,7 +23,7 @@ import type { MessageChannel, Worker } from "node:worker_threads";
 import { workerThreads } from "./lazyBuiltins.js";
 import { CaptureBuilder, TokenKind } from "../ingest/builder.js";
 import type { AppliedFunction, AppliedPatch, Capture, Reason } from "../model.js";
-import { errnoOf, liveHostFacts, MAX_FILE, parseStat, readKpatchPatches, type ReadResult, readNoFollow } from "./live.js";
+import { errnoOf, liveHostFacts, MAX_FILE, parseStat, readKpatchPatches, type ReadResult, readNoFollow, readTraceable } from "./live.js";
 
 export { readNoFollow, type ReadResult };
 
@@ -757,6 +757,9 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   }
   cap.complete = reasons.length === 0;
   cap.completeness = reasons;
+  // What ftrace can hook: a later check of the snapshot needs it as a check of the live host
+  // does (a notrace function cannot be patched); without it that check could say safe.
+  cap.traceable = readTraceable(sysRoot);
   if (vanished > 0) cap.warnings.push({ code: "vanished", message: `${vanished} thread(s) exited during the walk and are not part of the capture` });
   if (reader.kind === "direct") cap.warnings.push({ code: "no-read-timeout", message: "files were read without a deadline (no reader thread)" });
   cap.warnings.push(...lp.warnings, ...kp.warnings);

@@ -23,6 +23,7 @@ import { frameText } from "../ingest/nativeJson.js";
 import { type Capture, emptyHostFacts, FrameColumns, FrameFlag, frameLine, MAX_COMM_BYTES, framesInTasks, hex64, type Reason, type StackStatus, type Task, TaskTable, type TriState, u64 } from "../model.js";
 import { finishTable, type SymbolTable } from "../symbols/table.js";
 import { type DecodedSnapshot, prepareExport, validatePatches } from "./psnap.js";
+import { traceableBits, traceableFromBits } from "./redact.js";
 import { type EncodeOptions, SECTION_NAMES, type SectionRows, SNAPSHOT_FORMAT, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, type SnapshotHeader } from "./model.js";
 import { VERSION } from "../version.js";
 
@@ -111,6 +112,11 @@ function emitSnapshotJson(prepared: ReturnType<typeof prepareExport>, opts: Enco
     warnings: cap.warnings,
     livepatches: cap.livepatches,
     modules: cap.modules,
+    // available_filter_functions as a bitset over the symbol rows, in hex (absent: not recorded).
+    ...(() => {
+      const bits = traceableBits(cap.traceable, symbols);
+      return bits === null ? {} : { traceable: Array.from(bits, (b) => b.toString(16).padStart(2, "0")).join("") };
+    })(),
   } as unknown as JObj;
   // Tasks one per line: diffable, and big snapshots stay greppable.
   const head = JSON.stringify({ format: SNAPSHOT_FORMAT, version: SNAPSHOT_MAJOR, minor: SNAPSHOT_MINOR, header, capture } as unknown as JObj, null, 1);
@@ -496,6 +502,14 @@ function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: strin
         }
       }
     } else symbols.coverage = coverage as SymbolTable["coverage"];
+  }
+  if (c.traceable !== null && c.traceable !== undefined) {
+    const hex = str(c.traceable, "$.capture.traceable");
+    if (symbols === null) bad("$.capture.traceable", "a traceable bitset without a symbol table");
+    if (hex.length !== 2 * ((symbols!.count + 7) >> 3) || !/^[0-9a-f]*$/.test(hex)) bad("$.capture.traceable", `expected ${(symbols!.count + 7) >> 3} bytes in hex`);
+    const bits = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < bits.length; i++) bits[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+    capture.traceable = traceableFromBits(bits, symbols!);
   }
   const taskStack = stackIds(capture);
   return { header, capture: shareRows(capture, taskStack), symbols, sectionRows, taskStack };

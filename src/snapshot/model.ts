@@ -26,6 +26,9 @@ export const SNAPSHOT_MAJOR = 1;
  *   digest (a fleet worker: hosts of one kernel build) reads only the bytes before the section
  *   and checks the body's CRC-32 with the section's (crc32Combine). An addition: 1.1 and 1.2
  *   readers ignore it.
+ *   Also in 1.3, an addition older 1.3 readers ignore: `capture.traceable`, the live host's
+ *   available_filter_functions as a bitset over the symbol rows (absent: not recorded), so a
+ *   check of the snapshot knows, as a check of the live host does, what ftrace cannot hook.
  * This build reads 1.0 to 1.3.
  */
 export const SNAPSHOT_MINOR = 3;

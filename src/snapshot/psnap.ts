@@ -68,7 +68,7 @@ import { sha256 as sha256Ts } from "../sha256.js";
 import { crc32 } from "./crc32.js";
 import { storedNameBlob } from "./names.js";
 import { symbolSizes } from "./sizes.js";
-import { hashComms, redactCapture, redactSymbols } from "./redact.js";
+import { hashComms, redactCapture, redactSymbols, traceableBits, traceableFromBits } from "./redact.js";
 import {
   type EncodeOptions,
   SECTION_NAMES,
@@ -462,6 +462,8 @@ export function encodeSnapshot(original: Capture, originalSymbols: SymbolTable |
       livepatches: capture.livepatches,
       modules: capture.modules,
       strings,
+      // available_filter_functions over the symbol rows (absent before format 1.4: not recorded).
+      traceable: traceableBits(capture.traceable, symbols),
     },
     tasks: {
       n: T,
@@ -1588,7 +1590,13 @@ function decodeSnapshotWith(bytes: Uint8Array, file: string, opts: DecodeOptions
     warnings: v.reasons(c.warnings, "capture.warnings"),
     livepatches: meta.livepatches,
     modules: meta.modules,
+    traceable: null,
   };
+  if (c.traceable !== null && c.traceable !== undefined) {
+    // A bitset over the symbol rows: without the table it means nothing (a damaged file).
+    const table = sym === null ? v.bad("capture.traceable", "a traceable bitset without a symbol table") : sym.table;
+    capture.traceable = traceableFromBits(v.typed(c.traceable, Uint8Array, (table.count + 7) >> 3, "capture.traceable").slice(), table);
+  }
   if (hints !== null) setSymbolHints(meta.st, sym!.table, hints);
   return { header, capture, symbols: sym === null ? null : sym.table, sectionRows: sym === null ? null : sym.sectionRows, taskStack: stack };
 }

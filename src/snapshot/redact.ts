@@ -3,7 +3,7 @@
  * (frames, symbol addresses, section bounds, `_text`), keeping names, types, sizes and order so
  * a check by name and size still works; and optional salted hashing of user tasks' comms.
  */
-import { type Capture, FrameColumns, FrameFlag, type Task, TaskTable } from "../model.js";
+import { type Capture, FrameColumns, FrameFlag, type NameSet, type Task, TaskTable } from "../model.js";
 import { rowsNamed, type SymbolTable, symbolAddress } from "../symbols/table.js";
 import { SECTION_NAMES, type SectionRows } from "./model.js";
 
@@ -108,4 +108,22 @@ export function hashComms(cap: Capture): Capture {
     return { ...t, comm: Uint8Array.from(label, (c) => c.charCodeAt(0)) };
   }));
   return { ...cap, tasks };
+}
+
+/**
+ * A capture's available_filter_functions as stored in a snapshot: a bitset over the rows of the
+ * snapshot's symbol table (bit r: row r's name is traceable), ~15 KB for a full kallsyms where
+ * the names would be ~1 MB. null without a set or without a table: a live capture without a
+ * table is at best undecided anyway (no-symbol-table).
+ */
+export function traceableBits(set: NameSet | null | undefined, t: SymbolTable | null): Uint8Array | null {
+  if (set === null || set === undefined || t === null) return null;
+  const bits = new Uint8Array((t.count + 7) >> 3);
+  for (let r = 0; r < t.count; r++) if (set.has(t.names[r])) bits[r >> 3] |= 1 << (r & 7);
+  return bits;
+}
+
+/** The set back from traceableBits' bitset and the same table: a name is in it when a row of that name is. */
+export function traceableFromBits(bits: Uint8Array, t: SymbolTable): NameSet {
+  return { has: (name) => (rowsNamed(t, name) ?? []).some((r) => (bits[r >> 3] & (1 << (r & 7))) !== 0) };
 }
