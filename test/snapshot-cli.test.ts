@@ -135,3 +135,26 @@ test("a frame at a function's end (off == size) is not called clean by a check w
   writeFileSync(dump, readFileSync(dump, "latin1").replace("do_nanosleep+0x100/0x100", "do_nanosleep+0xf0/0x100"));
   expect(statusOf(dump)).toBe(0);
 });
+
+test("a JSON snapshot without a kernel fact or a task's patch_state is refused, not read as harmless", () => {
+  const dump = join(dir, "sysrq-t-facts.txt");
+  writeFileSync(dump, readFileSync(fixturePath("ingest-gaps/sysrq-t-base.txt"), "latin1").replace("schedule_hrtimeout_range+0x10/0x10", "schedule_hrtimeout_range+0x8/0x10"));
+  const file = join(dir, "facts.json");
+  expect(runConvert([dump, "-o", file], io())).toBe(0);
+  const text = readFileSync(file, "utf8");
+  const statusOf = (json: string) => {
+    writeFileSync(file, json);
+    return run(["check", file, "--func", "nonexistent_fn_q"]).status;
+  };
+  expect(statusOf(text)).toBe(0);
+  // No reliable stack traces: no task can be switched by a stack check.
+  const unreliable = text.replace('"reliableStacktrace": null', '"reliableStacktrace": false');
+  expect(statusOf(unreliable)).toBe(3);
+  // Was: exit 0 (safe): the absent fact read as null, i.e. reliable.
+  expect(statusOf(unreliable.replace('    "reliableStacktrace": false,\n', ""))).toBe(2);
+  // patch_state 1 on a task with no transition recorded: the recorded stack is not the host's.
+  const mid = text.replace('"patchState":null', '"patchState":1');
+  expect(statusOf(mid)).toBe(3);
+  // Was: exit 0 (safe): the absent patch_state read as unknown.
+  expect(statusOf(mid.replace(',"patchState":1', ""))).toBe(2);
+});

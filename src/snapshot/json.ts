@@ -343,6 +343,10 @@ function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: strin
   host.capSysAdmin = boolN(ho.capSysAdmin, "$.capture.host.capSysAdmin");
   host.initPidNamespace = boolN(ho.initPidNamespace, "$.capture.host.initPidNamespace");
   const co = obj(ho.config, "$.capture.host.config");
+  // Required (null = unknown), as the schema says: a fact left out must not read as a fact known
+  // to be harmless. An absent reliableStacktrace was "not false", i.e. reliable, with no warning;
+  // an absent livepatch hid a kernel without CONFIG_LIVEPATCH.
+  for (const k of ["livepatch", "reliableStacktrace", "unwinder"]) if (!(k in co)) bad(`$.capture.host.config.${k}`, "missing (null when unknown)");
   host.config.livepatch = boolN(co.livepatch, "$.capture.host.config.livepatch");
   host.config.reliableStacktrace = boolN(co.reliableStacktrace, "$.capture.host.config.reliableStacktrace");
   const u = co.unwinder ?? null;
@@ -361,6 +365,9 @@ function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: strin
     if (commStr !== null) for (let i = 0; i < commStr.length; i++) if (commStr.charCodeAt(i) > 0xff) bad(`${p}.comm`, "code points above U+00FF cannot be comm bytes");
     const state = strN(t.state, `${p}.state`);
     if (state !== null && !/^[A-Za-z]$/.test(state)) bad(`${p}.state`, "expected one state letter");
+    // Required (null = unknown): 0 or 1 on any task says a transition is in progress, which
+    // keeps the verdict from being safe; an absent one read as null dropped that.
+    if (!("patchState" in t)) bad(`${p}.patchState`, "missing (null when unknown)");
     const ps = t.patchState ?? null;
     if (ps !== null && ps !== -1 && ps !== 0 && ps !== 1) bad(`${p}.patchState`, "expected -1, 0, 1 or null");
     const status = str(t.stackStatus, `${p}.stackStatus`) as StackStatus;

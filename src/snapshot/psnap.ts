@@ -686,6 +686,8 @@ function host(v: V, o: Obj): HostFacts {
   h.capSysAdmin = v.boolN(o.capSysAdmin, "host.capSysAdmin");
   h.initPidNamespace = v.boolN(o.initPidNamespace, "host.initPidNamespace");
   const c = v.obj(o.config, "host.config");
+  // Written by every version (null = unknown): an absent one must not read as harmless.
+  for (const k of ["livepatch", "reliableStacktrace", "unwinder"]) if (!(k in c)) v.bad(`host.config.${k}`, "missing");
   h.config.livepatch = v.boolN(c.livepatch, "host.config.livepatch");
   h.config.reliableStacktrace = v.boolN(c.reliableStacktrace, "host.config.reliableStacktrace");
   const u = c.unwinder;
