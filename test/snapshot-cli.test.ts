@@ -157,4 +157,9 @@ test("a JSON snapshot without a kernel fact or a task's patch_state is refused, 
   expect(statusOf(mid)).toBe(3);
   // Was: exit 0 (safe): the absent patch_state read as unknown.
   expect(statusOf(mid.replace(',"patchState":1', ""))).toBe(2);
+  // A task in state R: runnable or running, a capture cannot tell.
+  const running = text.replace('"state":"S"', '"state":"R"');
+  expect(statusOf(running)).toBe(3);
+  // Was: exit 0 (safe): the absent state read as unknown, and a task with frames was clean.
+  expect(statusOf(running.replace(',"state":"R"', ""))).toBe(2);
 });

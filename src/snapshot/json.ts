@@ -367,7 +367,8 @@ function snapshotFromDoc(doc: Json, taskList: Iterable<Json> | null, file: strin
     if (state !== null && !/^[A-Za-z]$/.test(state)) bad(`${p}.state`, "expected one state letter");
     // Required (null = unknown): 0 or 1 on any task says a transition is in progress, which
     // keeps the verdict from being safe; an absent one read as null dropped that.
-    if (!("patchState" in t)) bad(`${p}.patchState`, "missing (null when unknown)");
+    // So are the other facts (null = unknown): an absent state hid a task in state R (running).
+    for (const k of ["pid", "tid", "comm", "state", "flags", "ppid", "startTime", "cpu", "patchState", "errno", "statusKthread", "frameLine"]) if (!(k in t)) bad(`${p}.${k}`, "missing (null when unknown)");
     const ps = t.patchState ?? null;
     if (ps !== null && ps !== -1 && ps !== 0 && ps !== 1) bad(`${p}.patchState`, "expected -1, 0, 1 or null");
     const status = str(t.stackStatus, `${p}.stackStatus`) as StackStatus;
