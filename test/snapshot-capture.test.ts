@@ -134,6 +134,26 @@ describe("fake trees", () => {
     }
   });
 
+  test("a process whose threads cannot be listed, or a thread whose stat cannot be read, is not taken as gone", () => {
+    const proc = join(dir, "proc-unlisted");
+    const d = join(proc, "2", "task", "2");
+    put(join(d, "stat"), "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 102 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 3 0 0 0 0 0\n");
+    put(join(d, "comm"), "kthreadd\n");
+    put(join(d, "stack"), "[<0>] kthreadd+0x1a0/0x1f0\n[<0>] ret_from_fork+0x34/0x50\n");
+    // /proc/500/task that cannot be listed (here: not a directory; on a host: EACCES from an LSM).
+    put(join(proc, "500", "task"), "");
+    // A thread whose stat is a directory (EISDIR: unreadable, not gone); its stack is read.
+    mkdirSync(join(proc, "600", "task", "600", "stat"), { recursive: true });
+    put(join(proc, "600", "task", "600", "stack"), "[<0>] do_epoll_wait+0x588/0x5e0\n");
+    const host = { ...emptyHostFacts(), capSysAdmin: true, initPidNamespace: true, hostname: "fake" };
+    const r = captureHost({ procRoot: proc, sysRoot: join(dir, "nosys"), selfPid: -1, hostFacts: host, reader: directReader() });
+    // Was: both counted as "exited during the walk" (a warning) and the capture complete.
+    expect(r.vanished).toBe(0);
+    expect(r.capture.complete).toBe(false);
+    expect(r.capture.completeness.map((x) => x.message).join("; ")).toMatch(/1 process\(es\) could not be listed/);
+    expect(r.capture.tasks.map((t) => t.tid)).toEqual([2, 600]);
+  });
+
   test("a read that never returns times out; the walk goes on", () => {
     const proc = join(dir, "proc-fifo");
     mkdirSync(join(proc, "5", "task", "5"), { recursive: true });

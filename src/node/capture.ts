@@ -612,12 +612,16 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
   const excluded: Capture["excluded"] = [];
   const unreadable = new Map<string, number>();
   let vanished = 0;
+  /** Processes still there whose threads could not be listed: not gone, so the capture is partial. */
+  let unlisted = 0;
   const pids = numericDirs(procRoot);
   if (pids === null) throw new Error(`cannot list ${procRoot}`);
   /** One thread's files as read: builds its task (or counts it vanished). */
   /** One thread's files as read (its stat already parsed): builds its task (or counts it vanished). */
   const addThread = (pid: number, tid: number, [statR, commR, statusR, psR, stackR]: ReadResult[], stat: ReturnType<typeof parseStat> | null): void => {
-    if (!statR.ok && statR.errno !== "ETIMEDOUT") {
+    // Only a thread that is gone is left out; one whose stat cannot be read for another reason
+    // (EACCES from an LSM, …) is still there: its stack read says what is known of it.
+    if (!statR.ok && (statR.errno === "ENOENT" || statR.errno === "ESRCH")) {
       vanished++;
       return;
     }
@@ -680,7 +684,9 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
     for (const pid of pids) {
       const tids = numericDirs(`${procRoot}/${pid}/task`);
       if (tids === null) {
-        vanished++;
+        // Gone (it exited during the walk), or there but unlistable: its threads were not read.
+        if (existsSync(`${procRoot}/${pid}`)) unlisted++;
+        else vanished++;
         continue;
       }
       for (const tid of tids) {
@@ -741,6 +747,7 @@ export function captureHost(opts: CaptureOptions = {}): CaptureReport {
           : "";
     reasons.push({ code: "unreadable", message: `${n} thread stack(s) could not be read (${code}${why})` });
   }
+  if (unlisted > 0) reasons.push({ code: "unreadable", message: `the threads of ${unlisted} process(es) could not be listed (${procRoot}/PID/task): their stacks were not read` });
   if (cap.host.capSysAdmin !== true) reasons.push({ code: "no-cap-sys-admin", message: "the capture ran without CAP_SYS_ADMIN in the initial user namespace: stacks of other tasks may be hidden" });
   if (cap.host.initPidNamespace !== true) reasons.push({ code: "not-initial-pid-namespace", message: "pid 2 (kthreadd) is not visible: the capture ran inside a PID namespace and sees only part of the host" });
   // The applied stack: enabled livepatches, then kpatch.ko's modules (ordered by /proc/modules).
