@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { emptyHostFacts } from "../src/model.js";
 import { captureHost, captureHostAfter, directReader, readLivepatches, readModules, timedReader } from "../src/node/capture.js";
+import { liveHostFacts } from "../src/node/live.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { run } from "../src/cli/main.js";
 import { snapshotToJson } from "../src/snapshot/json.js";
@@ -152,6 +153,19 @@ describe("fake trees", () => {
     expect(r.capture.complete).toBe(false);
     expect(r.capture.completeness.map((x) => x.message).join("; ")).toMatch(/1 process\(es\) could not be listed/);
     expect(r.capture.tasks.map((t) => t.tid)).toEqual([2, 600]);
+  });
+
+  test("the initial PID namespace is told by /proc/self/ns/pid, not by a pid 2 named kthreadd", () => {
+    const proc = join(dir, "proc-ns");
+    put(join(proc, "2", "comm"), "kthreadd\n");
+    mkdirSync(join(proc, "self", "ns"), { recursive: true });
+    // A container's PID namespace whose pid 2 renamed itself (prctl PR_SET_NAME).
+    symlinkSync("pid:[4026532999]", join(proc, "self", "ns", "pid"));
+    // Was: true, so a capture inside the container could be complete.
+    expect(liveHostFacts(proc).initPidNamespace).toBe(false);
+    rmSync(join(proc, "self", "ns", "pid"));
+    symlinkSync("pid:[4026531836]", join(proc, "self", "ns", "pid"));
+    expect(liveHostFacts(proc).initPidNamespace).toBe(true);
   });
 
   test("a read that never returns times out; the walk goes on", () => {

@@ -11,6 +11,8 @@ import type { AppliedFunction, AppliedPatch, HostFacts, Reason } from "../model.
 
 /** Inode numbers of the initial namespaces (include/linux/proc_ns.h PROC_*_INIT_INO). */
 const INIT_USER_NS = "user:[4026531837]";
+/** The initial PID namespace's inode (PROC_PID_INIT_INO, include/linux/proc_ns.h). */
+const INIT_PID_NS = "pid:[4026531836]";
 const CAP_SYS_ADMIN_BIT = 21n;
 
 function readOrNull(path: string): Buffer | null {
@@ -79,6 +81,14 @@ export function liveHostFacts(procRoot = "/proc"): HostFacts {
   }
   if (m !== null) capSysAdmin = ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN_BIT) & 1n) === 1n && initUserNs !== false;
   const kthreadd = readOrNull(`${procRoot}/2/comm`)?.toString("latin1").trim();
+  // pid 2's comm alone does not prove the initial PID namespace: any process can name itself
+  // kthreadd (prctl PR_SET_NAME), and in a container's namespace pid 2 is an ordinary process.
+  let initPidNs: boolean | null = null;
+  try {
+    initPidNs = readlinkSync(`${procRoot}/self/ns/pid`) === INIT_PID_NS;
+  } catch {
+    initPidNs = null;
+  }
   const machine = arch() === "x64" ? "x86_64" : arch() === "arm64" ? "aarch64" : arch();
   return {
     bootId: readOrNull(`${procRoot}/sys/kernel/random/boot_id`)?.toString("latin1").trim() ?? null,
@@ -88,7 +98,7 @@ export function liveHostFacts(procRoot = "/proc"): HostFacts {
     capturedAt: new Date().toISOString(),
     config: readConfig(procRoot, rel),
     capSysAdmin,
-    initPidNamespace: kthreadd === undefined ? false : kthreadd === "kthreadd",
+    initPidNamespace: kthreadd === undefined || initPidNs === false ? false : kthreadd === "kthreadd",
   };
 }
 
