@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { emptyHostFacts } from "../src/model.js";
-import { captureHost, captureHostAfter, directReader, readLivepatches, readModules, timedReader } from "../src/node/capture.js";
+import { captureHost, captureHostAfter, directReader, type ReadResult, readLivepatches, readModules, readNoFollow, timedReader } from "../src/node/capture.js";
 import { liveHostFacts } from "../src/node/live.js";
 import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { run } from "../src/cli/main.js";
@@ -79,6 +79,20 @@ describe("fake trees", () => {
     ]);
     expect(warnings.map((w) => w.code)).toContain("livepatch-forced-unknown");
     expect(readLivepatches(join(dir, "nosys")).patches).toEqual([]);
+  });
+
+  test("sysfs livepatch reader: an unreadable transition flag leaves the stack unknown; none (before 4.12) means no transition", () => {
+    const sys = join(dir, "sys-tr");
+    fakeSys(sys);
+    const file = join(sys, "kernel", "livepatch", "p_new", "transition");
+    // Read failures other than ENOENT (an I/O error, a deadline, garbage) are not "no transition".
+    const failing = (p: string): ReadResult => (p === file ? { ok: false, errno: "EIO" } : readNoFollow(p));
+    const r = readLivepatches(sys, failing);
+    expect(r.patches).toBeNull();
+    expect(r.warnings.map((w) => w.message).join("\n")).toContain("transition could not be read (EIO)");
+    rmSync(file);
+    const old = readLivepatches(sys);
+    expect(old.patches!.find((p) => p.name === "p_new")!.transition).toBe(false);
   });
 
   test("/proc walk: comm with ')', kthread, symlinks refused, modules, livepatches, snapshot round trip", () => {

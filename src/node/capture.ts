@@ -536,7 +536,15 @@ export function readLivepatches(sysRoot = "/sys", read: (p: string) => ReadResul
   for (const name of names) {
     const dir = `${root}/${name}`;
     const enabled = flag(`${dir}/enabled`);
+    const tr = read(`${dir}/transition`);
     const transition = flag(`${dir}/transition`);
+    // No such file: a kernel before 4.12, with no consistency model and so no transition. Any
+    // other failure leaves unknown whether a transition is running, which the kernel lets
+    // nothing else start beside and during which tasks run either version: not "none".
+    if (transition === null && !(!tr.ok && tr.errno === "ENOENT")) {
+      warnings.push({ code: "livepatch-unreadable", message: `${dir}/transition could not be read (${tr.ok ? "not 0 or 1" : tr.errno}): whether a transition is in progress is unknown` });
+      return { patches: null, warnings };
+    }
     const replace = flag(`${dir}/replace`);
     const so = text(read(`${dir}/stack_order`))?.trim();
     if (enabled === null) warnings.push({ code: "livepatch-unreadable", message: `${dir}/enabled could not be read: taken as enabled` });
