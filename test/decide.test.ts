@@ -337,6 +337,15 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(switched(appliedPatch("lp_other", [["vmlinux", "cmdline_proc_show"]], { transition: true }))).toEqual([["blocked", "blocked"]]);
     const noRel = runCheck(nativeCapture([user(USER_EPOLL)], { host: { config: { reliableStacktrace: false } } }), ["meminfo_proc_show"]);
     expect(outcome(noRel).matches[0].code).toBe("no-reliable-stacktrace");
+    // Unknown (a dump records no kernel config): assumed reliable, with a warning (SPEC §3 rule
+    // 0), which --strict turns undecided; a known-reliable kernel has none.
+    const warned = (reliableStacktrace: boolean | null, strict = false) => {
+      const r = runCheck(nativeCapture([user(USER_EPOLL)], { host: { config: { reliableStacktrace } } }), ["meminfo_proc_show"], { options: { strict } });
+      return [r.verdict.verdict, r.verdict.warnings.some((w) => w.code === "reliable-stacktrace-unknown")];
+    };
+    expect(warned(null)).toEqual([expect.anything(), true]);
+    expect(warned(null, true)[0]).toBe("undecided");
+    expect(warned(true)[1]).toBe(false);
   });
 
   it("off == size: counted against the printed function (kernel blind) and the next one (kernel sees)", () => {

@@ -542,6 +542,13 @@ export function decideLivepatch(input: DecideInput, opts: DecideOptions, rules: 
 
   // Without CONFIG_LIVEPATCH there is no klp_enable_patch(): a livepatch module does not load at
   // all, whatever the tasks do (kpatch.ko patches through ftrace and needs no livepatch core).
+  // SPEC §3 rule 0: without HAVE_RELIABLE_STACKTRACE no task is cleared by its stack. A capture
+  // that could not read the kernel's config (a dump, a host without /proc/config.gz or
+  // /boot/config-*) leaves that unknown: assumed reliable, never silently. (A patch enabled
+  // already needs no stack checked.)
+  if (opts.model === "livepatch" && cap.host.config.reliableStacktrace === null && input.alreadyEnabled !== true) {
+    warnings.push({ code: "reliable-stacktrace-unknown", message: "whether the kernel has reliable stack traces (HAVE_RELIABLE_STACKTRACE) is unknown: assumed; without them no task is cleared by its stack and the transition never completes" });
+  }
   if (opts.model !== "kpatch" && cap.host.config.livepatch === false) {
     bounds.push({ code: "unpatchable", message: "the kernel is built without CONFIG_LIVEPATCH: no live patch module can load on it" });
   }
