@@ -2,9 +2,10 @@ import { describe, expect, it } from "vitest";
 import { PatchsafeError } from "../src/errors.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { buildRanges } from "../src/patch/ranges.js";
-import { emptyPatch, parseRangeArg } from "../src/patch/spec.js";
+import { emptyPatch, parseFuncArg, parseRangeArg } from "../src/patch/spec.js";
+import { decodeSnapshot, encodeSnapshot } from "../src/snapshot/psnap.js";
 import { FrameStatus, resolveFrames } from "../src/symbols/resolve.js";
-import { findObjectSymbol, parseSymbolTable, symbolAddress } from "../src/symbols/table.js";
+import { findObjectSymbol, parseSymbolTable, type SymbolTable, symbolAddress } from "../src/symbols/table.js";
 import { fixtureBytes, hostKallsyms, hostTable } from "./helpers.js";
 
 describe("symbol table from this machine's /proc/kallsyms", () => {
@@ -243,5 +244,36 @@ describe("KASLR: a System.map reconciled with a dump's runtime addresses", () =>
     const t = parseSymbolTable(map, { source: "system.map" });
     const one = parseProcText("[<ffffffff9b000110>] foo+0x10/0x100\n");
     expect(resolveFrames(one, t).warnings.join(" ")).not.toMatch(/reconciled through _text/);
+  });
+});
+
+describe("Clang-LTO `.llvm.` variants (SPEC §1: a warning only)", () => {
+  // foo twice (static), and a promoted foo.llvm.<hash> that Linux ~6.2–6.10 counted in foo's sympos.
+  const ks = [
+    "ffffffff81000000 T _text",
+    "ffffffff81001000 t foo",
+    "ffffffff81001100 t foo.llvm.12345678901234567890",
+    "ffffffff81001200 t foo",
+    "ffffffff81001300 T bar",
+    "ffffffff81001400 T baz.llvm.1",
+    "ffffffff81002000 T _etext",
+    "ffffffffc0001000 t foo.llvm.77\t[mod]",
+  ].join("\n");
+  const warningsFor = (t: SymbolTable, func: string) => {
+    const patch = emptyPatch();
+    patch.funcs.push(parseFuncArg(func));
+    const cap = parseProcText("==> /proc/1/task/1/stack <==\n[<0>] bar+0x10/0x100\n");
+    return buildRanges(patch, t, resolveFrames(cap, t)).warnings.filter((w) => w.includes(".llvm."));
+  };
+
+  it("warns for a patched name with variants in its own object, from a table of strings and from a snapshot's name blob", () => {
+    const text = parseSymbolTable(ks, { file: "kallsyms" });
+    const cap = parseProcText("==> /proc/1/task/1/stack <==\n[<0>] bar+0x10/0x100\n");
+    const blob = decodeSnapshot(encodeSnapshot(cap, text), "s.psnap").symbols!;
+    for (const t of [text, blob]) {
+      expect(warningsFor(t, "foo,2")).toEqual([expect.stringContaining("vmlinux also has 1 foo.llvm.* symbol(s)")]);
+      // bar has none; baz.llvm.1 is not a variant of bar; mod's variant is another object's.
+      expect(warningsFor(t, "bar")).toEqual([]);
+    }
   });
 });

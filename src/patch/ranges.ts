@@ -23,7 +23,7 @@ import type { Direction, Model } from "../decide/verdict.js";
 import { PatchsafeError } from "../errors.js";
 import { type AppliedFunction, type AppliedPatch, VMLINUX } from "../model.js";
 import type { ResolvedFrames } from "../symbols/resolve.js";
-import { findObjectSymbol, prefetchNames, type SymbolTable, symbolAddress } from "../symbols/table.js";
+import { findObjectSymbol, llvmVariantCount, prefetchNames, type SymbolTable, symbolAddress } from "../symbols/table.js";
 import type { PatchSpec } from "./spec.js";
 
 export type RangeRole = "original" | "previous-replacement" | "own-replacement" | "nop" | "conservative-extra";
@@ -299,6 +299,10 @@ export function buildRanges(patch: PatchSpec, table: SymbolTable | null, resolve
       const found = findObjectSymbol(table, f.object, f.oldName, f.oldSympos);
       if (!found.ok) throw new PatchsafeError(found.code, found.message);
       functions[fi].symbol = found.index;
+      const variants = llvmVariantCount(table, f.object, f.oldName);
+      if (variants > 0) {
+        warnings.push(`${f.object} also has ${variants} ${f.oldName}.llvm.* symbol(s) (a Clang-LTO kernel): Linux ~6.2–6.10 counted those in ${f.oldName}'s sympos, so on such a kernel ${f.oldName},${f.oldSympos} may name another copy, or be ambiguous`);
+      }
     } else if (f.oldSympos > 0) {
       throw new PatchsafeError("E_NEED_SYMBOLS", `${f.object}:${f.oldName},${f.oldSympos}: a sympos needs a symbol table to count occurrences in; give --kallsyms`);
     }

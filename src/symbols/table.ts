@@ -264,6 +264,8 @@ interface NameSource {
   hashes(): Uint32Array;
   hashQuery(s: string): number;
   equals(i: number, s: string): boolean;
+  /** Whether row i's name starts with s. */
+  startsWith(i: number, s: string): boolean;
   name(i: number): string;
   /**
    * Rows of each query name, in table order (undefined: none), found by one pass over the rows:
@@ -298,6 +300,9 @@ class ArrayNames implements NameSource {
   }
   equals(i: number, s: string): boolean {
     return this.names[i] === s;
+  }
+  startsWith(i: number, s: string): boolean {
+    return this.names[i].startsWith(s);
   }
   name(i: number): string {
     return this.names[i];
@@ -365,6 +370,14 @@ class BlobNames implements NameSource {
     for (let k = 0; k < d; k++) if (!s.startsWith(PFX, k * PFX.length)) return false;
     const a = start[i];
     for (let k = 0; k < l; k++) if (s.charCodeAt(off + k) !== chars[a + k]) return false;
+    return true;
+  }
+  startsWith(i: number, s: string): boolean {
+    const { chars, start, len, pfx } = this.blob;
+    if (pfx[i] > 0) return s.startsWith(PFX) && this.name(i).startsWith(s);
+    if (len[i] < s.length) return false;
+    const a = start[i];
+    for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) !== chars[a + k]) return false;
     return true;
   }
   name(i: number): string {
@@ -677,6 +690,13 @@ export class NameIndex extends Map<string, number[]> {
     return i >= 0 && i < this.src.count && this.src.equals(i, name);
   }
 
+  /** Rows whose name starts with `prefix`, in table order (one pass over the rows). */
+  rowsStartingWith(prefix: string): number[] {
+    const out: number[] = [];
+    for (let i = 0, n = this.src.count; i < n; i++) if (this.src.startsWith(i, prefix)) out.push(i);
+    return out;
+  }
+
   /** Scans answered before get() builds the index anyway. */
   static readonly SCANS = 8;
   private scans = 0;
@@ -973,6 +993,28 @@ export function prefetchNames(t: SymbolTable, names: readonly string[]): void {
 export function rowHasName(t: SymbolTable, i: number, name: string): boolean {
   if (!(i >= 0 && i < t.count)) return false;
   return t.byName instanceof NameIndex ? t.byName.rowIs(i, name) : t.names[i] === name;
+}
+
+const llvmVariantMemo = new WeakMap<SymbolTable, Map<string, number>>();
+
+/**
+ * How many symbols of `object` are named `name.llvm.<hash>`: Clang-LTO's promoted static
+ * functions. Linux ~6.2–6.10 counted those beside `name` when it resolved a sympos (SPEC §1), so
+ * on such a kernel `name,N` may name another copy than the table's count says. Memoized per
+ * table (a fleet worker's hosts share theirs).
+ */
+export function llvmVariantCount(t: SymbolTable, object: string, name: string): number {
+  let memo = llvmVariantMemo.get(t);
+  if (memo === undefined) llvmVariantMemo.set(t, (memo = new Map()));
+  const key = `${object}\u0000${name}`;
+  let n = memo.get(key);
+  if (n === undefined) {
+    const prefix = `${name}.llvm.`;
+    const rows = t.byName instanceof NameIndex ? t.byName.rowsStartingWith(prefix) : t.names.flatMap((s, i) => (s.startsWith(prefix) ? [i] : []));
+    n = rows.filter((i) => t.objects[t.object[i]] === object).length;
+    memo.set(key, n);
+  }
+  return n;
 }
 
 export type LookupResult =
