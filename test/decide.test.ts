@@ -6,8 +6,9 @@ import { parseSymbolTable } from "../src/symbols/table.js";
 import { referenceScanner } from "../src/scan/reference.js";
 import { parseProcText } from "../src/ingest/procText.js";
 import { symbolAddress } from "../src/symbols/table.js";
-import { appliedPatch, fixtureText, hostCapture, hostTable, nativeCapture, runCheck, USER_EPOLL } from "./helpers.js";
+import { appliedPatch, fixtureText, hostCapture, hostTable, nativeCapture, patchOf, runCheck, USER_EPOLL } from "./helpers.js";
 import type { AppliedPatch } from "../src/model.js";
+import { parseSnapshotJson } from "../src/snapshot/json.js";
 
 const t = hostTable();
 /** A frame token for `name` with this host's size, so it resolves. */
@@ -303,6 +304,19 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect(outcome(r, 2).matches.map((x) => x.code)).toContain("unresolved");
     expect(outcome(r, 3).status).toBe("clean");
     expect(r.verdict.verdict).not.toBe("safe");
+  });
+
+  it("a stack with no frame is empty whatever status the input gives it (a snapshot's \"ok\")", () => {
+    // The snapshot readers keep the file's stack status; an "ok" stack without frames was clean,
+    // and a snapshot whose stacks were all emptied this way came out safe (exit 0).
+    const doc = JSON.parse(fixtureText("snapshot/v1.3-capture.json"));
+    const i = doc.tasks.findIndex((x: { frames: unknown[]; state: string; stackStatus: string }) => x.frames.length > 0 && x.state === "S" && x.stackStatus === "ok");
+    doc.tasks[i].frames = [];
+    const snap = parseSnapshotJson(JSON.stringify(doc), "edited.json");
+    const r = check({ capture: snap.capture, symbols: snap.symbols, patch: patchOf("meminfo_proc_show"), scanner: referenceScanner });
+    const o = outcome(r, i);
+    expect(r.capture.tasks.get(i).stackStatus).toBe("ok");
+    expect([o.status, o.matches[0]?.code]).toEqual(["undecided", "empty-stack"]);
   });
 
   it("unparsed-line, empty-stack, zombies, done, no reliable stack traces", () => {

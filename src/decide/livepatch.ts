@@ -429,7 +429,11 @@ export const LIVEPATCH_RULES: Rule[] = [
   {
     code: "empty-stack",
     test: ({ task }) => {
-      if (task.frameCount > 0 || task.stackStatus !== "empty") return [];
+      // A task with no frame at all, whatever status the input gave it: readers turn "ok" without
+      // frames into "empty", but a snapshot (JSON or binary) keeps the file's status, and an "ok"
+      // stack with no frame proves no more than an empty one (SPEC §3 rule 8). Unreadable and
+      // truncated stacks have rules of their own; vanished tasks are never decided.
+      if (task.frameCount > 0 || (task.stackStatus !== "empty" && task.stackStatus !== "ok")) return [];
       if (task.state === "Z" || task.state === "X") return [];
       return [m("empty-stack", `an empty stack in state ${task.state ?? "unknown"}: nothing proves the task is outside the patched code`)];
     },
