@@ -319,6 +319,13 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     expect([o.status, o.matches[0]?.code]).toEqual(["undecided", "empty-stack"]);
   });
 
+  it("a trace of only inline pseudo-frames has no real chain: unreliable, never clean", () => {
+    const inl = (text: string) => ({ text, inline: true }) as unknown as string;
+    const r = runCheck(nativeCapture([user([inl("do_epoll_wait+0x588/0x5e0")])], { hidesSchedFrames: false }), ["do_epoll_wait"]);
+    expect([outcome(r).status, outcome(r).matches[0]?.code]).toEqual(["undecided", "unreliable"]);
+    expect(r.verdict.verdict).not.toBe("safe");
+  });
+
   it("unparsed-line, empty-stack, zombies, done, no reliable stack traces", () => {
     const r = runCheck(
       nativeCapture([

@@ -202,8 +202,16 @@ export const LIVEPATCH_RULES: Rule[] = [
       const f = cap.frames;
       if (chain.length === 0) {
         let guesses = 0;
-        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) if (f.flags[i] & FrameFlag.GUESS) guesses++;
+        let unparsed = 0;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+          if (f.flags[i] & FrameFlag.GUESS) guesses++;
+          else if (f.flags[i] & FrameFlag.UNPARSED) unparsed++;
+        }
         if (guesses > 0) out.push(m("unreliable", "the trace is only `? ` guesses: the unwinder found no real chain"));
+        // Only `[inline]` pseudo-frames (no address of their own; a symbolizer prints them above
+        // the real frame they were inlined into): the real frames are missing, so nothing shows
+        // the trace reaches a bottom. Was clean. (Only unparsed lines: the unparsed-line rule.)
+        else if (unparsed < task.frameCount) out.push(m("unreliable", "the trace holds no real frame (only inline pseudo-frames): the unwind it came from cannot be seen"));
         return out;
       }
       for (const i of chain) {
