@@ -124,6 +124,23 @@ describe("this host's captures", () => {
     expect(outcome(r, 3).status).toBe("clean");
     expect(r.verdict.verdict).toBe("blocked");
   });
+
+  it("without a symbol table: a frame printed without a Clang-LTO suffix may be the patched `foo.llvm.N`", () => {
+    // kallsyms cleanup_symbol_name() prints `foo.llvm.123` as `foo` (early ThinLTO: `foo.part.0` as
+    // `foo`); by name alone the task matched no range and the host was safe.
+    const K = ["kthreadd+0x10/0x100", "ret_from_fork+0x166/0x190", "ret_from_fork_asm+0x1a/0x30"];
+    const task = (pid: number, frames: string[]) => ({ pid, tid: pid, comm: "k", state: "S", flags: 0x208040, frames });
+    const cap = () => nativeCapture([task(2, ["foo+0x10/0x40", ...K]), task(3, ["foobar+0x10/0x40", ...K])], { hidesSchedFrames: false });
+    for (const name of ["foo.llvm.123", "foo.part.0"]) {
+      const r = check({ capture: cap(), symbols: null, patch: { ...emptyPatch(), funcs: [parseFuncArg(name)] }, applied: [], scanner: referenceScanner });
+      expect(outcome(r, 0).matches.map((x) => x.code)).toEqual(["unresolved"]);
+      expect(outcome(r, 1).status).toBe("clean");
+      expect(r.verdict.verdict).toBe("undecided");
+    }
+    // A name without a suffix is only itself: `fo` is not a printed form of `foo`.
+    const plain = check({ capture: nativeCapture([task(2, ["fo+0x10/0x40", ...K])], { hidesSchedFrames: false }), symbols: null, patch: { ...emptyPatch(), funcs: [parseFuncArg("foo")] }, applied: [], scanner: referenceScanner });
+    expect(plain.verdict.verdict).toBe("safe");
+  });
 });
 
 describe("the livepatch rules, one at a time (SPEC §3)", () => {

@@ -407,6 +407,26 @@ export const LIVEPATCH_RULES: Rule[] = [
           return [m("unresolved", `${name}+0x${f.offset[i].toString(16)}/0x${f.size[i].toString(16)} is the first byte after ${name}: the kernel attributes it to the symbol that starts there, which is unknown without a symbol table with addresses: it could be a patched function`, i)];
         }
       }
+      // Without a symbol table frames are matched by name alone, and a Clang-LTO kernel prints a
+      // promoted symbol without its suffix (kernel/kallsyms.c cleanup_symbol_name(): `foo.llvm.N`
+      // as `foo`; early ThinLTO cut everything from the first `.`). A frame `foo` may then be the
+      // patched `foo.llvm.N`: with a table it does not resolve and the loop above catches it; here
+      // it matched no range and was clean.
+      if (input.table === null) {
+        const f = cap.frames;
+        for (let i = task.frameStart; i < task.frameStart + task.frameCount; i++) {
+          if (f.flags[i] & (FrameFlag.UNPARSED | FrameFlag.BARE_HEX | FrameFlag.INLINE)) continue;
+          const name = frameName(cap, i);
+          if (name === null || input.ranges.names.has(name)) continue;
+          for (const p of input.ranges.names) {
+            const llvm = p.indexOf(".llvm.");
+            const dot = p.indexOf(".");
+            if ((llvm > 0 && p.slice(0, llvm) === name) || (dot > 0 && p.slice(0, dot) === name)) {
+              return [m("unresolved", `${name} may be the patched ${p} printed without its suffix (a Clang-LTO kernel's kallsyms strips it): without a symbol table the two cannot be told apart`, i)];
+            }
+          }
+        }
+      }
       // A patched function's name in another module may be an enabled patch's replacement
       // (kpatch-built ones keep the name, SPEC §1), and then the kernel checks that instead of
       // the original (SPEC §2). With the applied stack unknown (a dump records none, and no
