@@ -298,6 +298,13 @@ describe("the livepatch rules, one at a time (SPEC §3)", () => {
     const r = check({ capture: cap, symbols, patch: { ...emptyPatch(), funcs: [parseFuncArg("foo.llvm.12345678901234567890")] }, applied: [], scanner: referenceScanner });
     expect(outcome(r).matches.map((x) => x.code)).toContain("unresolved");
     expect(r.verdict.verdict).not.toBe("safe");
+    // A dotted name cut at `.llvm.`, not at its first `.`: `foo.constprop.0.llvm.N` prints as
+    // `foo.constprop.0` (only the first-dot form `foo` was matched: clean, host safe).
+    const dotted = parseSymbolTable(ks.replace("foo.llvm.", "foo.constprop.0.llvm."), { file: "ks" });
+    const cap2 = nativeCapture([user(["foo.constprop.0+0x10/0x100", ...USER_EPOLL])]);
+    const r2 = check({ capture: cap2, symbols: dotted, patch: { ...emptyPatch(), funcs: [parseFuncArg("foo.constprop.0.llvm.12345678901234567890")] }, applied: [], scanner: referenceScanner });
+    expect(outcome(r2).matches.map((x) => x.code)).toContain("unresolved");
+    expect(r2.verdict.verdict).not.toBe("safe");
   });
 
   it("a raw --range: a frame the table cannot place (ambiguous, missing, another size) may lie in it", () => {

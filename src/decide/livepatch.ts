@@ -8,7 +8,7 @@
  */
 import { PatchsafeError } from "../errors.js";
 import { FrameFlag, Interner, STACK_STATUS_CODE, VMLINUX, type Capture, type NameSet, type Reason, type Task, type TaskTable } from "../model.js";
-import { coldParent, couldBePatched, type RangeTable } from "../patch/ranges.js";
+import { coldParent, couldBePatched, type RangeTable, strippedForm } from "../patch/ranges.js";
 import { SpanScanHits, type TaskHits } from "../scan/spanHits.js";
 import type { ScanHits } from "../scan/types.js";
 import { FrameStatus, type ResolvedFrames } from "../symbols/resolve.js";
@@ -419,9 +419,7 @@ export const LIVEPATCH_RULES: Rule[] = [
           const name = frameName(cap, i);
           if (name === null || input.ranges.names.has(name)) continue;
           for (const p of input.ranges.names) {
-            const llvm = p.indexOf(".llvm.");
-            const dot = p.indexOf(".");
-            if ((llvm > 0 && p.slice(0, llvm) === name) || (dot > 0 && p.slice(0, dot) === name)) {
+            if (strippedForm(name, p)) {
               return [m("unresolved", `${name} may be the patched ${p} printed without its suffix (a Clang-LTO kernel's kallsyms strips it): without a symbol table the two cannot be told apart`, i)];
             }
           }

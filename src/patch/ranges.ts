@@ -414,11 +414,20 @@ export function couldBePatched(name: string, patched: Set<string>): boolean {
   // off (kallsyms cleanup_symbol_name in the %pS/%pB lookup: `.llvm.<hash>`, on early ThinLTO
   // everything from the first `.`) while /proc/kallsyms lists it whole: a frame `foo` that the
   // table cannot place may be the patched `foo.llvm.123`.
-  for (const p of patched) {
-    const d = p.indexOf(".");
-    if (d > 0 && d === name.length && p.startsWith(name)) return true;
-  }
+  for (const p of patched) if (strippedForm(name, p)) return true;
   return false;
+}
+
+/**
+ * Whether `name` is how a Clang-LTO kernel may print the symbol `p`: cut at `.llvm.` (kallsyms
+ * cleanup_symbol_name) or, on early ThinLTO kernels, at its first `.`. (Only the first-dot form
+ * was checked: `foo.constprop.0.llvm.1`, printed `foo.constprop.0`, was not a patched name.)
+ */
+export function strippedForm(name: string, p: string): boolean {
+  if (p.length <= name.length || !p.startsWith(name)) return false;
+  const d = p.indexOf(".");
+  const l = p.indexOf(".llvm.");
+  return (d > 0 && d === name.length) || (l > 0 && l === name.length);
 }
 
 /** `f.cold` / `f.cold.N` → `f`, else null. */
