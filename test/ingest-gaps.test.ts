@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run as runCli } from "../src/cli/main.js";
-import { fixturePath, fixtureText, patchOf } from "./helpers.js";
+import { fixturePath, fixtureText, hostKallsyms, patchOf } from "./helpers.js";
 
 const BASE = fixtureText("ingest-gaps/sysrq-t-base.txt");
 const lines = BASE.split("\n");
@@ -97,6 +97,30 @@ describe("reports that interrupt or follow one another", () => {
       expect(doc.reasons.map((x) => x.message).join(" ")).toMatch(/1 task\(s\) \(tid 300\) were blocked or undecided in an earlier capture of the series, and the last capture, which is partial, does not show them/);
       // Nor does the prediction count its absence as an exit.
       expect(doc.prediction.allCleanAt).toBeNull();
+    }
+  });
+
+  it("a blocked task without a tid (a bare /proc/PID/stack paste) in an earlier capture keeps the series from being safe", () => {
+    // Found by review: boundSeriesVerdict skipped tasks with no tid, so `check a.txt b.txt` read
+    // safe (b's verdict) though a.txt, a capture of the same host, was blocked, while the same
+    // pastes with `==> /proc/N/task/N/stack <==` headers were undecided.
+    const dir = mkdtempSync(join(tmpdir(), "ps-gaps-"));
+    try {
+      const ks = join(dir, "kallsyms");
+      writeFileSync(ks, hostKallsyms());
+      const a = join(dir, "a.txt");
+      const b = join(dir, "b.txt");
+      writeFileSync(a, "[<0>] anon_pipe_read+0x393/0x440\n[<0>] vfs_read+0x397/0x3d0\n[<0>] ksys_read+0xc3/0xf0\n[<0>] do_syscall_64+0x71/0x290\n[<0>] entry_SYSCALL_64_after_hwframe+0x76/0x7e\n");
+      writeFileSync(b, "[<0>] do_select+0x65c/0x940\n[<0>] core_sys_select+0x231/0x4d0\n[<0>] do_pselect.constprop.0+0xe9/0x1a0\n[<0>] __x64_sys_pselect6+0x46/0xa0\n[<0>] do_syscall_64+0x71/0x290\n[<0>] entry_SYSCALL_64_after_hwframe+0x76/0x7e\n");
+      const one = (...files: string[]) => runCli(["check", ...files, "--kallsyms", ks, "--func", "anon_pipe_read", "--json"]);
+      // Each alone: a blocked, b safe (for the tasks given).
+      expect([one(a).status, one(b).status]).toEqual([1, 0]);
+      const r = one(a, b);
+      const doc = JSON.parse(r.stdout) as { verdict: string; reasons: { code: string; message: string }[] };
+      expect([r.status, doc.verdict]).toEqual([3, "undecided"]);
+      expect(doc.reasons.map((x) => x.message).join(" ")).toMatch(/1 without a tid/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

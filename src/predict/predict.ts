@@ -68,6 +68,10 @@ export function boundSeriesVerdict(series: CheckResult[]): void {
     if (tid !== null) present.add(tid);
   }
   const missing = new Set<number>();
+  // Blocked or undecided tasks of earlier captures that name no tid (a bare `cat /proc/PID/stack`
+  // paste, an oops trace): nothing can show the last capture holds them, so each counts as
+  // missing (skipping them let a series read safe while an earlier capture was blocked).
+  let anonymous = 0;
   for (const r of series.slice(0, -1)) {
     const out = r.verdict.outcomes;
     for (let i = 0; i < out.length; i++) {
@@ -75,13 +79,15 @@ export function boundSeriesVerdict(series: CheckResult[]): void {
       if (status !== "blocked" && status !== "undecided") continue;
       if (isKpatchAddedTask(r.notes.get(out.task[i]))) continue;
       const tid = r.capture.tasks.tidOf(out.task[i]);
-      if (tid !== null && !present.has(tid)) missing.add(tid);
+      if (tid === null) anonymous++;
+      else if (!present.has(tid)) missing.add(tid);
     }
   }
-  if (missing.size === 0) return;
+  if (missing.size === 0 && anonymous === 0) return;
   const v = last.verdict;
   const tids = [...missing].sort((a, b) => a - b);
-  v.reasons.push({ code: "incomplete-capture", message: `${tids.length} task(s) (tid ${tids.slice(0, 5).join(", ")}${tids.length > 5 ? ", …" : ""}) were blocked or undecided in an earlier capture of the series, and the last capture, which is partial, does not show them: they may still be there` });
+  const which = [tids.length > 0 ? `tid ${tids.slice(0, 5).join(", ")}${tids.length > 5 ? ", …" : ""}` : "", anonymous > 0 ? `${anonymous} without a tid, which no later capture can be matched against` : ""].filter((x) => x !== "").join("; ");
+  v.reasons.push({ code: "incomplete-capture", message: `${tids.length + anonymous} task(s) (${which}) were blocked or undecided in an earlier capture of the series, and the last capture, which is partial, does not show them: they may still be there` });
   if (v.verdict === "safe") v.verdict = "undecided";
 }
 
