@@ -61,6 +61,8 @@ test("one corrupt file is reported; the other hosts are checked in parallel", ()
   expect(doc.hosts[1].hostname).toBe("other");
   expect(status).toBe(1);
   expect(o.err.join("")).toMatch(/4\/4 hosts checked/);
+  // What the DIR holds besides snapshots is named, not silently passed over.
+  expect(o.err.join("")).toContain(`fleet: 1 entry not checked (a DIR is searched for *.psnap and *.json directly inside it, not in subdirectories): ${join(dir, "ignored.txt")}`);
 });
 
 test("text summary and exit 3 when nothing blocks but a host is unreadable", () => {

@@ -63,7 +63,7 @@ function usage(msg: string): never {
 }
 
 /** The snapshot files named by the arguments: files as given, directories' *.psnap / *.json. */
-export function fleetFiles(paths: string[]): string[] {
+export function fleetFiles(paths: string[], skipped: string[] = []): string[] {
   const out: string[] = [];
   for (const p of paths) {
     let isDir = false;
@@ -76,11 +76,14 @@ export function fleetFiles(paths: string[]): string[] {
       out.push(p);
       continue;
     }
-    const names = readdirSync(p, { withFileTypes: true })
+    const entries = readdirSync(p, { withFileTypes: true });
+    const names = entries
       .filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.(psnap|json)$/i.test(d.name))
       .map((d) => d.name)
       .sort();
     for (const n of names) out.push(join(p, n));
+    // Subdirectories and other files are not read: said, since hosts kept there go unchecked.
+    if (entries.length > names.length) skipped.push(...entries.map((d) => d.name).filter((n) => !names.includes(n)).sort().map((n) => join(p, n)));
   }
   return out;
 }
@@ -356,8 +359,13 @@ export function runFleet(args: string[], o: { out: string[]; err: string[] }, rt
   if (values.revert && patch.name === null) usage(`--revert needs a patch with a name: ${values.patch} has none`);
   const jobs = values.jobs === undefined ? availableParallelism() : Number(values.jobs);
   if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 1024) usage("--jobs must be an integer 1..1024");
-  const files = fleetFiles(positionals);
+  const skipped: string[] = [];
+  const files = fleetFiles(positionals, skipped);
   if (files.length === 0) usage("no snapshot found (a DIR is searched for *.psnap and *.json)");
+  if (skipped.length > 0) {
+    const shown = skipped.slice(0, 3).map((f) => terminalSafe(f)).join(", ");
+    o.err.push(`fleet: ${skipped.length} entr${skipped.length === 1 ? "y" : "ies"} not checked (a DIR is searched for *.psnap and *.json directly inside it, not in subdirectories): ${shown}${skipped.length > 3 ? ", …" : ""}\n`);
+  }
   const model = values.model ?? "livepatch";
   if (model !== "livepatch" && model !== "kpatch" && model !== "quiesce") usage(`--model ${model}: expected livepatch, kpatch or quiesce`);
   const direction = values.revert === true ? "revert" : "apply";
