@@ -264,8 +264,8 @@ interface NameSource {
   hashes(): Uint32Array;
   hashQuery(s: string): number;
   equals(i: number, s: string): boolean;
-  /** Whether row i's name starts with s. */
-  startsWith(i: number, s: string): boolean;
+  /** Whether row i's name contains s (an ASCII string). */
+  contains(i: number, s: string): boolean;
   name(i: number): string;
   /**
    * Rows of each query name, in table order (undefined: none), found by one pass over the rows:
@@ -301,8 +301,8 @@ class ArrayNames implements NameSource {
   equals(i: number, s: string): boolean {
     return this.names[i] === s;
   }
-  startsWith(i: number, s: string): boolean {
-    return this.names[i].startsWith(s);
+  contains(i: number, s: string): boolean {
+    return this.names[i].includes(s);
   }
   name(i: number): string {
     return this.names[i];
@@ -372,13 +372,19 @@ class BlobNames implements NameSource {
     for (let k = 0; k < l; k++) if (s.charCodeAt(off + k) !== chars[a + k]) return false;
     return true;
   }
-  startsWith(i: number, s: string): boolean {
-    const { chars, start, len, pfx } = this.blob;
-    if (pfx[i] > 0) return s.startsWith(PFX) && this.name(i).startsWith(s);
-    if (len[i] < s.length) return false;
+  contains(i: number, s: string): boolean {
+    const { chars, start, len } = this.blob;
+    // The `__pfx_` prefixes hold no `.`: the stored code units are where s can be.
     const a = start[i];
-    for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) !== chars[a + k]) return false;
-    return true;
+    const last = a + len[i] - s.length;
+    const c0 = s.charCodeAt(0);
+    for (let k = a; k <= last; k++) {
+      if (chars[k] !== c0) continue;
+      let j = 1;
+      while (j < s.length && chars[k + j] === s.charCodeAt(j)) j++;
+      if (j === s.length) return true;
+    }
+    return false;
   }
   name(i: number): string {
     const { chars, start, len, pfx } = this.blob;
@@ -690,11 +696,16 @@ export class NameIndex extends Map<string, number[]> {
     return i >= 0 && i < this.src.count && this.src.equals(i, name);
   }
 
-  /** Rows whose name starts with `prefix`, in table order (one pass over the rows). */
-  rowsStartingWith(prefix: string): number[] {
+  /** Rows whose name contains `sub` (ASCII), in table order (one pass over the rows). */
+  rowsContaining(sub: string): number[] {
     const out: number[] = [];
-    for (let i = 0, n = this.src.count; i < n; i++) if (this.src.startsWith(i, prefix)) out.push(i);
+    for (let i = 0, n = this.src.count; i < n; i++) if (this.src.contains(i, sub)) out.push(i);
     return out;
+  }
+
+  /** Row i's name. */
+  nameOf(i: number): string {
+    return this.src.name(i);
   }
 
   /** Scans answered before get() builds the index anyway. */
@@ -1000,21 +1011,23 @@ const llvmVariantMemo = new WeakMap<SymbolTable, Map<string, number>>();
 /**
  * How many symbols of `object` are named `name.llvm.<hash>`: Clang-LTO's promoted static
  * functions. Linux ~6.2–6.10 counted those beside `name` when it resolved a sympos (SPEC §1), so
- * on such a kernel `name,N` may name another copy than the table's count says. Memoized per
- * table (a fleet worker's hosts share theirs).
+ * on such a kernel `name,N` may name another copy than the table's count says. One pass over the
+ * names per table (a few ms for 120k symbols), kept for later calls: a fleet worker's hosts share
+ * their table.
  */
 export function llvmVariantCount(t: SymbolTable, object: string, name: string): number {
-  let memo = llvmVariantMemo.get(t);
-  if (memo === undefined) llvmVariantMemo.set(t, (memo = new Map()));
-  const key = `${object}\u0000${name}`;
-  let n = memo.get(key);
-  if (n === undefined) {
-    const prefix = `${name}.llvm.`;
-    const rows = t.byName instanceof NameIndex ? t.byName.rowsStartingWith(prefix) : t.names.flatMap((s, i) => (s.startsWith(prefix) ? [i] : []));
-    n = rows.filter((i) => t.objects[t.object[i]] === object).length;
-    memo.set(key, n);
+  let counts = llvmVariantMemo.get(t);
+  if (counts === undefined) {
+    counts = new Map();
+    const rows = t.byName instanceof NameIndex ? t.byName.rowsContaining(".llvm.") : t.names.flatMap((s, i) => (s.includes(".llvm.") ? [i] : []));
+    for (const i of rows) {
+      const full = t.byName instanceof NameIndex ? t.byName.nameOf(i) : t.names[i];
+      const key = `${t.objects[t.object[i]]}\u0000${full.slice(0, full.indexOf(".llvm."))}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    llvmVariantMemo.set(t, counts);
   }
-  return n;
+  return counts.get(`${object}\u0000${name}`) ?? 0;
 }
 
 export type LookupResult =
