@@ -2,7 +2,7 @@
  * The pipeline without I/O: capture + symbol table + patch → resolve → ranges → scan → decide.
  * The CLI and the library API both call this; nothing here touches files or the process.
  */
-import { decideLivepatch, type DecideOptions, type Rule } from "./decide/livepatch.js";
+import { decideLivepatch, type DecideOptions, type Rule, type SectionOfName } from "./decide/livepatch.js";
 import type { RuleMatch } from "./decide/verdict.js";
 import type { Verdict } from "./decide/verdict.js";
 import { predictQuiesce, TaskNotes, withKpatchTasks } from "./decide/models.js";
@@ -29,7 +29,7 @@ export interface CheckRequest {
    * With no usable table (a redacted snapshot's has no addresses): the unpatchable code section a
    * patched function lies in, as the snapshot recorded it (src/snapshot/redact.ts redactedSectionOf).
    */
-  sectionOfName?: ((object: string, name: string) => string | null) | null;
+  sectionOfName?: SectionOfName | null;
   /** The rule table (default LIVEPATCH_RULES); tests drop one rule at a time to prove they matter. */
   rules?: Rule[];
 }

@@ -15,7 +15,7 @@ import { check, type CheckResult } from "../check.js";
 import { assertSeriesOrder, boundSeriesVerdict, predict } from "../predict/predict.js";
 import type { Prediction } from "../predict/types.js";
 import { predictionText } from "../report/prediction.js";
-import type { DecideOptions } from "../decide/livepatch.js";
+import type { DecideOptions, SectionOfName } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import type { Capture } from "../model.js";
 import { emptyPatch, parseAppliedFile, parseFuncArg, parsePatchFile, parseRangeArg, type PatchSpec } from "../patch/spec.js";
@@ -200,7 +200,7 @@ function runCheck(args: string[], o: Output): number {
   let series: Capture[] | null = null;
   let symbols: SymbolTable | null = null;
   /** A redacted snapshot's record of which functions lie in unpatchable sections (its table is not used). */
-  let sectionOfName: ((object: string, name: string) => string | null) | null = null;
+  let sectionOfName: SectionOfName | null = null;
   if (positionals.length === 0) {
     const kpatch = loadedKpatchModules();
     if (applied === undefined && kpatch.length > 0) {

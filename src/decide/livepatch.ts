@@ -41,6 +41,9 @@ export interface DecideOptions {
   strict: boolean;
 }
 
+/** Which unpatchable code section (`.entry.text`, …) a function lies in, from a source other than an addressed table (a redacted snapshot's section rows); null: none known. */
+export type SectionOfName = (object: string, name: string) => string | null;
+
 export interface DecideInput {
   capture: Capture;
   table: SymbolTable | null;
@@ -63,7 +66,7 @@ export interface DecideInput {
   /** available_filter_functions, when known. */
   traceable?: NameSet | null;
   /** Without a table with addresses: the unpatchable section of a function by name (redacted snapshots). */
-  sectionOfName?: ((object: string, name: string) => string | null) | null;
+  sectionOfName?: SectionOfName | null;
   /** quiesce: doubts about a task's captured stack, which its predicted stack inherits. */
   doubts?: Map<number, RuleMatch>;
   /** The user gave the applied stack (--applied/--applied-module/--no-applied): the capture's record of it does not matter. */

@@ -5,7 +5,7 @@
  * unusable snapshot becomes a result with `error`.
  */
 import { check } from "../check.js";
-import { APPLIED_STACK_UNKNOWN, type DecideOptions } from "../decide/livepatch.js";
+import { APPLIED_STACK_UNKNOWN, type DecideOptions, type SectionOfName } from "../decide/livepatch.js";
 import { PatchsafeError } from "../errors.js";
 import type { Reason } from "../model.js";
 import { assertUniquePatchNames, notRevertable } from "../patch/ranges.js";
@@ -70,7 +70,7 @@ export function checkSnapshotFile(
     base.applied = capture.livepatches === null ? null : capture.livepatches.map((p) => p.name);
     base.transition = capture.livepatches?.find((p) => p.transition)?.name ?? null;
     let symbols = snap.symbols;
-    let sectionOfName: ((object: string, name: string) => string | null) | null = null;
+    let sectionOfName: SectionOfName | null = null;
     if (symbols !== null && !symbols.hasAddresses) {
       // A redacted table cannot be used by resolve/ranges yet (they need addresses): checking
       // by name alone is the conservative path (the verdict is then at best undecided).

@@ -5,6 +5,7 @@
  */
 import { type Capture, FrameColumns, FrameFlag, type NameSet, type Task, TaskTable } from "../model.js";
 import { rowsNamed, type SymbolTable, symbolAddress } from "../symbols/table.js";
+import type { SectionOfName } from "../decide/livepatch.js";
 import { SECTION_NAMES, type SectionRows } from "./model.js";
 
 /** The capture with every frame address dropped (HAS_ADDRESS cleared). Tasks are shared. */
@@ -48,7 +49,7 @@ export function sectionRowsOf(t: SymbolTable): SectionRows {
  * conservative answer). Without this, a check of a redacted snapshot lost the `unpatchable`
  * bound that the same capture with its full table gives, and could say `safe`.
  */
-export function redactedSectionOf(t: SymbolTable, rows: SectionRows | null): (object: string, name: string) => string | null {
+export function redactedSectionOf(t: SymbolTable, rows: SectionRows | null): SectionOfName {
   const sections: [keyof SectionRows, string][] = [["entry", ".entry.text"], ["noinstr", ".noinstr.text"], ["cpuidle", ".cpuidle.text"]];
   const vmlinux = t.objects.indexOf("vmlinux");
   return (object, name) => {
